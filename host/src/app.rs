@@ -1,0 +1,252 @@
+//! The service's life: parse, load, start, serve, stop.
+
+use std::{
+    ffi::OsString,
+    net::SocketAddr,
+    process::ExitCode,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::net::TcpListener;
+
+use crate::{
+    cli::{self, PluginArgSpec, Settings},
+    http::{self, AppSpec},
+    logging,
+    plugins::{
+        bus_bridge::BusBridge,
+        context::HostServices,
+        features::FeatureRegistry,
+        lifecycle,
+        loader::{self, LoadedSet},
+        routes::RouteTable,
+    },
+    shutdown,
+};
+
+/// Exit code for a service that could not start (bad plugin, port taken, …).
+const EXIT_FAILURE: u8 = 1;
+
+/// Runs the service with the process's arguments; the return value is the exit code.
+pub fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let args = match cli::expand_argfiles(args) {
+        Ok(args) => args,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+
+    let explicit_dir = cli::prescan_plugins(&args);
+    let plugins_dir = explicit_dir
+        .clone()
+        .unwrap_or_else(|| cli::DEFAULT_PLUGINS.into());
+    let loaded = match loader::load_dir(&plugins_dir, explicit_dir.is_none()) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            let detail = cli::prescan_debug(&args);
+            eprintln!(
+                "error: {} plugin file(s) refused; the service will not start:",
+                errors.len()
+            );
+            for err in &errors {
+                eprintln!("error: {err}");
+                if let (true, Some(detail)) = (detail, &err.detail) {
+                    eprintln!("{detail}");
+                }
+            }
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+
+    let plugin_args = match plugin_arg_specs(&loaded) {
+        Ok(specs) => specs,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let settings = match cli::parse(&args, &plugin_args) {
+        Ok(settings) => settings,
+        Err(err) => err.exit(),
+    };
+
+    let log_settings = logging::LogSettings {
+        debug: settings.debug,
+        output: settings.output.as_deref(),
+        rust_log: std::env::var("RUST_LOG").ok(),
+    };
+    if let Err(err) = logging::init(&log_settings) {
+        eprintln!("error: {err}");
+        return ExitCode::from(EXIT_FAILURE);
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            tracing::error!("cannot start the async runtime: {err}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let code = runtime.block_on(run(settings, loaded));
+    // Plugin runtimes and abandoned hooks must not keep the process alive.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    code
+}
+
+/// Every plugin argument, refusing clashes with the host's or another plugin's.
+fn plugin_arg_specs(loaded: &LoadedSet) -> Result<Vec<PluginArgSpec>, String> {
+    let builtin = cli::builtin_names();
+    let mut specs: Vec<PluginArgSpec> = Vec::new();
+    for plugin in &loaded.plugins {
+        for arg in &plugin.args {
+            let name = arg.name();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(format!(
+                    "{}: plugin {} declares an invalid argument name \"{name}\"",
+                    plugin.file.display(),
+                    plugin.name
+                ));
+            }
+            if builtin.iter().any(|b| b == name) || name == "help" {
+                return Err(format!(
+                    "{}: plugin {} declares --{name}, which the host already has",
+                    plugin.file.display(),
+                    plugin.name
+                ));
+            }
+            if let Some(other) = specs.iter().find(|s| s.arg.name() == name) {
+                return Err(format!(
+                    "{}: plugin {} declares --{name}, which plugin {} declares too",
+                    plugin.file.display(),
+                    plugin.name,
+                    other.plugin
+                ));
+            }
+            specs.push(PluginArgSpec {
+                plugin: plugin.name.clone(),
+                arg: arg.clone(),
+            });
+        }
+    }
+    Ok(specs)
+}
+
+async fn run(settings: Settings, loaded: LoadedSet) -> ExitCode {
+    tracing::info!(target: "brewblox_host::service", "Creating [{}] application", settings.name);
+    tracing::info!(
+        target: "brewblox_host::service",
+        "Service info: {}",
+        std::env::var("SERVICE_INFO").unwrap_or_else(|_| "UNKNOWN".into())
+    );
+    for plugin in &loaded.plugins {
+        tracing::info!(
+            "Loaded plugin {} {} from {}",
+            plugin.name,
+            plugin.version,
+            plugin.file.display()
+        );
+    }
+
+    let host = Arc::new(HostServices {
+        runtime: tokio::runtime::Handle::current(),
+        config_json: serde_json::Value::Object(settings.config.clone()).to_string(),
+        routes: Mutex::new(RouteTable::default()),
+        features: FeatureRegistry::default(),
+        bus: BusBridge::disabled(),
+    });
+
+    let plugins = match lifecycle::create_all(&loaded.plugins, &host) {
+        Ok(plugins) => plugins,
+        Err(err) => {
+            tracing::error!("{err}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    if let Err(err) = lifecycle::startup_all(&plugins, settings.hook_timeout).await {
+        tracing::error!("Service not started: {err}");
+        return ExitCode::from(EXIT_FAILURE);
+    }
+
+    let plugin_routes = host
+        .routes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .freeze();
+    for route in &plugin_routes {
+        tracing::debug!(
+            "Endpoint [{}] /{}{} (plugin {})",
+            route.method,
+            settings.name,
+            route.path,
+            route.plugin
+        );
+    }
+    for (name, owner) in host.features.list() {
+        tracing::debug!("Feature [{name}] (plugin {owner})");
+    }
+    let app = http::router(AppSpec {
+        name: settings.name.clone(),
+        max_body_size: settings.max_body_size,
+        debug: settings.debug,
+        plugin_routes,
+        extra: Vec::new(),
+    });
+
+    let address = format!("{}:{}", settings.host, settings.port);
+    let listener = match TcpListener::bind(&address).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            tracing::error!("cannot listen on {address}: {err}");
+            lifecycle::shutdown_all(&plugins, settings.hook_timeout).await;
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    // The original's banner, on stdout, once the socket is bound.
+    println!("======== Running on http://{address} ========\n(Press CTRL+C to quit)");
+
+    let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stopped.await;
+    });
+    let mut server = tokio::spawn(async move { server.await });
+
+    tokio::select! {
+        signal = shutdown::signal() => tracing::info!("Received {signal}, shutting down"),
+        result = &mut server => {
+            tracing::error!("HTTP server stopped unexpectedly: {result:?}");
+            lifecycle::shutdown_all(&plugins, settings.hook_timeout).await;
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    }
+
+    // Stop accepting, then before_shutdown while in-flight requests drain.
+    let _ = stop_accepting.send(());
+    lifecycle::before_shutdown_all(&plugins, settings.hook_timeout).await;
+    match tokio::time::timeout(settings.shutdown_timeout, &mut server).await {
+        Ok(_) => {}
+        Err(_) => {
+            tracing::warn!(
+                "In-flight requests did not finish within {:.1} s; closing them",
+                settings.shutdown_timeout.as_secs_f64()
+            );
+            server.abort();
+        }
+    }
+    lifecycle::shutdown_all(&plugins, settings.hook_timeout).await;
+    tracing::info!("Service stopped");
+    ExitCode::SUCCESS
+}

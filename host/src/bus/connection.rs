@@ -1,0 +1,322 @@
+//! One supervised AMQP connection (the listener's or the publisher's).
+//!
+//! A background task connects, publishes the live connection on a `watch`, notices loss at
+//! once through lapin's connection error callback (a broker close, a socket error or two
+//! missed heartbeats all end up there), and reconnects every `reconnect_interval` until
+//! closed. It warns once per outage; repeats go to debug so a long outage does not spam.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use lapin::{Connection, ConnectionProperties};
+use tokio::runtime::Handle;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use super::config::BusConfig;
+use super::error::BusError;
+use super::health::BusState;
+
+/// Safety net next to the error callback: how often the supervisor also looks at the
+/// connection status. Not the detection mechanism, just a bound if a callback were missed.
+const STATUS_CHECK: Duration = Duration::from_secs(2);
+/// Bound for a clean `connection.close` handshake.
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// Resolve when a `watch<bool>` becomes true, or its sender goes away.
+pub(crate) async fn wait_true(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+/// A connected connection and the signal that says it is gone.
+#[derive(Clone)]
+pub(crate) struct Live {
+    pub conn: Arc<Connection>,
+    pub generation: u64,
+    lost: watch::Receiver<bool>,
+}
+
+impl Live {
+    pub fn is_lost(&self) -> bool {
+        *self.lost.borrow() || !self.conn.status().connected()
+    }
+
+    /// Resolves once this connection is gone (or being closed by us).
+    pub async fn lost(&self) {
+        let mut rx = self.lost.clone();
+        wait_true(&mut rx).await;
+    }
+}
+
+#[derive(Clone)]
+pub(crate) enum LinkStatus {
+    /// Nobody needed this connection yet.
+    Idle,
+    /// First attempt in progress.
+    Connecting,
+    Connected(Live),
+    /// Not connected; `seq` counts failed attempts, so a waiter can tell a fresh failure
+    /// from the one it already saw.
+    Down {
+        error: String,
+        seq: u64,
+    },
+    /// Closed by `close()`; terminal.
+    Closed,
+}
+
+#[derive(Default)]
+struct Stats {
+    reconnects: u64,
+    ever_connected: bool,
+    failed_attempts: u64,
+    last_error: Option<(String, Instant)>,
+}
+
+/// Health of one link.
+#[derive(Debug, Clone)]
+pub(crate) struct LinkHealth {
+    pub state: BusState,
+    pub reconnects: u64,
+    pub last_error: Option<(String, Instant)>,
+    pub blocked: bool,
+}
+
+pub(crate) struct Link {
+    role: &'static str,
+    cfg: Arc<BusConfig>,
+    status_tx: watch::Sender<LinkStatus>,
+    stats: Mutex<Stats>,
+    nudge: Notify,
+    check: Notify,
+    close_tx: watch::Sender<bool>,
+    started: AtomicBool,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Link {
+    pub fn new(role: &'static str, cfg: Arc<BusConfig>) -> Arc<Self> {
+        Arc::new(Link {
+            role,
+            cfg,
+            status_tx: watch::channel(LinkStatus::Idle).0,
+            stats: Mutex::new(Stats::default()),
+            nudge: Notify::new(),
+            check: Notify::new(),
+            close_tx: watch::channel(false).0,
+            started: AtomicBool::new(false),
+            task: Mutex::new(None),
+        })
+    }
+
+    /// Start the supervisor (once). Does nothing after `close()`.
+    pub fn start(self: &Arc<Self>, handle: &Handle) {
+        if *self.close_tx.borrow() || self.started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.status_tx.send_replace(LinkStatus::Connecting);
+        let task = handle.spawn(self.clone().supervise());
+        *lock(&self.task) = Some(task);
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<LinkStatus> {
+        self.status_tx.subscribe()
+    }
+
+    pub fn current(&self) -> Option<Live> {
+        match &*self.status_tx.borrow() {
+            LinkStatus::Connected(live) if !live.is_lost() => Some(live.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn failed_attempts(&self) -> u64 {
+        lock(&self.stats).failed_attempts
+    }
+
+    /// Skip the rest of the reconnect pause and try now (used by a waiting publish).
+    pub fn nudge(&self) {
+        self.nudge.notify_one();
+    }
+
+    /// Ask the supervisor to look at the connection status now (a consumer stream ended).
+    pub fn check_now(&self) {
+        self.check.notify_one();
+    }
+
+    pub fn health(&self) -> LinkHealth {
+        let (state, blocked) = match &*self.status_tx.borrow() {
+            LinkStatus::Idle | LinkStatus::Closed => (BusState::Disabled, false),
+            LinkStatus::Connected(live) if !live.is_lost() => {
+                (BusState::Connected, live.conn.status().blocked())
+            }
+            _ => (BusState::Connecting, false),
+        };
+        let stats = lock(&self.stats);
+        LinkHealth {
+            state,
+            reconnects: stats.reconnects,
+            last_error: stats.last_error.clone(),
+            blocked,
+        }
+    }
+
+    /// Close the connection and stop reconnecting; bounded by [`CLOSE_TIMEOUT`] plus a margin.
+    pub async fn close(&self) {
+        self.close_tx.send_replace(true);
+        let task = lock(&self.task).take();
+        if let Some(task) = task {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(CLOSE_TIMEOUT + Duration::from_secs(1), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+        self.status_tx.send_replace(LinkStatus::Closed);
+    }
+
+    fn record_error(&self, text: &str) {
+        lock(&self.stats).last_error = Some((text.to_string(), Instant::now()));
+    }
+
+    async fn connect(&self) -> Result<Connection, BusError> {
+        let uri = self.cfg.amqp_uri()?;
+        let name = format!("{}:{}", self.cfg.connection_name, self.role);
+        let props = ConnectionProperties::default()
+            .with_connection_name(name.into())
+            .with_executor(tokio_executor_trait::Tokio::current())
+            .with_reactor(tokio_reactor_trait::Tokio);
+        match tokio::time::timeout(
+            self.cfg.connect_timeout,
+            Connection::connect_uri(uri, props),
+        )
+        .await
+        {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(BusError::from(e)),
+            Err(_) => Err(BusError::Unavailable(format!(
+                "no answer from {} within {:?}",
+                self.cfg.endpoint(),
+                self.cfg.connect_timeout
+            ))),
+        }
+    }
+
+    async fn supervise(self: Arc<Self>) {
+        let mut close_rx = self.close_tx.subscribe();
+        let role = self.role;
+        let endpoint = self.cfg.endpoint();
+        let interval = self.cfg.reconnect_interval;
+        let mut generation = 0u64;
+        let mut outage_warned = false;
+        loop {
+            let attempt = tokio::select! {
+                biased;
+                _ = wait_true(&mut close_rx) => break,
+                r = self.connect() => r,
+            };
+            match attempt {
+                Ok(conn) => {
+                    generation += 1;
+                    let conn = Arc::new(conn);
+                    let (lost_tx, lost_rx) = watch::channel(false);
+                    let lost_tx = Arc::new(lost_tx);
+                    let cause: Arc<Mutex<Option<String>>> = Arc::default();
+                    {
+                        let lost_tx = lost_tx.clone();
+                        let cause = cause.clone();
+                        conn.on_error(move |err| {
+                            lock(&cause).get_or_insert_with(|| err.to_string());
+                            lost_tx.send_replace(true);
+                        });
+                    }
+                    {
+                        let mut stats = lock(&self.stats);
+                        if stats.ever_connected {
+                            stats.reconnects += 1;
+                        }
+                        stats.ever_connected = true;
+                    }
+                    info!("Connected event bus {role} to {endpoint} (connection {generation})");
+                    self.status_tx.send_replace(LinkStatus::Connected(Live {
+                        conn: conn.clone(),
+                        generation,
+                        lost: lost_rx.clone(),
+                    }));
+
+                    let mut lost_watch = lost_rx.clone();
+                    let mut ticker = tokio::time::interval(STATUS_CHECK);
+                    let closed_by_us = loop {
+                        tokio::select! {
+                            biased;
+                            _ = wait_true(&mut close_rx) => break true,
+                            _ = wait_true(&mut lost_watch) => break false,
+                            _ = self.check.notified() => {}
+                            _ = ticker.tick() => {}
+                        }
+                        if !conn.status().connected() {
+                            lost_tx.send_replace(true);
+                        }
+                    };
+                    if closed_by_us {
+                        if conn.status().connected() {
+                            let _ =
+                                tokio::time::timeout(CLOSE_TIMEOUT, conn.close(200, "OK")).await;
+                        }
+                        lost_tx.send_replace(true);
+                        info!("Closed event bus {role} connection");
+                        break;
+                    }
+                    let reason = lock(&cause)
+                        .clone()
+                        .unwrap_or_else(|| format!("connection state {:?}", conn.status().state()));
+                    self.record_error(&reason);
+                    warn!(
+                        "Connection lost in event bus {role}: {reason}; reconnecting every {interval:?}"
+                    );
+                    outage_warned = true;
+                    let seq = self.failed_attempts();
+                    self.status_tx
+                        .send_replace(LinkStatus::Down { error: reason, seq });
+                }
+                Err(err) => {
+                    let text = err.to_string();
+                    self.record_error(&text);
+                    let seq = {
+                        let mut stats = lock(&self.stats);
+                        stats.failed_attempts += 1;
+                        stats.failed_attempts
+                    };
+                    if outage_warned {
+                        debug!("Connection error in event bus {role}: {text}");
+                    } else {
+                        warn!(
+                            "Connection error in event bus {role} ({endpoint}): {text}; retrying every {interval:?}"
+                        );
+                        outage_warned = true;
+                    }
+                    self.status_tx
+                        .send_replace(LinkStatus::Down { error: text, seq });
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = wait_true(&mut close_rx) => break,
+                _ = self.nudge.notified() => {}
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+        self.status_tx.send_replace(LinkStatus::Closed);
+    }
+}

@@ -1,0 +1,104 @@
+//! One error type for callers, sorted by what the caller can do about it.
+//!
+//! The HTTP layer maps [`BusError::is_unavailable`] to 503; everything else is the caller's
+//! or the broker's semantic problem (e.g. 406 exchange type mismatch) and maps elsewhere.
+
+use lapin::protocol::AMQPErrorKind;
+
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum BusError {
+    /// Broker unreachable, connection lost or not (yet) connected.
+    #[error("event bus unavailable: {0}")]
+    Unavailable(String),
+    /// The broker refused the message (publisher confirm `nack`).
+    #[error("event bus rejected the message: {0}")]
+    Rejected(String),
+    /// A channel-level AMQP error, e.g. 406 PRECONDITION_FAILED or 404 NOT_FOUND.
+    /// Only that channel closed; the next call opens a fresh one.
+    #[error("event bus channel error {code}: {text}")]
+    Channel { code: u16, text: String },
+    /// The broker did not answer within `publish_timeout` (e.g. blocked by a resource alarm).
+    #[error("event bus did not answer in time")]
+    Timeout,
+    /// `EventBus::shutdown` was called.
+    #[error("event bus is shutting down")]
+    ShuttingDown,
+    /// Bad URL or settings; retrying will not help.
+    #[error("event bus configuration error: {0}")]
+    InvalidConfig(String),
+    /// Anything else lapin reports (protocol/parsing problems).
+    #[error("event bus protocol error: {0}")]
+    Protocol(String),
+}
+
+impl BusError {
+    /// True when the bus cannot be reached right now (→ HTTP 503): unreachable, disconnected,
+    /// not answering in time, or shutting down. False for errors a retry will not fix.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            BusError::Unavailable(_) | BusError::Timeout | BusError::ShuttingDown
+        )
+    }
+
+    /// The AMQP reply code of a channel error, if that is what this is.
+    pub fn channel_code(&self) -> Option<u16> {
+        match self {
+            BusError::Channel { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+impl From<lapin::Error> for BusError {
+    /// Soft (channel) AMQP errors become [`BusError::Channel`]; anything that means the
+    /// connection is gone becomes [`BusError::Unavailable`].
+    fn from(err: lapin::Error) -> Self {
+        match &err {
+            lapin::Error::ProtocolError(amqp) => match amqp.kind() {
+                AMQPErrorKind::Soft(_) => BusError::Channel {
+                    code: amqp.get_id(),
+                    text: amqp.get_message().to_string(),
+                },
+                AMQPErrorKind::Hard(_) => BusError::Unavailable(format!(
+                    "connection closed by broker: {} {}",
+                    amqp.get_id(),
+                    amqp.get_message()
+                )),
+            },
+            lapin::Error::IOError(_)
+            | lapin::Error::InvalidConnectionState(_)
+            | lapin::Error::InvalidChannelState(_)
+            | lapin::Error::MissingHeartbeatError => BusError::Unavailable(err.to_string()),
+            _ => BusError::Protocol(err.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lapin::protocol::{AMQPError, AMQPHardError, AMQPSoftError};
+
+    #[test]
+    fn classifies_lapin_errors() {
+        let soft = lapin::Error::ProtocolError(AMQPError::new(
+            AMQPSoftError::PRECONDITIONFAILED.into(),
+            "PRECONDITION_FAILED - inequivalent arg 'type'".into(),
+        ));
+        let e = BusError::from(soft);
+        assert_eq!(e.channel_code(), Some(406));
+        assert!(!e.is_unavailable());
+
+        let hard = lapin::Error::ProtocolError(AMQPError::new(
+            AMQPHardError::CONNECTIONFORCED.into(),
+            "CONNECTION_FORCED - fault-test".into(),
+        ));
+        assert!(BusError::from(hard).is_unavailable());
+
+        let io = lapin::Error::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(BusError::from(io).is_unavailable());
+        assert!(BusError::Timeout.is_unavailable());
+        assert!(!BusError::Rejected("nack".into()).is_unavailable());
+    }
+}

@@ -1,0 +1,436 @@
+//! The listener: one connection, one channel and one consumer task per subscription.
+//!
+//! A channel per subscription means a broker refusal (406 exchange type mismatch) closes only
+//! that subscription's channel, and a task per subscription means a slow handler only delays
+//! its own subscription. Within a task messages are handled one at a time, in order.
+//!
+//! Delivery: the message is acked *after* its handler returned (success or error), so the
+//! broker's unacked count — bounded by `prefetch` — also covers the message being handled and
+//! memory stays bounded under a flood. Queues are exclusive and die with the connection, so
+//! delivery is at-most-once overall: messages published while disconnected, and those
+//! prefetched or in a handler when the connection drops, are lost (as in the original).
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, Consumer};
+use tokio::runtime::Handle;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use tracing::{debug, error, info, warn};
+
+use super::config::BusConfig;
+use super::connection::{lock, wait_true, Link, LinkStatus, Live};
+use super::error::BusError;
+use super::subscription::{Subscription, SubscriptionState};
+
+/// Longest pause between re-declaring a subscription the broker refused.
+const MAX_DECLARE_BACKOFF: Duration = Duration::from_secs(30);
+/// Bound for the small per-channel RPCs done while tearing down (cancel, delete, close, ack).
+const OP_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub(crate) struct Listener {
+    pub(crate) link: Arc<Link>,
+    cfg: Arc<BusConfig>,
+    subs: Mutex<Vec<Subscription>>,
+    changed: Notify,
+    stopping: watch::Receiver<bool>,
+    started: AtomicBool,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    reconciler: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Listener {
+    pub fn new(cfg: Arc<BusConfig>, stopping: watch::Receiver<bool>) -> Arc<Self> {
+        Arc::new(Listener {
+            link: Link::new("listener", cfg.clone()),
+            cfg,
+            subs: Mutex::new(Vec::new()),
+            changed: Notify::new(),
+            stopping,
+            started: AtomicBool::new(false),
+            tasks: Mutex::new(Vec::new()),
+            reconciler: Mutex::new(None),
+        })
+    }
+
+    /// Register a subscription; it is declared as soon as (or whenever) we are connected.
+    pub fn add(self: &Arc<Self>, sub: Subscription, handle: Option<Handle>) {
+        lock(&self.subs).push(sub);
+        self.changed.notify_one();
+        self.start(handle);
+    }
+
+    /// Connect only once there is something to listen to (as the original).
+    pub fn start(self: &Arc<Self>, handle: Option<Handle>) {
+        if *self.stopping.borrow() || lock(&self.subs).is_empty() {
+            return;
+        }
+        let Some(handle) = handle else {
+            debug!("No tokio runtime yet; event bus listener starts on the next call");
+            return;
+        };
+        if self.started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.link.start(&handle);
+        let task = handle.spawn(self.clone().reconcile_loop());
+        *lock(&self.reconciler) = Some(task);
+    }
+
+    /// Live (not cancelled) subscriptions.
+    pub fn subscriptions(&self) -> Vec<Subscription> {
+        let mut subs = lock(&self.subs);
+        subs.retain(|s| !s.is_cancelled());
+        subs.clone()
+    }
+
+    /// Stop consuming, let in-flight handlers finish (bounded by `deadline`), close.
+    /// `stopping` must already be true.
+    pub async fn shutdown(&self, deadline: Duration) {
+        // The reconciler only starts tasks; stop it first so none start behind our back.
+        if let Some(task) = lock(&self.reconciler).take() {
+            task.abort();
+        }
+        let tasks: Vec<JoinHandle<()>> = lock(&self.tasks).drain(..).collect();
+        let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
+        if tokio::time::timeout(deadline, futures::future::join_all(tasks))
+            .await
+            .is_err()
+        {
+            warn!("Event bus handlers still running after {deadline:?}; abandoning them");
+            aborts.iter().for_each(|a| a.abort());
+        }
+        self.link.close().await;
+        for sub in lock(&self.subs).iter() {
+            sub.set_state(SubscriptionState::Pending);
+        }
+    }
+
+    /// For each connection: start a task for every live subscription, and for every new one.
+    async fn reconcile_loop(self: Arc<Self>) {
+        let mut status = self.link.subscribe();
+        let mut stopping = self.stopping.clone();
+        loop {
+            let live = match &*status.borrow_and_update() {
+                LinkStatus::Connected(live) => Some(live.clone()),
+                LinkStatus::Closed => return,
+                _ => None,
+            };
+            if let Some(live) = live {
+                loop {
+                    self.reconcile(&live);
+                    tokio::select! {
+                        biased;
+                        _ = wait_true(&mut stopping) => return,
+                        _ = live.lost() => break,
+                        _ = self.changed.notified() => {}
+                    }
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = wait_true(&mut stopping) => return,
+                r = status.changed() => if r.is_err() { return },
+            }
+        }
+    }
+
+    fn reconcile(self: &Arc<Self>, live: &Live) {
+        if *self.stopping.borrow() {
+            return;
+        }
+        let subs = self.subscriptions();
+        let mut tasks = lock(&self.tasks);
+        tasks.retain(|t| !t.is_finished());
+        for sub in subs {
+            if sub.inner.generation.swap(live.generation, Ordering::SeqCst) == live.generation {
+                continue;
+            }
+            tasks.push(tokio::spawn(run_subscription(
+                sub,
+                live.clone(),
+                self.link.clone(),
+                self.cfg.clone(),
+                self.stopping.clone(),
+            )));
+        }
+    }
+}
+
+enum ConsumeEnd {
+    Cancelled,
+    Stopping,
+    Lost,
+    StreamEnded(String),
+}
+
+struct Declared {
+    channel: Channel,
+    consumer: Consumer,
+    queue: String,
+}
+
+/// Declare exactly as brewblox-service 0.20.0 does, on a channel of its own.
+async fn declare(
+    conn: &Connection,
+    sub: &Subscription,
+    prefetch: u16,
+) -> Result<Declared, BusError> {
+    let channel = conn.create_channel().await?;
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await?;
+    channel
+        .exchange_declare(
+            sub.exchange(),
+            sub.kind().to_lapin(),
+            ExchangeDeclareOptions {
+                durable: false,
+                auto_delete: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let queue = channel
+        .queue_declare(
+            "",
+            QueueDeclareOptions {
+                exclusive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let queue = queue.name().as_str().to_string();
+    channel
+        .queue_bind(
+            &queue,
+            sub.exchange(),
+            sub.routing(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let consumer = channel
+        .basic_consume(
+            &queue,
+            "",
+            BasicConsumeOptions {
+                no_ack: false,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(Declared {
+        channel,
+        consumer,
+        queue,
+    })
+}
+
+/// Serve one subscription on one connection until cancelled, stopping, or the connection ends.
+async fn run_subscription(
+    sub: Subscription,
+    live: Live,
+    link: Arc<Link>,
+    cfg: Arc<BusConfig>,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let mut cancel = sub.cancel_signal();
+    // Wait for the previous connection's task of this subscription (keeps order).
+    let _order = tokio::select! {
+        biased;
+        _ = wait_true(&mut cancel) => return,
+        _ = wait_true(&mut stopping) => return,
+        _ = live.lost() => return,
+        guard = sub.inner.order.lock() => guard,
+    };
+    let base = cfg.reconnect_interval.max(Duration::from_millis(10));
+    let mut backoff = base;
+    loop {
+        if sub.is_cancelled() || *stopping.borrow() || live.is_lost() {
+            break;
+        }
+        let declared = match tokio::time::timeout(
+            cfg.connect_timeout,
+            declare(&live.conn, &sub, cfg.prefetch),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(BusError::Timeout),
+        };
+        let mut declared = match declared {
+            Ok(d) => d,
+            Err(err) => {
+                if live.is_lost() {
+                    break; // the connection went; the supervisor reconnects and we come back
+                }
+                let text = err.to_string();
+                {
+                    let mut logged = sub.last_logged_error();
+                    if logged.as_deref() != Some(text.as_str()) {
+                        error!("Failed to declare event bus subscription {sub}: {text}");
+                        *logged = Some(text.clone());
+                    }
+                }
+                sub.set_state(SubscriptionState::Failed { error: text });
+                tokio::select! {
+                    biased;
+                    _ = wait_true(&mut cancel) => {}
+                    _ = wait_true(&mut stopping) => {}
+                    _ = live.lost() => {}
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_DECLARE_BACKOFF);
+                continue;
+            }
+        };
+        backoff = base;
+        *sub.last_logged_error() = None;
+        info!(
+            "Declared event bus subscription {sub} as queue {}",
+            declared.queue
+        );
+        sub.set_state(SubscriptionState::Active {
+            queue: declared.queue.clone(),
+        });
+        match consume(&sub, &mut declared, &live, &mut stopping, &mut cancel).await {
+            ConsumeEnd::Cancelled => {
+                let tag = declared.consumer.tag();
+                let ch = &declared.channel;
+                let _ = tokio::time::timeout(
+                    OP_TIMEOUT,
+                    ch.basic_cancel(tag.as_str(), BasicCancelOptions::default()),
+                )
+                .await;
+                let _ = tokio::time::timeout(
+                    OP_TIMEOUT,
+                    ch.queue_delete(&declared.queue, QueueDeleteOptions::default()),
+                )
+                .await;
+                let _ =
+                    tokio::time::timeout(OP_TIMEOUT, ch.close(200, "subscription cancelled")).await;
+                info!("Cancelled event bus subscription {sub}");
+                break;
+            }
+            ConsumeEnd::Stopping => {
+                let tag = declared.consumer.tag();
+                let ch = &declared.channel;
+                let _ = tokio::time::timeout(
+                    OP_TIMEOUT,
+                    ch.basic_cancel(tag.as_str(), BasicCancelOptions::default()),
+                )
+                .await;
+                let _ = tokio::time::timeout(OP_TIMEOUT, ch.close(200, "shutdown")).await;
+                break;
+            }
+            ConsumeEnd::Lost => break,
+            ConsumeEnd::StreamEnded(reason) => {
+                link.check_now();
+                if live.is_lost() {
+                    break;
+                }
+                // Channel-level end (queue deleted, consumer_timeout, …): redeclare on a
+                // fresh channel after a pause.
+                warn!("Consumer of event bus subscription {sub} stopped ({reason}); redeclaring");
+                sub.set_state(SubscriptionState::Pending);
+                drop(declared);
+                tokio::select! {
+                    biased;
+                    _ = wait_true(&mut cancel) => {}
+                    _ = wait_true(&mut stopping) => {}
+                    _ = live.lost() => {}
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_DECLARE_BACKOFF);
+            }
+        }
+    }
+    if sub.is_cancelled() {
+        sub.set_state(SubscriptionState::Cancelled);
+    } else if !matches!(sub.state(), SubscriptionState::Failed { .. }) || live.is_lost() {
+        sub.set_state(SubscriptionState::Pending);
+    }
+}
+
+async fn consume(
+    sub: &Subscription,
+    declared: &mut Declared,
+    live: &Live,
+    stopping: &mut watch::Receiver<bool>,
+    cancel: &mut watch::Receiver<bool>,
+) -> ConsumeEnd {
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = wait_true(cancel) => return ConsumeEnd::Cancelled,
+            _ = wait_true(stopping) => return ConsumeEnd::Stopping,
+            _ = live.lost() => return ConsumeEnd::Lost,
+            next = declared.consumer.next() => next,
+        };
+        match next {
+            Some(Ok(delivery)) => {
+                if sub.is_cancelled() {
+                    return ConsumeEnd::Cancelled;
+                }
+                relay(sub, delivery).await;
+            }
+            Some(Err(err)) => return ConsumeEnd::StreamEnded(err.to_string()),
+            None => return ConsumeEnd::StreamEnded("consumer cancelled by the broker".into()),
+        }
+    }
+}
+
+/// Hand one message to the sink, then ack. A failing or panicking sink is logged (in the
+/// original's words) and the message dropped; the consumer goes on.
+async fn relay(sub: &Subscription, delivery: Delivery) {
+    let Delivery {
+        routing_key,
+        data,
+        acker,
+        ..
+    } = delivery;
+    let sink = sub.sink();
+    let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| {
+        sink.deliver(sub, routing_key.as_str(), data)
+    })) {
+        Ok(fut) => match AssertUnwindSafe(fut).catch_unwind().await {
+            Ok(result) => result,
+            Err(panic) => Err(format!("handler panicked: {}", panic_text(&*panic))),
+        },
+        Err(panic) => Err(format!("handler panicked: {}", panic_text(&*panic))),
+    };
+    if let Err(err) = outcome {
+        error!("Exception relaying message in {sub}: {err}");
+    }
+    match tokio::time::timeout(OP_TIMEOUT, acker.ack(BasicAckOptions::default())).await {
+        Ok(Ok(())) => {}
+        // The channel went away with the connection; its tags are stale. Nothing to redo:
+        // the exclusive queue went with it.
+        Ok(Err(err)) => debug!("Ack in {sub} not sent: {err}"),
+        Err(_) => debug!("Ack in {sub} timed out"),
+    }
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}

@@ -1,0 +1,181 @@
+//! The publisher: its own connection (as the original), connected on first use, one
+//! confirm-mode channel that is replaced whenever it breaks.
+//!
+//! Replacing the channel after a channel error is the fix for the original's stuck publisher
+//! (spec §10 quirk 5): a 406/404 goes to that caller, the next publish gets a fresh channel.
+//! Wire format is the original's: exchange declared (type as given, non-durable, auto-delete)
+//! on every publish unless told not to, then `basic.publish` with *no* properties (no
+//! content-type, transient) and mandatory=false. `Ok` only after the broker's confirm.
+
+use std::sync::Arc;
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::publisher_confirm::Confirmation;
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel};
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+use tokio::time::{timeout_at, Instant};
+
+use super::config::{BusConfig, ExchangeKind};
+use super::connection::{Link, LinkStatus, Live, CLOSE_TIMEOUT};
+use super::error::BusError;
+
+pub(crate) struct Publisher {
+    pub(crate) link: Arc<Link>,
+    cfg: Arc<BusConfig>,
+    /// (connection generation, channel); replaced when broken or from an older connection.
+    channel: tokio::sync::Mutex<Option<(u64, Channel)>>,
+    stopping: watch::Receiver<bool>,
+}
+
+impl Publisher {
+    pub fn new(cfg: Arc<BusConfig>, stopping: watch::Receiver<bool>) -> Self {
+        Publisher {
+            link: Link::new("publisher", cfg.clone()),
+            cfg,
+            channel: tokio::sync::Mutex::new(None),
+            stopping,
+        }
+    }
+
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        routing: &str,
+        payload: &[u8],
+        kind: ExchangeKind,
+        declare_exchange: bool,
+    ) -> Result<(), BusError> {
+        if *self.stopping.borrow() {
+            return Err(BusError::ShuttingDown);
+        }
+        self.link.start(&Handle::current());
+        let deadline = Instant::now() + self.cfg.publish_timeout;
+        let live = self.connected(deadline).await?;
+        let channel = match timeout_at(deadline, self.channel(&live)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(BusError::Timeout),
+        };
+        let result = timeout_at(
+            deadline,
+            send(&channel, exchange, routing, payload, kind, declare_exchange),
+        )
+        .await
+        .unwrap_or(Err(BusError::Timeout));
+        if result.is_err() && !matches!(result, Err(BusError::Rejected(_))) {
+            // Channel error, lost connection or timeout: never reuse this channel.
+            self.forget(live.generation, &channel).await;
+        }
+        result
+    }
+
+    /// The live connection; if down, ask for an immediate attempt and wait for its outcome
+    /// (so a broker that is back is used at once, and one that is down fails fast).
+    async fn connected(&self, deadline: Instant) -> Result<Live, BusError> {
+        if let Some(live) = self.link.current() {
+            return Ok(live);
+        }
+        let mut rx = self.link.subscribe();
+        let seen = self.link.failed_attempts();
+        self.link.nudge();
+        loop {
+            {
+                let status = rx.borrow_and_update();
+                match &*status {
+                    LinkStatus::Connected(live) if !live.is_lost() => return Ok(live.clone()),
+                    LinkStatus::Down { error, seq } if *seq > seen => {
+                        return Err(BusError::Unavailable(error.clone()))
+                    }
+                    LinkStatus::Closed => return Err(BusError::ShuttingDown),
+                    _ => {}
+                }
+            }
+            match timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(BusError::ShuttingDown),
+                Err(_) => {
+                    return Err(BusError::Unavailable(format!(
+                        "not connected to {} after {:?}",
+                        self.cfg.endpoint(),
+                        self.cfg.publish_timeout
+                    )))
+                }
+            }
+        }
+    }
+
+    async fn channel(&self, live: &Live) -> Result<Channel, BusError> {
+        let mut cached = self.channel.lock().await;
+        if let Some((generation, channel)) = &*cached {
+            if *generation == live.generation && channel.status().connected() {
+                return Ok(channel.clone());
+            }
+        }
+        *cached = None;
+        let channel = live.conn.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        *cached = Some((live.generation, channel.clone()));
+        Ok(channel)
+    }
+
+    async fn forget(&self, generation: u64, channel: &Channel) {
+        let mut cached = self.channel.lock().await;
+        if matches!(&*cached, Some((g, c)) if *g == generation && c.id() == channel.id()) {
+            *cached = None; // dropping the last clone closes it if still open
+        }
+    }
+
+    pub async fn shutdown(&self) {
+        let channel = self.channel.lock().await.take();
+        if let Some((_, channel)) = channel {
+            if channel.status().connected() {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, channel.close(200, "shutdown")).await;
+            }
+        }
+        self.link.close().await;
+    }
+}
+
+async fn send(
+    channel: &Channel,
+    exchange: &str,
+    routing: &str,
+    payload: &[u8],
+    kind: ExchangeKind,
+    declare_exchange: bool,
+) -> Result<(), BusError> {
+    if declare_exchange {
+        channel
+            .exchange_declare(
+                exchange,
+                kind.to_lapin(),
+                ExchangeDeclareOptions {
+                    durable: false,
+                    auto_delete: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    let confirm = channel
+        .basic_publish(
+            exchange,
+            routing,
+            BasicPublishOptions::default(),
+            payload,
+            BasicProperties::default(),
+        )
+        .await?;
+    match confirm.await? {
+        Confirmation::Ack(_) => Ok(()),
+        Confirmation::Nack(_) => Err(BusError::Rejected("broker nacked the message".into())),
+        // Would mean confirm mode is off: never report that as success.
+        Confirmation::NotRequested => Err(BusError::Protocol(
+            "publisher confirms not enabled on the channel".into(),
+        )),
+    }
+}

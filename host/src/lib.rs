@@ -1,0 +1,17 @@
+//! brewblox-host: a plugin host for BrewBlox-style backend services.
+//!
+//! `main.rs` only calls [`app::main`]. The pieces, each in its own module:
+//! - [`cli`]: the command line (clap), environment and `@file` arguments;
+//! - [`logging`]: the brewblox log format on stderr and an optional rotated file;
+//! - [`plugins`]: loading libraries and the services plugins get (routes, tasks, features);
+//! - [`http`]: the axum app (prefix, CORS, error bodies, status, plugin routes);
+//! - [`bus`]: the AMQP eventbus;
+//! - [`app`] and [`shutdown`]: the lifecycle and signals.
+
+pub mod app;
+pub mod bus;
+pub mod cli;
+pub mod http;
+pub mod logging;
+pub mod plugins;
+pub mod shutdown;

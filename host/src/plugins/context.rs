@@ -1,0 +1,147 @@
+//! The host side of `HostContext`: what one plugin can ask of the host.
+
+use std::sync::{Arc, Mutex};
+
+use abi_stable::std_types::{RResult, RString, RVec};
+use async_ffi::FfiFuture;
+use plugin_api::abi::{
+    error_code, FeatureArc, FfiError, FfiPublish, FfiSubscribe, HostContext, HostSubscriptionArc,
+    MessageHandlerBox, RouteHandlerBox, TaskHandleBox,
+};
+use tokio::runtime::Handle;
+
+use super::bus_bridge::BusBridge;
+use super::{features::FeatureRegistry, routes::RouteTable, tasks::TaskSet};
+
+/// Services shared by every plugin of the host.
+pub struct HostServices {
+    /// The host runtime. Plugin calls may arrive on a plugin's own runtime thread, where
+    /// the host's tokio context is absent, so host work is always spawned through this.
+    pub runtime: Handle,
+    pub config_json: String,
+    pub routes: Mutex<RouteTable>,
+    pub features: FeatureRegistry,
+    pub bus: BusBridge,
+}
+
+/// Where a plugin is in its life, for logs and the health report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginStatus {
+    Loaded,
+    Running,
+    Failed(String),
+    Stopping,
+    Stopped,
+}
+
+/// Per-plugin state the host keeps.
+pub struct PluginState {
+    pub name: String,
+    pub version: String,
+    pub tasks: TaskSet,
+    pub status: Mutex<PluginStatus>,
+}
+
+impl PluginState {
+    pub fn new(name: &str, version: &str) -> Self {
+        PluginState {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            tasks: TaskSet::default(),
+            status: Mutex::new(PluginStatus::Loaded),
+        }
+    }
+
+    pub fn set_status(&self, status: PluginStatus) {
+        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = status;
+    }
+
+    pub fn status(&self) -> PluginStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// The context object handed to one plugin.
+pub struct PluginContext {
+    pub host: Arc<HostServices>,
+    pub plugin: Arc<PluginState>,
+}
+
+impl HostContext for PluginContext {
+    fn plugin_name(&self) -> RString {
+        self.plugin.name.as_str().into()
+    }
+
+    fn config_json(&self) -> RString {
+        self.host.config_json.as_str().into()
+    }
+
+    fn add_route(
+        &self,
+        method: RString,
+        path: RString,
+        docs_json: RString,
+        handler: RouteHandlerBox,
+    ) -> RResult<(), FfiError> {
+        let mut routes = self.host.routes.lock().unwrap_or_else(|e| e.into_inner());
+        let result = routes.add(&self.plugin.name, &method, &path, &docs_json, handler);
+        if let Err(err) = &result {
+            tracing::error!("plugin {}: {}", self.plugin.name, err.message);
+        }
+        result.into()
+    }
+
+    fn spawn(&self, name: RString, task: FfiFuture<RResult<(), RString>>) -> TaskHandleBox {
+        self.plugin
+            .tasks
+            .spawn(&self.host.runtime, &self.plugin.name, &name, task)
+    }
+
+    fn add_feature(
+        &self,
+        name: RString,
+        exist_ok: bool,
+        feature: FeatureArc,
+    ) -> RResult<bool, FfiError> {
+        self.host
+            .features
+            .add(&self.plugin.name, &name, exist_ok, feature)
+            .into()
+    }
+
+    fn get_feature(&self, name: RString) -> RResult<FeatureArc, FfiError> {
+        self.host.features.get(&name).into()
+    }
+
+    fn feature_names(&self) -> RVec<RString> {
+        self.host
+            .features
+            .list()
+            .into_iter()
+            .map(|(name, _)| RString::from(name))
+            .collect()
+    }
+
+    fn publish(&self, message: FfiPublish) -> FfiFuture<RResult<(), FfiError>> {
+        self.host.bus.publish(&self.host.runtime, message)
+    }
+
+    fn subscribe(
+        &self,
+        subscription: FfiSubscribe,
+        handler: MessageHandlerBox,
+    ) -> RResult<HostSubscriptionArc, FfiError> {
+        self.host
+            .bus
+            .subscribe(&self.plugin.name, subscription, handler)
+            .into()
+    }
+
+    fn call(&self, op: RString, _input: RString) -> FfiFuture<RResult<RString, FfiError>> {
+        let message = format!("this host offers no service \"{op}\"");
+        FfiFuture::new(async move { RResult::RErr(FfiError::new(error_code::NOT_FOUND, message)) })
+    }
+}

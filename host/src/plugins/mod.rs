@@ -1,0 +1,12 @@
+//! Plugins: finding and loading libraries, and the host services they are given.
+
+pub mod bus_bridge;
+pub mod context;
+pub mod features;
+pub mod lifecycle;
+pub mod loader;
+pub mod logger;
+pub mod permissions;
+pub mod routes;
+pub mod tasks;
+pub mod version;

@@ -1,0 +1,86 @@
+//! Background tasks run for plugins on the host runtime (brewblox-service §5 scheduler):
+//! tracked per plugin, logged with the plugin's name when they fail, cancelled at the
+//! plugin's shutdown.
+
+use std::sync::{Arc, Mutex};
+
+use abi_stable::std_types::{RResult, RString};
+use async_ffi::FfiFuture;
+use futures::FutureExt;
+use plugin_api::abi::{TaskHandle, TaskHandleBox, TaskHandle_TO};
+use tokio::{runtime::Handle, task::AbortHandle};
+
+/// The tasks of one plugin.
+#[derive(Default)]
+pub struct TaskSet {
+    tasks: Mutex<Vec<(String, AbortHandle)>>,
+}
+
+impl TaskSet {
+    /// Spawns `task` on `runtime` (never on the caller's thread, which may be a plugin's
+    /// own runtime thread where the host's tokio context does not exist).
+    pub fn spawn(
+        &self,
+        runtime: &Handle,
+        plugin: &str,
+        name: &str,
+        task: FfiFuture<RResult<(), RString>>,
+    ) -> TaskHandleBox {
+        let (plugin_name, task_name) = (plugin.to_owned(), name.to_owned());
+        let join = runtime.spawn(async move {
+            match std::panic::AssertUnwindSafe(task).catch_unwind().await {
+                Ok(RResult::ROk(())) => {
+                    tracing::debug!("plugin {plugin_name}: task {task_name} finished")
+                }
+                Ok(RResult::RErr(err)) => {
+                    tracing::error!("plugin {plugin_name}: task {task_name} failed: {err}")
+                }
+                Err(_) => tracing::error!("plugin {plugin_name}: task {task_name} panicked"),
+            }
+        });
+        let abort = join.abort_handle();
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.retain(|(_, handle)| !handle.is_finished());
+        tasks.push((name.to_owned(), abort.clone()));
+        TaskHandle_TO::from_value(
+            Task {
+                abort: Arc::new(abort),
+            },
+            abi_stable::sabi_trait::TD_Opaque,
+        )
+    }
+
+    /// Cancels every task; returns how many were still running.
+    pub fn cancel_all(&self) -> usize {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        tasks
+            .into_iter()
+            .filter(|(_, handle)| !handle.is_finished())
+            .map(|(_, handle)| handle.abort())
+            .count()
+    }
+
+    /// Names of the tasks still running.
+    pub fn running(&self) -> Vec<String> {
+        let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks
+            .iter()
+            .filter(|(_, h)| !h.is_finished())
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+}
+
+struct Task {
+    abort: Arc<AbortHandle>,
+}
+
+impl TaskHandle for Task {
+    fn cancel(&self) {
+        self.abort.abort();
+    }
+
+    fn is_finished(&self) -> bool {
+        self.abort.is_finished()
+    }
+}

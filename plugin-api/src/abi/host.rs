@@ -1,0 +1,90 @@
+//! Interfaces the host implements and hands to plugins.
+
+use abi_stable::{
+    sabi_trait,
+    std_types::{RArc, RBox, RResult, RStr, RString, RVec},
+};
+use async_ffi::FfiFuture;
+
+use super::plugin::{FeatureArc, MessageHandlerBox, RouteHandlerBox};
+use super::{FfiError, FfiLogRecord, FfiPublish, FfiSubscribe};
+
+/// Where a plugin's log events go. Handed over once, before anything else runs.
+#[sabi_trait]
+pub trait HostLogger: Send + Sync {
+    /// Whether an event at `level` for `target` would be recorded (cached per call site).
+    fn enabled(&self, level: u8, target: RStr<'_>) -> bool;
+    /// The most verbose level anything is recorded at.
+    fn max_level(&self) -> u8;
+    #[sabi(last_prefix_field)]
+    fn log(&self, record: FfiLogRecord);
+}
+pub type HostLoggerBox = HostLogger_TO<'static, RBox<()>>;
+
+/// A task the host runs for a plugin.
+#[sabi_trait]
+pub trait TaskHandle: Send + Sync {
+    /// Cancel the task; a no-op if it finished.
+    fn cancel(&self);
+    #[sabi(last_prefix_field)]
+    fn is_finished(&self) -> bool;
+}
+pub type TaskHandleBox = TaskHandle_TO<'static, RBox<()>>;
+
+/// A live eventbus subscription, owned by the host.
+#[sabi_trait]
+pub trait HostSubscription: Send + Sync {
+    fn exchange(&self) -> RString;
+    fn routing(&self) -> RString;
+    fn exchange_type(&self) -> RString;
+    /// Replace the handler; the next message goes to the new one.
+    fn set_handler(&self, handler: MessageHandlerBox);
+    /// Stop receiving; the queue goes away and is not restored after a reconnect.
+    fn cancel(&self);
+    #[sabi(last_prefix_field)]
+    fn is_cancelled(&self) -> bool;
+}
+pub type HostSubscriptionArc = HostSubscription_TO<'static, RArc<()>>;
+
+/// Everything a plugin can ask of the host. One per plugin, shared by all its tasks.
+#[sabi_trait]
+pub trait HostContext: Send + Sync {
+    /// The plugin's own name.
+    fn plugin_name(&self) -> RString;
+    /// Parsed configuration as a JSON object: the common options and every declared argument.
+    fn config_json(&self) -> RString;
+    /// Register a route. `path` is relative to the service prefix; `docs_json` is an OpenAPI
+    /// operation fragment (may be empty).
+    fn add_route(
+        &self,
+        method: RString,
+        path: RString,
+        docs_json: RString,
+        handler: RouteHandlerBox,
+    ) -> RResult<(), FfiError>;
+    /// Run `task` on the host runtime until it ends or the plugin shuts down.
+    fn spawn(&self, name: RString, task: FfiFuture<RResult<(), RString>>) -> TaskHandleBox;
+    /// Register a named feature other plugins can look up.
+    fn add_feature(
+        &self,
+        name: RString,
+        exist_ok: bool,
+        feature: FeatureArc,
+    ) -> RResult<bool, FfiError>;
+    /// Look up a named feature.
+    fn get_feature(&self, name: RString) -> RResult<FeatureArc, FfiError>;
+    /// Names of all registered features.
+    fn feature_names(&self) -> RVec<RString>;
+    /// Publish to the eventbus; resolves once the broker confirmed.
+    fn publish(&self, message: FfiPublish) -> FfiFuture<RResult<(), FfiError>>;
+    /// Subscribe to the eventbus. Never fails for broker reasons: the host retries.
+    fn subscribe(
+        &self,
+        subscription: FfiSubscribe,
+        handler: MessageHandlerBox,
+    ) -> RResult<HostSubscriptionArc, FfiError>;
+    /// Escape hatch for host services added after this ABI was frozen: a named JSON call.
+    #[sabi(last_prefix_field)]
+    fn call(&self, op: RString, input: RString) -> FfiFuture<RResult<RString, FfiError>>;
+}
+pub type HostContextArc = HostContext_TO<'static, RArc<()>>;

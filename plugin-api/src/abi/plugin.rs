@@ -1,0 +1,80 @@
+//! Interfaces plugins implement (through the SDK) and the root module they export.
+
+use abi_stable::{
+    declare_root_module_statics,
+    library::RootModule,
+    package_version_strings, sabi_trait,
+    sabi_types::VersionStrings,
+    std_types::{RArc, RBox, RResult, RString, RVec},
+    StableAbi,
+};
+use async_ffi::FfiFuture;
+
+use super::host::{HostContextArc, HostLoggerBox, HostSubscriptionArc};
+use super::{FfiRequest, FfiResponse, PluginInfo};
+
+/// A route handler. `Err` is an internal error: the host answers `500: <message>`.
+#[sabi_trait]
+pub trait RouteHandler: Send + Sync {
+    #[sabi(last_prefix_field)]
+    fn handle(&self, request: FfiRequest) -> FfiFuture<RResult<FfiResponse, RString>>;
+}
+pub type RouteHandlerBox = RouteHandler_TO<'static, RBox<()>>;
+
+/// A named service one plugin offers to others: JSON in, JSON out.
+#[sabi_trait]
+pub trait Feature: Send + Sync {
+    #[sabi(last_prefix_field)]
+    fn call(&self, input: RString) -> FfiFuture<RResult<RString, RString>>;
+}
+pub type FeatureArc = Feature_TO<'static, RArc<()>>;
+
+/// Receives eventbus messages of one subscription.
+#[sabi_trait]
+pub trait MessageHandler: Send + Sync {
+    #[sabi(last_prefix_field)]
+    fn on_message(
+        &self,
+        subscription: HostSubscriptionArc,
+        routing_key: RString,
+        body: RVec<u8>,
+    ) -> FfiFuture<RResult<(), RString>>;
+}
+pub type MessageHandlerBox = MessageHandler_TO<'static, RBox<()>>;
+
+/// A created plugin: the three lifecycle hooks of a brewblox feature.
+#[sabi_trait]
+pub trait PluginInstance: Send + Sync {
+    fn startup(&self) -> FfiFuture<RResult<(), RString>>;
+    fn before_shutdown(&self) -> FfiFuture<RResult<(), RString>>;
+    #[sabi(last_prefix_field)]
+    fn shutdown(&self) -> FfiFuture<RResult<(), RString>>;
+}
+pub type PluginInstanceBox = PluginInstance_TO<'static, RBox<()>>;
+
+/// The root module every plugin library exports (via `export_plugin!`).
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = PluginModRef)))]
+#[sabi(missing_field(panic))]
+pub struct PluginMod {
+    /// Constants only: safe to call before anything else.
+    pub info: extern "C" fn() -> PluginInfo,
+    /// The plugin's command-line arguments as a JSON array of argument specs.
+    pub declare_args: extern "C" fn() -> RResult<RString, RString>,
+    /// Route the plugin's `tracing` events to the host.
+    pub init_logging: extern "C" fn(HostLoggerBox),
+    /// Create the plugin instance with its host context.
+    #[sabi(last_prefix_field)]
+    pub create: extern "C" fn(HostContextArc) -> RResult<PluginInstanceBox, RString>,
+}
+
+impl RootModule for PluginModRef {
+    declare_root_module_statics! {PluginModRef}
+    const BASE_NAME: &'static str = "brewblox_plugin";
+    const NAME: &'static str = "brewblox_plugin";
+    const VERSION_STRINGS: VersionStrings = package_version_strings!();
+}
+
+/// The `plugin-api` version this crate is; plugins record it at build time.
+pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,132 @@
+//! Plain data that crosses the boundary.
+
+use abi_stable::{
+    std_types::{RString, RVec, Tuple2},
+    StableAbi,
+};
+
+/// A header as (lower-case name, raw value).
+pub type FfiHeader = Tuple2<RString, RVec<u8>>;
+
+/// An HTTP request handed to a plugin route.
+#[repr(C)]
+#[derive(StableAbi, Debug)]
+pub struct FfiRequest {
+    /// Upper-case method, e.g. `GET`.
+    pub method: RString,
+    /// The full request path, service prefix included.
+    pub path: RString,
+    /// The raw query string, without `?`.
+    pub query: RString,
+    /// Path parameters captured by `{name}` segments, in route order.
+    pub params: RVec<Tuple2<RString, RString>>,
+    pub headers: RVec<FfiHeader>,
+    pub body: RVec<u8>,
+}
+
+/// A complete HTTP response from a plugin route.
+#[repr(C)]
+#[derive(StableAbi, Debug)]
+pub struct FfiResponse {
+    pub status: u16,
+    pub headers: RVec<FfiHeader>,
+    pub body: RVec<u8>,
+}
+
+/// An error crossing the boundary: a machine-readable code and a one-line message.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct FfiError {
+    pub code: u32,
+    pub message: RString,
+}
+
+/// Error codes of [`FfiError`].
+pub mod error_code {
+    /// Anything else; the message says what.
+    pub const OTHER: u32 = 0;
+    /// A resource (the eventbus) cannot be reached now; retrying later may work.
+    pub const UNAVAILABLE: u32 = 1;
+    /// The request was refused as invalid (bad route path, bad exchange type, …).
+    pub const INVALID: u32 = 2;
+    /// Something with that name exists already.
+    pub const CONFLICT: u32 = 3;
+    /// Nothing with that name exists.
+    pub const NOT_FOUND: u32 = 4;
+    /// The peer (broker) refused the operation.
+    pub const REJECTED: u32 = 5;
+    /// The operation did not finish in time.
+    pub const TIMEOUT: u32 = 6;
+    /// Not allowed in the current lifecycle phase.
+    pub const WRONG_PHASE: u32 = 7;
+}
+
+impl FfiError {
+    pub fn new(code: u32, message: impl Into<String>) -> Self {
+        FfiError {
+            code,
+            message: RString::from(message.into()),
+        }
+    }
+}
+
+/// A log event forwarded from a plugin to the host's subscriber.
+#[repr(C)]
+#[derive(StableAbi, Debug)]
+pub struct FfiLogRecord {
+    /// 0 = TRACE … 4 = ERROR.
+    pub level: u8,
+    pub target: RString,
+    pub message: RString,
+    pub module_path: RString,
+    pub file: RString,
+    pub line: u32,
+}
+
+/// What a plugin is, read before any of the author's code runs.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct PluginInfo {
+    /// Unique within a host; routes, logs and errors name the plugin by it.
+    pub name: RString,
+    /// The plugin crate's own version.
+    pub version: RString,
+    /// The `plugin-api` version the plugin was built against.
+    pub api_version: RString,
+    /// `cfg!(panic = "unwind")` in the plugin build: an aborting plugin cannot be isolated.
+    pub panic_unwind: bool,
+}
+
+/// Options of a publish.
+#[repr(C)]
+#[derive(StableAbi, Debug)]
+pub struct FfiPublish {
+    pub exchange: RString,
+    pub routing: RString,
+    pub body: RVec<u8>,
+    /// `topic`, `fanout` or `direct`.
+    pub exchange_type: RString,
+    /// Declare the exchange first (false for pre-declared ones such as `amq.topic`).
+    pub declare_exchange: bool,
+}
+
+/// What to subscribe to.
+#[repr(C)]
+#[derive(StableAbi, Debug)]
+pub struct FfiSubscribe {
+    pub exchange: RString,
+    pub routing: RString,
+    /// `topic`, `fanout` or `direct`.
+    pub exchange_type: RString,
+}
+
+/// Level numbers used by [`FfiLogRecord::level`] and the host logger.
+pub mod level {
+    pub const TRACE: u8 = 0;
+    pub const DEBUG: u8 = 1;
+    pub const INFO: u8 = 2;
+    pub const WARN: u8 = 3;
+    pub const ERROR: u8 = 4;
+    /// Returned by `max_level` when everything is off.
+    pub const OFF: u8 = 5;
+}

@@ -1,0 +1,249 @@
+//! The eventbus as plugins see it: publish JSON, subscribe with an async handler.
+
+use std::{fmt, future::Future, sync::Arc};
+
+use abi_stable::std_types::{RResult, RString, RVec};
+use async_ffi::FfiFuture;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{abi, runtime, Error, Result};
+
+/// The AMQP exchange type.
+///
+/// ```
+/// assert_eq!(plugin_api::ExchangeType::default().as_str(), "topic");
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ExchangeType {
+    /// Routing keys with `*` and `#` wildcards (the brewblox default).
+    #[default]
+    Topic,
+    /// Every queue bound to the exchange gets every message.
+    Fanout,
+    /// Exact routing-key match.
+    Direct,
+}
+
+impl ExchangeType {
+    /// The AMQP name.
+    ///
+    /// ```
+    /// assert_eq!(plugin_api::ExchangeType::Fanout.as_str(), "fanout");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExchangeType::Topic => "topic",
+            ExchangeType::Fanout => "fanout",
+            ExchangeType::Direct => "direct",
+        }
+    }
+}
+
+/// A message to publish, for the options [`Context::publish`](crate::Context::publish)
+/// does not take.
+///
+/// ```no_run
+/// use plugin_api::{ExchangeType, Publish};
+/// # async fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+/// ctx.publish_with(
+///     Publish::new("amq.topic", "sensors.temp", &serde_json::json!(21.5))?
+///         .declare_exchange(false),
+/// )
+/// .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Publish {
+    pub(crate) exchange: String,
+    pub(crate) routing: String,
+    pub(crate) body: Vec<u8>,
+    pub(crate) exchange_type: ExchangeType,
+    pub(crate) declare_exchange: bool,
+}
+
+impl Publish {
+    /// `message` serialized as JSON, to `exchange` with routing key `routing`.
+    pub fn new<T: Serialize + ?Sized>(exchange: &str, routing: &str, message: &T) -> Result<Self> {
+        Ok(Publish {
+            exchange: exchange.to_owned(),
+            routing: routing.to_owned(),
+            body: serde_json::to_vec(message)?,
+            exchange_type: ExchangeType::Topic,
+            declare_exchange: true,
+        })
+    }
+
+    /// The exchange type to declare (topic by default).
+    pub fn exchange_type(mut self, exchange_type: ExchangeType) -> Self {
+        self.exchange_type = exchange_type;
+        self
+    }
+
+    /// Whether to declare the exchange before publishing (true by default). Turn it off for
+    /// pre-declared exchanges such as `amq.topic`.
+    pub fn declare_exchange(mut self, declare: bool) -> Self {
+        self.declare_exchange = declare;
+        self
+    }
+
+    pub(crate) fn into_ffi(self) -> abi::FfiPublish {
+        abi::FfiPublish {
+            exchange: self.exchange.into(),
+            routing: self.routing.into(),
+            body: self.body.into(),
+            exchange_type: self.exchange_type.as_str().into(),
+            declare_exchange: self.declare_exchange,
+        }
+    }
+}
+
+/// A live subscription, returned by [`Context::subscribe`](crate::Context::subscribe) and
+/// handed to its handler with every message.
+///
+/// ```no_run
+/// # async fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+/// let sub = ctx.subscribe("brewcast", "#", |sub, key, message| async move {
+///     tracing::info!("{sub} {key}: {message}");
+///     Ok(())
+/// })?;
+/// sub.cancel();
+/// # Ok(()) }
+/// ```
+pub struct Subscription {
+    inner: abi::HostSubscriptionArc,
+}
+
+impl Clone for Subscription {
+    fn clone(&self) -> Self {
+        Subscription {
+            inner: abi::HostSubscription_TO::from_sabi(self.inner.obj.shallow_clone()),
+        }
+    }
+}
+
+impl Subscription {
+    pub(crate) fn new(inner: abi::HostSubscriptionArc) -> Self {
+        Subscription { inner }
+    }
+
+    /// The exchange name.
+    pub fn exchange(&self) -> String {
+        self.inner.exchange().into_string()
+    }
+
+    /// The routing key (pattern) it is bound with.
+    pub fn routing(&self) -> String {
+        self.inner.routing().into_string()
+    }
+
+    /// Replaces the handler; the next message goes to the new one.
+    pub fn set_handler<H: MessageFn>(&self, handler: H) {
+        self.inner.set_handler(handler_box(handler));
+    }
+
+    /// Stops receiving. The queue is deleted and does not come back after a reconnect.
+    pub fn cancel(&self) {
+        self.inner.cancel();
+    }
+
+    /// Whether [`cancel`](Subscription::cancel) was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.is_cancelled()
+    }
+}
+
+impl fmt::Display for Subscription {
+    /// `<routing @ exchange>`, as brewblox-service prints subscriptions.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} @ {}>", self.inner.routing(), self.inner.exchange())
+    }
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Subscription{self}")
+    }
+}
+
+/// A message handler: `async fn(Subscription, routing_key, message) -> Result<()>`.
+///
+/// The message is the decoded JSON value (object, array, string, number, bool or null). A
+/// body that is not JSON never reaches the handler: it is logged and dropped, like an `Err`.
+///
+/// ```
+/// use plugin_api::{MessageFn, Result, Subscription};
+///
+/// async fn on_message(sub: Subscription, key: String, message: serde_json::Value) -> Result<()> {
+///     tracing::info!("{sub} {key}: {message}");
+///     Ok(())
+/// }
+/// fn assert_handler<H: MessageFn>(_: H) {}
+/// assert_handler(on_message);
+/// ```
+pub trait MessageFn: Send + Sync + 'static {
+    /// Handles one message.
+    fn call(
+        &self,
+        sub: Subscription,
+        routing_key: String,
+        message: Value,
+    ) -> impl Future<Output = Result<()>> + Send + 'static;
+}
+
+impl<F, Fut> MessageFn for F
+where
+    F: Fn(Subscription, String, Value) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
+    fn call(
+        &self,
+        sub: Subscription,
+        routing_key: String,
+        message: Value,
+    ) -> impl Future<Output = Result<()>> + Send + 'static {
+        self(sub, routing_key, message)
+    }
+}
+
+struct HandlerImpl<H> {
+    handler: Arc<H>,
+}
+
+impl<H: MessageFn> abi::MessageHandler for HandlerImpl<H> {
+    fn on_message(
+        &self,
+        subscription: abi::HostSubscriptionArc,
+        routing_key: RString,
+        body: RVec<u8>,
+    ) -> FfiFuture<RResult<(), RString>> {
+        let handler = Arc::clone(&self.handler);
+        runtime::into_ffi(async move {
+            let message: Value = decode_message(&body).map_err(|err| err.to_string())?;
+            handler
+                .call(
+                    Subscription::new(subscription),
+                    routing_key.into_string(),
+                    message,
+                )
+                .await
+                .map_err(|err| err.to_string())
+        })
+    }
+}
+
+fn decode_message(body: &[u8]) -> Result<Value> {
+    if body.is_empty() {
+        return Err(Error::msg("empty message body"));
+    }
+    serde_json::from_slice(body).map_err(|err| Error::msg(format!("message is not JSON: {err}")))
+}
+
+pub(crate) fn handler_box<H: MessageFn>(handler: H) -> abi::MessageHandlerBox {
+    abi::MessageHandler_TO::from_value(
+        HandlerImpl {
+            handler: Arc::new(handler),
+        },
+        abi_stable::sabi_trait::TD_Opaque,
+    )
+}

@@ -1,0 +1,335 @@
+//! The plugin's handle to the host.
+
+use std::{fmt, future::Future, sync::Arc};
+
+use abi_stable::{
+    sabi_trait::TD_Opaque,
+    std_types::{RResult, RString},
+};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{
+    abi::{self, FfiRequest, FfiResponse},
+    bus::{handler_box, MessageFn, Publish, Subscription},
+    feature::{Feature, FeatureImpl},
+    repeater::{self, Repeater},
+    runtime,
+    task::{TaskHandle, TaskOutput},
+    Config, Error, ExchangeType, Handler, Request, Response, Result, Route,
+};
+
+/// Everything a plugin can do with its host: routes, configuration, background tasks,
+/// features shared between plugins, and the eventbus.
+///
+/// It is cheap to clone; keep a clone wherever you need it (in handlers, tasks).
+///
+/// ```no_run
+/// use plugin_api::{Context, Json, Request, Result, Route};
+///
+/// async fn startup(ctx: &Context) -> Result<()> {
+///     let name = ctx.config().name().to_owned();
+///     ctx.route(Route::get("/hello"), move |_req: Request| {
+///         let name = name.clone();
+///         async move { Ok(Json(serde_json::json!({"hello": name}))) }
+///     })?;
+///     Ok(())
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Context {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    host: abi::HostContextArc,
+    name: String,
+    config: Config,
+}
+
+impl Context {
+    pub(crate) fn new(host: abi::HostContextArc) -> Result<Self> {
+        let name = host.plugin_name().into_string();
+        let config = Config::from_json(&host.config_json())?;
+        Ok(Context {
+            inner: Arc::new(Inner { host, name, config }),
+        })
+    }
+
+    /// The plugin's name, as the host's logs and health report call it.
+    pub fn plugin_name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The parsed configuration: common options and every declared argument.
+    ///
+    /// ```no_run
+    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// let interval: f64 = ctx.config().get("update-interval")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Serves `handler` at `route`, under the service prefix. Call it during `startup`;
+    /// the host builds its router once every plugin has started.
+    ///
+    /// Fails for a path that clashes with another route or is malformed.
+    ///
+    /// ```no_run
+    /// use plugin_api::{Request, Response, Result, Route};
+    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// ctx.route(Route::get("/items/{id}"), |req: Request| async move {
+    ///     let id = req.param("id").unwrap_or_default().to_owned();
+    ///     Ok(Response::json(&serde_json::json!({ "id": id })))
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn route<H: Handler>(&self, route: Route, handler: H) -> Result<()> {
+        let handler = abi::RouteHandler_TO::from_value(
+            RouteImpl {
+                handler: Arc::new(handler),
+            },
+            TD_Opaque,
+        );
+        self.inner
+            .host
+            .add_route(
+                route.method().as_str().into(),
+                route.path().into(),
+                route.docs_json().into(),
+                handler,
+            )
+            .into_result()
+            .map_err(Error::from_ffi)
+    }
+
+    /// Runs `task` in the background. The host logs its failure or panic with the plugin's
+    /// name and cancels it when the plugin shuts down.
+    ///
+    /// ```no_run
+    /// # fn demo(ctx: plugin_api::Context) {
+    /// ctx.spawn("heartbeat", async {
+    ///     let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+    ///     loop {
+    ///         tick.tick().await;
+    ///         tracing::debug!("still here");
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn spawn<F>(&self, name: &str, task: F) -> TaskHandle
+    where
+        F: Future + Send + 'static,
+        F::Output: TaskOutput,
+    {
+        let task = runtime::into_ffi(async move { task.await.into_task_result() });
+        TaskHandle::new(self.inner.host.spawn(name.into(), task))
+    }
+
+    /// Runs a [`Repeater`] as a background task.
+    ///
+    /// ```no_run
+    /// use plugin_api::{Repeat, Repeater, Result};
+    ///
+    /// struct Tick;
+    /// impl Repeater for Tick {
+    ///     async fn run(&mut self) -> Result<Repeat> {
+    ///         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    ///         Ok(Repeat::Continue)
+    ///     }
+    /// }
+    /// # fn demo(ctx: plugin_api::Context) {
+    /// ctx.repeat("tick", Tick);
+    /// # }
+    /// ```
+    pub fn repeat<R: Repeater>(&self, name: &str, repeater: R) -> TaskHandle {
+        let owned = name.to_owned();
+        let task = runtime::into_ffi(repeater::drive(owned, repeater));
+        TaskHandle::new(self.inner.host.spawn(name.into(), task))
+    }
+
+    /// Registers a named feature other plugins can call with JSON. A name that is taken is
+    /// an error (`Feature "x" already registered`).
+    ///
+    /// ```no_run
+    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// ctx.add_feature("echo", |input: serde_json::Value| async move { Ok(input) })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn add_feature<F, Fut>(&self, name: &str, feature: F) -> Result<()>
+    where
+        F: Fn(Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value>> + Send + 'static,
+    {
+        self.register_feature(name, false, feature).map(|_| ())
+    }
+
+    /// Like [`add_feature`](Context::add_feature), but keeps an existing feature of that
+    /// name (the original's `exist_ok=True`). Returns whether this one was added.
+    ///
+    /// ```no_run
+    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// let added = ctx.add_feature_exist_ok("echo", |v: serde_json::Value| async move { Ok(v) })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn add_feature_exist_ok<F, Fut>(&self, name: &str, feature: F) -> Result<bool>
+    where
+        F: Fn(Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value>> + Send + 'static,
+    {
+        self.register_feature(name, true, feature)
+    }
+
+    fn register_feature<F, Fut>(&self, name: &str, exist_ok: bool, feature: F) -> Result<bool>
+    where
+        F: Fn(Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value>> + Send + 'static,
+    {
+        let object = abi::Feature_TO::from_ptr(
+            abi_stable::std_types::RArc::new(FeatureImpl {
+                func: Arc::new(feature),
+            }),
+            TD_Opaque,
+        );
+        self.inner
+            .host
+            .add_feature(name.into(), exist_ok, object)
+            .into_result()
+            .map_err(Error::from_ffi)
+    }
+
+    /// Looks up a feature registered by any plugin. A missing one is an error
+    /// (`No feature found for "x"`).
+    ///
+    /// ```no_run
+    /// # async fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// let echo = ctx.feature("echo")?;
+    /// let back: String = echo.call("hi").await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn feature(&self, name: &str) -> Result<Feature> {
+        self.inner
+            .host
+            .get_feature(name.into())
+            .into_result()
+            .map(|inner| Feature::new(name.to_owned(), inner))
+            .map_err(Error::from_ffi)
+    }
+
+    /// Publishes `message` as JSON to a topic exchange and waits for the broker's
+    /// confirmation. An unreachable bus is an error for which
+    /// [`Error::is_unavailable`] is true; the message is not queued.
+    ///
+    /// ```no_run
+    /// # async fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// ctx.publish("brewcast", "fermenter", &serde_json::json!({"temp": 20.1})).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish<T: Serialize + ?Sized>(
+        &self,
+        exchange: &str,
+        routing: &str,
+        message: &T,
+    ) -> Result<()> {
+        self.publish_with(Publish::new(exchange, routing, message)?)
+            .await
+    }
+
+    /// Publishes with explicit options (exchange type, no exchange declaration).
+    ///
+    /// ```no_run
+    /// use plugin_api::{ExchangeType, Publish};
+    /// # async fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// let msg = Publish::new("alerts", "", &"hot")?.exchange_type(ExchangeType::Fanout);
+    /// ctx.publish_with(msg).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish_with(&self, message: Publish) -> Result<()> {
+        self.inner
+            .host
+            .publish(message.into_ffi())
+            .await
+            .into_result()
+            .map_err(Error::from_ffi)
+    }
+
+    /// Subscribes to a topic exchange. Works at any time — before the bus is connected,
+    /// during an outage, from a handler — the host declares it when it can and restores it
+    /// after a reconnect. Each subscription has its own queue.
+    ///
+    /// ```no_run
+    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// ctx.subscribe("brewcast", "fermenter.#", |_sub, key, message| async move {
+    ///     tracing::info!("{key}: {message}");
+    ///     Ok(())
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn subscribe<H: MessageFn>(
+        &self,
+        exchange: &str,
+        routing: &str,
+        handler: H,
+    ) -> Result<Subscription> {
+        self.subscribe_with(exchange, routing, ExchangeType::Topic, handler)
+    }
+
+    /// Subscribes to an exchange of the given type.
+    ///
+    /// ```no_run
+    /// use plugin_api::ExchangeType;
+    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// ctx.subscribe_with("alerts", "", ExchangeType::Fanout, |_s, _k, m| async move {
+    ///     tracing::warn!("alert: {m}");
+    ///     Ok(())
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn subscribe_with<H: MessageFn>(
+        &self,
+        exchange: &str,
+        routing: &str,
+        exchange_type: ExchangeType,
+        handler: H,
+    ) -> Result<Subscription> {
+        let request = abi::FfiSubscribe {
+            exchange: exchange.into(),
+            routing: routing.into(),
+            exchange_type: exchange_type.as_str().into(),
+        };
+        self.inner
+            .host
+            .subscribe(request, handler_box(handler))
+            .into_result()
+            .map(Subscription::new)
+            .map_err(Error::from_ffi)
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("plugin", &self.inner.name)
+            .finish()
+    }
+}
+
+/// The plugin-side object behind a route.
+struct RouteImpl<H> {
+    handler: Arc<H>,
+}
+
+impl<H: Handler> abi::RouteHandler for RouteImpl<H> {
+    fn handle(&self, request: FfiRequest) -> async_ffi::FfiFuture<RResult<FfiResponse, RString>> {
+        let handler = Arc::clone(&self.handler);
+        runtime::into_ffi(async move {
+            match handler.call(Request::from_ffi(request)).await {
+                Ok(response) => Ok(response.into_ffi()),
+                Err(err) if err.status() == 500 => Err(err.to_string()),
+                Err(err) => Ok(Response::from_error(&err).into_ffi()),
+            }
+        })
+    }
+}

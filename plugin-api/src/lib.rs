@@ -1,0 +1,54 @@
+//! The SDK for brewblox-host plugins, and the stable ABI underneath it.
+//!
+//! A plugin is a `cdylib` crate that depends on this one, implements [`Plugin`] and exports
+//! it with [`export_plugin!`]. Everything else — routes, configuration, background tasks,
+//! shared features, the eventbus — goes through the [`Context`] its hooks receive. Plain
+//! async Rust works throughout: tokio timers, `tokio::spawn` and tokio-based crates run on
+//! a small runtime private to the plugin, and `tracing` macros log through the host.
+//!
+//! ```
+//! use plugin_api::{export_plugin, Context, Json, Plugin, Request, Result, Route};
+//!
+//! #[derive(Default)]
+//! struct Hello;
+//!
+//! impl Plugin for Hello {
+//!     async fn startup(&self, ctx: &Context) -> Result<()> {
+//!         ctx.route(Route::get("/hello"), |_req: Request| async {
+//!             Ok(Json(serde_json::json!({"hello": "world"})))
+//!         })
+//!     }
+//! }
+//!
+//! export_plugin!(Hello);
+//! ```
+//!
+//! The [`abi`] module is what crosses the library boundary; plugin code never needs it.
+
+pub mod abi;
+mod bus;
+mod config;
+mod context;
+mod error;
+mod export;
+mod feature;
+mod http;
+mod logging;
+mod plugin;
+mod repeater;
+mod route;
+mod runtime;
+mod task;
+
+pub use bus::{ExchangeType, MessageFn, Publish, Subscription};
+pub use config::{Arg, ArgKind, Config};
+pub use context::Context;
+pub use error::{Error, ErrorKind, Result};
+#[doc(hidden)]
+pub use export::__private;
+pub use feature::Feature;
+pub use http::{Handler, IntoResponse, Json, Method, Request, RequestBuilder, Response};
+pub use plugin::Plugin;
+pub use repeater::{Repeat, Repeater};
+pub use route::Route;
+pub use task::{TaskHandle, TaskOutput};

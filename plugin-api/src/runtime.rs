@@ -1,0 +1,121 @@
+//! The plugin's private tokio runtime and the adapter that makes plugin futures safe to hand
+//! to the host.
+//!
+//! A cdylib links its own copy of tokio with its own thread-locals, so the host's runtime is
+//! invisible here: `tokio::time::sleep` or `tokio::spawn` would panic with "no reactor
+//! running". Every future the SDK hands to the host is wrapped in [`Guarded`], which enters
+//! this plugin's runtime around each poll (timers and spawns then work) and turns a panic into
+//! an error value, so no panic ever unwinds into the host.
+
+use std::{
+    any::Any,
+    future::Future,
+    panic::{catch_unwind, AssertUnwindSafe},
+    pin::Pin,
+    sync::OnceLock,
+    task::{Context, Poll},
+};
+
+use abi_stable::std_types::{RResult, RString};
+
+static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+static PLUGIN_NAME: OnceLock<String> = OnceLock::new();
+
+/// Records the plugin's name for thread names; the first call wins.
+pub(crate) fn set_plugin_name(name: &str) {
+    let _ = PLUGIN_NAME.set(name.to_owned());
+}
+
+/// The plugin's runtime, created on first use.
+///
+/// One worker thread: a current-thread runtime would not drive timers unless someone blocked
+/// on it, and the host, not this runtime, polls most plugin futures.
+pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
+    RUNTIME.get_or_init(|| {
+        let name = PLUGIN_NAME.get().map(String::as_str).unwrap_or("plugin");
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(format!("{name}-rt"))
+            .enable_all()
+            .build()
+            .unwrap_or_else(|err| panic!("cannot start the plugin's tokio runtime: {err}"))
+    })
+}
+
+/// Describes a panic payload in one line.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    let text = if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".to_owned()
+    };
+    format!("panicked: {text}")
+}
+
+/// Runs `f` inside the plugin runtime, turning a panic into `Err`.
+pub(crate) fn guard_sync<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    let _enter = runtime().enter();
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| panic_message(&*payload))
+}
+
+/// A plugin future made safe for the host: runs in the plugin runtime, never unwinds.
+pub(crate) struct Guarded<F> {
+    fut: Option<Pin<Box<F>>>,
+}
+
+impl<F> Guarded<F> {
+    pub(crate) fn new(fut: F) -> Self {
+        Guarded {
+            fut: Some(Box::pin(fut)),
+        }
+    }
+}
+
+impl<F, T> Future for Guarded<F>
+where
+    F: Future<Output = Result<T, String>>,
+{
+    type Output = RResult<T, RString>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(fut) = self.fut.as_mut() else {
+            return Poll::Ready(RResult::RErr("future polled after completion".into()));
+        };
+        let polled = {
+            let _enter = runtime().enter();
+            catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)))
+        };
+        let output = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(result)) => result.map_err(RString::from).into(),
+            Err(payload) => RResult::RErr(panic_message(&*payload).into()),
+        };
+        drop_guarded(self.fut.take());
+        Poll::Ready(output)
+    }
+}
+
+impl<F> Drop for Guarded<F> {
+    fn drop(&mut self) {
+        drop_guarded(self.fut.take());
+    }
+}
+
+/// Drops plugin state inside the runtime; a panic in a destructor is contained too.
+fn drop_guarded<T>(value: Option<T>) {
+    if let Some(value) = value {
+        let _enter = runtime().enter();
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(value)));
+    }
+}
+
+/// Wraps a plugin future into an FFI future the host can poll.
+pub(crate) fn into_ffi<F, T>(fut: F) -> async_ffi::FfiFuture<RResult<T, RString>>
+where
+    F: Future<Output = Result<T, String>> + Send + 'static,
+    T: 'static,
+{
+    async_ffi::FfiFuture::new(Guarded::new(fut))
+}
