@@ -195,7 +195,7 @@ pub fn command(plugin_args: &[PluginArgSpec]) -> Command {
     for spec in plugin_args {
         cmd = cmd.arg(plugin_arg(spec));
     }
-    cmd.hide_possible_values(true)
+    cmd.hide_possible_values(true).args_override_self(true)
 }
 
 fn plugin_arg(spec: &PluginArgSpec) -> Arg {

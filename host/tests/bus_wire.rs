@@ -595,5 +595,44 @@ async fn shutdown_lets_in_flight_handler_finish() {
     let (s, _r) = ChanSink::new();
     let late = bus.subscribe(&ex, "k", ExchangeKind::Topic, s);
     assert!(late.is_cancelled());
-    let _ = Arc::strong_count(&Arc::new(()));
+}
+
+/// A sink that panics on "boom" and forwards everything else.
+struct PanickySink(tokio::sync::mpsc::UnboundedSender<Vec<u8>>);
+
+impl brewblox_host::bus::MessageSink for PanickySink {
+    fn deliver(
+        &self,
+        _sub: &brewblox_host::bus::Subscription,
+        _routing_key: &str,
+        body: Vec<u8>,
+    ) -> futures::future::BoxFuture<'static, Result<(), String>> {
+        let tx = self.0.clone();
+        Box::pin(async move {
+            if body == b"boom" {
+                panic!("handler exploded");
+            }
+            tx.send(body).map_err(|e| e.to_string())
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panicking_handler_is_logged_and_consumer_goes_on() {
+    let logs = logs();
+    let bus = EventBus::new(test_config("panic"));
+    let ex = unique("panic");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let sub = bus.subscribe(&ex, "k", ExchangeKind::Topic, Arc::new(PanickySink(tx)));
+    sub.wait_active(WAIT).await.expect("active");
+    let peer = Peer::connect().await;
+    peer.publish(&ex, "k", b"boom").await;
+    peer.publish(&ex, "k", b"fine").await;
+    assert_eq!(recv(&mut rx, WAIT, "after panic").await, b"fine");
+    let needle =
+        format!("Exception relaying message in <k @ {ex}>: handler panicked: handler exploded");
+    assert_eq!(logs.count(&needle), 1, "{}", logs.text());
+    assert!(sub.queue().is_some(), "still active");
+    peer.close().await;
+    bus.shutdown(Duration::from_secs(2)).await;
 }

@@ -1,1 +1,369 @@
+//! Test harness: runs the real `brewblox-host` binary against real plugin libraries.
+//!
+//! Build everything first (`cargo build --workspace`); the README's test command does.
+//! Every wait here is bounded: a latch with a deadline, never a sleep that hopes.
 
+use std::{
+    io::{BufRead, BufReader},
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex},
+    thread,
+    time::{Duration, Instant},
+};
+
+pub use reqwest::blocking::Client;
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the workspace")
+        .to_owned()
+}
+
+/// Where cargo put the debug build.
+pub fn build_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+        .join("debug")
+}
+
+fn built(path: PathBuf) -> PathBuf {
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace` before the tests",
+        path.display()
+    );
+    path
+}
+
+/// The host binary.
+pub fn host_bin() -> PathBuf {
+    built(build_dir().join("brewblox-host"))
+}
+
+/// The library built from crate `crate_name` (e.g. `hello-plugin`).
+pub fn plugin_lib(crate_name: &str) -> PathBuf {
+    built(build_dir().join(format!("lib{}.so", crate_name.replace('-', "_"))))
+}
+
+/// A private plugins folder (mode 0700, as the host demands).
+pub struct PluginDir {
+    dir: tempfile::TempDir,
+}
+
+impl Default for PluginDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PluginDir {
+    pub fn new() -> Self {
+        PluginDir {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// Folder with these plugin crates copied in.
+    pub fn with(crates: &[&str]) -> Self {
+        let dir = Self::new();
+        for name in crates {
+            dir.add(name);
+        }
+        dir
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Copies the library of `crate_name` in under its own file name.
+    pub fn add(&self, crate_name: &str) -> PathBuf {
+        let lib = plugin_lib(crate_name);
+        let name = lib.file_name().expect("file name").to_owned();
+        self.add_as(crate_name, name.to_str().expect("utf-8"))
+    }
+
+    /// Copies the library of `crate_name` in as `file_name`.
+    pub fn add_as(&self, crate_name: &str, file_name: &str) -> PathBuf {
+        let target = self.dir.path().join(file_name);
+        std::fs::copy(plugin_lib(crate_name), &target).expect("copy plugin");
+        set_mode(&target, 0o644);
+        target
+    }
+}
+
+/// chmod.
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Lines a child process wrote, collected by a reader thread.
+#[derive(Clone, Default)]
+pub struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl Lines {
+    fn spawn<R: std::io::Read + Send + 'static>(reader: R) -> Self {
+        let lines = Lines::default();
+        let sink = lines.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(reader).lines().map_while(Result::ok) {
+                sink.0.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            }
+        });
+        lines
+    }
+
+    /// Everything so far, one string.
+    pub fn text(&self) -> String {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
+    }
+
+    /// Waits until a line contains `needle`.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || self.text().contains(needle))
+    }
+}
+
+/// Polls `check` every 20 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// How to start a host.
+pub struct HostBuilder {
+    plugins: PathBuf,
+    name: String,
+    port: u16,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+}
+
+impl HostBuilder {
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = name.to_owned();
+        self
+    }
+
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_owned());
+        self
+    }
+
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.envs.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(host_bin());
+        cmd.arg("--plugins")
+            .arg(&self.plugins)
+            .args([
+                "--name",
+                &self.name,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &self.port.to_string(),
+            ])
+            .args(["--eventbus-host", "127.0.0.1"])
+            .args(&self.args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in &self.envs {
+            cmd.env(key, value);
+        }
+        cmd
+    }
+
+    /// Starts the host and waits (≤ 30 s) until its status endpoint answers 200.
+    pub fn start(self) -> Host {
+        let mut child = self.command().spawn().expect("start brewblox-host");
+        let stdout = Lines::spawn(child.stdout.take().expect("stdout"));
+        let stderr = Lines::spawn(child.stderr.take().expect("stderr"));
+        let mut host = Host {
+            child,
+            port: self.port,
+            name: self.name.clone(),
+            stdout,
+            stderr,
+            client: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+        };
+        let url = host.url("/_service/status");
+        let client = Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("client");
+        let ready = wait_until(Duration::from_secs(30), || {
+            if let Ok(Some(status)) = host.child.try_wait() {
+                panic!(
+                    "host exited with {status} before serving:\n{}",
+                    host.stderr.text()
+                );
+            }
+            client.get(&url).send().is_ok_and(|r| r.status() == 200)
+        });
+        assert!(
+            ready,
+            "host did not serve within 30 s:\n{}",
+            host.stderr.text()
+        );
+        host
+    }
+
+    /// Runs the host expecting it to exit by itself (≤ 30 s); returns its output.
+    pub fn run_to_exit(self) -> Exited {
+        let mut child = self.command().spawn().expect("start brewblox-host");
+        let stdout = Lines::spawn(child.stdout.take().expect("stdout"));
+        let stderr = Lines::spawn(child.stderr.take().expect("stderr"));
+        let mut status = None;
+        let exited = wait_until(Duration::from_secs(30), || {
+            status = child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        if !exited {
+            let _ = child.kill();
+            panic!("host did not exit within 30 s:\n{}", stderr.text());
+        }
+        // Let the reader threads drain the pipes.
+        thread::sleep(Duration::from_millis(100));
+        Exited {
+            status: status.expect("exit status"),
+            stdout: stdout.text(),
+            stderr: stderr.text(),
+        }
+    }
+}
+
+/// A finished host process.
+#[derive(Debug)]
+pub struct Exited {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Exited {
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+}
+
+/// A running host; killed when dropped.
+pub struct Host {
+    child: Child,
+    pub port: u16,
+    pub name: String,
+    pub stdout: Lines,
+    pub stderr: Lines,
+    pub client: Client,
+}
+
+impl Host {
+    pub fn builder(plugins: &Path) -> HostBuilder {
+        HostBuilder {
+            plugins: plugins.to_owned(),
+            name: "test_svc".to_owned(),
+            port: free_port(),
+            args: Vec::new(),
+            envs: Vec::new(),
+        }
+    }
+
+    /// `http://127.0.0.1:<port>/<name><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{}{}", self.port, self.name, path)
+    }
+
+    /// `http://127.0.0.1:<port><path>`, without the service prefix.
+    pub fn raw_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::blocking::Response {
+        self.client.get(self.url(path)).send().expect("GET")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGTERM`).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
+    }
+
+    /// Waits (≤ `timeout`) for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let mut status = None;
+        wait_until(timeout, || {
+            status = self.child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        if status.is_some() {
+            thread::sleep(Duration::from_millis(100));
+        }
+        status
+    }
+
+    /// SIGTERM, then wait ≤ 30 s for the exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        match self.wait_exit(Duration::from_secs(30)) {
+            Some(status) => status,
+            None => {
+                let _ = self.child.kill();
+                panic!("host did not stop within 30 s:\n{}", self.stderr.text());
+            }
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if self.is_running() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -216,6 +216,7 @@ impl Link {
     async fn supervise(self: Arc<Self>) {
         let mut close_rx = self.close_tx.subscribe();
         let role = self.role;
+        let name = format!("{}:{}", self.cfg.connection_name, role);
         let endpoint = self.cfg.endpoint();
         let interval = self.cfg.reconnect_interval;
         let mut generation = 0u64;
@@ -248,7 +249,9 @@ impl Link {
                         }
                         stats.ever_connected = true;
                     }
-                    info!("Connected event bus {role} to {endpoint} (connection {generation})");
+                    info!(
+                        "Connected event bus {role} {name} to {endpoint} (connection {generation})"
+                    );
                     self.status_tx.send_replace(LinkStatus::Connected(Live {
                         conn: conn.clone(),
                         generation,
@@ -275,7 +278,7 @@ impl Link {
                                 tokio::time::timeout(CLOSE_TIMEOUT, conn.close(200, "OK")).await;
                         }
                         lost_tx.send_replace(true);
-                        info!("Closed event bus {role} connection");
+                        info!("Closed event bus {role} {name}");
                         break;
                     }
                     let reason = lock(&cause)
@@ -283,7 +286,7 @@ impl Link {
                         .unwrap_or_else(|| format!("connection state {:?}", conn.status().state()));
                     self.record_error(&reason);
                     warn!(
-                        "Connection lost in event bus {role}: {reason}; reconnecting every {interval:?}"
+                        "Connection lost in event bus {role} {name}: {reason}; reconnecting every {interval:?}"
                     );
                     outage_warned = true;
                     let seq = self.failed_attempts();
@@ -299,10 +302,10 @@ impl Link {
                         stats.failed_attempts
                     };
                     if outage_warned {
-                        debug!("Connection error in event bus {role}: {text}");
+                        debug!("Connection error in event bus {role} {name}: {text}");
                     } else {
                         warn!(
-                            "Connection error in event bus {role} ({endpoint}): {text}; retrying every {interval:?}"
+                            "Connection error in event bus {role} {name} ({endpoint}): {text}; retrying every {interval:?}"
                         );
                         outage_warned = true;
                     }

@@ -18,6 +18,8 @@ pub enum BusError {
     #[error("event bus channel error {code}: {text}")]
     Channel { code: u16, text: String },
     /// The broker did not answer within `publish_timeout` (e.g. blocked by a resource alarm).
+    /// The message may still be delivered later (unconfirmed ≠ lost): consumers must
+    /// tolerate a duplicate if the caller retries.
     #[error("event bus did not answer in time")]
     Timeout,
     /// `EventBus::shutdown` was called.

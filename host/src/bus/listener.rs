@@ -327,14 +327,16 @@ async fn run_subscription(
                 break;
             }
             ConsumeEnd::Stopping => {
+                // One bound for both: a dead peer must not make shutdown wait twice.
                 let tag = declared.consumer.tag();
                 let ch = &declared.channel;
-                let _ = tokio::time::timeout(
-                    OP_TIMEOUT,
-                    ch.basic_cancel(tag.as_str(), BasicCancelOptions::default()),
-                )
+                let _ = tokio::time::timeout(OP_TIMEOUT, async {
+                    let _ = ch
+                        .basic_cancel(tag.as_str(), BasicCancelOptions::default())
+                        .await;
+                    let _ = ch.close(200, "shutdown").await;
+                })
                 .await;
-                let _ = tokio::time::timeout(OP_TIMEOUT, ch.close(200, "shutdown")).await;
                 break;
             }
             ConsumeEnd::Lost => break,

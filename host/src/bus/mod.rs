@@ -2,13 +2,13 @@
 //! surviving broker faults.
 //!
 //! Layout, one job per module:
-//! - [`config`]: settings, exchange type, password redaction;
-//! - `connection`: one supervised connection (connect, notice loss, reconnect);
-//! - `listener`: subscriptions → channel + exclusive queue + consumer task each;
-//! - `publisher`: confirmed publishes on a self-healing channel;
-//! - [`subscription`]: the caller's handle and the [`MessageSink`] trait;
-//! - [`health`]: the serialisable report;
-//! - [`error`]: [`BusError`].
+//! - [`config`] holds settings, the exchange type and password redaction;
+//! - `connection` supervises one connection (connect, notice loss, reconnect);
+//! - `listener` gives each subscription a channel, an exclusive queue and a consumer task;
+//! - `publisher` does confirmed publishes on a self-healing channel;
+//! - [`subscription`] has the caller's handle and the [`MessageSink`] trait;
+//! - [`health`] builds the serialisable report;
+//! - [`error`] defines [`BusError`].
 //!
 //! Decisions on the original's quirks (spec §10): the stuck publisher (5) is fixed; loss is
 //! noticed at once and dead peers within two heartbeats (6); ack is sent after the handler

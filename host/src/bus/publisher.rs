@@ -50,7 +50,12 @@ impl Publisher {
         if *self.stopping.borrow() {
             return Err(BusError::ShuttingDown);
         }
-        self.link.start(&Handle::current());
+        let Ok(handle) = Handle::try_current() else {
+            return Err(BusError::Unavailable(
+                "publish called outside a tokio runtime".into(),
+            ));
+        };
+        self.link.start(&handle);
         let deadline = Instant::now() + self.cfg.publish_timeout;
         let live = self.connected(deadline).await?;
         let channel = match timeout_at(deadline, self.channel(&live)).await {

@@ -40,9 +40,11 @@ pub struct FromPlugin;
 pub async fn fill_error_bodies(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
+    // tower-http's 413 comes with its own text; every other layer response is bare.
     if !(status.is_client_error() || status.is_server_error())
         || response.extensions().get::<FromPlugin>().is_some()
-        || response.headers().contains_key(header::CONTENT_TYPE)
+        || (response.headers().contains_key(header::CONTENT_TYPE)
+            && status != StatusCode::PAYLOAD_TOO_LARGE)
     {
         return response;
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use abi_stable::std_types::{RResult, RString, RVec, Tuple2};
 use axum::{
     body::Body,
-    extract::{RawPathParams, Request},
+    extract::{OriginalUri, RawPathParams, Request},
     http::{HeaderName, HeaderValue, StatusCode},
     response::Response,
 };
@@ -23,13 +23,16 @@ pub struct PluginRoute {
 }
 
 pub async fn serve(route: Arc<PluginRoute>, params: RawPathParams, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    // Nesting under the service prefix strips it from the URI; plugins see the full path.
+    if let Some(OriginalUri(uri)) = parts.extensions.remove::<OriginalUri>() {
+        parts.uri = uri;
+    }
     // The body-limit layer makes this fail past --max-body-size.
     let body = match axum::body::to_bytes(body, usize::MAX).await {
         Ok(bytes) => bytes,
         Err(err) => {
-            let too_large = std::error::Error::source(&err)
-                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            let too_large = error_chain(&err).any(|e| e.is::<http_body_util::LengthLimitError>());
             return if too_large {
                 errors::text(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -84,6 +87,12 @@ pub async fn serve(route: Arc<PluginRoute>, params: RawPathParams, request: Requ
     };
     response.extensions_mut().insert(FromPlugin);
     response
+}
+
+fn error_chain<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |e| e.source())
 }
 
 fn into_response(route: &PluginRoute, ffi: FfiResponse) -> Response {

@@ -265,29 +265,60 @@ fn last_part(text: &str) -> &str {
     text.rsplit(": ").next().unwrap_or(text).trim()
 }
 
-/// The gist of a layout report: its last `Error:` lines, on one line.
+/// The gist of a layout report: its last `Error:` with what was expected and found.
 fn summarize(report: &str) -> String {
-    let errors: Vec<&str> = report
-        .lines()
-        .map(str::trim)
-        .filter(|line| line.starts_with("Error:"))
-        .map(|line| line.trim_start_matches("Error:").trim())
-        .filter(|line| !line.is_empty())
-        .collect();
-    let picked: Vec<&str> = if errors.is_empty() {
-        report
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .take(1)
-            .collect()
-    } else {
-        errors.iter().rev().take(2).rev().copied().collect()
+    let lines: Vec<&str> = report.lines().map(str::trim).collect();
+    let value_after = |index: usize, label: &str| -> Option<&str> {
+        lines[index..]
+            .iter()
+            .position(|l| *l == label)
+            .and_then(|pos| {
+                lines[index + pos + 1..]
+                    .iter()
+                    .find(|l| !l.is_empty())
+                    .copied()
+            })
     };
-    let mut line = picked.join("; ");
-    if line.len() > 300 {
-        line.truncate(300);
-        line.push('…');
+    let mut summary = match lines.iter().rposition(|l| l.starts_with("Error:")) {
+        Some(index) => {
+            let message = lines[index].trim_start_matches("Error:").trim();
+            match (
+                value_after(index, "Expected:"),
+                value_after(index, "Found:"),
+            ) {
+                (Some(expected), Some(found)) => {
+                    format!("{message}: expected {expected}, found {found}")
+                }
+                _ => message.to_owned(),
+            }
+        }
+        None => lines
+            .iter()
+            .find(|l| !l.is_empty())
+            .copied()
+            .unwrap_or("")
+            .to_owned(),
+    };
+    if summary.len() > 300 {
+        let mut cut = 300;
+        while !summary.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        summary.truncate(cut);
+        summary.push('…');
     }
-    line
+    summary
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn layout_reports_are_summarized() {
+        let report = "Compared <this>:\n  lots\nError:mismatched type\nExpected:\n    PluginMod\nFound:\n    OtherMod\n";
+        assert_eq!(
+            super::summarize(report),
+            "mismatched type: expected PluginMod, found OtherMod"
+        );
+        assert_eq!(super::summarize("just one line"), "just one line");
+    }
 }

@@ -388,31 +388,22 @@ pub async fn list(what: &str, cols: &[&str]) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// (pid, name, channels) of connections whose name starts with `prefix`.
+/// (pid, connection_name, channels) of connections whose client property `connection_name`
+/// starts with `prefix`. (The `name` column is "ip:port -> ip:port"; the user-provided name
+/// lives in `client_properties`.)
 pub async fn connections(prefix: &str) -> Vec<(String, String, u32)> {
-    eprintln!(
-        "RAW {}",
-        ctl(&[
-            "list_connections",
-            "pid",
-            "name",
-            "client_properties",
-            "channels",
-            "--formatter",
-            "json"
-        ])
-        .await
-    );
-    list("connections", &["pid", "name", "channels"])
+    list("connections", &["pid", "channels", "client_properties"])
         .await
         .into_iter()
-        .filter(|r| r.len() >= 3 && r[1].starts_with(prefix))
-        .map(|r| {
-            (
-                r[0].clone(),
-                r[1].clone(),
-                r[2].trim().parse().unwrap_or(u32::MAX),
-            )
+        .filter_map(|r| {
+            let props = r.get(2)?;
+            let marker = "{\"connection_name\",\"";
+            let start = props.find(marker)? + marker.len();
+            let len = props[start..].find('"')?;
+            let name = props[start..start + len].to_string();
+            let channels = r[1].trim().parse().unwrap_or(u32::MAX);
+            name.starts_with(prefix)
+                .then(|| (r[0].clone(), name, channels))
         })
         .collect()
 }

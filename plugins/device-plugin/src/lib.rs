@@ -1,1 +1,440 @@
+//! A simulated fermentation chamber, served the way a brewblox device service would be.
+//!
+//! It gives the host something realistic to run: state that changes by itself (a repeater
+//! advances the simulation), a route that reads it, a route that changes it with validated
+//! JSON, a feature other plugins can query, and a state message on the eventbus after
+//! every update — exchange `--device-exchange`, routing key = service name, like every
+//! brewblox service publishes.
+//!
+//! Routes (under `/{name}`):
+//! - `GET /device/state` → the [`State`] as JSON;
+//! - `PUT /device/setpoint` with `{"setpoint": <°C>}` → the new [`State`]; a missing,
+//!   mistyped or out-of-range setpoint → 400 `{"error": ..., "field": "setpoint"}`.
 
+pub mod chamber;
+pub mod outage;
+
+use std::{
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::{Duration, SystemTime},
+};
+
+use plugin_api::{
+    export_plugin, Arg, Context, Error, Json, Plugin, Repeat, Repeater, Request, Result, Route,
+};
+use serde::{Deserialize, Serialize};
+use tokio::{sync::watch, time::Instant};
+
+use crate::{
+    chamber::Chamber,
+    outage::{Outage, Transition},
+};
+
+/// Default for `--device-id`.
+pub const DEFAULT_DEVICE_ID: &str = "fermenter-1";
+
+/// Default for `--update-interval` (seconds).
+pub const DEFAULT_UPDATE_INTERVAL: f64 = 5.0;
+
+/// Default for `--device-exchange`: the exchange brewblox services broadcast state on.
+pub const DEFAULT_EXCHANGE: &str = "brewcast";
+
+/// The shortest update interval honoured. A typo like `--update-interval 1e-9` should not
+/// turn the plugin into a busy loop that starves the host on a small machine.
+pub const MIN_UPDATE_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How long one publish may wait for the broker's confirmation before it counts as failed.
+/// Publishing runs beside the simulation, so a slow broker delays only the messages.
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The device's state as clients, other plugins and the eventbus see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// `--device-id`, so that consumers of the eventbus can tell devices apart.
+    pub device_id: String,
+    /// Chamber temperature (°C).
+    pub temperature: f64,
+    /// Target temperature (°C).
+    pub setpoint: f64,
+    /// Room temperature (°C).
+    pub ambient: f64,
+    /// Whether the heater runs.
+    pub heater: bool,
+    /// Whether the cooler runs.
+    pub cooler: bool,
+    /// When the state last changed, RFC 3339 in UTC with milliseconds.
+    pub updated: String,
+}
+
+/// The body of `PUT /device/setpoint`.
+#[derive(Debug, Deserialize)]
+struct SetpointRequest {
+    setpoint: f64,
+}
+
+/// The device shared by the routes, the feature and the repeater.
+struct Device {
+    id: String,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    chamber: Chamber,
+    updated: SystemTime,
+}
+
+impl Device {
+    fn new(id: String) -> Self {
+        Device {
+            id,
+            inner: Mutex::new(Inner {
+                chamber: Chamber::default(),
+                updated: SystemTime::now(),
+            }),
+        }
+    }
+
+    /// The lock is never held across an await or user code, so a poisoned one can only
+    /// come from a bug in the simulation; the state is still the best we have.
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn state(&self) -> State {
+        let inner = self.lock();
+        self.render(&inner)
+    }
+
+    fn advance(&self, elapsed: Duration) -> State {
+        let mut inner = self.lock();
+        inner.chamber.step(elapsed);
+        inner.updated = SystemTime::now();
+        self.render(&inner)
+    }
+
+    /// Validates and applies a setpoint; the error is a 400 naming the field.
+    fn set_setpoint(&self, setpoint: f64) -> Result<State> {
+        let mut inner = self.lock();
+        inner
+            .chamber
+            .set_setpoint(setpoint)
+            .map_err(|message| Error::bad_request(message).field("setpoint"))?;
+        inner.updated = SystemTime::now();
+        Ok(self.render(&inner))
+    }
+
+    fn render(&self, inner: &Inner) -> State {
+        let chamber = &inner.chamber;
+        State {
+            device_id: self.id.clone(),
+            temperature: chamber.temperature,
+            setpoint: chamber.setpoint,
+            ambient: chamber.ambient,
+            heater: chamber.heater,
+            cooler: chamber.cooler,
+            updated: rfc3339(inner.updated),
+        }
+    }
+}
+
+/// Formats a timestamp as brewblox services do (ISO 8601 / RFC 3339, UTC). Milliseconds are
+/// enough for a value that changes every few seconds and keep the JSON readable.
+fn rfc3339(time: SystemTime) -> String {
+    let time = time::OffsetDateTime::from(time);
+    let time = time.replace_millisecond(time.millisecond()).unwrap_or(time);
+    time.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| time.unix_timestamp().to_string())
+}
+
+/// Reads `--update-interval`: `None` disables updates (`<= 0`, as the original disables a
+/// repeater), a nonsensical value is a startup error rather than a surprise later.
+fn update_interval(seconds: f64) -> Result<Option<Duration>> {
+    if seconds.is_nan() {
+        return Err(Error::msg(
+            "--update-interval must be a finite number of seconds",
+        ));
+    }
+    if seconds <= 0.0 {
+        return Ok(None);
+    }
+    let interval = Duration::try_from_secs_f64(seconds).map_err(|err| {
+        Error::msg(format!(
+            "--update-interval {seconds} is not a usable duration: {err}"
+        ))
+    })?;
+    Ok(Some(interval.max(MIN_UPDATE_INTERVAL)))
+}
+
+/// Advances the simulation every interval and hands each new state to the publisher.
+struct Simulation {
+    device: Arc<Device>,
+    interval: Option<Duration>,
+    last: Instant,
+    updates: watch::Sender<Option<State>>,
+}
+
+impl Repeater for Simulation {
+    async fn prepare(&mut self) -> Result<Repeat> {
+        if self.interval.is_none() {
+            tracing::info!("Updates disabled: --update-interval is not positive");
+            return Ok(Repeat::Stop);
+        }
+        self.last = Instant::now();
+        Ok(Repeat::Continue)
+    }
+
+    async fn run(&mut self) -> Result<Repeat> {
+        let Some(interval) = self.interval else {
+            return Ok(Repeat::Stop);
+        };
+        tokio::time::sleep(interval).await;
+        // The time that really passed, not the nominal interval: a busy host or a slow
+        // step must not slow down the simulated physics.
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(self.last);
+        self.last = now;
+        let state = self.device.advance(elapsed);
+        // A watch keeps only the newest state: if the bus is slower than the updates, it
+        // publishes the latest instead of a growing backlog of stale ones.
+        self.updates.send_replace(Some(state));
+        Ok(Repeat::Continue)
+    }
+}
+
+/// Publishes every state the simulation produces. It runs apart from the repeater so that
+/// an eventbus that is down or slow never stops or delays the simulation; failures are
+/// logged once per outage and otherwise dropped, since the next update supersedes them.
+async fn publish_states(
+    ctx: Context,
+    exchange: String,
+    routing: String,
+    mut updates: watch::Receiver<Option<State>>,
+) {
+    let mut outage = Outage::default();
+    while updates.changed().await.is_ok() {
+        let Some(state) = updates.borrow_and_update().clone() else {
+            continue;
+        };
+        let result =
+            match tokio::time::timeout(PUBLISH_TIMEOUT, ctx.publish(&exchange, &routing, &state))
+                .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(Error::msg(format!(
+                    "no confirmation within {} s",
+                    PUBLISH_TIMEOUT.as_secs()
+                ))),
+            };
+        match (outage.record(result.is_ok()), result) {
+            (Transition::Down, Err(err)) => {
+                let what = if err.is_unavailable() {
+                    "eventbus unavailable"
+                } else {
+                    "publish failed"
+                };
+                tracing::warn!(
+                    "Cannot publish device state to exchange \"{exchange}\" ({what}: {err}); \
+                     retrying with every update, quietly until it works again"
+                );
+            }
+            (Transition::Recovered { failed }, _) => tracing::info!(
+                "Publishing device state to exchange \"{exchange}\" works again \
+                 ({failed} updates were not published)"
+            ),
+            (_, Err(err)) => tracing::debug!("publish to \"{exchange}\" failed: {err}"),
+            (_, Ok(())) => {}
+        }
+    }
+}
+
+/// The plugin: all of its state lives in what `startup` hands to routes and tasks.
+#[derive(Default)]
+pub struct DevicePlugin;
+
+impl Plugin for DevicePlugin {
+    fn args() -> Vec<Arg> {
+        vec![
+            Arg::string("device-id")
+                .default(DEFAULT_DEVICE_ID)
+                .help("Name of the simulated device, reported in its state"),
+            Arg::float("update-interval")
+                .default(DEFAULT_UPDATE_INTERVAL)
+                .help("Seconds between simulation updates and state messages; 0 or less disables updates"),
+            Arg::string("device-exchange")
+                .default(DEFAULT_EXCHANGE)
+                .help("Eventbus exchange the device state is published to (routing key: the service name)"),
+        ]
+    }
+
+    async fn startup(&self, ctx: &Context) -> Result<()> {
+        let config = ctx.config();
+        let id: String = config.get("device-id")?;
+        if id.trim().is_empty() {
+            return Err(Error::msg("--device-id must not be empty"));
+        }
+        // NaN and infinities reach the plugin as JSON null; they get the same clear error.
+        let seconds: Option<f64> = config.get("update-interval")?;
+        let interval = update_interval(seconds.unwrap_or(f64::NAN))?;
+        let exchange: String = config.get("device-exchange")?;
+        let routing = config.name().to_owned();
+        let device = Arc::new(Device::new(id.clone()));
+
+        let state_device = Arc::clone(&device);
+        ctx.route(
+            Route::get("/device/state")
+                .summary("Current device state")
+                .description(
+                    "The simulated fermentation chamber: temperature, setpoint and ambient \
+                     temperature in °C, whether the heater and cooler run, the device id and \
+                     when the state last changed (RFC 3339).",
+                ),
+            move |_req: Request| {
+                let device = Arc::clone(&state_device);
+                async move { Ok(Json(device.state())) }
+            },
+        )?;
+
+        let setpoint_device = Arc::clone(&device);
+        ctx.route(
+            Route::put("/device/setpoint")
+                .summary("Change the setpoint")
+                .description(
+                    "Body: {\"setpoint\": <number, °C, from -20 to 120>}. The controller reacts \
+                     at once; the answer is the new state. A missing, mistyped or out-of-range \
+                     setpoint is a 400 whose JSON body names the field.",
+                ),
+            move |req: Request| {
+                let device = Arc::clone(&setpoint_device);
+                async move {
+                    let body: SetpointRequest = req.json()?;
+                    let state = device.set_setpoint(body.setpoint)?;
+                    tracing::info!(
+                        "Setpoint of {} set to {} °C",
+                        state.device_id,
+                        state.setpoint
+                    );
+                    Ok(Json(state))
+                }
+            },
+        )?;
+
+        let feature_device = Arc::clone(&device);
+        ctx.add_feature("device", move |_input: serde_json::Value| {
+            let device = Arc::clone(&feature_device);
+            async move { Ok(serde_json::to_value(device.state())?) }
+        })?;
+
+        let (updates, receiver) = watch::channel(None);
+        if interval.is_some() {
+            ctx.spawn(
+                "device publisher",
+                publish_states(ctx.clone(), exchange.clone(), routing.clone(), receiver),
+            );
+        }
+        ctx.repeat(
+            "device simulation",
+            Simulation {
+                device,
+                interval,
+                last: Instant::now(),
+                updates,
+            },
+        );
+
+        match interval {
+            Some(interval) => tracing::info!(
+                "Device {id} simulating, updating every {:.3} s, publishing to exchange \
+                 \"{exchange}\" with routing key \"{routing}\"",
+                interval.as_secs_f64()
+            ),
+            None => tracing::info!("Device {id} ready, updates disabled"),
+        }
+        Ok(())
+    }
+}
+
+export_plugin!(DevicePlugin);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interval_parsing() {
+        assert_eq!(update_interval(0.0).unwrap(), None);
+        assert_eq!(update_interval(-1.0).unwrap(), None);
+        assert_eq!(update_interval(f64::NEG_INFINITY).unwrap(), None);
+        assert_eq!(
+            update_interval(2.5).unwrap(),
+            Some(Duration::from_millis(2500))
+        );
+        assert_eq!(update_interval(1e-9).unwrap(), Some(MIN_UPDATE_INTERVAL));
+        assert!(update_interval(f64::NAN).is_err());
+        assert!(update_interval(f64::INFINITY).is_err());
+        assert!(update_interval(1e300).is_err());
+    }
+
+    #[test]
+    fn state_json_shape() {
+        let device = Device::new("fermenter-7".into());
+        let value = serde_json::to_value(device.state()).unwrap();
+        let object = value.as_object().unwrap();
+        let mut keys: Vec<_> = object.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "ambient",
+                "cooler",
+                "device_id",
+                "heater",
+                "setpoint",
+                "temperature",
+                "updated"
+            ]
+        );
+        assert_eq!(value["device_id"], "fermenter-7");
+        assert_eq!(value["setpoint"], chamber::DEFAULT_SETPOINT);
+    }
+
+    #[test]
+    fn setpoint_errors_name_the_field() {
+        let device = Device::new("d".into());
+        for bad in [f64::NAN, 500.0, -100.0] {
+            let err = device.set_setpoint(bad).unwrap_err();
+            assert_eq!(err.status(), 400);
+            assert_eq!(err.field_name(), Some("setpoint"));
+        }
+        let state = device.set_setpoint(21.5).unwrap();
+        assert_eq!(state.setpoint, 21.5);
+        assert!(state.heater);
+        assert_eq!(device.state().setpoint, 21.5);
+    }
+
+    #[test]
+    fn setpoint_body_errors_name_the_field() {
+        for body in [r#"{"setpoint": "20"}"#, "{}", r#"{"setpoint": null}"#] {
+            let req = Request::builder("PUT", "/svc/device/setpoint")
+                .body(body)
+                .build();
+            let err = req.json::<SetpointRequest>().unwrap_err();
+            assert_eq!(err.status(), 400, "{body}");
+            assert_eq!(err.field_name(), Some("setpoint"), "{body}");
+        }
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_millis() {
+        let time = SystemTime::UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789);
+        assert_eq!(rfc3339(time), "2023-11-14T22:13:20.123Z");
+    }
+
+    #[test]
+    fn advancing_changes_the_state() {
+        let device = Device::new("d".into());
+        let before = device.state();
+        let after = device.advance(Duration::from_secs(10));
+        assert!(after.temperature < before.temperature, "the cooler runs");
+        assert_eq!(after.setpoint, before.setpoint);
+    }
+}

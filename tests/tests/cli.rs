@@ -1,0 +1,126 @@
+//! The command line (spec §1): names, exit codes, `@file`, environment.
+
+use std::time::Duration;
+
+use integration_tests::{free_port, Host, PluginDir};
+
+#[test]
+fn bad_and_unknown_arguments_exit_2_with_a_message() {
+    let dir = PluginDir::new();
+    for args in [
+        &["--port", "http"][..],
+        &["--nonsense"],
+        &["--eventbus-port", "-1"],
+        &["--name", "trail/"],
+    ] {
+        let out = Host::builder(dir.path()).args(args).run_to_exit();
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains("error:"), "{args:?}: {}", out.stderr);
+    }
+}
+
+#[test]
+fn help_lists_every_option_and_exits_0() {
+    let dir = PluginDir::new();
+    let out = Host::builder(dir.path()).arg("--help").run_to_exit();
+    assert_eq!(out.code(), Some(0));
+    for needle in [
+        "-H, --host",
+        "-p, --port",
+        "-o, --output",
+        "-n, --name",
+        "--debug",
+        "--eventbus-host",
+        "--eventbus-port",
+        "--plugins",
+        "Host to which the app binds. [0.0.0.0]",
+        "BREWBLOX_NAME",
+    ] {
+        assert!(out.stdout.contains(needle), "{needle}:\n{}", out.stdout);
+    }
+}
+
+#[test]
+fn argument_files_expand_one_argument_per_line() {
+    let dir = PluginDir::with(&["hello-plugin"]);
+    let file = dir.path().join("args.txt");
+    std::fs::write(&file, "--name\nfrom_file\n").unwrap();
+    let host = Host::builder(dir.path())
+        .name("ignored")
+        .arg(&format!("@{}", file.display()))
+        .name("from_file")
+        .start();
+    assert_eq!(host.get("/hello").status(), 200);
+    assert_eq!(
+        host.client
+            .get(host.raw_url("/from_file/hello"))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let out = Host::builder(dir.path())
+        .arg("@/no/such/file")
+        .run_to_exit();
+    assert_eq!(out.code(), Some(2));
+    assert!(
+        out.stderr.contains("cannot read argument file"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn options_come_from_the_environment_and_the_command_line_wins() {
+    let dir = PluginDir::with(&["hello-plugin"]);
+    // The harness passes --name and --port; the environment supplies what it does not.
+    let port = free_port();
+    let mut child = std::process::Command::new(integration_tests::host_bin())
+        .env("BREWBLOX_PLUGINS", dir.path())
+        .env("BREWBLOX_NAME", "env_name")
+        .env("BREWBLOX_PORT", port.to_string())
+        .env("BREWBLOX_HOST", "127.0.0.1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::blocking::Client::new();
+    let url = format!("http://127.0.0.1:{port}/env_name/hello");
+    let ok = integration_tests::wait_until(Duration::from_secs(20), || {
+        client.get(&url).send().is_ok_and(|r| r.status() == 200)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ok, "BREWBLOX_PLUGINS/NAME/PORT/HOST were used");
+
+    let host = Host::builder(dir.path())
+        .name("cli_name")
+        .env("BREWBLOX_NAME", "env_name")
+        .start();
+    assert_eq!(
+        host.client
+            .get(host.raw_url("/cli_name/hello"))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[test]
+fn repeated_options_take_the_last_value_as_argparse_does() {
+    let dir = PluginDir::with(&["hello-plugin"]);
+    let host = Host::builder(dir.path())
+        .name("second")
+        .args(&["-n", "first", "--name", "second"])
+        .start();
+    assert_eq!(
+        host.client
+            .get(host.raw_url("/second/hello"))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+}

@@ -1,0 +1,265 @@
+//! The HTTP surface (spec §2, §9): prefix, status, CORS, error bodies, limits, plugin routes.
+
+use integration_tests::{Host, PluginDir};
+use reqwest::{blocking::Response, Method};
+use serde_json::{json, Value};
+
+fn kit() -> (Host, PluginDir) {
+    let dir = PluginDir::with(&["testkit-plugin"]);
+    let host = Host::builder(dir.path())
+        .args(&["--max-body-size", "4096"])
+        .start();
+    (host, dir)
+}
+
+fn assert_cors(res: &Response) {
+    let h = res.headers();
+    assert_eq!(h["access-control-allow-origin"], "*");
+    assert_eq!(h["access-control-allow-credentials"], "true");
+    assert!(h.contains_key("access-control-allow-methods"));
+    assert!(h.contains_key("access-control-allow-headers"));
+}
+
+fn text(res: Response) -> String {
+    res.text().unwrap()
+}
+
+#[test]
+fn status_get_and_head() {
+    let (host, _dir) = kit();
+    let res = host.get("/_service/status");
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["content-type"],
+        "application/json; charset=utf-8"
+    );
+    assert_cors(&res);
+    assert_eq!(text(res), r#"{"status": "ok"}"#);
+
+    let res = host
+        .client
+        .head(host.url("/_service/status"))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-length"], "16");
+    assert_eq!(text(res), "");
+}
+
+#[test]
+fn wrong_method_is_405_with_allow_and_cors() {
+    let (host, _dir) = kit();
+    let res = host
+        .client
+        .post(host.url("/_service/status"))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.headers()["allow"], "GET,HEAD");
+    assert_cors(&res);
+    assert_eq!(text(res), "405: Method Not Allowed");
+}
+
+#[test]
+fn unprefixed_and_trailing_slash_paths_are_404() {
+    let (host, _dir) = kit();
+    for path in [
+        "/_service/status",
+        "/test_svc/_service/status/",
+        "/other/kit/config",
+    ] {
+        let res = host.client.get(host.raw_url(path)).send().unwrap();
+        assert_eq!(res.status(), 404, "{path}");
+        assert_cors(&res);
+        assert_eq!(text(res), "404: Not Found");
+    }
+}
+
+#[test]
+fn options_on_any_path_is_200_with_echoed_cors() {
+    let (host, _dir) = kit();
+    let res = host
+        .client
+        .request(Method::OPTIONS, host.raw_url("/totally/unknown"))
+        .header("Access-Control-Request-Method", "PUT")
+        .header("Access-Control-Request-Headers", "X-Foo, Content-Type")
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["access-control-allow-methods"], "PUT");
+    assert_eq!(
+        res.headers()["access-control-allow-headers"],
+        "X-Foo, Content-Type"
+    );
+    assert_eq!(res.headers()["access-control-allow-origin"], "*");
+
+    let res = host
+        .client
+        .request(Method::OPTIONS, host.url("/_service/status"))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let methods: std::collections::BTreeSet<_> = res.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    let all = [
+        "CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE",
+    ];
+    assert_eq!(methods, all.iter().map(|m| m.to_string()).collect());
+    assert_eq!(res.headers()["access-control-allow-headers"], "*");
+}
+
+#[test]
+fn handler_error_is_500_with_a_one_line_reason() {
+    let (host, _dir) = kit();
+    let res = host.get("/kit/error");
+    assert_eq!(res.status(), 500);
+    assert_cors(&res);
+    assert_eq!(res.headers()["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(text(res), "500: RuntimeError(kaboom) second line");
+}
+
+#[test]
+fn handler_panic_is_500_and_the_host_keeps_serving() {
+    let (mut host, _dir) = kit();
+    for _ in 0..3 {
+        let res = host.get("/kit/panic");
+        assert_eq!(res.status(), 500);
+        assert_cors(&res);
+        let body = text(res);
+        assert!(body.starts_with("500: "), "{body}");
+        assert!(body.contains("kaboom"), "{body}");
+    }
+    assert_eq!(host.get("/_service/status").status(), 200);
+    assert_eq!(host.get("/kit/sleep?ms=1").status(), 200);
+    assert!(host.is_running());
+    assert!(host
+        .stderr
+        .wait_for("panicked", std::time::Duration::from_secs(5)));
+}
+
+#[test]
+fn oversized_body_is_413() {
+    let (host, _dir) = kit();
+    let res = host
+        .client
+        .post(host.url("/kit/json"))
+        .body(vec![b' '; 5000])
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    assert_cors(&res);
+    assert_eq!(text(res), "413: Payload Too Large");
+    // Streaming (no content-length) bodies are cut off too.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..10).map(|_| Ok(vec![b' '; 1000])).collect();
+    let body = reqwest::blocking::Body::new(std::io::Cursor::new(
+        chunks
+            .into_iter()
+            .flat_map(|c| c.unwrap())
+            .collect::<Vec<u8>>(),
+    ));
+    let res = host
+        .client
+        .post(host.url("/kit/json"))
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    // Within the limit it works.
+    let res = host
+        .client
+        .post(host.url("/kit/json"))
+        .json(&json!({"value": 21}))
+        .send()
+        .unwrap();
+    assert_eq!(res.json::<Value>().unwrap(), json!({"doubled": 42}));
+}
+
+#[test]
+fn malformed_json_is_400_with_a_json_error() {
+    let (host, _dir) = kit();
+    let res = host
+        .client
+        .post(host.url("/kit/json"))
+        .body("{not json")
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_cors(&res);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    let body: Value = res.json().unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid JSON body"),
+        "{body}"
+    );
+
+    let res = host
+        .client
+        .post(host.url("/kit/json"))
+        .json(&json!({"value": "x"}))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(res.json::<Value>().unwrap()["field"], "value");
+}
+
+#[test]
+fn plugin_routes_get_method_params_query_headers_body() {
+    let (host, _dir) = kit();
+    let res = host
+        .client
+        .patch(host.url("/kit/echo/42?q=a%20b&x=1"))
+        .header("X-Custom", "yes")
+        .body("payload")
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().unwrap();
+    assert_eq!(body["method"], "PATCH");
+    assert_eq!(body["path"], "/test_svc/kit/echo/42");
+    assert_eq!(body["query"], "q=a%20b&x=1");
+    assert_eq!(body["q"], "a b");
+    assert_eq!(body["id"], "42");
+    assert_eq!(body["headers"]["x-custom"], "yes");
+    assert_eq!(body["body"], "payload");
+}
+
+#[test]
+fn plugin_chooses_status_and_headers() {
+    let (host, _dir) = kit();
+    for code in [201, 202, 302, 401, 404, 418, 503] {
+        let res = reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .get(host.url(&format!("/kit/status/{code}")))
+            .send()
+            .unwrap();
+        assert_eq!(res.status(), code);
+        assert_eq!(res.headers()["x-kit"], "yes");
+        assert_cors(&res);
+        assert_eq!(
+            text(res),
+            format!("status {code}"),
+            "plugin bodies are kept"
+        );
+    }
+}
+
+#[test]
+fn get_routes_answer_head() {
+    let (host, _dir) = kit();
+    let res = host.client.head(host.url("/kit/config")).send().unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(text(res), "");
+}

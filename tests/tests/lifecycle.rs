@@ -1,0 +1,178 @@
+//! Startup, signals and shutdown (spec §3.5), with misbehaving plugins.
+
+use std::time::{Duration, Instant};
+
+use integration_tests::{Host, PluginDir};
+
+fn position(log: &str, needle: &str) -> usize {
+    log.find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in log:\n{log}"))
+}
+
+#[test]
+fn sigterm_runs_hooks_in_order_and_exits_0() {
+    let dir = PluginDir::with(&["peer-plugin", "testkit-plugin"]);
+    let mut host = Host::builder(dir.path()).start();
+    assert!(host.stdout.wait_for(
+        "======== Running on http://127.0.0.1:",
+        Duration::from_secs(5)
+    ));
+    assert!(host.stdout.text().contains("(Press CTRL+C to quit)"));
+    let status = host.stop();
+    assert_eq!(status.code(), Some(0));
+    let log = host.stderr.text();
+    // startup in load order, shutdown in reverse.
+    assert!(position(&log, "peer started") < position(&log, "kit started"));
+    let kit_before = position(&log, "kit before_shutdown");
+    let peer_before = position(&log, "peer before_shutdown");
+    let kit_down = position(&log, "kit shutdown");
+    let peer_down = position(&log, "peer shutdown");
+    assert!(
+        kit_before.max(peer_before) < kit_down.min(peer_down),
+        "before_shutdown first:\n{log}"
+    );
+    assert!(
+        kit_down < peer_down,
+        "shutdown in reverse load order:\n{log}"
+    );
+    assert!(log.contains("Service stopped"));
+}
+
+#[test]
+fn sigint_exits_0() {
+    let dir = PluginDir::with(&["hello-plugin"]);
+    let mut host = Host::builder(dir.path()).start();
+    host.signal(libc::SIGINT);
+    let status = host.wait_exit(Duration::from_secs(30)).expect("exits");
+    assert_eq!(status.code(), Some(0));
+    assert!(host.stderr.text().contains("Received SIGINT"));
+}
+
+#[test]
+fn panic_in_startup_refuses_to_start_naming_plugin_and_message() {
+    let dir = PluginDir::with(&["peer-plugin", "testkit-plugin"]);
+    let out = Host::builder(dir.path())
+        .args(&["--testkit-fail", "startup-panic"])
+        .run_to_exit();
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("plugin testkit-plugin: startup failed: panicked: kit startup kaboom"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stdout.contains("Running on"));
+    // The plugin started before it is shut down again.
+    assert!(out.stderr.contains("peer shutdown"), "{}", out.stderr);
+}
+
+#[test]
+fn error_in_startup_refuses_to_start() {
+    let dir = PluginDir::with(&["testkit-plugin"]);
+    let out = Host::builder(dir.path())
+        .args(&["--testkit-fail", "startup-error"])
+        .run_to_exit();
+    assert_eq!(out.code(), Some(1));
+    assert!(
+        out.stderr
+            .contains("plugin testkit-plugin: startup failed: kit startup refused"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn panics_in_shutdown_hooks_are_logged_and_others_still_stop() {
+    for mode in ["before-shutdown-panic", "shutdown-panic"] {
+        let dir = PluginDir::with(&["peer-plugin", "testkit-plugin"]);
+        let mut host = Host::builder(dir.path())
+            .args(&["--testkit-fail", mode])
+            .start();
+        assert_eq!(host.stop().code(), Some(0), "{mode}");
+        let log = host.stderr.text();
+        let hook = if mode == "shutdown-panic" {
+            "shutdown"
+        } else {
+            "before_shutdown"
+        };
+        assert!(
+            log.contains(&format!(
+                "plugin testkit-plugin: {hook} failed: panicked: kit {hook} kaboom"
+            )),
+            "{mode}:\n{log}"
+        );
+        assert!(log.contains("peer shutdown"), "{log}");
+    }
+}
+
+#[test]
+fn a_hanging_shutdown_is_abandoned_after_the_timeout() {
+    let dir = PluginDir::with(&["peer-plugin", "testkit-plugin"]);
+    let mut host = Host::builder(dir.path())
+        .args(&["--testkit-fail", "shutdown-hang", "--hook-timeout", "0.5"])
+        .start();
+    let started = Instant::now();
+    assert_eq!(host.stop().code(), Some(0));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let log = host.stderr.text();
+    assert!(
+        log.contains(
+            "plugin testkit-plugin: shutdown did not finish within 0.5 s and was abandoned"
+        ),
+        "{log}"
+    );
+    assert!(log.contains("peer shutdown"));
+}
+
+#[test]
+fn in_flight_requests_finish_during_shutdown() {
+    let dir = PluginDir::with(&["testkit-plugin"]);
+    let mut host = Host::builder(dir.path()).start();
+    let url = host.url("/kit/sleep?ms=1500");
+    let client = host.client.clone();
+    let request = std::thread::spawn(move || client.get(url).send().map(|r| r.status().as_u16()));
+    std::thread::sleep(Duration::from_millis(300));
+    host.signal(libc::SIGTERM);
+    assert_eq!(request.join().unwrap().expect("answered"), 200);
+    assert_eq!(
+        host.wait_exit(Duration::from_secs(30))
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+}
+
+#[test]
+fn drain_is_bounded_by_the_shutdown_timeout() {
+    let dir = PluginDir::with(&["testkit-plugin"]);
+    let mut host = Host::builder(dir.path())
+        .args(&["--shutdown-timeout", "0.5"])
+        .start();
+    let url = host.url("/kit/sleep?ms=60000");
+    let client = host.client.clone();
+    let _request = std::thread::spawn(move || client.get(url).send().is_ok());
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    assert_eq!(host.stop().code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(host.stderr.text().contains("did not finish within 0.5 s"));
+}
+
+#[test]
+fn port_in_use_is_a_clear_error() {
+    let dir = PluginDir::with(&["hello-plugin"]);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = Host::builder(dir.path())
+        .args(&["--port", &port])
+        .run_to_exit();
+    assert_eq!(out.code(), Some(1));
+    assert!(
+        out.stderr.contains("cannot listen on 127.0.0.1:"),
+        "{}",
+        out.stderr
+    );
+}

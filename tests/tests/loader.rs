@@ -1,0 +1,235 @@
+//! Plugin files the host must refuse, and plugin files it must survive losing.
+
+use std::{fs, time::Duration};
+
+use integration_tests::{plugin_lib, set_mode, Host, PluginDir};
+
+fn refused(dir: &PluginDir) -> integration_tests::Exited {
+    let out = Host::builder(dir.path()).run_to_exit();
+    assert_eq!(out.code(), Some(1), "expected exit 1:\n{}", out.stderr);
+    out
+}
+
+#[test]
+fn text_file_named_like_a_plugin_is_refused() {
+    let dir = PluginDir::with(&["hello-plugin"]);
+    let bad = dir.path().join("libbroken_plugin.so");
+    fs::write(&bad, "this is not a library\n").unwrap();
+    set_mode(&bad, 0o644);
+    let out = refused(&dir);
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("libbroken_plugin.so"))
+        .expect("names the file");
+    assert!(line.contains("not a shared library"), "{line}");
+    assert!(!out.stderr.contains("Running on"), "must not serve");
+}
+
+#[test]
+fn shared_library_that_is_not_a_plugin_is_refused() {
+    let dir = PluginDir::with(&["not-a-plugin"]);
+    let out = refused(&dir);
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("libnot_a_plugin.so"))
+        .expect("names the file");
+    assert!(line.contains("not a brewblox-host plugin"), "{line}");
+}
+
+#[test]
+fn plugin_for_an_incompatible_api_version_is_refused() {
+    let dir = PluginDir::with(&["incompatible-plugin"]);
+    let out = refused(&dir);
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("libincompatible_plugin.so"))
+        .expect("names the file");
+    assert!(line.contains("built against plugin-api 0.0.9"), "{line}");
+    assert!(line.contains("rebuild the plugin"), "{line}");
+}
+
+#[test]
+fn plugin_with_an_incompatible_layout_is_refused_with_a_summary() {
+    let dir = PluginDir::with(&["mismatched-plugin"]);
+    let out = refused(&dir);
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("libmismatched_plugin.so"))
+        .expect("names the file");
+    assert!(line.contains("incompatible plugin ABI"), "{line}");
+    assert!(
+        line.len() < 600,
+        "a summary, not a layout dump: {} chars",
+        line.len()
+    );
+    assert!(
+        out.stderr.lines().count() < 10,
+        "no layout dump without --debug:\n{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn two_plugins_with_the_same_name_are_refused() {
+    let dir = PluginDir::new();
+    dir.add_as("hello-plugin", "liba_hello.so");
+    dir.add_as("hello-plugin", "libb_hello.so");
+    let out = refused(&dir);
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("libb_hello.so"))
+        .expect("names the second file");
+    assert!(
+        line.contains("\"hello-plugin\" is already used by"),
+        "{line}"
+    );
+    assert!(line.contains("liba_hello.so"), "{line}");
+}
+
+#[test]
+fn every_bad_file_gets_its_own_line() {
+    let dir = PluginDir::with(&["not-a-plugin", "incompatible-plugin"]);
+    let out = refused(&dir);
+    assert!(out.stderr.contains("libnot_a_plugin.so"));
+    assert!(out.stderr.contains("libincompatible_plugin.so"));
+    assert!(
+        out.stderr.contains("2 plugin file(s) refused"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn folder_writable_by_others_is_refused() {
+    let dir = PluginDir::with(&["hello-plugin"]);
+    set_mode(dir.path(), 0o777);
+    let out = refused(&dir);
+    assert!(
+        out.stderr.contains("writable by other users"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("chmod go-w"), "{}", out.stderr);
+}
+
+#[test]
+fn plugin_file_writable_by_others_is_refused() {
+    let dir = PluginDir::new();
+    let file = dir.add("hello-plugin");
+    set_mode(&file, 0o666);
+    let out = refused(&dir);
+    assert!(
+        out.stderr
+            .contains("libhello_plugin.so is writable by other users"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn missing_plugins_folder_named_explicitly_is_an_error() {
+    let dir = PluginDir::new();
+    let missing = dir.path().join("nope");
+    let out = Host::builder(&missing).run_to_exit();
+    assert_eq!(out.code(), Some(1));
+    assert!(
+        out.stderr.contains("cannot open plugins folder"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn other_files_are_ignored_and_plugins_load_in_name_order() {
+    let dir = PluginDir::new();
+    dir.add_as("testkit-plugin", "10-testkit.so");
+    dir.add_as("peer-plugin", "20-peer.so");
+    fs::write(dir.path().join("README.txt"), "not a plugin").unwrap();
+    fs::write(dir.path().join("libsomething.so.bak"), "not a plugin").unwrap();
+    fs::create_dir(dir.path().join("sub.so")).unwrap();
+    let mut host = Host::builder(dir.path()).start();
+    let log = host.stderr.text();
+    let kit = log
+        .find("Loaded plugin testkit-plugin")
+        .expect("testkit loaded");
+    let peer = log.find("Loaded plugin peer-plugin").expect("peer loaded");
+    assert!(kit < peer, "file-name order:\n{log}");
+    assert_eq!(log.matches("Loaded plugin").count(), 2, "{log}");
+    assert!(host.stop().success());
+}
+
+#[test]
+fn a_symlink_to_a_loaded_plugin_is_loaded_once() {
+    let dir = PluginDir::new();
+    let file = dir.add("hello-plugin");
+    std::os::unix::fs::symlink(&file, dir.path().join("libzz_link.so")).unwrap();
+    let mut host = Host::builder(dir.path()).start();
+    assert_eq!(host.stderr.text().matches("Loaded plugin").count(), 1);
+    assert!(host.stop().success());
+}
+
+/// Starts a host serving hello from `libswap.so`, changes the file with `change`, checks the
+/// running host still serves hello, then restarts and checks what serves now.
+fn hot_swap(change: impl FnOnce(&PluginDir, &std::path::Path)) -> (Host, PluginDir) {
+    let dir = PluginDir::new();
+    let file = dir.add_as("hello-plugin", "libswap.so");
+    let mut host = Host::builder(dir.path()).start();
+    assert_eq!(host.get("/hello").status(), 200);
+    change(&dir, &file);
+    // The running host is unaffected: it loaded a private copy.
+    for _ in 0..20 {
+        assert_eq!(host.get("/hello").status(), 200);
+    }
+    assert!(host.is_running());
+    assert!(host.stop().success(), "{}", host.stderr.text());
+    let restarted = Host::builder(dir.path()).start();
+    (restarted, dir)
+}
+
+#[test]
+fn hot_swap_by_copying_over_the_file() {
+    let (host, _dir) = hot_swap(|_, file| {
+        fs::copy(plugin_lib("peer-plugin"), file).unwrap();
+    });
+    assert_eq!(host.get("/hello").status(), 404);
+    assert_eq!(
+        host.get("/peer/missing").status(),
+        200,
+        "the new file serves"
+    );
+}
+
+#[test]
+fn hot_swap_by_renaming_over_the_file() {
+    let (host, _dir) = hot_swap(|dir, file| {
+        let staged = dir.path().join("staged.tmp");
+        fs::copy(plugin_lib("peer-plugin"), &staged).unwrap();
+        set_mode(&staged, 0o644);
+        fs::rename(&staged, file).unwrap();
+    });
+    assert_eq!(host.get("/hello").status(), 404);
+    assert_eq!(host.get("/peer/missing").status(), 200);
+}
+
+#[test]
+fn hot_swap_by_deleting_the_file() {
+    let (host, _dir) = hot_swap(|_, file| {
+        fs::remove_file(file).unwrap();
+    });
+    assert_eq!(host.get("/hello").status(), 404, "no plugin after restart");
+    assert_eq!(host.get("/_service/status").status(), 200);
+}
+
+#[test]
+fn debug_shows_the_full_layout_report() {
+    let dir = PluginDir::with(&["mismatched-plugin"]);
+    let out = Host::builder(dir.path()).arg("--debug").run_to_exit();
+    assert_eq!(out.code(), Some(1));
+    assert!(out.stderr.lines().count() > 10, "full report with --debug");
+    let _ = Duration::from_secs(0);
+}
