@@ -10,9 +10,12 @@ use std::{
 
 use tokio::net::TcpListener;
 
+use axum::routing::{get, post};
+
 use crate::{
+    bus::{BusConfig, EventBus},
     cli::{self, PluginArgSpec, Settings},
-    http::{self, AppSpec},
+    http::{self, health::HealthSources, AppSpec},
     logging,
     plugins::{
         bus_bridge::BusBridge,
@@ -141,6 +144,23 @@ fn plugin_arg_specs(loaded: &LoadedSet) -> Result<Vec<PluginArgSpec>, String> {
     Ok(specs)
 }
 
+fn bus_config(settings: &Settings) -> BusConfig {
+    BusConfig {
+        host: settings.eventbus_host.clone(),
+        port: settings.eventbus_port,
+        user: settings.eventbus_user.clone(),
+        password: settings.eventbus_password.clone(),
+        vhost: settings.eventbus_vhost.clone(),
+        url: settings.eventbus_url.clone(),
+        reconnect_interval: settings.eventbus_reconnect_interval,
+        heartbeat: settings.eventbus_heartbeat,
+        prefetch: settings.eventbus_prefetch,
+        connection_name: format!("brewblox-host:{}", settings.name),
+        publish_timeout: settings.eventbus_publish_timeout,
+        ..BusConfig::default()
+    }
+}
+
 async fn run(settings: Settings, loaded: LoadedSet) -> ExitCode {
     tracing::info!(target: "brewblox_host::service", "Creating [{}] application", settings.name);
     tracing::info!(
@@ -157,12 +177,13 @@ async fn run(settings: Settings, loaded: LoadedSet) -> ExitCode {
         );
     }
 
+    let bus = EventBus::new(bus_config(&settings));
     let host = Arc::new(HostServices {
         runtime: tokio::runtime::Handle::current(),
         config_json: serde_json::Value::Object(settings.config.clone()).to_string(),
         routes: Mutex::new(RouteTable::default()),
         features: FeatureRegistry::default(),
-        bus: BusBridge::disabled(),
+        bus: BusBridge::new(bus.clone()),
     });
 
     let plugins = match lifecycle::create_all(&loaded.plugins, &host) {
@@ -174,6 +195,7 @@ async fn run(settings: Settings, loaded: LoadedSet) -> ExitCode {
     };
     if let Err(err) = lifecycle::startup_all(&plugins, settings.hook_timeout).await {
         tracing::error!("Service not started: {err}");
+        bus.shutdown(settings.hook_timeout).await;
         return ExitCode::from(EXIT_FAILURE);
     }
 
@@ -194,12 +216,32 @@ async fn run(settings: Settings, loaded: LoadedSet) -> ExitCode {
     for (name, owner) in host.features.list() {
         tracing::debug!("Feature [{name}] (plugin {owner})");
     }
+    let health = Arc::new(HealthSources {
+        name: settings.name.clone(),
+        host: Arc::clone(&host),
+        plugins: plugins.iter().map(|p| Arc::clone(&p.state)).collect(),
+    });
+    let (publish_bus, subscribe_bus) = (bus.clone(), bus.clone());
+    let extra = vec![
+        (
+            "/_service/health".to_owned(),
+            get(move || http::health::health(Arc::clone(&health))),
+        ),
+        (
+            "/_debug/publish".to_owned(),
+            post(move |body| http::debug::publish(publish_bus.clone(), body)),
+        ),
+        (
+            "/_debug/subscribe".to_owned(),
+            post(move |body| http::debug::subscribe(subscribe_bus.clone(), body)),
+        ),
+    ];
     let app = http::router(AppSpec {
         name: settings.name.clone(),
         max_body_size: settings.max_body_size,
         debug: settings.debug,
         plugin_routes,
-        extra: Vec::new(),
+        extra,
     });
 
     let address = format!("{}:{}", settings.host, settings.port);
@@ -207,6 +249,7 @@ async fn run(settings: Settings, loaded: LoadedSet) -> ExitCode {
         Ok(listener) => listener,
         Err(err) => {
             tracing::error!("cannot listen on {address}: {err}");
+            bus.shutdown(settings.hook_timeout).await;
             lifecycle::shutdown_all(&plugins, settings.hook_timeout).await;
             return ExitCode::from(EXIT_FAILURE);
         }
@@ -228,6 +271,7 @@ async fn run(settings: Settings, loaded: LoadedSet) -> ExitCode {
         signal = shutdown::signal() => tracing::info!("Received {signal}, shutting down"),
         result = &mut server => {
             tracing::error!("HTTP server stopped unexpectedly: {result:?}");
+            bus.shutdown(settings.hook_timeout).await;
             lifecycle::shutdown_all(&plugins, settings.hook_timeout).await;
             return ExitCode::from(EXIT_FAILURE);
         }
@@ -246,6 +290,9 @@ async fn run(settings: Settings, loaded: LoadedSet) -> ExitCode {
             server.abort();
         }
     }
+    // Consumers stop and in-flight message handlers finish before plugins shut down, so no
+    // message reaches a plugin that is gone.
+    bus.shutdown(settings.hook_timeout).await;
     lifecycle::shutdown_all(&plugins, settings.hook_timeout).await;
     tracing::info!("Service stopped");
     ExitCode::SUCCESS

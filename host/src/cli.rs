@@ -34,6 +34,10 @@ pub struct Settings {
     pub eventbus_password: String,
     pub eventbus_vhost: String,
     pub eventbus_url: Option<String>,
+    pub eventbus_reconnect_interval: Duration,
+    pub eventbus_heartbeat: u16,
+    pub eventbus_prefetch: u16,
+    pub eventbus_publish_timeout: Duration,
     pub plugins: PathBuf,
     pub max_body_size: usize,
     pub shutdown_timeout: Duration,
@@ -84,6 +88,8 @@ fn env_name(id: &str) -> String {
     format!("BREWBLOX_{}", id.to_ascii_uppercase().replace('-', "_"))
 }
 
+/// Help texts carry the default as the original's did (`[%(default)s]`), so clap's own
+/// `[default: …]` is hidden.
 fn opt(id: &'static str, help: &'static str) -> Arg {
     Arg::new(id).long(id).help(help).env(env_name(id))
 }
@@ -163,6 +169,38 @@ pub fn command(plugin_args: &[PluginArgSpec]) -> Command {
         )
         .arg(
             opt(
+                "eventbus-reconnect-interval",
+                "Seconds between eventbus connection attempts [1]",
+            )
+            .default_value("1")
+            .value_parser(parse_seconds),
+        )
+        .arg(
+            opt(
+                "eventbus-heartbeat",
+                "AMQP heartbeat in seconds; a silent broker is dropped after two [10]",
+            )
+            .default_value("10")
+            .value_parser(clap::value_parser!(u16)),
+        )
+        .arg(
+            opt(
+                "eventbus-prefetch",
+                "Unacknowledged messages per subscription, bounding memory [100]",
+            )
+            .default_value("100")
+            .value_parser(clap::value_parser!(u16).range(1..)),
+        )
+        .arg(
+            opt(
+                "eventbus-publish-timeout",
+                "Seconds a publish may take before it fails [10]",
+            )
+            .default_value("10")
+            .value_parser(parse_seconds),
+        )
+        .arg(
+            opt(
                 "plugins",
                 "Folder of plugin libraries (*.so) to load [./plugins]",
             )
@@ -195,7 +233,15 @@ pub fn command(plugin_args: &[PluginArgSpec]) -> Command {
     for spec in plugin_args {
         cmd = cmd.arg(plugin_arg(spec));
     }
-    cmd.hide_possible_values(true).args_override_self(true)
+    cmd.hide_possible_values(true)
+        .args_override_self(true)
+        .mut_args(|arg| {
+            if arg.get_action().takes_values() {
+                arg.hide_default_value(true)
+            } else {
+                arg
+            }
+        })
 }
 
 fn plugin_arg(spec: &PluginArgSpec) -> Arg {
@@ -225,10 +271,12 @@ fn plugin_arg(spec: &PluginArgSpec) -> Arg {
     }
 }
 
+/// A finite float: NaN and infinity cannot reach plugins (their config is JSON).
 fn parse_float(text: &str) -> Result<f64, String> {
-    text.trim()
-        .parse::<f64>()
-        .map_err(|_| format!("invalid float value: '{text}'"))
+    match text.trim().parse::<f64>() {
+        Ok(value) if value.is_finite() => Ok(value),
+        _ => Err(format!("invalid float value: '{text}'")),
+    }
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -318,6 +366,22 @@ fn settings_from(matches: &ArgMatches, plugin_args: &[PluginArgSpec]) -> Setting
         eventbus_password: string(matches, "eventbus-password"),
         eventbus_vhost: string(matches, "eventbus-vhost"),
         eventbus_url: matches.get_one::<String>("eventbus-url").cloned(),
+        eventbus_reconnect_interval: matches
+            .get_one::<Duration>("eventbus-reconnect-interval")
+            .copied()
+            .unwrap_or(Duration::from_secs(1)),
+        eventbus_heartbeat: matches
+            .get_one::<u16>("eventbus-heartbeat")
+            .copied()
+            .unwrap_or(10),
+        eventbus_prefetch: matches
+            .get_one::<u16>("eventbus-prefetch")
+            .copied()
+            .unwrap_or(100),
+        eventbus_publish_timeout: matches
+            .get_one::<Duration>("eventbus-publish-timeout")
+            .copied()
+            .unwrap_or(Duration::from_secs(10)),
         plugins: PathBuf::from(string(matches, "plugins")),
         max_body_size: matches
             .get_one::<usize>("max-body-size")
@@ -432,6 +496,8 @@ mod tests {
         assert_eq!(s.config["dry_run"], true);
         assert_eq!(s.config["count"], Value::Null);
         assert!(parse(&args(&["--update-interval", "fast"]), &specs).is_err());
+        assert!(parse(&args(&["--update-interval", "NaN"]), &specs).is_err());
+        assert!(parse(&args(&["--update-interval", "inf"]), &specs).is_err());
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub fn filter(settings: &LogSettings<'_>) -> Result<EnvFilter, String> {
     let mut directives = vec![if settings.debug { "debug" } else { "info" }.to_owned()];
     if !settings.debug {
         directives.extend(MUTED.iter().map(|target| format!("{target}=warn")));
+        // lapin logs every lost connection as an ERROR of its own; the bus reports the same
+        // event once, with context.
+        directives.push("lapin=off".to_owned());
         directives.push(format!("{ACCESS_TARGET}=warn"));
     }
     if let Some(extra) = settings

@@ -59,7 +59,7 @@ pub mod __private {
 
     pub use abi_stable::library::{LibHeader, RootModuleResult};
     use abi_stable::{
-        library::{CheckTypeLayout, RootModule},
+        library::CheckTypeLayout,
         prefix_type::PrefixTypeTrait,
         sabi_trait::TD_Opaque,
         std_types::{RResult, RString},
@@ -186,7 +186,4 @@ pub mod __private {
             assert_eq!(super::PluginModRef::BASE_NAME, "brewblox_plugin");
         }
     }
-
-    #[allow(unused_imports)]
-    use RootModule as _;
 }

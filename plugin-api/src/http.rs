@@ -256,7 +256,8 @@ pub(crate) fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
         "invalid request body"
     };
     let err = Error::bad_request(format!("{kind}: {message}"));
-    let field = if path != "." && !path.is_empty() {
+    // serde_path_to_error writes `?` for a position it could not name (truncated input).
+    let field = if path != "." && !path.is_empty() && !path.contains('?') {
         Some(path)
     } else {
         missing_field(&message)

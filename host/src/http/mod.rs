@@ -3,7 +3,9 @@
 
 pub mod access_log;
 pub mod cors;
+pub mod debug;
 pub mod errors;
+pub mod health;
 pub mod plugin_route;
 pub mod status;
 

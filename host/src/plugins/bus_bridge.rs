@@ -1,36 +1,218 @@
-//! Connects plugin publish/subscribe calls to the host's eventbus.
+//! Connects plugins' publish/subscribe calls to the host's [`EventBus`].
+//!
+//! The bus never sees plugin types: a plugin's handler is wrapped in a [`MessageSink`], and
+//! a bus subscription is handed to the plugin as a `HostSubscription` object.
 
-use abi_stable::std_types::RResult;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use abi_stable::{
+    sabi_trait::TD_Opaque,
+    std_types::{RArc, RResult, RString, RVec},
+};
 use async_ffi::FfiFuture;
+use futures::{future::BoxFuture, FutureExt};
 use plugin_api::abi::{
-    error_code, FfiError, FfiPublish, FfiSubscribe, HostSubscriptionArc, MessageHandlerBox,
+    error_code, FfiError, FfiPublish, FfiSubscribe, HostSubscription, HostSubscriptionArc,
+    HostSubscription_TO, MessageHandlerBox,
 };
 use tokio::runtime::Handle;
 
-/// The eventbus as plugins reach it.
-pub struct BusBridge {}
+use crate::bus::{BusError, EventBus, ExchangeKind, MessageSink, Subscription};
+
+/// The eventbus as plugins reach it, and which plugin owns which subscription.
+pub struct BusBridge {
+    bus: EventBus,
+    owners: Mutex<HashMap<u64, String>>,
+}
+
+/// The error code a plugin sees for a bus error.
+pub fn ffi_error(err: &BusError) -> FfiError {
+    let code = match err {
+        BusError::Timeout => error_code::TIMEOUT,
+        _ if err.is_unavailable() => error_code::UNAVAILABLE,
+        BusError::Rejected(_) | BusError::Channel { .. } => error_code::REJECTED,
+        BusError::InvalidConfig(_) => error_code::INVALID,
+        _ => error_code::OTHER,
+    };
+    FfiError::new(code, err.to_string())
+}
 
 impl BusBridge {
-    pub fn disabled() -> Self {
-        BusBridge {}
+    pub fn new(bus: EventBus) -> Self {
+        BusBridge {
+            bus,
+            owners: Mutex::new(HashMap::new()),
+        }
     }
 
+    pub fn bus(&self) -> &EventBus {
+        &self.bus
+    }
+
+    /// The plugin that made subscription `id`, if a plugin did.
+    pub fn owner(&self, id: u64) -> Option<String> {
+        self.owners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    /// Publishes on the host runtime: the caller may be polling from a plugin's own runtime
+    /// thread, where lapin's tokio reactor is out of reach.
     pub fn publish(
         &self,
-        _runtime: &Handle,
-        _message: FfiPublish,
+        runtime: &Handle,
+        message: FfiPublish,
     ) -> FfiFuture<RResult<(), FfiError>> {
-        FfiFuture::new(async {
-            RResult::RErr(FfiError::new(error_code::UNAVAILABLE, "no eventbus"))
+        let bus = self.bus.clone();
+        let job = runtime.spawn(async move {
+            let kind: ExchangeKind = match message.exchange_type.parse() {
+                Ok(kind) => kind,
+                Err(_) => {
+                    return Err(FfiError::new(
+                        error_code::INVALID,
+                        format!(
+                            "unknown exchange type \"{}\" (topic, fanout or direct)",
+                            message.exchange_type
+                        ),
+                    ))
+                }
+            };
+            bus.publish(
+                &message.exchange,
+                &message.routing,
+                message.body.into_vec(),
+                kind,
+                message.declare_exchange,
+            )
+            .await
+            .map_err(|err| ffi_error(&err))
+        });
+        FfiFuture::new(async move {
+            match job.await {
+                Ok(result) => result.into(),
+                Err(err) => RResult::RErr(FfiError::new(
+                    error_code::OTHER,
+                    format!("publish task failed: {err}"),
+                )),
+            }
         })
     }
 
     pub fn subscribe(
         &self,
-        _plugin: &str,
-        _sub: FfiSubscribe,
-        _handler: MessageHandlerBox,
+        plugin: &str,
+        request: FfiSubscribe,
+        handler: MessageHandlerBox,
     ) -> Result<HostSubscriptionArc, FfiError> {
-        Err(FfiError::new(error_code::UNAVAILABLE, "no eventbus"))
+        let kind: ExchangeKind = request.exchange_type.parse().map_err(|_| {
+            FfiError::new(
+                error_code::INVALID,
+                format!(
+                    "unknown exchange type \"{}\" (topic, fanout or direct)",
+                    request.exchange_type
+                ),
+            )
+        })?;
+        if request.exchange.is_empty() {
+            return Err(FfiError::new(
+                error_code::INVALID,
+                "exchange name must not be empty",
+            ));
+        }
+        let sink = PluginSink::new(plugin, handler);
+        let sub = self
+            .bus
+            .subscribe(&request.exchange, &request.routing, kind, sink);
+        self.owners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sub.id(), plugin.to_owned());
+        Ok(host_subscription(plugin, sub))
+    }
+}
+
+fn host_subscription(plugin: &str, sub: Subscription) -> HostSubscriptionArc {
+    HostSubscription_TO::from_ptr(
+        RArc::new(PluginSubscription {
+            plugin: plugin.to_owned(),
+            sub,
+        }),
+        TD_Opaque,
+    )
+}
+
+/// Delivers a subscription's messages to a plugin handler.
+struct PluginSink {
+    plugin: String,
+    handler: MessageHandlerBox,
+}
+
+impl PluginSink {
+    fn new(plugin: &str, handler: MessageHandlerBox) -> Arc<dyn MessageSink> {
+        Arc::new(PluginSink {
+            plugin: plugin.to_owned(),
+            handler,
+        })
+    }
+}
+
+impl MessageSink for PluginSink {
+    fn deliver(
+        &self,
+        sub: &Subscription,
+        routing_key: &str,
+        body: Vec<u8>,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        let delivery = self.handler.on_message(
+            host_subscription(&self.plugin, sub.clone()),
+            routing_key.into(),
+            RVec::from(body),
+        );
+        let plugin = self.plugin.clone();
+        async move {
+            match std::panic::AssertUnwindSafe(delivery).catch_unwind().await {
+                Ok(RResult::ROk(())) => Ok(()),
+                Ok(RResult::RErr(err)) => Err(format!("plugin {plugin}: {err}")),
+                Err(_) => Err(format!("plugin {plugin}: handler panicked")),
+            }
+        }
+        .boxed()
+    }
+}
+
+/// A bus subscription as a plugin holds it.
+struct PluginSubscription {
+    plugin: String,
+    sub: Subscription,
+}
+
+impl HostSubscription for PluginSubscription {
+    fn exchange(&self) -> RString {
+        self.sub.exchange().into()
+    }
+
+    fn routing(&self) -> RString {
+        self.sub.routing().into()
+    }
+
+    fn exchange_type(&self) -> RString {
+        self.sub.kind().as_str().into()
+    }
+
+    fn set_handler(&self, handler: MessageHandlerBox) {
+        self.sub.set_sink(PluginSink::new(&self.plugin, handler));
+    }
+
+    fn cancel(&self) {
+        self.sub.cancel();
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.sub.is_cancelled()
     }
 }
