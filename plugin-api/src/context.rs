@@ -112,9 +112,9 @@ impl Context {
     /// # fn demo(ctx: plugin_api::Context) {
     /// ctx.spawn("heartbeat", async {
     ///     let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
-    ///     loop {
+    ///     for beat in 0.. {
     ///         tick.tick().await;
-    ///         tracing::debug!("still here");
+    ///         tracing::debug!("still here ({beat})");
     ///     }
     /// });
     /// # }

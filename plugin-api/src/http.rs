@@ -201,7 +201,7 @@ impl Request {
     /// the field: `{"error": "invalid type: string \"x\", expected f64", "field": "setpoint"}`.
     ///
     /// ```
-    /// #[derive(serde::Deserialize)]
+    /// #[derive(serde::Deserialize, Debug)]
     /// struct Setpoint { setpoint: f64 }
     ///
     /// # let req = plugin_api::Request::builder("PUT", "/x").body(r#"{"setpoint":"x"}"#).build();
@@ -364,7 +364,7 @@ impl Response {
     ///
     /// ```
     /// let res = plugin_api::Response::json(&serde_json::json!({"hello": "world"}));
-    /// assert_eq!(res.body(), br#"{"hello":"world"}"#);
+    /// assert_eq!(res.body_bytes(), br#"{"hello":"world"}"#);
     /// ```
     pub fn json<T: Serialize + ?Sized>(value: &T) -> Self {
         match serde_json::to_vec(value) {

@@ -37,7 +37,7 @@ impl<E: fmt::Display + Send + 'static> TaskOutput for Result<(), E> {
 /// ```no_run
 /// # async fn demo(ctx: plugin_api::Context) {
 /// let task = ctx.spawn("ticker", async {
-///     loop {
+///     for _ in 0..60 {
 ///         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
 ///     }
 /// });

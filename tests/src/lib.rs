@@ -3,6 +3,8 @@
 //! Build everything first (`cargo build --workspace`); the README's test command does.
 //! Every wait here is bounded: a latch with a deadline, never a sleep that hopes.
 
+pub mod amqp;
+
 use std::{
     io::{BufRead, BufReader},
     net::TcpListener,

@@ -210,10 +210,12 @@ impl Store {
         Some(key.to_string())
     }
 
-    /// The last message of every key, as a JSON object (sorted by key).
+    /// The last message of every key, as a JSON object with the keys in sorted order
+    /// (whether or not serde_json preserves insertion order).
     pub fn last(&self) -> Map<String, Value> {
-        self.keys
-            .iter()
+        let mut last: Vec<(&Arc<str>, &VecDeque<Entry>)> = self.keys.iter().collect();
+        last.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        last.into_iter()
             .filter_map(|(key, ring)| Some((key.to_string(), ring.back()?.message.clone())))
             .collect()
     }
@@ -328,6 +330,11 @@ mod tests {
         }
         assert_eq!(
             store.keys(),
+            ["array", "bool", "null", "number", "object", "string"]
+        );
+        let order: Vec<&String> = last.keys().collect();
+        assert_eq!(
+            order,
             ["array", "bool", "null", "number", "object", "string"]
         );
         check_invariants(&store);

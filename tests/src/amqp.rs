@@ -1,0 +1,275 @@
+//! The other side of the eventbus for tests: an independent lapin client, `rabbitmqctl` for
+//! inspection and fault injection, and bounded waits. Shared by the host's `bus_*` tests and
+//! the integration tests here. Only ever talks to 127.0.0.1.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
+    QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use tokio::sync::mpsc;
+
+pub const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A name nobody else uses: tests run in parallel and share the broker.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{nanos:x}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Next message within `timeout`, or panic with `what`.
+pub async fn recv<T>(rx: &mut mpsc::UnboundedReceiver<T>, timeout: Duration, what: &str) -> T {
+    match tokio::time::timeout(timeout, rx.recv()).await {
+        Ok(Some(v)) => v,
+        Ok(None) => panic!("{what}: channel closed"),
+        Err(_) => panic!("{what}: nothing within {timeout:?}"),
+    }
+}
+
+/// Assert nothing is queued right now (use after a sentinel proved ordering).
+pub fn assert_empty<T: std::fmt::Debug>(rx: &mut mpsc::UnboundedReceiver<T>, what: &str) {
+    if let Ok(v) = rx.try_recv() {
+        panic!("{what}: unexpected message {v:?}");
+    }
+}
+
+// ---------------------------------------------------------------- the other side
+
+/// An independent AMQP client (plain lapin, not the bus).
+pub struct Peer {
+    pub conn: Connection,
+    pub ch: Channel,
+}
+
+impl Peer {
+    pub async fn connect() -> Peer {
+        let props = ConnectionProperties::default()
+            .with_connection_name(unique("bus-test-peer").into())
+            .with_executor(tokio_executor_trait::Tokio::current())
+            .with_reactor(tokio_reactor_trait::Tokio);
+        let conn = tokio::time::timeout(WAIT, Connection::connect(BROKER, props))
+            .await
+            .expect("peer connect timeout")
+            .expect("peer connect");
+        let ch = conn.create_channel().await.expect("peer channel");
+        Peer { conn, ch }
+    }
+
+    /// A fresh channel (after a channel error closed the previous one).
+    pub async fn reopen(&mut self) {
+        self.ch = self.conn.create_channel().await.expect("peer channel");
+    }
+
+    /// Declare like brewblox-service 0.20.0 does (non-durable, auto-delete).
+    pub async fn declare_like_original(&self, exchange: &str, kind: lapin::ExchangeKind) {
+        self.ch
+            .exchange_declare(
+                exchange,
+                kind,
+                ExchangeDeclareOptions {
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("peer exchange_declare");
+    }
+
+    pub async fn publish(&self, exchange: &str, routing: &str, body: &[u8]) {
+        self.ch
+            .basic_publish(
+                exchange,
+                routing,
+                BasicPublishOptions::default(),
+                body,
+                BasicProperties::default(),
+            )
+            .await
+            .expect("peer publish");
+    }
+
+    /// An exclusive server-named queue bound to `exchange` with `routing`, consumed (auto-ack)
+    /// into a channel of deliveries.
+    pub async fn consume(
+        &self,
+        exchange: &str,
+        routing: &str,
+    ) -> mpsc::UnboundedReceiver<lapin::message::Delivery> {
+        let q = self
+            .ch
+            .queue_declare(
+                "",
+                QueueDeclareOptions {
+                    exclusive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("peer queue_declare");
+        self.ch
+            .queue_bind(
+                q.name().as_str(),
+                exchange,
+                routing,
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("peer queue_bind");
+        let mut consumer = self
+            .ch
+            .basic_consume(
+                q.name().as_str(),
+                "",
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("peer basic_consume");
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(Ok(d)) = consumer.next().await {
+                if tx.send(d).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    }
+
+    /// Does a queue exist? (passive declare on a throwaway channel).
+    pub async fn queue_exists(&self, queue: &str) -> bool {
+        let ch = self.conn.create_channel().await.expect("peer channel");
+        let r = ch
+            .queue_declare(
+                queue,
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        match r {
+            Ok(_) => true,
+            Err(lapin::Error::ProtocolError(e)) if e.get_id() == 405 => true, // exclusive to another connection
+            Err(_) => false,
+        }
+    }
+
+    pub async fn delete_exchange(&self, exchange: &str) {
+        if let Ok(ch) = self.conn.create_channel().await {
+            let _ = ch
+                .exchange_delete(exchange, ExchangeDeleteOptions::default())
+                .await;
+        }
+    }
+
+    pub async fn close(self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.conn.close(200, "bye")).await;
+    }
+}
+
+// ---------------------------------------------------------------- rabbitmqctl
+
+/// Run `rabbitmqctl -q --no-table-headers <args>` off the async threads; returns stdout.
+pub async fn ctl(args: &[&str]) -> String {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let shown = args.join(" ");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("rabbitmqctl").arg("-q").args(&args).output()
+    })
+    .await
+    .expect("spawn_blocking")
+    .expect("run rabbitmqctl");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {shown} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `list_<what> --no-table-headers cols…` as rows of columns.
+pub async fn list(what: &str, cols: &[&str]) -> Vec<Vec<String>> {
+    let cmd = format!("list_{what}");
+    let mut args = vec![cmd.as_str(), "--no-table-headers"];
+    args.extend_from_slice(cols);
+    ctl(&args)
+        .await
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split('\t').map(|s| s.to_string()).collect())
+        .collect()
+}
+
+/// (pid, connection_name, channels) of connections whose client property `connection_name`
+/// starts with `prefix`. (The `name` column is "ip:port -> ip:port"; the user-provided name
+/// lives in `client_properties`.)
+pub async fn connections(prefix: &str) -> Vec<(String, String, u32)> {
+    list("connections", &["pid", "channels", "client_properties"])
+        .await
+        .into_iter()
+        .filter_map(|r| {
+            let props = r.get(2)?;
+            let marker = "{\"connection_name\",\"";
+            let start = props.find(marker)? + marker.len();
+            let len = props[start..].find('"')?;
+            let name = props[start..start + len].to_string();
+            let channels = r[1].trim().parse().unwrap_or(u32::MAX);
+            name.starts_with(prefix)
+                .then(|| (r[0].clone(), name, channels))
+        })
+        .collect()
+}
+
+/// Close the one connection called exactly `name` (like the Java client's tests do).
+pub async fn close_connection(name: &str) {
+    let conns = connections(name).await;
+    let found: Vec<_> = conns.iter().filter(|c| c.1 == name).collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one connection named {name}: {conns:?}"
+    );
+    ctl(&["close_connection", &found[0].0, "fault-test"]).await;
+}
+
+/// Poll (bounded) until `f` returns Some.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
