@@ -222,7 +222,7 @@ async fn run(settings: Settings, loaded: LoadedSet) -> ExitCode {
         plugins: plugins.iter().map(|p| Arc::clone(&p.state)).collect(),
     });
     let (publish_bus, subscribe_bus) = (bus.clone(), bus.clone());
-    let extra = vec![
+    let mut extra = vec![
         (
             "/_service/health".to_owned(),
             get(move || http::health::health(Arc::clone(&health))),
@@ -236,6 +236,21 @@ async fn run(settings: Settings, loaded: LoadedSet) -> ExitCode {
             post(move |body| http::debug::subscribe(subscribe_bus.clone(), body)),
         ),
     ];
+    // Routes are frozen: the API documentation is built once and served as bytes.
+    let plugin_versions: Vec<(String, String)> = loaded
+        .plugins
+        .iter()
+        .map(|p| (p.name.clone(), p.version.clone()))
+        .collect();
+    let api_doc = http::openapi::document(
+        &http::openapi::DocInfo {
+            name: &settings.name,
+            version: env!("CARGO_PKG_VERSION"),
+            plugins: &plugin_versions,
+        },
+        &plugin_routes,
+    );
+    extra.extend(http::swagger_ui::routes(&settings.name, &api_doc));
     let app = http::router(AppSpec {
         name: settings.name.clone(),
         max_body_size: settings.max_body_size,

@@ -34,6 +34,7 @@ mod export;
 mod feature;
 mod http;
 mod logging;
+pub mod openapi;
 mod plugin;
 mod repeater;
 mod route;
@@ -51,4 +52,9 @@ pub use http::{Handler, IntoResponse, Json, Method, Request, RequestBuilder, Res
 pub use plugin::Plugin;
 pub use repeater::{Repeat, Repeater};
 pub use route::Route;
+/// The schemars crate, for `#[schemars(crate = "plugin_api::schemars")]` and its attributes.
+pub use schemars;
+/// Derives a JSON schema for route documentation ([`Route::request_body`],
+/// [`Route::response`], [`Route::query`]); see [`Route`].
+pub use schemars::JsonSchema;
 pub use task::{TaskHandle, TaskOutput};

@@ -273,3 +273,123 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+impl Peer {
+    /// Whether `exchange` exists (a passive declare, on a throwaway channel because a missing
+    /// exchange closes the channel).
+    pub async fn exchange_exists(&self, exchange: &str) -> bool {
+        let Ok(ch) = self.conn.create_channel().await else {
+            return false;
+        };
+        let found = ch
+            .exchange_declare(
+                exchange,
+                lapin::ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .is_ok();
+        if found {
+            let _ = ch.close(200, "done").await;
+        }
+        found
+    }
+}
+
+/// A [`Peer`] for synchronous tests (the HTTP client of the harness is blocking): it owns a
+/// runtime and every call blocks, bounded by the peer's own timeouts.
+pub struct SyncPeer {
+    runtime: tokio::runtime::Runtime,
+    peer: Option<Peer>,
+}
+
+/// Deliveries of a [`SyncPeer::consume`].
+pub struct SyncDeliveries<'a> {
+    runtime: &'a tokio::runtime::Runtime,
+    rx: mpsc::UnboundedReceiver<lapin::message::Delivery>,
+}
+
+impl SyncDeliveries<'_> {
+    /// The next delivery within `timeout`, or panic with `what`.
+    pub fn recv(&mut self, timeout: Duration, what: &str) -> lapin::message::Delivery {
+        self.runtime.block_on(recv(&mut self.rx, timeout, what))
+    }
+}
+
+impl SyncPeer {
+    pub fn connect() -> SyncPeer {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("peer runtime");
+        let peer = runtime.block_on(Peer::connect());
+        SyncPeer {
+            runtime,
+            peer: Some(peer),
+        }
+    }
+
+    fn peer(&self) -> &Peer {
+        self.peer.as_ref().expect("peer open until drop")
+    }
+
+    /// Runs any async helper of this module (`list`, `connections`, …) to completion.
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    /// Publishes raw bytes, as a Python service would (no properties).
+    pub fn publish(&self, exchange: &str, routing: &str, body: &[u8]) {
+        self.runtime
+            .block_on(self.peer().publish(exchange, routing, body));
+    }
+
+    /// Publishes `message` as JSON.
+    pub fn publish_json(&self, exchange: &str, routing: &str, message: &serde_json::Value) {
+        let body = serde_json::to_vec(message).expect("JSON");
+        self.publish(exchange, routing, &body);
+    }
+
+    /// Declares like brewblox-service 0.20.0 (non-durable, auto-delete); panics with
+    /// PRECONDITION_FAILED if the exchange exists with other properties.
+    pub fn declare_like_original(&self, exchange: &str, kind: lapin::ExchangeKind) {
+        self.runtime
+            .block_on(self.peer().declare_like_original(exchange, kind));
+    }
+
+    pub fn exchange_exists(&self, exchange: &str) -> bool {
+        self.runtime.block_on(self.peer().exchange_exists(exchange))
+    }
+
+    pub fn queue_exists(&self, queue: &str) -> bool {
+        self.runtime.block_on(self.peer().queue_exists(queue))
+    }
+
+    pub fn delete_exchange(&self, exchange: &str) {
+        self.runtime.block_on(self.peer().delete_exchange(exchange));
+    }
+
+    /// An exclusive queue bound to `exchange` with `routing`, consumed.
+    pub fn consume(&self, exchange: &str, routing: &str) -> SyncDeliveries<'_> {
+        let rx = self
+            .runtime
+            .block_on(self.peer().consume(exchange, routing));
+        SyncDeliveries {
+            runtime: &self.runtime,
+            rx,
+        }
+    }
+}
+
+impl Drop for SyncPeer {
+    fn drop(&mut self) {
+        if let Some(peer) = self.peer.take() {
+            self.runtime.block_on(peer.close());
+        }
+    }
+}

@@ -4,17 +4,10 @@
 use std::time::Duration;
 
 use integration_tests::{
-    amqp::{self, Peer},
+    amqp::{self, SyncPeer},
     free_port, wait_until, Host, PluginDir,
 };
 use serde_json::{json, Value};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// A host with testkit subscribed to `exchange` (`#`) at startup.
 fn kit(exchange: &str, extra: &[&str]) -> (Host, PluginDir) {
@@ -82,14 +75,10 @@ fn plugin_receives_any_json_value_from_an_independent_publisher() {
         json!(true),
         json!(null),
     ];
-    rt().block_on(async {
-        let peer = Peer::connect().await;
-        for (i, value) in values.iter().enumerate() {
-            peer.publish(&exchange, &format!("key.{i}"), value.to_string().as_bytes())
-                .await;
-        }
-        peer.close().await;
-    });
+    let peer = SyncPeer::connect();
+    for (i, value) in values.iter().enumerate() {
+        peer.publish_json(&exchange, &format!("key.{i}"), value);
+    }
     let got = wait_received(&host, values.len());
     for (i, value) in values.iter().enumerate() {
         assert_eq!(got[i]["message"], *value, "in order, intact");
@@ -102,18 +91,17 @@ fn plugin_receives_any_json_value_from_an_independent_publisher() {
 fn plugin_publishes_to_an_independent_consumer_with_the_original_topology() {
     let exchange = amqp::unique("ex-out");
     let (host, _dir) = kit("", &[]);
-    let rt = rt();
-    let peer = rt.block_on(Peer::connect());
+    let peer = SyncPeer::connect();
     // Declared as brewblox-service 0.20.0 declares it: the host's declaration must match.
-    rt.block_on(peer.declare_like_original(&exchange, lapin::ExchangeKind::Topic));
-    let mut rx = rt.block_on(peer.consume(&exchange, "state.*"));
+    peer.declare_like_original(&exchange, lapin::ExchangeKind::Topic);
+    let mut rx = peer.consume(&exchange, "state.*");
     let res = post(
         &host,
         "/kit/bus/publish",
         json!({"exchange": exchange, "routing": "state.kit", "message": {"temp": 20.5, "u": "é"}}),
     );
     assert_eq!(res.json::<Value>().unwrap(), json!({"ok": true}));
-    let delivery = rt.block_on(amqp::recv(&mut rx, amqp::WAIT, "published message"));
+    let delivery = rx.recv(amqp::WAIT, "published message");
     assert_eq!(delivery.routing_key.as_str(), "state.kit");
     let body: Value = serde_json::from_slice(&delivery.data).unwrap();
     assert_eq!(body, json!({"temp": 20.5, "u": "é"}));
@@ -121,7 +109,7 @@ fn plugin_publishes_to_an_independent_consumer_with_the_original_topology() {
         delivery.properties.content_type().is_none(),
         "no properties, like the original"
     );
-    let rows = rt.block_on(amqp::list(
+    let rows = peer.block_on(amqp::list(
         "exchanges",
         &["name", "type", "durable", "auto_delete"],
     ));
@@ -130,7 +118,6 @@ fn plugin_publishes_to_an_independent_consumer_with_the_original_topology() {
         .find(|r| r[0] == exchange)
         .expect("exchange listed");
     assert_eq!(&row[1..], ["topic", "false", "true"]);
-    rt.block_on(peer.close());
 }
 
 #[test]
@@ -146,15 +133,10 @@ fn subscriptions_from_handlers_follow_topic_wildcards() {
         assert_eq!(res.status(), 200);
     }
     wait_active(&host, 2);
-    rt().block_on(async {
-        let peer = Peer::connect().await;
-        for key in ["a", "a.b", "a.b.c", "b.a"] {
-            peer.publish(&exchange, key, format!("\"{key}\"").as_bytes())
-                .await;
-        }
-        peer.publish(&exchange, "end", b"\"end\"").await;
-        peer.close().await;
-    });
+    let peer = SyncPeer::connect();
+    for key in ["a", "a.b", "a.b.c", "b.a", "end"] {
+        peer.publish_json(&exchange, key, &json!(key));
+    }
     // a → a.# only; a.b → both; a.b.c → a.# only; b.a → none. 4 deliveries.
     let got = wait_received(&host, 4);
     std::thread::sleep(Duration::from_millis(300));
@@ -258,29 +240,14 @@ fn handlers_can_be_swapped_and_subscriptions_cancelled() {
             .is_some_and(|s| s.is_empty())
     });
     assert!(gone, "{}", health(&host).1);
-    rt().block_on(async {
-        let peer = Peer::connect().await;
-        let ok = wait_until_async(|| async { !peer.queue_exists(&queue).await }).await;
-        assert!(ok, "queue {queue} deleted");
-        peer.close().await;
-    });
+    let peer = SyncPeer::connect();
+    assert!(
+        wait_until(Duration::from_secs(10), || !peer.queue_exists(&queue)),
+        "queue {queue} deleted"
+    );
     publish(3);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(received(&host).len(), 2, "nothing after cancel");
-}
-
-async fn wait_until_async<F, Fut>(mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..100 {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
 }
 
 #[test]
@@ -288,20 +255,17 @@ fn failing_handlers_and_malformed_messages_are_logged_and_dropped() {
     let exchange = amqp::unique("ex-bad");
     let (mut host, _dir) = kit(&exchange, &[]);
     wait_active(&host, 1);
-    rt().block_on(async {
-        let peer = Peer::connect().await;
-        for body in [
-            &b"\"fail\""[..],
-            b"\"panic\"",
-            b"{not json",
-            b"",
-            b"\xff\xfe",
-            b"\"good\"",
-        ] {
-            peer.publish(&exchange, "k", body).await;
-        }
-        peer.close().await;
-    });
+    let peer = SyncPeer::connect();
+    for body in [
+        &b"\"fail\""[..],
+        b"\"panic\"",
+        b"{not json",
+        b"",
+        b"\xff\xfe",
+        b"\"good\"",
+    ] {
+        peer.publish(&exchange, "k", body);
+    }
     let got = wait_received(&host, 1);
     assert_eq!(got[0]["message"], "good");
     let sub = format!("<# @ {exchange}>");
@@ -334,9 +298,8 @@ fn failing_handlers_and_malformed_messages_are_logged_and_dropped() {
 fn a_channel_error_reaches_the_plugin_and_the_next_publish_works() {
     let exchange = amqp::unique("ex-406");
     let (host, _dir) = kit("", &[]);
-    let rt = rt();
-    let peer = rt.block_on(Peer::connect());
-    rt.block_on(peer.declare_like_original(&exchange, lapin::ExchangeKind::Fanout));
+    let peer = SyncPeer::connect();
+    peer.declare_like_original(&exchange, lapin::ExchangeKind::Fanout);
     let publish = |body: Value| -> Value { post(&host, "/kit/bus/publish", body).json().unwrap() };
     let res = publish(json!({"exchange": exchange, "routing": "k", "message": 1}));
     assert_eq!(res["ok"], false);
@@ -356,8 +319,7 @@ fn a_channel_error_reaches_the_plugin_and_the_next_publish_works() {
         res["ok"], true,
         "pre-declared exchange without declaring: {res}"
     );
-    rt.block_on(peer.delete_exchange(&exchange));
-    rt.block_on(peer.close());
+    peer.delete_exchange(&exchange);
 }
 
 #[test]
@@ -389,9 +351,8 @@ fn debug_endpoints_publish_and_subscribe() {
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "application/octet-stream");
     wait_active(&host, 1);
-    let rt = rt();
-    let peer = rt.block_on(Peer::connect());
-    let mut rx = rt.block_on(peer.consume(&exchange, "dbg.#"));
+    let peer = SyncPeer::connect();
+    let mut rx = peer.consume(&exchange, "dbg.#");
     let res = post(
         &host,
         "/_debug/publish",
@@ -399,12 +360,11 @@ fn debug_endpoints_publish_and_subscribe() {
     );
     assert_eq!(res.status(), 200);
     assert_eq!(res.text().unwrap(), "");
-    let delivery = rt.block_on(amqp::recv(&mut rx, amqp::WAIT, "debug publish"));
+    let delivery = rx.recv(amqp::WAIT, "debug publish");
     assert_eq!(
         serde_json::from_slice::<Value>(&delivery.data).unwrap(),
         json!({"v": [1, 2]})
     );
-    rt.block_on(peer.close());
     assert!(host.stderr.wait_for(&format!("Unhandled event: subscription=<dbg.# @ {exchange}>, key=dbg.x, message={{\"v\":[1,2]}}"), Duration::from_secs(10)), "{}", host.stderr.text());
 
     for (body, field) in [
@@ -535,10 +495,9 @@ fn device_plugin_publishes_its_state_under_the_service_name() {
     let exchange = amqp::unique("brewcast");
     let dir = PluginDir::with(&["device-plugin"]);
     let name = amqp::unique("fermenter");
-    let rt = rt();
-    let peer = rt.block_on(Peer::connect());
-    rt.block_on(peer.declare_like_original(&exchange, lapin::ExchangeKind::Topic));
-    let mut rx = rt.block_on(peer.consume(&exchange, &name));
+    let peer = SyncPeer::connect();
+    peer.declare_like_original(&exchange, lapin::ExchangeKind::Topic);
+    let mut rx = peer.consume(&exchange, &name);
     let _host = Host::builder(dir.path())
         .name(&name)
         .args(&[
@@ -550,12 +509,11 @@ fn device_plugin_publishes_its_state_under_the_service_name() {
             "chamber-7",
         ])
         .start();
-    let delivery = rt.block_on(amqp::recv(&mut rx, amqp::WAIT, "device state"));
+    let delivery = rx.recv(amqp::WAIT, "device state");
     assert_eq!(delivery.routing_key.as_str(), name.as_str());
     let state: Value = serde_json::from_slice(&delivery.data).unwrap();
     assert_eq!(state["device_id"], "chamber-7");
     assert!(state["setpoint"].is_number(), "{state}");
-    rt.block_on(peer.close());
 }
 
 #[test]
@@ -564,19 +522,15 @@ fn recovers_after_the_broker_closes_the_connection() {
     let (host, _dir) = kit(&exchange, &[]);
     wait_active(&host, 1);
     let listener = format!("brewblox-host:{}:listener", host.name);
-    rt().block_on(async {
-        let peer = Peer::connect().await;
-        amqp::close_connection(&listener).await;
-        let ok = wait_until_async(|| async {
-            let (_, body) = tokio::task::block_in_place(|| health(&host));
-            body["eventbus"]["reconnects"].as_u64().unwrap_or(0) >= 1
-                && body["eventbus"]["subscriptions"][0]["state"] == "active"
-        })
-        .await;
-        assert!(ok, "recovered: {}", health(&host).1);
-        peer.publish(&exchange, "after", b"\"after\"").await;
-        peer.close().await;
+    let peer = SyncPeer::connect();
+    peer.block_on(amqp::close_connection(&listener));
+    let ok = wait_until(Duration::from_secs(20), || {
+        let (_, body) = health(&host);
+        body["eventbus"]["reconnects"].as_u64().unwrap_or(0) >= 1
+            && body["eventbus"]["subscriptions"][0]["state"] == "active"
     });
+    assert!(ok, "recovered: {}", health(&host).1);
+    peer.publish_json(&exchange, "after", &json!("after"));
     let got = wait_received(&host, 1);
     assert_eq!(got[0]["message"], "after");
 }
@@ -587,32 +541,28 @@ fn sigterm_under_load_exits_0_and_leaves_no_connection() {
     let (mut host, _dir) = kit(&exchange, &[]);
     wait_active(&host, 1);
     let prefix = format!("brewblox-host:{}:", host.name);
-    let runtime = rt();
-    runtime.block_on(async {
-        let peer = Peer::connect().await;
-        for i in 0..2000 {
-            let body = if i % 100 == 0 {
-                "\"sleep:20\"".to_owned()
-            } else {
-                i.to_string()
-            };
-            peer.publish(&exchange, "load", body.as_bytes()).await;
-        }
-        peer.close().await;
-    });
+    let peer = SyncPeer::connect();
+    for i in 0..2000 {
+        let body = if i % 100 == 0 {
+            "\"sleep:20\"".to_owned()
+        } else {
+            i.to_string()
+        };
+        peer.publish(&exchange, "load", body.as_bytes());
+    }
     host.signal(libc::SIGTERM);
     let status = host
         .wait_exit(Duration::from_secs(30))
         .expect("exits under load");
     assert_eq!(status.code(), Some(0), "{}", host.stderr.text());
-    runtime.block_on(async {
-        let gone = wait_until_async(|| async { amqp::connections(&prefix).await.is_empty() }).await;
-        assert!(
-            gone,
-            "connections left: {:?}",
-            amqp::connections(&prefix).await
-        );
+    let gone = wait_until(Duration::from_secs(10), || {
+        peer.block_on(amqp::connections(&prefix)).is_empty()
     });
+    assert!(
+        gone,
+        "connections left: {:?}",
+        peer.block_on(amqp::connections(&prefix))
+    );
 }
 
 #[test]

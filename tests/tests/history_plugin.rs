@@ -4,20 +4,13 @@
 //!
 //! Every test uses an exchange of its own, since tests run in parallel on one broker.
 
-use std::{
-    sync::atomic::{AtomicU64, Ordering},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
-};
+use std::time::{Duration, Instant};
 
-use integration_tests::{wait_until, Host, PluginDir};
-use lapin::{
-    options::{BasicPublishOptions, ExchangeDeclareOptions},
-    types::FieldTable,
-    BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind,
+use integration_tests::{
+    amqp::{unique, SyncPeer as Peer},
+    wait_until, Host, PluginDir,
 };
 use serde_json::{json, Map, Value};
-
-const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// How long the host may take to have its subscription consuming.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(20);
@@ -28,122 +21,6 @@ const ARRIVAL_WAIT: Duration = Duration::from_secs(10);
 /// Probe messages (used only when the host has no health endpoint) carry this in their
 /// routing key; the helpers below leave such keys out.
 const PROBE: &str = "probe";
-
-/// A name nobody else uses.
-fn unique(prefix: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}-{}-{nanos:x}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// The other side of the eventbus: a plain lapin client on a runtime of its own (the test
-/// itself is synchronous, like the HTTP client it uses).
-struct Peer {
-    runtime: tokio::runtime::Runtime,
-    conn: Connection,
-    ch: Channel,
-}
-
-impl Peer {
-    fn connect() -> Peer {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("peer runtime");
-        let (conn, ch) = runtime.block_on(async {
-            let props = ConnectionProperties::default()
-                .with_connection_name(unique("history-test-peer").into())
-                .with_executor(tokio_executor_trait::Tokio::current())
-                .with_reactor(tokio_reactor_trait::Tokio);
-            let conn =
-                tokio::time::timeout(Duration::from_secs(10), Connection::connect(BROKER, props))
-                    .await
-                    .expect("peer connect timeout")
-                    .expect("peer connect (is RabbitMQ running on 127.0.0.1:5672?)");
-            let ch = conn.create_channel().await.expect("peer channel");
-            (conn, ch)
-        });
-        Peer { runtime, conn, ch }
-    }
-
-    /// Whether `exchange` exists (a passive declare, on a throwaway channel because a
-    /// missing exchange closes the channel).
-    fn exchange_exists(&self, exchange: &str) -> bool {
-        self.runtime.block_on(async {
-            let Ok(ch) = self.conn.create_channel().await else {
-                return false;
-            };
-            let found = ch
-                .exchange_declare(
-                    exchange,
-                    ExchangeKind::Topic,
-                    ExchangeDeclareOptions {
-                        passive: true,
-                        ..Default::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await
-                .is_ok();
-            if found {
-                let _ = ch.close(200, "done").await;
-            }
-            found
-        })
-    }
-
-    /// Declares `exchange` exactly as brewblox-service 0.20.0 does (topic, non-durable,
-    /// auto-delete). Panics with PRECONDITION_FAILED if the host declared it otherwise.
-    fn declare_like_original(&self, exchange: &str) {
-        self.runtime
-            .block_on(self.ch.exchange_declare(
-                exchange,
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: false,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            ))
-            .unwrap_or_else(|err| panic!("declaring {exchange} like the original: {err}"));
-    }
-
-    /// Publishes raw bytes, as a Python service would (no properties).
-    fn publish_raw(&self, exchange: &str, routing: &str, body: &[u8]) {
-        self.runtime
-            .block_on(self.ch.basic_publish(
-                exchange,
-                routing,
-                BasicPublishOptions::default(),
-                body,
-                BasicProperties::default(),
-            ))
-            .expect("peer publish");
-    }
-
-    fn publish(&self, exchange: &str, routing: &str, message: &Value) {
-        let body = serde_json::to_vec(message).expect("JSON");
-        self.publish_raw(exchange, routing, &body);
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let conn = &self.conn;
-        let _ = self.runtime.block_on(async {
-            tokio::time::timeout(Duration::from_secs(2), conn.close(200, "bye")).await
-        });
-    }
-}
 
 /// Whether the health report shows an active subscription to `exchange`; `None` if the
 /// host has no health endpoint (or one without subscriptions).
@@ -170,7 +47,7 @@ fn wait_subscribed(host: &Host, peer: &Peer, exchange: &str, probe_key: &str) {
         "the host did not declare exchange {exchange} within {SUBSCRIBE_WAIT:?}:\n{}",
         host.stderr.text()
     );
-    peer.declare_like_original(exchange);
+    peer.declare_like_original(exchange, lapin::ExchangeKind::Topic);
 
     if health_says_active(host, exchange).is_some() {
         let active = wait_until(SUBSCRIBE_WAIT, || {
@@ -187,7 +64,7 @@ fn wait_subscribed(host: &Host, peer: &Peer, exchange: &str, probe_key: &str) {
     let mut last_probe: Option<Instant> = None;
     let seen = wait_until(SUBSCRIBE_WAIT, || {
         if last_probe.is_none_or(|at| at.elapsed() >= Duration::from_millis(200)) {
-            peer.publish(exchange, probe_key, &json!(PROBE));
+            peer.publish_json(exchange, probe_key, &json!(PROBE));
             last_probe = Some(Instant::now());
         }
         host.get(&format!("/history/recent/{probe_key}")).status() == 200
@@ -328,7 +205,7 @@ fn records_any_json_value_per_key() {
         ("a.b.c", json!({"dotted": "key"})),
     ];
     for (key, value) in &values {
-        setup.peer.publish(&setup.exchange, key, value);
+        setup.peer.publish_json(&setup.exchange, key, value);
     }
     // One subscription handles its messages in order: once the last one shows, all have.
     wait_for_last(&setup.host, "a.b.c", &json!({"dotted": "key"}));
@@ -363,9 +240,13 @@ fn records_any_json_value_per_key() {
 fn ring_is_bounded_and_limit_selects_the_newest() {
     let setup = start(&["--history-size", "3"]);
     for n in 1..=5 {
-        setup.peer.publish(&setup.exchange, "counter", &json!(n));
+        setup
+            .peer
+            .publish_json(&setup.exchange, "counter", &json!(n));
     }
-    setup.peer.publish(&setup.exchange, "other", &json!("x"));
+    setup
+        .peer
+        .publish_json(&setup.exchange, "other", &json!("x"));
     wait_for_last(&setup.host, "other", &json!("x"));
 
     let host = &setup.host;
@@ -391,7 +272,7 @@ fn ring_is_bounded_and_limit_selects_the_newest() {
 #[test]
 fn unknown_key_is_404_json() {
     let setup = start(&[]);
-    setup.peer.publish(&setup.exchange, "known", &json!(1));
+    setup.peer.publish_json(&setup.exchange, "known", &json!(1));
     wait_for_last(&setup.host, "known", &json!(1));
     for key in ["unknown", "known.not", "a.b.c"] {
         let answer = get_json(&setup.host, &format!("/history/recent/{key}"), 404);
@@ -409,7 +290,7 @@ fn keys_with_a_slash_are_reached_percent_encoded() {
     let setup = start(&[]);
     setup
         .peer
-        .publish(&setup.exchange, "with/slash", &json!("s"));
+        .publish_json(&setup.exchange, "with/slash", &json!("s"));
     wait_for_last(&setup.host, "with/slash", &json!("s"));
     assert_eq!(recent(&setup.host, "with%2Fslash", ""), [json!("s")]);
 }
@@ -418,11 +299,11 @@ fn keys_with_a_slash_are_reached_percent_encoded() {
 fn non_json_messages_are_dropped_and_later_ones_arrive() {
     let mut setup = start(&[]);
     let peer = &setup.peer;
-    peer.publish(&setup.exchange, "good", &json!("first"));
-    peer.publish_raw(&setup.exchange, "bad", b"not json");
-    peer.publish_raw(&setup.exchange, "bad", b"{\"unterminated\": ");
-    peer.publish_raw(&setup.exchange, "empty", b"");
-    peer.publish_raw(&setup.exchange, "good", b"\"second\"");
+    peer.publish_json(&setup.exchange, "good", &json!("first"));
+    peer.publish(&setup.exchange, "bad", b"not json");
+    peer.publish(&setup.exchange, "bad", b"{\"unterminated\": ");
+    peer.publish(&setup.exchange, "empty", b"");
+    peer.publish(&setup.exchange, "good", b"\"second\"");
     // In order on one subscription: once "second" shows, the bad ones were handled.
     wait_for_last(&setup.host, "good", &json!("second"));
     assert_eq!(keys(&setup.host), ["good"]);
@@ -459,10 +340,12 @@ fn runtime_subscribe_records_the_new_exchange() {
     );
 
     wait_subscribed(host, &setup.peer, &other, "x.probe");
-    setup.peer.publish(&other, "x.one", &json!(1));
-    setup.peer.publish(&other, "y.two", &json!(2)); // does not match x.#
-    setup.peer.publish(&other, "x", &json!(3)); // matches: # is zero or more words
-    setup.peer.publish(&setup.exchange, "startup", &json!(4));
+    setup.peer.publish_json(&other, "x.one", &json!(1));
+    setup.peer.publish_json(&other, "y.two", &json!(2)); // does not match x.#
+    setup.peer.publish_json(&other, "x", &json!(3)); // matches: # is zero or more words
+    setup
+        .peer
+        .publish_json(&setup.exchange, "startup", &json!(4));
     wait_for_last(host, "x", &json!(3));
     wait_for_last(host, "startup", &json!(4));
     assert_eq!(keys(host), ["startup", "x", "x.one"]);

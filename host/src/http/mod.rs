@@ -6,8 +6,10 @@ pub mod cors;
 pub mod debug;
 pub mod errors;
 pub mod health;
+pub mod openapi;
 pub mod plugin_route;
 pub mod status;
+pub mod swagger_ui;
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -49,6 +51,14 @@ fn method_filter(method: &str) -> Option<MethodFilter> {
 pub fn router(spec: AppSpec) -> Router {
     let prefix = format!("/{}", spec.name);
     let mut inner = Router::new().route("/_service/status", get(status::status));
+    #[cfg(feature = "bench-native")]
+    {
+        // The bench plugin's `/bench/plugin` handler, compiled in (bench/ compares the two).
+        inner = inner.route(
+            "/_bench/native",
+            get(|| async { axum::Json(serde_json::json!({"hello": "world"})) }),
+        );
+    }
     for (path, method_router) in spec.extra {
         inner = inner.route(&path, method_router);
     }

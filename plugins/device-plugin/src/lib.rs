@@ -20,7 +20,8 @@ use std::{
 };
 
 use plugin_api::{
-    export_plugin, Arg, Context, Error, Json, Plugin, Repeat, Repeater, Request, Result, Route,
+    export_plugin, Arg, Context, Error, Json, JsonSchema, Plugin, Repeat, Repeater, Request,
+    Result, Route,
 };
 use serde::{Deserialize, Serialize};
 use tokio::{sync::watch, time::Instant};
@@ -48,7 +49,8 @@ pub const MIN_UPDATE_INTERVAL: Duration = Duration::from_millis(10);
 pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The device's state as clients, other plugins and the eventbus see it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(crate = "plugin_api::schemars")]
 pub struct State {
     /// `--device-id`, so that consumers of the eventbus can tell devices apart.
     pub device_id: String,
@@ -67,8 +69,11 @@ pub struct State {
 }
 
 /// The body of `PUT /device/setpoint`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "plugin_api::schemars")]
 struct SetpointRequest {
+    /// The new target temperature (°C), from -20 to 120.
+    #[schemars(range(min = -20.0, max = 120.0))]
     setpoint: f64,
 }
 
@@ -140,10 +145,13 @@ impl Device {
 /// Formats a timestamp as brewblox services do (ISO 8601 / RFC 3339, UTC). Milliseconds are
 /// enough for a value that changes every few seconds and keep the JSON readable.
 fn rfc3339(time: SystemTime) -> String {
+    // Always three fractional digits (RFC 3339's well-known format trims zeros), so the
+    // text sorts like the time.
     let time = time::OffsetDateTime::from(time);
-    let time = time.replace_millisecond(time.millisecond()).unwrap_or(time);
-    time.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| time.unix_timestamp().to_string())
+    time.format(time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    ))
+    .unwrap_or_else(|_| time.unix_timestamp().to_string())
 }
 
 /// Reads `--update-interval`: `None` disables updates (`<= 0`, as the original disables a
@@ -287,7 +295,8 @@ impl Plugin for DevicePlugin {
                     "The simulated fermentation chamber: temperature, setpoint and ambient \
                      temperature in °C, whether the heater and cooler run, the device id and \
                      when the state last changed (RFC 3339).",
-                ),
+                )
+                .response::<State>(200, "The current state"),
             move |_req: Request| {
                 let device = Arc::clone(&state_device);
                 async move { Ok(Json(device.state())) }
@@ -302,6 +311,13 @@ impl Plugin for DevicePlugin {
                     "Body: {\"setpoint\": <number, °C, from -20 to 120>}. The controller reacts \
                      at once; the answer is the new state. A missing, mistyped or out-of-range \
                      setpoint is a 400 whose JSON body names the field.",
+                )
+                .request_body::<SetpointRequest>()
+                .response::<State>(200, "The new state")
+                .error_response(
+                    400,
+                    "The setpoint is missing, not a number or out of range; `field` is \
+                     \"setpoint\"",
                 ),
             move |req: Request| {
                 let device = Arc::clone(&setpoint_device);

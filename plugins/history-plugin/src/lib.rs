@@ -35,8 +35,8 @@ use std::{
 };
 
 use plugin_api::{
-    export_plugin, Arg, Context, Error, ErrorKind, Json, Plugin, Request, Result, Route,
-    Subscription,
+    export_plugin, Arg, Context, Error, ErrorKind, Json, JsonSchema, Plugin, Request, Result,
+    Route, Subscription,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -60,22 +60,39 @@ pub const MAX_SUBSCRIPTIONS: usize = 100;
 const MAX_NAME_LEN: usize = 255;
 
 /// One entry of `GET /history/recent/{key}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(crate = "plugin_api::schemars")]
 struct RecentEntry {
     /// When the plugin received the message, RFC 3339 in UTC with milliseconds.
     received: String,
+    /// The message: any JSON value.
     message: Value,
 }
 
-/// The body of `POST /history/subscribe`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The query of `GET /history/recent/{key}`, for its documentation ([`parse_limit`] reads
+/// it, with an error naming `limit`).
+#[derive(JsonSchema)]
+#[schemars(crate = "plugin_api::schemars")]
+#[allow(dead_code)]
+struct RecentQuery {
+    /// Keep only the newest N messages (a positive integer); all when absent.
+    #[schemars(range(min = 1))]
+    limit: Option<u64>,
+}
+
+/// The body of `POST /history/subscribe`, and one entry of `GET /history/subscriptions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(crate = "plugin_api::schemars")]
 struct SubscribeRequest {
+    /// Exchange name: not empty, not starting with `amq.`, at most 255 bytes.
     exchange: String,
+    /// Routing pattern (topic wildcards `*` and `#`), at most 255 bytes.
     routing: String,
 }
 
 /// The answer to `POST /history/subscribe`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(crate = "plugin_api::schemars")]
 struct SubscribeResponse {
     exchange: String,
     routing: String,
@@ -250,10 +267,13 @@ fn history_size(size: i64) -> Result<usize> {
 
 /// Formats a timestamp as brewblox services do (RFC 3339, UTC, milliseconds).
 fn rfc3339(time: SystemTime) -> String {
+    // Always three fractional digits (RFC 3339's well-known format trims zeros), so the
+    // text sorts like the time.
     let time = time::OffsetDateTime::from(time);
-    let time = time.replace_millisecond(time.millisecond()).unwrap_or(time);
-    time.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| time.unix_timestamp().to_string())
+    time.format(time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    ))
+    .unwrap_or_else(|_| time.unix_timestamp().to_string())
 }
 
 /// The plugin: all of its state lives in what `startup` hands to routes and handlers.
@@ -299,7 +319,8 @@ impl Plugin for HistoryPlugin {
                 .description(
                     "A JSON object: every routing key seen (and still held) → the last message \
                      received with it, which can be any JSON value.",
-                ),
+                )
+                .response::<serde_json::Map<String, Value>>(200, "Routing key → last message"),
             move |_req: Request| {
                 let history = Arc::clone(&last);
                 async move { Ok(Json(Value::Object(lock(&history.store).last()))) }
@@ -310,7 +331,8 @@ impl Plugin for HistoryPlugin {
         ctx.route(
             Route::get("/history/keys")
                 .summary("Routing keys with history")
-                .description("The routing keys of all messages held, sorted."),
+                .description("The routing keys of all messages held, sorted.")
+                .response::<Vec<String>>(200, "The routing keys, sorted"),
             move |_req: Request| {
                 let history = Arc::clone(&keys);
                 async move { Ok(Json(lock(&history.store).keys())) }
@@ -326,7 +348,12 @@ impl Plugin for HistoryPlugin {
                      first, at most --history-size long. `?limit=N` (a positive integer) keeps \
                      the newest N. Dots in the key need no escaping; a '/' is written %2F. \
                      An unknown key is a 404, a bad limit a 400 naming `limit`.",
-                ),
+                )
+                .path_param("key", "The routing key ('/' written %2F)")
+                .query::<RecentQuery>()
+                .response::<Vec<RecentEntry>>(200, "The messages, oldest first")
+                .error_response(400, "`limit` is not a positive integer")
+                .error_response(404, "No messages with this routing key"),
             move |req: Request| {
                 let history = Arc::clone(&recent);
                 async move {
@@ -348,6 +375,14 @@ impl Plugin for HistoryPlugin {
                      subscription. Answers {\"exchange\", \"routing\", \"added\"}; `added` is \
                      false if that subscription existed already. A missing or mistyped field \
                      is a 400 naming it.",
+                )
+                .request_body::<SubscribeRequest>()
+                .response::<SubscribeResponse>(200, "Subscribed, or subscribed already")
+                .error_response(400, "A field is missing, mistyped or not a usable name")
+                .error_response(
+                    409,
+                    "The most subscriptions the plugin keeps are reached, or the eventbus \
+                     refused the subscription",
                 ),
             move |req: Request| {
                 let history = Arc::clone(&subscribe);
@@ -373,7 +408,8 @@ impl Plugin for HistoryPlugin {
                 .description(
                     "A list of {\"exchange\", \"routing\"}: the startup subscription first, \
                      then those added with POST /history/subscribe.",
-                ),
+                )
+                .response::<Vec<SubscribeRequest>>(200, "The subscriptions"),
             move |_req: Request| {
                 let history = Arc::clone(&list);
                 async move { Ok(Json(history.subscription_list())) }

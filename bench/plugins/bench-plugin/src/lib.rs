@@ -1,0 +1,232 @@
+//! Bench-only plugin (see `bench/README` section of BENCHMARKS.md).
+//!
+//! - `GET /{name}/bench/plugin`: the handler the host also compiles natively (feature
+//!   `bench-native`, `GET /{name}/_bench/native`): `{"hello":"world"}` as JSON.
+//! - a subscription to `--bench-exchange` (topic, `#`) that counts messages, records the
+//!   latency of those carrying a send time `t` (Unix ns) and the receive times, and can be
+//!   held at a gate so the harness can fill the queue before measuring the drain;
+//! - `GET /bench/stats`, `POST /bench/reset`, `POST /bench/gate?closed=0|1`,
+//!   `POST /bench/publish?n=&exchange=&declare=0|1`: counters and publish-with-confirms runs.
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Instant, SystemTime, UNIX_EPOCH},
+};
+
+use plugin_api::{
+    export_plugin, Arg, Context, Json, Plugin, Publish, Request, Result, Route, Subscription,
+};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+/// Receive times kept for the recovery measurement (a ring).
+const RING: usize = 65_536;
+/// Latency samples kept (the harness resets between runs).
+const MAX_SAMPLES: usize = 1_000_000;
+
+#[derive(Default)]
+pub struct Bench;
+
+struct State {
+    count: AtomicU64,
+    first_ns: AtomicU64,
+    last_ns: AtomicU64,
+    latencies_ns: Mutex<Vec<u64>>,
+    received: Mutex<VecDeque<u64>>,
+    gate: watch::Sender<bool>,
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let index = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+impl State {
+    fn new() -> Self {
+        State {
+            count: AtomicU64::new(0),
+            first_ns: AtomicU64::new(0),
+            last_ns: AtomicU64::new(0),
+            latencies_ns: Mutex::new(Vec::new()),
+            received: Mutex::new(VecDeque::new()),
+            gate: watch::channel(false).0,
+        }
+    }
+
+    async fn on_message(&self, message: Value) {
+        // Held while the harness fills the queue (bounded: the harness always reopens).
+        let mut gate = self.gate.subscribe();
+        let _ = gate.wait_for(|closed| !*closed).await;
+        let now = now_ns();
+        if let Some(sent) = message.get("t").and_then(Value::as_u64) {
+            let mut samples = self.latencies_ns.lock().unwrap_or_else(|e| e.into_inner());
+            if samples.len() < MAX_SAMPLES {
+                samples.push(now.saturating_sub(sent));
+            }
+        }
+        {
+            let mut ring = self.received.lock().unwrap_or_else(|e| e.into_inner());
+            if ring.len() == RING {
+                ring.pop_front();
+            }
+            ring.push_back(now);
+        }
+        let _ = self
+            .first_ns
+            .compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst);
+        self.last_ns.store(now, Ordering::SeqCst);
+        self.count.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn stats(&self, since: Option<u64>) -> Value {
+        let mut samples = self
+            .latencies_ns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        samples.sort_unstable();
+        let ring = self.received.lock().unwrap_or_else(|e| e.into_inner());
+        // The longest silence that ended at or after `since`: (last before, first after).
+        let mut gap = (0u64, 0u64);
+        if let Some(since) = since {
+            for (&before, &after) in ring.iter().zip(ring.iter().skip(1)) {
+                if after >= since && after - before > gap.1 - gap.0 {
+                    gap = (before, after);
+                }
+            }
+        }
+        json!({
+            "count": self.count.load(Ordering::SeqCst),
+            "first_ns": self.first_ns.load(Ordering::SeqCst),
+            "last_ns": self.last_ns.load(Ordering::SeqCst),
+            "latency_samples": samples.len(),
+            "latency_p50_ns": percentile(&samples, 0.50),
+            "latency_p99_ns": percentile(&samples, 0.99),
+            "gap_from_ns": gap.0,
+            "gap_to_ns": gap.1,
+        })
+    }
+
+    fn reset(&self) {
+        self.count.store(0, Ordering::SeqCst);
+        self.first_ns.store(0, Ordering::SeqCst);
+        self.last_ns.store(0, Ordering::SeqCst);
+        self.latencies_ns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct PublishRun {
+    n: u64,
+    exchange: String,
+    #[serde(default)]
+    declare: u8,
+}
+
+#[derive(serde::Deserialize)]
+struct Since {
+    since: Option<u64>,
+}
+
+#[derive(serde::Deserialize)]
+struct Gate {
+    closed: u8,
+}
+
+impl Plugin for Bench {
+    fn args() -> Vec<Arg> {
+        vec![Arg::string("bench-exchange")
+            .default("brewblox_bench")
+            .help("Exchange the bench subscription listens to (routing key #)")]
+    }
+
+    async fn startup(&self, ctx: &Context) -> Result<()> {
+        // The measured handler: keep it identical to the host's `bench-native` route.
+        ctx.route(Route::get("/bench/plugin"), |_req: Request| async {
+            Ok(Json(json!({"hello": "world"})))
+        })?;
+
+        let state = Arc::new(State::new());
+        let exchange: String = ctx.config().get("bench-exchange")?;
+        let sub_state = Arc::clone(&state);
+        ctx.subscribe(
+            &exchange,
+            "#",
+            move |_sub: Subscription, _key: String, message: Value| {
+                let state = Arc::clone(&sub_state);
+                async move {
+                    state.on_message(message).await;
+                    Ok(())
+                }
+            },
+        )?;
+
+        let stats_state = Arc::clone(&state);
+        ctx.route(Route::get("/bench/stats"), move |req: Request| {
+            let state = Arc::clone(&stats_state);
+            async move {
+                let since: Since = req.query_as()?;
+                Ok(Json(state.stats(since.since)))
+            }
+        })?;
+        let reset_state = Arc::clone(&state);
+        ctx.route(Route::post("/bench/reset"), move |_req: Request| {
+            let state = Arc::clone(&reset_state);
+            async move {
+                state.reset();
+                Ok(Json(json!({"reset": true})))
+            }
+        })?;
+        let gate_state = Arc::clone(&state);
+        ctx.route(Route::post("/bench/gate"), move |req: Request| {
+            let state = Arc::clone(&gate_state);
+            async move {
+                let gate: Gate = req.query_as()?;
+                state.gate.send_replace(gate.closed != 0);
+                Ok(Json(json!({"closed": gate.closed != 0})))
+            }
+        })?;
+        let publish_ctx = ctx.clone();
+        ctx.route(Route::post("/bench/publish"), move |req: Request| {
+            let ctx = publish_ctx.clone();
+            async move {
+                let run: PublishRun = req.query_as()?;
+                let n = run.n.min(10_000_000);
+                let start = Instant::now();
+                for seq in 0..n {
+                    let message = json!({"t": now_ns(), "seq": seq});
+                    let publish = Publish::new(&run.exchange, "bench.pub", &message)?
+                        .declare_exchange(run.declare != 0);
+                    ctx.publish_with(publish).await?;
+                }
+                Ok(Json(
+                    json!({"n": n, "elapsed_ns": start.elapsed().as_nanos() as u64}),
+                ))
+            }
+        })?;
+        Ok(())
+    }
+}
+
+export_plugin!(Bench);

@@ -1,0 +1,300 @@
+//! The bare-lapin baselines and the harness's own publisher; `rabbitmqctl` for recovery.
+
+use std::{
+    process::Command,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use futures::StreamExt;
+use lapin::{
+    options::{
+        BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+        ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    },
+    publisher_confirm::Confirmation,
+    types::FieldTable,
+    BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind,
+};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::util::{quantile, unix_ns};
+
+pub const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// The host's default `basic.qos` prefetch; the baseline consumer uses the same.
+pub const PREFETCH: u16 = 100;
+
+pub async fn connect(name: &str) -> Result<Connection> {
+    let props = ConnectionProperties::default()
+        .with_connection_name(name.into())
+        .with_executor(tokio_executor_trait::Tokio::current())
+        .with_reactor(tokio_reactor_trait::Tokio);
+    tokio::time::timeout(Duration::from_secs(10), Connection::connect(BROKER, props))
+        .await
+        .context("connect to RabbitMQ on 127.0.0.1:5672 timed out")?
+        .context("connect to RabbitMQ on 127.0.0.1:5672 (guest/guest)")
+}
+
+/// Declares an exchange as brewblox-service 0.20.0 (and the host) do.
+pub async fn declare_exchange(ch: &Channel, exchange: &str) -> Result<()> {
+    ch.exchange_declare(
+        exchange,
+        ExchangeKind::Topic,
+        ExchangeDeclareOptions {
+            durable: false,
+            auto_delete: true,
+            ..ExchangeDeclareOptions::default()
+        },
+        FieldTable::default(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Keeps an auto-delete exchange alive while the host's queue is gone (recovery): a queue of
+/// ours bound with a key no message uses.
+pub async fn anchor(ch: &Channel, exchange: &str) -> Result<()> {
+    declare_exchange(ch, exchange).await?;
+    let queue = ch
+        .queue_declare(
+            "",
+            QueueDeclareOptions {
+                exclusive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    ch.queue_bind(
+        queue.name().as_str(),
+        exchange,
+        "never.matches.anything",
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+    Ok(())
+}
+
+pub fn message(seq: u64) -> Vec<u8> {
+    serde_json::to_vec(&json!({"t": unix_ns(), "seq": seq})).expect("json")
+}
+
+/// Publishes `n` messages, pipelined, on a confirm channel; returns once all are confirmed.
+pub async fn publish_batch(ch: &Channel, exchange: &str, n: u64) -> Result<()> {
+    let mut confirms = Vec::with_capacity(n as usize);
+    for seq in 0..n {
+        confirms.push(
+            ch.basic_publish(
+                exchange,
+                "bench.msg",
+                BasicPublishOptions::default(),
+                &message(seq),
+                BasicProperties::default(),
+            )
+            .await?,
+        );
+    }
+    for confirm in confirms {
+        if !matches!(confirm.await?, Confirmation::Ack(_)) {
+            bail!("broker did not ack a bench message");
+        }
+    }
+    Ok(())
+}
+
+pub async fn confirm_channel(conn: &Connection) -> Result<Channel> {
+    let ch = conn.create_channel().await?;
+    ch.confirm_select(ConfirmSelectOptions::default()).await?;
+    Ok(ch)
+}
+
+/// Bare lapin, the plugin's strategy: publish, wait for the confirm, next. Declares the
+/// exchange before each publish when `declare` (the SDK default), as the host does.
+pub async fn publish_sequential(
+    ch: &Channel,
+    exchange: &str,
+    n: u64,
+    declare: bool,
+) -> Result<Duration> {
+    let start = Instant::now();
+    for seq in 0..n {
+        if declare {
+            declare_exchange(ch, exchange).await?;
+        }
+        let confirm = ch
+            .basic_publish(
+                exchange,
+                "bench.pub",
+                BasicPublishOptions::default(),
+                &message(seq),
+                BasicProperties::default(),
+            )
+            .await?;
+        if !matches!(confirm.await?, Confirmation::Ack(_)) {
+            bail!("broker did not ack");
+        }
+    }
+    Ok(start.elapsed())
+}
+
+/// What the plugin's subscription does, in plain lapin on the same topology: exclusive
+/// server-named queue bound with `#`, prefetch 100, ack after the handler, JSON decoded.
+pub struct BareConsumer {
+    pub count: Arc<AtomicU64>,
+    pub last_ns: Arc<AtomicU64>,
+    latencies: Arc<Mutex<Vec<u64>>>,
+    gate: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    _conn: Connection,
+}
+
+impl BareConsumer {
+    pub async fn start(exchange: &str) -> Result<BareConsumer> {
+        let conn = connect("bench:bare-consumer").await?;
+        let ch = conn.create_channel().await?;
+        ch.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
+        declare_exchange(&ch, exchange).await?;
+        let queue = ch
+            .queue_declare(
+                "",
+                QueueDeclareOptions {
+                    exclusive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let queue = queue.name().as_str().to_owned();
+        ch.queue_bind(
+            &queue,
+            exchange,
+            "#",
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+        let mut consumer = ch
+            .basic_consume(
+                &queue,
+                "",
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let count = Arc::new(AtomicU64::new(0));
+        let last_ns = Arc::new(AtomicU64::new(0));
+        let latencies = Arc::new(Mutex::new(Vec::new()));
+        let gate = watch::channel(false).0;
+        let task = {
+            let (count, last_ns, latencies) = (count.clone(), last_ns.clone(), latencies.clone());
+            let gate = gate.subscribe();
+            tokio::spawn(async move {
+                while let Some(Ok(delivery)) = consumer.next().await {
+                    let mut gate = gate.clone();
+                    let _ = gate.wait_for(|closed| !*closed).await;
+                    let now = unix_ns();
+                    if let Ok(message) = serde_json::from_slice::<Value>(&delivery.data) {
+                        if let Some(sent) = message.get("t").and_then(Value::as_u64) {
+                            let mut samples = latencies.lock().unwrap_or_else(|e| e.into_inner());
+                            if samples.len() < 1_000_000 {
+                                samples.push(now.saturating_sub(sent));
+                            }
+                        }
+                    }
+                    last_ns.store(now, Ordering::SeqCst);
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+                }
+            })
+        };
+        Ok(BareConsumer {
+            count,
+            last_ns,
+            latencies,
+            gate,
+            task,
+            _conn: conn,
+        })
+    }
+
+    pub fn set_gate(&self, closed: bool) {
+        self.gate.send_replace(closed);
+    }
+
+    pub fn reset(&self) {
+        self.count.store(0, Ordering::SeqCst);
+        self.last_ns.store(0, Ordering::SeqCst);
+        self.latencies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// (p50, p99) in ns.
+    pub fn latency(&self) -> (u64, u64) {
+        let mut samples = self
+            .latencies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        samples.sort_unstable();
+        (quantile(&samples, 0.5), quantile(&samples, 0.99))
+    }
+}
+
+impl Drop for BareConsumer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Closes the broker-side connection(s) whose client-provided name is `name`, as an operator
+/// would (`rabbitmqctl close_connection`); the broker app keeps running.
+pub fn close_connection(name: &str) -> Result<usize> {
+    let out = Command::new("timeout")
+        .args([
+            "30",
+            "rabbitmqctl",
+            "-q",
+            "list_connections",
+            "pid",
+            "client_properties",
+        ])
+        .output()
+        .context("run rabbitmqctl")?;
+    if !out.status.success() {
+        bail!(
+            "rabbitmqctl list_connections: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    // client_properties holds {"connection_name","<name>"}.
+    let needle = format!("{{\"connection_name\",\"{name}\"}}");
+    let mut closed = 0;
+    for line in text.lines().filter(|l| l.contains(&needle)) {
+        let Some(pid) = line.split('\t').next() else {
+            continue;
+        };
+        let status = Command::new("timeout")
+            .args([
+                "30",
+                "rabbitmqctl",
+                "-q",
+                "close_connection",
+                pid.trim(),
+                "bench: recovery",
+            ])
+            .status()?;
+        if status.success() {
+            closed += 1;
+        }
+    }
+    Ok(closed)
+}

@@ -1,0 +1,1033 @@
+//! `bench`: measures brewblox-host against its baselines in one run and prints a table.
+//!
+//! Builds nothing (except `--generate`): build first, see BENCHMARKS.md.
+//!
+//! ```text
+//! cargo build --release --workspace
+//! cargo build --release -p brewblox-host --features bench-native --target-dir target/bench
+//! cargo run --release -p bench -- --generate 50     # once: 50 plugins for the startup row
+//! cargo run --release -p bench                      # the table
+//! cargo run --release -p bench -- --quick --profile debug   # smoke run (seconds)
+//! ```
+//!
+//! Every figure is measured against a baseline in the same run: alternating A/B rounds, the
+//! median of each side, and the median of the per-round ratios.
+
+mod amqp;
+mod baseline;
+mod generate;
+mod load;
+mod util;
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Command, ExitCode},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use hyper::Method;
+use serde_json::Value;
+
+use util::{median, unix_ns, Builds, PluginDir, Proc};
+
+struct Config {
+    quick: bool,
+    builds: Builds,
+    rounds: usize,
+    only: Option<Vec<String>>,
+    connections: usize,
+}
+
+impl Config {
+    fn wants(&self, group: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|g| g == group))
+    }
+
+    fn http_time(&self) -> (Duration, Duration) {
+        if self.quick {
+            (Duration::from_millis(100), Duration::from_millis(300))
+        } else {
+            (Duration::from_millis(500), Duration::from_secs(3))
+        }
+    }
+}
+
+/// One line of the table.
+struct Row {
+    id: &'static str,
+    what: String,
+    host: String,
+    baseline: String,
+    ratio: String,
+    target: String,
+    verdict: String,
+}
+
+impl Row {
+    fn error(id: &'static str, what: &str, err: &anyhow::Error) -> Row {
+        Row {
+            id,
+            what: what.to_owned(),
+            host: format!("ERROR: {}", one_line(&format!("{err:#}"))),
+            baseline: String::new(),
+            ratio: String::new(),
+            target: String::new(),
+            verdict: "error".into(),
+        }
+    }
+
+    fn skipped(id: &'static str, what: &str, why: &str) -> Row {
+        Row {
+            id,
+            what: what.to_owned(),
+            host: format!("skipped: {why}"),
+            baseline: String::new(),
+            ratio: String::new(),
+            target: String::new(),
+            verdict: "skipped".into(),
+        }
+    }
+}
+
+fn one_line(text: &str) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    line.chars().take(160).collect()
+}
+
+fn verdict(ok: bool) -> String {
+    if ok { "met" } else { "MISSED" }.into()
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("baseline-server") {
+        return match baseline::parse(&args[1..]).and_then(baseline::serve) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("baseline-server: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match run(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("bench: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+const USAGE: &str = "usage: bench [--quick] [--profile release|debug] [--rounds N] \
+[--connections N] [--only http,status,bus,latency,startup,rss,recovery] [--generate N]";
+
+fn run(args: &[String]) -> Result<bool> {
+    let mut quick = false;
+    let mut profile = None;
+    let mut rounds = None;
+    let mut only = None;
+    let mut generate_count = None;
+    let mut connections = 32;
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let mut value = |name: &str| iter.next().with_context(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--profile" => profile = Some(value("--profile")?.clone()),
+            "--rounds" => rounds = Some(value("--rounds")?.parse()?),
+            "--connections" => connections = value("--connections")?.parse()?,
+            "--only" => {
+                only = Some(value("--only")?.split(',').map(str::to_owned).collect());
+            }
+            "--generate" => generate_count = Some(value("--generate")?.parse()?),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(true);
+            }
+            other => bail!("unknown argument {other}\n{USAGE}"),
+        }
+    }
+    let builds = Builds {
+        profile: profile.unwrap_or_else(|| "release".into()),
+    };
+    if let Some(count) = generate_count {
+        generate::generate(count, &builds)?;
+        return Ok(true);
+    }
+    let config = Config {
+        quick,
+        builds,
+        rounds: rounds.unwrap_or(if quick { 2 } else { 5 }),
+        only,
+        connections,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let rows = runtime.block_on(measure_all(&config));
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    print_table(&config, &rows);
+    Ok(!rows.iter().any(|r| r.verdict == "error"))
+}
+
+fn print_table(config: &Config, rows: &[Row]) {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!();
+    println!(
+        "brewblox-host benchmarks — {cores} cores, {cpu}; profile {}, {} rounds{}, {} connections",
+        config.builds.profile,
+        config.rounds,
+        if config.quick {
+            " (--quick: smoke run, not figures)"
+        } else {
+            ""
+        },
+        config.connections
+    );
+    println!();
+    println!("| # | measurement | brewblox-host | baseline | ratio | target | |");
+    println!("|---|---|---|---|---|---|---|");
+    for row in rows {
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            row.id, row.what, row.host, row.baseline, row.ratio, row.target, row.verdict
+        );
+    }
+}
+
+// ------------------------------------------------------------------------------ measuring
+
+/// The host under test for the HTTP and bus rows: bench-plugin loaded, native route if built.
+struct BenchHost {
+    proc: Proc,
+    native: bool,
+    exchange: String,
+    _plugins: PluginDir,
+}
+
+impl BenchHost {
+    fn path(&self, rest: &str) -> String {
+        format!("/{}{rest}", self.proc.name)
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.proc.addr()
+    }
+
+    async fn call(&self, method: Method, rest: &str) -> Result<Value> {
+        load::json(self.addr(), method, &self.path(rest)).await
+    }
+
+    fn listener_connection(&self) -> String {
+        format!("brewblox-host:{}:listener", self.proc.name)
+    }
+}
+
+fn host_command(binary: &PathBuf, plugins: &std::path::Path, name: &str, port: u16) -> Command {
+    let mut cmd = Command::new(binary);
+    cmd.arg("--plugins")
+        .arg(plugins)
+        .args([
+            "--name",
+            name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ])
+        .args(["--eventbus-host", "127.0.0.1"]);
+    cmd
+}
+
+fn start_bench_host(config: &Config) -> Result<BenchHost> {
+    let (binary, native) = match config.builds.native_host() {
+        Some(path) => (path, true),
+        None => (Builds::require(&config.builds.host())?, false),
+    };
+    let plugins = PluginDir::new(&[Builds::require(&config.builds.plugin("bench-plugin"))?])?;
+    let name = format!("bench_{}", std::process::id());
+    let exchange = format!("bench_deliver_{}", std::process::id());
+    let port = util::free_port();
+    let mut cmd = host_command(&binary, plugins.path(), &name, port);
+    cmd.args(["--bench-exchange", &exchange]);
+    let mut proc = Proc::spawn(cmd, port, &name)?;
+    proc.wait_ready(Duration::from_secs(30))?;
+    Ok(BenchHost {
+        proc,
+        native,
+        exchange,
+        _plugins: plugins,
+    })
+}
+
+fn start_baseline(name: &str, amqp_exchange: Option<&str>) -> Result<Proc> {
+    let port = util::free_port();
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args([
+        "baseline-server",
+        "--port",
+        &port.to_string(),
+        "--name",
+        name,
+    ]);
+    if let Some(exchange) = amqp_exchange {
+        cmd.args(["--amqp", exchange]);
+    }
+    Proc::spawn(cmd, port, name)
+}
+
+async fn measure_all(config: &Config) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let needs_host = ["http", "status", "bus", "latency", "rss", "recovery"]
+        .iter()
+        .any(|g| config.wants(g));
+    let host = if needs_host {
+        match start_bench_host(config) {
+            Ok(host) => Some(host),
+            Err(err) => {
+                rows.push(Row::error("-", "start the bench host", &err));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if let Some(host) = &host {
+        if config.wants("http") {
+            rows.extend(
+                http_rows(config, host).await.unwrap_or_else(|err| {
+                    vec![Row::error("1", "HTTP plugin route vs native", &err)]
+                }),
+            );
+        }
+        if config.wants("status") {
+            rows.push(
+                status_row(config, host)
+                    .await
+                    .unwrap_or_else(|err| Row::error("2", "status req/s", &err)),
+            );
+        }
+        if config.wants("bus") {
+            rows.extend(
+                bus_rows(config, host)
+                    .await
+                    .unwrap_or_else(|err| vec![Row::error("3", "eventbus throughput", &err)]),
+            );
+        }
+        if config.wants("latency") {
+            rows.extend(
+                latency_rows(config, host)
+                    .await
+                    .unwrap_or_else(|err| vec![Row::error("4", "eventbus latency", &err)]),
+            );
+        }
+    }
+    if config.wants("startup") {
+        rows.extend(
+            startup_rows(config)
+                .await
+                .unwrap_or_else(|err| vec![Row::error("5", "startup", &err)]),
+        );
+    }
+    if config.wants("rss") {
+        rows.push(
+            idle_rss_row(config)
+                .await
+                .unwrap_or_else(|err| Row::error("6", "idle RSS", &err)),
+        );
+        if let Some(host) = &host {
+            rows.extend(
+                long_rss_rows(config, host)
+                    .await
+                    .unwrap_or_else(|err| vec![Row::error("6", "RSS after long runs", &err)]),
+            );
+        }
+    }
+    if let (true, Some(host)) = (config.wants("recovery"), &host) {
+        rows.push(
+            recovery_row(config, host)
+                .await
+                .unwrap_or_else(|err| Row::error("7", "recovery", &err)),
+        );
+    }
+    rows
+}
+
+fn http_spec(config: &Config, addr: SocketAddr, path: String) -> load::LoadSpec {
+    let (warmup, duration) = config.http_time();
+    load::LoadSpec {
+        addr,
+        path,
+        connections: config.connections,
+        warmup,
+        duration,
+        limit: None,
+        latencies: true,
+    }
+}
+
+/// Alternating A/B rounds (A first in even rounds).
+async fn ab_rounds<A, B, FA, FB, T>(rounds: usize, mut a: A, mut b: B) -> Result<(Vec<T>, Vec<T>)>
+where
+    A: FnMut() -> FA,
+    B: FnMut() -> FB,
+    FA: std::future::Future<Output = Result<T>>,
+    FB: std::future::Future<Output = Result<T>>,
+{
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        if round % 2 == 0 {
+            xs.push(a().await?);
+            ys.push(b().await?);
+        } else {
+            ys.push(b().await?);
+            xs.push(a().await?);
+        }
+    }
+    Ok((xs, ys))
+}
+
+fn ratios(xs: &[f64], ys: &[f64]) -> f64 {
+    let per_round: Vec<f64> = xs.iter().zip(ys).map(|(x, y)| x / y).collect();
+    median(&per_round)
+}
+
+async fn http_rows(config: &Config, host: &BenchHost) -> Result<Vec<Row>> {
+    let what = "HTTP: plugin route vs native route";
+    if !host.native {
+        return Ok(vec![Row::skipped(
+            "1",
+            what,
+            "no bench-native host (cargo build -p brewblox-host --features bench-native --target-dir target/bench)",
+        )]);
+    }
+    let plugin = http_spec(config, host.addr(), host.path("/bench/plugin"));
+    let native = http_spec(config, host.addr(), host.path("/_bench/native"));
+    let (p, n) = ab_rounds(config.rounds, || load::run(&plugin), || load::run(&native)).await?;
+    check_errors(&p)?;
+    check_errors(&n)?;
+    let rps = |v: &[load::LoadResult]| v.iter().map(load::LoadResult::rps).collect::<Vec<_>>();
+    let p50 = |v: &[load::LoadResult]| v.iter().map(|r| r.p50_us).collect::<Vec<_>>();
+    let p99 = |v: &[load::LoadResult]| v.iter().map(|r| r.p99_us).collect::<Vec<_>>();
+    let rps_ratio = ratios(&rps(&p), &rps(&n));
+    let p99_ratio = ratios(&p99(&p), &p99(&n));
+    Ok(vec![
+        Row {
+            id: "1a",
+            what: "HTTP req/s, plugin route / native route (same host, same handler)".into(),
+            host: format!("{:.0}", median(&rps(&p))),
+            baseline: format!("{:.0}", median(&rps(&n))),
+            ratio: format!("{rps_ratio:.3}"),
+            target: "≥ 0.85".into(),
+            verdict: verdict(rps_ratio >= 0.85),
+        },
+        Row {
+            id: "1b",
+            what: "HTTP p50 latency µs, plugin / native".into(),
+            host: format!("{:.0}", median(&p50(&p))),
+            baseline: format!("{:.0}", median(&p50(&n))),
+            ratio: format!("{:.3}", ratios(&p50(&p), &p50(&n))),
+            target: String::new(),
+            verdict: String::new(),
+        },
+        Row {
+            id: "1c",
+            what: "HTTP p99 latency µs, plugin / native".into(),
+            host: format!("{:.0}", median(&p99(&p))),
+            baseline: format!("{:.0}", median(&p99(&n))),
+            ratio: format!("{p99_ratio:.3}"),
+            target: "≤ 1.2".into(),
+            verdict: verdict(p99_ratio <= 1.2),
+        },
+    ])
+}
+
+fn check_errors(results: &[load::LoadResult]) -> Result<()> {
+    let errors: u64 = results.iter().map(|r| r.errors).sum();
+    if errors > 0 {
+        bail!("{errors} requests failed");
+    }
+    if results.iter().any(|r| r.requests == 0) {
+        bail!("a round completed no request");
+    }
+    Ok(())
+}
+
+async fn status_row(config: &Config, host: &BenchHost) -> Result<Row> {
+    let mut base = start_baseline(&host.proc.name, None)?;
+    base.wait_ready(Duration::from_secs(10))?;
+    let ours = http_spec(config, host.addr(), host.path("/_service/status"));
+    let theirs = http_spec(
+        config,
+        base.addr(),
+        format!("/{}/_service/status", base.name),
+    );
+    let (h, b) = ab_rounds(config.rounds, || load::run(&ours), || load::run(&theirs)).await?;
+    check_errors(&h)?;
+    check_errors(&b)?;
+    let hr: Vec<f64> = h.iter().map(load::LoadResult::rps).collect();
+    let br: Vec<f64> = b.iter().map(load::LoadResult::rps).collect();
+    let rate = median(&hr);
+    Ok(Row {
+        id: "2",
+        what: format!(
+            "status req/s (p99 {:.0} µs), host / bare axum process",
+            median(&h.iter().map(|r| r.p99_us).collect::<Vec<_>>())
+        ),
+        host: format!("{rate:.0}"),
+        baseline: format!("{:.0}", median(&br)),
+        ratio: format!("{:.3}", ratios(&hr, &br)),
+        target: "≥ 50,000 req/s".into(),
+        verdict: verdict(rate >= 50_000.0),
+    })
+}
+
+/// Polls the plugin's stats until `done` holds (bounded).
+async fn wait_stats(
+    host: &BenchHost,
+    query: &str,
+    timeout: Duration,
+    mut done: impl FnMut(&Value) -> bool,
+) -> Result<Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let stats = host
+            .call(Method::GET, &format!("/bench/stats{query}"))
+            .await?;
+        if done(&stats) {
+            return Ok(stats);
+        }
+        if Instant::now() >= deadline {
+            bail!("plugin stats not as expected within {timeout:?}: {stats}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn u64_of(stats: &Value, key: &str) -> u64 {
+    stats.get(key).and_then(Value::as_u64).unwrap_or(0)
+}
+
+async fn wait_bare(consumer: &amqp::BareConsumer, count: u64, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while consumer.count.load(std::sync::atomic::Ordering::SeqCst) < count {
+        if Instant::now() >= deadline {
+            bail!("bare consumer got fewer than {count} messages within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+/// Waits until the host's bench subscription is declared (a probe message arrives).
+async fn wait_subscribed(host: &BenchHost, ch: &lapin::Channel) -> Result<()> {
+    host.call(Method::POST, "/bench/reset").await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        amqp::publish_batch(ch, &host.exchange, 1).await?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let stats = host.call(Method::GET, "/bench/stats").await?;
+        if u64_of(&stats, "count") > 0 {
+            host.call(Method::POST, "/bench/reset").await?;
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("the bench plugin's subscription got no message within 20 s");
+        }
+    }
+}
+
+async fn bus_rows(config: &Config, host: &BenchHost) -> Result<Vec<Row>> {
+    let conn = amqp::connect("bench:publisher").await?;
+    let ch = amqp::confirm_channel(&conn).await?;
+    amqp::declare_exchange(&ch, &host.exchange).await?;
+    wait_subscribed(host, &ch).await?;
+    let bare_exchange = format!("bench_bare_{}", std::process::id());
+    let bare = amqp::BareConsumer::start(&bare_exchange).await?;
+    let m: u64 = if config.quick { 500 } else { 50_000 };
+    let timeout = Duration::from_secs(300);
+
+    // 3a: delivery — fill the queue behind a closed gate, then time the drain.
+    let (plugin, baseline) = ab_rounds(
+        config.rounds,
+        || async {
+            host.call(Method::POST, "/bench/reset").await?;
+            host.call(Method::POST, "/bench/gate?closed=1").await?;
+            amqp::publish_batch(&ch, &host.exchange, m).await?;
+            let t0 = unix_ns();
+            host.call(Method::POST, "/bench/gate?closed=0").await?;
+            let stats = wait_stats(host, "", timeout, |s| u64_of(s, "count") >= m).await?;
+            Ok(m as f64 / ((u64_of(&stats, "last_ns").saturating_sub(t0)) as f64 / 1e9))
+        },
+        || async {
+            bare.reset();
+            bare.set_gate(true);
+            amqp::publish_batch(&ch, &bare_exchange, m).await?;
+            let t0 = unix_ns();
+            bare.set_gate(false);
+            wait_bare(&bare, m, timeout).await?;
+            let last = bare.last_ns.load(std::sync::atomic::Ordering::SeqCst);
+            Ok(m as f64 / (last.saturating_sub(t0) as f64 / 1e9))
+        },
+    )
+    .await?;
+    let deliver_ratio = ratios(&plugin, &baseline);
+    let mut rows = vec![Row {
+        id: "3a",
+        what: format!("bus delivery msgs/s ({m} queued), plugin handler / bare lapin consumer"),
+        host: format!("{:.0}", median(&plugin)),
+        baseline: format!("{:.0}", median(&baseline)),
+        ratio: format!("{deliver_ratio:.3}"),
+        target: "≥ 0.9".into(),
+        verdict: verdict(deliver_ratio >= 0.9),
+    }];
+
+    // 3b/3c: publish with confirms, one at a time (the SDK's strategy), to a declared exchange.
+    let n: u64 = if config.quick { 100 } else { 5_000 };
+    let pub_exchange = format!("bench_pub_{}", std::process::id());
+    amqp::declare_exchange(&ch, &pub_exchange).await?;
+    for (id, declare, what) in [
+        (
+            "3b",
+            false,
+            "publish+confirm msgs/s (declare_exchange(false))",
+        ),
+        ("3c", true, "declare+publish+confirm msgs/s (SDK default)"),
+    ] {
+        let (plugin, baseline) = ab_rounds(
+            config.rounds,
+            || async {
+                let result = host
+                    .call(
+                        Method::POST,
+                        &format!(
+                            "/bench/publish?n={n}&exchange={pub_exchange}&declare={}",
+                            u8::from(declare)
+                        ),
+                    )
+                    .await?;
+                Ok(n as f64 / (u64_of(&result, "elapsed_ns") as f64 / 1e9))
+            },
+            || async {
+                let elapsed = amqp::publish_sequential(&ch, &pub_exchange, n, declare).await?;
+                Ok(n as f64 / elapsed.as_secs_f64())
+            },
+        )
+        .await?;
+        let ratio = ratios(&plugin, &baseline);
+        rows.push(Row {
+            id,
+            what: format!("{what}, plugin / bare lapin"),
+            host: format!("{:.0}", median(&plugin)),
+            baseline: format!("{:.0}", median(&baseline)),
+            ratio: format!("{ratio:.3}"),
+            target: "≥ 0.9".into(),
+            verdict: verdict(ratio >= 0.9),
+        });
+    }
+    Ok(rows)
+}
+
+/// Publishes `count` messages at `rate`/s on a plain channel.
+async fn publish_paced(ch: &lapin::Channel, exchange: &str, count: u64, rate: u64) -> Result<()> {
+    let mut tick = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
+    for seq in 0..count {
+        tick.tick().await;
+        let _confirm = ch
+            .basic_publish(
+                exchange,
+                "bench.lat",
+                lapin::options::BasicPublishOptions::default(),
+                &amqp::message(seq),
+                lapin::BasicProperties::default(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+async fn latency_rows(config: &Config, host: &BenchHost) -> Result<Vec<Row>> {
+    let conn = amqp::connect("bench:latency-publisher").await?;
+    let ch = conn.create_channel().await?;
+    amqp::declare_exchange(&ch, &host.exchange).await?;
+    let confirm = amqp::confirm_channel(&conn).await?;
+    wait_subscribed(host, &confirm).await?;
+    let bare_exchange = format!("bench_bare_lat_{}", std::process::id());
+    let bare = amqp::BareConsumer::start(&bare_exchange).await?;
+    let rate = 1_000;
+    let count: u64 = if config.quick { 200 } else { 5_000 };
+    let timeout = Duration::from_secs(60);
+    let (plugin, baseline) = ab_rounds(
+        config.rounds,
+        || async {
+            host.call(Method::POST, "/bench/reset").await?;
+            publish_paced(&ch, &host.exchange, count, rate).await?;
+            let stats = wait_stats(host, "", timeout, |s| u64_of(s, "count") >= count).await?;
+            Ok((
+                u64_of(&stats, "latency_p50_ns") as f64 / 1e3,
+                u64_of(&stats, "latency_p99_ns") as f64 / 1e3,
+            ))
+        },
+        || async {
+            bare.reset();
+            publish_paced(&ch, &bare_exchange, count, rate).await?;
+            wait_bare(&bare, count, timeout).await?;
+            let (p50, p99) = bare.latency();
+            Ok((p50 as f64 / 1e3, p99 as f64 / 1e3))
+        },
+    )
+    .await?;
+    let pick = |v: &[(f64, f64)], second: bool| -> Vec<f64> {
+        v.iter().map(|x| if second { x.1 } else { x.0 }).collect()
+    };
+    Ok(vec![
+        Row {
+            id: "4a",
+            what: format!(
+                "bus latency p50 µs at {rate} msg/s, publish → plugin handler / bare lapin"
+            ),
+            host: format!("{:.0}", median(&pick(&plugin, false))),
+            baseline: format!("{:.0}", median(&pick(&baseline, false))),
+            ratio: format!(
+                "{:.3}",
+                ratios(&pick(&plugin, false), &pick(&baseline, false))
+            ),
+            target: String::new(),
+            verdict: String::new(),
+        },
+        Row {
+            id: "4b",
+            what: format!("bus latency p99 µs at {rate} msg/s, plugin / bare lapin"),
+            host: format!("{:.0}", median(&pick(&plugin, true))),
+            baseline: format!("{:.0}", median(&pick(&baseline, true))),
+            ratio: format!(
+                "{:.3}",
+                ratios(&pick(&plugin, true), &pick(&baseline, true))
+            ),
+            target: String::new(),
+            verdict: String::new(),
+        },
+    ])
+}
+
+/// Process start → first 200 on the status route, in ms.
+fn time_to_ready(cmd: Command, port: u16, name: &str) -> Result<f64> {
+    let started = Instant::now();
+    let mut proc = Proc::spawn(cmd, port, name)?;
+    let ready = proc.wait_ready(Duration::from_secs(30))?;
+    let ms = (ready - started).as_secs_f64() * 1e3;
+    proc.stop();
+    Ok(ms)
+}
+
+async fn startup_rows(config: &Config) -> Result<Vec<Row>> {
+    let host = Builds::require(&config.builds.host())?;
+    let generated = generate::available(&config.builds);
+    let counts: Vec<usize> = if config.quick {
+        vec![1]
+    } else {
+        vec![1, 10, 50]
+    };
+    let mut rows = Vec::new();
+    let name = "bench_start";
+    let rounds = config.rounds.max(3);
+    for count in counts {
+        let files: Vec<PathBuf> = if generated >= count {
+            (0..count).map(|i| config.builds.generated(i)).collect()
+        } else if count == 1 {
+            vec![Builds::require(&config.builds.plugin("hello-plugin"))?]
+        } else {
+            rows.push(Row::skipped(
+                "5",
+                &format!("startup → first 200, {count} plugins"),
+                &format!("{generated} generated plugins; run `bench --generate 50` first"),
+            ));
+            continue;
+        };
+        let dir = PluginDir::new(&files)?;
+        let (h, b) = ab_rounds(
+            rounds,
+            || async {
+                let port = util::free_port();
+                time_to_ready(host_command(&host, dir.path(), name, port), port, name)
+            },
+            || async {
+                let port = util::free_port();
+                let mut cmd = Command::new(std::env::current_exe()?);
+                cmd.args([
+                    "baseline-server",
+                    "--port",
+                    &port.to_string(),
+                    "--name",
+                    name,
+                ]);
+                time_to_ready(cmd, port, name)
+            },
+        )
+        .await?;
+        let ms = median(&h);
+        let target = count == 50;
+        rows.push(Row {
+            id: "5",
+            what: format!(
+                "startup → first 200 ms, {count} plugin(s){} / bare axum process",
+                if generated >= count {
+                    ""
+                } else {
+                    " (hello-plugin)"
+                }
+            ),
+            host: format!("{ms:.1}"),
+            baseline: format!("{:.1}", median(&b)),
+            ratio: format!("{:.2}", ratios(&h, &b)),
+            target: if target {
+                "< 100 ms".into()
+            } else {
+                String::new()
+            },
+            verdict: if target {
+                verdict(ms < 100.0)
+            } else {
+                String::new()
+            },
+        });
+    }
+    Ok(rows)
+}
+
+async fn idle_rss_row(config: &Config) -> Result<Row> {
+    let host = Builds::require(&config.builds.host())?;
+    let files = ["device-plugin", "history-plugin", "hello-plugin"]
+        .iter()
+        .map(|c| Builds::require(&config.builds.plugin(c)))
+        .collect::<Result<Vec<_>>>()?;
+    let dir = PluginDir::new(&files)?;
+    let settle = if config.quick {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(3)
+    };
+    let name = format!("bench_idle_{}", std::process::id());
+    let exchange = format!("bench_idle_ex_{}", std::process::id());
+    let (h, b) = ab_rounds(
+        config.rounds.min(3),
+        || async {
+            let port = util::free_port();
+            let mut proc = Proc::spawn(host_command(&host, dir.path(), &name, port), port, &name)?;
+            proc.wait_ready(Duration::from_secs(30))?;
+            tokio::time::sleep(settle).await;
+            let rss = proc.rss_kib()? as f64 / 1024.0;
+            proc.stop();
+            Ok(rss)
+        },
+        || async {
+            let mut proc = start_baseline(&name, Some(&exchange))?;
+            proc.wait_ready(Duration::from_secs(30))?;
+            tokio::time::sleep(settle).await;
+            let rss = proc.rss_kib()? as f64 / 1024.0;
+            proc.stop();
+            Ok(rss)
+        },
+    )
+    .await?;
+    let mib = median(&h);
+    Ok(Row {
+        id: "6a",
+        what: "idle RSS MiB, host + device, history, hello / bare axum + lapin process".into(),
+        host: format!("{mib:.1}"),
+        baseline: format!("{:.1}", median(&b)),
+        ratio: format!("{:.2}", ratios(&h, &b)),
+        target: "< 15 MiB".into(),
+        verdict: verdict(mib < 15.0),
+    })
+}
+
+/// RSS after a warm-up share of the work, then after all of it: "flat" is within 10 %.
+async fn long_rss_rows(config: &Config, host: &BenchHost) -> Result<Vec<Row>> {
+    let (warm, total): (u64, u64) = if config.quick {
+        (1_000, 5_000)
+    } else {
+        (100_000, 1_000_000)
+    };
+    let mut rows = Vec::new();
+
+    let spec = |limit| load::LoadSpec {
+        addr: host.addr(),
+        path: host.path("/bench/plugin"),
+        connections: config.connections,
+        warmup: Duration::ZERO,
+        duration: Duration::from_secs(900),
+        limit: Some(limit),
+        latencies: false,
+    };
+    load::run(&spec(warm)).await?;
+    let before = host.proc.rss_kib()? as f64 / 1024.0;
+    let started = Instant::now();
+    let result = load::run(&spec(total - warm)).await?;
+    if result.errors > 0 {
+        bail!("{} requests failed", result.errors);
+    }
+    let after = host.proc.rss_kib()? as f64 / 1024.0;
+    rows.push(flat_row(
+        "6b",
+        format!(
+            "RSS MiB after {total} plugin-route requests ({:.0} s) vs after the first {warm}",
+            started.elapsed().as_secs_f64()
+        ),
+        after,
+        before,
+    ));
+
+    let conn = amqp::connect("bench:rss-publisher").await?;
+    let ch = amqp::confirm_channel(&conn).await?;
+    amqp::declare_exchange(&ch, &host.exchange).await?;
+    wait_subscribed(host, &ch).await?;
+    let batch = 10_000.min(warm);
+    let send = |upto: u64| {
+        let ch = ch.clone();
+        async move {
+            let mut sent = u64_of(&host.call(Method::GET, "/bench/stats").await?, "count");
+            let deadline = Instant::now() + Duration::from_secs(900);
+            while sent < upto {
+                let n = batch.min(upto - sent);
+                amqp::publish_batch(&ch, &host.exchange, n).await?;
+                sent += n;
+                // Keep the queue short: wait until the plugin is within two batches.
+                wait_stats(host, "", Duration::from_secs(120), |s| {
+                    u64_of(s, "count") + 2 * batch >= sent
+                })
+                .await?;
+                if Instant::now() >= deadline {
+                    bail!("bus RSS run took longer than 900 s");
+                }
+            }
+            wait_stats(host, "", Duration::from_secs(120), |s| {
+                u64_of(s, "count") >= upto
+            })
+            .await?;
+            Ok::<_, anyhow::Error>(())
+        }
+    };
+    host.call(Method::POST, "/bench/reset").await?;
+    send(warm).await?;
+    let before = host.proc.rss_kib()? as f64 / 1024.0;
+    let started = Instant::now();
+    send(total).await?;
+    let after = host.proc.rss_kib()? as f64 / 1024.0;
+    rows.push(flat_row(
+        "6c",
+        format!(
+            "RSS MiB after {total} bus messages into the plugin ({:.0} s) vs after the first {warm}",
+            started.elapsed().as_secs_f64()
+        ),
+        after,
+        before,
+    ));
+    Ok(rows)
+}
+
+fn flat_row(id: &'static str, what: String, after: f64, before: f64) -> Row {
+    let ratio = after / before;
+    Row {
+        id,
+        what,
+        host: format!("{after:.1}"),
+        baseline: format!("{before:.1}"),
+        ratio: format!("{ratio:.3}"),
+        target: "flat (≤ 1.10)".into(),
+        verdict: verdict(ratio <= 1.10),
+    }
+}
+
+async fn recovery_row(config: &Config, host: &BenchHost) -> Result<Row> {
+    if Command::new("rabbitmqctl").arg("--help").output().is_err() {
+        return Ok(Row::skipped("7", "recovery", "rabbitmqctl not found"));
+    }
+    let conn = amqp::connect("bench:recovery-publisher").await?;
+    let ch = conn.create_channel().await?;
+    amqp::anchor(&ch, &host.exchange).await?;
+    let confirm = amqp::confirm_channel(&conn).await?;
+    wait_subscribed(host, &confirm).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let publisher = {
+        let ch = ch.clone();
+        let exchange = host.exchange.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(5));
+            // Bounded: at most 10 minutes of ticks.
+            for seq in 0..120_000u64 {
+                tick.tick().await;
+                if *stop_rx.borrow() {
+                    break;
+                }
+                let _ = ch
+                    .basic_publish(
+                        &exchange,
+                        "bench.rec",
+                        lapin::options::BasicPublishOptions::default(),
+                        &amqp::message(seq),
+                        lapin::BasicProperties::default(),
+                    )
+                    .await;
+            }
+        })
+    };
+    let mut gaps = Vec::new();
+    let rounds = if config.quick { 1 } else { 3 };
+    let result = async {
+        for _ in 0..rounds {
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            let closed = tokio::task::spawn_blocking({
+                let name = host.listener_connection();
+                move || amqp::close_connection(&name)
+            })
+            .await??;
+            // The outage is the silence that ends after the close was done.
+            let since = unix_ns();
+            if closed == 0 {
+                bail!("no broker connection named {}", host.listener_connection());
+            }
+            let stats = wait_stats(
+                host,
+                &format!("?since={since}"),
+                Duration::from_secs(30),
+                |s| {
+                    let (from, to) = (u64_of(s, "gap_from_ns"), u64_of(s, "gap_to_ns"));
+                    to - from > 50_000_000 && u64_of(s, "last_ns") > to + 300_000_000
+                },
+            )
+            .await?;
+            gaps.push((u64_of(&stats, "gap_to_ns") - u64_of(&stats, "gap_from_ns")) as f64 / 1e6);
+        }
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    stop_tx.send_replace(true);
+    let _ = publisher.await;
+    result?;
+    let ms = median(&gaps);
+    Ok(Row {
+        id: "7",
+        what: "recovery ms: broker closed the listener connection → next message in the plugin \
+               (reconnect interval 1 s, default)"
+            .into(),
+        host: format!("{ms:.0}"),
+        baseline: "1000 (interval)".into(),
+        ratio: format!("{:.2}", ms / 1000.0),
+        target: "< 1500 ms".into(),
+        verdict: verdict(ms < 1500.0),
+    })
+}

@@ -1,0 +1,117 @@
+//! Broker down at boot, through the real host. This stops the broker app, so it is one test
+//! in its own binary: cargo runs test binaries one at a time, so no other test sees the
+//! outage. A guard restarts the app even if an assertion fails.
+
+use std::{process::Command, time::Duration};
+
+use integration_tests::{
+    amqp::{self, SyncPeer},
+    wait_until, Host, PluginDir,
+};
+use serde_json::{json, Value};
+
+fn rabbitmqctl(args: &[&str]) {
+    let out = Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+struct StartAppOnDrop;
+
+impl Drop for StartAppOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl").arg("start_app").output();
+    }
+}
+
+fn health(host: &Host) -> (u16, Value) {
+    let res = host.get("/_service/health");
+    (res.status().as_u16(), res.json().unwrap())
+}
+
+#[test]
+fn broker_down_at_boot_then_up() {
+    let _guard = StartAppOnDrop;
+    let exchange = amqp::unique("ex-outage");
+    rabbitmqctl(&["stop_app"]);
+
+    let dir = PluginDir::with(&["testkit-plugin"]);
+    let host = Host::builder(dir.path())
+        .name(&amqp::unique("svc"))
+        .args(&[
+            "--testkit-exchange",
+            &exchange,
+            "--eventbus-reconnect-interval",
+            "0.2",
+            "--eventbus-publish-timeout",
+            "3",
+        ])
+        .start();
+    // HTTP serves; the bus is reported down; publishing fails fast as unavailable.
+    assert_eq!(host.get("/_service/status").status(), 200);
+    let (status, body) = health(&host);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["eventbus"]["state"], "connecting");
+    let res: Value = host
+        .client
+        .post(host.url("/kit/bus/publish"))
+        .json(&json!({"exchange": exchange, "routing": "k", "message": 1}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(res["unavailable"], true, "{res}");
+    // A subscription made during the outage is kept pending too.
+    host.client
+        .post(host.url("/kit/bus/subscribe"))
+        .json(&json!({"exchange": exchange, "routing": "late.#", "tag": "late"}))
+        .send()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let warnings = host
+        .stderr
+        .text()
+        .lines()
+        .filter(|l| l.contains("WARNING") && l.contains("listener"))
+        .count();
+    assert_eq!(warnings, 1, "warned once:\n{}", host.stderr.text());
+
+    rabbitmqctl(&["start_app"]);
+    let up = wait_until(Duration::from_secs(30), || {
+        let (status, body) = health(&host);
+        status == 200
+            && body["eventbus"]["subscriptions"]
+                .as_array()
+                .is_some_and(|subs| subs.len() == 2 && subs.iter().all(|s| s["state"] == "active"))
+    });
+    assert!(up, "recovered: {}", health(&host).1);
+
+    let peer = SyncPeer::connect();
+    peer.publish_json(&exchange, "late.one", &json!("hello"));
+    let ok = wait_until(Duration::from_secs(15), || {
+        host.get("/kit/bus/received")
+            .json::<Vec<Value>>()
+            .unwrap()
+            .len()
+            >= 2
+    });
+    assert!(
+        ok,
+        "both subscriptions got the message: {}",
+        host.get("/kit/bus/received").text().unwrap()
+    );
+    // Exactly one consumer per subscription.
+    let (_, body) = health(&host);
+    let rows = peer.block_on(amqp::list("queues", &["name", "consumers"]));
+    for sub in body["eventbus"]["subscriptions"].as_array().unwrap() {
+        let queue = sub["queue"].as_str().unwrap();
+        let row = rows.iter().find(|r| r[0] == queue).expect("queue exists");
+        assert_eq!(row[1], "1", "{row:?}");
+    }
+}
