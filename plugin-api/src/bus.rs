@@ -64,6 +64,11 @@ pub struct Publish {
 
 impl Publish {
     /// `message` serialized as JSON, to `exchange` with routing key `routing`.
+    ///
+    /// ```
+    /// let msg = plugin_api::Publish::new("brewcast", "fermenter", &serde_json::json!({"temp": 20}))?;
+    /// # Ok::<(), plugin_api::Error>(())
+    /// ```
     pub fn new<T: Serialize + ?Sized>(exchange: &str, routing: &str, message: &T) -> Result<Self> {
         Ok(Publish {
             exchange: exchange.to_owned(),
@@ -75,6 +80,12 @@ impl Publish {
     }
 
     /// The exchange type to declare (topic by default).
+    ///
+    /// ```
+    /// use plugin_api::{ExchangeType, Publish};
+    /// let msg = Publish::new("alerts", "", &"hot")?.exchange_type(ExchangeType::Fanout);
+    /// # Ok::<(), plugin_api::Error>(())
+    /// ```
     pub fn exchange_type(mut self, exchange_type: ExchangeType) -> Self {
         self.exchange_type = exchange_type;
         self
@@ -82,6 +93,11 @@ impl Publish {
 
     /// Whether to declare the exchange before publishing (true by default). Turn it off for
     /// pre-declared exchanges such as `amq.topic`.
+    ///
+    /// ```
+    /// let msg = plugin_api::Publish::new("amq.topic", "k", &1)?.declare_exchange(false);
+    /// # Ok::<(), plugin_api::Error>(())
+    /// ```
     pub fn declare_exchange(mut self, declare: bool) -> Self {
         self.declare_exchange = declare;
         self
@@ -128,26 +144,65 @@ impl Subscription {
     }
 
     /// The exchange name.
+    ///
+    /// ```no_run
+    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// let sub = ctx.subscribe("brewcast", "#", |_s, _k, _m| async { Ok(()) })?;
+    /// assert_eq!(sub.exchange(), "brewcast");
+    /// # Ok(()) }
+    /// ```
     pub fn exchange(&self) -> String {
         self.inner.exchange().into_string()
     }
 
     /// The routing key (pattern) it is bound with.
+    ///
+    /// ```no_run
+    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// let sub = ctx.subscribe("brewcast", "#", |_s, _k, _m| async { Ok(()) })?;
+    /// assert_eq!(sub.routing(), "#");
+    /// # Ok(()) }
+    /// ```
     pub fn routing(&self) -> String {
         self.inner.routing().into_string()
     }
 
     /// Replaces the handler; the next message goes to the new one.
+    ///
+    /// ```no_run
+    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// let sub = ctx.subscribe("brewcast", "#", |_s, _k, _m| async { Ok(()) })?;
+    /// sub.set_handler(|_sub, key, _message| async move {
+    ///     tracing::info!("new handler got {key}");
+    ///     Ok(())
+    /// });
+    /// # Ok(()) }
+    /// ```
     pub fn set_handler<H: MessageFn>(&self, handler: H) {
         self.inner.set_handler(handler_box(handler));
     }
 
     /// Stops receiving. The queue is deleted and does not come back after a reconnect.
+    ///
+    /// ```no_run
+    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// let sub = ctx.subscribe("brewcast", "#", |_s, _k, _m| async { Ok(()) })?;
+    /// sub.cancel();
+    /// assert!(sub.is_cancelled());
+    /// # Ok(()) }
+    /// ```
     pub fn cancel(&self) {
         self.inner.cancel();
     }
 
     /// Whether [`cancel`](Subscription::cancel) was called.
+    ///
+    /// ```no_run
+    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// let sub = ctx.subscribe("brewcast", "#", |_s, _k, _m| async { Ok(()) })?;
+    /// assert!(!sub.is_cancelled());
+    /// # Ok(()) }
+    /// ```
     pub fn is_cancelled(&self) -> bool {
         self.inner.is_cancelled()
     }

@@ -8,6 +8,11 @@ use crate::{Error, Result};
 /// The type of a declared argument's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+///
+/// ```
+/// let arg = plugin_api::Arg::float("ratio");
+/// assert_eq!(arg.kind(), plugin_api::ArgKind::Float);
+/// ```
 pub enum ArgKind {
     /// Any text.
     String,

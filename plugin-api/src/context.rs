@@ -57,6 +57,12 @@ impl Context {
     }
 
     /// The plugin's name, as the host's logs and health report call it.
+    ///
+    /// ```no_run
+    /// # fn demo(ctx: plugin_api::Context) {
+    /// tracing::info!("I am {}", ctx.plugin_name());
+    /// # }
+    /// ```
     pub fn plugin_name(&self) -> &str {
         &self.inner.name
     }

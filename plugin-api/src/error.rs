@@ -7,6 +7,16 @@ use serde_json::{json, Value};
 use crate::abi::{error_code, FfiError};
 
 /// `Result` with the SDK's [`Error`].
+///
+/// ```
+/// fn half(n: i64) -> plugin_api::Result<i64> {
+///     if n % 2 != 0 {
+///         return Err(plugin_api::Error::bad_request("odd number").field("n"));
+///     }
+///     Ok(n / 2)
+/// }
+/// assert_eq!(half(4).unwrap(), 2);
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What went wrong, as a plugin author or the host sees it.

@@ -39,11 +39,23 @@ impl Feature {
     }
 
     /// The name it was registered under.
+    ///
+    /// ```no_run
+    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// assert_eq!(ctx.feature("device")?.name(), "device");
+    /// # Ok(()) }
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// Calls the feature with `input` serialized as JSON, decoding the answer into `O`.
+    ///
+    /// ```no_run
+    /// # async fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// let doubled: serde_json::Value = ctx.feature("doubler")?.call(&serde_json::json!({"n": 2})).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn call<I, O>(&self, input: &I) -> Result<O>
     where
         I: Serialize + ?Sized,

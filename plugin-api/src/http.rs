@@ -297,18 +297,33 @@ pub struct RequestBuilder {
 
 impl RequestBuilder {
     /// Sets the raw query string.
+    ///
+    /// ```
+    /// let req = plugin_api::Request::builder("GET", "/x").query("limit=5").build();
+    /// assert_eq!(req.query_param("limit").as_deref(), Some("5"));
+    /// ```
     pub fn query(mut self, query: &str) -> Self {
         self.inner.query = query.into();
         self
     }
 
     /// Adds a path parameter.
+    ///
+    /// ```
+    /// let req = plugin_api::Request::builder("GET", "/x/7").param("id", "7").build();
+    /// assert_eq!(req.param("id"), Some("7"));
+    /// ```
     pub fn param(mut self, name: &str, value: &str) -> Self {
         self.inner.params.push(Tuple2(name.into(), value.into()));
         self
     }
 
     /// Adds a header.
+    ///
+    /// ```
+    /// let req = plugin_api::Request::builder("GET", "/x").header("X-Id", "1").build();
+    /// assert_eq!(req.header("x-id"), Some("1"));
+    /// ```
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.inner.headers.push(Tuple2(
             name.to_ascii_lowercase().into(),
@@ -318,12 +333,22 @@ impl RequestBuilder {
     }
 
     /// Sets the body.
+    ///
+    /// ```
+    /// let req = plugin_api::Request::builder("POST", "/x").body("hi").build();
+    /// assert_eq!(req.body(), b"hi");
+    /// ```
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.inner.body = body.into().into();
         self
     }
 
     /// The finished request.
+    ///
+    /// ```
+    /// let req = plugin_api::Request::builder("GET", "/svc/hello").build();
+    /// assert_eq!(req.method(), "GET");
+    /// ```
     pub fn build(self) -> Request {
         Request { inner: self.inner }
     }

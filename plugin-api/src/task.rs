@@ -54,11 +54,25 @@ impl TaskHandle {
     }
 
     /// Stops the task at its next await point; a no-op if it has finished.
+    ///
+    /// ```no_run
+    /// # fn demo(ctx: plugin_api::Context) {
+    /// let task = ctx.spawn("once", async { tokio::time::sleep(std::time::Duration::from_secs(60)).await });
+    /// task.cancel();
+    /// # }
+    /// ```
     pub fn cancel(&self) {
         self.inner.cancel();
     }
 
     /// Whether the task has ended (finished, failed or cancelled).
+    ///
+    /// ```no_run
+    /// # fn demo(ctx: plugin_api::Context) {
+    /// let task = ctx.spawn("quick", async {});
+    /// let _done = task.is_finished();
+    /// # }
+    /// ```
     pub fn is_finished(&self) -> bool {
         self.inner.is_finished()
     }
