@@ -134,6 +134,16 @@ impl Lines {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
     }
 
+    /// How many lines contain every one of `needles`.
+    pub fn count(&self, needles: &[&str]) -> usize {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|line| needles.iter().all(|n| line.contains(n)))
+            .count()
+    }
+
     /// Waits until a line contains `needle`.
     pub fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
         wait_until(timeout, || self.text().contains(needle))

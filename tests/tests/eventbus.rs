@@ -434,12 +434,7 @@ fn an_unreachable_broker_is_503_and_unavailable_but_http_serves() {
     );
     // Warned once, not per retry.
     std::thread::sleep(Duration::from_millis(1500));
-    let warnings = host
-        .stderr
-        .text()
-        .lines()
-        .filter(|l| l.contains("WARNING") && l.contains("listener"))
-        .count();
+    let warnings = host.stderr.count(&["WARNING", "listener"]);
     assert_eq!(warnings, 1, "{}", host.stderr.text());
 }
 

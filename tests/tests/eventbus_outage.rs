@@ -74,12 +74,7 @@ fn broker_down_at_boot_then_up() {
         .send()
         .unwrap();
     std::thread::sleep(Duration::from_millis(800));
-    let warnings = host
-        .stderr
-        .text()
-        .lines()
-        .filter(|l| l.contains("WARNING") && l.contains("listener"))
-        .count();
+    let warnings = host.stderr.count(&["WARNING", "listener"]);
     assert_eq!(warnings, 1, "warned once:\n{}", host.stderr.text());
 
     rabbitmqctl(&["start_app"]);

@@ -233,3 +233,34 @@ fn debug_shows_the_full_layout_report() {
     assert!(out.stderr.lines().count() > 10, "full report with --debug");
     let _ = Duration::from_secs(0);
 }
+
+#[test]
+fn plugin_built_with_panic_abort_is_refused() {
+    // A real artifact: the fixture compiled with `-C panic=abort` (its dependencies keep
+    // unwinding, which rustc allows for the final crate).
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let built = std::process::Command::new(cargo)
+        .args([
+            "rustc",
+            "-q",
+            "-p",
+            "abort-plugin",
+            "--crate-type",
+            "cdylib",
+            "--",
+            "-C",
+            "panic=abort",
+        ])
+        .current_dir(integration_tests::workspace_root())
+        .status()
+        .expect("run cargo");
+    assert!(built.success(), "building the abort fixture");
+    let dir = PluginDir::with(&["abort-plugin"]);
+    let out = refused(&dir);
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("libabort_plugin.so"))
+        .expect("names the file");
+    assert!(line.contains("built with panic = \"abort\""), "{line}");
+}

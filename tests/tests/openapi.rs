@@ -73,7 +73,7 @@ fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
     }
 }
 
-fn json_schema<'a>(parent: &'a Value) -> &'a Value {
+fn json_schema(parent: &Value) -> &Value {
     &parent["content"]["application/json"]["schema"]
 }
 
@@ -111,16 +111,24 @@ fn document_lists_every_route() {
 
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.0."));
     assert_eq!(doc["info"]["title"], format!("Brewblox Service \"{NAME}\""));
-    assert!(doc["info"]["version"].as_str().is_some_and(|v| !v.is_empty()));
+    assert!(doc["info"]["version"]
+        .as_str()
+        .is_some_and(|v| !v.is_empty()));
 
     // Built-in routes.
     for method in ["get", "head"] {
         let status = op(&doc, method, "/_service/status");
         assert_eq!(status["tags"], json!(["Service"]));
     }
-    let status_schema = resolve(&doc, json_schema(&op(&doc, "get", "/_service/status")["responses"]["200"]));
+    let status_schema = resolve(
+        &doc,
+        json_schema(&op(&doc, "get", "/_service/status")["responses"]["200"]),
+    );
     assert_eq!(status_schema["properties"]["status"]["type"], "string");
-    assert_eq!(op(&doc, "get", "/_service/health")["tags"], json!(["Service"]));
+    assert_eq!(
+        op(&doc, "get", "/_service/health")["tags"],
+        json!(["Service"])
+    );
     for (path, fields) in [
         ("/_debug/publish", &["exchange", "routing", "message"][..]),
         ("/_debug/subscribe", &["exchange", "routing"][..]),
@@ -131,7 +139,11 @@ fn document_lists_every_route() {
         for field in fields {
             assert!(body["properties"].get(*field).is_some(), "{path}: {body}");
         }
-        assert_eq!(body["required"].as_array().unwrap().len(), fields.len(), "{path}");
+        assert_eq!(
+            body["required"].as_array().unwrap().len(),
+            fields.len(),
+            "{path}"
+        );
         assert!(operation["responses"]["200"].is_object());
     }
     op(&doc, "get", "/api/doc");
@@ -149,8 +161,16 @@ fn document_lists_every_route() {
         .map(String::as_str)
         .collect();
     let real: Value = host.get("/device/state").json().unwrap();
-    let answered: BTreeSet<&str> = real.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(documented, answered, "the State schema lists the real fields");
+    let answered: BTreeSet<&str> = real
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        documented, answered,
+        "the State schema lists the real fields"
+    );
 
     let setpoint = op(&doc, "put", "/device/setpoint");
     assert_eq!(setpoint["tags"], json!(["device-plugin"]));
@@ -206,7 +226,9 @@ fn document_lists_every_route() {
     let host_subscribe = json_schema(&op(&doc, "post", "/_debug/subscribe")["requestBody"])["$ref"]
         .as_str()
         .unwrap();
-    let plugin_subscribe = json_schema(&subscribe["requestBody"])["$ref"].as_str().unwrap();
+    let plugin_subscribe = json_schema(&subscribe["requestBody"])["$ref"]
+        .as_str()
+        .unwrap();
     assert_ne!(host_subscribe, plugin_subscribe);
 
     // Testkit routes declare nothing: listed with method, path, path parameters, the plugin's
@@ -225,7 +247,10 @@ fn document_lists_every_route() {
         assert!(operation.get("summary").is_none(), "{path}");
         assert!(operation["responses"]["default"].is_object(), "{path}");
     }
-    assert_eq!(param(op(&doc, "post", "/kit/bus/{index}/swap"), "index", "path")["required"], true);
+    assert_eq!(
+        param(op(&doc, "post", "/kit/bus/{index}/swap"), "index", "path")["required"],
+        true
+    );
     // A route for any method is listed under every method.
     for method in ["get", "post", "put", "patch", "delete"] {
         let echo = op(&doc, method, "/kit/echo/{id}");
@@ -234,7 +259,10 @@ fn document_lists_every_route() {
     // Routes the testkit failed to register are not there.
     let paths = doc["paths"].as_object().unwrap();
     assert!(!paths.contains_key(&format!("/{NAME}/kit/too-late")));
-    assert!(!paths.keys().any(|p| p.contains("{*")), "catch-alls are written {{name}}");
+    assert!(
+        !paths.keys().any(|p| p.contains("{*")),
+        "catch-alls are written {{name}}"
+    );
 
     // Tags are declared, and every reference resolves.
     let tags: Vec<&str> = doc["tags"]
@@ -243,7 +271,13 @@ fn document_lists_every_route() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    for tag in ["Service", "Events", "device-plugin", "history-plugin", "testkit-plugin"] {
+    for tag in [
+        "Service",
+        "Events",
+        "device-plugin",
+        "history-plugin",
+        "testkit-plugin",
+    ] {
         assert!(tags.contains(&tag), "{tag} in {tags:?}");
     }
     let mut all = BTreeSet::new();
