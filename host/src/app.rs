@@ -25,7 +25,7 @@ use crate::{
         loader::{self, LoadedSet},
         routes::RouteTable,
     },
-    shutdown,
+    shutdown::{self, Stop},
 };
 
 /// Exit code for a service that could not start (bad plugin, port taken, …).
@@ -96,10 +96,26 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    let code = runtime.block_on(run(settings, loaded));
+    let outcome = runtime.block_on(run(settings, loaded));
     // Plugin runtimes and abandoned hooks must not keep the process alive.
     runtime.shutdown_timeout(Duration::from_secs(1));
-    code
+    match outcome {
+        Outcome::Exit(code) => code,
+        Outcome::Reload => {
+            // The original arguments, before @file expansion: files are read again too.
+            let original: Vec<OsString> = std::env::args_os().collect();
+            let err = shutdown::reexec(&original);
+            eprintln!("error: cannot restart for SIGHUP: {err}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// How a run ended.
+enum Outcome {
+    Exit(ExitCode),
+    /// SIGHUP: start again with the same arguments.
+    Reload,
 }
 
 /// Every plugin argument, refusing clashes with the host's or another plugin's.
@@ -161,7 +177,16 @@ fn bus_config(settings: &Settings) -> BusConfig {
     }
 }
 
-async fn run(settings: Settings, loaded: LoadedSet) -> ExitCode {
+async fn run(settings: Settings, loaded: LoadedSet) -> Outcome {
+    match serve(settings, loaded).await {
+        Ok(stop) if stop == Stop::Reload => Outcome::Reload,
+        Ok(_) => Outcome::Exit(ExitCode::SUCCESS),
+        Err(code) => Outcome::Exit(code),
+    }
+}
+
+/// Runs the service until a signal; `Err` is the exit code of a failed start.
+async fn serve(settings: Settings, loaded: LoadedSet) -> Result<Stop, ExitCode> {
     tracing::info!(target: "brewblox_host::service", "Creating [{}] application", settings.name);
     tracing::info!(
         target: "brewblox_host::service",
@@ -190,13 +215,13 @@ async fn run(settings: Settings, loaded: LoadedSet) -> ExitCode {
         Ok(plugins) => plugins,
         Err(err) => {
             tracing::error!("{err}");
-            return ExitCode::from(EXIT_FAILURE);
+            return Err(ExitCode::from(EXIT_FAILURE));
         }
     };
     if let Err(err) = lifecycle::startup_all(&plugins, settings.hook_timeout).await {
         tracing::error!("Service not started: {err}");
         bus.shutdown(settings.hook_timeout).await;
-        return ExitCode::from(EXIT_FAILURE);
+        return Err(ExitCode::from(EXIT_FAILURE));
     }
 
     let plugin_routes = host
@@ -266,7 +291,7 @@ async fn run(settings: Settings, loaded: LoadedSet) -> ExitCode {
             tracing::error!("cannot listen on {address}: {err}");
             bus.shutdown(settings.hook_timeout).await;
             lifecycle::shutdown_all(&plugins, settings.hook_timeout).await;
-            return ExitCode::from(EXIT_FAILURE);
+            return Err(ExitCode::from(EXIT_FAILURE));
         }
     };
     // The original's banner, on stdout, once the socket is bound.
@@ -282,15 +307,21 @@ async fn run(settings: Settings, loaded: LoadedSet) -> ExitCode {
     });
     let mut server = tokio::spawn(async move { server.await });
 
-    tokio::select! {
-        signal = shutdown::signal() => tracing::info!("Received {signal}, shutting down"),
+    let stop = tokio::select! {
+        stop = shutdown::signal() => {
+            match stop {
+                Stop::Reload => tracing::info!("Received SIGHUP, stopping to reload"),
+                Stop::Exit(name) => tracing::info!("Received {name}, shutting down"),
+            }
+            stop
+        }
         result = &mut server => {
             tracing::error!("HTTP server stopped unexpectedly: {result:?}");
             bus.shutdown(settings.hook_timeout).await;
             lifecycle::shutdown_all(&plugins, settings.hook_timeout).await;
-            return ExitCode::from(EXIT_FAILURE);
+            return Err(ExitCode::from(EXIT_FAILURE));
         }
-    }
+    };
 
     // Stop accepting, then before_shutdown while in-flight requests drain.
     let _ = stop_accepting.send(());
@@ -310,5 +341,5 @@ async fn run(settings: Settings, loaded: LoadedSet) -> ExitCode {
     bus.shutdown(settings.hook_timeout).await;
     lifecycle::shutdown_all(&plugins, settings.hook_timeout).await;
     tracing::info!("Service stopped");
-    ExitCode::SUCCESS
+    Ok(stop)
 }

@@ -264,3 +264,36 @@ fn plugin_built_with_panic_abort_is_refused() {
         .expect("names the file");
     assert!(line.contains("built with panic = \"abort\""), "{line}");
 }
+
+#[test]
+fn sighup_reloads_the_plugins_folder_in_the_same_process() {
+    let dir = PluginDir::new();
+    let file = dir.add_as("hello-plugin", "libswap.so");
+    let mut host = Host::builder(dir.path()).start();
+    let pid = host.pid();
+    assert_eq!(host.get("/hello").status(), 200);
+    let staged = dir.path().join("staged.tmp");
+    fs::copy(plugin_lib("peer-plugin"), &staged).unwrap();
+    set_mode(&staged, 0o644);
+    fs::rename(&staged, &file).unwrap();
+    host.signal(libc::SIGHUP);
+    let reloaded = integration_tests::wait_until(Duration::from_secs(30), || {
+        host.client
+            .get(host.url("/peer/missing"))
+            .send()
+            .is_ok_and(|r| r.status() == 200)
+    });
+    assert!(
+        reloaded,
+        "new plugin serves after SIGHUP:\n{}",
+        host.stderr.text()
+    );
+    assert_eq!(host.pid(), pid, "same process");
+    assert!(host.is_running());
+    assert_eq!(host.get("/hello").status(), 404);
+    assert!(host
+        .stderr
+        .text()
+        .contains("Received SIGHUP, stopping to reload"));
+    assert!(host.stop().success());
+}

@@ -550,7 +550,7 @@ mod tests {
     }
 
     #[test]
-    fn builtins_and_collisions() {
+    fn builtin_routes_are_listed() {
         let info = DocInfo {
             name: "svc",
             version: "1.2.3",
