@@ -179,7 +179,7 @@ fn bus_config(settings: &Settings) -> BusConfig {
 
 async fn run(settings: Settings, loaded: LoadedSet) -> Outcome {
     match serve(settings, loaded).await {
-        Ok(stop) if stop == Stop::Reload => Outcome::Reload,
+        Ok(Stop::Reload) => Outcome::Reload,
         Ok(_) => Outcome::Exit(ExitCode::SUCCESS),
         Err(code) => Outcome::Exit(code),
     }

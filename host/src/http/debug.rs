@@ -26,20 +26,32 @@ fn empty_ok() -> Response {
     response
 }
 
-fn bad_request(message: String, field: Option<&str>) -> Response {
-    let mut body = json!({ "error": message });
-    if let Some(field) = field {
-        body["field"] = Value::String(field.to_owned());
+/// A 400 answer: what is wrong, and with which field.
+struct BadRequest {
+    message: String,
+    field: Option<&'static str>,
+}
+
+fn bad_request(message: String, field: Option<&'static str>) -> BadRequest {
+    BadRequest { message, field }
+}
+
+impl IntoResponse for BadRequest {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.message });
+        if let Some(field) = self.field {
+            body["field"] = Value::String(field.to_owned());
+        }
+        (StatusCode::BAD_REQUEST, Json(body)).into_response()
     }
-    (StatusCode::BAD_REQUEST, Json(body)).into_response()
 }
 
 /// The body as a JSON object with the string fields `names` (and `message` if asked).
 fn parse(
     body: &[u8],
-    names: &[&str],
+    names: &[&'static str],
     need_message: bool,
-) -> Result<(Vec<String>, Option<Value>), Response> {
+) -> Result<(Vec<String>, Option<Value>), BadRequest> {
     let object: Map<String, Value> = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(object)) => object,
         Ok(other) => {
@@ -89,11 +101,14 @@ fn parse(
 pub async fn publish(bus: EventBus, body: Bytes) -> Response {
     let (fields, message) = match parse(&body, &["exchange", "routing"], true) {
         Ok(parsed) => parsed,
-        Err(response) => return response,
+        Err(bad) => return bad.into_response(),
     };
     let payload = match serde_json::to_vec(&message.unwrap_or(Value::Null)) {
         Ok(payload) => payload,
-        Err(err) => return bad_request(format!("cannot encode message: {err}"), Some("message")),
+        Err(err) => {
+            return bad_request(format!("cannot encode message: {err}"), Some("message"))
+                .into_response()
+        }
     };
     match bus
         .publish(&fields[0], &fields[1], payload, ExchangeKind::Topic, true)
@@ -110,10 +125,11 @@ pub async fn publish(bus: EventBus, body: Bytes) -> Response {
 pub async fn subscribe(bus: EventBus, body: Bytes) -> Response {
     let (fields, _) = match parse(&body, &["exchange", "routing"], false) {
         Ok(parsed) => parsed,
-        Err(response) => return response,
+        Err(bad) => return bad.into_response(),
     };
     if fields[0].is_empty() {
-        return bad_request("exchange name must not be empty".into(), Some("exchange"));
+        return bad_request("exchange name must not be empty".into(), Some("exchange"))
+            .into_response();
     }
     bus.subscribe(
         &fields[0],

@@ -8,7 +8,9 @@
 //! are tagged with the plugin's name unless they chose tags; path parameters are listed
 //! from the path itself (`{*rest}` becomes `{rest}`); the plugins' named schemas are merged
 //! into `components/schemas`, a name clash between different schemas renaming the newcomer
-//! (`<plugin>.<Name>`) rather than overwriting.
+//! (`<plugin>.<Name>`) rather than overwriting. Keys an operation object may not have
+//! (set with `Route::openapi`) are dropped, so that a plugin cannot make the document invalid
+//! that way; a route without responses gets a `default` one, as OpenAPI requires.
 //!
 //! The document is built once, after every plugin's startup (routes are frozen by then).
 

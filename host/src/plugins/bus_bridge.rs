@@ -124,7 +124,7 @@ impl BusBridge {
                 "exchange name must not be empty",
             ));
         }
-        let sink = PluginSink::new(plugin, handler);
+        let sink = PluginSink::shared(plugin, handler);
         let sub = self
             .bus
             .subscribe(&request.exchange, &request.routing, kind, sink);
@@ -153,7 +153,7 @@ struct PluginSink {
 }
 
 impl PluginSink {
-    fn new(plugin: &str, handler: MessageHandlerBox) -> Arc<dyn MessageSink> {
+    fn shared(plugin: &str, handler: MessageHandlerBox) -> Arc<dyn MessageSink> {
         Arc::new(PluginSink {
             plugin: plugin.to_owned(),
             handler,
@@ -205,7 +205,7 @@ impl HostSubscription for PluginSubscription {
     }
 
     fn set_handler(&self, handler: MessageHandlerBox) {
-        self.sub.set_sink(PluginSink::new(&self.plugin, handler));
+        self.sub.set_sink(PluginSink::shared(&self.plugin, handler));
     }
 
     fn cancel(&self) {
