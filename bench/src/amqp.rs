@@ -81,12 +81,28 @@ pub async fn anchor(ch: &Channel, exchange: &str) -> Result<()> {
     Ok(())
 }
 
+/// A bench message: `t` is the send time (Unix ns), for latency.
 pub fn message(seq: u64) -> Vec<u8> {
     serde_json::to_vec(&json!({"t": unix_ns(), "seq": seq})).expect("json")
 }
 
+/// The same size without `t`: the plugin keeps no latency sample for it (long RSS runs).
+pub fn untimed_message(seq: u64) -> Vec<u8> {
+    serde_json::to_vec(&json!({"u": unix_ns(), "seq": seq})).expect("json")
+}
+
 /// Publishes `n` messages, pipelined, on a confirm channel; returns once all are confirmed.
 pub async fn publish_batch(ch: &Channel, exchange: &str, n: u64) -> Result<()> {
+    publish_batch_with(ch, exchange, n, message).await
+}
+
+/// [`publish_batch`] with messages made by `make`.
+pub async fn publish_batch_with(
+    ch: &Channel,
+    exchange: &str,
+    n: u64,
+    make: fn(u64) -> Vec<u8>,
+) -> Result<()> {
     let mut confirms = Vec::with_capacity(n as usize);
     for seq in 0..n {
         confirms.push(
@@ -94,7 +110,7 @@ pub async fn publish_batch(ch: &Channel, exchange: &str, n: u64) -> Result<()> {
                 exchange,
                 "bench.msg",
                 BasicPublishOptions::default(),
-                &message(seq),
+                &make(seq),
                 BasicProperties::default(),
             )
             .await?,

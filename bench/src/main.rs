@@ -113,6 +113,31 @@ fn main() -> ExitCode {
             }
         };
     }
+    if args.first().map(String::as_str) == Some("bare-publish") {
+        // Diagnostics (callgrind): N sequential publish+confirm, bare lapin, then exit.
+        let n: u64 = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(1000);
+        let declare = args.get(2).map(String::as_str) == Some("1");
+        let result = tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| {
+                rt.block_on(async {
+                    let conn = amqp::connect("bench:bare-publish").await?;
+                    let ch = amqp::confirm_channel(&conn).await?;
+                    let exchange = format!("bench_bare_pub_{}", std::process::id());
+                    amqp::declare_exchange(&ch, &exchange).await?;
+                    let elapsed = amqp::publish_sequential(&ch, &exchange, n, declare).await?;
+                    println!("{n} publishes in {elapsed:?}");
+                    Ok(())
+                })
+            });
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("bare-publish: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(&args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -291,6 +316,7 @@ fn start_baseline(name: &str, amqp_exchange: Option<&str>) -> Result<Proc> {
 
 async fn measure_all(config: &Config) -> Vec<Row> {
     let mut rows = Vec::new();
+    let mut reported = 0;
     let needs_host = ["http", "status", "bus", "latency", "rss", "recovery"]
         .iter()
         .any(|g| config.wants(g));
@@ -306,6 +332,7 @@ async fn measure_all(config: &Config) -> Vec<Row> {
         None
     };
     if let Some(host) = &host {
+        report(&rows, &mut reported);
         if config.wants("http") {
             rows.extend(
                 http_rows(config, host).await.unwrap_or_else(|err| {
@@ -313,6 +340,7 @@ async fn measure_all(config: &Config) -> Vec<Row> {
                 }),
             );
         }
+        report(&rows, &mut reported);
         if config.wants("status") {
             rows.push(
                 status_row(config, host)
@@ -320,6 +348,7 @@ async fn measure_all(config: &Config) -> Vec<Row> {
                     .unwrap_or_else(|err| Row::error("2", "status req/s", &err)),
             );
         }
+        report(&rows, &mut reported);
         if config.wants("bus") {
             rows.extend(
                 bus_rows(config, host)
@@ -327,6 +356,7 @@ async fn measure_all(config: &Config) -> Vec<Row> {
                     .unwrap_or_else(|err| vec![Row::error("3", "eventbus throughput", &err)]),
             );
         }
+        report(&rows, &mut reported);
         if config.wants("latency") {
             rows.extend(
                 latency_rows(config, host)
@@ -335,6 +365,7 @@ async fn measure_all(config: &Config) -> Vec<Row> {
             );
         }
     }
+    report(&rows, &mut reported);
     if config.wants("startup") {
         rows.extend(
             startup_rows(config)
@@ -342,6 +373,7 @@ async fn measure_all(config: &Config) -> Vec<Row> {
                 .unwrap_or_else(|err| vec![Row::error("5", "startup", &err)]),
         );
     }
+    report(&rows, &mut reported);
     if config.wants("rss") {
         rows.push(
             idle_rss_row(config)
@@ -356,6 +388,7 @@ async fn measure_all(config: &Config) -> Vec<Row> {
             );
         }
     }
+    report(&rows, &mut reported);
     if let (true, Some(host)) = (config.wants("recovery"), &host) {
         rows.push(
             recovery_row(config, host)
@@ -363,7 +396,19 @@ async fn measure_all(config: &Config) -> Vec<Row> {
                 .unwrap_or_else(|err| Row::error("7", "recovery", &err)),
         );
     }
+    report(&rows, &mut reported);
     rows
+}
+
+/// Prints rows measured since the last call to stderr, so a long run shows progress.
+fn report(rows: &[Row], reported: &mut usize) {
+    for row in &rows[*reported..] {
+        eprintln!(
+            "[bench] {} {}: {} | {} | {} {}",
+            row.id, row.what, row.host, row.baseline, row.ratio, row.verdict
+        );
+    }
+    *reported = rows.len();
 }
 
 fn http_spec(config: &Config, addr: SocketAddr, path: String) -> load::LoadSpec {
@@ -903,7 +948,7 @@ async fn long_rss_rows(config: &Config, host: &BenchHost) -> Result<Vec<Row>> {
             let deadline = Instant::now() + Duration::from_secs(900);
             while sent < upto {
                 let n = batch.min(upto - sent);
-                amqp::publish_batch(&ch, &host.exchange, n).await?;
+                amqp::publish_batch_with(&ch, &host.exchange, n, amqp::untimed_message).await?;
                 sent += n;
                 // Keep the queue short: wait until the plugin is within two batches.
                 wait_stats(host, "", Duration::from_secs(120), |s| {

@@ -131,7 +131,9 @@ impl Proc {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::from(file.try_clone()?))
             .stderr(Stdio::from(file))
-            .env_remove("RUST_LOG");
+            .env_remove("RUST_LOG")
+            // As deployed: `RUST_BACKTRACE=full` makes the host copy whole plugin files.
+            .env_remove("RUST_BACKTRACE");
         let child = cmd.spawn().context("start child process")?;
         Ok(Proc {
             child,

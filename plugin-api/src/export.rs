@@ -26,6 +26,11 @@ macro_rules! export_plugin {
         $crate::export_plugin!($plugin, <$plugin as ::core::default::Default>::default);
     };
     ($plugin:ty, $constructor:expr) => {
+        /// The ABI fingerprint the host compares before loading (see `abi::ABI_FINGERPRINT`).
+        #[no_mangle]
+        #[allow(non_upper_case_globals)]
+        pub static brewblox_plugin_abi_fingerprint: [u8; 32] = $crate::abi::ABI_FINGERPRINT;
+
         /// The abi_stable library header the host looks up (what `#[export_root_module]`
         /// generates, spelled out so plugin crates need no direct abi_stable dependency).
         #[no_mangle]

@@ -2,12 +2,11 @@
 
 use std::{fmt, future::Future};
 
-use abi_stable::std_types::{RString, RVec, Tuple2};
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
 use crate::{
-    abi::{FfiRequest, FfiResponse},
+    abi::{FfiPair, FfiRequest, FfiResponse, FfiSpan},
     Error, Result,
 };
 
@@ -82,7 +81,7 @@ impl Request {
     /// assert_eq!(req.method(), "GET");
     /// ```
     pub fn method(&self) -> &str {
-        &self.inner.method
+        self.inner.method.str(&self.inner.text)
     }
 
     /// The full path, service prefix included.
@@ -92,7 +91,7 @@ impl Request {
     /// assert_eq!(req.path(), "/svc/x");
     /// ```
     pub fn path(&self) -> &str {
-        &self.inner.path
+        self.inner.path.str(&self.inner.text)
     }
 
     /// The raw query string, without `?`.
@@ -102,7 +101,7 @@ impl Request {
     /// assert_eq!(req.query(), "a=1");
     /// ```
     pub fn query(&self) -> &str {
-        &self.inner.query
+        self.inner.query.str(&self.inner.text)
     }
 
     /// A decoded query parameter (the first, if repeated).
@@ -140,11 +139,12 @@ impl Request {
     /// assert_eq!(req.param("id"), Some("7"));
     /// ```
     pub fn param(&self, name: &str) -> Option<&str> {
+        let text = &self.inner.text;
         self.inner
             .params
             .iter()
-            .find(|pair| pair.0.as_str() == name)
-            .map(|pair| pair.1.as_str())
+            .find(|pair| pair.name.get(text) == name.as_bytes())
+            .map(|pair| pair.value.str(text))
     }
 
     /// A header value as text (names are case-insensitive); `None` if absent or not UTF-8.
@@ -154,11 +154,12 @@ impl Request {
     /// assert_eq!(req.header("x-id"), Some("1"));
     /// ```
     pub fn header(&self, name: &str) -> Option<&str> {
+        let text = &self.inner.text;
         self.inner
             .headers
             .iter()
-            .find(|pair| pair.0.as_str().eq_ignore_ascii_case(name))
-            .and_then(|pair| std::str::from_utf8(&pair.1).ok())
+            .find(|pair| pair.name.get(text).eq_ignore_ascii_case(name.as_bytes()))
+            .and_then(|pair| std::str::from_utf8(pair.value.get(text)).ok())
     }
 
     /// Every header as (lower-case name, raw value).
@@ -168,10 +169,11 @@ impl Request {
     /// assert_eq!(req.headers().count(), 1);
     /// ```
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        let text = &self.inner.text;
         self.inner
             .headers
             .iter()
-            .map(|pair| (pair.0.as_str(), pair.1.as_slice()))
+            .map(move |pair| (pair.name.str(text), pair.value.get(text)))
     }
 
     /// The raw body.
@@ -219,15 +221,17 @@ impl Request {
     /// let req = plugin_api::Request::builder("GET", "/svc/hello").build();
     /// ```
     pub fn builder(method: &str, path: &str) -> RequestBuilder {
+        let mut text = Vec::new();
+        let method = FfiSpan::push(&mut text, method.as_bytes());
+        let path = FfiSpan::push(&mut text, path.as_bytes());
         RequestBuilder {
-            inner: FfiRequest {
-                method: method.into(),
-                path: path.into(),
-                query: RString::new(),
-                params: RVec::new(),
-                headers: RVec::new(),
-                body: RVec::new(),
-            },
+            text,
+            method,
+            path,
+            query: FfiSpan::default(),
+            params: Vec::new(),
+            headers: Vec::new(),
+            body: Vec::new(),
         }
     }
 }
@@ -292,7 +296,13 @@ fn missing_field(message: &str) -> Option<String> {
 /// assert_eq!(req.json::<serde_json::Value>().unwrap()["setpoint"], 20);
 /// ```
 pub struct RequestBuilder {
-    inner: FfiRequest,
+    text: Vec<u8>,
+    method: FfiSpan,
+    path: FfiSpan,
+    query: FfiSpan,
+    params: Vec<FfiPair>,
+    headers: Vec<FfiPair>,
+    body: Vec<u8>,
 }
 
 impl RequestBuilder {
@@ -303,7 +313,7 @@ impl RequestBuilder {
     /// assert_eq!(req.query_param("limit").as_deref(), Some("5"));
     /// ```
     pub fn query(mut self, query: &str) -> Self {
-        self.inner.query = query.into();
+        self.query = FfiSpan::push(&mut self.text, query.as_bytes());
         self
     }
 
@@ -314,7 +324,12 @@ impl RequestBuilder {
     /// assert_eq!(req.param("id"), Some("7"));
     /// ```
     pub fn param(mut self, name: &str, value: &str) -> Self {
-        self.inner.params.push(Tuple2(name.into(), value.into()));
+        let text = &mut self.text;
+        let pair = FfiPair {
+            name: FfiSpan::push(text, name.as_bytes()),
+            value: FfiSpan::push(text, value.as_bytes()),
+        };
+        self.params.push(pair);
         self
     }
 
@@ -325,10 +340,12 @@ impl RequestBuilder {
     /// assert_eq!(req.header("x-id"), Some("1"));
     /// ```
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.inner.headers.push(Tuple2(
-            name.to_ascii_lowercase().into(),
-            value.as_bytes().to_vec().into(),
-        ));
+        let text = &mut self.text;
+        let pair = FfiPair {
+            name: FfiSpan::push(text, name.to_ascii_lowercase().as_bytes()),
+            value: FfiSpan::push(text, value.as_bytes()),
+        };
+        self.headers.push(pair);
         self
     }
 
@@ -339,7 +356,7 @@ impl RequestBuilder {
     /// assert_eq!(req.body(), b"hi");
     /// ```
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
-        self.inner.body = body.into().into();
+        self.body = body.into();
         self
     }
 
@@ -350,7 +367,17 @@ impl RequestBuilder {
     /// assert_eq!(req.method(), "GET");
     /// ```
     pub fn build(self) -> Request {
-        Request { inner: self.inner }
+        Request {
+            inner: FfiRequest {
+                text: self.text.into(),
+                method: self.method,
+                path: self.path,
+                query: self.query,
+                params: self.params.into(),
+                headers: self.headers.into(),
+                body: self.body.into(),
+            },
+        }
     }
 }
 
@@ -366,7 +393,11 @@ impl RequestBuilder {
 /// ```
 #[derive(Debug)]
 pub struct Response {
-    inner: FfiResponse,
+    status: u16,
+    /// Header names and values back to back, indexed by `headers` (see `FfiSpan`).
+    text: Vec<u8>,
+    headers: Vec<FfiPair>,
+    body: Vec<u8>,
 }
 
 impl Response {
@@ -377,11 +408,10 @@ impl Response {
     /// ```
     pub fn new(status: u16) -> Self {
         Response {
-            inner: FfiResponse {
-                status,
-                headers: RVec::new(),
-                body: RVec::new(),
-            },
+            status,
+            text: Vec::new(),
+            headers: Vec::new(),
+            body: Vec::new(),
         }
     }
 
@@ -419,7 +449,7 @@ impl Response {
     /// let res = plugin_api::Response::text("made").with_status(201);
     /// ```
     pub fn with_status(mut self, status: u16) -> Self {
-        self.inner.status = status;
+        self.status = status;
         self
     }
 
@@ -429,9 +459,17 @@ impl Response {
     /// let res = plugin_api::Response::new(200).header("cache-control", "no-store");
     /// ```
     pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
-        self.inner
-            .headers
-            .push(Tuple2(name.into(), value.as_ref().to_vec().into()));
+        let value = value.as_ref();
+        if self.text.capacity() == 0 {
+            // Room for a few headers at once: most responses have one or two.
+            self.text.reserve(64.max(name.len() + value.len()));
+            self.headers.reserve(4);
+        }
+        let pair = FfiPair {
+            name: FfiSpan::push(&mut self.text, name.as_bytes()),
+            value: FfiSpan::push(&mut self.text, value),
+        };
+        self.headers.push(pair);
         self
     }
 
@@ -441,7 +479,7 @@ impl Response {
     /// let res = plugin_api::Response::new(200).body(vec![1, 2, 3]);
     /// ```
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
-        self.inner.body = body.into().into();
+        self.body = body.into();
         self
     }
 
@@ -451,7 +489,7 @@ impl Response {
     /// assert_eq!(plugin_api::Response::new(418).status(), 418);
     /// ```
     pub fn status(&self) -> u16 {
-        self.inner.status
+        self.status
     }
 
     /// The body bytes.
@@ -460,11 +498,17 @@ impl Response {
     /// assert!(plugin_api::Response::new(204).body_bytes().is_empty());
     /// ```
     pub fn body_bytes(&self) -> &[u8] {
-        &self.inner.body
+        &self.body
     }
 
     pub(crate) fn into_ffi(self) -> FfiResponse {
-        self.inner
+        // Each `Vec` becomes an `RVec` without a copy.
+        FfiResponse {
+            status: self.status,
+            text: self.text.into(),
+            headers: self.headers.into(),
+            body: self.body.into(),
+        }
     }
 
     /// The JSON error response for a non-500 [`Error`].

@@ -61,15 +61,16 @@ pub(crate) fn guard_sync<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 }
 
 /// A plugin future made safe for the host: runs in the plugin runtime, never unwinds.
+///
+/// The future is kept inline (the FFI future boxes the whole `Guarded` once), polled in
+/// place and dropped in place, inside the runtime.
 pub(crate) struct Guarded<F> {
-    fut: Option<Pin<Box<F>>>,
+    fut: Option<F>,
 }
 
 impl<F> Guarded<F> {
     pub(crate) fn new(fut: F) -> Self {
-        Guarded {
-            fut: Some(Box::pin(fut)),
-        }
+        Guarded { fut: Some(fut) }
     }
 }
 
@@ -79,35 +80,40 @@ where
 {
     type Output = RResult<T, RString>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Some(fut) = self.fut.as_mut() else {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: `fut` is structurally pinned: it is never moved out of `self`, only polled
+        // through this pin and dropped where it is (by `drop_in_place_guarded`).
+        let this = unsafe { self.get_unchecked_mut() };
+        let Some(fut) = this.fut.as_mut() else {
             return Poll::Ready(RResult::RErr("future polled after completion".into()));
         };
         let polled = {
             let _enter = runtime().enter();
-            catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)))
+            // SAFETY: see above; `fut` stays where it is until dropped in place.
+            let fut = unsafe { Pin::new_unchecked(fut) };
+            catch_unwind(AssertUnwindSafe(|| fut.poll(cx)))
         };
         let output = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(result)) => result.map_err(RString::from).into(),
             Err(payload) => RResult::RErr(panic_message(&*payload).into()),
         };
-        drop_guarded(self.fut.take());
+        drop_in_place_guarded(&mut this.fut);
         Poll::Ready(output)
     }
 }
 
 impl<F> Drop for Guarded<F> {
     fn drop(&mut self) {
-        drop_guarded(self.fut.take());
+        drop_in_place_guarded(&mut self.fut);
     }
 }
 
-/// Drops plugin state inside the runtime; a panic in a destructor is contained too.
-fn drop_guarded<T>(value: Option<T>) {
-    if let Some(value) = value {
+/// Drops plugin state where it is, inside the runtime; a panic in a destructor is contained.
+fn drop_in_place_guarded<T>(slot: &mut Option<T>) {
+    if slot.is_some() {
         let _enter = runtime().enter();
-        let _ = catch_unwind(AssertUnwindSafe(move || drop(value)));
+        let _ = catch_unwind(AssertUnwindSafe(|| *slot = None));
     }
 }
 

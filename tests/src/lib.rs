@@ -215,6 +215,15 @@ impl HostBuilder {
         for (key, value) in &self.envs {
             cmd.env(key, value);
         }
+        // A host must not outlive its test, even when the test process is killed.
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         cmd
     }
 

@@ -375,12 +375,17 @@ async fn consume(
     stopping: &mut watch::Receiver<bool>,
     cancel: &mut watch::Receiver<bool>,
 ) -> ConsumeEnd {
+    // Made once, not per message: each is a watch registration (a lock and a waker).
+    let cancelled = wait_true(cancel);
+    let stop = wait_true(stopping);
+    let lost = live.lost();
+    tokio::pin!(cancelled, stop, lost);
     loop {
         let next = tokio::select! {
             biased;
-            _ = wait_true(cancel) => return ConsumeEnd::Cancelled,
-            _ = wait_true(stopping) => return ConsumeEnd::Stopping,
-            _ = live.lost() => return ConsumeEnd::Lost,
+            _ = &mut cancelled => return ConsumeEnd::Cancelled,
+            _ = &mut stop => return ConsumeEnd::Stopping,
+            _ = &mut lost => return ConsumeEnd::Lost,
             next = declared.consumer.next() => next,
         };
         match next {

@@ -58,9 +58,13 @@ impl Publisher {
         self.link.start(&handle);
         let deadline = Instant::now() + self.cfg.publish_timeout;
         let live = self.connected(deadline).await?;
-        let channel = match timeout_at(deadline, self.channel(&live)).await {
-            Ok(r) => r?,
-            Err(_) => return Err(BusError::Timeout),
+        // The usual case, the cached channel, needs no timer; making one does.
+        let channel = match self.cached_channel(&live) {
+            Some(channel) => channel,
+            None => match timeout_at(deadline, self.channel(&live)).await {
+                Ok(r) => r?,
+                Err(_) => return Err(BusError::Timeout),
+            },
         };
         let result = timeout_at(
             deadline,
@@ -107,6 +111,19 @@ impl Publisher {
                     )))
                 }
             }
+        }
+    }
+
+    /// The cached channel of this connection, if there is one and nobody holds the lock.
+    fn cached_channel(&self, live: &Live) -> Option<Channel> {
+        let cached = self.channel.try_lock().ok()?;
+        match &*cached {
+            Some((generation, channel))
+                if *generation == live.generation && channel.status().connected() =>
+            {
+                Some(channel.clone())
+            }
+            _ => None,
         }
     }
 

@@ -1,17 +1,19 @@
-//! Serves a plugin route: the axum request is copied into the ABI's request, the plugin's
-//! future is awaited with panics contained, and its response is checked and copied back.
+//! Serves a plugin route: the axum request is copied into the ABI's request (its strings in
+//! one buffer), the plugin's future is awaited with panics contained, and its response is
+//! checked and handed back (the body without a copy).
 
 use std::sync::Arc;
 
-use abi_stable::std_types::{RResult, RString, RVec, Tuple2};
+use abi_stable::std_types::{RResult, RVec};
+use axum::body::HttpBody as _;
 use axum::{
-    body::Body,
+    body::{Body, Bytes},
     extract::{OriginalUri, RawPathParams, Request},
     http::{HeaderName, HeaderValue, StatusCode},
     response::Response,
 };
 use futures::FutureExt;
-use plugin_api::abi::{FfiRequest, FfiResponse};
+use plugin_api::abi::{FfiPair, FfiRequest, FfiResponse, FfiSpan};
 
 use super::errors::{self, FromPlugin};
 use crate::plugins::routes::RouteEntry;
@@ -29,7 +31,13 @@ pub async fn serve(route: Arc<PluginRoute>, params: RawPathParams, request: Requ
         parts.uri = uri;
     }
     // The body-limit layer makes this fail past --max-body-size.
-    let body = match axum::body::to_bytes(body, usize::MAX).await {
+    // Most requests (GET) have no body: skip collecting it.
+    let body = if body.is_end_stream() {
+        Ok(Bytes::new())
+    } else {
+        axum::body::to_bytes(body, usize::MAX).await
+    };
+    let body = match body {
         Ok(bytes) => bytes,
         Err(err) => {
             let too_large = error_chain(&err).any(|e| e.is::<http_body_util::LengthLimitError>());
@@ -46,21 +54,7 @@ pub async fn serve(route: Arc<PluginRoute>, params: RawPathParams, request: Requ
             };
         }
     };
-    let request = FfiRequest {
-        method: parts.method.as_str().into(),
-        path: parts.uri.path().into(),
-        query: parts.uri.query().unwrap_or("").into(),
-        params: params
-            .iter()
-            .map(|(name, value)| Tuple2(RString::from(name), RString::from(value)))
-            .collect(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(name, value)| Tuple2(RString::from(name.as_str()), RVec::from(value.as_bytes())))
-            .collect(),
-        body: RVec::from(body.as_ref()),
-    };
+    let request = ffi_request(&parts, &params, body);
     let outcome = std::panic::AssertUnwindSafe(route.entry.handler.handle(request))
         .catch_unwind()
         .await;
@@ -85,8 +79,61 @@ pub async fn serve(route: Arc<PluginRoute>, params: RawPathParams, request: Requ
             errors::text(StatusCode::INTERNAL_SERVER_ERROR, "plugin handler panicked")
         }
     };
-    response.extensions_mut().insert(FromPlugin);
+    // Only error responses are looked at by `fill_error_bodies`; marking just those spares
+    // every other response an extensions map.
+    if response.status().is_client_error() || response.status().is_server_error() {
+        response.extensions_mut().insert(FromPlugin);
+    }
     response
+}
+
+/// The request as the plugin sees it: all strings in one buffer (see `FfiSpan`).
+fn ffi_request(
+    parts: &axum::http::request::Parts,
+    params: &RawPathParams,
+    body: axum::body::Bytes,
+) -> FfiRequest {
+    let (method, path, query) = (
+        parts.method.as_str(),
+        parts.uri.path(),
+        parts.uri.query().unwrap_or(""),
+    );
+    let params_len: usize = params.iter().map(|(n, v)| n.len() + v.len()).sum();
+    let headers_len: usize = parts
+        .headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len())
+        .sum();
+    // Built as Vecs (memcpy per string), handed over as RVecs without a copy.
+    let mut text =
+        Vec::with_capacity(method.len() + path.len() + query.len() + params_len + headers_len);
+    let method = FfiSpan::push(&mut text, method.as_bytes());
+    let path = FfiSpan::push(&mut text, path.as_bytes());
+    let query = FfiSpan::push(&mut text, query.as_bytes());
+    let params: Vec<FfiPair> = params
+        .iter()
+        .map(|(name, value)| FfiPair {
+            name: FfiSpan::push(&mut text, name.as_bytes()),
+            value: FfiSpan::push(&mut text, value.as_bytes()),
+        })
+        .collect();
+    let headers: Vec<FfiPair> = parts
+        .headers
+        .iter()
+        .map(|(name, value)| FfiPair {
+            name: FfiSpan::push(&mut text, name.as_str().as_bytes()),
+            value: FfiSpan::push(&mut text, value.as_bytes()),
+        })
+        .collect();
+    FfiRequest {
+        text: text.into(),
+        method,
+        path,
+        query,
+        params: params.into(),
+        headers: headers.into(),
+        body: RVec::from(Vec::from(body)),
+    }
 }
 
 fn error_chain<'a>(
@@ -106,17 +153,29 @@ fn into_response(route: &PluginRoute, ffi: FfiResponse) -> Response {
     let Ok(status) = StatusCode::from_u16(ffi.status) else {
         return invalid(format!("status {}", ffi.status));
     };
-    let mut response = Response::new(Body::from(ffi.body.into_vec()));
+    // The plugin's buffer becomes the body as it is (`into_vec` would copy it: the RVec was
+    // allocated by another library).
+    let mut response = Response::new(Body::from(Bytes::from_owner(ffi.body)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    for Tuple2(name, value) in ffi.headers {
-        let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
-            return invalid(format!("header name {name:?}"));
+    for pair in ffi.headers.iter() {
+        let (name, value) = (pair.name.get(&ffi.text), pair.value.get(&ffi.text));
+        let Ok(name) = HeaderName::from_bytes(name) else {
+            return invalid(format!("header name {:?}", String::from_utf8_lossy(name)));
         };
-        let Ok(value) = HeaderValue::from_bytes(&value) else {
+        let Ok(value) = header_value(value) else {
             return invalid(format!("value of header {name}"));
         };
         headers.append(name, value);
     }
     response
+}
+
+/// A header value; the SDK's own content types without a copy.
+fn header_value(value: &[u8]) -> Result<HeaderValue, axum::http::header::InvalidHeaderValue> {
+    const STATIC: [&str; 2] = ["application/json", "text/plain; charset=utf-8"];
+    match STATIC.iter().find(|known| known.as_bytes() == value) {
+        Some(known) => Ok(HeaderValue::from_static(known)),
+        None => HeaderValue::from_bytes(value),
+    }
 }

@@ -5,7 +5,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    future::Future,
+    pin::Pin,
+    sync::{Arc, Mutex, OnceLock},
+    task::{Context, Poll, Wake, Waker},
 };
 
 use abi_stable::{
@@ -13,7 +16,7 @@ use abi_stable::{
     std_types::{RArc, RResult, RString, RVec},
 };
 use async_ffi::FfiFuture;
-use futures::{future::BoxFuture, FutureExt};
+use futures::{future::BoxFuture, task::AtomicWaker, FutureExt};
 use plugin_api::abi::{
     error_code, FfiError, FfiPublish, FfiSubscribe, HostSubscription, HostSubscriptionArc,
     HostSubscription_TO, MessageHandlerBox,
@@ -61,19 +64,21 @@ impl BusBridge {
             .cloned()
     }
 
-    /// Publishes on the host runtime: the caller may be polling from a plugin's own runtime
-    /// thread, where lapin's tokio reactor is out of reach.
+    /// Publishes with the host runtime entered around every poll: the caller may be polling
+    /// from a plugin's own runtime thread, where lapin's tokio reactor and the host's timers
+    /// are out of reach otherwise. Polled in place rather than spawned: a spawn costs a task
+    /// and a hop to another worker thread on every publish (see BENCHMARKS.md).
     pub fn publish(
         &self,
         runtime: &Handle,
         message: FfiPublish,
     ) -> FfiFuture<RResult<(), FfiError>> {
         let bus = self.bus.clone();
-        let job = runtime.spawn(async move {
+        let job = async move {
             let kind: ExchangeKind = match message.exchange_type.parse() {
                 Ok(kind) => kind,
                 Err(_) => {
-                    return Err(FfiError::new(
+                    return RResult::RErr(FfiError::new(
                         error_code::INVALID,
                         format!(
                             "unknown exchange type \"{}\" (topic, fanout or direct)",
@@ -91,16 +96,9 @@ impl BusBridge {
             )
             .await
             .map_err(|err| ffi_error(&err))
-        });
-        FfiFuture::new(async move {
-            match job.await {
-                Ok(result) => result.into(),
-                Err(err) => RResult::RErr(FfiError::new(
-                    error_code::OTHER,
-                    format!("publish task failed: {err}"),
-                )),
-            }
-        })
+            .into()
+        };
+        FfiFuture::new(InRuntime::new(runtime.clone(), job))
     }
 
     pub fn subscribe(
@@ -136,6 +134,61 @@ impl BusBridge {
     }
 }
 
+/// A host future polled (and dropped) with the host runtime entered, whatever thread polls it.
+///
+/// The inner future sees a waker of our own (an `Arc`, cheap to clone), which wakes the
+/// caller's: the caller's is an FFI waker, and every clone of it (lapin clones one per pending
+/// operation) allocates on both sides of the boundary. Here it is cloned at most once a poll.
+struct InRuntime<F: Future> {
+    handle: Handle,
+    fut: Option<Pin<Box<F>>>,
+    bridge: Arc<WakerBridge>,
+}
+
+impl<F: Future> InRuntime<F> {
+    fn new(handle: Handle, fut: F) -> Self {
+        InRuntime {
+            handle,
+            fut: Some(Box::pin(fut)),
+            bridge: Arc::new(WakerBridge(AtomicWaker::new())),
+        }
+    }
+}
+
+struct WakerBridge(AtomicWaker);
+
+impl Wake for WakerBridge {
+    fn wake(self: Arc<Self>) {
+        self.0.wake();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.wake();
+    }
+}
+
+impl<F: Future> Future for InRuntime<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let _enter = self.handle.enter();
+        self.bridge.0.register(cx.waker());
+        let waker = Waker::from(Arc::clone(&self.bridge));
+        let mut inner = Context::from_waker(&waker);
+        match self.fut.as_mut() {
+            Some(fut) => fut.as_mut().poll(&mut inner),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl<F: Future> Drop for InRuntime<F> {
+    fn drop(&mut self) {
+        let _enter = self.handle.enter();
+        self.fut = None;
+    }
+}
+
 fn host_subscription(plugin: &str, sub: Subscription) -> HostSubscriptionArc {
     HostSubscription_TO::from_ptr(
         RArc::new(PluginSubscription {
@@ -150,6 +203,9 @@ fn host_subscription(plugin: &str, sub: Subscription) -> HostSubscriptionArc {
 struct PluginSink {
     plugin: String,
     handler: MessageHandlerBox,
+    /// The subscription as handed to the handler, made at the first message and shared by
+    /// all after it (one allocation per subscription instead of two per message).
+    handle: OnceLock<HostSubscriptionArc>,
 }
 
 impl PluginSink {
@@ -157,6 +213,7 @@ impl PluginSink {
         Arc::new(PluginSink {
             plugin: plugin.to_owned(),
             handler,
+            handle: OnceLock::new(),
         })
     }
 }
@@ -168,8 +225,11 @@ impl MessageSink for PluginSink {
         routing_key: &str,
         body: Vec<u8>,
     ) -> BoxFuture<'static, Result<(), String>> {
+        let handle = self
+            .handle
+            .get_or_init(|| host_subscription(&self.plugin, sub.clone()));
         let delivery = self.handler.on_message(
-            host_subscription(&self.plugin, sub.clone()),
+            HostSubscription_TO::from_sabi(handle.obj.shallow_clone()),
             routing_key.into(),
             RVec::from(body),
         );

@@ -78,3 +78,23 @@ impl RootModule for PluginModRef {
 
 /// The `plugin-api` version this crate is; plugins record it at build time.
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The ABI fingerprint: a hash of this crate's version and of the sources of this module
+/// (see `build.rs`). Each plugin exports it as [`ABI_FINGERPRINT_SYMBOL`]; a host whose own
+/// fingerprint is equal knows the plugin was built against byte-identical ABI sources and
+/// may skip abi_stable's (costly) layout check. Anything else gets the full check.
+pub const ABI_FINGERPRINT: [u8; 32] = fingerprint_bytes(env!("PLUGIN_API_ABI_FINGERPRINT"));
+
+/// The symbol under which `export_plugin!` exports [`ABI_FINGERPRINT`] (a `[u8; 32]`).
+pub const ABI_FINGERPRINT_SYMBOL: &[u8] = b"brewblox_plugin_abi_fingerprint\0";
+
+const fn fingerprint_bytes(text: &str) -> [u8; 32] {
+    let bytes = text.as_bytes();
+    let mut out = [0u8; 32];
+    let mut i = 0;
+    while i < 32 && i < bytes.len() {
+        out[i] = bytes[i];
+        i += 1;
+    }
+    out
+}

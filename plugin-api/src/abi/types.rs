@@ -1,26 +1,78 @@
 //! Plain data that crosses the boundary.
 
 use abi_stable::{
-    std_types::{RString, RVec, Tuple2},
+    std_types::{RString, RVec},
     StableAbi,
 };
 
-/// A header as (lower-case name, raw value).
-pub type FfiHeader = Tuple2<RString, RVec<u8>>;
+/// A byte range `start..end` of a request's or response's `text` buffer.
+///
+/// Requests and responses carry all their short strings (method, path, query, parameter and
+/// header names and values) back to back in one buffer, indexed by spans: one allocation
+/// for all of them instead of two per header, which is most of what a plugin route costs
+/// over a native one.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FfiSpan {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl FfiSpan {
+    /// The bytes of `text` this span covers (empty if it lies outside).
+    pub fn get(self, text: &[u8]) -> &[u8] {
+        text.get(self.start as usize..self.end as usize)
+            .unwrap_or_default()
+    }
+
+    /// As [`get`](FfiSpan::get), as text; empty if not UTF-8.
+    pub fn str(self, text: &[u8]) -> &str {
+        std::str::from_utf8(self.get(text)).unwrap_or_default()
+    }
+
+    /// Appends `bytes` to `text` and returns their span. Buffers are built as a `Vec` (a
+    /// `memcpy` per string; `RVec` copies byte by byte) and handed over as an `RVec`
+    /// (`RVec::from(Vec)` moves the buffer, no copy).
+    ///
+    /// ```
+    /// use plugin_api::abi::FfiSpan;
+    /// let mut text = Vec::new();
+    /// let a = FfiSpan::push(&mut text, b"GET");
+    /// let b = FfiSpan::push(&mut text, b"/x");
+    /// assert_eq!((a.str(&text), b.str(&text)), ("GET", "/x"));
+    /// ```
+    pub fn push(text: &mut Vec<u8>, bytes: &[u8]) -> FfiSpan {
+        let start = u32::try_from(text.len()).unwrap_or(u32::MAX);
+        text.extend_from_slice(bytes);
+        let end = u32::try_from(text.len()).unwrap_or(u32::MAX);
+        FfiSpan { start, end }
+    }
+}
+
+/// A (name, value) pair: two spans of the same `text` buffer.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FfiPair {
+    pub name: FfiSpan,
+    pub value: FfiSpan,
+}
 
 /// An HTTP request handed to a plugin route.
 #[repr(C)]
 #[derive(StableAbi, Debug)]
 pub struct FfiRequest {
+    /// Every string below, back to back. All are UTF-8 except header values.
+    pub text: RVec<u8>,
     /// Upper-case method, e.g. `GET`.
-    pub method: RString,
+    pub method: FfiSpan,
     /// The full request path, service prefix included.
-    pub path: RString,
+    pub path: FfiSpan,
     /// The raw query string, without `?`.
-    pub query: RString,
+    pub query: FfiSpan,
     /// Path parameters captured by `{name}` segments, in route order.
-    pub params: RVec<Tuple2<RString, RString>>,
-    pub headers: RVec<FfiHeader>,
+    pub params: RVec<FfiPair>,
+    /// Headers as (lower-case name, raw value), in the order received.
+    pub headers: RVec<FfiPair>,
     pub body: RVec<u8>,
 }
 
@@ -29,7 +81,9 @@ pub struct FfiRequest {
 #[derive(StableAbi, Debug)]
 pub struct FfiResponse {
     pub status: u16,
-    pub headers: RVec<FfiHeader>,
+    /// Header names and values, back to back.
+    pub text: RVec<u8>,
+    pub headers: RVec<FfiPair>,
     pub body: RVec<u8>,
 }
 
