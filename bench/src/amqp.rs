@@ -210,6 +210,7 @@ impl BareConsumer {
         let task = {
             let (count, last_ns, latencies) = (count.clone(), last_ns.clone(), latencies.clone());
             let gate = gate.subscribe();
+            let ring = Mutex::new(std::collections::VecDeque::new());
             tokio::spawn(async move {
                 while let Some(Ok(delivery)) = consumer.next().await {
                     let mut gate = gate.clone();
@@ -222,6 +223,14 @@ impl BareConsumer {
                                 samples.push(now.saturating_sub(sent));
                             }
                         }
+                    }
+                    // The bench plugin's bookkeeping too, so both sides do the same work.
+                    {
+                        let mut ring = ring.lock().unwrap_or_else(|e| e.into_inner());
+                        if ring.len() == 65_536 {
+                            ring.pop_front();
+                        }
+                        ring.push_back(now);
                     }
                     last_ns.store(now, Ordering::SeqCst);
                     count.fetch_add(1, Ordering::SeqCst);

@@ -109,7 +109,7 @@ impl EventBus {
         sub
     }
 
-    /// Publish `payload` (raw bytes; the caller hands JSON). `Ok` only when the broker
+    /// Publish `payload` (raw bytes, any owner of them; the caller hands JSON). `Ok` only when the broker
     /// confirmed it. Declares the exchange (type `kind`, non-durable, auto-delete) first unless
     /// `declare_exchange` is false (for pre-declared exchanges such as `amq.topic`).
     ///
@@ -121,7 +121,7 @@ impl EventBus {
         &self,
         exchange: &str,
         routing: &str,
-        payload: Vec<u8>,
+        payload: impl AsRef<[u8]>,
         kind: ExchangeKind,
         declare_exchange: bool,
     ) -> Result<(), BusError> {
@@ -129,7 +129,7 @@ impl EventBus {
         self.inner.listener.start(self.runtime());
         self.inner
             .publisher
-            .publish(exchange, routing, &payload, kind, declare_exchange)
+            .publish(exchange, routing, payload.as_ref(), kind, declare_exchange)
             .await
     }
 

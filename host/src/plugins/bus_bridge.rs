@@ -90,7 +90,8 @@ impl BusBridge {
             bus.publish(
                 &message.exchange,
                 &message.routing,
-                message.body.into_vec(),
+                // Borrowed as it is: `into_vec` would copy (another library allocated it).
+                &message.body,
                 kind,
                 message.declare_exchange,
             )
