@@ -207,6 +207,27 @@ pub(crate) fn redact_url(url: &str) -> String {
     format!("{}{}:***{}", &url[..scheme_end + 3], user, &rest[at..])
 }
 
+/// Declares `exchange` exactly as brewblox-service 0.20.0 does (type `kind`, non-durable,
+/// auto-delete, no arguments), so Python and Rust services never hit PRECONDITION_FAILED.
+pub(crate) async fn declare_exchange_like_original(
+    channel: &lapin::Channel,
+    exchange: &str,
+    kind: ExchangeKind,
+) -> Result<(), lapin::Error> {
+    channel
+        .exchange_declare(
+            exchange,
+            kind.to_lapin(),
+            lapin::options::ExchangeDeclareOptions {
+                durable: false,
+                auto_delete: true,
+                ..lapin::options::ExchangeDeclareOptions::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

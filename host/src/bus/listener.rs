@@ -18,8 +18,8 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
@@ -28,7 +28,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use super::config::BusConfig;
+use super::config::{declare_exchange_like_original, BusConfig};
 use super::connection::{lock, wait_true, Link, LinkStatus, Live};
 use super::error::BusError;
 use super::subscription::{Subscription, SubscriptionState};
@@ -190,18 +190,7 @@ async fn declare(
     channel
         .basic_qos(prefetch, BasicQosOptions::default())
         .await?;
-    channel
-        .exchange_declare(
-            sub.exchange(),
-            sub.kind().to_lapin(),
-            ExchangeDeclareOptions {
-                durable: false,
-                auto_delete: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
+    declare_exchange_like_original(&channel, sub.exchange(), sub.kind()).await?;
     let queue = channel
         .queue_declare(
             "",

@@ -9,15 +9,14 @@
 
 use std::sync::Arc;
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::publisher_confirm::Confirmation;
-use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::time::{timeout_at, Instant};
 
-use super::config::{BusConfig, ExchangeKind};
+use super::config::{declare_exchange_like_original, BusConfig, ExchangeKind};
 use super::connection::{Link, LinkStatus, Live, CLOSE_TIMEOUT};
 use super::error::BusError;
 
@@ -170,18 +169,7 @@ async fn send(
     declare_exchange: bool,
 ) -> Result<(), BusError> {
     if declare_exchange {
-        channel
-            .exchange_declare(
-                exchange,
-                kind.to_lapin(),
-                ExchangeDeclareOptions {
-                    durable: false,
-                    auto_delete: true,
-                    ..ExchangeDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        declare_exchange_like_original(channel, exchange, kind).await?;
     }
     let confirm = channel
         .basic_publish(
