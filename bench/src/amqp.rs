@@ -60,6 +60,13 @@ pub async fn declare_exchange(ch: &Channel, exchange: &str) -> Result<()> {
 /// ours bound with a key no message uses.
 pub async fn anchor(ch: &Channel, exchange: &str) -> Result<()> {
     declare_exchange(ch, exchange).await?;
+    bound_queue(ch, exchange, "never.matches.anything").await?;
+    Ok(())
+}
+
+/// An exclusive, server-named queue bound to `exchange` with `routing` (the topology of a
+/// subscription); returns its name.
+async fn bound_queue(ch: &Channel, exchange: &str, routing: &str) -> Result<String> {
     let queue = ch
         .queue_declare(
             "",
@@ -70,15 +77,16 @@ pub async fn anchor(ch: &Channel, exchange: &str) -> Result<()> {
             FieldTable::default(),
         )
         .await?;
+    let queue = queue.name().as_str().to_owned();
     ch.queue_bind(
-        queue.name().as_str(),
+        &queue,
         exchange,
-        "never.matches.anything",
+        routing,
         QueueBindOptions::default(),
         FieldTable::default(),
     )
     .await?;
-    Ok(())
+    Ok(queue)
 }
 
 /// A bench message: `t` is the send time (Unix ns), for latency.
@@ -176,25 +184,7 @@ impl BareConsumer {
         let ch = conn.create_channel().await?;
         ch.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
         declare_exchange(&ch, exchange).await?;
-        let queue = ch
-            .queue_declare(
-                "",
-                QueueDeclareOptions {
-                    exclusive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        let queue = queue.name().as_str().to_owned();
-        ch.queue_bind(
-            &queue,
-            exchange,
-            "#",
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+        let queue = bound_queue(&ch, exchange, "#").await?;
         let mut consumer = ch
             .basic_consume(
                 &queue,
