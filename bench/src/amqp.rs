@@ -138,6 +138,19 @@ pub async fn confirm_channel(conn: &Connection) -> Result<Channel> {
     Ok(ch)
 }
 
+/// [`publish_sequential`] in a task of its own, as a service publishes (and as the plugin's
+/// publishes run, in a task of the host's runtime), not on the harness's `block_on` thread,
+/// which a waker reaches without the scheduler.
+pub async fn publish_sequential_task(
+    ch: &Channel,
+    exchange: &str,
+    n: u64,
+    declare: bool,
+) -> Result<Duration> {
+    let (ch, exchange) = (ch.clone(), exchange.to_owned());
+    tokio::spawn(async move { publish_sequential(&ch, &exchange, n, declare).await }).await?
+}
+
 /// Bare lapin, the plugin's strategy: publish, wait for the confirm, next. Declares the
 /// exchange before each publish when `declare` (the SDK default), as the host does.
 pub async fn publish_sequential(

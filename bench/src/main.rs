@@ -125,7 +125,7 @@ fn main() -> ExitCode {
                     let ch = amqp::confirm_channel(&conn).await?;
                     let exchange = format!("bench_bare_pub_{}", std::process::id());
                     amqp::declare_exchange(&ch, &exchange).await?;
-                    let elapsed = amqp::publish_sequential(&ch, &exchange, n, declare).await?;
+                    let elapsed = amqp::publish_sequential_task(&ch, &exchange, n, declare).await?;
                     println!("{n} publishes in {elapsed:?}");
                     Ok(())
                 })
@@ -667,7 +667,7 @@ async fn bus_rows(config: &Config, host: &BenchHost) -> Result<Vec<Row>> {
                 Ok(n as f64 / (u64_of(&result, "elapsed_ns") as f64 / 1e9))
             },
             || async {
-                let elapsed = amqp::publish_sequential(&ch, &pub_exchange, n, declare).await?;
+                let elapsed = amqp::publish_sequential_task(&ch, &pub_exchange, n, declare).await?;
                 Ok(n as f64 / elapsed.as_secs_f64())
             },
         )

@@ -173,6 +173,7 @@ fn bus_config(settings: &Settings) -> BusConfig {
         prefetch: settings.eventbus_prefetch,
         connection_name: format!("brewblox-host:{}", settings.name),
         publish_timeout: settings.eventbus_publish_timeout,
+        max_message_size: settings.eventbus_max_message_size,
         ..BusConfig::default()
     }
 }

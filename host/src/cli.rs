@@ -15,6 +15,8 @@ use clap::{builder::ValueParser, Arg, ArgAction, ArgMatches, Command};
 use plugin_api::{Arg as PluginArg, ArgKind};
 use serde_json::{Map, Value};
 
+use crate::bus::DEFAULT_MAX_MESSAGE_SIZE;
+
 /// The default service name, as `python -m brewblox_service` used.
 pub const DEFAULT_NAME: &str = "_service";
 /// The default plugins folder.
@@ -38,6 +40,8 @@ pub struct Settings {
     pub eventbus_heartbeat: u16,
     pub eventbus_prefetch: u16,
     pub eventbus_publish_timeout: Duration,
+    /// Largest message body published or handed to a plugin; 0 for no limit.
+    pub eventbus_max_message_size: usize,
     pub plugins: PathBuf,
     pub max_body_size: usize,
     pub shutdown_timeout: Duration,
@@ -198,6 +202,14 @@ pub fn command(plugin_args: &[PluginArgSpec]) -> Command {
             )
             .default_value("10")
             .value_parser(parse_seconds),
+        )
+        .arg(
+            opt(
+                "eventbus-max-message-size",
+                "Largest message in bytes published or delivered to a plugin, 0 for none [16777216]",
+            )
+            .default_value("16777216")
+            .value_parser(clap::value_parser!(usize)),
         )
         .arg(
             opt(
@@ -382,6 +394,10 @@ fn settings_from(matches: &ArgMatches, plugin_args: &[PluginArgSpec]) -> Setting
             .get_one::<Duration>("eventbus-publish-timeout")
             .copied()
             .unwrap_or(Duration::from_secs(10)),
+        eventbus_max_message_size: matches
+            .get_one::<usize>("eventbus-max-message-size")
+            .copied()
+            .unwrap_or(DEFAULT_MAX_MESSAGE_SIZE),
         plugins: PathBuf::from(string(matches, "plugins")),
         max_body_size: matches
             .get_one::<usize>("max-body-size")
@@ -465,6 +481,16 @@ mod tests {
         for bad in ["", "/", "trail/"] {
             assert!(parse(&args(&["-n", bad]), &[]).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_message_size_cap_defaults_to_16_mib_and_0_turns_it_off() {
+        let s = parse(&args(&[]), &[]).unwrap();
+        assert_eq!(s.eventbus_max_message_size, 16 << 20);
+        let s = parse(&args(&["--eventbus-max-message-size", "0"]), &[]).unwrap();
+        assert_eq!(s.eventbus_max_message_size, 0);
+        let err = parse(&args(&["--eventbus-max-message-size", "-1"]), &[]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
     }
 
     #[test]

@@ -70,10 +70,13 @@ impl Publish {
     /// # Ok::<(), plugin_api::Error>(())
     /// ```
     pub fn new<T: Serialize + ?Sized>(exchange: &str, routing: &str, message: &T) -> Result<Self> {
+        // Most messages are small objects: one allocation instead of growing from empty.
+        let mut body = Vec::with_capacity(128);
+        serde_json::to_writer(&mut body, message)?;
         Ok(Publish {
             exchange: exchange.to_owned(),
             routing: routing.to_owned(),
-            body: serde_json::to_vec(message)?,
+            body,
             exchange_type: ExchangeType::Topic,
             declare_exchange: true,
         })

@@ -226,7 +226,9 @@ impl Context {
 
     /// Publishes `message` as JSON to a topic exchange and waits for the broker's
     /// confirmation. An unreachable bus is an error for which
-    /// [`Error::is_unavailable`] is true; the message is not queued.
+    /// [`Error::is_unavailable`] is true; the message is not queued. A message larger than the
+    /// host's `--eventbus-max-message-size` (16 MiB by default) is an
+    /// [`ErrorKind::Invalid`](crate::ErrorKind::Invalid) error and is not sent.
     ///
     /// ```no_run
     /// # async fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {

@@ -340,6 +340,154 @@ fn one_mebibyte_round_trips() {
 }
 
 #[test]
+fn messages_over_the_hosts_cap_are_refused_both_ways_and_nothing_else_is() {
+    let exchange = amqp::unique("ex-cap");
+    let (host, _dir) = kit(&exchange, &["--eventbus-max-message-size", "1000"]);
+    wait_active(&host, 1);
+    let big = "x".repeat(2000);
+    // From a plugin: an `Invalid` error naming both sizes, before the broker sees anything.
+    let res: Value = post(
+        &host,
+        "/kit/bus/publish",
+        json!({"exchange": exchange, "routing": "k", "message": big}),
+    )
+    .json()
+    .unwrap();
+    assert_eq!(
+        (&res["ok"], &res["kind"]),
+        (&json!(false), &json!("Invalid")),
+        "{res}"
+    );
+    let error = res["error"].as_str().unwrap();
+    assert!(
+        error.contains("2002 bytes") && error.contains("limit of 1000 bytes"),
+        "{error}"
+    );
+    // Through /_debug/publish: 413 with the same words.
+    let res = post(
+        &host,
+        "/_debug/publish",
+        json!({"exchange": exchange, "routing": "k", "message": big}),
+    );
+    assert_eq!(res.status(), 413);
+    let text = res.text().unwrap();
+    assert!(text.contains("limit of 1000 bytes"), "{text}");
+    // Into a plugin: logged and rejected; the next message is delivered.
+    let peer = SyncPeer::connect();
+    peer.publish_json(&exchange, "k.big", &json!(big));
+    peer.publish_json(&exchange, "k.small", &json!("small"));
+    let got = wait_received(&host, 1);
+    assert_eq!(got[0]["message"], "small");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        host.stderr.wait_for(
+            &format!(
+                "Exception relaying message in <# @ {exchange}>: message with routing key \
+                 'k.big' of 2002 bytes is larger than the limit of 1000 bytes"
+            ),
+            Duration::from_secs(10)
+        ),
+        "{}",
+        host.stderr.text()
+    );
+    // At the cap is fine both ways.
+    let exact = "y".repeat(998);
+    let res: Value = post(
+        &host,
+        "/kit/bus/publish",
+        json!({"exchange": exchange, "routing": "k", "message": exact}),
+    )
+    .json()
+    .unwrap();
+    assert_eq!(res["ok"], true, "{res}");
+    let got = wait_received(&host, 2);
+    assert_eq!(got[1]["message"], exact.as_str());
+}
+
+/// Sets the broker's `max_message_size` (for channels opened from now on) and puts the old
+/// value back when dropped, also when the test fails.
+struct BrokerMaxMessageSize {
+    peer: SyncPeer,
+    old: String,
+}
+
+impl BrokerMaxMessageSize {
+    fn set(bytes: u64) -> Self {
+        let peer = SyncPeer::connect();
+        let old = peer
+            .block_on(amqp::ctl(&[
+                "eval",
+                "{ok, V} = application:get_env(rabbit, max_message_size), V.",
+            ]))
+            .trim()
+            .to_owned();
+        assert!(old.parse::<u64>().is_ok(), "max_message_size is {old:?}");
+        peer.block_on(amqp::ctl(&[
+            "eval",
+            &format!("application:set_env(rabbit, max_message_size, {bytes})."),
+        ]));
+        BrokerMaxMessageSize { peer, old }
+    }
+}
+
+impl Drop for BrokerMaxMessageSize {
+    fn drop(&mut self) {
+        let restore = format!(
+            "application:set_env(rabbit, max_message_size, {}).",
+            self.old
+        );
+        self.peer.block_on(amqp::ctl(&["eval", &restore]));
+    }
+}
+
+/// Fault row 10: over the broker's limit (the host's own cap turned off) the broker closes
+/// the publisher's channel; that publish fails at once with the broker's reason, the next one
+/// works, and the listener's channel never noticed.
+#[test]
+fn a_publish_over_the_brokers_limit_fails_on_its_own_channel_only() {
+    let broker_limit = BrokerMaxMessageSize::set(4 << 20);
+    let exchange = amqp::unique("ex-brokercap");
+    let (host, _dir) = kit(
+        &exchange,
+        &[
+            "--eventbus-max-message-size",
+            "0",
+            "--max-body-size",
+            "16777216",
+        ],
+    );
+    wait_active(&host, 1);
+    let publish = |message: Value| -> Value {
+        post(
+            &host,
+            "/kit/bus/publish",
+            json!({"exchange": exchange, "routing": "k", "message": message}),
+        )
+        .json()
+        .unwrap()
+    };
+    let res = publish(json!("z".repeat(5 << 20)));
+    assert_eq!(
+        (&res["ok"], &res["kind"]),
+        (&json!(false), &json!("Rejected")),
+        "{res}"
+    );
+    let error = res["error"].as_str().unwrap();
+    assert!(
+        error.contains("406") && error.contains("max size"),
+        "{error}"
+    );
+    let res = publish(json!("after"));
+    assert_eq!(res["ok"], true, "{res}");
+    let got = wait_received(&host, 1);
+    assert_eq!(got[0]["message"], "after");
+    assert_eq!(got.len(), 1);
+    let (status, body) = health(&host);
+    assert_eq!(status, 200, "{body}");
+    drop(broker_limit);
+}
+
+#[test]
 fn debug_endpoints_publish_and_subscribe() {
     let exchange = amqp::unique("ex-debug");
     let (host, _dir) = kit("", &[]);

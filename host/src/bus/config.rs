@@ -76,6 +76,9 @@ impl FromStr for ExchangeKind {
 /// simply split over more frames.
 pub(crate) const FRAME_MAX: u32 = 16 * 1024;
 
+/// 16 MiB: RabbitMQ's own default `max_message_size` in its 4.x docs (3.x allows 128 MiB).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 16 << 20;
+
 /// Everything the bus needs to reach the broker. `Default` gives the original's values.
 #[derive(Clone)]
 pub struct BusConfig {
@@ -98,6 +101,11 @@ pub struct BusConfig {
     pub connection_name: String,
     /// Upper bound for one `publish` (connect, declare, publish, confirm).
     pub publish_timeout: Duration,
+    /// Largest message body published or delivered, in bytes; 0 for no limit. Below the
+    /// broker's own `max_message_size`, a too-large publish fails before it reaches the
+    /// broker (which would close the channel instead), and a too-large delivery is refused
+    /// before it is copied to a handler.
+    pub max_message_size: usize,
     /// Upper bound for one connection attempt (TCP + AMQP handshake), so a broker that
     /// accepts TCP but never answers cannot wedge the reconnect loop.
     pub connect_timeout: Duration,
@@ -117,6 +125,7 @@ impl Default for BusConfig {
             prefetch: 100,
             connection_name: "brewblox-host".to_string(),
             publish_timeout: Duration::from_secs(10),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             connect_timeout: Duration::from_secs(10),
         }
     }
@@ -136,6 +145,7 @@ impl fmt::Debug for BusConfig {
             .field("prefetch", &self.prefetch)
             .field("connection_name", &self.connection_name)
             .field("publish_timeout", &self.publish_timeout)
+            .field("max_message_size", &self.max_message_size)
             .field("connect_timeout", &self.connect_timeout)
             .finish()
     }

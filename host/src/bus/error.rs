@@ -22,6 +22,9 @@ pub enum BusError {
     /// tolerate a duplicate if the caller retries.
     #[error("event bus did not answer in time")]
     Timeout,
+    /// The message is larger than `max_message_size`; nothing was sent.
+    #[error("message of {size} bytes is larger than the limit of {limit} bytes (--eventbus-max-message-size)")]
+    TooLarge { size: usize, limit: usize },
     /// `EventBus::shutdown` was called.
     #[error("event bus is shutting down")]
     ShuttingDown,

@@ -18,8 +18,8 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
+    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
@@ -296,7 +296,17 @@ async fn run_subscription(
         sub.set_state(SubscriptionState::Active {
             queue: declared.queue.clone(),
         });
-        match consume(&sub, &mut declared, &live, &mut stopping, &mut cancel).await {
+        let limit = cfg.max_message_size;
+        match consume(
+            &sub,
+            &mut declared,
+            &live,
+            limit,
+            &mut stopping,
+            &mut cancel,
+        )
+        .await
+        {
             ConsumeEnd::Cancelled => {
                 let tag = declared.consumer.tag();
                 let ch = &declared.channel;
@@ -361,6 +371,7 @@ async fn consume(
     sub: &Subscription,
     declared: &mut Declared,
     live: &Live,
+    limit: usize,
     stopping: &mut watch::Receiver<bool>,
     cancel: &mut watch::Receiver<bool>,
 ) -> ConsumeEnd {
@@ -382,7 +393,7 @@ async fn consume(
                 if sub.is_cancelled() {
                     return ConsumeEnd::Cancelled;
                 }
-                relay(sub, delivery).await;
+                relay(sub, delivery, limit).await;
             }
             Some(Err(err)) => return ConsumeEnd::StreamEnded(err.to_string()),
             None => return ConsumeEnd::StreamEnded("consumer cancelled by the broker".into()),
@@ -391,14 +402,31 @@ async fn consume(
 }
 
 /// Hand one message to the sink, then ack. A failing or panicking sink is logged (in the
-/// original's words) and the message dropped; the consumer goes on.
-async fn relay(sub: &Subscription, delivery: Delivery) {
+/// original's words) and the message dropped; the consumer goes on. A message over `limit`
+/// (0: none) never reaches the sink: it is logged and rejected without requeue, so a
+/// dead-letter exchange, if the operator set one by policy, keeps it.
+async fn relay(sub: &Subscription, delivery: Delivery, limit: usize) {
     let Delivery {
         routing_key,
         data,
         acker,
         ..
     } = delivery;
+    if limit > 0 && data.len() > limit {
+        error!(
+            "Exception relaying message in {sub}: message with routing key '{routing_key}' \
+             of {} bytes is larger than the limit of {limit} bytes (--eventbus-max-message-size); \
+             rejected",
+            data.len()
+        );
+        let reject = acker.reject(BasicRejectOptions { requeue: false });
+        match tokio::time::timeout(OP_TIMEOUT, reject).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => debug!("Reject in {sub} not sent: {err}"),
+            Err(_) => debug!("Reject in {sub} timed out"),
+        }
+        return;
+    }
     let sink = sub.sink();
     let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| {
         sink.deliver(sub, routing_key.as_str(), data)

@@ -32,7 +32,7 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-pub use config::{BusConfig, ExchangeKind, ParseExchangeKindError};
+pub use config::{BusConfig, ExchangeKind, ParseExchangeKindError, DEFAULT_MAX_MESSAGE_SIZE};
 pub use error::BusError;
 pub use health::{BusHealth, BusState, ConnectionHealth, SubscriptionHealth};
 pub use subscription::{MessageSink, Subscription, SubscriptionState};

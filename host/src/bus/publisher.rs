@@ -24,7 +24,8 @@ pub(crate) struct Publisher {
     pub(crate) link: Arc<Link>,
     cfg: Arc<BusConfig>,
     /// (connection generation, channel); replaced when broken or from an older connection.
-    channel: tokio::sync::Mutex<Option<(u64, Channel)>>,
+    /// In an `Arc`: a lapin `Channel` is some sixteen `Arc`s, cloned on every publish.
+    channel: tokio::sync::Mutex<Option<(u64, Arc<Channel>)>>,
     stopping: watch::Receiver<bool>,
 }
 
@@ -48,6 +49,13 @@ impl Publisher {
     ) -> Result<(), BusError> {
         if *self.stopping.borrow() {
             return Err(BusError::ShuttingDown);
+        }
+        let limit = self.cfg.max_message_size;
+        if limit > 0 && payload.len() > limit {
+            return Err(BusError::TooLarge {
+                size: payload.len(),
+                limit,
+            });
         }
         let Ok(handle) = Handle::try_current() else {
             return Err(BusError::Unavailable(
@@ -114,23 +122,23 @@ impl Publisher {
     }
 
     /// The cached channel of this connection, if there is one and nobody holds the lock.
-    fn cached_channel(&self, live: &Live) -> Option<Channel> {
+    fn cached_channel(&self, live: &Live) -> Option<Arc<Channel>> {
         let cached = self.channel.try_lock().ok()?;
         match &*cached {
             Some((generation, channel))
                 if *generation == live.generation && channel.status().connected() =>
             {
-                Some(channel.clone())
+                Some(Arc::clone(channel))
             }
             _ => None,
         }
     }
 
-    async fn channel(&self, live: &Live) -> Result<Channel, BusError> {
+    async fn channel(&self, live: &Live) -> Result<Arc<Channel>, BusError> {
         let mut cached = self.channel.lock().await;
         if let Some((generation, channel)) = &*cached {
             if *generation == live.generation && channel.status().connected() {
-                return Ok(channel.clone());
+                return Ok(Arc::clone(channel));
             }
         }
         *cached = None;
@@ -138,6 +146,7 @@ impl Publisher {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
+        let channel = Arc::new(channel);
         *cached = Some((live.generation, channel.clone()));
         Ok(channel)
     }
@@ -187,5 +196,42 @@ async fn send(
         Confirmation::NotRequested => Err(BusError::Protocol(
             "publisher confirms not enabled on the channel".into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cap is checked before anything touches the network: no broker listens here.
+    #[tokio::test]
+    async fn a_message_over_the_limit_fails_before_connecting() {
+        let cfg = Arc::new(BusConfig {
+            host: "127.0.0.1".into(),
+            port: 1,
+            max_message_size: 10,
+            ..BusConfig::default()
+        });
+        let (_stop, stopping) = watch::channel(false);
+        let publisher = Publisher::new(cfg, stopping);
+        let err = publisher
+            .publish("ex", "k", &[b'x'; 11], ExchangeKind::Topic, true)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            BusError::TooLarge {
+                size: 11,
+                limit: 10
+            }
+        );
+        assert!(!err.is_unavailable());
+        assert!(err.to_string().contains("11 bytes"), "{err}");
+        // At the limit it is tried (and fails for want of a broker, not for its size).
+        let err = publisher
+            .publish("ex", "k", &[b'x'; 10], ExchangeKind::Topic, true)
+            .await
+            .unwrap_err();
+        assert!(err.is_unavailable(), "{err}");
     }
 }

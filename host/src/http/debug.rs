@@ -14,7 +14,7 @@ use futures::{future::BoxFuture, FutureExt};
 use serde_json::{json, Map, Value};
 
 use super::errors;
-use crate::bus::{EventBus, ExchangeKind, MessageSink, Subscription};
+use crate::bus::{BusError, EventBus, ExchangeKind, MessageSink, Subscription};
 
 /// The original's empty 200: `application/octet-stream`, no body.
 fn empty_ok() -> Response {
@@ -117,6 +117,9 @@ pub async fn publish(bus: EventBus, body: Bytes) -> Response {
         Ok(()) => empty_ok(),
         Err(err) if err.is_unavailable() => {
             errors::text(StatusCode::SERVICE_UNAVAILABLE, &err.to_string())
+        }
+        Err(err @ BusError::TooLarge { .. }) => {
+            errors::text(StatusCode::PAYLOAD_TOO_LARGE, &err.to_string())
         }
         Err(err) => errors::text(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string()),
     }

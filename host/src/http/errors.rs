@@ -23,6 +23,7 @@ pub fn text(status: StatusCode, reason: &str) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    response.extensions_mut().insert(Formatted);
     response
 }
 
@@ -35,6 +36,11 @@ pub fn reason(status: StatusCode) -> &'static str {
 #[derive(Clone, Copy)]
 pub struct FromPlugin;
 
+/// Marks responses made by [`text`]: in the original's format already, with a reason worth
+/// keeping (a 413 for a too-large eventbus message says which limit).
+#[derive(Clone, Copy)]
+struct Formatted;
+
 /// Gives the router's and the layers' bare error responses (404, 405, 413, …) the
 /// original's text body, keeping their headers (`Allow` on 405).
 pub async fn fill_error_bodies(request: Request, next: Next) -> Response {
@@ -43,6 +49,7 @@ pub async fn fill_error_bodies(request: Request, next: Next) -> Response {
     // tower-http's 413 comes with its own text; every other layer response is bare.
     if !(status.is_client_error() || status.is_server_error())
         || response.extensions().get::<FromPlugin>().is_some()
+        || response.extensions().get::<Formatted>().is_some()
         || (response.headers().contains_key(header::CONTENT_TYPE)
             && status != StatusCode::PAYLOAD_TOO_LARGE)
     {
