@@ -10,7 +10,11 @@ use std::{
 
 use tokio::net::TcpListener;
 
-use axum::routing::{get, post};
+use axum::{
+    extract::Request,
+    routing::{get, post},
+    ServiceExt,
+};
 
 use crate::{
     bus::{BusConfig, EventBus},
@@ -277,7 +281,7 @@ async fn serve(settings: Settings, loaded: LoadedSet) -> Result<Stop, ExitCode> 
         &plugin_routes,
     );
     extra.extend(http::swagger_ui::routes(&settings.name, &api_doc));
-    let app = http::router(AppSpec {
+    let app = http::app(AppSpec {
         name: settings.name.clone(),
         max_body_size: settings.max_body_size,
         debug: settings.debug,
@@ -299,14 +303,23 @@ async fn serve(settings: Settings, loaded: LoadedSet) -> Result<Stop, ExitCode> 
     println!("======== Running on http://{address} ========\n(Press CTRL+C to quit)");
 
     let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let stopped = async move {
         let _ = stopped.await;
-    });
-    let mut server = tokio::spawn(async move { server.await });
+    };
+    // The peer address is only for the access log (`--debug`); recording it costs every
+    // request an extensions map.
+    let mut server = if settings.debug {
+        let server = axum::serve(
+            listener,
+            ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app),
+        )
+        .with_graceful_shutdown(stopped);
+        tokio::spawn(async move { server.await })
+    } else {
+        let server = axum::serve(listener, ServiceExt::<Request>::into_make_service(app))
+            .with_graceful_shutdown(stopped);
+        tokio::spawn(async move { server.await })
+    };
 
     let stop = tokio::select! {
         stop = shutdown::signal() => {

@@ -237,8 +237,14 @@ impl Link {
                     {
                         let lost_tx = lost_tx.clone();
                         let cause = cause.clone();
+                        let link = Arc::downgrade(&self);
                         conn.on_error(move |err| {
-                            lock(&cause).get_or_insert_with(|| err.to_string());
+                            let text = lock(&cause).get_or_insert_with(|| err.to_string()).clone();
+                            // Recorded before anyone can see the loss: whoever reacts to it
+                            // (a subscription going pending) finds the reason in the health.
+                            if let Some(link) = link.upgrade() {
+                                link.record_error(&text);
+                            }
                             lost_tx.send_replace(true);
                         });
                     }
@@ -269,6 +275,7 @@ impl Link {
                             _ = ticker.tick() => {}
                         }
                         if !conn.status().connected() {
+                            self.record_error(&lost_reason(&cause, &conn));
                             lost_tx.send_replace(true);
                         }
                     };
@@ -281,9 +288,7 @@ impl Link {
                         info!("Closed event bus {role} {name}");
                         break;
                     }
-                    let reason = lock(&cause)
-                        .clone()
-                        .unwrap_or_else(|| format!("connection state {:?}", conn.status().state()));
+                    let reason = lost_reason(&cause, &conn);
                     self.record_error(&reason);
                     warn!(
                         "Connection lost in event bus {role} {name}: {reason}; reconnecting every {interval:?}"
@@ -322,4 +327,11 @@ impl Link {
         }
         self.status_tx.send_replace(LinkStatus::Closed);
     }
+}
+
+/// Why a connection is gone: lapin's error if it reported one, else its state.
+fn lost_reason(cause: &Mutex<Option<String>>, conn: &Connection) -> String {
+    lock(cause)
+        .clone()
+        .unwrap_or_else(|| format!("connection state {:?}", conn.status().state()))
 }

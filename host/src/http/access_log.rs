@@ -7,23 +7,30 @@ use std::net::SocketAddr;
 use axum::{
     extract::{ConnectInfo, Request},
     http::header,
-    middleware::Next,
     response::Response,
 };
 use time::{macros::format_description, OffsetDateTime};
 
-pub async fn access_log(request: Request, next: Next) -> Response {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "-".to_owned(), |info| info.0.ip().to_string());
-    let line = format!(
-        "{} {} {:?}",
-        request.method(),
-        request.uri(),
-        request.version()
-    );
-    let (referer, agent) = {
+/// What the access line needs from the request, taken before the request is handed on.
+pub struct Entry {
+    peer: String,
+    line: String,
+    referer: String,
+    agent: String,
+}
+
+impl Entry {
+    pub fn of(request: &Request) -> Self {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(|| "-".to_owned(), |info| info.0.ip().to_string());
+        let line = format!(
+            "{} {} {:?}",
+            request.method(),
+            request.uri(),
+            request.version()
+        );
         let header = |name| {
             request
                 .headers()
@@ -32,24 +39,36 @@ pub async fn access_log(request: Request, next: Next) -> Response {
                 .unwrap_or("-")
                 .to_owned()
         };
-        (header(header::REFERER), header(header::USER_AGENT))
-    };
-    let response = next.run(request).await;
-    let size = response
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_owned();
-    let stamp = OffsetDateTime::now_utc()
-        .format(format_description!(
-            "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000"
-        ))
-        .unwrap_or_default();
-    tracing::info!(
-        target: crate::logging::ACCESS_TARGET,
-        "{peer} [{stamp}] \"{line}\" {} {size} \"{referer}\" \"{agent}\"",
-        response.status().as_u16()
-    );
-    response
+        Entry {
+            peer,
+            line,
+            referer: header(header::REFERER),
+            agent: header(header::USER_AGENT),
+        }
+    }
+
+    /// Writes the line for the final `response`.
+    pub fn log(self, response: &Response) {
+        let size = response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        let stamp = OffsetDateTime::now_utc()
+            .format(format_description!(
+                "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000"
+            ))
+            .unwrap_or_default();
+        let Entry {
+            peer,
+            line,
+            referer,
+            agent,
+        } = self;
+        tracing::info!(
+            target: crate::logging::ACCESS_TARGET,
+            "{peer} [{stamp}] \"{line}\" {} {size} \"{referer}\" \"{agent}\"",
+            response.status().as_u16()
+        );
+    }
 }

@@ -8,34 +8,45 @@
 use axum::{
     body::Body,
     extract::Request,
-    http::{header, HeaderMap, HeaderValue, Method, StatusCode},
-    middleware::Next,
+    http::{header, HeaderMap, HeaderValue, StatusCode},
     response::Response,
 };
 
 /// The nine methods, in a fixed order (the original's order changed per process, quirk 1).
 pub const ALL_METHODS: &str = "CONNECT,DELETE,GET,HEAD,OPTIONS,PATCH,POST,PUT,TRACE";
 
-pub async fn cors(request: Request, next: Next) -> Response {
-    let methods = request
-        .headers()
-        .get(header::ACCESS_CONTROL_REQUEST_METHOD)
-        .cloned()
-        .unwrap_or(HeaderValue::from_static(ALL_METHODS));
-    let headers = request
-        .headers()
-        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
-        .cloned()
-        .unwrap_or(HeaderValue::from_static("*"));
-    let mut response = if request.method() == Method::OPTIONS {
-        let mut response = Response::new(Body::empty());
-        *response.status_mut() = StatusCode::OK;
-        response
-    } else {
-        next.run(request).await
-    };
-    add_headers(response.headers_mut(), methods, headers);
+/// The answer to any `OPTIONS` request, before [`Requested::apply`]: 200, empty.
+pub fn preflight() -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::OK;
     response
+}
+
+/// What the request asks for, echoed back on the response (the original's behaviour).
+pub struct Requested {
+    methods: HeaderValue,
+    headers: HeaderValue,
+}
+
+impl Requested {
+    pub fn of(request: &Request) -> Self {
+        let get = |name, default| {
+            request
+                .headers()
+                .get(name)
+                .cloned()
+                .unwrap_or(HeaderValue::from_static(default))
+        };
+        Requested {
+            methods: get(header::ACCESS_CONTROL_REQUEST_METHOD, ALL_METHODS),
+            headers: get(header::ACCESS_CONTROL_REQUEST_HEADERS, "*"),
+        }
+    }
+
+    /// Adds the CORS headers to `response`.
+    pub fn apply(self, response: &mut Response) {
+        add_headers(response.headers_mut(), self.methods, self.headers);
+    }
 }
 
 fn add_headers(map: &mut HeaderMap, methods: HeaderValue, headers: HeaderValue) {

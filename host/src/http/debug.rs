@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::{
-    body::{Body, Bytes},
+    body::Body,
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     Json,
@@ -98,7 +98,13 @@ fn parse(
     Ok((values, message))
 }
 
-pub async fn publish(bus: EventBus, body: Bytes) -> Response {
+/// `body` is read here, not by axum's `Bytes` extractor: that one has a 2 MiB limit of its
+/// own, below what `--max-body-size` may allow.
+pub async fn publish(bus: EventBus, body: Body) -> Response {
+    let body = match super::body::read(body).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
     let (fields, message) = match parse(&body, &["exchange", "routing"], true) {
         Ok(parsed) => parsed,
         Err(bad) => return bad.into_response(),
@@ -125,7 +131,11 @@ pub async fn publish(bus: EventBus, body: Bytes) -> Response {
     }
 }
 
-pub async fn subscribe(bus: EventBus, body: Bytes) -> Response {
+pub async fn subscribe(bus: EventBus, body: Body) -> Response {
+    let body = match super::body::read(body).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
     let (fields, _) = match parse(&body, &["exchange", "routing"], false) {
         Ok(parsed) => parsed,
         Err(bad) => return bad.into_response(),

@@ -2,9 +2,7 @@
 
 use axum::{
     body::Body,
-    extract::Request,
     http::{header, HeaderValue, StatusCode},
-    middleware::Next,
     response::{IntoResponse, Response},
 };
 use http_body_util::BodyExt;
@@ -43,8 +41,7 @@ struct Formatted;
 
 /// Gives the router's and the layers' bare error responses (404, 405, 413, …) the
 /// original's text body, keeping their headers (`Allow` on 405).
-pub async fn fill_error_bodies(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+pub async fn fill_error_body(response: Response) -> Response {
     let status = response.status();
     // tower-http's 413 comes with its own text; every other layer response is bare.
     if !(status.is_client_error() || status.is_server_error())

@@ -1,10 +1,12 @@
-//! The HTTP app: every route under `/{name}`, CORS and error bodies as the original,
-//! a body limit, and plugin routes.
+//! The HTTP app: every route under `/{name}`, plugin routes among them, behind the
+//! [`front`] layer (CORS and error bodies as the original, the body limit, the access log).
 
 pub mod access_log;
+pub mod body;
 pub mod cors;
 pub mod debug;
 pub mod errors;
+pub mod front;
 pub mod health;
 pub mod openapi;
 pub mod plugin_route;
@@ -16,14 +18,17 @@ use std::{collections::BTreeMap, sync::Arc};
 use axum::{
     extract::{RawPathParams, Request},
     http::StatusCode,
-    middleware,
     routing::{get, MethodFilter, MethodRouter},
     Router,
 };
-use tower_http::{catch_panic::CatchPanicLayer, limit::RequestBodyLimitLayer};
+use tower::Layer;
 
 use crate::plugins::routes::RouteEntry;
+use front::{Front, FrontLayer};
 use plugin_route::PluginRoute;
+
+/// The service's HTTP app, as [`app`] builds it.
+pub type App = Front<Router>;
 
 /// What the router is built from.
 pub struct AppSpec {
@@ -47,20 +52,25 @@ fn method_filter(method: &str) -> Option<MethodFilter> {
     })
 }
 
-/// Builds the service's router.
-pub fn router(spec: AppSpec) -> Router {
+/// Builds the service's HTTP app: the router behind the [`front`] layer.
+///
+/// Every route is registered under its full path (`/{name}/…`) rather than nested under the
+/// prefix: nesting rewrites each request's URI to strip the prefix, an allocation per request
+/// that no handler needs (plugins see the full path anyway).
+pub fn app(spec: AppSpec) -> App {
     let prefix = format!("/{}", spec.name);
-    let mut inner = Router::new().route("/_service/status", get(status::status));
+    let full = |path: &str| format!("{prefix}{path}");
+    let mut app = Router::new().route(&full("/_service/status"), get(status::status));
     #[cfg(feature = "bench-native")]
     {
         // The bench plugin's `/bench/plugin` handler, compiled in (bench/ compares the two).
-        inner = inner.route(
-            "/_bench/native",
+        app = app.route(
+            &full("/_bench/native"),
             get(|| async { axum::Json(serde_json::json!({"hello": "world"})) }),
         );
     }
     for (path, method_router) in spec.extra {
-        inner = inner.route(&path, method_router);
+        app = app.route(&full(&path), method_router);
     }
 
     let mut by_path: BTreeMap<String, MethodRouter> = BTreeMap::new();
@@ -82,20 +92,13 @@ pub fn router(spec: AppSpec) -> Router {
         by_path.insert(path, updated);
     }
     for (path, method_router) in by_path {
-        inner = inner.route(&path, method_router);
+        app = app.route(&full(&path), method_router);
     }
 
-    let mut app = Router::new()
-        .nest(&prefix, inner)
-        .fallback(|| async { errors::text(StatusCode::NOT_FOUND, "Not Found") })
-        .layer(RequestBodyLimitLayer::new(spec.max_body_size))
-        .layer(middleware::from_fn(errors::fill_error_bodies))
-        .layer(CatchPanicLayer::custom(|_| {
-            errors::text(StatusCode::INTERNAL_SERVER_ERROR, "host handler panicked")
-        }))
-        .layer(middleware::from_fn(cors::cors));
-    if spec.debug {
-        app = app.layer(middleware::from_fn(access_log::access_log));
+    let router = app.fallback(|| async { errors::text(StatusCode::NOT_FOUND, "Not Found") });
+    FrontLayer {
+        max_body_size: spec.max_body_size,
+        access_log: spec.debug,
     }
-    app
+    .layer(router)
 }

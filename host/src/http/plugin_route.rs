@@ -5,10 +5,9 @@
 use std::sync::Arc;
 
 use abi_stable::std_types::{RResult, RVec};
-use axum::body::HttpBody as _;
 use axum::{
     body::{Body, Bytes},
-    extract::{OriginalUri, RawPathParams, Request},
+    extract::{RawPathParams, Request},
     http::{HeaderName, HeaderValue, StatusCode},
     response::Response,
 };
@@ -25,34 +24,10 @@ pub struct PluginRoute {
 }
 
 pub async fn serve(route: Arc<PluginRoute>, params: RawPathParams, request: Request) -> Response {
-    let (mut parts, body) = request.into_parts();
-    // Nesting under the service prefix strips it from the URI; plugins see the full path.
-    if let Some(OriginalUri(uri)) = parts.extensions.remove::<OriginalUri>() {
-        parts.uri = uri;
-    }
-    // The body-limit layer makes this fail past --max-body-size.
-    // Most requests (GET) have no body: skip collecting it.
-    let body = if body.is_end_stream() {
-        Ok(Bytes::new())
-    } else {
-        axum::body::to_bytes(body, usize::MAX).await
-    };
-    let body = match body {
+    let (parts, body) = request.into_parts();
+    let body = match super::body::read(body).await {
         Ok(bytes) => bytes,
-        Err(err) => {
-            let too_large = error_chain(&err).any(|e| e.is::<http_body_util::LengthLimitError>());
-            return if too_large {
-                errors::text(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    errors::reason(StatusCode::PAYLOAD_TOO_LARGE),
-                )
-            } else {
-                errors::text(
-                    StatusCode::BAD_REQUEST,
-                    &format!("cannot read request body: {err}"),
-                )
-            };
-        }
+        Err(refused) => return refused,
     };
     let request = ffi_request(&parts, &params, body);
     let outcome = std::panic::AssertUnwindSafe(route.entry.handler.handle(request))
@@ -134,12 +109,6 @@ fn ffi_request(
         headers: headers.into(),
         body: RVec::from(Vec::from(body)),
     }
-}
-
-fn error_chain<'a>(
-    err: &'a (dyn std::error::Error + 'static),
-) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
-    std::iter::successors(Some(err), |e| e.source())
 }
 
 fn into_response(route: &PluginRoute, ffi: FfiResponse) -> Response {

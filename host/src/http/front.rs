@@ -1,0 +1,269 @@
+//! What the host does to every request and response, as one tower layer in front of the
+//! router: CORS as the original ([`cors`]: `OPTIONS` answered at once, headers on every
+//! response), the original's text body on bare error responses ([`errors::fill_error_body`]),
+//! the body limit ([`body::limit`]), a panic in a host handler turned into a 500, and with
+//! `--debug` the access log ([`access_log`]), which sees the final response.
+//!
+//! One hand-written service rather than `middleware::from_fn` and tower-http layers added
+//! with `Router::layer`: every such layer wraps each route again, and each wrap clones and
+//! boxes the route, its future and often the body on every request. Together they cost the
+//! status route a third of its instructions (BENCHMARKS.md). This one boxes one future, and
+//! only wraps a body that is there.
+
+use std::{
+    convert::Infallible,
+    panic::{catch_unwind, AssertUnwindSafe},
+    task::{Context, Poll},
+};
+
+use axum::{
+    extract::Request,
+    http::{Method, StatusCode},
+    response::Response,
+};
+use futures::{future::BoxFuture, FutureExt};
+use tower::{Layer, Service};
+
+use super::{access_log, body, cors, errors};
+
+/// Puts [`Front`] before a service (the router).
+#[derive(Clone, Copy)]
+pub struct FrontLayer {
+    /// `--max-body-size`.
+    pub max_body_size: usize,
+    /// Write aiohttp's access-log lines (`--debug`; the original muted them otherwise).
+    pub access_log: bool,
+}
+
+impl<S> Layer<S> for FrontLayer {
+    type Service = Front<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Front {
+            inner,
+            max_body_size: self.max_body_size,
+            access_log: self.access_log,
+        }
+    }
+}
+
+/// See the [module docs](self).
+#[derive(Clone)]
+pub struct Front<S> {
+    inner: S,
+    max_body_size: usize,
+    access_log: bool,
+}
+
+impl<S> Service<Request> for Front<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let access = self.access_log.then(|| access_log::Entry::of(&request));
+        let requested = cors::Requested::of(&request);
+        let pending = if request.method() == Method::OPTIONS {
+            Err(cors::preflight())
+        } else {
+            body::limit(request, self.max_body_size)
+                .map_err(|body::TooLarge| body::too_large())
+                .map(|request| {
+                    // The service that was polled ready is the one called; a clone stays.
+                    let clone = self.inner.clone();
+                    let mut inner = std::mem::replace(&mut self.inner, clone);
+                    catch_unwind(AssertUnwindSafe(move || inner.call(request)))
+                })
+        };
+        Box::pin(async move {
+            let mut response = match pending {
+                Err(answered) => answered,
+                Ok(called) => {
+                    let response = match called {
+                        Ok(future) => match AssertUnwindSafe(future).catch_unwind().await {
+                            Ok(Ok(response)) => response,
+                            Ok(Err(never)) => match never {},
+                            Err(_) => panicked(),
+                        },
+                        Err(_) => panicked(),
+                    };
+                    errors::fill_error_body(response).await
+                }
+            };
+            requested.apply(&mut response);
+            if let Some(entry) = access {
+                entry.log(&response);
+            }
+            Ok(response)
+        })
+    }
+}
+
+fn panicked() -> Response {
+    errors::text(StatusCode::INTERNAL_SERVER_ERROR, "host handler panicked")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    };
+
+    use axum::{body::Body, http::header};
+    use http_body_util::BodyExt;
+    use tower::{service_fn, ServiceExt};
+
+    use super::*;
+
+    async fn answer(
+        service: impl Service<Request, Response = Response, Error = Infallible>,
+        request: Request,
+    ) -> (StatusCode, axum::http::HeaderMap, String) {
+        let response = service.oneshot(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        (
+            parts.status,
+            parts.headers,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+
+    fn front<S>(inner: S) -> Front<S> {
+        FrontLayer {
+            max_body_size: 10,
+            access_log: false,
+        }
+        .layer(inner)
+    }
+
+    fn counting(
+        calls: &Arc<AtomicUsize>,
+        status: StatusCode,
+    ) -> impl Clone
+           + Service<Request, Response = Response, Error = Infallible, Future = impl Send>
+           + Send
+           + 'static {
+        let calls = calls.clone();
+        service_fn(move |_: Request| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = status;
+            async move { Ok::<_, Infallible>(response) }
+        })
+    }
+
+    #[tokio::test]
+    async fn options_is_answered_here_with_cors() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let request = Request::builder()
+            .method("OPTIONS")
+            .uri("/x/anything")
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "PUT")
+            .body(Body::empty())
+            .unwrap();
+        let (status, headers, body) =
+            answer(front(counting(&calls, StatusCode::OK)), request).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, ""));
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_METHODS], "PUT");
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn bare_errors_get_the_originals_body_and_cors() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let request = Request::new(Body::empty());
+        let (status, headers, body) = answer(
+            front(counting(&calls, StatusCode::METHOD_NOT_ALLOWED)),
+            request,
+        )
+        .await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(body, "405: Method Not Allowed");
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_over_the_limit_is_refused_unread() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let request = Request::builder()
+            .method("POST")
+            .header(header::CONTENT_LENGTH, "11")
+            .body(Body::from("01234567890"))
+            .unwrap();
+        let (status, headers, body) =
+            answer(front(counting(&calls, StatusCode::OK)), request).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::PAYLOAD_TOO_LARGE, "413: Payload Too Large")
+        );
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn an_undeclared_body_is_cut_off_at_the_limit_while_read() {
+        let reader = service_fn(|request: Request| async move {
+            Ok::<_, Infallible>(match body::read(request.into_body()).await {
+                Ok(bytes) => Response::new(Body::from(bytes)),
+                Err(refused) => refused,
+            })
+        });
+        let stream = futures::stream::iter(["0123456", "789ab"].map(Ok::<_, Infallible>));
+        let request = Request::builder()
+            .method("POST")
+            .body(Body::from_stream(stream))
+            .unwrap();
+        let (status, _, body) = answer(front(reader), request).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::PAYLOAD_TOO_LARGE, "413: Payload Too Large")
+        );
+        let request = Request::builder()
+            .method("POST")
+            .body(Body::from("0123456789"))
+            .unwrap();
+        let (status, _, body) = answer(front(reader), request).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "0123456789"));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_host_handler_is_a_500() {
+        let at_call = service_fn(
+            |_: Request| -> std::future::Ready<Result<Response, Infallible>> { panic!("at call") },
+        );
+        let (status, headers, body) = answer(front(at_call), Request::new(Body::empty())).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500: host handler panicked"
+            )
+        );
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        let in_future = service_fn(|_: Request| async {
+            if true {
+                panic!("while polled");
+            }
+            Ok::<Response, Infallible>(Response::new(Body::empty()))
+        });
+        let (status, _, body) = answer(front(in_future), Request::new(Body::empty())).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500: host handler panicked"
+            )
+        );
+    }
+}
