@@ -17,15 +17,7 @@ use tracing_subscriber::{
 
 /// Dependencies muted to WARN unless `--debug` (the original muted aioamqp, asyncio and
 /// aiohttp.access the same way).
-const MUTED: &[&str] = &[
-    "lapin",
-    "pinky_swear",
-    "amq_protocol",
-    "hyper",
-    "h2",
-    "tower_http",
-    "mio",
-];
+const MUTED: &[&str] = &["lapin", "pinky_swear", "amq_protocol", "hyper", "h2", "mio"];
 
 /// The target of access-log lines, written only with `--debug`.
 pub const ACCESS_TARGET: &str = "brewblox_host::access";

@@ -43,7 +43,8 @@ struct Formatted;
 /// original's text body, keeping their headers (`Allow` on 405).
 pub async fn fill_error_body(response: Response) -> Response {
     let status = response.status();
-    // tower-http's 413 comes with its own text; every other layer response is bare.
+    // axum's own 413 (a body extractor's limit) comes with its own text; every other
+    // bare response is empty.
     if !(status.is_client_error() || status.is_server_error())
         || response.extensions().get::<FromPlugin>().is_some()
         || response.extensions().get::<Formatted>().is_some()
