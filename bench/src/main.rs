@@ -114,16 +114,19 @@ fn main() -> ExitCode {
         };
     }
     if args.first().map(String::as_str) == Some("bare-publish") {
-        // Diagnostics (callgrind): N sequential publish+confirm, bare lapin, then exit.
+        // Diagnostics (callgrind): N sequential publish+confirm, bare lapin, then exit; to an
+        // exchange of its own, or to EXCHANGE (a host's `--bench-exchange`, for delivery).
         let n: u64 = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(1000);
         let declare = args.get(2).map(String::as_str) == Some("1");
+        let target = args.get(3).cloned();
         let result = tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| {
                 rt.block_on(async {
                     let conn = amqp::connect("bench:bare-publish").await?;
                     let ch = amqp::confirm_channel(&conn).await?;
-                    let exchange = format!("bench_bare_pub_{}", std::process::id());
+                    let exchange =
+                        target.unwrap_or_else(|| format!("bench_bare_pub_{}", std::process::id()));
                     amqp::declare_exchange(&ch, &exchange).await?;
                     let elapsed = amqp::publish_sequential_task(&ch, &exchange, n, declare).await?;
                     println!("{n} publishes in {elapsed:?}");
