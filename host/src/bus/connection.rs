@@ -288,8 +288,8 @@ impl Link {
                         info!("Closed event bus {role} {name}");
                         break;
                     }
+                    // Already recorded where the loss was signalled.
                     let reason = lost_reason(&cause, &conn);
-                    self.record_error(&reason);
                     warn!(
                         "Connection lost in event bus {role} {name}: {reason}; reconnecting every {interval:?}"
                     );

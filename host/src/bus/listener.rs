@@ -420,12 +420,7 @@ async fn relay(sub: &Subscription, delivery: Delivery, limit: usize) {
             data.len()
         );
         let reject = acker.reject(BasicRejectOptions { requeue: false });
-        match tokio::time::timeout(OP_TIMEOUT, reject).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => debug!("Reject in {sub} not sent: {err}"),
-            Err(_) => debug!("Reject in {sub} timed out"),
-        }
-        return;
+        return settle(sub, "Reject", reject).await;
     }
     let sink = sub.sink();
     let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -440,12 +435,21 @@ async fn relay(sub: &Subscription, delivery: Delivery, limit: usize) {
     if let Err(err) = outcome {
         error!("Exception relaying message in {sub}: {err}");
     }
-    match tokio::time::timeout(OP_TIMEOUT, acker.ack(BasicAckOptions::default())).await {
+    settle(sub, "Ack", acker.ack(BasicAckOptions::default())).await;
+}
+
+/// Sends a delivery's ack or reject, bounded. A failure is only worth a debug line: the
+/// channel went away with the connection, its tags are stale, and the exclusive queue went
+/// with it, so there is nothing to redo.
+async fn settle(
+    sub: &Subscription,
+    what: &str,
+    op: impl std::future::Future<Output = lapin::Result<()>>,
+) {
+    match tokio::time::timeout(OP_TIMEOUT, op).await {
         Ok(Ok(())) => {}
-        // The channel went away with the connection; its tags are stale. Nothing to redo:
-        // the exclusive queue went with it.
-        Ok(Err(err)) => debug!("Ack in {sub} not sent: {err}"),
-        Err(_) => debug!("Ack in {sub} timed out"),
+        Ok(Err(err)) => debug!("{what} in {sub} not sent: {err}"),
+        Err(_) => debug!("{what} in {sub} timed out"),
     }
 }
 

@@ -32,18 +32,15 @@ pub async fn read(body: Body) -> Result<Bytes, Response> {
     })
 }
 
-/// A declared body length over the limit: answered with [`too_large`] without reading.
-pub(super) struct TooLarge;
-
-/// Puts the limit on `request`'s body: a declared length over it is refused at once (413,
-/// without reading); a body without one is cut off at the limit while read.
-pub(super) fn limit(request: Request, max: usize) -> Result<Request, TooLarge> {
+/// Puts the limit on `request`'s body: a declared length over it is refused at once (the
+/// original's 413, without reading); a body without one is cut off at the limit while read.
+pub(super) fn limit(request: Request, max: usize) -> Result<Request, Box<Response>> {
     if request.body().is_end_stream() {
         return Ok(request);
     }
     let declared = declared_length(request.headers().get(header::CONTENT_LENGTH));
     if declared.is_some_and(|n| n > max as u64) {
-        return Err(TooLarge);
+        return Err(Box::new(too_large()));
     }
     Ok(request.map(|body| Body::new(Limited::new(body, max))))
 }
@@ -53,7 +50,7 @@ fn declared_length(value: Option<&HeaderValue>) -> Option<u64> {
 }
 
 /// The original's 413.
-pub(super) fn too_large() -> Response {
+fn too_large() -> Response {
     errors::text(
         StatusCode::PAYLOAD_TOO_LARGE,
         errors::reason(StatusCode::PAYLOAD_TOO_LARGE),

@@ -21,7 +21,6 @@ pub fn text(status: StatusCode, reason: &str) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    response.extensions_mut().insert(Formatted);
     response
 }
 
@@ -34,22 +33,14 @@ pub fn reason(status: StatusCode) -> &'static str {
 #[derive(Clone, Copy)]
 pub struct FromPlugin;
 
-/// Marks responses made by [`text`]: in the original's format already, with a reason worth
-/// keeping (a 413 for a too-large eventbus message says which limit).
-#[derive(Clone, Copy)]
-struct Formatted;
-
 /// Gives the router's and the layers' bare error responses (404, 405, 413, …) the
 /// original's text body, keeping their headers (`Allow` on 405).
 pub async fn fill_error_body(response: Response) -> Response {
     let status = response.status();
-    // axum's own 413 (a body extractor's limit) comes with its own text; every other
-    // bare response is empty.
+    // A response with a content type has its body already ([`text`], a handler's JSON).
     if !(status.is_client_error() || status.is_server_error())
         || response.extensions().get::<FromPlugin>().is_some()
-        || response.extensions().get::<Formatted>().is_some()
-        || (response.headers().contains_key(header::CONTENT_TYPE)
-            && status != StatusCode::PAYLOAD_TOO_LARGE)
+        || response.headers().contains_key(header::CONTENT_TYPE)
     {
         return response;
     }
@@ -60,7 +51,7 @@ pub async fn fill_error_body(response: Response) -> Response {
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    if !bytes.is_empty() && status != StatusCode::PAYLOAD_TOO_LARGE {
+    if !bytes.is_empty() {
         return Response::from_parts(parts, Body::from(bytes));
     }
     let filled = text(status, reason(status));

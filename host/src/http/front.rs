@@ -75,7 +75,7 @@ where
             Err(cors::preflight())
         } else {
             body::limit(request, self.max_body_size)
-                .map_err(|body::TooLarge| body::too_large())
+                .map_err(|refused| *refused)
                 .map(|request| {
                     // The service that was polled ready is the one called; a clone stays.
                     let clone = self.inner.clone();

@@ -140,10 +140,9 @@ impl BusBridge {
 /// The inner future sees a waker of our own (an `Arc`, cheap to clone), which wakes the
 /// caller's: the caller's is an FFI waker, and every clone of it (lapin clones one per pending
 /// operation) allocates on both sides of the boundary. Here it is cloned at most once a poll.
-/// The future is kept inline: the FFI future boxes the whole `InRuntime` once.
 struct InRuntime<F: Future> {
     handle: Handle,
-    fut: Option<F>,
+    fut: Option<Pin<Box<F>>>,
     bridge: Arc<WakerBridge>,
 }
 
@@ -151,7 +150,7 @@ impl<F: Future> InRuntime<F> {
     fn new(handle: Handle, fut: F) -> Self {
         InRuntime {
             handle,
-            fut: Some(fut),
+            fut: Some(Box::pin(fut)),
             bridge: Arc::new(WakerBridge(AtomicWaker::new())),
         }
     }
@@ -172,24 +171,15 @@ impl Wake for WakerBridge {
 impl<F: Future> Future for InRuntime<F> {
     type Output = F::Output;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        // SAFETY: `fut` is structurally pinned: never moved out, only polled through this pin
-        // and dropped where it is (set to `None` below or in `drop`).
-        let this = unsafe { self.get_unchecked_mut() };
-        let _enter = this.handle.enter();
-        this.bridge.0.register(cx.waker());
-        let waker = Waker::from(Arc::clone(&this.bridge));
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let _enter = self.handle.enter();
+        self.bridge.0.register(cx.waker());
+        let waker = Waker::from(Arc::clone(&self.bridge));
         let mut inner = Context::from_waker(&waker);
-        let Some(fut) = this.fut.as_mut() else {
-            return Poll::Pending;
-        };
-        // SAFETY: see above.
-        let polled = unsafe { Pin::new_unchecked(fut) }.poll(&mut inner);
-        if polled.is_ready() {
-            // Drop the finished future now, while the runtime is entered.
-            this.fut = None;
+        match self.fut.as_mut() {
+            Some(fut) => fut.as_mut().poll(&mut inner),
+            None => Poll::Pending,
         }
-        polled
     }
 }
 
