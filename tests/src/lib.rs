@@ -388,3 +388,21 @@ impl Drop for Host {
         }
     }
 }
+
+/// A host with the testkit plugin, subscribed at startup to `exchange` with `#` (no
+/// subscription when it is empty), retrying the broker every 0.2 s; `extra` arguments last.
+/// Keep the folder alive as long as the host.
+pub fn testkit_host(exchange: &str, extra: &[&str]) -> (Host, PluginDir) {
+    let dir = PluginDir::with(&["testkit-plugin"]);
+    let host = Host::builder(dir.path())
+        .name(&amqp::unique("svc"))
+        .args(&[
+            "--testkit-exchange",
+            exchange,
+            "--eventbus-reconnect-interval",
+            "0.2",
+        ])
+        .args(extra)
+        .start();
+    (host, dir)
+}

@@ -5,25 +5,9 @@ use std::time::Duration;
 
 use integration_tests::{
     amqp::{self, SyncPeer},
-    free_port, wait_until, Host, PluginDir,
+    free_port, testkit_host as kit, wait_until, Host, PluginDir,
 };
 use serde_json::{json, Value};
-
-/// A host with testkit subscribed to `exchange` (`#`) at startup.
-fn kit(exchange: &str, extra: &[&str]) -> (Host, PluginDir) {
-    let dir = PluginDir::with(&["testkit-plugin"]);
-    let host = Host::builder(dir.path())
-        .name(&amqp::unique("svc"))
-        .args(&[
-            "--testkit-exchange",
-            exchange,
-            "--eventbus-reconnect-interval",
-            "0.2",
-        ])
-        .args(extra)
-        .start();
-    (host, dir)
-}
 
 fn health(host: &Host) -> (u16, Value) {
     let res = host.get("/_service/health");

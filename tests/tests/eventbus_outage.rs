@@ -6,7 +6,7 @@ use std::{process::Command, time::Duration};
 
 use integration_tests::{
     amqp::{self, SyncPeer},
-    wait_until, Host, PluginDir,
+    testkit_host, wait_until, Host,
 };
 use serde_json::{json, Value};
 
@@ -41,18 +41,7 @@ fn broker_down_at_boot_then_up() {
     let exchange = amqp::unique("ex-outage");
     rabbitmqctl(&["stop_app"]);
 
-    let dir = PluginDir::with(&["testkit-plugin"]);
-    let host = Host::builder(dir.path())
-        .name(&amqp::unique("svc"))
-        .args(&[
-            "--testkit-exchange",
-            &exchange,
-            "--eventbus-reconnect-interval",
-            "0.2",
-            "--eventbus-publish-timeout",
-            "3",
-        ])
-        .start();
+    let (host, _dir) = testkit_host(&exchange, &["--eventbus-publish-timeout", "3"]);
     // HTTP serves; the bus is reported down; publishing fails fast as unavailable.
     assert_eq!(host.get("/_service/status").status(), 200);
     let (status, body) = health(&host);

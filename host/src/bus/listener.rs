@@ -348,7 +348,9 @@ async fn run_subscription(
                 // fresh channel after a pause.
                 warn!("Consumer of event bus subscription {sub} stopped ({reason}); redeclaring");
                 sub.set_state(SubscriptionState::Pending);
+                let stale = std::mem::take(&mut declared.queue);
                 drop(declared);
+                delete_stale_queue(&live.conn, &stale).await;
                 tokio::select! {
                     biased;
                     _ = wait_true(&mut cancel) => {}
@@ -398,6 +400,25 @@ async fn consume(
             Some(Err(err)) => return ConsumeEnd::StreamEnded(err.to_string()),
             None => return ConsumeEnd::StreamEnded("consumer cancelled by the broker".into()),
         }
+    }
+}
+
+/// Deletes the queue of a consumer the broker ended on its own (best effort, bounded). An
+/// exclusive queue outlives its channel: after a `consumer_timeout` it holds the requeued
+/// delivery and, with no consumer, would collect every matching message until the connection
+/// ends. Consuming it again instead would hand the handler that timed out the same message
+/// again, and time out again: a loop. The message already went to the handler once.
+async fn delete_stale_queue(conn: &Connection, queue: &str) {
+    let delete = async {
+        let ch = conn.create_channel().await?;
+        ch.queue_delete(queue, QueueDeleteOptions::default())
+            .await?;
+        ch.close(200, "stale queue deleted").await
+    };
+    match tokio::time::timeout(OP_TIMEOUT, delete).await {
+        Ok(Ok(())) => debug!("Deleted stale queue {queue}"),
+        Ok(Err(err)) => debug!("Stale queue {queue} not deleted: {err}"),
+        Err(_) => debug!("Deleting stale queue {queue} timed out"),
     }
 }
 
