@@ -47,6 +47,16 @@ impl Config {
             .is_none_or(|only| only.iter().any(|g| g == group))
     }
 
+    /// The bus rows take twice the rounds: a confirmed publish or a delivery is mostly waiting
+    /// on the broker, whose pace on a shared VM moves by tens of per cent from round to round.
+    fn bus_rounds(&self) -> usize {
+        if self.quick {
+            self.rounds
+        } else {
+            self.rounds * 2
+        }
+    }
+
     fn http_time(&self) -> (Duration, Duration) {
         if self.quick {
             (Duration::from_millis(100), Duration::from_millis(300))
@@ -190,7 +200,8 @@ fn run(args: &[String]) -> Result<bool> {
     let config = Config {
         quick,
         builds,
-        rounds: rounds.unwrap_or(if quick { 2 } else { 5 }),
+        // Even, so that each side goes first equally often.
+        rounds: rounds.unwrap_or(if quick { 2 } else { 6 }),
         only,
         connections,
     };
@@ -215,9 +226,11 @@ fn print_table(config: &Config, rows: &[Row]) {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!();
     println!(
-        "brewblox-host benchmarks — {cores} cores, {cpu}; profile {}, {} rounds{}, {} connections",
+        "brewblox-host benchmarks — {cores} cores, {cpu}; profile {}, {} rounds ({} for rows 3){}, \
+         {} connections",
         config.builds.profile,
         config.rounds,
+        config.bus_rounds(),
         if config.quick {
             " (--quick: smoke run, not figures)"
         } else {
@@ -448,8 +461,12 @@ where
     Ok((xs, ys))
 }
 
-fn ratios(xs: &[f64], ys: &[f64]) -> f64 {
+/// The median of the per-round ratios. Each round's ratio goes to stderr too: how far they
+/// spread is what tells a real difference from this machine's noise.
+fn ratios(id: &str, xs: &[f64], ys: &[f64]) -> f64 {
     let per_round: Vec<f64> = xs.iter().zip(ys).map(|(x, y)| x / y).collect();
+    let shown: Vec<String> = per_round.iter().map(|r| format!("{r:.3}")).collect();
+    eprintln!("[bench] {id} per round: {}", shown.join(" "));
     median(&per_round)
 }
 
@@ -470,8 +487,8 @@ async fn http_rows(config: &Config, host: &BenchHost) -> Result<Vec<Row>> {
     let rps = |v: &[load::LoadResult]| v.iter().map(load::LoadResult::rps).collect::<Vec<_>>();
     let p50 = |v: &[load::LoadResult]| v.iter().map(|r| r.p50_us).collect::<Vec<_>>();
     let p99 = |v: &[load::LoadResult]| v.iter().map(|r| r.p99_us).collect::<Vec<_>>();
-    let rps_ratio = ratios(&rps(&p), &rps(&n));
-    let p99_ratio = ratios(&p99(&p), &p99(&n));
+    let rps_ratio = ratios("1a", &rps(&p), &rps(&n));
+    let p99_ratio = ratios("1c", &p99(&p), &p99(&n));
     Ok(vec![
         Row {
             id: "1a",
@@ -487,7 +504,7 @@ async fn http_rows(config: &Config, host: &BenchHost) -> Result<Vec<Row>> {
             what: "HTTP p50 latency µs, plugin / native".into(),
             host: format!("{:.0}", median(&p50(&p))),
             baseline: format!("{:.0}", median(&p50(&n))),
-            ratio: format!("{:.3}", ratios(&p50(&p), &p50(&n))),
+            ratio: format!("{:.3}", ratios("1b", &p50(&p), &p50(&n))),
             target: String::new(),
             verdict: String::new(),
         },
@@ -537,7 +554,7 @@ async fn status_row(config: &Config, host: &BenchHost) -> Result<Row> {
         ),
         host: format!("{rate:.0}"),
         baseline: format!("{:.0}", median(&br)),
-        ratio: format!("{:.3}", ratios(&hr, &br)),
+        ratio: format!("{:.3}", ratios("2", &hr, &br)),
         target: "≥ 50,000 req/s".into(),
         verdict: verdict(rate >= 50_000.0),
     })
@@ -610,7 +627,7 @@ async fn bus_rows(config: &Config, host: &BenchHost) -> Result<Vec<Row>> {
 
     // 3a: delivery — fill the queue behind a closed gate, then time the drain.
     let (plugin, baseline) = ab_rounds(
-        config.rounds,
+        config.bus_rounds(),
         || async {
             host.call(Method::POST, "/bench/reset").await?;
             host.call(Method::POST, "/bench/gate?closed=1").await?;
@@ -632,7 +649,7 @@ async fn bus_rows(config: &Config, host: &BenchHost) -> Result<Vec<Row>> {
         },
     )
     .await?;
-    let deliver_ratio = ratios(&plugin, &baseline);
+    let deliver_ratio = ratios("3a", &plugin, &baseline);
     let mut rows = vec![Row {
         id: "3a",
         what: format!("bus delivery msgs/s ({m} queued), plugin handler / bare lapin consumer"),
@@ -656,7 +673,7 @@ async fn bus_rows(config: &Config, host: &BenchHost) -> Result<Vec<Row>> {
         ("3c", true, "declare+publish+confirm msgs/s (SDK default)"),
     ] {
         let (plugin, baseline) = ab_rounds(
-            config.rounds,
+            config.bus_rounds(),
             || async {
                 let result = host
                     .call(
@@ -675,7 +692,7 @@ async fn bus_rows(config: &Config, host: &BenchHost) -> Result<Vec<Row>> {
             },
         )
         .await?;
-        let ratio = ratios(&plugin, &baseline);
+        let ratio = ratios(id, &plugin, &baseline);
         rows.push(Row {
             id,
             what: format!("{what}, plugin / bare lapin"),
@@ -751,7 +768,7 @@ async fn latency_rows(config: &Config, host: &BenchHost) -> Result<Vec<Row>> {
             baseline: format!("{:.0}", median(&pick(&baseline, false))),
             ratio: format!(
                 "{:.3}",
-                ratios(&pick(&plugin, false), &pick(&baseline, false))
+                ratios("4a", &pick(&plugin, false), &pick(&baseline, false))
             ),
             target: String::new(),
             verdict: String::new(),
@@ -763,7 +780,7 @@ async fn latency_rows(config: &Config, host: &BenchHost) -> Result<Vec<Row>> {
             baseline: format!("{:.0}", median(&pick(&baseline, true))),
             ratio: format!(
                 "{:.3}",
-                ratios(&pick(&plugin, true), &pick(&baseline, true))
+                ratios("4b", &pick(&plugin, true), &pick(&baseline, true))
             ),
             target: String::new(),
             verdict: String::new(),
@@ -840,7 +857,7 @@ async fn startup_rows(config: &Config) -> Result<Vec<Row>> {
             ),
             host: format!("{ms:.1}"),
             baseline: format!("{:.1}", median(&b)),
-            ratio: format!("{:.2}", ratios(&h, &b)),
+            ratio: format!("{:.2}", ratios(&format!("5 ({count})"), &h, &b)),
             target: if target {
                 "< 100 ms".into()
             } else {
@@ -897,7 +914,7 @@ async fn idle_rss_row(config: &Config) -> Result<Row> {
         what: "idle RSS MiB, host + device, history, hello / bare axum + lapin process".into(),
         host: format!("{mib:.1}"),
         baseline: format!("{:.1}", median(&b)),
-        ratio: format!("{:.2}", ratios(&h, &b)),
+        ratio: format!("{:.2}", ratios("6a", &h, &b)),
         target: "< 15 MiB".into(),
         verdict: verdict(mib < 15.0),
     })
