@@ -477,6 +477,91 @@ fn a_publish_over_the_brokers_limit_fails_on_its_own_channel_only() {
     drop(broker_limit);
 }
 
+/// Fault row 11: a slow handler holds at most `--eventbus-prefetch` unacknowledged messages (the
+/// backlog waits in the broker, not in the host), and another subscription's messages are not
+/// held up behind it.
+#[test]
+fn a_slow_handler_holds_at_most_prefetch_messages_and_other_subscriptions_go_on() {
+    let slow = amqp::unique("ex-slow");
+    let other = amqp::unique("ex-other");
+    let (host, _dir) = kit(&slow, &["--eventbus-prefetch", "5"]);
+    let res = post(
+        &host,
+        "/kit/bus/subscribe",
+        json!({"exchange": other, "routing": "#", "tag": "other"}),
+    );
+    assert_eq!(res.status(), 200);
+    wait_active(&host, 2);
+    let (_, body) = health(&host);
+    let queue = body["eventbus"]["subscriptions"]
+        .as_array()
+        .and_then(|subs| subs.iter().find(|s| s["exchange"] == slow.as_str()))
+        .and_then(|s| s["queue"].as_str())
+        .unwrap_or_else(|| panic!("no queue for {slow}: {body}"))
+        .to_owned();
+    let peer = SyncPeer::connect();
+    let backlog = 40;
+    for i in 0..backlog {
+        // 150 ms each: the backlog takes the handler ~6 s.
+        peer.publish_json(&slow, &format!("k.{i}"), &json!("wait:150"));
+    }
+    peer.publish_json(&other, "ping", &json!("ping"));
+    // The other subscription's message arrives while the slow one still has most of its work.
+    let ok = wait_until(Duration::from_secs(5), || {
+        received(&host).iter().any(|m| m["tag"] == "other")
+    });
+    assert!(ok, "{:?}", received(&host));
+    let done_when_other_arrived = received(&host)
+        .iter()
+        .filter(|m| m["tag"] == "startup")
+        .count();
+    assert!(
+        done_when_other_arrived < backlog / 2,
+        "{done_when_other_arrived} of {backlog} slow messages were handled first"
+    );
+    // While the backlog drains, the broker never has more than 5 of it out with the host.
+    let mut samples = Vec::new();
+    for _ in 0..3 {
+        let rows = peer.block_on(amqp::list(
+            "queues",
+            &["name", "messages_unacknowledged", "messages_ready"],
+        ));
+        let row = rows
+            .iter()
+            .find(|row| row.first() == Some(&queue))
+            .unwrap_or_else(|| panic!("{queue} not listed: {rows:?}"))
+            .clone();
+        let count = |i: usize| row.get(i).and_then(|v| v.parse::<u64>().ok());
+        samples.push((count(1), count(2)));
+    }
+    assert!(
+        samples
+            .iter()
+            .all(|(unacked, _)| unacked.is_some_and(|n| n <= 5)),
+        "unacked, ready: {samples:?}"
+    );
+    assert!(
+        samples[0].1.is_some_and(|ready| ready > 0),
+        "the backlog should wait in the broker: {samples:?}"
+    );
+    // Everything arrives, in order.
+    let ok = wait_until(Duration::from_secs(30), || {
+        received(&host)
+            .iter()
+            .filter(|m| m["tag"] == "startup")
+            .count()
+            >= backlog
+    });
+    assert!(ok, "{:?}", received(&host));
+    let keys: Vec<String> = received(&host)
+        .iter()
+        .filter(|m| m["tag"] == "startup")
+        .map(|m| m["key"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let expected: Vec<String> = (0..backlog).map(|i| format!("k.{i}")).collect();
+    assert_eq!(keys, expected);
+}
+
 #[test]
 fn debug_endpoints_publish_and_subscribe() {
     let exchange = amqp::unique("ex-debug");
