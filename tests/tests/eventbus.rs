@@ -477,9 +477,9 @@ fn a_publish_over_the_brokers_limit_fails_on_its_own_channel_only() {
     drop(broker_limit);
 }
 
-/// Fault row 11: a slow handler holds at most `--eventbus-prefetch` unacknowledged messages (the
-/// backlog waits in the broker, not in the host), and another subscription's messages are not
-/// held up behind it.
+/// Fault row 11 end to end (the bus alone: `host/tests/bus_wire.rs`): with `--eventbus-prefetch`
+/// a slow plugin handler holds at most that many unacknowledged messages (the backlog waits in
+/// the broker, not in the host), and another subscription's messages are not held up behind it.
 #[test]
 fn a_slow_handler_holds_at_most_prefetch_messages_and_other_subscriptions_go_on() {
     let slow = amqp::unique("ex-slow");
