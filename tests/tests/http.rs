@@ -167,8 +167,8 @@ fn oversized_body_is_413() {
         .send()
         .unwrap();
     assert_eq!(res.status(), 413);
-    // Within the limit it works. (A fresh client: the server closes a connection whose body
-    // it refused, and a pooled client could race to reuse it.)
+    // Within the limit it works. (A fresh client, so this does not depend on whether a client
+    // reuses the connection of an upload refused halfway.)
     let res = reqwest::blocking::Client::new()
         .post(host.url("/kit/json"))
         .json(&json!({"value": 21}))

@@ -4,31 +4,49 @@
 //! original's 413, whoever reads (a plugin route, the `_debug` routes). axum's own 2 MiB
 //! default limit of the `Bytes` extractor is not used: it would cap the option.
 
+use std::time::Duration;
+
 use axum::{
     body::{Body, Bytes, HttpBody as _},
     extract::Request,
     http::{header, HeaderValue, StatusCode},
     response::Response,
 };
-use http_body_util::Limited;
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 
 use super::errors;
 
 /// Reads the whole body; a 413 past the limit, a 400 for a broken upload.
-pub async fn read(body: Body) -> Result<Bytes, Response> {
+pub async fn read(mut body: Body) -> Result<Bytes, Response> {
     // Most requests (GET) have no body: skip collecting it.
     if body.is_end_stream() {
         return Ok(Bytes::new());
     }
-    axum::body::to_bytes(body, usize::MAX).await.map_err(|err| {
-        if error_chain(&err).any(|e| e.is::<http_body_util::LengthLimitError>()) {
-            too_large()
-        } else {
-            errors::text(
-                StatusCode::BAD_REQUEST,
-                &format!("cannot read request body: {err}"),
-            )
+    let mut chunks: Vec<Bytes> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    chunks.push(data);
+                }
+            }
+            Err(err) if error_chain(&err).any(|e| e.is::<LengthLimitError>()) => {
+                drain(body);
+                return Err(too_large());
+            }
+            Err(err) => {
+                return Err(errors::text(
+                    StatusCode::BAD_REQUEST,
+                    &format!("cannot read request body: {err}"),
+                ))
+            }
         }
+    }
+    // One chunk (the usual case for a small body) is handed on without a copy.
+    Ok(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.swap_remove(0),
+        _ => chunks.concat().into(),
     })
 }
 
@@ -39,10 +57,45 @@ pub(super) fn limit(request: Request, max: usize) -> Result<Request, Box<Respons
         return Ok(request);
     }
     let declared = declared_length(request.headers().get(header::CONTENT_LENGTH));
-    if declared.is_some_and(|n| n > max as u64) {
+    if let Some(declared) = declared.filter(|&n| n > max as u64) {
+        if declared <= DRAIN_BYTES {
+            drain(request.into_body());
+        }
         return Err(Box::new(too_large()));
     }
     Ok(request.map(|body| Body::new(Limited::new(body, max))))
+}
+
+/// How much of a refused body is read and thrown away, so that the client, still sending,
+/// gets to read the 413: a server that closes a socket with unread data in it makes the
+/// kernel reset the connection, and the client can lose the response with it. Bounded, so an
+/// endless upload still ends with the connection closed.
+const DRAIN_BYTES: u64 = 1 << 20;
+const DRAIN_FRAMES: usize = 256;
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+
+/// Reads the rest of a refused body in the background (hyper goes on feeding it after the
+/// response is sent); when it ends within the bounds the connection stays usable.
+fn drain(mut body: Body) {
+    tokio::spawn(async move {
+        let mut bytes = 0u64;
+        let discard = async {
+            for _ in 0..DRAIN_FRAMES {
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
+                        if bytes > DRAIN_BYTES {
+                            return;
+                        }
+                    }
+                    // Past the limit `Limited` errs on every frame, without its size.
+                    Some(Err(_)) => {}
+                    None => return,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
+    });
 }
 
 fn declared_length(value: Option<&HeaderValue>) -> Option<u64> {

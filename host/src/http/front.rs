@@ -119,6 +119,7 @@ mod tests {
     };
 
     use axum::{body::Body, http::header};
+    use futures::StreamExt as _;
     use http_body_util::BodyExt;
     use tower::{service_fn, ServiceExt};
 
@@ -211,20 +212,69 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
 
-    #[tokio::test]
-    async fn an_undeclared_body_is_cut_off_at_the_limit_while_read() {
-        let reader = service_fn(|request: Request| async move {
+    /// A route that reads the body and answers with it.
+    fn reader() -> impl Clone
+           + Service<Request, Response = Response, Error = Infallible, Future = impl Send>
+           + Send
+           + 'static {
+        service_fn(|request: Request| async move {
             Ok::<_, Infallible>(match body::read(request.into_body()).await {
                 Ok(bytes) => Response::new(Body::from(bytes)),
                 Err(refused) => refused,
             })
-        });
+        })
+    }
+
+    /// A body of `chunks` ten-byte chunks that counts how many were taken from it.
+    fn counted_body(chunks: usize, taken: &Arc<AtomicUsize>) -> Body {
+        let taken = taken.clone();
+        Body::from_stream(futures::stream::iter(0..chunks).map(move |_| {
+            taken.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, Infallible>("0123456789")
+        }))
+    }
+
+    async fn reaches(count: &AtomicUsize, n: usize) -> bool {
+        for _ in 0..200 {
+            if count.load(Ordering::SeqCst) >= n {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn a_refused_body_is_read_to_its_end_after_the_answer() {
+        // Streamed: refused past the limit, the rest taken in the background.
+        let taken = Arc::new(AtomicUsize::new(0));
+        let request = Request::builder()
+            .method("POST")
+            .body(counted_body(5, &taken))
+            .unwrap();
+        let (status, _, _) = answer(front(reader()), request).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(reaches(&taken, 5).await, "{taken:?} of 5 chunks taken");
+        // Declared over the limit: answered unread, then taken too.
+        let taken = Arc::new(AtomicUsize::new(0));
+        let request = Request::builder()
+            .method("POST")
+            .header(header::CONTENT_LENGTH, "50")
+            .body(counted_body(5, &taken))
+            .unwrap();
+        let (status, _, _) = answer(front(reader()), request).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(reaches(&taken, 5).await, "{taken:?} of 5 chunks taken");
+    }
+
+    #[tokio::test]
+    async fn an_undeclared_body_is_cut_off_at_the_limit_while_read() {
         let stream = futures::stream::iter(["0123456", "789ab"].map(Ok::<_, Infallible>));
         let request = Request::builder()
             .method("POST")
             .body(Body::from_stream(stream))
             .unwrap();
-        let (status, _, body) = answer(front(reader), request).await;
+        let (status, _, body) = answer(front(reader()), request).await;
         assert_eq!(
             (status, body.as_str()),
             (StatusCode::PAYLOAD_TOO_LARGE, "413: Payload Too Large")
@@ -233,7 +283,7 @@ mod tests {
             .method("POST")
             .body(Body::from("0123456789"))
             .unwrap();
-        let (status, _, body) = answer(front(reader), request).await;
+        let (status, _, body) = answer(front(reader()), request).await;
         assert_eq!((status, body.as_str()), (StatusCode::OK, "0123456789"));
     }
 
