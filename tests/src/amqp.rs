@@ -195,19 +195,60 @@ impl Peer {
 /// Run `rabbitmqctl -q --no-table-headers <args>` off the async threads; returns stdout.
 pub async fn ctl(args: &[&str]) -> String {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let shown = args.join(" ");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("rabbitmqctl").arg("-q").args(&args).output()
-    })
-    .await
-    .expect("spawn_blocking")
-    .expect("run rabbitmqctl");
+    tokio::task::spawn_blocking(move || ctl_blocking(&args))
+        .await
+        .expect("spawn_blocking")
+}
+
+/// [`ctl`] on the calling thread (for guards, which also run in `Drop`).
+pub fn ctl_blocking(args: &[String]) -> String {
+    let out = Command::new("rabbitmqctl")
+        .arg("-q")
+        .args(args)
+        .output()
+        .expect("run rabbitmqctl");
     assert!(
         out.status.success(),
-        "rabbitmqctl {shown} failed: {}",
+        "rabbitmqctl {} failed: {}",
+        args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Sets `rabbit` application settings (read by channels opened from then on) and puts the old
+/// values back when dropped, also when the test fails. Broker-wide: a test that lowers one
+/// where other tests could trip on it belongs in a binary of its own.
+pub struct BrokerSettings {
+    old: Vec<(&'static str, String)>,
+}
+
+impl BrokerSettings {
+    pub fn set(settings: &[(&'static str, u64)]) -> Self {
+        let eval = |expr: String| ctl_blocking(&["eval".to_owned(), expr]);
+        let mut old = Vec::new();
+        for (key, value) in settings {
+            let was = eval(format!(
+                "{{ok, V}} = application:get_env(rabbit, {key}), V."
+            ));
+            let was = was.trim().to_owned();
+            assert!(was.parse::<u64>().is_ok(), "{key} is {was:?}");
+            eval(format!("application:set_env(rabbit, {key}, {value})."));
+            old.push((*key, was));
+        }
+        BrokerSettings { old }
+    }
+}
+
+impl Drop for BrokerSettings {
+    fn drop(&mut self) {
+        for (key, was) in &self.old {
+            ctl_blocking(&[
+                "eval".to_owned(),
+                format!("application:set_env(rabbit, {key}, {was})."),
+            ]);
+        }
+    }
 }
 
 /// `list_<what> --no-table-headers cols…` as rows of columns.

@@ -406,3 +406,10 @@ pub fn testkit_host(exchange: &str, extra: &[&str]) -> (Host, PluginDir) {
         .start();
     (host, dir)
 }
+
+/// What the testkit plugin's bus handlers recorded, in order (`GET /kit/bus/received`).
+pub fn testkit_received(host: &Host) -> Vec<serde_json::Value> {
+    host.get("/kit/bus/received")
+        .json()
+        .expect("testkit's received messages")
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use integration_tests::{
     amqp::{self, SyncPeer},
-    free_port, testkit_host as kit, wait_until, Host, PluginDir,
+    free_port, testkit_host as kit, testkit_received as received, wait_until, Host, PluginDir,
 };
 use serde_json::{json, Value};
 
@@ -24,10 +24,6 @@ fn wait_active(host: &Host, n: usize) {
             .is_some_and(|subs| subs.iter().filter(|s| s["state"] == "active").count() >= n)
     });
     assert!(ok, "subscriptions not active: {}", health(host).1);
-}
-
-fn received(host: &Host) -> Vec<Value> {
-    host.get("/kit/bus/received").json::<Vec<Value>>().unwrap()
 }
 
 fn wait_received(host: &Host, n: usize) -> Vec<Value> {
@@ -402,48 +398,12 @@ fn messages_over_the_hosts_cap_are_refused_both_ways_and_nothing_else_is() {
     assert_eq!(got[1]["message"], exact.as_str());
 }
 
-/// Sets the broker's `max_message_size` (for channels opened from now on) and puts the old
-/// value back when dropped, also when the test fails.
-struct BrokerMaxMessageSize {
-    peer: SyncPeer,
-    old: String,
-}
-
-impl BrokerMaxMessageSize {
-    fn set(bytes: u64) -> Self {
-        let peer = SyncPeer::connect();
-        let old = peer
-            .block_on(amqp::ctl(&[
-                "eval",
-                "{ok, V} = application:get_env(rabbit, max_message_size), V.",
-            ]))
-            .trim()
-            .to_owned();
-        assert!(old.parse::<u64>().is_ok(), "max_message_size is {old:?}");
-        peer.block_on(amqp::ctl(&[
-            "eval",
-            &format!("application:set_env(rabbit, max_message_size, {bytes})."),
-        ]));
-        BrokerMaxMessageSize { peer, old }
-    }
-}
-
-impl Drop for BrokerMaxMessageSize {
-    fn drop(&mut self) {
-        let restore = format!(
-            "application:set_env(rabbit, max_message_size, {}).",
-            self.old
-        );
-        self.peer.block_on(amqp::ctl(&["eval", &restore]));
-    }
-}
-
 /// Fault row 10: over the broker's limit (the host's own cap turned off) the broker closes
 /// the publisher's channel; that publish fails at once with the broker's reason, the next one
 /// works, and the listener's channel never noticed.
 #[test]
 fn a_publish_over_the_brokers_limit_fails_on_its_own_channel_only() {
-    let broker_limit = BrokerMaxMessageSize::set(4 << 20);
+    let broker_limit = amqp::BrokerSettings::set(&[("max_message_size", 4 << 20)]);
     let exchange = amqp::unique("ex-brokercap");
     let (host, _dir) = kit(
         &exchange,

@@ -8,41 +8,9 @@ use std::time::Duration;
 
 use integration_tests::{
     amqp::{self, SyncPeer},
-    testkit_host, wait_until, Host,
+    testkit_host, testkit_received as received, wait_until, Host,
 };
 use serde_json::{json, Value};
-
-/// Sets `rabbit` application settings (read by channels opened from then on) and puts the
-/// old values back when dropped.
-struct BrokerSettings {
-    peer: SyncPeer,
-    old: Vec<(&'static str, String)>,
-}
-
-impl BrokerSettings {
-    fn set(settings: &[(&'static str, u64)]) -> Self {
-        let peer = SyncPeer::connect();
-        let mut old = Vec::new();
-        for (key, value) in settings {
-            let get = format!("{{ok, V}} = application:get_env(rabbit, {key}), V.");
-            let was = peer.block_on(amqp::ctl(&["eval", &get])).trim().to_owned();
-            assert!(was.parse::<u64>().is_ok(), "{key} is {was:?}");
-            let set = format!("application:set_env(rabbit, {key}, {value}).");
-            peer.block_on(amqp::ctl(&["eval", &set]));
-            old.push((*key, was));
-        }
-        BrokerSettings { peer, old }
-    }
-}
-
-impl Drop for BrokerSettings {
-    fn drop(&mut self) {
-        for (key, was) in &self.old {
-            let set = format!("application:set_env(rabbit, {key}, {was}).");
-            self.peer.block_on(amqp::ctl(&["eval", &set]));
-        }
-    }
-}
 
 fn subscription(host: &Host) -> Value {
     let body: Value = host.get("/_service/health").json().unwrap();
@@ -66,15 +34,11 @@ fn active_queue(host: &Host, accept: impl Fn(&str) -> bool) -> String {
     queue.unwrap_or_default()
 }
 
-fn received(host: &Host) -> Vec<Value> {
-    host.get("/kit/bus/received").json::<Vec<Value>>().unwrap()
-}
-
 #[test]
 fn a_handler_past_the_consumer_timeout_gets_a_fresh_queue_and_consumption_resumes() {
     // The broker checks unacked deliveries on each channel tick: 1 s timeout, 0.2 s ticks.
     let settings =
-        BrokerSettings::set(&[("consumer_timeout", 1000), ("channel_tick_interval", 200)]);
+        amqp::BrokerSettings::set(&[("consumer_timeout", 1000), ("channel_tick_interval", 200)]);
     let exchange = amqp::unique("ex-ctimeout");
     let (host, _dir) = testkit_host(&exchange, &[]);
     let first = active_queue(&host, |_| true);

@@ -58,7 +58,7 @@ pub(super) fn limit(request: Request, max: usize) -> Result<Request, Box<Respons
     }
     let declared = declared_length(request.headers().get(header::CONTENT_LENGTH));
     if let Some(declared) = declared.filter(|&n| n > max as u64) {
-        if declared <= DRAIN_BYTES {
+        if declared <= DRAIN_DECLARED {
             drain(request.into_body());
         }
         return Err(Box::new(too_large()));
@@ -69,8 +69,10 @@ pub(super) fn limit(request: Request, max: usize) -> Result<Request, Box<Respons
 /// How much of a refused body is read and thrown away, so that the client, still sending,
 /// gets to read the 413: a server that closes a socket with unread data in it makes the
 /// kernel reset the connection, and the client can lose the response with it. Bounded, so an
-/// endless upload still ends with the connection closed.
-const DRAIN_BYTES: u64 = 1 << 20;
+/// endless upload still ends with the connection closed: a declared length is drained only up
+/// to `DRAIN_DECLARED` (hyper stops at that length), any body for at most `DRAIN_FRAMES`
+/// frames (past the limit `Limited` errs on each one, without its size) and `DRAIN_TIME`.
+const DRAIN_DECLARED: u64 = 1 << 20;
 const DRAIN_FRAMES: usize = 256;
 const DRAIN_TIME: Duration = Duration::from_secs(1);
 
@@ -78,19 +80,10 @@ const DRAIN_TIME: Duration = Duration::from_secs(1);
 /// response is sent); when it ends within the bounds the connection stays usable.
 fn drain(mut body: Body) {
     tokio::spawn(async move {
-        let mut bytes = 0u64;
         let discard = async {
             for _ in 0..DRAIN_FRAMES {
-                match body.frame().await {
-                    Some(Ok(frame)) => {
-                        bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
-                        if bytes > DRAIN_BYTES {
-                            return;
-                        }
-                    }
-                    // Past the limit `Limited` errs on every frame, without its size.
-                    Some(Err(_)) => {}
-                    None => return,
+                if body.frame().await.is_none() {
+                    return;
                 }
             }
         };
