@@ -83,8 +83,12 @@ async fn broker_down_at_boot() {
     let ex = unique("boot");
     let (s1, mut rx1) = ChanSink::new();
     let (s2, mut rx2) = ChanSink::new();
-    let a = bus.subscribe(&ex, "a", ExchangeKind::Topic, s1);
-    let b = bus.subscribe(&ex, "#", ExchangeKind::Topic, s2);
+    let a = bus
+        .subscribe(&ex, "a", ExchangeKind::Topic, s1)
+        .expect("subscribe");
+    let b = bus
+        .subscribe(&ex, "#", ExchangeKind::Topic, s2)
+        .expect("subscribe");
 
     let t = Instant::now();
     let err = bus
@@ -151,8 +155,12 @@ async fn broker_restart_while_connected() {
     let ex = unique("restart");
     let (s1, mut rx1) = ChanSink::new();
     let (s2, mut rx2) = ChanSink::new();
-    let a = bus.subscribe(&ex, "a", ExchangeKind::Topic, s1);
-    let b = bus.subscribe(&ex, "b", ExchangeKind::Topic, s2);
+    let a = bus
+        .subscribe(&ex, "a", ExchangeKind::Topic, s1)
+        .expect("subscribe");
+    let b = bus
+        .subscribe(&ex, "b", ExchangeKind::Topic, s2)
+        .expect("subscribe");
     let qa = a.wait_active(WAIT).await.expect("a");
     b.wait_active(WAIT).await.expect("b");
     bus.publish(&ex, "a", b"1".to_vec(), ExchangeKind::Topic, true)
@@ -173,7 +181,9 @@ async fn broker_restart_while_connected() {
 
     b.cancel();
     let (s3, mut rx3) = ChanSink::new();
-    let c = bus.subscribe(&ex, "c", ExchangeKind::Topic, s3);
+    let c = bus
+        .subscribe(&ex, "c", ExchangeKind::Topic, s3)
+        .expect("subscribe");
 
     start_app().await;
     drop(guard);
@@ -253,7 +263,9 @@ async fn blocked_broker_times_out_publish() {
     let bus = EventBus::new(cfg);
     let ex = unique("blocked");
     let (sink, mut rx) = ChanSink::new();
-    let sub = bus.subscribe(&ex, "k", ExchangeKind::Topic, sink);
+    let sub = bus
+        .subscribe(&ex, "k", ExchangeKind::Topic, sink)
+        .expect("subscribe");
     sub.wait_active(WAIT).await.expect("active");
     bus.publish(&ex, "k", b"1".to_vec(), ExchangeKind::Topic, true)
         .await

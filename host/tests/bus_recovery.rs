@@ -32,7 +32,9 @@ async fn close_connection_recovers_listener_and_publisher() {
     let bus = EventBus::new(cfg);
     let ex = unique("close");
     let (sink, mut rx) = ChanSink::new();
-    let sub = bus.subscribe(&ex, "k", ExchangeKind::Topic, sink);
+    let sub = bus
+        .subscribe(&ex, "k", ExchangeKind::Topic, sink)
+        .expect("subscribe");
     let q1 = sub.wait_active(WAIT).await.expect("active");
     bus.publish(&ex, "k", b"before".to_vec(), ExchangeKind::Topic, true)
         .await
@@ -112,8 +114,12 @@ async fn ten_recoveries_in_a_row_leak_nothing() {
     let ex = unique("ten");
     let (s1, mut rx1) = ChanSink::new();
     let (s2, mut rx2) = ChanSink::new();
-    let a = bus.subscribe(&ex, "a", ExchangeKind::Topic, s1);
-    let b = bus.subscribe(&ex, "#", ExchangeKind::Topic, s2);
+    let a = bus
+        .subscribe(&ex, "a", ExchangeKind::Topic, s1)
+        .expect("subscribe");
+    let b = bus
+        .subscribe(&ex, "#", ExchangeKind::Topic, s2)
+        .expect("subscribe");
     let mut qa = a.wait_active(WAIT).await.expect("a active");
     let mut qb = b.wait_active(WAIT).await.expect("b active");
     for i in 0..10 {
@@ -166,9 +172,15 @@ async fn churn_while_disconnected_restores_only_final_set() {
     let (sa, mut rxa) = ChanSink::new();
     let (sb, mut rxb) = ChanSink::new();
     let (sc, mut rxc) = ChanSink::new();
-    let a = bus.subscribe(&ex, "a", ExchangeKind::Topic, sa);
-    let b = bus.subscribe(&ex, "b", ExchangeKind::Topic, sb);
-    let c = bus.subscribe(&ex, "c", ExchangeKind::Topic, sc);
+    let a = bus
+        .subscribe(&ex, "a", ExchangeKind::Topic, sa)
+        .expect("subscribe");
+    let b = bus
+        .subscribe(&ex, "b", ExchangeKind::Topic, sb)
+        .expect("subscribe");
+    let c = bus
+        .subscribe(&ex, "c", ExchangeKind::Topic, sc)
+        .expect("subscribe");
     let qa = a.wait_active(WAIT).await.expect("a");
     b.wait_active(WAIT).await.expect("b");
     let qc = c.wait_active(WAIT).await.expect("c");
@@ -186,9 +198,13 @@ async fn churn_while_disconnected_restores_only_final_set() {
     // Churn during the outage.
     b.cancel();
     let (sd, mut rxd) = ChanSink::new();
-    let d = bus.subscribe(&ex, "d", ExchangeKind::Topic, sd);
+    let d = bus
+        .subscribe(&ex, "d", ExchangeKind::Topic, sd)
+        .expect("subscribe");
     let (se, mut rxe) = ChanSink::new();
-    let e = bus.subscribe(&ex, "e", ExchangeKind::Topic, se);
+    let e = bus
+        .subscribe(&ex, "e", ExchangeKind::Topic, se)
+        .expect("subscribe");
     e.cancel();
 
     let qa2 = wait_new_queue(&a, &qa).await;
@@ -318,7 +334,9 @@ async fn dead_peer_detected_within_two_heartbeats() {
     let bus = EventBus::new(cfg);
     let ex = unique("hb");
     let (sink, mut rx) = ChanSink::new();
-    let sub = bus.subscribe(&ex, "k", ExchangeKind::Topic, sink);
+    let sub = bus
+        .subscribe(&ex, "k", ExchangeKind::Topic, sink)
+        .expect("subscribe");
     let q1 = sub.wait_active(WAIT).await.expect("active");
 
     proxy.freeze();

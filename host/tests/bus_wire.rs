@@ -29,7 +29,9 @@ async fn lazy_connections_health_and_clean_shutdown() {
     );
 
     let (sink, mut rx) = ChanSink::new();
-    let sub = bus.subscribe(&ex, "k", ExchangeKind::Topic, sink);
+    let sub = bus
+        .subscribe(&ex, "k", ExchangeKind::Topic, sink)
+        .expect("subscribe");
     sub.wait_active(WAIT).await.expect("active");
     let conns = connections(&name).await;
     let names: Vec<_> = conns.iter().map(|c| c.1.clone()).collect();
@@ -78,7 +80,9 @@ async fn wire_topology_matches_original() {
     let ex = unique("topo");
     let ex_pub = unique("topo-pub");
     let (sink, _rx) = ChanSink::new();
-    let sub = bus.subscribe(&ex, "a.*", ExchangeKind::Topic, sink);
+    let sub = bus
+        .subscribe(&ex, "a.*", ExchangeKind::Topic, sink)
+        .expect("subscribe");
     let queue = sub.wait_active(WAIT).await.expect("active");
     assert!(queue.starts_with("amq.gen-"), "server-named queue: {queue}");
     bus.publish(&ex_pub, "x", b"{}".to_vec(), ExchangeKind::Fanout, true)
@@ -136,8 +140,12 @@ async fn topic_wildcards_follow_rabbitmq() {
     let ex = unique("wild");
     let (s1, mut star) = ChanSink::new();
     let (s2, mut hash) = ChanSink::new();
-    let a1 = bus.subscribe(&ex, "a.*", ExchangeKind::Topic, s1);
-    let a2 = bus.subscribe(&ex, "a.#", ExchangeKind::Topic, s2);
+    let a1 = bus
+        .subscribe(&ex, "a.*", ExchangeKind::Topic, s1)
+        .expect("subscribe");
+    let a2 = bus
+        .subscribe(&ex, "a.#", ExchangeKind::Topic, s2)
+        .expect("subscribe");
     a1.wait_active(WAIT).await.expect("a.* active");
     a2.wait_active(WAIT).await.expect("a.# active");
 
@@ -176,8 +184,12 @@ async fn fanout_and_direct_exchanges() {
     let dir = unique("dir");
     let (fs, mut frx) = ChanSink::new();
     let (ds, mut drx) = ChanSink::new();
-    let f = bus.subscribe(&fan, "ignored", ExchangeKind::Fanout, fs);
-    let d = bus.subscribe(&dir, "k1", ExchangeKind::Direct, ds);
+    let f = bus
+        .subscribe(&fan, "ignored", ExchangeKind::Fanout, fs)
+        .expect("subscribe");
+    let d = bus
+        .subscribe(&dir, "k1", ExchangeKind::Direct, ds)
+        .expect("subscribe");
     f.wait_active(WAIT).await.expect("fanout active");
     d.wait_active(WAIT).await.expect("direct active");
 
@@ -223,7 +235,9 @@ async fn json_values_round_trip_both_directions() {
 
     // Peer → bus: any JSON value arrives intact through the sink.
     let (sink, mut rx) = ChanSink::json();
-    let sub = bus.subscribe(&ex, "in.#", ExchangeKind::Topic, sink);
+    let sub = bus
+        .subscribe(&ex, "in.#", ExchangeKind::Topic, sink)
+        .expect("subscribe");
     sub.wait_active(WAIT).await.expect("active");
     let peer = Peer::connect().await;
     for (i, v) in values.iter().enumerate() {
@@ -265,7 +279,9 @@ async fn one_mib_message_round_trips() {
     let bus = EventBus::new(test_config("big"));
     let ex = unique("big");
     let (sink, mut rx) = ChanSink::new();
-    let sub = bus.subscribe(&ex, "big", ExchangeKind::Topic, sink);
+    let sub = bus
+        .subscribe(&ex, "big", ExchangeKind::Topic, sink)
+        .expect("subscribe");
     sub.wait_active(WAIT).await.expect("active");
     let peer = Peer::connect().await;
     let mut prx = peer.consume(&ex, "big").await;
@@ -303,7 +319,9 @@ async fn malformed_and_empty_messages_are_logged_and_dropped() {
     let bus = EventBus::new(test_config("bad"));
     let ex = unique("bad");
     let (sink, mut rx) = ChanSink::json();
-    let sub = bus.subscribe(&ex, "k", ExchangeKind::Topic, sink);
+    let sub = bus
+        .subscribe(&ex, "k", ExchangeKind::Topic, sink)
+        .expect("subscribe");
     let queue = sub.wait_active(WAIT).await.expect("active");
     let peer = Peer::connect().await;
     peer.publish(&ex, "k", b"not json {").await;
@@ -336,8 +354,12 @@ async fn slow_handler_does_not_stall_other_subscriptions() {
     let ex = unique("slow");
     let (slow, mut slow_rx, mut slow_started) = ChanSink::slow(Duration::from_secs(3));
     let (fast, mut fast_rx) = ChanSink::new();
-    let s = bus.subscribe(&ex, "slow", ExchangeKind::Topic, slow);
-    let f = bus.subscribe(&ex, "fast", ExchangeKind::Topic, fast);
+    let s = bus
+        .subscribe(&ex, "slow", ExchangeKind::Topic, slow)
+        .expect("subscribe");
+    let f = bus
+        .subscribe(&ex, "fast", ExchangeKind::Topic, fast)
+        .expect("subscribe");
     s.wait_active(WAIT).await.expect("slow active");
     f.wait_active(WAIT).await.expect("fast active");
 
@@ -378,7 +400,9 @@ async fn prefetch_bounds_unacked_messages() {
     let bus = EventBus::new(cfg);
     let ex = unique("qos");
     let (slow, _rx, mut started) = ChanSink::slow(Duration::from_secs(30));
-    let s = bus.subscribe(&ex, "k", ExchangeKind::Topic, slow);
+    let s = bus
+        .subscribe(&ex, "k", ExchangeKind::Topic, slow)
+        .expect("subscribe");
     let queue = s.wait_active(WAIT).await.expect("active");
     let peer = Peer::connect().await;
     for _ in 0..50 {
@@ -415,8 +439,12 @@ async fn cancel_removes_queue_and_set_sink_swaps() {
     let (s1, mut rx1) = ChanSink::new();
     let (s2, mut rx2) = ChanSink::new();
     let (keep, mut keep_rx) = ChanSink::new();
-    let sub = bus.subscribe(&ex, "k", ExchangeKind::Topic, s1);
-    let other = bus.subscribe(&ex, "#", ExchangeKind::Topic, keep);
+    let sub = bus
+        .subscribe(&ex, "k", ExchangeKind::Topic, s1)
+        .expect("subscribe");
+    let other = bus
+        .subscribe(&ex, "#", ExchangeKind::Topic, keep)
+        .expect("subscribe");
     let queue = sub.wait_active(WAIT).await.expect("active");
     other.wait_active(WAIT).await.expect("other active");
     let peer = Peer::connect().await;
@@ -516,8 +544,12 @@ async fn subscribe_type_mismatch_fails_alone_and_is_logged_once() {
 
     let (bs, _brx) = ChanSink::new();
     let (gs, mut grx) = ChanSink::new();
-    let bad = bus.subscribe(&bad_ex, "k", ExchangeKind::Topic, bs);
-    let good = bus.subscribe(&good_ex, "k", ExchangeKind::Topic, gs);
+    let bad = bus
+        .subscribe(&bad_ex, "k", ExchangeKind::Topic, bs)
+        .expect("subscribe");
+    let good = bus
+        .subscribe(&good_ex, "k", ExchangeKind::Topic, gs)
+        .expect("subscribe");
     good.wait_active(WAIT).await.expect("good active");
     let state = bad
         .wait_state(WAIT, |s| matches!(s, SubscriptionState::Failed { .. }))
@@ -576,7 +608,9 @@ async fn shutdown_lets_in_flight_handler_finish() {
     let bus = EventBus::new(cfg);
     let ex = unique("shut");
     let (slow, mut rx, mut started) = ChanSink::slow(Duration::from_millis(700));
-    let sub = bus.subscribe(&ex, "k", ExchangeKind::Topic, slow);
+    let sub = bus
+        .subscribe(&ex, "k", ExchangeKind::Topic, slow)
+        .expect("subscribe");
     sub.wait_active(WAIT).await.expect("active");
     bus.publish(&ex, "k", b"in-flight".to_vec(), ExchangeKind::Topic, true)
         .await
@@ -593,7 +627,9 @@ async fn shutdown_lets_in_flight_handler_finish() {
     assert!(connections(&name).await.is_empty());
     // Subscribing after shutdown never fails, but the subscription is inert.
     let (s, _r) = ChanSink::new();
-    let late = bus.subscribe(&ex, "k", ExchangeKind::Topic, s);
+    let late = bus
+        .subscribe(&ex, "k", ExchangeKind::Topic, s)
+        .expect("subscribe");
     assert!(late.is_cancelled());
 }
 
@@ -623,7 +659,9 @@ async fn panicking_handler_is_logged_and_consumer_goes_on() {
     let bus = EventBus::new(test_config("panic"));
     let ex = unique("panic");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let sub = bus.subscribe(&ex, "k", ExchangeKind::Topic, Arc::new(PanickySink(tx)));
+    let sub = bus
+        .subscribe(&ex, "k", ExchangeKind::Topic, Arc::new(PanickySink(tx)))
+        .expect("subscribe");
     sub.wait_active(WAIT).await.expect("active");
     let peer = Peer::connect().await;
     peer.publish(&ex, "k", b"boom").await;

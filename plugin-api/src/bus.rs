@@ -40,6 +40,27 @@ impl ExchangeType {
     }
 }
 
+/// The most bytes an exchange name or routing key may have: AMQP sends them as short strings
+/// (a length byte and the bytes).
+const MAX_NAME_BYTES: usize = 255;
+
+/// Checks an exchange name or routing key as the host does: at most [`MAX_NAME_BYTES`] bytes,
+/// no control characters. The host checks again whatever a plugin sends; this only lets a
+/// plugin fail early, with the field named.
+fn check_name(field: &str, value: &str) -> Result<()> {
+    let problem = if value.len() > MAX_NAME_BYTES {
+        format!(
+            "{field} is {} bytes long; AMQP names hold at most {MAX_NAME_BYTES} bytes",
+            value.len()
+        )
+    } else if let Some(c) = value.chars().find(|c| c.is_control()) {
+        format!("{field} contains the control character {c:?}")
+    } else {
+        return Ok(());
+    };
+    Err(Error::bad_request(problem).field(field))
+}
+
 /// A message to publish, for the options [`Context::publish`](crate::Context::publish)
 /// does not take.
 ///
@@ -69,7 +90,18 @@ impl Publish {
     /// let msg = plugin_api::Publish::new("brewcast", "fermenter", &serde_json::json!({"temp": 20}))?;
     /// # Ok::<(), plugin_api::Error>(())
     /// ```
+    ///
+    /// Names AMQP cannot carry (over 255 bytes, or with control characters) are an
+    /// [`Invalid`](crate::ErrorKind::Invalid) error naming the field:
+    ///
+    /// ```
+    /// let err = plugin_api::Publish::new(&"x".repeat(256), "k", &1).unwrap_err();
+    /// assert_eq!(err.kind(), plugin_api::ErrorKind::Invalid);
+    /// assert_eq!(err.field_name(), Some("exchange"));
+    /// ```
     pub fn new<T: Serialize + ?Sized>(exchange: &str, routing: &str, message: &T) -> Result<Self> {
+        check_name("exchange", exchange)?;
+        check_name("routing", routing)?;
         // Most messages are small objects: one allocation instead of growing from empty.
         let mut body = Vec::with_capacity(128);
         serde_json::to_writer(&mut body, message)?;
@@ -304,4 +336,23 @@ pub(crate) fn handler_box<H: MessageFn>(handler: H) -> abi::MessageHandlerBox {
         },
         abi_stable::sabi_trait::TD_Opaque,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_amqp_cannot_carry_are_invalid() {
+        assert!(Publish::new(&"e".repeat(255), &"k".repeat(255), &1).is_ok());
+        for (exchange, routing, field) in [
+            ("e".repeat(256), "k".to_string(), "exchange"),
+            ("e".to_string(), "k".repeat(300), "routing"),
+            ("e".to_string(), "a\nb".to_string(), "routing"),
+        ] {
+            let err = Publish::new(&exchange, &routing, &1).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::Invalid);
+            assert_eq!(err.field_name(), Some(field));
+        }
+    }
 }

@@ -28,6 +28,9 @@ pub enum BusError {
     /// `EventBus::shutdown` was called.
     #[error("event bus is shutting down")]
     ShuttingDown,
+    /// A name (exchange, routing key, …) that AMQP cannot carry; nothing was sent.
+    #[error("invalid {field}: {reason}")]
+    InvalidName { field: &'static str, reason: String },
     /// Bad URL or settings; retrying will not help.
     #[error("event bus configuration error: {0}")]
     InvalidConfig(String),

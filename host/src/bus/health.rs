@@ -7,7 +7,7 @@
 //!  "publisher": {"state": "...", "reconnects": 0, "last_error": null, "blocked": false},
 //!  "subscriptions": [{"id": 1, "exchange": "brewcast", "routing": "#", "exchange_type": "topic",
 //!                     "state": "pending"|"active"|"failed", "queue": "amq.gen-…"|null,
-//!                     "error": null|"…"}]}
+//!                     "error": null|"…", "plugin": "history-plugin"|null}]}
 //! ```
 //! `state` is `disabled` while nothing needed the broker (no subscription, nothing published),
 //! `connected` when every connection in use is up, `connecting` otherwise. `reconnects` sums
@@ -47,6 +47,8 @@ pub struct SubscriptionHealth {
     pub state: &'static str,
     pub queue: Option<String>,
     pub error: Option<String>,
+    /// The plugin that made it; `None` for `/_debug/subscribe` ones.
+    pub plugin: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -119,6 +121,7 @@ pub(crate) fn combine(
                         SubscriptionState::Failed { error } => Some(error),
                         _ => None,
                     },
+                    plugin: s.owner(),
                 }
             })
             .collect(),

@@ -21,6 +21,7 @@ mod connection;
 pub mod error;
 pub mod health;
 mod listener;
+pub mod names;
 mod publisher;
 pub mod subscription;
 
@@ -35,6 +36,7 @@ use tracing::{info, warn};
 pub use config::{BusConfig, ExchangeKind, ParseExchangeKindError, DEFAULT_MAX_MESSAGE_SIZE};
 pub use error::BusError;
 pub use health::{BusHealth, BusState, ConnectionHealth, SubscriptionHealth};
+pub use names::{check_names, validate_routing_key, MAX_NAME_BYTES};
 pub use subscription::{MessageSink, Subscription, SubscriptionState};
 
 use listener::Listener;
@@ -89,31 +91,35 @@ impl EventBus {
     /// Synchronous, never fails for broker reasons. Works before the bus connected, while
     /// down, any time. The subscription is declared whenever the listener is connected, and
     /// again (new queue) after every reconnect, until cancelled. After `shutdown` the
-    /// returned subscription is already cancelled.
+    /// returned subscription is already cancelled. [`Subscription::ready`] waits until it is
+    /// bound.
+    ///
+    /// Errors: only [`BusError::InvalidName`], for a name AMQP cannot carry.
     pub fn subscribe(
         &self,
         exchange: &str,
         routing: &str,
         kind: ExchangeKind,
         sink: Arc<dyn MessageSink>,
-    ) -> Subscription {
+    ) -> Result<Subscription, BusError> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let sub = Subscription::new(id, exchange, routing, kind, sink);
+        let sub = Subscription::new(id, exchange, routing, kind, sink)?;
         if *self.inner.stopping.borrow() {
             warn!("Event bus is shut down; subscription {sub} ignored");
             sub.cancel();
-            return sub;
+            return Ok(sub);
         }
         info!("Event bus subscription {sub} ({kind}) registered");
         self.inner.listener.add(sub.clone(), self.runtime());
-        sub
+        Ok(sub)
     }
 
     /// Publish `payload` (raw bytes, any owner of them; the caller hands JSON). `Ok` only when the broker
     /// confirmed it. Declares the exchange (type `kind`, non-durable, auto-delete) first unless
     /// `declare_exchange` is false (for pre-declared exchanges such as `amq.topic`).
     ///
-    /// Errors: [`BusError::Unavailable`] (unreachable/down; fails fast), [`BusError::Rejected`]
+    /// Errors: [`BusError::InvalidName`] (a name AMQP cannot carry; nothing is sent),
+    /// [`BusError::Unavailable`] (unreachable/down; fails fast), [`BusError::Rejected`]
     /// (nack), [`BusError::Channel`] (e.g. 406 type mismatch, 404 no exchange — the next
     /// publish works again), [`BusError::Timeout`] (no answer within `publish_timeout`, e.g.
     /// blocked broker), [`BusError::ShuttingDown`].

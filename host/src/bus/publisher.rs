@@ -19,6 +19,7 @@ use tokio::time::{timeout_at, Instant};
 use super::config::{declare_exchange_like_original, BusConfig, ExchangeKind};
 use super::connection::{Link, LinkStatus, Live, CLOSE_TIMEOUT};
 use super::error::BusError;
+use super::names::check_names;
 
 pub(crate) struct Publisher {
     pub(crate) link: Arc<Link>,
@@ -50,6 +51,7 @@ impl Publisher {
         if *self.stopping.borrow() {
             return Err(BusError::ShuttingDown);
         }
+        check_names(exchange, routing)?;
         let limit = self.cfg.max_message_size;
         if limit > 0 && payload.len() > limit {
             return Err(BusError::TooLarge {
@@ -233,5 +235,31 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.is_unavailable(), "{err}");
+    }
+
+    /// A name over 255 bytes is refused before anything touches the network.
+    #[tokio::test]
+    async fn a_name_amqp_cannot_carry_fails_before_connecting() {
+        let cfg = Arc::new(BusConfig {
+            host: "127.0.0.1".into(),
+            port: 1,
+            ..BusConfig::default()
+        });
+        let (_stop, stopping) = watch::channel(false);
+        let publisher = Publisher::new(cfg, stopping);
+        let long = "s".repeat(256);
+        for (exchange, routing, field) in
+            [(&long[..], "k", "exchange"), ("e", &long[..], "routing")]
+        {
+            let err = publisher
+                .publish(exchange, routing, b"1", ExchangeKind::Topic, true)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, BusError::InvalidName { field: f, .. } if *f == field),
+                "{err}"
+            );
+        }
+        assert_eq!(publisher.link.failed_attempts(), 0);
     }
 }

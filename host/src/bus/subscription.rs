@@ -13,6 +13,8 @@ use futures::future::BoxFuture;
 use tokio::sync::watch;
 
 use super::config::ExchangeKind;
+use super::error::BusError;
+use super::names::check_names;
 
 /// What a subscription calls for each delivered message. Implemented by the host's plugin glue.
 ///
@@ -25,6 +27,11 @@ pub trait MessageSink: Send + Sync + 'static {
         routing_key: &str,
         body: Vec<u8>,
     ) -> BoxFuture<'static, Result<(), String>>;
+
+    /// The plugin the messages go to, if a plugin's; shown in health.
+    fn owner(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Where a subscription is in its life on the broker.
@@ -85,8 +92,9 @@ impl Subscription {
         routing: &str,
         kind: ExchangeKind,
         sink: Arc<dyn MessageSink>,
-    ) -> Self {
-        Subscription {
+    ) -> Result<Self, BusError> {
+        check_names(exchange, routing)?;
+        Ok(Subscription {
             inner: Arc::new(SubInner {
                 id,
                 exchange: exchange.to_string(),
@@ -100,7 +108,7 @@ impl Subscription {
                 order: tokio::sync::Mutex::new(()),
                 last_logged_error: Mutex::new(None),
             }),
-        }
+        })
     }
 
     pub fn id(&self) -> u64 {
@@ -125,6 +133,11 @@ impl Subscription {
             Ok(mut guard) => *guard = sink,
             Err(poisoned) => *poisoned.into_inner() = sink,
         }
+    }
+
+    /// The plugin whose handler receives the messages, if a plugin's.
+    pub fn owner(&self) -> Option<String> {
+        self.sink().owner().map(str::to_owned)
     }
 
     pub(crate) fn sink(&self) -> Arc<dyn MessageSink> {
@@ -250,13 +263,38 @@ mod tests {
 
     #[test]
     fn display_matches_original() {
-        let sub = Subscription::new(1, "probe_ex", "a.*", ExchangeKind::Topic, Arc::new(Nop));
+        let sub = Subscription::new(1, "probe_ex", "a.*", ExchangeKind::Topic, Arc::new(Nop))
+            .expect("valid names");
         assert_eq!(sub.to_string(), "<a.* @ probe_ex>");
     }
 
     #[test]
+    fn names_amqp_cannot_carry_make_no_subscription() {
+        let long = "s".repeat(256);
+        let err = Subscription::new(1, &long, "k", ExchangeKind::Topic, Arc::new(Nop))
+            .expect_err("256-byte exchange");
+        assert!(matches!(
+            err,
+            BusError::InvalidName {
+                field: "exchange",
+                ..
+            }
+        ));
+        let err = Subscription::new(1, "e", &long, ExchangeKind::Topic, Arc::new(Nop))
+            .expect_err("256-byte routing key");
+        assert!(matches!(
+            err,
+            BusError::InvalidName {
+                field: "routing",
+                ..
+            }
+        ));
+    }
+
+    #[test]
     fn cancel_is_terminal_and_idempotent() {
-        let sub = Subscription::new(1, "e", "r", ExchangeKind::Fanout, Arc::new(Nop));
+        let sub = Subscription::new(1, "e", "r", ExchangeKind::Fanout, Arc::new(Nop))
+            .expect("valid names");
         assert_eq!(sub.state(), SubscriptionState::Pending);
         sub.cancel();
         sub.cancel();

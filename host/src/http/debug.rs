@@ -121,13 +121,25 @@ pub async fn publish(bus: EventBus, body: Body) -> Response {
         .await
     {
         Ok(()) => empty_ok(),
-        Err(err) if err.is_unavailable() => {
+        Err(err) => bus_error(err),
+    }
+}
+
+/// The answer for a bus error: 400 naming the field for a name AMQP cannot carry, 503 when
+/// the bus cannot be reached, 413 for a message over the limit, 409 for a broker refusal.
+fn bus_error(err: BusError) -> Response {
+    match err {
+        BusError::InvalidName { field, .. } => {
+            bad_request(err.to_string(), Some(field)).into_response()
+        }
+        err if err.is_unavailable() => {
             errors::text(StatusCode::SERVICE_UNAVAILABLE, &err.to_string())
         }
-        Err(err @ BusError::TooLarge { .. }) => {
+        err @ BusError::TooLarge { .. } => {
             errors::text(StatusCode::PAYLOAD_TOO_LARGE, &err.to_string())
         }
-        Err(err) => errors::text(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string()),
+        err @ BusError::Channel { .. } => errors::text(StatusCode::CONFLICT, &err.to_string()),
+        err => errors::text(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string()),
     }
 }
 
@@ -144,13 +156,15 @@ pub async fn subscribe(bus: EventBus, body: Body) -> Response {
         return bad_request("exchange name must not be empty".into(), Some("exchange"))
             .into_response();
     }
-    bus.subscribe(
+    match bus.subscribe(
         &fields[0],
         &fields[1],
         ExchangeKind::Topic,
         Arc::new(LogSink),
-    );
-    empty_ok()
+    ) {
+        Ok(_) => empty_ok(),
+        Err(err) => bus_error(err),
+    }
 }
 
 /// The original's default handler: log what arrives.

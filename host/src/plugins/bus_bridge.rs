@@ -4,10 +4,9 @@
 //! a bus subscription is handed to the plugin as a `HostSubscription` object.
 
 use std::{
-    collections::HashMap,
     future::Future,
     pin::Pin,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Arc, OnceLock},
     task::{Context, Poll, Wake, Waker},
 };
 
@@ -25,10 +24,9 @@ use tokio::runtime::Handle;
 
 use crate::bus::{BusError, EventBus, ExchangeKind, MessageSink, Subscription};
 
-/// The eventbus as plugins reach it, and which plugin owns which subscription.
+/// The eventbus as plugins reach it.
 pub struct BusBridge {
     bus: EventBus,
-    owners: Mutex<HashMap<u64, String>>,
 }
 
 /// The error code a plugin sees for a bus error.
@@ -37,7 +35,9 @@ pub fn ffi_error(err: &BusError) -> FfiError {
         BusError::Timeout => error_code::TIMEOUT,
         _ if err.is_unavailable() => error_code::UNAVAILABLE,
         BusError::Rejected(_) | BusError::Channel { .. } => error_code::REJECTED,
-        BusError::InvalidConfig(_) | BusError::TooLarge { .. } => error_code::INVALID,
+        BusError::InvalidConfig(_) | BusError::InvalidName { .. } | BusError::TooLarge { .. } => {
+            error_code::INVALID
+        }
         _ => error_code::OTHER,
     };
     FfiError::new(code, err.to_string())
@@ -45,23 +45,20 @@ pub fn ffi_error(err: &BusError) -> FfiError {
 
 impl BusBridge {
     pub fn new(bus: EventBus) -> Self {
-        BusBridge {
-            bus,
-            owners: Mutex::new(HashMap::new()),
-        }
+        BusBridge { bus }
     }
 
     pub fn bus(&self) -> &EventBus {
         &self.bus
     }
 
-    /// The plugin that made subscription `id`, if a plugin did.
+    /// The plugin that made subscription `id`, if a plugin did (its sink knows).
     pub fn owner(&self, id: u64) -> Option<String> {
-        self.owners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-            .cloned()
+        self.bus
+            .subscriptions()
+            .into_iter()
+            .find(|sub| sub.id() == id)
+            .and_then(|sub| sub.owner())
     }
 
     /// Publishes with the host runtime entered around every poll: the caller may be polling
@@ -126,11 +123,8 @@ impl BusBridge {
         let sink = PluginSink::shared(plugin, handler);
         let sub = self
             .bus
-            .subscribe(&request.exchange, &request.routing, kind, sink);
-        self.owners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(sub.id(), plugin.to_owned());
+            .subscribe(&request.exchange, &request.routing, kind, sink)
+            .map_err(|err| ffi_error(&err))?;
         Ok(host_subscription(plugin, sub))
     }
 }
@@ -243,6 +237,10 @@ impl MessageSink for PluginSink {
             }
         }
         .boxed()
+    }
+
+    fn owner(&self) -> Option<&str> {
+        Some(&self.plugin)
     }
 }
 
