@@ -10,7 +10,15 @@ use std::time::Duration;
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
 use serde::Serialize;
 
+use percent_encoding::percent_decode_str;
+use url::{Host, Url};
+
 use super::error::BusError;
+use super::names::check_short_string;
+
+fn decode(text: &str) -> Result<std::borrow::Cow<'_, str>, std::str::Utf8Error> {
+    percent_decode_str(text).decode_utf8()
+}
 
 /// The AMQP exchange types brewblox-service 0.20.0 accepts (`exchange_type` string).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
@@ -155,27 +163,24 @@ impl BusConfig {
     /// The parsed connection target, with our heartbeat unless the URL names its own.
     pub(crate) fn amqp_uri(&self) -> Result<AMQPUri, BusError> {
         let mut uri = match &self.url {
-            Some(url) => url.parse::<AMQPUri>().map_err(|e| {
-                // The parser's message may quote the URL; never echo it back (password).
-                BusError::InvalidConfig(format!(
-                    "invalid eventbus URL {}: {}",
-                    redact_url(url),
-                    e.replace(url.as_str(), "<url>")
-                ))
-            })?,
-            None => AMQPUri {
-                scheme: AMQPScheme::AMQP,
-                authority: AMQPAuthority {
-                    userinfo: AMQPUserInfo {
-                        username: self.user.clone(),
-                        password: self.password.clone(),
+            Some(url) => parse_eventbus_url(url)?,
+            None => {
+                check_short_string("vhost", &self.vhost)
+                    .map_err(|err| BusError::InvalidConfig(err.to_string()))?;
+                AMQPUri {
+                    scheme: AMQPScheme::AMQP,
+                    authority: AMQPAuthority {
+                        userinfo: AMQPUserInfo {
+                            username: self.user.clone(),
+                            password: self.password.clone(),
+                        },
+                        host: self.host.clone(),
+                        port: self.port,
                     },
-                    host: self.host.clone(),
-                    port: self.port,
-                },
-                vhost: self.vhost.clone(),
-                query: AMQPQueryString::default(),
-            },
+                    vhost: self.vhost.clone(),
+                    query: AMQPQueryString::default(),
+                }
+            }
         };
         if uri.query.heartbeat.is_none() {
             uri.query.heartbeat = Some(self.heartbeat);
@@ -199,22 +204,118 @@ impl BusConfig {
             ),
         }
     }
+
+    /// `text` with the password (as given, and as written in the URL) replaced by `***`: for
+    /// error texts of the AMQP library, which may quote what it was given.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        let mut secrets = vec![self.password.clone()];
+        if let Some(url) = self.url.as_deref().and_then(|u| Url::parse(u).ok()) {
+            secrets.extend(url.password().map(str::to_owned));
+            secrets.extend(
+                url.password()
+                    .and_then(|p| Some(decode(p).ok()?.into_owned())),
+            );
+        }
+        let mut text = text.to_owned();
+        // A one- or two-letter password would blank out ordinary words; it is no secret anyway.
+        for secret in secrets.iter().filter(|s| s.len() > 2) {
+            text = text.replace(secret.as_str(), "***");
+        }
+        text
+    }
 }
 
-/// Replace the password part of `scheme://user:password@host…` with `***`.
+/// What `--eventbus-url` must look like, for error messages.
+const URL_FORM: &str = "expected amqp[s]://user:password@host:port/vhost, with any of \
+    @ : / ? # % in the user name or password percent-encoded (/ as %2F, @ as %40)";
+
+/// Parses `--eventbus-url` (`amqp[s]://user:password@host:port/vhost?heartbeat=…`), with
+/// percent-escapes in the user name, password and vhost decoded. The error never holds the
+/// password: a CLI can print it and refuse to start.
+pub fn parse_eventbus_url(text: &str) -> Result<AMQPUri, BusError> {
+    let invalid = |why: &str| {
+        BusError::InvalidConfig(format!("invalid eventbus URL {}: {why}", redact_url(text)))
+    };
+    let url = Url::parse(text).map_err(|err| invalid(&format!("{err}; {URL_FORM}")))?;
+    let scheme = match url.scheme() {
+        "amqp" => AMQPScheme::AMQP,
+        "amqps" => AMQPScheme::AMQPS,
+        other => return Err(invalid(&format!("scheme {other:?} is not amqp or amqps"))),
+    };
+    if url.fragment().is_some() {
+        return Err(invalid(&format!("it has a '#' fragment; {URL_FORM}")));
+    }
+    let host = match url.host() {
+        Some(Host::Domain(name)) => decoded(name).map_err(|e| invalid(&e))?,
+        Some(Host::Ipv4(ip)) => ip.to_string(),
+        Some(Host::Ipv6(ip)) => ip.to_string(),
+        None => return Err(invalid(&format!("no host; {URL_FORM}"))),
+    };
+    if host.is_empty() {
+        return Err(invalid(&format!("no host; {URL_FORM}")));
+    }
+    let defaults = AMQPUri::default();
+    let username = match url.username() {
+        "" => defaults.authority.userinfo.username,
+        name => decoded(name).map_err(|e| invalid(&e))?,
+    };
+    let password = match url.password() {
+        None => defaults.authority.userinfo.password,
+        Some(password) => decoded(password).map_err(|e| invalid(&e))?,
+    };
+    let vhost = match url.path().strip_prefix('/') {
+        None => "/".to_owned(),
+        Some(path) => decoded(path).map_err(|e| invalid(&e))?,
+    };
+    check_short_string("vhost", &vhost).map_err(|err| invalid(&err.to_string()))?;
+    // The query options, parsed by the AMQP library from a URL with nothing secret in it.
+    let query = match url.query() {
+        None => AMQPQueryString::default(),
+        Some(query) => {
+            format!("amqp://host/?{query}")
+                .parse::<AMQPUri>()
+                .map_err(|err| invalid(&format!("bad query: {err}")))?
+                .query
+        }
+    };
+    let port = url.port().unwrap_or_else(|| scheme.default_port());
+    Ok(AMQPUri {
+        scheme,
+        authority: AMQPAuthority {
+            userinfo: AMQPUserInfo { username, password },
+            host,
+            port,
+        },
+        vhost,
+        query,
+    })
+}
+
+fn decoded(text: &str) -> Result<String, String> {
+    decode(text)
+        .map(|text| text.into_owned())
+        .map_err(|_| "a percent-escape that is not UTF-8".to_owned())
+}
+
+/// `url` with its password replaced by `***`, for logs, health and errors. A URL that does
+/// not parse shows only its scheme and what follows its last `@`: where the password ends
+/// cannot be known, so everything that could be one is hidden.
 pub(crate) fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
+    if let Ok(mut parsed) = Url::parse(url) {
+        if parsed.password().is_some() && parsed.set_password(Some("***")).is_ok() {
+            return parsed.to_string();
+        }
+        if parsed.fragment().is_none() && parsed.password().is_none() {
+            return url.to_owned();
+        }
+    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<not a URL>".to_owned();
     };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return url.to_string();
-    };
-    let userinfo = &authority[..at];
-    let user = userinfo.split(':').next().unwrap_or("");
-    format!("{}{}:***{}", &url[..scheme_end + 3], user, &rest[at..])
+    match rest.rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => format!("{scheme}://***"),
+    }
 }
 
 /// Declares `exchange` exactly as brewblox-service 0.20.0 does (type `kind`, non-durable,
@@ -307,5 +408,103 @@ mod tests {
         };
         let err = bad.amqp_uri().expect_err("bad url").to_string();
         assert!(!err.contains("secret"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    const SECRET_PARTS: [&str; 5] = ["@", ":", "/", "?", "#"];
+
+    /// Every form of a password holding `c`, raw and percent-encoded.
+    fn passwords() -> Vec<(String, String)> {
+        SECRET_PARTS
+            .iter()
+            .map(|c| {
+                let raw = format!("S3cr{c}etX");
+                let encoded = raw.replace(c, &format!("%{:02X}", c.as_bytes()[0]));
+                (raw, encoded)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn percent_encoded_passwords_parse_and_never_show() {
+        for (raw, encoded) in passwords() {
+            let url = format!("amqp://guest:{encoded}@127.0.0.1:5672/%2f");
+            let uri = parse_eventbus_url(&url).expect(&url);
+            assert_eq!(uri.authority.userinfo.password, raw);
+            assert_eq!(uri.authority.host, "127.0.0.1", "an IP address is kept");
+            assert_eq!(uri.vhost, "/");
+            let shown = redact_url(&url);
+            assert_eq!(shown, "amqp://guest:***@127.0.0.1:5672/%2f");
+            let cfg = BusConfig {
+                url: Some(url.clone()),
+                ..BusConfig::default()
+            };
+            let debug = format!("{cfg:?} {}", cfg.endpoint());
+            assert!(!debug.contains("S3cr"), "{debug}");
+            assert_eq!(
+                cfg.scrub(&format!("login {raw} / {encoded}")),
+                "login *** / ***"
+            );
+        }
+    }
+
+    #[test]
+    fn unencoded_passwords_are_refused_or_hidden() {
+        for (raw, _) in passwords() {
+            let url = format!("amqp://guest:{raw}@127.0.0.1:5672/%2f");
+            let shown = redact_url(&url);
+            assert!(!shown.contains("S3cr"), "{url} shown as {shown}");
+            match parse_eventbus_url(&url) {
+                // '@' and ':' are unambiguous: the last '@' ends the password.
+                Ok(uri) => assert_eq!(uri.authority.userinfo.password, raw, "{url}"),
+                Err(err) => {
+                    let text = err.to_string();
+                    assert!(!text.contains("S3cr"), "{text}");
+                    assert!(!text.contains("etX"), "{text}");
+                    assert!(text.contains("percent-encoded"), "{text}");
+                }
+            }
+        }
+        // The case that was reported: a '/' in the password.
+        assert!(parse_eventbus_url("amqp://guest:S3cr/etX@127.0.0.1:5672/%2f").is_err());
+    }
+
+    #[test]
+    fn malformed_urls_are_refused_with_a_reason() {
+        for url in [
+            "nope://x:secret@y",
+            "amqp://",
+            "amqp:relative",
+            "not a url",
+            "amqp://u:secret@host:99999/",
+            "amqp://u:secret@host/?heartbeat=soon",
+        ] {
+            let err = parse_eventbus_url(url).expect_err(url).to_string();
+            assert!(!err.contains("secret"), "{err}");
+        }
+        let long_vhost = format!("amqp://h/{}", "v".repeat(256));
+        assert!(parse_eventbus_url(&long_vhost).is_err());
+    }
+
+    #[test]
+    fn defaults_and_options() {
+        let uri = parse_eventbus_url("amqp://broker").expect("minimal");
+        assert_eq!(uri.authority.host, "broker");
+        assert_eq!(uri.authority.port, 5672);
+        assert_eq!(uri.authority.userinfo.username, "guest");
+        assert_eq!(uri.vhost, "/");
+        let uri = parse_eventbus_url("amqps://u:p@[::1]:5671/prod?heartbeat=3&frame_max=8192")
+            .expect("full");
+        assert_eq!(uri.authority.host, "::1");
+        assert_eq!(uri.authority.port, 5671);
+        assert_eq!(uri.vhost, "prod");
+        assert_eq!(uri.query.heartbeat, Some(3));
+        assert_eq!(uri.query.frame_max, Some(8192));
+        assert_eq!(redact_url("amqp://broker"), "amqp://broker");
+        assert_eq!(redact_url("nonsense"), "<not a URL>");
     }
 }

@@ -238,8 +238,11 @@ impl Link {
                         let lost_tx = lost_tx.clone();
                         let cause = cause.clone();
                         let link = Arc::downgrade(&self);
+                        let cfg = self.cfg.clone();
                         conn.on_error(move |err| {
-                            let text = lock(&cause).get_or_insert_with(|| err.to_string()).clone();
+                            let text = lock(&cause)
+                                .get_or_insert_with(|| cfg.scrub(&err.to_string()))
+                                .clone();
                             // Recorded before anyone can see the loss: whoever reacts to it
                             // (a subscription going pending) finds the reason in the health.
                             if let Some(link) = link.upgrade() {
@@ -299,7 +302,7 @@ impl Link {
                         .send_replace(LinkStatus::Down { error: reason, seq });
                 }
                 Err(err) => {
-                    let text = err.to_string();
+                    let text = self.cfg.scrub(&err.to_string());
                     self.record_error(&text);
                     let seq = {
                         let mut stats = lock(&self.stats);

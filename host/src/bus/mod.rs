@@ -33,7 +33,9 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-pub use config::{BusConfig, ExchangeKind, ParseExchangeKindError, DEFAULT_MAX_MESSAGE_SIZE};
+pub use config::{
+    parse_eventbus_url, BusConfig, ExchangeKind, ParseExchangeKindError, DEFAULT_MAX_MESSAGE_SIZE,
+};
 pub use error::BusError;
 pub use health::{BusHealth, BusState, ConnectionHealth, SubscriptionHealth};
 pub use names::{check_names, validate_routing_key, MAX_NAME_BYTES};
