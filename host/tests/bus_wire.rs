@@ -686,3 +686,58 @@ async fn panicking_handler_is_logged_and_consumer_goes_on() {
     peer.close().await;
     bus.shutdown(Duration::from_secs(2)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_waits_until_bound_and_reports_refusals_and_outages() {
+    let bus = EventBus::new(test_config("ready"));
+    let peer = Peer::connect().await;
+
+    // Bound: what is published right after reaches the subscription.
+    let ex = unique("ready");
+    let (sink, mut rx) = ChanSink::new();
+    let sub = bus
+        .subscribe(&ex, "k", ExchangeKind::Topic, sink)
+        .expect("subscribe");
+    bus.ready(&sub).await.expect("bound");
+    assert!(sub.queue().is_some());
+    bus.publish(&ex, "k", b"first".to_vec(), ExchangeKind::Topic, true)
+        .await
+        .expect("publish");
+    assert_eq!(recv(&mut rx, WAIT, "first").await.body, b"first");
+
+    // Refused: the broker's 406 comes back at once, not after the bound.
+    let fanout = unique("ready-fanout");
+    peer.declare_like_original(&fanout, lapin::ExchangeKind::Fanout)
+        .await;
+    let _keep = peer.consume(&fanout, "").await;
+    let (sink, _rx) = ChanSink::new();
+    let refused = bus
+        .subscribe(&fanout, "k", ExchangeKind::Topic, sink)
+        .expect("subscribe");
+    let started = Instant::now();
+    let err = bus.ready(&refused).await.expect_err("refused");
+    assert_eq!(err.channel_code(), Some(406), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    refused.cancel();
+    assert!(matches!(
+        bus.ready(&refused).await,
+        Err(brewblox_host::bus::BusError::Cancelled)
+    ));
+    bus.shutdown(Duration::from_secs(2)).await;
+
+    // Unreachable: unavailable as soon as an attempt failed.
+    let dead = EventBus::new(brewblox_host::bus::BusConfig {
+        port: 1,
+        ..test_config("ready-dead")
+    });
+    let (sink, _rx) = ChanSink::new();
+    let pending = dead
+        .subscribe(&ex, "k", ExchangeKind::Topic, sink)
+        .expect("subscribe");
+    let started = Instant::now();
+    let err = dead.ready(&pending).await.expect_err("down");
+    assert!(err.is_unavailable(), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    dead.shutdown(Duration::from_secs(2)).await;
+    peer.close().await;
+}

@@ -230,6 +230,31 @@ impl Subscription {
         self.inner.cancel();
     }
 
+    /// Waits until the subscription is bound: a message published after this returns `Ok`
+    /// reaches the handler. [`subscribe`](crate::Context::subscribe) returns at once and
+    /// declares in the background, so without this the first messages may be missed.
+    /// Bounded by the host's `--eventbus-publish-timeout`.
+    ///
+    /// Errors: [`ErrorKind::Rejected`](crate::ErrorKind::Rejected) when the broker refused
+    /// the subscription (e.g. the exchange exists with another type; the host keeps retrying
+    /// until it is cancelled), [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable) when
+    /// the broker cannot be reached, [`ErrorKind::Timeout`](crate::ErrorKind::Timeout).
+    ///
+    /// ```no_run
+    /// # async fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// let sub = ctx.subscribe("brewcast", "#", |_s, _k, _m| async { Ok(()) })?;
+    /// sub.ready().await?;
+    /// ctx.publish("brewcast", "me", &1).await?; // the handler gets it
+    /// # Ok(()) }
+    /// ```
+    pub async fn ready(&self) -> Result<()> {
+        self.inner
+            .ready()
+            .await
+            .into_result()
+            .map_err(Error::from_ffi)
+    }
+
     /// Whether [`cancel`](Subscription::cancel) was called.
     ///
     /// ```no_run

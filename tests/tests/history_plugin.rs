@@ -467,3 +467,36 @@ fn help_lists_the_arguments() {
         );
     }
 }
+
+#[test]
+fn a_subscription_the_broker_refuses_is_409_and_leaves_nothing() {
+    let setup = start(&[]);
+    let host = &setup.host;
+    // An exchange that exists as fanout: declaring it as topic is a 406 from the broker.
+    let fanout = unique("history-test-fanout");
+    setup
+        .peer
+        .declare_like_original(&fanout, lapin::ExchangeKind::Fanout);
+    let _bound = setup.peer.consume(&fanout, ""); // keeps the auto-delete exchange alive
+    let body = json!({"exchange": fanout, "routing": "#"}).to_string();
+    let (status, answer) = post(host, "/history/subscribe", &body);
+    assert_eq!(status, 409, "{answer}");
+    let error = answer["error"].as_str().unwrap_or_default();
+    assert!(error.contains("406"), "{answer}");
+    assert_eq!(
+        get_json(host, "/history/subscriptions", 200)
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    let health = host.get("/_service/health");
+    assert_eq!(health.status(), 200, "{}", health.text().unwrap());
+    // The same request again gets the same verdict, not "subscribed already".
+    let (status, answer) = post(host, "/history/subscribe", &body);
+    assert_eq!(status, 409, "{answer}");
+    // Once the exchange is gone, the same subscription can be made.
+    setup.peer.delete_exchange(&fanout);
+    let (status, answer) = post(host, "/history/subscribe", &body);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["added"], true, "{answer}");
+}

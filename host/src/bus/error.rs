@@ -25,6 +25,9 @@ pub enum BusError {
     /// The message is larger than `max_message_size`; nothing was sent.
     #[error("message of {size} bytes is larger than the limit of {limit} bytes (--eventbus-max-message-size)")]
     TooLarge { size: usize, limit: usize },
+    /// The subscription was cancelled before it was bound.
+    #[error("subscription cancelled")]
+    Cancelled,
     /// `EventBus::shutdown` was called.
     #[error("event bus is shutting down")]
     ShuttingDown,
@@ -47,6 +50,14 @@ impl BusError {
             self,
             BusError::Unavailable(_) | BusError::Timeout | BusError::ShuttingDown
         )
+    }
+
+    /// True when the broker refused a declaration for a reason a retry will not fix by
+    /// itself: a 406 (an exchange of another type), 403 (access refused), and any channel
+    /// error other than 404 (something vanished, e.g. an auto-delete exchange between declare
+    /// and bind, which the next attempt declares again) and 405 (a resource locked for now).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, BusError::Channel { code, .. } if !matches!(code, 404 | 405))
     }
 
     /// The AMQP reply code of a channel error, if that is what this is.
@@ -108,5 +119,17 @@ mod tests {
         assert!(BusError::from(io).is_unavailable());
         assert!(BusError::Timeout.is_unavailable());
         assert!(!BusError::Rejected("nack".into()).is_unavailable());
+
+        let channel = |code| BusError::Channel {
+            code,
+            text: String::new(),
+        };
+        assert!(channel(406).is_refusal());
+        assert!(channel(403).is_refusal());
+        assert!(
+            !channel(404).is_refusal(),
+            "an exchange that vanished comes back"
+        );
+        assert!(!BusError::Timeout.is_refusal());
     }
 }

@@ -229,113 +229,109 @@ async fn declare(
     })
 }
 
+/// What ends a subscription's task on one connection: a cancel, the bus stopping, or the
+/// connection going away. Every wait of the task is cut short by any of them.
+struct Ends {
+    cancel: watch::Receiver<bool>,
+    stopping: watch::Receiver<bool>,
+    live: Live,
+}
+
+impl Ends {
+    fn over(&self, sub: &Subscription) -> bool {
+        sub.is_cancelled() || *self.stopping.borrow() || self.live.is_lost()
+    }
+
+    /// Resolves when any end comes.
+    async fn any(&mut self) {
+        tokio::select! {
+            biased;
+            _ = wait_true(&mut self.cancel) => {}
+            _ = wait_true(&mut self.stopping) => {}
+            _ = self.live.lost() => {}
+        }
+    }
+
+    /// Sleeps `pause`, or less if an end comes first.
+    async fn pause(&mut self, pause: Duration) {
+        if pause.is_zero() {
+            return;
+        }
+        tokio::select! {
+            _ = self.any() => {}
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+/// Pauses between re-declarations: none before the first retry (a transient refusal, such as
+/// an auto-delete exchange that vanished between declare and bind, is usually gone at once),
+/// then doubling from `base` up to [`MAX_DECLARE_BACKOFF`].
+struct Backoff {
+    base: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    fn new(base: Duration) -> Self {
+        Backoff {
+            base: base.max(Duration::from_millis(10)),
+            next: Duration::ZERO,
+        }
+    }
+
+    fn next(&mut self) -> Duration {
+        let pause = self.next;
+        self.next = (pause * 2).clamp(self.base, MAX_DECLARE_BACKOFF);
+        pause
+    }
+
+    fn reset(&mut self) {
+        self.next = Duration::ZERO;
+    }
+}
+
 /// Serve one subscription on one connection until cancelled, stopping, or the connection ends.
 async fn run_subscription(
     sub: Subscription,
     live: Live,
     link: Arc<Link>,
     cfg: Arc<BusConfig>,
-    mut stopping: watch::Receiver<bool>,
+    stopping: watch::Receiver<bool>,
 ) {
-    let mut cancel = sub.cancel_signal();
+    let mut ends = Ends {
+        cancel: sub.cancel_signal(),
+        stopping,
+        live: live.clone(),
+    };
     // Wait for the previous connection's task of this subscription (keeps order).
     let _order = tokio::select! {
         biased;
-        _ = wait_true(&mut cancel) => return,
-        _ = wait_true(&mut stopping) => return,
-        _ = live.lost() => return,
+        _ = ends.any() => return,
         guard = sub.inner.order.lock() => guard,
     };
-    let base = cfg.reconnect_interval.max(Duration::from_millis(10));
-    let mut backoff = base;
-    loop {
-        if sub.is_cancelled() || *stopping.borrow() || live.is_lost() {
-            break;
-        }
-        let declared = match tokio::time::timeout(
-            cfg.connect_timeout,
-            declare(&live.conn, &sub, cfg.prefetch),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(BusError::Timeout),
-        };
-        let mut declared = match declared {
-            Ok(d) => d,
+    let mut backoff = Backoff::new(cfg.reconnect_interval.min(Duration::from_millis(100)));
+    while !ends.over(&sub) {
+        let mut declared = match declare_bounded(&live, &sub, &cfg).await {
+            Ok(declared) => declared,
+            Err(_) if live.is_lost() => break, // the supervisor reconnects and we come back
             Err(err) => {
-                if live.is_lost() {
-                    break; // the connection went; the supervisor reconnects and we come back
-                }
-                let text = err.to_string();
-                {
-                    let mut logged = sub.last_logged_error();
-                    if logged.as_deref() != Some(text.as_str()) {
-                        error!("Failed to declare event bus subscription {sub}: {text}");
-                        *logged = Some(text.clone());
-                    }
-                }
-                sub.set_state(SubscriptionState::Failed { error: text });
-                tokio::select! {
-                    biased;
-                    _ = wait_true(&mut cancel) => {}
-                    _ = wait_true(&mut stopping) => {}
-                    _ = live.lost() => {}
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(MAX_DECLARE_BACKOFF);
+                report_declare_failure(&sub, err);
+                ends.pause(backoff.next()).await;
                 continue;
             }
         };
-        backoff = base;
-        *sub.last_logged_error() = None;
-        info!(
-            "Declared event bus subscription {sub} as queue {}",
-            declared.queue
-        );
-        sub.set_state(SubscriptionState::Active {
-            queue: declared.queue.clone(),
-        });
-        let limit = cfg.max_message_size;
-        match consume(
-            &sub,
-            &mut declared,
-            &live,
-            limit,
-            &mut stopping,
-            &mut cancel,
-        )
-        .await
-        {
+        backoff.reset();
+        sub.declared(&declared.queue);
+        let end = consume(&sub, &mut declared, &live, cfg.max_message_size, &mut ends).await;
+        match end {
             ConsumeEnd::Cancelled => {
-                let tag = declared.consumer.tag();
-                let ch = &declared.channel;
-                let _ = tokio::time::timeout(
-                    OP_TIMEOUT,
-                    ch.basic_cancel(tag.as_str(), BasicCancelOptions::default()),
-                )
-                .await;
-                let _ = tokio::time::timeout(
-                    OP_TIMEOUT,
-                    ch.queue_delete(&declared.queue, QueueDeleteOptions::default()),
-                )
-                .await;
-                let _ =
-                    tokio::time::timeout(OP_TIMEOUT, ch.close(200, "subscription cancelled")).await;
+                cancel_consumer(&declared).await;
                 info!("Cancelled event bus subscription {sub}");
                 break;
             }
             ConsumeEnd::Stopping => {
-                // One bound for both: a dead peer must not make shutdown wait twice.
-                let tag = declared.consumer.tag();
-                let ch = &declared.channel;
-                let _ = tokio::time::timeout(OP_TIMEOUT, async {
-                    let _ = ch
-                        .basic_cancel(tag.as_str(), BasicCancelOptions::default())
-                        .await;
-                    let _ = ch.close(200, "shutdown").await;
-                })
-                .await;
+                stop_consumer(&declared).await;
                 break;
             }
             ConsumeEnd::Lost => break,
@@ -345,20 +341,13 @@ async fn run_subscription(
                     break;
                 }
                 // Channel-level end (queue deleted, consumer_timeout, …): redeclare on a
-                // fresh channel after a pause.
+                // fresh channel.
                 warn!("Consumer of event bus subscription {sub} stopped ({reason}); redeclaring");
                 sub.set_state(SubscriptionState::Pending);
                 let stale = std::mem::take(&mut declared.queue);
                 drop(declared);
                 delete_stale_queue(&live.conn, &stale).await;
-                tokio::select! {
-                    biased;
-                    _ = wait_true(&mut cancel) => {}
-                    _ = wait_true(&mut stopping) => {}
-                    _ = live.lost() => {}
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(MAX_DECLARE_BACKOFF);
+                ends.pause(backoff.next()).await;
             }
         }
     }
@@ -369,17 +358,71 @@ async fn run_subscription(
     }
 }
 
+/// [`declare`], bounded by the connect timeout.
+async fn declare_bounded(
+    live: &Live,
+    sub: &Subscription,
+    cfg: &BusConfig,
+) -> Result<Declared, BusError> {
+    tokio::time::timeout(cfg.connect_timeout, declare(&live.conn, sub, cfg.prefetch))
+        .await
+        .unwrap_or(Err(BusError::Timeout))
+}
+
+/// Marks the subscription failed, logging the error once (not at every retry).
+fn report_declare_failure(sub: &Subscription, err: BusError) {
+    let text = err.to_string();
+    {
+        let mut logged = sub.last_logged_error();
+        if logged.as_deref() != Some(text.as_str()) {
+            error!("Failed to declare event bus subscription {sub}: {text}");
+            *logged = Some(text);
+        }
+    }
+    sub.failed(err);
+}
+
+/// After a cancel: stop the consumer, delete the queue, close the channel (each bounded).
+async fn cancel_consumer(declared: &Declared) {
+    let tag = declared.consumer.tag();
+    let ch = &declared.channel;
+    let _ = tokio::time::timeout(
+        OP_TIMEOUT,
+        ch.basic_cancel(tag.as_str(), BasicCancelOptions::default()),
+    )
+    .await;
+    let _ = tokio::time::timeout(
+        OP_TIMEOUT,
+        ch.queue_delete(&declared.queue, QueueDeleteOptions::default()),
+    )
+    .await;
+    let _ = tokio::time::timeout(OP_TIMEOUT, ch.close(200, "subscription cancelled")).await;
+}
+
+/// At shutdown: stop the consumer and close the channel, under one bound so that a dead peer
+/// does not make shutdown wait twice.
+async fn stop_consumer(declared: &Declared) {
+    let tag = declared.consumer.tag();
+    let ch = &declared.channel;
+    let _ = tokio::time::timeout(OP_TIMEOUT, async {
+        let _ = ch
+            .basic_cancel(tag.as_str(), BasicCancelOptions::default())
+            .await;
+        let _ = ch.close(200, "shutdown").await;
+    })
+    .await;
+}
+
 async fn consume(
     sub: &Subscription,
     declared: &mut Declared,
     live: &Live,
     limit: usize,
-    stopping: &mut watch::Receiver<bool>,
-    cancel: &mut watch::Receiver<bool>,
+    ends: &mut Ends,
 ) -> ConsumeEnd {
     // Made once, not per message: each is a watch registration (a lock and a waker).
-    let cancelled = wait_true(cancel);
-    let stop = wait_true(stopping);
+    let cancelled = wait_true(&mut ends.cancel);
+    let stop = wait_true(&mut ends.stopping);
     let lost = live.lost();
     tokio::pin!(cancelled, stop, lost);
     loop {
@@ -481,5 +524,23 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "unknown panic".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_retries_at_once_then_doubles_up_to_the_cap() {
+        let mut backoff = Backoff::new(Duration::from_millis(100));
+        let pauses: Vec<u128> = (0..4).map(|_| backoff.next().as_millis()).collect();
+        assert_eq!(pauses, [0, 100, 200, 400]);
+        for _ in 0..20 {
+            backoff.next();
+        }
+        assert_eq!(backoff.next(), MAX_DECLARE_BACKOFF);
+        backoff.reset();
+        assert_eq!(backoff.next(), Duration::ZERO);
     }
 }

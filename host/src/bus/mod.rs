@@ -41,6 +41,7 @@ pub use health::{BusHealth, BusState, ConnectionHealth, SubscriptionHealth};
 pub use names::{check_names, validate_routing_key, MAX_NAME_BYTES};
 pub use subscription::{MessageSink, Subscription, SubscriptionState};
 
+use connection::LinkStatus;
 use listener::Listener;
 use publisher::Publisher;
 
@@ -84,7 +85,8 @@ impl EventBus {
         &self.inner.cfg
     }
 
-    fn runtime(&self) -> Option<Handle> {
+    /// The runtime the bus runs on: the current one, else the one it was made in.
+    pub(crate) fn runtime(&self) -> Option<Handle> {
         Handle::try_current()
             .ok()
             .or_else(|| self.inner.runtime.clone())
@@ -139,6 +141,54 @@ impl EventBus {
             .publisher
             .publish(exchange, routing, payload.as_ref(), kind, declare_exchange)
             .await
+    }
+
+    /// Waits until `sub` is bound, so that a message published after it returns reaches it.
+    /// Bounded by `publish_timeout`.
+    ///
+    /// Errors: the broker's refusal (a [`BusError::Channel`], e.g. 406 for an exchange of
+    /// another type) as soon as it comes; [`BusError::Unavailable`] when a connection attempt
+    /// fails meanwhile (at once when the broker is down) or the bound passes while
+    /// disconnected; [`BusError::Timeout`] when it passes while connected (a transient
+    /// failure keeps being retried); [`BusError::Cancelled`]; [`BusError::ShuttingDown`].
+    pub async fn ready(&self, sub: &Subscription) -> Result<(), BusError> {
+        let link = &self.inner.listener.link;
+        let mut status = link.subscribe();
+        let seen = link.failed_attempts();
+        link.nudge();
+        let bound = sub.bound();
+        let deadline = tokio::time::sleep(self.inner.cfg.publish_timeout);
+        tokio::pin!(bound, deadline);
+        loop {
+            tokio::select! {
+                result = &mut bound => return result,
+                changed = status.changed() => {
+                    if changed.is_err() {
+                        return Err(BusError::ShuttingDown);
+                    }
+                    match &*status.borrow_and_update() {
+                        LinkStatus::Down { error, seq } if *seq > seen => {
+                            return Err(BusError::Unavailable(error.clone()))
+                        }
+                        LinkStatus::Closed => return Err(BusError::ShuttingDown),
+                        _ => {}
+                    }
+                }
+                _ = &mut deadline => {
+                    let waited = self.inner.cfg.publish_timeout;
+                    return Err(match (link.current(), sub.failure()) {
+                        (None, _) => BusError::Unavailable(format!(
+                            "not connected to {} after {waited:?}",
+                            self.inner.cfg.endpoint()
+                        )),
+                        (Some(_), Some(error)) => BusError::Unavailable(format!(
+                            "not bound after {waited:?}: {error}"
+                        )),
+                        (Some(_), None) => BusError::Timeout,
+                    });
+                }
+            }
+        }
     }
 
     /// Live subscriptions (not cancelled).

@@ -12,7 +12,10 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
+use tracing::info;
+
 use super::config::ExchangeKind;
+use super::connection::lock;
 use super::error::BusError;
 use super::names::check_names;
 
@@ -77,6 +80,8 @@ pub(crate) struct SubInner {
     pub(crate) order: tokio::sync::Mutex<()>,
     /// Last declaration error that was logged, so a failing declare is logged once.
     pub(crate) last_logged_error: Mutex<Option<String>>,
+    /// The broker's refusal of the last declaration, while the state is `Failed` with one.
+    refusal: Mutex<Option<BusError>>,
 }
 
 /// A handle on one subscription. Cheap to clone; all clones are the same subscription.
@@ -107,6 +112,7 @@ impl Subscription {
                 generation: AtomicU64::new(0),
                 order: tokio::sync::Mutex::new(()),
                 last_logged_error: Mutex::new(None),
+                refusal: Mutex::new(None),
             }),
         })
     }
@@ -138,6 +144,11 @@ impl Subscription {
     /// The plugin whose handler receives the messages, if a plugin's.
     pub fn owner(&self) -> Option<String> {
         self.sink().owner().map(str::to_owned)
+    }
+
+    /// Whether its messages go to `sink` (the same object, not an equal one).
+    pub fn has_sink(&self, sink: &Arc<dyn MessageSink>) -> bool {
+        Arc::ptr_eq(&self.sink(), sink)
     }
 
     pub(crate) fn sink(&self) -> Arc<dyn MessageSink> {
@@ -200,6 +211,58 @@ impl Subscription {
             Some(SubscriptionState::Active { queue }) => Some(queue),
             _ => None,
         }
+    }
+
+    /// Waits until the subscription is bound (its queue consumes). Unbounded: callers bound
+    /// it (see `EventBus::ready`).
+    ///
+    /// Errors: the broker's refusal ([`BusError::is_refusal`], e.g. a 406 for an exchange of
+    /// another type) as soon as it comes, [`BusError::Cancelled`], or
+    /// [`BusError::ShuttingDown`]. Transient failures are retried and waited through.
+    pub async fn bound(&self) -> Result<(), BusError> {
+        let mut rx = self.inner.state_tx.subscribe();
+        let refusal = || lock(&self.inner.refusal).clone();
+        let result = rx
+            .wait_for(|state| match state {
+                SubscriptionState::Active { .. } | SubscriptionState::Cancelled => true,
+                SubscriptionState::Failed { .. } => refusal().is_some(),
+                SubscriptionState::Pending => false,
+            })
+            .await
+            .map(|state| state.clone());
+        match result {
+            Ok(SubscriptionState::Active { .. }) => Ok(()),
+            Ok(SubscriptionState::Cancelled) => Err(BusError::Cancelled),
+            Ok(SubscriptionState::Failed { error }) => {
+                Err(refusal().unwrap_or(BusError::Protocol(error)))
+            }
+            Ok(SubscriptionState::Pending) | Err(_) => Err(BusError::ShuttingDown),
+        }
+    }
+
+    /// The last declaration failure, while the subscription is failed.
+    pub fn failure(&self) -> Option<String> {
+        match &*self.inner.state_tx.borrow() {
+            SubscriptionState::Failed { error } => Some(error.clone()),
+            _ => None,
+        }
+    }
+
+    /// The broker refused (or failed) the declaration; retried by the listener.
+    pub(crate) fn failed(&self, err: BusError) {
+        let text = err.to_string();
+        *lock(&self.inner.refusal) = err.is_refusal().then_some(err);
+        self.set_state(SubscriptionState::Failed { error: text });
+    }
+
+    /// Declared and consuming from `queue`.
+    pub(crate) fn declared(&self, queue: &str) {
+        *lock(&self.inner.refusal) = None;
+        *self.last_logged_error() = None;
+        info!("Declared event bus subscription {self} as queue {queue}");
+        self.set_state(SubscriptionState::Active {
+            queue: queue.to_owned(),
+        });
     }
 
     pub(crate) fn set_state(&self, state: SubscriptionState) {

@@ -1,8 +1,8 @@
-//! `POST /{name}/_debug/publish` and `/_debug/subscribe` (spec §2.2), with clear errors:
-//! 400 naming the problem for bad input and 503 when the bus cannot be reached, where the
-//! original answered everything with 500 (spec §10 quirk 4).
+//! `POST /{name}/_debug/publish` and `/_debug/subscribe`, the original's debugging routes,
+//! with clear errors: 400 naming the problem for bad input, 409 for a broker's refusal and
+//! 503 when the bus cannot be reached, where the original answered everything with 500.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::{
     body::Body,
@@ -143,6 +143,14 @@ fn bus_error(err: BusError) -> Response {
     }
 }
 
+/// Most subscriptions `/_debug/subscribe` keeps: each is a queue on the broker and a task in
+/// the host, and an HTTP client must not be able to make them without end.
+pub const MAX_DEBUG_SUBSCRIPTIONS: usize = 100;
+
+/// Subscribes (once per exchange and routing key) and answers when the broker bound it:
+/// 200 when bound (or bound already), 409 when the broker refused it (e.g. the exchange
+/// exists with another type) or the cap is reached, 503 when the bus cannot be reached. On
+/// an error nothing stays subscribed.
 pub async fn subscribe(bus: EventBus, body: Body) -> Response {
     let body = match super::body::read(body).await {
         Ok(body) => body,
@@ -156,15 +164,62 @@ pub async fn subscribe(bus: EventBus, body: Body) -> Response {
         return bad_request("exchange name must not be empty".into(), Some("exchange"))
             .into_response();
     }
-    match bus.subscribe(
-        &fields[0],
-        &fields[1],
-        ExchangeKind::Topic,
-        Arc::new(LogSink),
-    ) {
-        Ok(_) => empty_ok(),
-        Err(err) => bus_error(err),
+    let (sub, added) = match find_or_add(&bus, &fields[0], &fields[1]).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    match bus.ready(&sub).await {
+        Ok(()) => empty_ok(),
+        Err(err) => {
+            if added {
+                sub.cancel();
+            }
+            bus_error(err)
+        }
     }
+}
+
+/// The `/_debug/subscribe` subscription to `exchange` and `routing`, made if there is none
+/// (and the cap allows); `true` if made now.
+async fn find_or_add(
+    bus: &EventBus,
+    exchange: &str,
+    routing: &str,
+) -> Result<(Subscription, bool), Response> {
+    // Finding and adding are one step: two identical requests make one subscription.
+    static ADDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _adding = ADDING.lock().await;
+    let sink = log_sink();
+    let mine: Vec<Subscription> = bus
+        .subscriptions()
+        .into_iter()
+        .filter(|sub| sub.has_sink(&sink))
+        .collect();
+    if let Some(sub) = mine
+        .iter()
+        .find(|sub| sub.exchange() == exchange && sub.routing() == routing)
+    {
+        return Ok((sub.clone(), false));
+    }
+    if mine.len() >= MAX_DEBUG_SUBSCRIPTIONS {
+        return Err(errors::text(
+            StatusCode::CONFLICT,
+            &format!(
+                "already {MAX_DEBUG_SUBSCRIPTIONS} subscriptions made with /_debug/subscribe, \
+                 the most kept"
+            ),
+        ));
+    }
+    match bus.subscribe(exchange, routing, ExchangeKind::Topic, sink) {
+        Ok(sub) => Ok((sub, true)),
+        Err(err) => Err(bus_error(err)),
+    }
+}
+
+/// The one sink of every `/_debug/subscribe` subscription: it tells them from the others.
+fn log_sink() -> Arc<dyn MessageSink> {
+    static SINK: OnceLock<Arc<dyn MessageSink>> = OnceLock::new();
+    SINK.get_or_init(|| Arc::new(LogSink)).clone()
 }
 
 /// The original's default handler: log what arrives.

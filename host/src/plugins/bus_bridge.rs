@@ -120,12 +120,12 @@ impl BusBridge {
                 "exchange name must not be empty",
             ));
         }
-        let sink = PluginSink::shared(plugin, handler);
+        let sink = PluginSink::shared(plugin, handler, &self.bus);
         let sub = self
             .bus
             .subscribe(&request.exchange, &request.routing, kind, sink)
             .map_err(|err| ffi_error(&err))?;
-        Ok(host_subscription(plugin, sub))
+        Ok(host_subscription(plugin, &self.bus, sub))
     }
 }
 
@@ -184,10 +184,11 @@ impl<F: Future> Drop for InRuntime<F> {
     }
 }
 
-fn host_subscription(plugin: &str, sub: Subscription) -> HostSubscriptionArc {
+fn host_subscription(plugin: &str, bus: &EventBus, sub: Subscription) -> HostSubscriptionArc {
     HostSubscription_TO::from_ptr(
         RArc::new(PluginSubscription {
             plugin: plugin.to_owned(),
+            bus: bus.clone(),
             sub,
         }),
         TD_Opaque,
@@ -197,6 +198,7 @@ fn host_subscription(plugin: &str, sub: Subscription) -> HostSubscriptionArc {
 /// Delivers a subscription's messages to a plugin handler.
 struct PluginSink {
     plugin: String,
+    bus: EventBus,
     handler: MessageHandlerBox,
     /// The subscription as handed to the handler, made at the first message and shared by
     /// all after it (one allocation per subscription instead of two per message).
@@ -204,9 +206,10 @@ struct PluginSink {
 }
 
 impl PluginSink {
-    fn shared(plugin: &str, handler: MessageHandlerBox) -> Arc<dyn MessageSink> {
+    fn shared(plugin: &str, handler: MessageHandlerBox, bus: &EventBus) -> Arc<dyn MessageSink> {
         Arc::new(PluginSink {
             plugin: plugin.to_owned(),
+            bus: bus.clone(),
             handler,
             handle: OnceLock::new(),
         })
@@ -222,7 +225,7 @@ impl MessageSink for PluginSink {
     ) -> BoxFuture<'static, Result<(), String>> {
         let handle = self
             .handle
-            .get_or_init(|| host_subscription(&self.plugin, sub.clone()));
+            .get_or_init(|| host_subscription(&self.plugin, &self.bus, sub.clone()));
         let delivery = self.handler.on_message(
             HostSubscription_TO::from_sabi(handle.obj.shallow_clone()),
             routing_key.into(),
@@ -247,6 +250,7 @@ impl MessageSink for PluginSink {
 /// A bus subscription as a plugin holds it.
 struct PluginSubscription {
     plugin: String,
+    bus: EventBus,
     sub: Subscription,
 }
 
@@ -264,7 +268,8 @@ impl HostSubscription for PluginSubscription {
     }
 
     fn set_handler(&self, handler: MessageHandlerBox) {
-        self.sub.set_sink(PluginSink::shared(&self.plugin, handler));
+        self.sub
+            .set_sink(PluginSink::shared(&self.plugin, handler, &self.bus));
     }
 
     fn cancel(&self) {
@@ -273,5 +278,15 @@ impl HostSubscription for PluginSubscription {
 
     fn is_cancelled(&self) -> bool {
         self.sub.is_cancelled()
+    }
+
+    fn ready(&self) -> FfiFuture<RResult<(), FfiError>> {
+        let Some(runtime) = self.bus.runtime() else {
+            let err = FfiError::new(error_code::UNAVAILABLE, "event bus has no runtime");
+            return FfiFuture::new(async move { RResult::RErr(err) });
+        };
+        let (bus, sub) = (self.bus.clone(), self.sub.clone());
+        let job = async move { bus.ready(&sub).await.map_err(|err| ffi_error(&err)).into() };
+        FfiFuture::new(InRuntime::new(runtime, job))
     }
 }

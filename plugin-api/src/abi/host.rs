@@ -43,6 +43,13 @@ pub trait HostSubscription: Send + Sync {
     fn cancel(&self);
     #[sabi(last_prefix_field)]
     fn is_cancelled(&self) -> bool;
+    /// Resolves once the subscription is bound (its queue receives what is published from
+    /// then on), bounded by the host's publish timeout. Errors: `REJECTED` when the broker
+    /// refused the declaration (e.g. an exchange of another type), `UNAVAILABLE` when the
+    /// broker cannot be reached, `TIMEOUT`, `OTHER` after a cancel.
+    ///
+    /// After the prefix: a plugin built before it existed still loads.
+    fn ready(&self) -> FfiFuture<RResult<(), FfiError>>;
 }
 pub type HostSubscriptionArc = HostSubscription_TO<'static, RArc<()>>;
 

@@ -153,11 +153,16 @@ impl History {
         }
     }
 
-    /// Subscribes to `request` unless subscribed already; returns whether it was added.
-    fn subscribe(self: &Arc<Self>, ctx: &Context, request: SubscribeRequest) -> Result<bool> {
+    /// Subscribes to `request` unless subscribed already; returns the new subscription, or
+    /// `None` if it was subscribed already.
+    fn subscribe(
+        self: &Arc<Self>,
+        ctx: &Context,
+        request: SubscribeRequest,
+    ) -> Result<Option<Subscription>> {
         let mut subscriptions = lock(&self.subscriptions);
         if subscriptions.iter().any(|(known, _)| *known == request) {
-            return Ok(false);
+            return Ok(None);
         }
         if subscriptions.len() >= MAX_SUBSCRIPTIONS {
             return Err(Error::new(
@@ -178,19 +183,28 @@ impl History {
                     }
                 },
             )
-            .map_err(|err| {
-                let message = format!(
-                    "cannot subscribe to exchange \"{}\" with routing \"{}\": {err}",
-                    request.exchange, request.routing
-                );
-                match err.kind() {
-                    ErrorKind::Invalid => Error::bad_request(message),
-                    ErrorKind::Conflict => Error::new(409, message),
-                    _ => Error::new(err.status(), message),
-                }
-            })?;
+            .map_err(|err| subscribe_error(&request, &err))?;
         tracing::info!("History subscribed to {subscription}");
-        subscriptions.push((request, subscription));
+        subscriptions.push((request, subscription.clone()));
+        Ok(Some(subscription))
+    }
+
+    /// Subscribes as [`History::subscribe`] and waits until the broker bound it; if it
+    /// refuses, nothing stays behind. Returns whether it was added.
+    async fn subscribe_bound(
+        self: &Arc<Self>,
+        ctx: &Context,
+        request: SubscribeRequest,
+    ) -> Result<bool> {
+        let Some(subscription) = self.subscribe(ctx, request.clone())? else {
+            return Ok(false);
+        };
+        if let Err(err) = subscription.ready().await {
+            subscription.cancel();
+            lock(&self.subscriptions).retain(|(known, _)| *known != request);
+            tracing::warn!("History subscription to {subscription} not made: {err}");
+            return Err(subscribe_error(&request, &err));
+        }
         Ok(true)
     }
 
@@ -212,6 +226,20 @@ impl History {
                 message: entry.message,
             })
             .collect())
+    }
+}
+
+/// The answer for a subscription that could not be made: 400 for a name the bus refuses,
+/// 409 for a broker's refusal, 503/504 when the broker cannot be reached in time.
+fn subscribe_error(request: &SubscribeRequest, err: &Error) -> Error {
+    let message = format!(
+        "cannot subscribe to exchange \"{}\" with routing \"{}\": {err}",
+        request.exchange, request.routing
+    );
+    match err.kind() {
+        ErrorKind::Invalid => Error::bad_request(message),
+        ErrorKind::Conflict | ErrorKind::Rejected => Error::new(409, message),
+        _ => Error::new(err.status(), message),
     }
 }
 
@@ -373,8 +401,10 @@ impl Plugin for HistoryPlugin {
                     "Body: {\"exchange\": <string>, \"routing\": <string, topic pattern>}. \
                      Messages matching it are recorded from now on, like those of the startup \
                      subscription. Answers {\"exchange\", \"routing\", \"added\"}; `added` is \
-                     false if that subscription existed already. A missing or mistyped field \
-                     is a 400 naming it.",
+                     false if that subscription existed already. Answers once the broker \
+                     bound it; if the broker refuses it (e.g. the exchange exists with another \
+                     type) the answer is a 409 with the broker's reason and nothing is kept. \
+                     A missing or mistyped field is a 400 naming it.",
                 )
                 .request_body::<SubscribeRequest>()
                 .response::<SubscribeResponse>(200, "Subscribed, or subscribed already")
@@ -383,7 +413,8 @@ impl Plugin for HistoryPlugin {
                     409,
                     "The most subscriptions the plugin keeps are reached, or the eventbus \
                      refused the subscription",
-                ),
+                )
+                .error_response(503, "The eventbus cannot be reached; nothing is kept"),
             move |req: Request| {
                 let history = Arc::clone(&subscribe);
                 let ctx = subscribe_ctx.clone();
@@ -391,7 +422,7 @@ impl Plugin for HistoryPlugin {
                     let request: SubscribeRequest = req.json()?;
                     check_name("exchange", &request.exchange, true)?;
                     check_name("routing", &request.routing, false)?;
-                    let added = history.subscribe(&ctx, request.clone())?;
+                    let added = history.subscribe_bound(&ctx, request.clone()).await?;
                     Ok(Json(SubscribeResponse {
                         exchange: request.exchange,
                         routing: request.routing,
