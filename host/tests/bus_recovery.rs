@@ -373,3 +373,44 @@ async fn dead_peer_detected_within_two_heartbeats() {
         t.elapsed()
     );
 }
+
+/// After a loss the first reconnect is made at once, not after the reconnect interval: with
+/// the default interval of 1 s the subscription is bound again well within 300 ms of the
+/// broker closing the connection (the broker accepts new connections all along).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_connection_is_retried_at_once() {
+    logs();
+    let cfg = brewblox_host::bus::BusConfig {
+        reconnect_interval: Duration::from_secs(1),
+        ..test_config("at-once")
+    };
+    let name = cfg.connection_name.clone();
+    let bus = EventBus::new(cfg);
+    let ex = unique("at-once");
+    let (sink, _rx) = ChanSink::new();
+    let sub = bus
+        .subscribe(&ex, "k", ExchangeKind::Topic, sink)
+        .expect("subscribe");
+    let mut queue = sub.wait_active(WAIT).await.expect("active");
+    for round in 0..3 {
+        let listener = format!("{name}:listener");
+        let close = tokio::spawn(async move { close_connection(&listener).await });
+        // From the moment the loss is seen (rabbitmqctl itself takes about a second).
+        let old = queue.clone();
+        sub.wait_state(WAIT, |s| {
+            *s != SubscriptionState::Active { queue: old.clone() }
+        })
+        .await
+        .expect("loss noticed");
+        let lost = std::time::Instant::now();
+        let next = wait_new_queue(&sub, &queue).await;
+        let took = lost.elapsed();
+        close.await.expect("close_connection");
+        assert!(
+            took < Duration::from_millis(300),
+            "round {round}: bound again after {took:?}"
+        );
+        queue = next;
+    }
+    bus.shutdown(Duration::from_secs(2)).await;
+}

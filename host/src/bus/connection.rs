@@ -2,8 +2,9 @@
 //!
 //! A background task connects, publishes the live connection on a `watch`, notices loss at
 //! once through lapin's connection error callback (a broker close, a socket error or two
-//! missed heartbeats all end up there), and reconnects every `reconnect_interval` until
-//! closed. It warns once per outage; repeats go to debug so a long outage does not spam.
+//! missed heartbeats all end up there), and reconnects until closed: at once after a loss,
+//! then with pauses doubling up to `reconnect_interval`. It warns once per outage; repeats
+//! go to debug so a long outage does not spam.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,6 +23,9 @@ use super::health::BusState;
 /// Safety net next to the error callback: how often the supervisor also looks at the
 /// connection status. Not the detection mechanism, just a bound if a callback were missed.
 const STATUS_CHECK: Duration = Duration::from_secs(2);
+/// The pause before the second attempt after a loss (the first is made at once); the
+/// pauses then double up to `reconnect_interval`.
+const FIRST_PAUSE: Duration = Duration::from_millis(50);
 /// Bound for a clean `connection.close` handshake.
 pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -213,14 +217,14 @@ impl Link {
         }
     }
 
+    /// Connect, watch, and reconnect until closed. After a loss the first attempt is made at
+    /// once, then the pauses double from [`FIRST_PAUSE`] up to `reconnect_interval`.
     async fn supervise(self: Arc<Self>) {
         let mut close_rx = self.close_tx.subscribe();
-        let role = self.role;
-        let name = format!("{}:{}", self.cfg.connection_name, role);
-        let endpoint = self.cfg.endpoint();
         let interval = self.cfg.reconnect_interval;
         let mut generation = 0u64;
         let mut outage_warned = false;
+        let mut pause = Duration::ZERO;
         loop {
             let attempt = tokio::select! {
                 biased;
@@ -230,105 +234,167 @@ impl Link {
             match attempt {
                 Ok(conn) => {
                     generation += 1;
-                    let conn = Arc::new(conn);
-                    let (lost_tx, lost_rx) = watch::channel(false);
-                    let lost_tx = Arc::new(lost_tx);
-                    let cause: Arc<Mutex<Option<String>>> = Arc::default();
-                    {
-                        let lost_tx = lost_tx.clone();
-                        let cause = cause.clone();
-                        let link = Arc::downgrade(&self);
-                        let cfg = self.cfg.clone();
-                        conn.on_error(move |err| {
-                            let text = lock(&cause)
-                                .get_or_insert_with(|| cfg.scrub(&err.to_string()))
-                                .clone();
-                            // Recorded before anyone can see the loss: whoever reacts to it
-                            // (a subscription going pending) finds the reason in the health.
-                            if let Some(link) = link.upgrade() {
-                                link.record_error(&text);
-                            }
-                            lost_tx.send_replace(true);
-                        });
-                    }
-                    {
-                        let mut stats = lock(&self.stats);
-                        if stats.ever_connected {
-                            stats.reconnects += 1;
-                        }
-                        stats.ever_connected = true;
-                    }
-                    info!(
-                        "Connected event bus {role} {name} to {endpoint} (connection {generation})"
-                    );
-                    self.status_tx.send_replace(LinkStatus::Connected(Live {
-                        conn: conn.clone(),
-                        generation,
-                        lost: lost_rx.clone(),
-                    }));
-
-                    let mut lost_watch = lost_rx.clone();
-                    let mut ticker = tokio::time::interval(STATUS_CHECK);
-                    let closed_by_us = loop {
-                        tokio::select! {
-                            biased;
-                            _ = wait_true(&mut close_rx) => break true,
-                            _ = wait_true(&mut lost_watch) => break false,
-                            _ = self.check.notified() => {}
-                            _ = ticker.tick() => {}
-                        }
-                        if !conn.status().connected() {
-                            self.record_error(&lost_reason(&cause, &conn));
-                            lost_tx.send_replace(true);
-                        }
-                    };
-                    if closed_by_us {
-                        if conn.status().connected() {
-                            let _ =
-                                tokio::time::timeout(CLOSE_TIMEOUT, conn.close(200, "OK")).await;
-                        }
-                        lost_tx.send_replace(true);
-                        info!("Closed event bus {role} {name}");
+                    let watched = self.connected(conn, generation);
+                    if watched.until_lost(&self, &mut close_rx).await == Ended::ClosedByUs {
+                        watched.close().await;
+                        info!("Closed event bus {} {}", self.role, self.name());
                         break;
                     }
-                    // Already recorded where the loss was signalled.
-                    let reason = lost_reason(&cause, &conn);
-                    warn!(
-                        "Connection lost in event bus {role} {name}: {reason}; reconnecting every {interval:?}"
-                    );
+                    self.report_loss(&watched);
                     outage_warned = true;
-                    let seq = self.failed_attempts();
-                    self.status_tx
-                        .send_replace(LinkStatus::Down { error: reason, seq });
+                    pause = Duration::ZERO;
                 }
                 Err(err) => {
-                    let text = self.cfg.scrub(&err.to_string());
-                    self.record_error(&text);
-                    let seq = {
-                        let mut stats = lock(&self.stats);
-                        stats.failed_attempts += 1;
-                        stats.failed_attempts
-                    };
-                    if outage_warned {
-                        debug!("Connection error in event bus {role} {name}: {text}");
-                    } else {
-                        warn!(
-                            "Connection error in event bus {role} {name} ({endpoint}): {text}; retrying every {interval:?}"
-                        );
-                        outage_warned = true;
-                    }
-                    self.status_tx
-                        .send_replace(LinkStatus::Down { error: text, seq });
+                    self.report_failure(&err, outage_warned);
+                    outage_warned = true;
                 }
             }
             tokio::select! {
                 biased;
                 _ = wait_true(&mut close_rx) => break,
                 _ = self.nudge.notified() => {}
-                _ = tokio::time::sleep(interval) => {}
+                _ = tokio::time::sleep(pause) => {}
             }
+            pause = (pause * 2).clamp(FIRST_PAUSE.min(interval), interval);
         }
         self.status_tx.send_replace(LinkStatus::Closed);
+    }
+
+    /// `connection_name:role`, as the broker shows it.
+    fn name(&self) -> String {
+        format!("{}:{}", self.cfg.connection_name, self.role)
+    }
+
+    /// A fresh connection: hook its error callback, count it, and publish it.
+    fn connected(self: &Arc<Self>, conn: Connection, generation: u64) -> Watched {
+        let conn = Arc::new(conn);
+        let (lost_tx, lost_rx) = watch::channel(false);
+        let lost_tx = Arc::new(lost_tx);
+        let cause: Arc<Mutex<Option<String>>> = Arc::default();
+        {
+            let lost_tx = lost_tx.clone();
+            let cause = cause.clone();
+            let link = Arc::downgrade(self);
+            let cfg = self.cfg.clone();
+            conn.on_error(move |err| {
+                let text = lock(&cause)
+                    .get_or_insert_with(|| cfg.scrub(&err.to_string()))
+                    .clone();
+                // Recorded before anyone can see the loss: whoever reacts to it (a
+                // subscription going pending) finds the reason in the health.
+                if let Some(link) = link.upgrade() {
+                    link.record_error(&text);
+                }
+                lost_tx.send_replace(true);
+            });
+        }
+        {
+            let mut stats = lock(&self.stats);
+            if stats.ever_connected {
+                stats.reconnects += 1;
+            }
+            stats.ever_connected = true;
+        }
+        info!(
+            "Connected event bus {} {} to {} (connection {generation})",
+            self.role,
+            self.name(),
+            self.cfg.endpoint()
+        );
+        self.status_tx.send_replace(LinkStatus::Connected(Live {
+            conn: conn.clone(),
+            generation,
+            lost: lost_rx,
+        }));
+        Watched {
+            conn,
+            lost_tx,
+            cause,
+        }
+    }
+
+    /// A connection is gone: warn (always; a loss is news) and say so.
+    fn report_loss(&self, watched: &Watched) {
+        // Already recorded where the loss was signalled.
+        let reason = lost_reason(&watched.cause, &watched.conn);
+        warn!(
+            "Connection lost in event bus {} {}: {reason}; reconnecting at once, then every \
+             {:?} at most",
+            self.role,
+            self.name(),
+            self.cfg.reconnect_interval
+        );
+        let seq = self.failed_attempts();
+        self.status_tx
+            .send_replace(LinkStatus::Down { error: reason, seq });
+    }
+
+    /// An attempt failed: record it, warn once per outage (repeats go to debug).
+    fn report_failure(&self, err: &BusError, outage_warned: bool) {
+        let text = self.cfg.scrub(&err.to_string());
+        self.record_error(&text);
+        let seq = {
+            let mut stats = lock(&self.stats);
+            stats.failed_attempts += 1;
+            stats.failed_attempts
+        };
+        let (role, name) = (self.role, self.name());
+        if outage_warned {
+            debug!("Connection error in event bus {role} {name}: {text}");
+        } else {
+            warn!(
+                "Connection error in event bus {role} {name} ({}): {text}; retrying every {:?} \
+                 at most",
+                self.cfg.endpoint(),
+                self.cfg.reconnect_interval
+            );
+        }
+        self.status_tx
+            .send_replace(LinkStatus::Down { error: text, seq });
+    }
+}
+
+/// How a watched connection ended.
+#[derive(PartialEq, Eq)]
+enum Ended {
+    ClosedByUs,
+    Lost,
+}
+
+/// A live connection under watch, with the means to say it is gone.
+struct Watched {
+    conn: Arc<Connection>,
+    lost_tx: Arc<watch::Sender<bool>>,
+    cause: Arc<Mutex<Option<String>>>,
+}
+
+impl Watched {
+    /// Until the connection is lost or we are told to close. The error callback is what
+    /// notices a loss; a status check (on request, and every [`STATUS_CHECK`]) is the net.
+    async fn until_lost(&self, link: &Link, close_rx: &mut watch::Receiver<bool>) -> Ended {
+        let mut lost_watch = self.lost_tx.subscribe();
+        let mut ticker = tokio::time::interval(STATUS_CHECK);
+        loop {
+            tokio::select! {
+                biased;
+                _ = wait_true(close_rx) => return Ended::ClosedByUs,
+                _ = wait_true(&mut lost_watch) => return Ended::Lost,
+                _ = link.check.notified() => {}
+                _ = ticker.tick() => {}
+            }
+            if !self.conn.status().connected() {
+                link.record_error(&lost_reason(&self.cause, &self.conn));
+                self.lost_tx.send_replace(true);
+            }
+        }
+    }
+
+    /// Closes the connection cleanly (bounded) and tells its users.
+    async fn close(&self) {
+        if self.conn.status().connected() {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.conn.close(200, "OK")).await;
+        }
+        self.lost_tx.send_replace(true);
     }
 }
 
