@@ -10,8 +10,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use brewblox_host::bus::{BusConfig, MessageSink, Subscription};
+
+pub mod amqp;
+pub use amqp::*;
 use futures::future::BoxFuture;
-pub use integration_tests::amqp::*;
 use tokio::sync::mpsc;
 
 /// Config for tests: loopback broker, fast reconnects, a connection name we can find.
