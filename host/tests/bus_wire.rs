@@ -577,8 +577,13 @@ async fn subscribe_type_mismatch_fails_alone_and_is_logged_once() {
         "a refused subscription is not an outage"
     );
 
-    // Retries (100 ms, 200 ms, 400 ms, …) happen, but the error is logged once.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Retries happen (each a debug line: the sentinel), but the error is logged once.
+    let again = format!("Declaring event bus subscription <k @ {bad_ex}> failed again");
+    let deadline = Instant::now() + WAIT;
+    while logs.count(&again) < 3 {
+        assert!(Instant::now() < deadline, "no retries: {}", logs.text());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let needle = format!("Failed to declare event bus subscription <k @ {bad_ex}>");
     assert_eq!(logs.count(&needle), 1, "{}", logs.text());
 
@@ -653,9 +658,33 @@ impl brewblox_host::bus::MessageSink for PanickySink {
     }
 }
 
+/// Reports the panic [`PanickySink`] raises on purpose in one line, without a backtrace.
+///
+/// A panic hook runs on the panicking thread before the unwinding reaches the consumer's
+/// `catch_unwind`, so the consumer waits for it. With `RUST_BACKTRACE` set (as in CI) the
+/// default hook resolves a backtrace against the debug info of this 170 MB test binary: 0.4 s
+/// on an idle machine, and many seconds on a loaded one. That is why the message after the
+/// panicking one once missed the 10 s bound: the consumer was waiting on the test's own
+/// panic hook. The host is not concerned: plugins report panics through their own hook,
+/// which takes no backtrace.
+fn quiet_expected_panic() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<&str>() == Some(&"handler exploded") {
+                eprintln!("expected panic: {info}");
+            } else {
+                default(info);
+            }
+        }));
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn panicking_handler_is_logged_and_consumer_goes_on() {
     let logs = logs();
+    quiet_expected_panic();
     let bus = EventBus::new(test_config("panic"));
     let ex = unique("panic");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -666,8 +695,7 @@ async fn panicking_handler_is_logged_and_consumer_goes_on() {
     let peer = Peer::connect().await;
     peer.publish(&ex, "k", b"boom").await;
     peer.publish(&ex, "k", b"fine").await;
-    // On a miss, show what the bus logged: this once failed (1 run in ~30, not reproduced since)
-    // with nothing to go on but the timeout.
+    // On a miss, show what the bus logged.
     let got = tokio::time::timeout(WAIT, rx.recv()).await.ok().flatten();
     assert_eq!(
         got.as_deref(),

@@ -41,7 +41,7 @@ fn broker_down_at_boot_then_up() {
     let exchange = amqp::unique("ex-outage");
     rabbitmqctl(&["stop_app"]);
 
-    let (host, _dir) = testkit_host(&exchange, &["--eventbus-publish-timeout", "3"]);
+    let (host, _dir) = testkit_host(&exchange, &["--eventbus-publish-timeout", "3", "--debug"]);
     // HTTP serves; the bus is reported down; publishing fails fast as unavailable.
     assert_eq!(host.get("/_service/status").status(), 200);
     let (status, body) = health(&host);
@@ -62,7 +62,12 @@ fn broker_down_at_boot_then_up() {
         .json(&json!({"exchange": exchange, "routing": "late.#", "tag": "late"}))
         .send()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    // The retries show as debug lines (the sentinel); the warning comes once.
+    let retried = wait_until(Duration::from_secs(10), || {
+        let retries = ["DEBUG", "Connection error in event bus listener"];
+        host.stderr.count(&retries) >= 3
+    });
+    assert!(retried, "{}", host.stderr.text());
     let warnings = host.stderr.count(&["WARNING", "listener"]);
     assert_eq!(warnings, 1, "warned once:\n{}", host.stderr.text());
 

@@ -377,6 +377,8 @@ fn report_declare_failure(sub: &Subscription, err: BusError) {
         if logged.as_deref() != Some(text.as_str()) {
             error!("Failed to declare event bus subscription {sub}: {text}");
             *logged = Some(text);
+        } else {
+            debug!("Declaring event bus subscription {sub} failed again: {text}");
         }
     }
     sub.failed(err);

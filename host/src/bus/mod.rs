@@ -1,8 +1,9 @@
-//! AMQP eventbus (issue 3): wire-compatible with brewblox-service 0.20.0 `events.py`,
-//! surviving broker faults.
+//! AMQP eventbus: wire-compatible with brewblox-service 0.20.0 `events.py`, surviving broker
+//! faults.
 //!
 //! Layout, one job per module:
-//! - [`config`] holds settings, the exchange type and password redaction;
+//! - [`config`] holds settings, the exchange type, URL parsing and password redaction;
+//! - [`names`] checks every name sent to the broker (AMQP short strings);
 //! - `connection` supervises one connection (connect, notice loss, reconnect);
 //! - `listener` gives each subscription a channel, an exclusive queue and a consumer task;
 //! - `publisher` does confirmed publishes on a self-healing channel;
@@ -10,10 +11,11 @@
 //! - [`health`] builds the serialisable report;
 //! - [`error`] defines [`BusError`].
 //!
-//! Decisions on the original's quirks (spec §10): the stuck publisher (5) is fixed; loss is
-//! noticed at once and dead peers within two heartbeats (6); ack is sent after the handler
-//! returns, but delivery stays at-most-once because queues are exclusive (7); handlers run
-//! per subscription, not serially for all (8). Publish payloads carry no AMQP properties,
+//! Where it differs from the original (the README's table of quirks has the reasons): a
+//! publisher that hit a channel error works again at the next publish; a lost connection is
+//! noticed at once and a dead peer within two heartbeats; the ack is sent after the handler
+//! returns, but delivery stays at-most-once because queues are exclusive; handlers run per
+//! subscription, not one after another for all. Publish payloads carry no AMQP properties,
 //! exactly as the original (no content-type), so the wire is identical.
 
 pub mod config;
