@@ -326,3 +326,103 @@ pub fn close_connection(name: &str) -> Result<usize> {
     }
     Ok(closed)
 }
+
+/// The baseline of the recovery row: a bare-lapin subscriber that, when its connection is
+/// lost, reconnects at once (then every 10 ms) and binds a fresh exclusive queue, as the
+/// host's listener does. Records when each message arrived (Unix ns).
+pub struct ReconnectingConsumer {
+    pub name: String,
+    arrivals: Arc<Mutex<Vec<u64>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ReconnectingConsumer {
+    pub async fn start(name: &str, exchange: &str, routing: &str) -> Result<Self> {
+        let arrivals: Arc<Mutex<Vec<u64>>> = Arc::default();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let task = {
+            let (name, exchange, routing) =
+                (name.to_owned(), exchange.to_owned(), routing.to_owned());
+            let arrivals = arrivals.clone();
+            tokio::spawn(async move {
+                let mut ready = Some(ready_tx);
+                // Bounded: at most 10 minutes of reconnects at 10 ms.
+                for _ in 0..60_000 {
+                    let Ok((conn, mut consumer)) = subscribe(&name, &exchange, &routing).await
+                    else {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    };
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(());
+                    }
+                    while let Some(Ok(_)) = consumer.next().await {
+                        let mut arrivals = arrivals.lock().unwrap_or_else(|e| e.into_inner());
+                        if arrivals.len() < 1_000_000 {
+                            arrivals.push(unix_ns());
+                        }
+                    }
+                    drop(conn);
+                }
+            })
+        };
+        tokio::time::timeout(Duration::from_secs(10), ready_rx)
+            .await
+            .context("bare reconnecting consumer: not subscribed within 10 s")?
+            .context("bare reconnecting consumer ended")?;
+        Ok(ReconnectingConsumer {
+            name: name.to_owned(),
+            arrivals,
+            task,
+        })
+    }
+
+    /// The longest silence (ms) between two arrivals that ended at or after `since_ns`, once
+    /// arrivals have gone on for 300 ms after it; `None` until then.
+    pub fn gap_ms(&self, since_ns: u64) -> Option<f64> {
+        let arrivals = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
+        let window: Vec<u64> = arrivals
+            .iter()
+            .copied()
+            .filter(|t| *t + 5_000_000_000 > since_ns)
+            .collect();
+        let (from, to) = window
+            .windows(2)
+            .map(|pair| (pair[0], pair[1]))
+            .filter(|(_, to)| *to >= since_ns)
+            .max_by_key(|(a, b)| b - a)?;
+        let last = *window.last()?;
+        (to - from > 20_000_000 && last > to + 300_000_000).then(|| (to - from) as f64 / 1e6)
+    }
+}
+
+impl Drop for ReconnectingConsumer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One connection with a consumer on a fresh exclusive queue bound to `exchange`.
+async fn subscribe(
+    name: &str,
+    exchange: &str,
+    routing: &str,
+) -> Result<(Connection, lapin::Consumer)> {
+    let conn = connect(name).await?;
+    let ch = conn.create_channel().await?;
+    ch.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
+    declare_exchange(&ch, exchange).await?;
+    let queue = bound_queue(&ch, exchange, routing).await?;
+    let consumer = ch
+        .basic_consume(
+            &queue,
+            "",
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((conn, consumer))
+}
