@@ -378,21 +378,20 @@ impl ReconnectingConsumer {
     }
 
     /// The longest silence (ms) between two arrivals that ended at or after `since_ns`, once
-    /// arrivals have gone on for 300 ms after it; `None` until then.
-    pub fn gap_ms(&self, since_ns: u64) -> Option<f64> {
+    /// a message arrived after `until_ns`; `None` until then.
+    pub fn gap_ms(&self, since_ns: u64, until_ns: u64) -> Option<f64> {
         let arrivals = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
-        let window: Vec<u64> = arrivals
-            .iter()
-            .copied()
-            .filter(|t| *t + 5_000_000_000 > since_ns)
-            .collect();
-        let (from, to) = window
+        if *arrivals.last()? <= until_ns {
+            return None;
+        }
+        let start = arrivals
+            .partition_point(|t| *t < since_ns)
+            .saturating_sub(1);
+        arrivals[start..]
             .windows(2)
-            .map(|pair| (pair[0], pair[1]))
-            .filter(|(_, to)| *to >= since_ns)
-            .max_by_key(|(a, b)| b - a)?;
-        let last = *window.last()?;
-        (to - from > 20_000_000 && last > to + 300_000_000).then(|| (to - from) as f64 / 1e6)
+            .map(|pair| pair[1] - pair[0])
+            .max()
+            .map(|gap| gap as f64 / 1e6)
     }
 }
 
