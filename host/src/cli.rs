@@ -46,6 +46,9 @@ pub struct Settings {
     pub max_body_size: usize,
     pub shutdown_timeout: Duration,
     pub hook_timeout: Duration,
+    pub watch: bool,
+    pub http_header_timeout: Duration,
+    pub http_idle_timeout: Duration,
     /// The configuration handed to plugins (JSON object, original key order first).
     pub config: Map<String, Value>,
 }
@@ -241,6 +244,26 @@ pub fn command(plugin_args: &[PluginArgSpec]) -> Command {
             )
             .default_value("10")
             .value_parser(parse_seconds),
+        )
+        .arg(
+            opt("watch", "Reload when the plugins folder changes [False]")
+                .action(ArgAction::SetTrue),
+        )
+        .arg(
+            opt(
+                "http-header-timeout",
+                "Seconds a client has to send a request's headers [30]",
+            )
+            .default_value("30")
+            .value_parser(parse_seconds),
+        )
+        .arg(
+            opt(
+                "http-idle-timeout",
+                "Seconds an idle keep-alive connection is kept [60]",
+            )
+            .default_value("60")
+            .value_parser(parse_seconds),
         );
     for spec in plugin_args {
         cmd = cmd.arg(plugin_arg(spec));
@@ -411,6 +434,15 @@ fn settings_from(matches: &ArgMatches, plugin_args: &[PluginArgSpec]) -> Setting
             .get_one::<Duration>("hook-timeout")
             .copied()
             .unwrap_or(Duration::from_secs(10)),
+        watch: matches.get_flag("watch"),
+        http_header_timeout: matches
+            .get_one::<Duration>("http-header-timeout")
+            .copied()
+            .unwrap_or(Duration::from_secs(30)),
+        http_idle_timeout: matches
+            .get_one::<Duration>("http-idle-timeout")
+            .copied()
+            .unwrap_or(Duration::from_secs(60)),
         config,
     }
 }

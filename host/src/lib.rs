@@ -6,12 +6,15 @@
 //! - [`plugins`]: loading libraries and the services plugins get (routes, tasks, features);
 //! - [`http`]: the axum app (prefix, CORS, error bodies, status, plugin routes);
 //! - [`bus`]: the AMQP eventbus;
-//! - [`app`] and [`shutdown`]: the lifecycle and signals.
+//! - [`service`]: the running service, its generations of plugins and hot reload;
+//! - [`app`], [`check`] and [`shutdown`]: the process, `brewblox-host check`, and signals.
 
 pub mod app;
 pub mod bus;
+pub mod check;
 pub mod cli;
 pub mod http;
 pub mod logging;
 pub mod plugins;
+pub mod service;
 pub mod shutdown;

@@ -229,20 +229,7 @@ impl HostBuilder {
 
     /// Starts the host and waits (≤ 30 s) until its status endpoint answers 200.
     pub fn start(self) -> Host {
-        let mut child = self.command().spawn().expect("start brewblox-host");
-        let stdout = Lines::spawn(child.stdout.take().expect("stdout"));
-        let stderr = Lines::spawn(child.stderr.take().expect("stderr"));
-        let mut host = Host {
-            child,
-            port: self.port,
-            name: self.name.clone(),
-            stdout,
-            stderr,
-            client: Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("client"),
-        };
+        let mut host = self.spawn();
         let url = host.url("/_service/status");
         let client = Client::builder()
             .timeout(Duration::from_secs(2))
@@ -263,6 +250,24 @@ impl HostBuilder {
             host.stderr.text()
         );
         host
+    }
+
+    /// Starts the host without waiting for it to serve.
+    pub fn spawn(self) -> Host {
+        let mut child = self.command().spawn().expect("start brewblox-host");
+        let stdout = Lines::spawn(child.stdout.take().expect("stdout"));
+        let stderr = Lines::spawn(child.stderr.take().expect("stderr"));
+        Host {
+            child,
+            port: self.port,
+            name: self.name.clone(),
+            stdout,
+            stderr,
+            client: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+        }
     }
 
     /// Runs the host expecting it to exit by itself (≤ 30 s); returns its output.
