@@ -171,9 +171,16 @@ pub struct HostBuilder {
     port: u16,
     args: Vec<String>,
     envs: Vec<(String, String)>,
+    fd_limit: Option<u64>,
 }
 
 impl HostBuilder {
+    /// Runs the host with at most `limit` open file descriptors (`RLIMIT_NOFILE`).
+    pub fn fd_limit(mut self, limit: u64) -> Self {
+        self.fd_limit = Some(limit);
+        self
+    }
+
     pub fn name(mut self, name: &str) -> Self {
         self.name = name.to_owned();
         self
@@ -216,11 +223,20 @@ impl HostBuilder {
             cmd.env(key, value);
         }
         // A host must not outlive its test, even when the test process is killed.
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        // SAFETY: prctl and setrlimit are async-signal-safe; nothing else runs between fork
+        // and exec.
+        let fd_limit = self.fd_limit;
         unsafe {
             use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if let Some(limit) = fd_limit {
+                    let limit = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+                }
                 Ok(())
             });
         }
@@ -326,6 +342,7 @@ impl Host {
             port: free_port(),
             args: Vec::new(),
             envs: Vec::new(),
+            fd_limit: None,
         }
     }
 

@@ -22,9 +22,9 @@ use std::{
     pin::Pin,
     sync::{
         atomic::{AtomicU64, AtomicUsize, Ordering},
-        Arc,
+        Arc, Mutex,
     },
-    task::{Context, Poll},
+    task::{Context, Poll, Waker},
     time::Duration,
 };
 
@@ -52,6 +52,10 @@ pub struct Activity {
     idle_since: AtomicU64,
     /// Since `opened`, in µs, plus one: when the first byte of the awaited head came (0: none).
     head_started: AtomicU64,
+    /// The reader that last found nothing to read while a request was served: it must poll
+    /// again when the response is done, or the idle limit would never be armed (hyper does
+    /// not read again until woken).
+    parked_reader: Mutex<Option<Waker>>,
 }
 
 impl Activity {
@@ -62,6 +66,7 @@ impl Activity {
             served: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
             head_started: AtomicU64::new(0),
+            parked_reader: Mutex::new(None),
         })
     }
 
@@ -116,6 +121,14 @@ impl Drop for Serving {
             .store(activity.micros(Instant::now()), Ordering::SeqCst);
         activity.served.fetch_add(1, Ordering::SeqCst);
         activity.serving.fetch_sub(1, Ordering::SeqCst);
+        let parked = activity
+            .parked_reader
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(reader) = parked {
+            reader.wake();
+        }
     }
 }
 
@@ -160,6 +173,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
             Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
             Poll::Pending => {
                 let Some(deadline) = this.activity.deadline(this.limits) else {
+                    *this
+                        .activity
+                        .parked_reader
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
                     return Poll::Pending;
                 };
                 if Instant::now() >= deadline {
@@ -246,6 +264,21 @@ mod tests {
         let err = io.read(&mut [0; 8]).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert_eq!(started.elapsed(), LIMITS.idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_parked_while_serving_gets_the_idle_limit_when_the_response_is_done() {
+        let (_client, server) = tokio::io::duplex(64);
+        let activity = Activity::new();
+        let serving = activity.serving();
+        let mut io = TimedIo::new(server, Arc::clone(&activity), LIMITS);
+        let read = tokio::spawn(async move { io.read(&mut [0; 8]).await });
+        tokio::task::yield_now().await;
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(!read.is_finished(), "no limit while serving");
+        drop(serving);
+        let err = read.await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
     }
 
     #[tokio::test(start_paused = true)]

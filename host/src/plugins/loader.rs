@@ -197,6 +197,9 @@ fn load_file(
         fs::metadata(file).map_err(|err| LoadError::new(file, format!("cannot read: {err}")))?;
     permissions::check(file, &meta).map_err(|reason| LoadError::new(file, reason))?;
     let elf = elf_check::check(file).map_err(|reason| LoadError::new(file, reason))?;
+    if let Some(opened) = elf.build_id.as_deref().and_then(already_opened) {
+        return describe_module(file, opened, elf.build_id);
+    }
 
     // The copy's name is ours: the original's may hold anything.
     let copy = private_dir.join(format!("{index:03}.so"));
@@ -211,12 +214,40 @@ fn load_file(
         // Mapped or refused: either way the copy is no longer needed.
         let _ = fs::remove_file(&copy);
     }
-    let (module, plugin_api, same_fingerprint) = loaded?;
-    describe_module(file, module, plugin_api, same_fingerprint, elf.build_id)
+    let opened = loaded?;
+    if let Some(id) = &elf.build_id {
+        OPENED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), opened.clone());
+    }
+    describe_module(file, opened, elf.build_id)
+}
+
+/// A library this process has opened. It stays mapped for the life of the process
+/// (abi_stable never unloads), so opening the same build again would only map a second
+/// copy: a reload of an unchanged plugin reuses it instead, and costs no memory.
+#[derive(Clone)]
+struct Opened {
+    module: PluginModRef,
+    plugin_api: String,
+    same_fingerprint: bool,
+}
+
+/// Opened libraries by GNU build id (a hash of the linked content).
+static OPENED: std::sync::Mutex<std::collections::BTreeMap<String, Opened>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn already_opened(build_id: &str) -> Option<Opened> {
+    OPENED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(build_id)
+        .cloned()
 }
 
 /// Opens the library (its constructors run here) and checks its versions and layout.
-fn open_module(file: &Path, copy: &Path) -> Result<(PluginModRef, String, bool), LoadError> {
+fn open_module(file: &Path, copy: &Path) -> Result<Opened, LoadError> {
     let header = lib_header_from_path(copy).map_err(|err| describe(file, err))?;
 
     // Our own semver check first: it gives the clearest message and catches what
@@ -247,17 +278,24 @@ fn open_module(file: &Path, copy: &Path) -> Result<(PluginModRef, String, bool),
         header.init_root_module::<PluginModRef>()
     }
     .map_err(|err| describe(file, err))?;
-    Ok((module, plugin_api.to_owned(), same_fingerprint))
+    Ok(Opened {
+        module,
+        plugin_api: plugin_api.to_owned(),
+        same_fingerprint,
+    })
 }
 
 /// Asks a loaded module who it is and what arguments it takes.
 fn describe_module(
     file: &Path,
-    module: PluginModRef,
-    plugin_api: String,
-    same_fingerprint: bool,
+    opened: Opened,
     build_id: Option<String>,
 ) -> Result<LoadedPlugin, LoadError> {
+    let Opened {
+        module,
+        plugin_api,
+        same_fingerprint,
+    } = opened;
     let info = module.info()();
     if !info.panic_unwind {
         return Err(LoadError::new(
