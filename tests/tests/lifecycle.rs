@@ -1,4 +1,5 @@
-//! Startup, signals and shutdown (spec §3.5), with misbehaving plugins.
+//! Startup, signals and shutdown (the original's lifecycle, see
+//! `docs/brewblox-service-0.20.0.md`), with misbehaving plugins.
 
 use std::time::{Duration, Instant};
 

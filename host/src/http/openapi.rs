@@ -1,5 +1,5 @@
-//! The service's OpenAPI 3.0 document, served at `GET /{name}/api/doc/swagger.json` (spec
-//! §2.2 kept the path; the original served Swagger 2.0 there).
+//! The service's OpenAPI 3.0 document, served at `GET /{name}/api/doc/swagger.json` (the
+//! original's path; it served Swagger 2.0 there).
 //!
 //! It lists every route the service has: the host's own (status, health, the `_debug`
 //! endpoints, these docs) and every plugin route under its prefixed path, with what the
