@@ -1,4 +1,4 @@
-//! The command line: brewblox-service's arguments (spec §1), the host's own, and every
+//! The command line: the original's arguments (docs/brewblox-service-0.20.0.md), ours, and every
 //! argument the loaded plugins declare, in one clap parser.
 //!
 //! Each option can also come from the environment as `BREWBLOX_<OPTION>`, since these

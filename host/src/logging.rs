@@ -1,4 +1,4 @@
-//! One log format for the host and every plugin (brewblox-service §3.1):
+//! One log format for the host and every plugin, the original's (docs/brewblox-service-0.20.0.md):
 //! `YYYY/MM/DD HH:MM:SS LEVEL    target(30 wide)  message`, on stderr and optionally in a
 //! daily-rotated file.
 

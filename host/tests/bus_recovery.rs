@@ -306,7 +306,7 @@ async fn pump(
     std::future::pending::<()>().await;
 }
 
-/// Fault #7: a dead peer (socket open, no data) is detected within two heartbeats, the bus
+/// A dead peer (socket open, no data) is detected within two heartbeats, the bus
 /// reconnects, and shutdown during a black hole does not hang.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_peer_detected_within_two_heartbeats() {

@@ -10,7 +10,10 @@ use std::{
     net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -115,7 +118,11 @@ pub fn free_port() -> u16 {
 
 /// Lines a child process wrote, collected by a reader thread.
 #[derive(Clone, Default)]
-pub struct Lines(Arc<Mutex<Vec<String>>>);
+pub struct Lines {
+    lines: Arc<Mutex<Vec<String>>>,
+    /// Set when the reader reached the end of the stream: every line is in.
+    closed: Arc<AtomicBool>,
+}
 
 impl Lines {
     fn spawn<R: std::io::Read + Send + 'static>(reader: R) -> Self {
@@ -123,22 +130,26 @@ impl Lines {
         let sink = lines.clone();
         thread::spawn(move || {
             for line in BufReader::new(reader).lines().map_while(Result::ok) {
-                sink.0.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+                sink.lock().push(line);
             }
+            sink.closed.store(true, Ordering::SeqCst);
         });
         lines
     }
 
+    /// The lines, whatever a panicking test thread left behind.
+    fn lock(&self) -> MutexGuard<'_, Vec<String>> {
+        self.lines.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Everything so far, one string.
     pub fn text(&self) -> String {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
+        self.lock().join("\n")
     }
 
     /// How many lines contain every one of `needles`.
     pub fn count(&self, needles: &[&str]) -> usize {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.lock()
             .iter()
             .filter(|line| needles.iter().all(|n| line.contains(n)))
             .count()
@@ -147,6 +158,17 @@ impl Lines {
     /// Waits until a line contains `needle`.
     pub fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
         wait_until(timeout, || self.text().contains(needle))
+    }
+
+    /// Waits until the stream has ended (the process exited and its pipe is drained), so
+    /// that [`text`](Lines::text) is the whole output; panics after 10 s.
+    fn wait_closed(&self) {
+        assert!(
+            wait_until(Duration::from_secs(10), || self
+                .closed
+                .load(Ordering::SeqCst)),
+            "the output pipe stayed open 10 s after the process exited"
+        );
     }
 }
 
@@ -300,8 +322,8 @@ impl HostBuilder {
             let _ = child.kill();
             panic!("host did not exit within 30 s:\n{}", stderr.text());
         }
-        // Let the reader threads drain the pipes.
-        thread::sleep(Duration::from_millis(100));
+        stdout.wait_closed();
+        stderr.wait_closed();
         Exited {
             status: status.expect("exit status"),
             stdout: stdout.text(),
@@ -372,7 +394,8 @@ impl Host {
         }
     }
 
-    /// Waits (≤ `timeout`) for the process to exit.
+    /// Waits (≤ `timeout`) for the process to exit; once it has, its whole output is in
+    /// [`stdout`](Host::stdout) and [`stderr`](Host::stderr).
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let mut status = None;
         wait_until(timeout, || {
@@ -380,7 +403,8 @@ impl Host {
             status.is_some()
         });
         if status.is_some() {
-            thread::sleep(Duration::from_millis(100));
+            self.stdout.wait_closed();
+            self.stderr.wait_closed();
         }
         status
     }

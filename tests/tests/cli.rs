@@ -1,4 +1,5 @@
-//! The command line (spec §1): names, exit codes, `@file`, environment.
+//! The command line (the original's options, see `docs/brewblox-service-0.20.0.md`): names,
+//! exit codes, `@file`, environment.
 
 use std::time::Duration;
 

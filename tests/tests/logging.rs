@@ -1,4 +1,4 @@
-//! The log format and filters (spec §3.1).
+//! The log format and filters (the original's, see `docs/brewblox-service-0.20.0.md`).
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! AMQP eventbus (issue 3): wire-compatible with brewblox-service 0.20.0 `events.py`,
+//! AMQP eventbus: wire-compatible with brewblox-service 0.20.0 (docs/brewblox-service-0.20.0.md),
 //! surviving broker faults.
 //!
 //! Layout, one job per module:
@@ -10,7 +10,7 @@
 //! - [`health`] builds the serialisable report;
 //! - [`error`] defines [`BusError`].
 //!
-//! Decisions on the original's quirks (spec §10): the stuck publisher (5) is fixed; loss is
+//! The original's quirks (numbered as in that page): the stuck publisher (5) is fixed; loss is
 //! noticed at once and dead peers within two heartbeats (6); ack is sent after the handler
 //! returns, but delivery stays at-most-once because queues are exclusive (7); handlers run
 //! per subscription, not serially for all (8). Publish payloads carry no AMQP properties,

@@ -1,6 +1,6 @@
-//! `POST /{name}/_debug/publish` and `/_debug/subscribe` (spec §2.2), with clear errors:
+//! `POST /{name}/_debug/publish` and `/_debug/subscribe` (the original's), with clear errors:
 //! 400 naming the problem for bad input and 503 when the bus cannot be reached, where the
-//! original answered everything with 500 (spec §10 quirk 4).
+//! original answered everything with 500 (quirk 4 in `docs/brewblox-service-0.20.0.md`).
 
 use std::sync::Arc;
 

@@ -3,7 +3,7 @@
 //! Everything here is `#[repr(C)]` + [`StableAbi`], checked by abi_stable when a plugin is
 //! loaded. Plugin authors never touch this module: the SDK (the rest of this crate) wraps it.
 //!
-//! Design rules, learnt the hard way (see `shared/spec/plugin-abi-notes.md`):
+//! Design rules, learnt the hard way (the reasons are in `docs/plugin-abi.md`):
 //! - Low-frequency data (config, argument specs, route docs) crosses as JSON strings, so it can
 //!   grow without a layout change. Hot paths (requests, bus messages) use plain structs.
 //! - Every function a plugin implements returns an [`FfiFuture`] and runs no plugin code
@@ -13,7 +13,7 @@
 //!   change to this module is therefore a minor version bump of `plugin-api`, and the host
 //!   refuses plugins built against another minor version: rebuild all plugins.
 
-#[allow(non_local_definitions)] // abi_stable 0.11's macros; harmless (plugin-abi-notes)
+#[allow(non_local_definitions)] // abi_stable 0.11's `sabi_trait` expansion; harmless
 mod host;
 #[allow(non_local_definitions)]
 mod plugin;
