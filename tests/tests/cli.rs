@@ -124,3 +124,19 @@ fn repeated_options_take_the_last_value_as_argparse_does() {
         200
     );
 }
+
+#[test]
+fn argument_files_that_never_end_are_usage_errors() {
+    let dir = PluginDir::new();
+    let looping = dir.path().join("a");
+    std::fs::write(&looping, format!("@{}\n", looping.display())).unwrap();
+    // run_to_exit gives up after 30 s: a host that spins or fills memory fails the test.
+    for (arg, expected) in [
+        (format!("@{}", looping.display()), "nested more than"),
+        ("@/dev/zero".to_owned(), "bytes in total"),
+    ] {
+        let out = Host::builder(dir.path()).arg(&arg).run_to_exit();
+        assert_eq!(out.code(), Some(2), "{arg}: {}", out.stderr);
+        assert!(out.stderr.contains(expected), "{arg}: {}", out.stderr);
+    }
+}

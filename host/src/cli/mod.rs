@@ -5,6 +5,8 @@
 //! services run in containers; the command line wins. `@file` arguments are expanded first,
 //! one argument per line, as argparse's `fromfile_prefix_chars='@'` does.
 
+pub mod argfiles;
+
 use std::{
     ffi::{OsStr, OsString},
     path::PathBuf,
@@ -56,10 +58,10 @@ pub struct PluginArgSpec {
     pub arg: PluginArg,
 }
 
-/// Replaces every `@path` argument by the lines of that file.
+/// Replaces every `@path` argument by the lines of that file (see [`argfiles`]); an error is
+/// a usage error (exit 2).
 pub fn expand_argfiles(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
-    argfile::expand_args_from(args.into_iter(), argfile::parse_fromfile, argfile::PREFIX)
-        .map_err(|err| format!("cannot read argument file: {err}"))
+    argfiles::expand(args)
 }
 
 /// Finds `--plugins` before the full parser exists (it decides which arguments exist).
