@@ -1,11 +1,14 @@
-//! The command line: brewblox-service's arguments (spec §1), the host's own, and every
-//! argument the loaded plugins declare, in one clap parser.
+//! The command line: brewblox-service's arguments, the host's own, and every argument the
+//! loaded plugins declare, in one clap parser.
 //!
 //! Each option can also come from the environment as `BREWBLOX_<OPTION>`, since these
-//! services run in containers; the command line wins. `@file` arguments are expanded first,
-//! one argument per line, as argparse's `fromfile_prefix_chars='@'` does.
+//! services run in containers; the command line wins. `@file` arguments are expanded first
+//! ([`argfiles`]). Every host option is one field of [`Settings`], where its default is
+//! written once; help texts show it as the original's did (`[5000]`).
 
 pub mod argfiles;
+mod plugin_args;
+mod values;
 
 use std::{
     ffi::{OsStr, OsString},
@@ -13,49 +16,183 @@ use std::{
     time::Duration,
 };
 
-use clap::{builder::ValueParser, Arg, ArgAction, ArgMatches, Command};
-use plugin_api::{Arg as PluginArg, ArgKind};
+use clap::{ArgAction, Args, Command, FromArgMatches};
 use serde_json::{Map, Value};
 
-use crate::bus::DEFAULT_MAX_MESSAGE_SIZE;
+use crate::bus::{BusConfig, DEFAULT_MAX_MESSAGE_SIZE};
+
+pub use plugin_args::PluginArgSpec;
+use values::{parse_name, parse_seconds};
 
 /// The default service name, as `python -m brewblox_service` used.
 pub const DEFAULT_NAME: &str = "_service";
 /// The default plugins folder.
 pub const DEFAULT_PLUGINS: &str = "./plugins";
+/// The default port, the original's.
+pub const DEFAULT_PORT: u16 = 5000;
+/// The default largest request body: 1 MiB.
+pub const DEFAULT_MAX_BODY_SIZE: usize = 1 << 20;
 
-/// Everything the host itself needs from the command line.
-#[derive(Debug, Clone)]
+/// Everything the host itself needs from the command line: one field per option, with its
+/// flags, default and help text.
+#[derive(Debug, Clone, Args)]
 pub struct Settings {
+    #[arg(
+        short = 'H',
+        long,
+        default_value = "0.0.0.0",
+        help = "Host to which the app binds."
+    )]
     pub host: String,
+    #[arg(short, long, default_value_t = DEFAULT_PORT, help = "Port to which the app binds.")]
     pub port: u16,
+    #[arg(short, long, help = "Logging output.")]
     pub output: Option<PathBuf>,
+    #[arg(
+        short,
+        long,
+        default_value = DEFAULT_NAME,
+        value_parser = parse_name,
+        help = "Service name. This will be used as prefix for all endpoints."
+    )]
     pub name: String,
+    #[arg(
+        long,
+        help = "Enable debug logging: DEBUG level, dependency and access logs."
+    )]
     pub debug: bool,
+    #[arg(
+        long,
+        default_value = "eventbus",
+        help = "Hostname at which the eventbus can be reached"
+    )]
     pub eventbus_host: String,
+    #[arg(
+        long,
+        default_value_t = 5672,
+        help = "Port at which the eventbus can be reached"
+    )]
     pub eventbus_port: u16,
+    #[arg(long, default_value = "guest", help = "Eventbus user name")]
     pub eventbus_user: String,
+    #[arg(
+        long,
+        default_value = "guest",
+        hide_env_values = true,
+        help = "Eventbus password; prefer BREWBLOX_EVENTBUS_PASSWORD"
+    )]
     pub eventbus_password: String,
+    #[arg(long, default_value = "/", help = "Eventbus virtual host")]
     pub eventbus_vhost: String,
+    #[arg(
+        long,
+        hide_env_values = true,
+        help = "AMQP URL (amqp://user:pass@host:port/vhost); overrides the other eventbus options"
+    )]
     pub eventbus_url: Option<String>,
+    #[arg(
+        long,
+        default_value = "1",
+        value_parser = parse_seconds,
+        help = "Seconds between eventbus connection attempts"
+    )]
     pub eventbus_reconnect_interval: Duration,
+    #[arg(
+        long,
+        default_value_t = 10,
+        help = "AMQP heartbeat in seconds; a silent broker is dropped after two"
+    )]
     pub eventbus_heartbeat: u16,
+    #[arg(
+        long,
+        default_value_t = 100,
+        value_parser = clap::value_parser!(u16).range(1..),
+        help = "Unacknowledged messages per subscription, bounding memory"
+    )]
     pub eventbus_prefetch: u16,
+    #[arg(
+        long,
+        default_value = "10",
+        value_parser = parse_seconds,
+        help = "Seconds a publish may take before it fails"
+    )]
     pub eventbus_publish_timeout: Duration,
-    /// Largest message body published or handed to a plugin; 0 for no limit.
+    #[arg(
+        long,
+        default_value_t = DEFAULT_MAX_MESSAGE_SIZE,
+        help = "Largest message in bytes published or delivered to a plugin, 0 for none"
+    )]
     pub eventbus_max_message_size: usize,
+    #[arg(
+        long,
+        default_value = DEFAULT_PLUGINS,
+        help = "Folder of plugin libraries (*.so) to load"
+    )]
     pub plugins: PathBuf,
+    #[arg(
+        long,
+        default_value_t = DEFAULT_MAX_BODY_SIZE,
+        help = "Largest accepted request body in bytes"
+    )]
     pub max_body_size: usize,
+    #[arg(
+        long,
+        default_value = "60",
+        value_parser = parse_seconds,
+        help = "Seconds to wait for in-flight requests at shutdown"
+    )]
     pub shutdown_timeout: Duration,
+    #[arg(
+        long,
+        default_value = "10",
+        value_parser = parse_seconds,
+        help = "Seconds a plugin's shutdown hook may take before it is abandoned"
+    )]
     pub hook_timeout: Duration,
     /// The configuration handed to plugins (JSON object, original key order first).
+    #[arg(skip)]
     pub config: Map<String, Value>,
 }
 
-/// A plugin's argument, with the plugin that declared it (for clash messages).
-pub struct PluginArgSpec {
-    pub plugin: String,
-    pub arg: PluginArg,
+impl Settings {
+    /// The eventbus settings, with the bus's own defaults for what the command line does not
+    /// set.
+    pub fn bus_config(&self) -> BusConfig {
+        BusConfig {
+            host: self.eventbus_host.clone(),
+            port: self.eventbus_port,
+            user: self.eventbus_user.clone(),
+            password: self.eventbus_password.clone(),
+            vhost: self.eventbus_vhost.clone(),
+            url: self.eventbus_url.clone(),
+            reconnect_interval: self.eventbus_reconnect_interval,
+            heartbeat: self.eventbus_heartbeat,
+            prefetch: self.eventbus_prefetch,
+            connection_name: format!("brewblox-host:{}", self.name),
+            publish_timeout: self.eventbus_publish_timeout,
+            max_message_size: self.eventbus_max_message_size,
+            ..BusConfig::default()
+        }
+    }
+
+    /// The configuration plugins get: the original's keys in its order, then the plugins'.
+    fn plugin_config(&self, plugin_values: Map<String, Value>) -> Map<String, Value> {
+        let mut config = Map::new();
+        config.insert("host".into(), self.host.clone().into());
+        config.insert("port".into(), self.port.into());
+        config.insert(
+            "output".into(),
+            self.output
+                .as_ref()
+                .map_or(Value::Null, |p| p.display().to_string().into()),
+        );
+        config.insert("name".into(), self.name.clone().into());
+        config.insert("debug".into(), self.debug.into());
+        config.insert("eventbus_host".into(), self.eventbus_host.clone().into());
+        config.insert("eventbus_port".into(), self.eventbus_port.into());
+        config.extend(plugin_values);
+        config
+    }
 }
 
 /// Replaces every `@path` argument by the lines of that file (see [`argfiles`]); an error is
@@ -82,174 +219,55 @@ pub fn prescan_plugins(args: &[OsString]) -> Option<PathBuf> {
     found.or_else(|| std::env::var_os("BREWBLOX_PLUGINS").map(PathBuf::from))
 }
 
-/// Names clap must not see twice: the built-ins.
-pub fn builtin_names() -> Vec<String> {
-    command(&[])
-        .get_arguments()
-        .map(|a| a.get_id().to_string())
-        .collect()
+/// Whether `--debug` is on before parsing (for how much detail load errors show).
+pub fn prescan_debug(args: &[OsString]) -> bool {
+    args.iter().any(|a| a.as_os_str() == OsStr::new("--debug"))
+        || std::env::var("BREWBLOX_DEBUG")
+            .is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes" | "on"))
 }
 
+/// Names a plugin argument must not take: every host option's id and long name (clap ids,
+/// `--` names, config keys and `BREWBLOX_` variables would clash).
+pub fn builtin_names() -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for arg in command(&[]).get_arguments() {
+        names.push(arg.get_id().to_string());
+        if let Some(long) = arg.get_long() {
+            names.push(long.to_owned());
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The variable an option is read from when the command line does not give it.
 fn env_name(id: &str) -> String {
     format!("BREWBLOX_{}", id.to_ascii_uppercase().replace('-', "_"))
 }
 
-/// Help texts carry the default as the original's did (`[%(default)s]`), so clap's own
-/// `[default: …]` is hidden.
-fn opt(id: &'static str, help: &'static str) -> Arg {
-    Arg::new(id).long(id).help(help).env(env_name(id))
-}
-
-/// The full parser.
+/// The full parser: the host's options, then every plugin's.
 pub fn command(plugin_args: &[PluginArgSpec]) -> Command {
-    let mut cmd = Command::new("brewblox-host")
-        .about("Runs a BrewBlox service from plugin libraries")
+    let cmd = Command::new("brewblox-host")
         .version(env!("CARGO_PKG_VERSION"))
         .disable_version_flag(true)
         .arg(
-            Arg::new("version")
+            clap::Arg::new("version")
                 .long("version")
                 .action(ArgAction::Version)
                 .help("Print version"),
-        )
-        .arg(
-            opt("host", "Host to which the app binds. [0.0.0.0]")
-                .short('H')
-                .default_value("0.0.0.0"),
-        )
-        .arg(
-            opt("port", "Port to which the app binds. [5000]")
-                .short('p')
-                .default_value("5000")
-                .value_parser(clap::value_parser!(u16)),
-        )
-        .arg(opt("output", "Logging output. [None]").short('o'))
-        .arg(
-            opt(
-                "name",
-                "Service name. This will be used as prefix for all endpoints. [_service]",
-            )
-            .short('n')
-            .default_value(DEFAULT_NAME)
-            .value_parser(parse_name),
-        )
-        .arg(
-            opt(
-                "debug",
-                "Enable debug logging: DEBUG level, dependency and access logs. [False]",
-            )
-            .action(ArgAction::SetTrue),
-        )
-        .arg(
-            opt(
-                "eventbus-host",
-                "Hostname at which the eventbus can be reached [eventbus]",
-            )
-            .default_value("eventbus"),
-        )
-        .arg(
-            opt(
-                "eventbus-port",
-                "Port at which the eventbus can be reached [5672]",
-            )
-            .default_value("5672")
-            .value_parser(clap::value_parser!(u16)),
-        )
-        .arg(opt("eventbus-user", "Eventbus user name [guest]").default_value("guest"))
-        .arg(
-            opt(
-                "eventbus-password",
-                "Eventbus password; prefer BREWBLOX_EVENTBUS_PASSWORD [guest]",
-            )
-            .default_value("guest")
-            .hide_env_values(true)
-            .hide_default_value(true),
-        )
-        .arg(opt("eventbus-vhost", "Eventbus virtual host [/]").default_value("/"))
-        .arg(
-            opt(
-                "eventbus-url",
-                "AMQP URL (amqp://user:pass@host:port/vhost); overrides the other eventbus options",
-            )
-            .hide_env_values(true),
-        )
-        .arg(
-            opt(
-                "eventbus-reconnect-interval",
-                "Seconds between eventbus connection attempts [1]",
-            )
-            .default_value("1")
-            .value_parser(parse_seconds),
-        )
-        .arg(
-            opt(
-                "eventbus-heartbeat",
-                "AMQP heartbeat in seconds; a silent broker is dropped after two [10]",
-            )
-            .default_value("10")
-            .value_parser(clap::value_parser!(u16)),
-        )
-        .arg(
-            opt(
-                "eventbus-prefetch",
-                "Unacknowledged messages per subscription, bounding memory [100]",
-            )
-            .default_value("100")
-            .value_parser(clap::value_parser!(u16).range(1..)),
-        )
-        .arg(
-            opt(
-                "eventbus-publish-timeout",
-                "Seconds a publish may take before it fails [10]",
-            )
-            .default_value("10")
-            .value_parser(parse_seconds),
-        )
-        .arg(
-            opt(
-                "eventbus-max-message-size",
-                "Largest message in bytes published or delivered to a plugin, 0 for none [16777216]",
-            )
-            .default_value("16777216")
-            .value_parser(clap::value_parser!(usize)),
-        )
-        .arg(
-            opt(
-                "plugins",
-                "Folder of plugin libraries (*.so) to load [./plugins]",
-            )
-            .default_value(DEFAULT_PLUGINS),
-        )
-        .arg(
-            opt(
-                "max-body-size",
-                "Largest accepted request body in bytes [1048576]",
-            )
-            .default_value("1048576")
-            .value_parser(clap::value_parser!(usize)),
-        )
-        .arg(
-            opt(
-                "shutdown-timeout",
-                "Seconds to wait for in-flight requests at shutdown [60]",
-            )
-            .default_value("60")
-            .value_parser(parse_seconds),
-        )
-        .arg(
-            opt(
-                "hook-timeout",
-                "Seconds a plugin's shutdown hook may take before it is abandoned [10]",
-            )
-            .default_value("10")
-            .value_parser(parse_seconds),
         );
+    // The about text after `augment_args`, which sets `Settings`' doc comment as one.
+    let mut cmd = Settings::augment_args(cmd)
+        .about("Runs a BrewBlox service from plugin libraries")
+        .mut_args(host_option);
     for spec in plugin_args {
-        cmd = cmd.arg(plugin_arg(spec));
+        cmd = cmd.arg(spec.to_arg());
     }
     cmd.hide_possible_values(true)
         .args_override_self(true)
         .mut_args(|arg| {
+            // The help text carries the default already.
             if arg.get_action().takes_values() {
                 arg.hide_default_value(true)
             } else {
@@ -258,175 +276,42 @@ pub fn command(plugin_args: &[PluginArgSpec]) -> Command {
         })
 }
 
-fn plugin_arg(spec: &PluginArgSpec) -> Arg {
-    let name = spec.arg.name().to_owned();
-    let mut help = spec.arg.help_text().to_owned();
-    let default = spec.arg.default_value().map(|value| match value {
-        Value::String(text) => text.clone(),
-        other => other.to_string(),
-    });
-    if let Some(default) = &default {
-        help = format!("{help} [{default}]");
-    }
-    help = format!("{help} (plugin {})", spec.plugin);
-    let mut arg = Arg::new(name.clone())
-        .long(name.clone())
-        .help(help.trim_start().to_owned())
-        .env(env_name(&name));
-    arg = match spec.arg.kind() {
-        ArgKind::Flag => arg.action(ArgAction::SetTrue),
-        ArgKind::Int => arg.value_parser(clap::value_parser!(i64)),
-        ArgKind::Float => arg.value_parser(ValueParser::new(parse_float)),
-        ArgKind::String => arg,
+/// Adds the environment variable and the original's `[default]` to a host option's help.
+fn host_option(arg: clap::Arg) -> clap::Arg {
+    let Some(long) = arg.get_long().map(str::to_owned) else {
+        return arg;
     };
-    match (spec.arg.kind(), default) {
-        (ArgKind::Flag, _) | (_, None) => arg,
-        (_, Some(default)) => arg.default_value(default),
-    }
-}
-
-/// A finite float: NaN and infinity cannot reach plugins (their config is JSON).
-fn parse_float(text: &str) -> Result<f64, String> {
-    match text.trim().parse::<f64>() {
-        Ok(value) if value.is_finite() => Ok(value),
-        _ => Err(format!("invalid float value: '{text}'")),
-    }
-}
-
-fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let secs = parse_float(text)?;
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("not a duration in seconds: '{text}'"))
-}
-
-/// A name that makes a usable prefix: the original failed deep inside aiohttp for `''`,
-/// `'/'` or a trailing `/`; we refuse them at parse time.
-fn parse_name(text: &str) -> Result<String, String> {
-    let name = text.trim_start_matches('/');
-    if name.is_empty() || name.ends_with('/') {
-        return Err(format!(
-            "'{text}' is not a usable service name (empty or ends in '/')"
-        ));
-    }
-    if name.contains(['?', '#', '{', '}', ' ']) {
-        return Err(format!(
-            "'{text}' is not a usable service name (contains ?, #, {{, }} or a space)"
-        ));
-    }
-    Ok(name.to_owned())
+    let (arg, shown) = match arg.get_action() {
+        ArgAction::SetTrue => (arg, "False".to_owned()),
+        action if action.takes_values() => (
+            arg.clone().value_name(long.clone()),
+            match arg.get_default_values() {
+                [] => "None".to_owned(),
+                values => values
+                    .iter()
+                    .map(|v| v.to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            },
+        ),
+        _ => return arg,
+    };
+    let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+    arg.help(format!("{help} [{shown}]")).env(env_name(&long))
 }
 
 /// Parses `args` (program name first). clap errors carry exit code 2, help and version 0.
 pub fn parse(args: &[OsString], plugin_args: &[PluginArgSpec]) -> Result<Settings, clap::Error> {
     let matches = command(plugin_args).try_get_matches_from(args)?;
-    Ok(settings_from(&matches, plugin_args))
-}
-
-fn string(matches: &ArgMatches, id: &str) -> String {
-    matches.get_one::<String>(id).cloned().unwrap_or_default()
-}
-
-fn settings_from(matches: &ArgMatches, plugin_args: &[PluginArgSpec]) -> Settings {
-    let host = string(matches, "host");
-    let port = matches.get_one::<u16>("port").copied().unwrap_or(5000);
-    let output = matches.get_one::<String>("output").map(PathBuf::from);
-    let name = string(matches, "name");
-    let debug = matches.get_flag("debug");
-    let eventbus_host = string(matches, "eventbus-host");
-    let eventbus_port = matches
-        .get_one::<u16>("eventbus-port")
-        .copied()
-        .unwrap_or(5672);
-
-    // Key order of the original's app['config'], then the host's, then the plugins'.
-    let mut config = Map::new();
-    config.insert("host".into(), host.clone().into());
-    config.insert("port".into(), port.into());
-    config.insert(
-        "output".into(),
-        output
-            .as_ref()
-            .map_or(Value::Null, |p| p.display().to_string().into()),
-    );
-    config.insert("name".into(), name.clone().into());
-    config.insert("debug".into(), debug.into());
-    config.insert("eventbus_host".into(), eventbus_host.clone().into());
-    config.insert("eventbus_port".into(), eventbus_port.into());
-    for spec in plugin_args {
-        let id = spec.arg.name();
-        let value = match spec.arg.kind() {
-            ArgKind::Flag => matches.get_flag(id).into(),
-            ArgKind::Int => matches
-                .get_one::<i64>(id)
-                .map_or(Value::Null, |v| (*v).into()),
-            ArgKind::Float => matches
-                .get_one::<f64>(id)
-                .map_or(Value::Null, |v| (*v).into()),
-            ArgKind::String => matches
-                .get_one::<String>(id)
-                .map_or(Value::Null, |v| v.clone().into()),
-        };
-        config.insert(id.replace('-', "_"), value);
-    }
-
-    Settings {
-        host,
-        port,
-        output,
-        name,
-        debug,
-        eventbus_host,
-        eventbus_port,
-        eventbus_user: string(matches, "eventbus-user"),
-        eventbus_password: string(matches, "eventbus-password"),
-        eventbus_vhost: string(matches, "eventbus-vhost"),
-        eventbus_url: matches.get_one::<String>("eventbus-url").cloned(),
-        eventbus_reconnect_interval: matches
-            .get_one::<Duration>("eventbus-reconnect-interval")
-            .copied()
-            .unwrap_or(Duration::from_secs(1)),
-        eventbus_heartbeat: matches
-            .get_one::<u16>("eventbus-heartbeat")
-            .copied()
-            .unwrap_or(10),
-        eventbus_prefetch: matches
-            .get_one::<u16>("eventbus-prefetch")
-            .copied()
-            .unwrap_or(100),
-        eventbus_publish_timeout: matches
-            .get_one::<Duration>("eventbus-publish-timeout")
-            .copied()
-            .unwrap_or(Duration::from_secs(10)),
-        eventbus_max_message_size: matches
-            .get_one::<usize>("eventbus-max-message-size")
-            .copied()
-            .unwrap_or(DEFAULT_MAX_MESSAGE_SIZE),
-        plugins: PathBuf::from(string(matches, "plugins")),
-        max_body_size: matches
-            .get_one::<usize>("max-body-size")
-            .copied()
-            .unwrap_or(1 << 20),
-        shutdown_timeout: matches
-            .get_one::<Duration>("shutdown-timeout")
-            .copied()
-            .unwrap_or(Duration::from_secs(60)),
-        hook_timeout: matches
-            .get_one::<Duration>("hook-timeout")
-            .copied()
-            .unwrap_or(Duration::from_secs(10)),
-        config,
-    }
-}
-
-/// Whether `--debug` is on before parsing (for how much detail load errors show).
-pub fn prescan_debug(args: &[OsString]) -> bool {
-    args.iter().any(|a| a.as_os_str() == OsStr::new("--debug"))
-        || std::env::var("BREWBLOX_DEBUG")
-            .is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes" | "on"))
+    let mut settings = Settings::from_arg_matches(&matches)?;
+    settings.config = settings.plugin_config(plugin_args::values(&matches, plugin_args));
+    Ok(settings)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use plugin_api::Arg as PluginArg;
 
     fn args(list: &[&str]) -> Vec<OsString> {
         std::iter::once("brewblox-host")
@@ -538,5 +423,57 @@ mod tests {
             prescan_plugins(&args(&["--plugins=y"])),
             Some(PathBuf::from("y"))
         );
+    }
+
+    #[test]
+    fn help_texts_show_the_defaults_and_the_environment() {
+        let cmd = command(&[]);
+        let help = |id: &str| {
+            let arg = cmd.get_arguments().find(|a| a.get_id() == id).unwrap();
+            let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+            (arg.get_help().unwrap().to_string(), env)
+        };
+        assert_eq!(
+            help("port"),
+            (
+                format!("Port to which the app binds. [{DEFAULT_PORT}]"),
+                Some("BREWBLOX_PORT".to_owned())
+            )
+        );
+        assert!(help("debug").0.ends_with(" [False]"));
+        assert!(help("output").0.ends_with(" [None]"));
+        assert_eq!(
+            help("eventbus_max_message_size").1.as_deref(),
+            Some("BREWBLOX_EVENTBUS_MAX_MESSAGE_SIZE")
+        );
+        assert!(help("eventbus_max_message_size").0.ends_with(" [16777216]"));
+    }
+
+    #[test]
+    fn builtin_names_hold_ids_and_long_names() {
+        let names = builtin_names();
+        for name in ["eventbus-host", "eventbus_host", "port", "version"] {
+            assert!(names.iter().any(|n| n == name), "{name}: {names:?}");
+        }
+    }
+
+    #[test]
+    fn the_bus_config_takes_every_eventbus_option() {
+        let s = parse(
+            &args(&[
+                "-n",
+                "svc",
+                "--eventbus-port",
+                "5673",
+                "--eventbus-prefetch",
+                "7",
+            ]),
+            &[],
+        )
+        .unwrap();
+        let bus = s.bus_config();
+        assert_eq!((bus.port, bus.prefetch), (5673, 7));
+        assert_eq!(bus.connection_name, "brewblox-host:svc");
+        assert_eq!(bus.connect_timeout, BusConfig::default().connect_timeout);
     }
 }
