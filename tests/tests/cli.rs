@@ -140,3 +140,29 @@ fn argument_files_that_never_end_are_usage_errors() {
         assert!(out.stderr.contains(expected), "{arg}: {}", out.stderr);
     }
 }
+
+#[test]
+fn names_no_client_or_peer_can_use_are_usage_errors() {
+    let dir = PluginDir::new();
+    let long = "s".repeat(256);
+    for name in ["new\nline", "esc\u{1b}[31m", "sp ace", "caf\u{e9}", &long] {
+        let out = Host::builder(dir.path()).name(name).run_to_exit();
+        assert_eq!(out.code(), Some(2), "{name:?}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("(accepted: 1 to 255 bytes of ASCII letters"),
+            "{name:?}: {}",
+            out.stderr
+        );
+    }
+    let out = Host::builder(dir.path()).arg("--help").run_to_exit();
+    assert!(
+        out.stdout.contains("1 to 255 bytes of ASCII letters"),
+        "help says which names are accepted:\n{}",
+        out.stdout
+    );
+    // The longest name serves.
+    let dir = PluginDir::with(&["hello-plugin"]);
+    let host = Host::builder(dir.path()).name(&"s".repeat(255)).start();
+    assert_eq!(host.get("/hello").status(), 200);
+}

@@ -53,7 +53,10 @@ pub struct Settings {
         long,
         default_value = DEFAULT_NAME,
         value_parser = parse_name,
-        help = "Service name. This will be used as prefix for all endpoints."
+        help = format!(
+            "Service name. This will be used as prefix for all endpoints and as routing key: {}.",
+            crate::names::SERVICE_NAME_RULE
+        )
     )]
     pub name: String,
     #[arg(
@@ -365,8 +368,9 @@ mod tests {
     fn names_become_prefixes() {
         assert_eq!(parse(&args(&["-n", "/x"]), &[]).unwrap().name, "x");
         assert_eq!(parse(&args(&["-n", "a/b"]), &[]).unwrap().name, "a/b");
-        for bad in ["", "/", "trail/"] {
-            assert!(parse(&args(&["-n", bad]), &[]).is_err(), "{bad:?}");
+        for bad in ["", "/", "trail/", "new\nline", "a b", "é", "a/../b"] {
+            let err = parse(&args(&["-n", bad]), &[]).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
         }
     }
 

@@ -16,19 +16,7 @@ pub(crate) fn parse_seconds(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("not a duration in seconds: '{text}'"))
 }
 
-/// A name that makes a usable prefix: the original failed deep inside aiohttp for `''`,
-/// `'/'` or a trailing `/`; we refuse them at parse time.
+/// A service name: a usable URL path prefix and AMQP routing key (see [`crate::names`]).
 pub(crate) fn parse_name(text: &str) -> Result<String, String> {
-    let name = text.trim_start_matches('/');
-    if name.is_empty() || name.ends_with('/') {
-        return Err(format!(
-            "'{text}' is not a usable service name (empty or ends in '/')"
-        ));
-    }
-    if name.contains(['?', '#', '{', '}', ' ']) {
-        return Err(format!(
-            "'{text}' is not a usable service name (contains ?, #, {{, }} or a space)"
-        ));
-    }
-    Ok(name.to_owned())
+    crate::names::service_name(text).map_err(|err| err.to_string())
 }
