@@ -166,3 +166,31 @@ fn names_no_client_or_peer_can_use_are_usage_errors() {
     let host = Host::builder(dir.path()).name(&"s".repeat(255)).start();
     assert_eq!(host.get("/hello").status(), 200);
 }
+
+#[test]
+fn flags_from_the_environment_accept_what_containers_write() {
+    let dir = PluginDir::with(&["testkit-plugin"]);
+    for (value, on) in [
+        ("1", true),
+        ("yes", true),
+        ("On", true),
+        ("TRUE", true),
+        ("0", false),
+        ("off", false),
+    ] {
+        let host = Host::builder(dir.path())
+            .env("BREWBLOX_DEBUG", value)
+            .env("BREWBLOX_TESTKIT_VERBOSE", value)
+            .start();
+        let config: serde_json::Value = host.get("/kit/config").json().unwrap();
+        assert_eq!(config["debug"], on, "BREWBLOX_DEBUG={value}");
+        assert_eq!(config["verbose"], on, "BREWBLOX_TESTKIT_VERBOSE={value}");
+    }
+    for var in ["BREWBLOX_DEBUG", "BREWBLOX_TESTKIT_VERBOSE"] {
+        let out = Host::builder(dir.path()).env(var, "maybe").run_to_exit();
+        assert_eq!(out.code(), Some(2), "{var}: {}", out.stderr);
+        let expected =
+            format!("{var}=\"maybe\" is not a flag value: use 1/0, true/false, yes/no or on/off");
+        assert!(out.stderr.contains(&expected), "{var}: {}", out.stderr);
+    }
+}

@@ -22,6 +22,7 @@ use serde_json::{Map, Value};
 use crate::bus::{BusConfig, DEFAULT_MAX_MESSAGE_SIZE};
 
 pub use plugin_args::PluginArgSpec;
+pub use values::FLAG_VALUES;
 use values::{parse_name, parse_seconds};
 
 /// The default service name, as `python -m brewblox_service` used.
@@ -225,8 +226,7 @@ pub fn prescan_plugins(args: &[OsString]) -> Option<PathBuf> {
 /// Whether `--debug` is on before parsing (for how much detail load errors show).
 pub fn prescan_debug(args: &[OsString]) -> bool {
     args.iter().any(|a| a.as_os_str() == OsStr::new("--debug"))
-        || std::env::var("BREWBLOX_DEBUG")
-            .is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes" | "on"))
+        || std::env::var("BREWBLOX_DEBUG").is_ok_and(|v| values::parse_flag(&v) == Some(true))
 }
 
 /// Names a plugin argument must not take: every host option's id and long name (clap ids,
@@ -263,6 +263,10 @@ pub fn command(plugin_args: &[PluginArgSpec]) -> Command {
     // The about text after `augment_args`, which sets `Settings`' doc comment as one.
     let mut cmd = Settings::augment_args(cmd)
         .about("Runs a BrewBlox service from plugin libraries")
+        .after_help(format!(
+            "Every option can also be set as BREWBLOX_<OPTION> (upper case, '-' as '_'); \
+             flags take {FLAG_VALUES} there. @FILE reads arguments from FILE, one per line."
+        ))
         .mut_args(host_option);
     for spec in plugin_args {
         cmd = cmd.arg(spec.to_arg());
@@ -300,7 +304,12 @@ fn host_option(arg: clap::Arg) -> clap::Arg {
         _ => return arg,
     };
     let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
-    arg.help(format!("{help} [{shown}]")).env(env_name(&long))
+    let arg = arg.help(format!("{help} [{shown}]")).env(env_name(&long));
+    if arg.get_action().takes_values() {
+        arg
+    } else {
+        values::flag(arg)
+    }
 }
 
 /// Parses `args` (program name first). clap errors carry exit code 2, help and version 0.

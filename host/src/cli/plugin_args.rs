@@ -1,11 +1,14 @@
 //! Plugin arguments: each one a clap option next to the host's, read back into the JSON
 //! configuration the plugin gets.
 
-use clap::{builder::ValueParser, Arg, ArgAction, ArgMatches};
+use clap::{builder::ValueParser, Arg, ArgMatches};
 use plugin_api::{Arg as PluginArg, ArgKind};
 use serde_json::{Map, Value};
 
-use super::{env_name, values::parse_float};
+use super::{
+    env_name,
+    values::{flag, parse_float},
+};
 
 /// A plugin's argument, with the plugin that declared it (for clash messages).
 pub struct PluginArgSpec {
@@ -31,7 +34,7 @@ impl PluginArgSpec {
             .help(help.trim_start().to_owned())
             .env(env_name(&name));
         let arg = match self.arg.kind() {
-            ArgKind::Flag => arg.action(ArgAction::SetTrue),
+            ArgKind::Flag => flag(arg),
             ArgKind::Int => arg.value_parser(clap::value_parser!(i64)),
             ArgKind::Float => arg.value_parser(ValueParser::new(parse_float)),
             ArgKind::String => arg,
