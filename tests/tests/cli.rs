@@ -33,7 +33,11 @@ fn help_lists_every_option_and_exits_0() {
         "--eventbus-host",
         "--eventbus-port",
         "--plugins",
+        "--watch",
+        "--http-header-timeout",
+        "--http-idle-timeout",
         "Host to which the app binds. [0.0.0.0]",
+        "Port to which the app binds. [5000]",
         "BREWBLOX_NAME",
     ] {
         assert!(out.stdout.contains(needle), "{needle}:\n{}", out.stdout);

@@ -153,6 +153,25 @@ pub struct Settings {
         help = "Seconds a plugin's shutdown hook may take before it is abandoned"
     )]
     pub hook_timeout: Duration,
+    #[arg(
+        long,
+        help = "Reload by itself when the plugins folder changes, as SIGHUP does"
+    )]
+    pub watch: bool,
+    #[arg(
+        long,
+        default_value = "30",
+        value_parser = parse_seconds,
+        help = "Seconds a client may take to send a request's headers before it is disconnected"
+    )]
+    pub http_header_timeout: Duration,
+    #[arg(
+        long,
+        default_value = "60",
+        value_parser = parse_seconds,
+        help = "Seconds a keep-alive connection may wait for its next request before it is closed"
+    )]
+    pub http_idle_timeout: Duration,
     /// The configuration handed to plugins (JSON object, original key order first).
     #[arg(skip)]
     pub config: Map<String, Value>,
@@ -488,5 +507,34 @@ mod tests {
         assert_eq!((bus.port, bus.prefetch), (5673, 7));
         assert_eq!(bus.connection_name, "brewblox-host:svc");
         assert_eq!(bus.connect_timeout, BusConfig::default().connect_timeout);
+    }
+
+    #[test]
+    fn watch_and_http_timeouts() {
+        let s = parse(&args(&[]), &[]).unwrap();
+        assert!(!s.watch);
+        assert_eq!(s.http_header_timeout, Duration::from_secs(30));
+        assert_eq!(s.http_idle_timeout, Duration::from_secs(60));
+        let s = parse(
+            &args(&[
+                "--watch",
+                "--http-header-timeout",
+                "2.5",
+                "--http-idle-timeout",
+                "5",
+            ]),
+            &[],
+        )
+        .unwrap();
+        assert!(s.watch);
+        assert_eq!(s.http_header_timeout, Duration::from_millis(2500));
+        assert_eq!(s.http_idle_timeout, Duration::from_secs(5));
+        for bad in ["--http-header-timeout=-1", "--http-idle-timeout=soon"] {
+            assert_eq!(
+                parse(&args(&[bad]), &[]).unwrap_err().exit_code(),
+                2,
+                "{bad}"
+            );
+        }
     }
 }
