@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 
 use crate::bus::{BusConfig, DEFAULT_MAX_MESSAGE_SIZE};
 
-pub use plugin_args::PluginArgSpec;
+pub use plugin_args::{add_plugin_args, PluginArgSpec};
 pub use values::FLAG_VALUES;
 use values::{parse_name, parse_seconds};
 
