@@ -1,4 +1,4 @@
-//! The command line (spec §1): names, exit codes, `@file`, environment.
+//! The command line: names, exit codes, `@file` arguments, the environment.
 
 use std::time::Duration;
 
