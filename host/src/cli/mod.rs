@@ -302,32 +302,31 @@ pub fn command(plugin_args: &[PluginArgSpec]) -> Command {
         })
 }
 
-/// Adds the environment variable and the original's `[default]` to a host option's help.
+/// Adds the environment variable and the original's `[default]` to a host option's help;
+/// makes on/off options flags that read [`FLAG_VALUES`] from the environment.
 fn host_option(arg: clap::Arg) -> clap::Arg {
     let Some(long) = arg.get_long().map(str::to_owned) else {
         return arg;
     };
-    let (arg, shown) = match arg.get_action() {
-        ArgAction::SetTrue => (arg, "False".to_owned()),
-        action if action.takes_values() => (
-            arg.clone().value_name(long.clone()),
-            match arg.get_default_values() {
-                [] => "None".to_owned(),
-                values => values
-                    .iter()
-                    .map(|v| v.to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            },
-        ),
-        _ => return arg,
+    let is_flag = matches!(arg.get_action(), ArgAction::SetTrue);
+    if !is_flag && !arg.get_action().takes_values() {
+        return arg; // --version
+    }
+    let shown = match arg.get_default_values() {
+        _ if is_flag => "False".to_owned(),
+        [] => "None".to_owned(),
+        values => values
+            .iter()
+            .map(|v| v.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" "),
     };
     let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
     let arg = arg.help(format!("{help} [{shown}]")).env(env_name(&long));
-    if arg.get_action().takes_values() {
-        arg
-    } else {
+    if is_flag {
         values::flag(arg)
+    } else {
+        arg.value_name(long)
     }
 }
 
