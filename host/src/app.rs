@@ -102,7 +102,7 @@ impl PrepareError {
     fn exit(self, args: &[OsString]) -> ExitCode {
         match self {
             PrepareError::ArgFile(err) => {
-                eprintln!("error: {err}");
+                eprintln!("error: {}", logging::escape(&err));
                 ExitCode::from(EXIT_USAGE)
             }
             PrepareError::Refused(errors) => {
@@ -112,7 +112,7 @@ impl PrepareError {
                     errors.len()
                 );
                 for err in &errors {
-                    eprintln!("error: {err}");
+                    eprintln!("error: {}", logging::escape(&err.to_string()));
                     if let (true, Some(detail)) = (detail, &err.detail) {
                         eprintln!("{detail}");
                     }
@@ -120,7 +120,7 @@ impl PrepareError {
                 ExitCode::from(EXIT_FAILURE)
             }
             PrepareError::PluginArgs(err) => {
-                eprintln!("error: {err}");
+                eprintln!("error: {}", logging::escape(&err));
                 ExitCode::from(EXIT_FAILURE)
             }
             PrepareError::Usage(err) => {
@@ -146,44 +146,13 @@ pub fn prepare(args: Vec<OsString>) -> Result<Prepared, PrepareError> {
     Ok(Prepared { settings, loaded })
 }
 
-/// Every plugin argument, refusing clashes with the host's or another plugin's.
+/// Every plugin argument, refusing invalid names and clashes with the host's or another
+/// plugin's.
 pub fn plugin_arg_specs(loaded: &LoadedSet) -> Result<Vec<PluginArgSpec>, String> {
-    let builtin = cli::builtin_names();
-    let mut specs: Vec<PluginArgSpec> = Vec::new();
+    let mut specs = Vec::new();
     for plugin in &loaded.plugins {
-        for arg in &plugin.args {
-            let name = arg.name();
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                return Err(format!(
-                    "{}: plugin {} declares an invalid argument name \"{name}\"",
-                    loader::shown(&plugin.file),
-                    plugin.name
-                ));
-            }
-            if builtin.iter().any(|b| b == name) || name == "help" {
-                return Err(format!(
-                    "{}: plugin {} declares --{name}, which the host already has",
-                    loader::shown(&plugin.file),
-                    plugin.name
-                ));
-            }
-            if let Some(other) = specs.iter().find(|s| s.arg.name() == name) {
-                return Err(format!(
-                    "{}: plugin {} declares --{name}, which plugin {} declares too",
-                    loader::shown(&plugin.file),
-                    plugin.name,
-                    other.plugin
-                ));
-            }
-            specs.push(PluginArgSpec {
-                plugin: plugin.name.clone(),
-                arg: arg.clone(),
-            });
-        }
+        cli::add_plugin_args(&mut specs, &plugin.name, &plugin.args)
+            .map_err(|err| format!("{}: {err}", loader::shown(&plugin.file)))?;
     }
     Ok(specs)
 }

@@ -3,6 +3,7 @@
 //! `main.rs` only calls [`app::main`]. The pieces, each in its own module:
 //! - [`cli`]: the command line (clap), environment and `@file` arguments;
 //! - [`logging`]: the brewblox log format on stderr and an optional rotated file;
+//! - [`names`]: the rules for service, plugin and argument names;
 //! - [`plugins`]: loading libraries and the services plugins get (routes, tasks, features);
 //! - [`http`]: the axum app (prefix, CORS, error bodies, status, plugin routes);
 //! - [`bus`]: the AMQP eventbus;
@@ -15,6 +16,7 @@ pub mod check;
 pub mod cli;
 pub mod http;
 pub mod logging;
+pub mod names;
 pub mod plugins;
 pub mod service;
 pub mod shutdown;

@@ -32,6 +32,7 @@ use plugin_api::{
 use tempfile::TempDir;
 
 use super::{elf_check, permissions, version};
+use crate::names;
 
 /// A plugin library that passed every check.
 pub struct LoadedPlugin {
@@ -65,21 +66,10 @@ impl fmt::Display for LoadError {
     }
 }
 
-/// A path as it may be printed: control characters (a newline in a file name would start a
-/// forged log line) escaped as Rust does (`\n`, `\u{1b}`).
+/// A path as it may be printed: control characters escaped (a newline in a file name would
+/// start a forged log line).
 pub fn shown(path: &Path) -> String {
-    path.display()
-        .to_string()
-        .chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
+    crate::logging::escape(&path.display().to_string()).into_owned()
 }
 
 impl LoadError {
@@ -313,16 +303,7 @@ fn describe_module(
         ));
     }
     let name = info.name.to_string();
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(LoadError::new(
-            file,
-            format!("invalid plugin name \"{name}\""),
-        ));
-    }
+    names::identifier("plugin name", &name).map_err(|err| LoadError::new(file, err.to_string()))?;
     let args_json = module.declare_args()().into_result().map_err(|err| {
         LoadError::new(
             file,

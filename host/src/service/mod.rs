@@ -20,7 +20,7 @@ use tokio::{net::TcpListener, sync::mpsc};
 
 use crate::{
     app::{self, EXIT_FAILURE},
-    bus::{BusConfig, EventBus},
+    bus::EventBus,
     cli::Settings,
     http::{
         conn_timeout::Limits,
@@ -81,24 +81,6 @@ async fn answering<F: Future>(
     }
 }
 
-fn bus_config(settings: &Settings) -> BusConfig {
-    BusConfig {
-        host: settings.eventbus_host.clone(),
-        port: settings.eventbus_port,
-        user: settings.eventbus_user.clone(),
-        password: settings.eventbus_password.clone(),
-        vhost: settings.eventbus_vhost.clone(),
-        url: settings.eventbus_url.clone(),
-        reconnect_interval: settings.eventbus_reconnect_interval,
-        heartbeat: settings.eventbus_heartbeat,
-        prefetch: settings.eventbus_prefetch,
-        connection_name: format!("brewblox-host:{}", settings.name),
-        publish_timeout: settings.eventbus_publish_timeout,
-        max_message_size: settings.eventbus_max_message_size,
-        ..BusConfig::default()
-    }
-}
-
 fn server_config(settings: &Settings) -> ServerConfig {
     ServerConfig {
         limits: Limits {
@@ -122,7 +104,7 @@ pub async fn run(boot: Boot, signals: &mut Signals) -> ExitCode {
         "Service info: {}",
         std::env::var("SERVICE_INFO").unwrap_or_else(|_| "UNKNOWN".into())
     );
-    let bus = EventBus::new(bus_config(&settings));
+    let bus = EventBus::new(settings.bus_config());
     let reloads = Arc::new(ReloadLog::default());
     let mut pending = Pending::default();
     let hook_timeout = settings.hook_timeout;
