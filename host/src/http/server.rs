@@ -8,7 +8,7 @@
 //! app for their next request.
 //!
 //! Hand-written rather than `axum::serve` for three things it does not offer: the swap,
-//! per-connection time limits ([`conn_timeout`]), and accepting through file-descriptor
+//! per-connection time limits ([`super::conn_timeout`]), and accepting through file-descriptor
 //! exhaustion (an `EMFILE` is logged once, and accepting resumes, backing off, when
 //! descriptors free up).
 
