@@ -459,3 +459,13 @@ pub fn testkit_received(host: &Host) -> Vec<serde_json::Value> {
         .json()
         .expect("testkit's received messages")
 }
+
+/// Percent-encodes everything but unreserved characters, for a value in a query string.
+pub fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use integration_tests::{wait_until, Host, PluginDir};
+use integration_tests::{urlencode, wait_until, Host, PluginDir};
 
 fn position(log: &str, needle: &str) -> usize {
     log.find(needle)
@@ -174,15 +174,6 @@ fn answer(mut call: TcpStream) {
           connection: close\r\n\r\n{}",
     )
     .unwrap();
-}
-
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[test]

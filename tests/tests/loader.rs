@@ -10,18 +10,25 @@ fn refused(dir: &PluginDir) -> integration_tests::Exited {
     out
 }
 
+/// The line of a refused start that names `file`, and the whole output.
+fn refusal_of(dir: &PluginDir, file: &str) -> (String, integration_tests::Exited) {
+    let out = refused(dir);
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains(file))
+        .unwrap_or_else(|| panic!("no line names {file}:\n{}", out.stderr))
+        .to_owned();
+    (line, out)
+}
+
 #[test]
 fn text_file_named_like_a_plugin_is_refused() {
     let dir = PluginDir::with(&["hello-plugin"]);
     let bad = dir.path().join("libbroken_plugin.so");
     fs::write(&bad, "this is not a library\n").unwrap();
     set_mode(&bad, 0o644);
-    let out = refused(&dir);
-    let line = out
-        .stderr
-        .lines()
-        .find(|l| l.contains("libbroken_plugin.so"))
-        .expect("names the file");
+    let (line, out) = refusal_of(&dir, "libbroken_plugin.so");
     assert!(line.contains("not a shared library"), "{line}");
     assert!(!out.stderr.contains("Running on"), "must not serve");
 }
@@ -29,24 +36,14 @@ fn text_file_named_like_a_plugin_is_refused() {
 #[test]
 fn shared_library_that_is_not_a_plugin_is_refused() {
     let dir = PluginDir::with(&["not-a-plugin"]);
-    let out = refused(&dir);
-    let line = out
-        .stderr
-        .lines()
-        .find(|l| l.contains("libnot_a_plugin.so"))
-        .expect("names the file");
+    let (line, _) = refusal_of(&dir, "libnot_a_plugin.so");
     assert!(line.contains("not a brewblox-host plugin"), "{line}");
 }
 
 #[test]
 fn plugin_for_an_incompatible_api_version_is_refused() {
     let dir = PluginDir::with(&["incompatible-plugin"]);
-    let out = refused(&dir);
-    let line = out
-        .stderr
-        .lines()
-        .find(|l| l.contains("libincompatible_plugin.so"))
-        .expect("names the file");
+    let (line, _) = refusal_of(&dir, "libincompatible_plugin.so");
     assert!(line.contains("built against plugin-api 0.0.9"), "{line}");
     assert!(line.contains("rebuild the plugin"), "{line}");
 }
@@ -54,12 +51,7 @@ fn plugin_for_an_incompatible_api_version_is_refused() {
 #[test]
 fn plugin_with_an_incompatible_layout_is_refused_with_a_summary() {
     let dir = PluginDir::with(&["mismatched-plugin"]);
-    let out = refused(&dir);
-    let line = out
-        .stderr
-        .lines()
-        .find(|l| l.contains("libmismatched_plugin.so"))
-        .expect("names the file");
+    let (line, out) = refusal_of(&dir, "libmismatched_plugin.so");
     assert!(line.contains("incompatible plugin ABI"), "{line}");
     assert!(
         line.len() < 600,
@@ -256,12 +248,7 @@ fn plugin_built_with_panic_abort_is_refused() {
         .expect("run cargo");
     assert!(built.success(), "building the abort fixture");
     let dir = PluginDir::with(&["abort-plugin"]);
-    let out = refused(&dir);
-    let line = out
-        .stderr
-        .lines()
-        .find(|l| l.contains("libabort_plugin.so"))
-        .expect("names the file");
+    let (line, _) = refusal_of(&dir, "libabort_plugin.so");
     assert!(line.contains("built with panic = \"abort\""), "{line}");
 }
 
@@ -302,12 +289,7 @@ fn a_truncated_plugin_is_refused_naming_the_file() {
     let file = dir.path().join("libdevice_plugin.so");
     fs::write(&file, &bytes[..100_000]).unwrap();
     set_mode(&file, 0o644);
-    let out = refused(&dir);
-    let line = out
-        .stderr
-        .lines()
-        .find(|l| l.contains("libdevice_plugin.so"))
-        .expect("names the file");
+    let (line, _) = refusal_of(&dir, "libdevice_plugin.so");
     assert!(line.contains("truncated or still being written"), "{line}");
 }
 

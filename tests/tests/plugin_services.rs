@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use integration_tests::{wait_until, Host, PluginDir};
+use integration_tests::{urlencode, wait_until, Host, PluginDir};
 use serde_json::{json, Value};
 
 fn kit_and_peer() -> (Host, PluginDir) {
@@ -92,15 +92,6 @@ fn tokio_timers_spawn_and_tokio_crates_work_inside_plugins() {
     let status_url = host.url("/_service/status");
     let fetched = get_json(&host, &format!("/kit/fetch?url={}", urlencode(&status_url)));
     assert_eq!(fetched, json!({"fetched": {"status": "ok"}}));
-}
-
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[test]

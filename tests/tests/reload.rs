@@ -259,8 +259,8 @@ fn a_reload_under_load_fails_no_request() {
     assert_eq!(tag(&kit.host), "t5");
 }
 
-#[test]
-fn sighup_during_a_reload_is_coalesced_into_one_more_reload() {
+/// A kit tagged `a` in the middle of a reload to `b` whose startup takes 1.5 s.
+fn kit_reloading() -> Kit {
     let kit = kit(&["--reload-tag=a"]);
     write_args(&kit.args, &["--reload-tag=b", "--reload-startup-ms=1500"]);
     kit.host.signal(libc::SIGHUP);
@@ -268,6 +268,12 @@ fn sighup_during_a_reload_is_coalesced_into_one_more_reload() {
         .host
         .stderr
         .wait_for("Received SIGHUP, reloading", Duration::from_secs(10)));
+    kit
+}
+
+#[test]
+fn sighup_during_a_reload_is_coalesced_into_one_more_reload() {
+    let kit = kit_reloading();
     kit.host.signal(libc::SIGHUP);
     kit.host.signal(libc::SIGHUP);
     wait_reloads(&kit.host, (2, 0));
@@ -306,13 +312,7 @@ fn sighup_during_startup_reloads_after_it() {
 
 #[test]
 fn sigterm_during_a_reload_stops_cleanly() {
-    let mut kit = kit(&["--reload-tag=a"]);
-    write_args(&kit.args, &["--reload-tag=b", "--reload-startup-ms=1500"]);
-    kit.host.signal(libc::SIGHUP);
-    assert!(kit
-        .host
-        .stderr
-        .wait_for("Received SIGHUP, reloading", Duration::from_secs(10)));
+    let mut kit = kit_reloading();
     kit.host.signal(libc::SIGTERM);
     let status = kit.host.wait_exit(Duration::from_secs(30)).expect("exits");
     assert_eq!(status.code(), Some(0), "{}", kit.host.stderr.text());
