@@ -146,13 +146,13 @@ async fn connection(
 /// instructions per request than the server it measured). Needs `Content-Length` framing,
 /// which every route measured here uses.
 #[derive(Default)]
-struct ResponseReader {
+pub struct ResponseReader {
     buf: Vec<u8>,
 }
 
 impl ResponseReader {
     /// The status of the next whole response; its bytes are consumed.
-    async fn next(&mut self, stream: &mut TcpStream) -> Result<u16> {
+    pub async fn next(&mut self, stream: &mut TcpStream) -> Result<u16> {
         loop {
             if let Some((status, len)) = Self::parse(&self.buf)? {
                 if self.buf.len() >= len {

@@ -17,6 +17,7 @@ mod amqp;
 mod baseline;
 mod generate;
 mod load;
+mod reload;
 mod util;
 
 use std::{
@@ -333,9 +334,11 @@ fn start_baseline(name: &str, amqp_exchange: Option<&str>) -> Result<Proc> {
 async fn measure_all(config: &Config) -> Vec<Row> {
     let mut rows = Vec::new();
     let mut reported = 0;
-    let needs_host = ["http", "status", "bus", "latency", "rss", "recovery"]
-        .iter()
-        .any(|g| config.wants(g));
+    let needs_host = [
+        "http", "status", "bus", "latency", "rss", "recovery", "reload",
+    ]
+    .iter()
+    .any(|g| config.wants(g));
     let host = if needs_host {
         match start_bench_host(config) {
             Ok(host) => Some(host),
@@ -413,7 +416,59 @@ async fn measure_all(config: &Config) -> Vec<Row> {
         );
     }
     report(&rows, &mut reported);
+    // Last: it replaces the host's plugin set (with the same files).
+    if let (true, Some(host)) = (config.wants("reload"), &host) {
+        rows.extend(
+            reload_rows(config, host)
+                .await
+                .unwrap_or_else(|err| vec![Row::error("8", "reload under load", &err)]),
+        );
+    }
+    report(&rows, &mut reported);
     rows
+}
+
+async fn reload_rows(config: &Config, host: &BenchHost) -> Result<Vec<Row>> {
+    let (phase, reloads) = if config.quick {
+        (Duration::from_millis(500), 2)
+    } else {
+        (Duration::from_secs(4), 10)
+    };
+    let outcome = reload::measure(
+        host.addr(),
+        host.proc.pid(),
+        &host.path("/bench/plugin"),
+        &host.path("/_service/health"),
+        phase,
+        reloads,
+    )
+    .await?;
+    let failed = outcome.steady.failed + outcome.reloading.failed;
+    let (stall, steady_p99) = (outcome.reloading.max_ms(), outcome.steady.p99_ms());
+    Ok(vec![
+        Row {
+            id: "8a",
+            what: format!(
+                "reload under load: failed requests in {} reloads ({} requests, 4 keep-alive clients + new connections)",
+                outcome.reloads,
+                outcome.reloading.ok + outcome.reloading.failed
+            ),
+            host: failed.to_string(),
+            baseline: String::new(),
+            ratio: String::new(),
+            target: "0".into(),
+            verdict: verdict(failed == 0 && outcome.reloads == reloads),
+        },
+        Row {
+            id: "8b",
+            what: "reload under load: longest request ms during the reloads / steady p99 ms".into(),
+            host: format!("{stall:.1}"),
+            baseline: format!("{steady_p99:.2}"),
+            ratio: format!("{:.1}", stall / steady_p99.max(0.001)),
+            target: String::new(),
+            verdict: String::new(),
+        },
+    ])
 }
 
 /// Prints rows measured since the last call to stderr, so a long run shows progress.

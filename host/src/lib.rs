@@ -3,15 +3,20 @@
 //! `main.rs` only calls [`app::main`]. The pieces, each in its own module:
 //! - [`cli`]: the command line (clap), environment and `@file` arguments;
 //! - [`logging`]: the brewblox log format on stderr and an optional rotated file;
+//! - [`names`]: the rules for service, plugin and argument names;
 //! - [`plugins`]: loading libraries and the services plugins get (routes, tasks, features);
 //! - [`http`]: the axum app (prefix, CORS, error bodies, status, plugin routes);
 //! - [`bus`]: the AMQP eventbus;
-//! - [`app`] and [`shutdown`]: the lifecycle and signals.
+//! - [`service`]: the running service, its generations of plugins and hot reload;
+//! - [`app`], [`check`] and [`shutdown`]: the process, `brewblox-host check`, and signals.
 
 pub mod app;
 pub mod bus;
+pub mod check;
 pub mod cli;
 pub mod http;
 pub mod logging;
+pub mod names;
 pub mod plugins;
+pub mod service;
 pub mod shutdown;

@@ -1,54 +1,53 @@
-//! Signals: SIGINT and SIGTERM mean "shut down gracefully" (aiohttp's behaviour, exit code 0);
-//! SIGHUP means "reload": shut down gracefully, then start again in the same process with the
-//! same arguments, loading the plugins folder afresh (hot swap without a supervisor).
+//! Signals: SIGINT and SIGTERM mean "shut down gracefully" (aiohttp's behaviour, exit code
+//! 0); SIGHUP means "reload the plugins folder" (see [`crate::service`]).
+//!
+//! The handlers are installed before anything else happens, so a signal at any moment —
+//! while plugins load, during a reload, during the shutdown drain — is received and
+//! answered, never the default action (SIGHUP's would kill the process).
 
-use tokio::signal::unix::{signal as unix_signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
-/// Why the service is stopping.
+/// A signal the service answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
-    /// SIGINT or SIGTERM: exit.
-    Exit(&'static str),
-    /// SIGHUP: start again.
+pub enum Received {
+    /// SIGINT or SIGTERM, by name: stop.
+    Stop(&'static str),
+    /// SIGHUP: reload.
     Reload,
 }
 
-impl Stop {
-    pub fn signal_name(self) -> &'static str {
-        match self {
-            Stop::Exit(name) => name,
-            Stop::Reload => "SIGHUP",
+/// The process's signal handlers.
+pub struct Signals {
+    handlers: Option<[Signal; 3]>,
+}
+
+impl Signals {
+    /// Installs the handlers; must run inside the tokio runtime.
+    pub fn install() -> Signals {
+        let handlers = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(term), Ok(int), Ok(hup)) => Some([term, int, hup]),
+            _ => {
+                // Without handlers the service can only be killed.
+                tracing::error!("cannot install signal handlers");
+                None
+            }
+        };
+        Signals { handlers }
+    }
+
+    /// The next signal received (those received since the last call first).
+    pub async fn next(&mut self) -> Received {
+        let Some([term, int, hup]) = &mut self.handlers else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => Received::Stop("SIGTERM"),
+            _ = int.recv() => Received::Stop("SIGINT"),
+            _ = hup.recv() => Received::Reload,
         }
     }
-}
-
-/// Resolves with the first termination or reload signal received.
-pub async fn signal() -> Stop {
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        unix_signal(SignalKind::terminate()),
-        unix_signal(SignalKind::interrupt()),
-        unix_signal(SignalKind::hangup()),
-    ) else {
-        // Without signal handlers the service can only be killed; wait forever.
-        tracing::error!("cannot install signal handlers");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => Stop::Exit("SIGTERM"),
-        _ = int.recv() => Stop::Exit("SIGINT"),
-        _ = hup.recv() => Stop::Reload,
-    }
-}
-
-/// Replaces this process with a fresh start of the same program and arguments. Returns only
-/// if that failed.
-pub fn reexec(args: &[std::ffi::OsString]) -> std::io::Error {
-    use std::os::unix::process::CommandExt;
-    let program = match std::env::current_exe() {
-        Ok(program) => program,
-        Err(err) => return err,
-    };
-    std::process::Command::new(program)
-        .args(args.iter().skip(1))
-        .exec()
 }

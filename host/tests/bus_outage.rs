@@ -72,7 +72,7 @@ fn broker_outages() {
     });
 }
 
-/// Fault #1: the host boots while the broker is down; subscriptions made meanwhile are
+/// The host boots while the broker is down; subscriptions made meanwhile are
 /// declared when it comes up; publish fails fast as unavailable; warned once per outage.
 async fn broker_down_at_boot() {
     let logs = logs();
@@ -144,7 +144,7 @@ async fn broker_down_at_boot() {
     assert!(connections(&name).await.is_empty());
 }
 
-/// Fault #4 + #6 + #13: broker restarts under a connected bus; subscriptions churn while it
+/// The broker restarts under a connected bus; subscriptions churn while it
 /// is down; publish while down is an unavailable error; after restart the (auto-deleted)
 /// topology is re-declared and only the final set of subscriptions comes back.
 async fn broker_restart_while_connected() {
@@ -253,7 +253,7 @@ async fn broker_restart_while_connected() {
     assert!(connections(&name).await.is_empty());
 }
 
-/// Fault #12: a memory alarm blocks publishers; publish returns a timeout error (no hang),
+/// A memory alarm blocks publishers; publish returns a timeout error (no hang),
 /// health shows the block, and publishing works again after the alarm clears.
 async fn blocked_broker_times_out_publish() {
     logs();

@@ -162,9 +162,11 @@ async fn ten_recoveries_in_a_row_leak_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churn_while_disconnected_restores_only_final_set() {
     logs();
+    // Through a proxy that can refuse connections: the bus reconnects at once after a loss,
+    // so the broker must look down for the churn to happen while disconnected.
+    let proxy = BlackholeProxy::start().await;
     let mut cfg = test_config("churn");
-    // Long enough to churn while down, short enough for the suite.
-    cfg.reconnect_interval = Duration::from_millis(1500);
+    cfg.port = proxy.port;
     let name = cfg.connection_name.clone();
     let listener = format!("{name}:listener");
     let bus = EventBus::new(cfg);
@@ -190,6 +192,7 @@ async fn churn_while_disconnected_restores_only_final_set() {
         .await
         .expect("c cancelled");
 
+    proxy.refuse(true);
     close_connection(&listener).await;
     a.wait_state(WAIT, |s| *s == SubscriptionState::Pending)
         .await
@@ -206,6 +209,7 @@ async fn churn_while_disconnected_restores_only_final_set() {
         .subscribe(&ex, "e", ExchangeKind::Topic, se)
         .expect("subscribe");
     e.cancel();
+    proxy.refuse(false);
 
     let qa2 = wait_new_queue(&a, &qa).await;
     let qd = d.wait_active(WAIT).await.expect("d active after reconnect");
@@ -254,9 +258,11 @@ async fn churn_while_disconnected_restores_only_final_set() {
 
 /// A loopback TCP proxy to the broker. `freeze()` makes every connection open at that moment
 /// a black hole (sockets stay open, nothing is forwarded); later connections work normally.
+/// `refuse(true)` closes every new connection at once, as a broker that is down would.
 struct BlackholeProxy {
     port: u16,
     epoch: tokio::sync::watch::Sender<u64>,
+    refusing: tokio::sync::watch::Sender<bool>,
 }
 
 impl BlackholeProxy {
@@ -266,9 +272,14 @@ impl BlackholeProxy {
             .expect("bind proxy");
         let port = listener.local_addr().expect("addr").port();
         let epoch = tokio::sync::watch::channel(0u64).0;
-        let ep = epoch.clone();
+        let refusing = tokio::sync::watch::channel(false).0;
+        let (ep, refuse) = (epoch.clone(), refusing.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                if *refuse.borrow() {
+                    drop(client);
+                    continue;
+                }
                 let Ok(upstream) = tokio::net::TcpStream::connect("127.0.0.1:5672").await else {
                     continue;
                 };
@@ -279,7 +290,15 @@ impl BlackholeProxy {
                 tokio::spawn(pump(ur, cw, ep.subscribe(), born));
             }
         });
-        BlackholeProxy { port, epoch }
+        BlackholeProxy {
+            port,
+            epoch,
+            refusing,
+        }
+    }
+
+    fn refuse(&self, refuse: bool) {
+        self.refusing.send_replace(refuse);
     }
 
     fn freeze(&self) {
@@ -322,7 +341,7 @@ async fn pump(
     std::future::pending::<()>().await;
 }
 
-/// Fault #7: a dead peer (socket open, no data) is detected within two heartbeats, the bus
+/// A dead peer (socket open, no data) is detected within two heartbeats, the bus
 /// reconnects, and shutdown during a black hole does not hang.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_peer_detected_within_two_heartbeats() {

@@ -498,7 +498,8 @@ async fn publish_channel_errors_are_returned_and_next_publish_works() {
     assert!(!err.is_unavailable());
     assert!(err.to_string().contains("PRECONDITION_FAILED"), "{err}");
 
-    // The original was stuck here (quirk 5); we reopen the channel.
+    // The original was stuck here (docs/brewblox-service-0.20.0.md, quirk 5); we reopen the
+    // channel.
     bus.publish(&ex, "k", b"2".to_vec(), ExchangeKind::Fanout, true)
         .await
         .expect("next publish works");

@@ -230,7 +230,8 @@ impl Error {
     }
 }
 
-/// Newlines in a reason would break the HTTP status line and log lines (spec §10 quirk 3).
+/// Newlines in a reason would break the HTTP status line and log lines (quirk 3 in
+/// `docs/brewblox-service-0.20.0.md`).
 fn one_line(text: &str) -> String {
     if text.contains(['\n', '\r']) {
         text.split(['\n', '\r'])

@@ -40,6 +40,7 @@ mod repeater;
 mod route;
 mod runtime;
 mod task;
+mod timestamp;
 
 pub use bus::{ExchangeType, MessageFn, Publish, Subscription};
 pub use config::{Arg, ArgKind, Config};
@@ -52,9 +53,11 @@ pub use http::{Handler, IntoResponse, Json, Method, Request, RequestBuilder, Res
 pub use plugin::Plugin;
 pub use repeater::{Repeat, Repeater};
 pub use route::Route;
+pub use runtime::panic_text;
 /// The schemars crate, for `#[schemars(crate = "plugin_api::schemars")]` and its attributes.
 pub use schemars;
 /// Derives a JSON schema for route documentation ([`Route::request_body`],
 /// [`Route::response`], [`Route::query`]); see [`Route`].
 pub use schemars::JsonSchema;
 pub use task::{TaskHandle, TaskOutput};
+pub use timestamp::rfc3339;

@@ -68,10 +68,8 @@ pub(crate) async fn drive<R: Repeater>(name: String, mut repeater: R) -> Result<
             tracing::info!("{name} cancelled during setup.");
             return Ok(());
         }
-        Err(err) => {
-            tracing::error!("{name} error during setup: {err}");
-            return Err(format!("{name} error during setup: {err}"));
-        }
+        // Not logged here: the host logs a failed task once, with the plugin's name.
+        Err(err) => return Err(format!("{name} error during setup: {err}")),
     }
     let mut failures = 0u32;
     loop {
@@ -99,7 +97,62 @@ pub(crate) async fn drive<R: Repeater>(name: String, mut repeater: R) -> Result<
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    };
+
+    use tracing_core::{span, Event, Metadata, Subscriber};
+
     use super::*;
+
+    /// Counts the events logged while it is the default subscriber.
+    struct CountEvents(Arc<AtomicUsize>);
+
+    impl Subscriber for CountEvents {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
+            span::Id::from_u64(1)
+        }
+        fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
+        fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
+        fn event(&self, _: &Event<'_>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+        fn enter(&self, _: &span::Id) {}
+        fn exit(&self, _: &span::Id) {}
+    }
+
+    struct FailsToPrepare;
+
+    impl Repeater for FailsToPrepare {
+        async fn prepare(&mut self) -> Result<Repeat> {
+            Err(crate::Error::msg("no device"))
+        }
+        async fn run(&mut self) -> Result<Repeat> {
+            unreachable!("run after a failed prepare")
+        }
+    }
+
+    #[test]
+    fn a_failed_prepare_ends_the_repeater_with_its_error_and_leaves_logging_to_the_host() {
+        let events = Arc::new(AtomicUsize::new(0));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let result = tracing::subscriber::with_default(CountEvents(Arc::clone(&events)), || {
+            runtime.block_on(drive("poller".into(), FailsToPrepare))
+        });
+        assert_eq!(result, Err("poller error during setup: no device".into()));
+        assert_eq!(
+            events.load(Ordering::SeqCst),
+            0,
+            "the host logs the failed task"
+        );
+    }
 
     #[test]
     fn backoff_grows_and_caps() {

@@ -42,16 +42,27 @@ pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// Describes a panic payload in one line.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    let text = if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
+/// The message a panic was raised with (`panic!("…")`), from the payload
+/// [`catch_unwind`](std::panic::catch_unwind) returns; `unknown panic payload` for a payload
+/// that is not text. The SDK and the host describe every caught panic with it.
+///
+/// ```
+/// let payload = std::panic::catch_unwind(|| panic!("kaboom {}", 1)).unwrap_err();
+/// assert_eq!(plugin_api::panic_text(&*payload), "kaboom 1");
+/// ```
+pub fn panic_text(payload: &(dyn Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s
     } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
+        s
     } else {
-        "unknown panic payload".to_owned()
-    };
-    format!("panicked: {text}")
+        "unknown panic payload"
+    }
+}
+
+/// A caught panic as an error message.
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    format!("panicked: {}", panic_text(payload))
 }
 
 /// Runs `f` inside the plugin runtime, turning a panic into `Err`.

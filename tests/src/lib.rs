@@ -10,7 +10,10 @@ use std::{
     net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -115,7 +118,11 @@ pub fn free_port() -> u16 {
 
 /// Lines a child process wrote, collected by a reader thread.
 #[derive(Clone, Default)]
-pub struct Lines(Arc<Mutex<Vec<String>>>);
+pub struct Lines {
+    lines: Arc<Mutex<Vec<String>>>,
+    /// Set when the reader reached the end of the stream: every line is in.
+    closed: Arc<AtomicBool>,
+}
 
 impl Lines {
     fn spawn<R: std::io::Read + Send + 'static>(reader: R) -> Self {
@@ -123,22 +130,26 @@ impl Lines {
         let sink = lines.clone();
         thread::spawn(move || {
             for line in BufReader::new(reader).lines().map_while(Result::ok) {
-                sink.0.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+                sink.lock().push(line);
             }
+            sink.closed.store(true, Ordering::SeqCst);
         });
         lines
     }
 
+    /// The lines, whatever a panicking test thread left behind.
+    fn lock(&self) -> MutexGuard<'_, Vec<String>> {
+        self.lines.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Everything so far, one string.
     pub fn text(&self) -> String {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
+        self.lock().join("\n")
     }
 
     /// How many lines contain every one of `needles`.
     pub fn count(&self, needles: &[&str]) -> usize {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.lock()
             .iter()
             .filter(|line| needles.iter().all(|n| line.contains(n)))
             .count()
@@ -147,6 +158,17 @@ impl Lines {
     /// Waits until a line contains `needle`.
     pub fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
         wait_until(timeout, || self.text().contains(needle))
+    }
+
+    /// Waits until the stream has ended (the process exited and its pipe is drained), so
+    /// that [`text`](Lines::text) is the whole output; panics after 10 s.
+    fn wait_closed(&self) {
+        assert!(
+            wait_until(Duration::from_secs(10), || self
+                .closed
+                .load(Ordering::SeqCst)),
+            "the output pipe stayed open 10 s after the process exited"
+        );
     }
 }
 
@@ -171,9 +193,16 @@ pub struct HostBuilder {
     port: u16,
     args: Vec<String>,
     envs: Vec<(String, String)>,
+    fd_limit: Option<u64>,
 }
 
 impl HostBuilder {
+    /// Runs the host with at most `limit` open file descriptors (`RLIMIT_NOFILE`).
+    pub fn fd_limit(mut self, limit: u64) -> Self {
+        self.fd_limit = Some(limit);
+        self
+    }
+
     pub fn name(mut self, name: &str) -> Self {
         self.name = name.to_owned();
         self
@@ -216,11 +245,20 @@ impl HostBuilder {
             cmd.env(key, value);
         }
         // A host must not outlive its test, even when the test process is killed.
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        // SAFETY: prctl and setrlimit are async-signal-safe; nothing else runs between fork
+        // and exec.
+        let fd_limit = self.fd_limit;
         unsafe {
             use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if let Some(limit) = fd_limit {
+                    let limit = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+                }
                 Ok(())
             });
         }
@@ -229,20 +267,7 @@ impl HostBuilder {
 
     /// Starts the host and waits (≤ 30 s) until its status endpoint answers 200.
     pub fn start(self) -> Host {
-        let mut child = self.command().spawn().expect("start brewblox-host");
-        let stdout = Lines::spawn(child.stdout.take().expect("stdout"));
-        let stderr = Lines::spawn(child.stderr.take().expect("stderr"));
-        let mut host = Host {
-            child,
-            port: self.port,
-            name: self.name.clone(),
-            stdout,
-            stderr,
-            client: Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("client"),
-        };
+        let mut host = self.spawn();
         let url = host.url("/_service/status");
         let client = Client::builder()
             .timeout(Duration::from_secs(2))
@@ -265,6 +290,24 @@ impl HostBuilder {
         host
     }
 
+    /// Starts the host without waiting for it to serve.
+    pub fn spawn(self) -> Host {
+        let mut child = self.command().spawn().expect("start brewblox-host");
+        let stdout = Lines::spawn(child.stdout.take().expect("stdout"));
+        let stderr = Lines::spawn(child.stderr.take().expect("stderr"));
+        Host {
+            child,
+            port: self.port,
+            name: self.name.clone(),
+            stdout,
+            stderr,
+            client: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+        }
+    }
+
     /// Runs the host expecting it to exit by itself (≤ 30 s); returns its output.
     pub fn run_to_exit(self) -> Exited {
         let mut child = self.command().spawn().expect("start brewblox-host");
@@ -279,8 +322,8 @@ impl HostBuilder {
             let _ = child.kill();
             panic!("host did not exit within 30 s:\n{}", stderr.text());
         }
-        // Let the reader threads drain the pipes.
-        thread::sleep(Duration::from_millis(100));
+        stdout.wait_closed();
+        stderr.wait_closed();
         Exited {
             status: status.expect("exit status"),
             stdout: stdout.text(),
@@ -321,6 +364,7 @@ impl Host {
             port: free_port(),
             args: Vec::new(),
             envs: Vec::new(),
+            fd_limit: None,
         }
     }
 
@@ -350,7 +394,8 @@ impl Host {
         }
     }
 
-    /// Waits (≤ `timeout`) for the process to exit.
+    /// Waits (≤ `timeout`) for the process to exit; once it has, its whole output is in
+    /// [`stdout`](Host::stdout) and [`stderr`](Host::stderr).
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let mut status = None;
         wait_until(timeout, || {
@@ -358,7 +403,8 @@ impl Host {
             status.is_some()
         });
         if status.is_some() {
-            thread::sleep(Duration::from_millis(100));
+            self.stdout.wait_closed();
+            self.stderr.wait_closed();
         }
         status
     }
@@ -412,4 +458,14 @@ pub fn testkit_received(host: &Host) -> Vec<serde_json::Value> {
     host.get("/kit/bus/received")
         .json()
         .expect("testkit's received messages")
+}
+
+/// Percent-encodes everything but unreserved characters, for a value in a query string.
+pub fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -1,4 +1,4 @@
-//! The command line (spec §1): names, exit codes, `@file`, environment.
+//! The command line: names, exit codes, `@file` arguments, the environment.
 
 use std::time::Duration;
 
@@ -33,7 +33,11 @@ fn help_lists_every_option_and_exits_0() {
         "--eventbus-host",
         "--eventbus-port",
         "--plugins",
+        "--watch",
+        "--http-header-timeout",
+        "--http-idle-timeout",
         "Host to which the app binds. [0.0.0.0]",
+        "Port to which the app binds. [5000]",
         "BREWBLOX_NAME",
     ] {
         assert!(out.stdout.contains(needle), "{needle}:\n{}", out.stdout);
@@ -123,4 +127,74 @@ fn repeated_options_take_the_last_value_as_argparse_does() {
             .status(),
         200
     );
+}
+
+#[test]
+fn argument_files_that_never_end_are_usage_errors() {
+    let dir = PluginDir::new();
+    let looping = dir.path().join("a");
+    std::fs::write(&looping, format!("@{}\n", looping.display())).unwrap();
+    // run_to_exit gives up after 30 s: a host that spins or fills memory fails the test.
+    for (arg, expected) in [
+        (format!("@{}", looping.display()), "nested more than"),
+        ("@/dev/zero".to_owned(), "bytes in total"),
+    ] {
+        let out = Host::builder(dir.path()).arg(&arg).run_to_exit();
+        assert_eq!(out.code(), Some(2), "{arg}: {}", out.stderr);
+        assert!(out.stderr.contains(expected), "{arg}: {}", out.stderr);
+    }
+}
+
+#[test]
+fn names_no_client_or_peer_can_use_are_usage_errors() {
+    let dir = PluginDir::new();
+    let long = "s".repeat(256);
+    for name in ["new\nline", "esc\u{1b}[31m", "sp ace", "caf\u{e9}", &long] {
+        let out = Host::builder(dir.path()).name(name).run_to_exit();
+        assert_eq!(out.code(), Some(2), "{name:?}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("(accepted: 1 to 255 bytes of ASCII letters"),
+            "{name:?}: {}",
+            out.stderr
+        );
+    }
+    let out = Host::builder(dir.path()).arg("--help").run_to_exit();
+    assert!(
+        out.stdout.contains("1 to 255 bytes of ASCII letters"),
+        "help says which names are accepted:\n{}",
+        out.stdout
+    );
+    // The longest name serves.
+    let dir = PluginDir::with(&["hello-plugin"]);
+    let host = Host::builder(dir.path()).name(&"s".repeat(255)).start();
+    assert_eq!(host.get("/hello").status(), 200);
+}
+
+#[test]
+fn flags_from_the_environment_accept_what_containers_write() {
+    let dir = PluginDir::with(&["testkit-plugin"]);
+    for (value, on) in [
+        ("1", true),
+        ("yes", true),
+        ("On", true),
+        ("TRUE", true),
+        ("0", false),
+        ("off", false),
+    ] {
+        let host = Host::builder(dir.path())
+            .env("BREWBLOX_DEBUG", value)
+            .env("BREWBLOX_TESTKIT_VERBOSE", value)
+            .start();
+        let config: serde_json::Value = host.get("/kit/config").json().unwrap();
+        assert_eq!(config["debug"], on, "BREWBLOX_DEBUG={value}");
+        assert_eq!(config["verbose"], on, "BREWBLOX_TESTKIT_VERBOSE={value}");
+    }
+    for var in ["BREWBLOX_DEBUG", "BREWBLOX_TESTKIT_VERBOSE"] {
+        let out = Host::builder(dir.path()).env(var, "maybe").run_to_exit();
+        assert_eq!(out.code(), Some(2), "{var}: {}", out.stderr);
+        let expected =
+            format!("{var}=\"maybe\" is not a flag value: use 1/0, true/false, yes/no or on/off");
+        assert!(out.stderr.contains(&expected), "{var}: {}", out.stderr);
+    }
 }

@@ -329,7 +329,7 @@ fn a_channel_error_reaches_the_plugin_and_the_next_publish_works() {
     assert_eq!(res["ok"], false);
     assert_eq!(res["kind"], "Rejected", "{res}");
     assert!(res["error"].as_str().unwrap().contains("406"), "{res}");
-    // Fixed quirk 5: the publisher is not stuck.
+    // The original's publisher stayed broken here (docs/brewblox-service-0.20.0.md, quirk 5).
     let res = publish(
         json!({"exchange": exchange, "routing": "k", "message": 1, "exchange_type": "fanout"}),
     );
@@ -427,7 +427,7 @@ fn messages_over_the_hosts_cap_are_refused_both_ways_and_nothing_else_is() {
     assert_eq!(got[1]["message"], exact.as_str());
 }
 
-/// Fault row 10: over the broker's limit (the host's own cap turned off) the broker closes
+/// A message over the broker's size limit (the host's own cap turned off): the broker closes
 /// the publisher's channel; that publish fails at once with the broker's reason, the next one
 /// works, and the listener's channel never noticed.
 #[test]
@@ -466,7 +466,7 @@ fn a_publish_over_the_brokers_limit_fails_on_its_own_channel_only() {
     drop(broker_limit);
 }
 
-/// Fault row 11 end to end (the bus alone: `host/tests/bus_wire.rs`): with `--eventbus-prefetch`
+/// A slow consumer end to end (the bus alone: `host/tests/bus_wire.rs`): with `--eventbus-prefetch`
 /// a slow plugin handler holds at most that many unacknowledged messages (the backlog waits in
 /// the broker, not in the host), and another subscription's messages are not held up behind it.
 #[test]

@@ -1,4 +1,4 @@
-//! Fault row 11, its `consumer_timeout` part: a handler slower than the broker's consumer
+//! A slow consumer, its `consumer_timeout` part: a handler slower than the broker's consumer
 //! timeout makes the broker close the consumer's channel; the host opens a fresh one and
 //! consumption resumes. This lowers broker-wide settings, so it is one test in its own
 //! binary (cargo runs test binaries one at a time); a guard restores them even if an

@@ -1,4 +1,5 @@
-//! The HTTP surface (spec §2, §9): prefix, status, CORS, error bodies, limits, plugin routes.
+//! The HTTP surface: prefix, status, CORS, error bodies, limits, plugin routes (the original's
+//! behaviour and where we differ: `docs/brewblox-service-0.20.0.md`).
 
 use integration_tests::{Host, PluginDir};
 use reqwest::{blocking::Response, Method};

@@ -1,8 +1,14 @@
-//! Startup, signals and shutdown (spec §3.5), with misbehaving plugins.
+//! Startup, signals and shutdown (the original's lifecycle, see
+//! `docs/brewblox-service-0.20.0.md`), with misbehaving plugins.
 
-use std::time::{Duration, Instant};
+use std::{
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    thread,
+    time::{Duration, Instant},
+};
 
-use integration_tests::{Host, PluginDir};
+use integration_tests::{urlencode, wait_until, Host, PluginDir};
 
 fn position(log: &str, needle: &str) -> usize {
     log.find(needle)
@@ -124,16 +130,69 @@ fn a_hanging_shutdown_is_abandoned_after_the_timeout() {
     assert!(log.contains("peer shutdown"));
 }
 
+/// A request held inside a plugin handler: the testkit's `/kit/fetch` calls back to a
+/// listener of the test's own, so the test knows the request is in flight once that call
+/// arrives, and it ends when the test answers it.
+struct HeldRequest {
+    listener: TcpListener,
+    request: thread::JoinHandle<Option<u16>>,
+}
+
+impl HeldRequest {
+    fn start(host: &Host) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let callback = format!("http://{}/", listener.local_addr().unwrap());
+        let url = host.url(&format!("/kit/fetch?url={}", urlencode(&callback)));
+        let client = host.client.clone();
+        let request =
+            thread::spawn(move || client.get(url).send().ok().map(|r| r.status().as_u16()));
+        HeldRequest { listener, request }
+    }
+
+    /// Waits (≤ 10 s) until the plugin handler's call arrives: the request is in flight.
+    fn in_flight(&self) -> TcpStream {
+        self.listener.set_nonblocking(true).unwrap();
+        let mut stream = None;
+        let arrived = wait_until(Duration::from_secs(10), || {
+            stream = self.listener.accept().ok().map(|(s, _)| s);
+            stream.is_some()
+        });
+        assert!(arrived, "the request did not reach the plugin handler");
+        let stream = stream.unwrap();
+        stream.set_nonblocking(false).unwrap();
+        stream
+    }
+}
+
+/// Answers the plugin handler's call with `{}`.
+fn answer(mut call: TcpStream) {
+    call.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut head = [0u8; 1024];
+    let _ = call.read(&mut head);
+    call.write_all(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\
+          connection: close\r\n\r\n{}",
+    )
+    .unwrap();
+}
+
 #[test]
 fn in_flight_requests_finish_during_shutdown() {
     let dir = PluginDir::with(&["testkit-plugin"]);
     let mut host = Host::builder(dir.path()).start();
-    let url = host.url("/kit/sleep?ms=1500");
-    let client = host.client.clone();
-    let request = std::thread::spawn(move || client.get(url).send().map(|r| r.status().as_u16()));
-    std::thread::sleep(Duration::from_millis(300));
+    let held = HeldRequest::start(&host);
+    let call = held.in_flight();
     host.signal(libc::SIGTERM);
-    assert_eq!(request.join().unwrap().expect("answered"), 200);
+    // Shutdown has begun (before_shutdown runs once the server stops accepting) while the
+    // request is still in the handler; only now does the handler get its answer.
+    assert!(
+        host.stderr
+            .wait_for("kit before_shutdown", Duration::from_secs(10)),
+        "{}",
+        host.stderr.text()
+    );
+    answer(call);
+    assert_eq!(held.request.join().unwrap(), Some(200));
     assert_eq!(
         host.wait_exit(Duration::from_secs(30))
             .and_then(|s| s.code()),
@@ -147,10 +206,9 @@ fn drain_is_bounded_by_the_shutdown_timeout() {
     let mut host = Host::builder(dir.path())
         .args(&["--shutdown-timeout", "0.5"])
         .start();
-    let url = host.url("/kit/sleep?ms=60000");
-    let client = host.client.clone();
-    let _request = std::thread::spawn(move || client.get(url).send().is_ok());
-    std::thread::sleep(Duration::from_millis(300));
+    let held = HeldRequest::start(&host);
+    // Never answered: the request stays in the handler until the host gives up on it.
+    let _call = held.in_flight();
     let started = Instant::now();
     assert_eq!(host.stop().code(), Some(0));
     assert!(
@@ -159,6 +217,7 @@ fn drain_is_bounded_by_the_shutdown_timeout() {
         started.elapsed()
     );
     assert!(host.stderr.text().contains("did not finish within 0.5 s"));
+    assert_ne!(held.request.join().unwrap(), Some(200));
 }
 
 #[test]

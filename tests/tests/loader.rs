@@ -10,18 +10,25 @@ fn refused(dir: &PluginDir) -> integration_tests::Exited {
     out
 }
 
+/// The line of a refused start that names `file`, and the whole output.
+fn refusal_of(dir: &PluginDir, file: &str) -> (String, integration_tests::Exited) {
+    let out = refused(dir);
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains(file))
+        .unwrap_or_else(|| panic!("no line names {file}:\n{}", out.stderr))
+        .to_owned();
+    (line, out)
+}
+
 #[test]
 fn text_file_named_like_a_plugin_is_refused() {
     let dir = PluginDir::with(&["hello-plugin"]);
     let bad = dir.path().join("libbroken_plugin.so");
     fs::write(&bad, "this is not a library\n").unwrap();
     set_mode(&bad, 0o644);
-    let out = refused(&dir);
-    let line = out
-        .stderr
-        .lines()
-        .find(|l| l.contains("libbroken_plugin.so"))
-        .expect("names the file");
+    let (line, out) = refusal_of(&dir, "libbroken_plugin.so");
     assert!(line.contains("not a shared library"), "{line}");
     assert!(!out.stderr.contains("Running on"), "must not serve");
 }
@@ -29,24 +36,14 @@ fn text_file_named_like_a_plugin_is_refused() {
 #[test]
 fn shared_library_that_is_not_a_plugin_is_refused() {
     let dir = PluginDir::with(&["not-a-plugin"]);
-    let out = refused(&dir);
-    let line = out
-        .stderr
-        .lines()
-        .find(|l| l.contains("libnot_a_plugin.so"))
-        .expect("names the file");
+    let (line, _) = refusal_of(&dir, "libnot_a_plugin.so");
     assert!(line.contains("not a brewblox-host plugin"), "{line}");
 }
 
 #[test]
 fn plugin_for_an_incompatible_api_version_is_refused() {
     let dir = PluginDir::with(&["incompatible-plugin"]);
-    let out = refused(&dir);
-    let line = out
-        .stderr
-        .lines()
-        .find(|l| l.contains("libincompatible_plugin.so"))
-        .expect("names the file");
+    let (line, _) = refusal_of(&dir, "libincompatible_plugin.so");
     assert!(line.contains("built against plugin-api 0.0.9"), "{line}");
     assert!(line.contains("rebuild the plugin"), "{line}");
 }
@@ -54,12 +51,7 @@ fn plugin_for_an_incompatible_api_version_is_refused() {
 #[test]
 fn plugin_with_an_incompatible_layout_is_refused_with_a_summary() {
     let dir = PluginDir::with(&["mismatched-plugin"]);
-    let out = refused(&dir);
-    let line = out
-        .stderr
-        .lines()
-        .find(|l| l.contains("libmismatched_plugin.so"))
-        .expect("names the file");
+    let (line, out) = refusal_of(&dir, "libmismatched_plugin.so");
     assert!(line.contains("incompatible plugin ABI"), "{line}");
     assert!(
         line.len() < 600,
@@ -256,12 +248,7 @@ fn plugin_built_with_panic_abort_is_refused() {
         .expect("run cargo");
     assert!(built.success(), "building the abort fixture");
     let dir = PluginDir::with(&["abort-plugin"]);
-    let out = refused(&dir);
-    let line = out
-        .stderr
-        .lines()
-        .find(|l| l.contains("libabort_plugin.so"))
-        .expect("names the file");
+    let (line, _) = refusal_of(&dir, "libabort_plugin.so");
     assert!(line.contains("built with panic = \"abort\""), "{line}");
 }
 
@@ -291,9 +278,175 @@ fn sighup_reloads_the_plugins_folder_in_the_same_process() {
     assert_eq!(host.pid(), pid, "same process");
     assert!(host.is_running());
     assert_eq!(host.get("/hello").status(), 404);
-    assert!(host
-        .stderr
-        .text()
-        .contains("Received SIGHUP, stopping to reload"));
+    assert!(host.stderr.text().contains("Received SIGHUP, reloading"));
     assert!(host.stop().success());
+}
+
+#[test]
+fn a_truncated_plugin_is_refused_naming_the_file() {
+    let dir = PluginDir::new();
+    let bytes = fs::read(plugin_lib("device-plugin")).unwrap();
+    let file = dir.path().join("libdevice_plugin.so");
+    fs::write(&file, &bytes[..100_000]).unwrap();
+    set_mode(&file, 0o644);
+    let (line, _) = refusal_of(&dir, "libdevice_plugin.so");
+    assert!(line.contains("truncated or still being written"), "{line}");
+}
+
+#[test]
+fn a_library_that_is_not_a_plugin_is_refused_before_its_code_runs() {
+    // The fixture prints from a constructor (`.init_array`) when it is loaded.
+    let dir = PluginDir::with(&["not-a-plugin"]);
+    let out = refused(&dir);
+    assert!(
+        out.stderr.contains("not a brewblox-host plugin"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("not-a-plugin constructor ran"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_large_sparse_file_is_refused() {
+    let dir = PluginDir::new();
+    let file = fs::File::create(dir.path().join("x.so")).unwrap();
+    file.set_len(1 << 30).unwrap();
+    drop(file);
+    set_mode(&dir.path().join("x.so"), 0o644);
+    let out = refused(&dir);
+    assert!(
+        out.stderr.contains("x.so: not a shared library"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn control_characters_in_a_file_name_cannot_forge_a_log_line() {
+    let dir = PluginDir::new();
+    // A file name cannot hold `/`, so the forged line cannot start with a date; it would
+    // still be a line of its own.
+    let name = "lib\nERROR    forged \u{1b}[31m.so";
+    let file = dir.path().join(name);
+    fs::write(&file, "not a library").unwrap();
+    set_mode(&file, 0o644);
+    let out = refused(&dir);
+    assert!(
+        out.stderr
+            .lines()
+            .all(|l| !l.starts_with("ERROR    forged")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("lib\\nERROR    forged \\u{1b}[31m.so"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains('\u{1b}'), "{}", out.stderr);
+}
+
+/// Runs the host with its own temporary folder; returns what is left in it afterwards.
+fn leftovers(args: &[&str], dir: &PluginDir, stop: bool) -> Vec<String> {
+    let tmp = tempfile::tempdir().unwrap();
+    let builder = Host::builder(dir.path())
+        .args(args)
+        .env("TMPDIR", tmp.path().to_str().unwrap())
+        .env("RUST_BACKTRACE", "full");
+    if stop {
+        let mut host = builder.start();
+        host.signal(libc::SIGHUP);
+        assert!(host.stderr.wait_for("Reloaded", Duration::from_secs(30)));
+        assert!(host.stop().success());
+    } else {
+        builder.run_to_exit();
+    }
+    fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn no_private_copy_outlives_the_process() {
+    let good = PluginDir::with(&["hello-plugin"]);
+    for args in [
+        &["--help"][..],
+        &["--version"],
+        &["--no-such-option"],
+        &["--port", "x"],
+    ] {
+        assert_eq!(
+            leftovers(args, &good, false),
+            Vec::<String>::new(),
+            "{args:?}"
+        );
+    }
+    assert_eq!(
+        leftovers(&[], &good, true),
+        Vec::<String>::new(),
+        "stop after a reload"
+    );
+    let bad = PluginDir::with(&["hello-plugin", "mismatched-plugin"]);
+    assert_eq!(
+        leftovers(&[], &bad, false),
+        Vec::<String>::new(),
+        "refused start"
+    );
+}
+
+#[test]
+fn check_describes_every_plugin_without_starting_any() {
+    let dir = PluginDir::with(&["device-plugin", "hello-plugin"]);
+    let out = std::process::Command::new(integration_tests::host_bin())
+        .args(["check", "--plugins"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("ok       device-plugin 0.1.0"), "{stdout}");
+    assert!(stdout.contains("ok       hello-plugin 0.1.0"), "{stdout}");
+    assert!(stdout.contains("build id: "), "{stdout}");
+    assert!(!stdout.contains("build id: none"), "{stdout}");
+    assert!(
+        stdout.contains("ABI fingerprint matches this host's"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("--device-id (string"), "{stdout}");
+    assert!(stdout.contains("2 plugin(s)"), "{stdout}");
+    // No startup ran: the device plugin logs when it starts, and nothing was logged.
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn check_refuses_what_the_host_would_refuse() {
+    let dir = PluginDir::with(&["hello-plugin", "mismatched-plugin"]);
+    let bytes = fs::read(plugin_lib("device-plugin")).unwrap();
+    fs::write(dir.path().join("libhalf.so"), &bytes[..50_000]).unwrap();
+    set_mode(&dir.path().join("libhalf.so"), 0o644);
+    let out = std::process::Command::new(integration_tests::host_bin())
+        .args(["check", "--plugins"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("libhalf.so: truncated"), "{stdout}");
+    assert!(
+        stdout.contains("libmismatched_plugin.so: incompatible plugin ABI"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("2 plugin file(s) would be refused"),
+        "{stdout}"
+    );
 }

@@ -1,4 +1,4 @@
-//! The log format and filters (spec §3.1).
+//! The log format (the original's, one plain line per record) and the filters.
 
 use std::time::Duration;
 
@@ -77,9 +77,13 @@ fn debug_enables_debug_lines_and_the_access_log() {
         .stderr
         .text()
         .contains("Endpoint [GET] /test_svc/kit/config (plugin testkit-plugin)"));
-    let without = Host::builder(dir.path()).start();
+    let mut without = Host::builder(dir.path()).start();
     assert_eq!(without.get("/kit/config").status(), 200);
-    std::thread::sleep(Duration::from_millis(200));
+    // The sentinel: the last line of a stop comes after any access line of that request.
+    assert!(without.stop().success());
+    assert!(without
+        .stderr
+        .wait_for("Service stopped", Duration::from_secs(5)));
     assert!(
         !without.stderr.text().contains("HTTP/1.1\" 200"),
         "no access log without --debug"
@@ -135,4 +139,89 @@ fn output_file_gets_the_same_lines() {
     assert!(text.contains("kit info line"));
     assert!(text.contains("Creating [test_svc] application"));
     assert!(!text.contains('\u{1b}'), "no colour codes in files");
+}
+
+#[test]
+fn dependency_records_are_one_plain_line_with_their_fields() {
+    // stderr is a pipe here: no terminal escape codes, and a dependency's fields follow its
+    // message as key=value, as ours do. lapin logs "create channel" with an `id` field.
+    let dir = PluginDir::new();
+    let mut host = Host::builder(dir.path()).arg("--debug").start();
+    let exchange = integration_tests::amqp::unique("logging-fields");
+    let res = host
+        .client
+        .post(host.url("/_debug/subscribe"))
+        .json(&serde_json::json!({"exchange": exchange, "routing": "k"}))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        host.stderr
+            .wait_for("create channel id=", Duration::from_secs(10)),
+        "{}",
+        host.stderr.text()
+    );
+    assert!(host.stop().success());
+    let log = host.stderr.text();
+    assert!(!log.contains('\u{1b}'), "no escape codes in a pipe:\n{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("create channel id="))
+        .unwrap();
+    assert_format(line);
+    assert!(line.contains(" DEBUG    lapin::channels "), "{line}");
+}
+
+#[test]
+fn a_message_cannot_split_or_forge_a_line() {
+    // Any AMQP peer chooses the routing key, and `_debug/subscribe` logs every message it
+    // gets with its key: a key holding a newline and a whole log line of its own.
+    let dir = PluginDir::new();
+    let mut host = Host::builder(dir.path()).start();
+    let exchange = integration_tests::amqp::unique("logging-forge");
+    let forged = "2026/01/01 00:00:00 ERROR    brewblox_host::service          forged";
+    let post = |path: &str, body: serde_json::Value| {
+        let res = host.client.post(host.url(path)).json(&body).send().unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+    };
+    post(
+        "/_debug/subscribe",
+        serde_json::json!({"exchange": exchange, "routing": "#"}),
+    );
+    // The subscription is bound once a publish to the exchange arrives: retry a marker.
+    let arrived = integration_tests::wait_until(Duration::from_secs(10), || {
+        post(
+            "/_debug/publish",
+            serde_json::json!({"exchange": exchange, "routing": "marker", "message": 1}),
+        );
+        host.stderr
+            .wait_for("key=marker", Duration::from_millis(200))
+    });
+    assert!(arrived, "{}", host.stderr.text());
+    post(
+        "/_debug/publish",
+        serde_json::json!({
+            "exchange": exchange,
+            "routing": format!("k\n{forged}\r\u{1b}[2K"),
+            "message": 2
+        }),
+    );
+    assert!(
+        host.stderr.wait_for("message=2", Duration::from_secs(10)),
+        "{}",
+        host.stderr.text()
+    );
+    assert!(host.stop().success());
+    let log = host.stderr.text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("message=2"))
+        .expect("the message is logged");
+    assert_format(line);
+    assert!(
+        line.contains(&format!("key=k\\n{forged}\\r\\u{{1b}}[2K, message=2")),
+        "{line}"
+    );
+    assert!(!log.lines().any(|l| l.starts_with(forged)), "{log}");
+    assert!(!log.contains(['\r', '\u{1b}']), "{log:?}");
 }

@@ -1,4 +1,4 @@
-//! The API documentation (issue 5, spec §2.2): the OpenAPI document at
+//! The API documentation: the OpenAPI document at
 //! `/{name}/api/doc/swagger.json` and the Swagger UI at `/{name}/api/doc`, with the real
 //! host and the real device, history and testkit plugins.
 //!

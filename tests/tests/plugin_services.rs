@@ -1,8 +1,8 @@
 //! What a plugin can do through the SDK, observed through the real host.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use integration_tests::{wait_until, Host, PluginDir};
+use integration_tests::{urlencode, wait_until, Host, PluginDir};
 use serde_json::{json, Value};
 
 fn kit_and_peer() -> (Host, PluginDir) {
@@ -94,15 +94,6 @@ fn tokio_timers_spawn_and_tokio_crates_work_inside_plugins() {
     assert_eq!(fetched, json!({"fetched": {"status": "ok"}}));
 }
 
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[test]
 fn task_failures_are_logged_with_the_plugin_name() {
     let (host, _dir) = kit_and_peer();
@@ -134,6 +125,7 @@ fn task_failures_are_logged_with_the_plugin_name() {
 
 #[test]
 fn repeaters_prepare_run_resume_and_back_off() {
+    let started = Instant::now();
     let (host, _dir) = kit_and_peer();
     let ok = wait_until(Duration::from_secs(10), || {
         get_json(&host, "/kit/tasks")["repeater_runs"]
@@ -159,20 +151,43 @@ fn repeaters_prepare_run_resume_and_back_off() {
         "kit-stopping-repeater cancelled during runtime.",
         Duration::from_secs(5)
     ));
+
     // An instantly failing run backs off instead of spinning: 100 ms doubling per failure,
-    // so a second of failures is a handful of attempts, not millions.
-    std::thread::sleep(Duration::from_millis(1500));
-    let attempts = get_json(&host, "/kit/tasks")["failing_attempts"]
-        .as_u64()
-        .unwrap();
-    assert!((2..=12).contains(&attempts), "attempts: {attempts}");
+    // so the fifth attempt comes 100 + 200 + 400 + 800 ms after the first, and the sixth
+    // 1.6 s after that. A hot loop would be at thousands by the time this looks.
+    let mut attempts = 0;
+    let fifth = wait_until(Duration::from_secs(10), || {
+        attempts = get_json(&host, "/kit/tasks")["failing_attempts"]
+            .as_u64()
+            .unwrap();
+        attempts >= 5
+    });
+    assert!(fifth, "attempts: {attempts}");
+    assert!(attempts <= 6, "attempts: {attempts}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "five attempts within {:?}",
+        started.elapsed()
+    );
+    // The fifth attempt began, so the first four failures were handled (logged or not).
+    // A host log line made after that marks the end of what to read.
+    assert_eq!(host.get("/kit/panic").status(), 500);
+    assert!(
+        host.stderr.wait_for(
+            "plugin testkit-plugin: GET /test_svc/kit/panic ",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        host.stderr.text()
+    );
     assert_eq!(
         host.stderr
             .text()
             .matches("kit-failing-repeater error during runtime")
             .count(),
         1,
-        "logged once per series"
+        "logged once per series:\n{}",
+        host.stderr.text()
     );
     assert_eq!(get_json(&host, "/kit/tasks")["sleeper_finished"], false);
 }

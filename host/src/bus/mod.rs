@@ -1,5 +1,5 @@
-//! AMQP eventbus: wire-compatible with brewblox-service 0.20.0 `events.py`, surviving broker
-//! faults.
+//! AMQP eventbus: wire-compatible with brewblox-service 0.20.0 (docs/brewblox-service-0.20.0.md),
+//! surviving broker faults.
 //!
 //! Layout, one job per module:
 //! - [`config`] holds settings, the exchange type, URL parsing and password redaction;
@@ -11,11 +11,10 @@
 //! - [`health`] builds the serialisable report;
 //! - [`error`] defines [`BusError`].
 //!
-//! Where it differs from the original (the README's table of quirks has the reasons): a
-//! publisher that hit a channel error works again at the next publish; a lost connection is
-//! noticed at once and a dead peer within two heartbeats; the ack is sent after the handler
-//! returns, but delivery stays at-most-once because queues are exclusive; handlers run per
-//! subscription, not one after another for all. Publish payloads carry no AMQP properties,
+//! The original's quirks (numbered as in that page): the stuck publisher (5) is fixed; loss is
+//! noticed at once and dead peers within two heartbeats (6); ack is sent after the handler
+//! returns, but delivery stays at-most-once because queues are exclusive (7); handlers run
+//! per subscription, not serially for all (8). Publish payloads carry no AMQP properties,
 //! exactly as the original (no content-type), so the wire is identical.
 
 pub mod config;
@@ -97,7 +96,7 @@ impl EventBus {
     /// Synchronous, never fails for broker reasons. Works before the bus connected, while
     /// down, any time. The subscription is declared whenever the listener is connected, and
     /// again (new queue) after every reconnect, until cancelled. After `shutdown` the
-    /// returned subscription is already cancelled. [`Subscription::ready`] waits until it is
+    /// returned subscription is already cancelled. [`EventBus::ready`] waits until it is
     /// bound.
     ///
     /// Errors: only [`BusError::InvalidName`], for a name AMQP cannot carry.

@@ -2,8 +2,7 @@
 //! confirm-mode channel that is replaced whenever it breaks.
 //!
 //! Replacing the channel after a channel error is the fix for the original's stuck publisher
-//! (it kept using a closed channel): a 406/404 goes to that caller, the next publish gets a
-//! fresh channel.
+//! (docs/brewblox-service-0.20.0.md, quirk 5): a 406/404 reaches that caller and no other.
 //! Wire format is the original's: exchange declared (type as given, non-durable, auto-delete)
 //! on every publish unless told not to, then `basic.publish` with *no* properties (no
 //! content-type, transient) and mandatory=false. `Ok` only after the broker's confirm.

@@ -1,4 +1,5 @@
-//! CORS exactly as brewblox-service 0.20.0 answered it (spec §2.3), so that browser clients
+//! CORS exactly as brewblox-service 0.20.0 answered it (`docs/brewblox-service-0.20.0.md`), so
+//! that browser clients
 //! of the original keep working: `OPTIONS` on any path is answered at once, and every other
 //! response, errors included, carries the headers.
 //!
@@ -12,7 +13,8 @@ use axum::{
     response::Response,
 };
 
-/// The nine methods, in a fixed order (the original's order changed per process, quirk 1).
+/// The nine methods, in a fixed order (the original's order changed per process: quirk 1 in
+/// `docs/brewblox-service-0.20.0.md`).
 pub const ALL_METHODS: &str = "CONNECT,DELETE,GET,HEAD,OPTIONS,PATCH,POST,PUT,TRACE";
 
 /// The answer to any `OPTIONS` request, before [`Requested::apply`]: 200, empty.

@@ -1,6 +1,7 @@
-//! `POST /{name}/_debug/publish` and `/_debug/subscribe`, the original's debugging routes,
-//! with clear errors: 400 naming the problem for bad input, 409 for a broker's refusal and
-//! 503 when the bus cannot be reached, where the original answered everything with 500.
+//! `POST /{name}/_debug/publish` and `/_debug/subscribe` (the original's), with clear errors:
+//! 400 naming the problem for bad input, 409 for a broker's refusal and 503 when the bus
+//! cannot be reached, where the original answered everything with 500 (quirk 4 in
+//! `docs/brewblox-service-0.20.0.md`).
 
 use std::sync::{Arc, OnceLock};
 

@@ -7,7 +7,8 @@ use axum::{
 };
 use http_body_util::BodyExt;
 
-/// `"<code>: <reason>"` with the reason folded onto one line (spec §10 quirk 3: a newline in
+/// `"<code>: <reason>"` with the reason folded onto one line (quirk 3 in
+/// `docs/brewblox-service-0.20.0.md`: a newline in
 /// the original's reason phrase broke the response).
 pub fn text(status: StatusCode, reason: &str) -> Response {
     let reason: String = reason

@@ -1,7 +1,7 @@
 //! What the host does to every request and response, as one tower layer in front of the
 //! router: CORS as the original ([`cors`]: `OPTIONS` answered at once, headers on every
 //! response), the original's text body on bare error responses ([`errors::fill_error_body`]),
-//! the body limit ([`body::limit`]), a panic in a host handler turned into a 500, and with
+//! the body limit (`body::limit`), a panic in a host handler turned into a 500, and with
 //! `--debug` the access log ([`access_log`]), which sees the final response.
 //!
 //! One hand-written service rather than `middleware::from_fn` and tower-http layers added

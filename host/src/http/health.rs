@@ -4,7 +4,7 @@
 //! {"status": "ok" | "unhealthy",
 //!  "service": "my_service",
 //!  "problems": ["plugin device-plugin failed: …", "eventbus: connecting", …],
-//!  "plugins": [{"name": "device-plugin", "version": "0.1.0",
+//!  "plugins": [{"name": "device-plugin", "version": "0.1.0", "build": "15a7…" | null,
 //!               "state": "loaded" | "running" | "failed" | "stopping" | "stopped",
 //!               "error": null | "…", "tasks": ["device-update", …]}],
 //!  "features": [{"name": "device", "plugin": "device-plugin"}],
@@ -13,8 +13,11 @@
 //!               "subscriptions": [{"id": 1, "plugin": "history-plugin" | null, "exchange": "brewcast",
 //!                                  "routing": "#", "exchange_type": "topic",
 //!                                  "state": "pending" | "active" | "failed",
-//!                                  "queue": "amq.gen-…" | null, "error": null | "…"}]}}
+//!                                  "queue": "amq.gen-…" | null, "error": null | "…"}]},
+//!  "reload": {"succeeded": 0, "failed": 1,
+//!             "last": null | {"time": "…", "ok": false, "error": null | "…"}}}
 //! ```
+//! A failed reload does not make the service unhealthy: the plugins from before it serve.
 //! Unhealthy (503): a plugin failed, the eventbus is in use but not connected, or a
 //! subscription was refused by the broker. `disabled` means nothing has used the bus.
 
@@ -30,6 +33,7 @@ use serde_json::{json, Value};
 use crate::{
     bus::BusState,
     plugins::context::{HostServices, PluginState, PluginStatus},
+    service::reloads::ReloadLog,
 };
 
 /// What the health report reads.
@@ -37,6 +41,9 @@ pub struct HealthSources {
     pub name: String,
     pub host: Arc<HostServices>,
     pub plugins: Vec<Arc<PluginState>>,
+    /// Each plugin's build id, by plugin name.
+    pub builds: Vec<(String, Option<String>)>,
+    pub reloads: Arc<ReloadLog>,
 }
 
 pub fn report(sources: &HealthSources) -> (bool, Value) {
@@ -55,9 +62,15 @@ pub fn report(sources: &HealthSources) -> (bool, Value) {
                 PluginStatus::Stopping => ("stopping", None),
                 PluginStatus::Stopped => ("stopped", None),
             };
+            let build = sources
+                .builds
+                .iter()
+                .find(|(name, _)| *name == plugin.name)
+                .and_then(|(_, build)| build.clone());
             json!({
                 "name": plugin.name,
                 "version": plugin.version,
+                "build": build,
                 "state": state,
                 "error": error,
                 "tasks": plugin.tasks.running(),
@@ -109,6 +122,7 @@ pub fn report(sources: &HealthSources) -> (bool, Value) {
         "plugins": plugins,
         "features": features,
         "eventbus": eventbus,
+        "reload": sources.reloads.report(),
     });
     (healthy, body)
 }

@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod body;
+pub mod conn_timeout;
 pub mod cors;
 pub mod debug;
 pub mod errors;
@@ -10,6 +11,7 @@ pub mod front;
 pub mod health;
 pub mod openapi;
 pub mod plugin_route;
+pub mod server;
 pub mod status;
 pub mod swagger_ui;
 

@@ -1,5 +1,5 @@
-//! The service's OpenAPI 3.0 document, served at `GET /{name}/api/doc/swagger.json` (spec
-//! §2.2 kept the path; the original served Swagger 2.0 there).
+//! The service's OpenAPI 3.0 document, served at `GET /{name}/api/doc/swagger.json` (the
+//! original's path; it served Swagger 2.0 there).
 //!
 //! It lists every route the service has: the host's own (status, health, the `_debug`
 //! endpoints, these docs) and every plugin route under its prefixed path, with what the
@@ -18,6 +18,8 @@ use plugin_api::{
     openapi::{merge_schemas, SCHEMAS_KEY},
     JsonSchema, Route,
 };
+use std::collections::HashMap;
+
 use serde_json::{json, Map, Value};
 
 use crate::plugins::routes::RouteEntry;
@@ -159,24 +161,52 @@ fn text(description: &str) -> Value {
 }
 
 /// One route of the document before it is laid out: who owns it, its OpenAPI methods, its
-/// path relative to the prefix and its documentation.
+/// path relative to the prefix and its documentation (an operation object, plus the named
+/// schemas it refers to under [`SCHEMAS_KEY`]).
 struct DocRoute {
     owner: String,
     methods: Vec<&'static str>,
     path: String,
-    docs: Value,
+    docs: Map<String, Value>,
+}
+
+impl DocRoute {
+    fn of_plugin(entry: &RouteEntry) -> Self {
+        let docs = match &entry.docs {
+            Some(docs) => object(docs.clone(), &entry.path, &entry.plugin),
+            None => Map::new(),
+        };
+        DocRoute {
+            owner: entry.plugin.clone(),
+            methods: openapi_methods(&entry.method),
+            path: entry.path.clone(),
+            docs,
+        }
+    }
+}
+
+/// `docs` as a JSON object; anything else is logged and replaced by an empty one, so the
+/// route is still listed.
+fn object(docs: Value, path: &str, owner: &str) -> Map<String, Value> {
+    match docs {
+        Value::Object(docs) => docs,
+        other => {
+            tracing::warn!(
+                "Route {path} of {owner}: documentation is not a JSON object ({other}); listed \
+                 without it"
+            );
+            Map::new()
+        }
+    }
 }
 
 /// The host's own routes, documented with the same builder plugins use.
 fn builtin_routes() -> Vec<DocRoute> {
     // `extra` adds responses the builder has no method for (text and empty bodies).
     let builtin = |methods: Vec<&'static str>, route: Route, extra: Vec<(&str, Value)>| {
-        let mut docs = route.docs();
+        let mut docs = object(route.docs(), route.path(), "host");
         if !extra.is_empty() {
-            let responses = docs
-                .as_object_mut()
-                .map(|docs| docs.entry("responses").or_insert_with(|| json!({})));
-            if let Some(Value::Object(responses)) = responses {
+            if let Value::Object(responses) = docs.entry("responses").or_insert_with(|| json!({})) {
                 for (status, response) in extra {
                     responses.insert(status.to_owned(), response);
                 }
@@ -391,68 +421,39 @@ fn operation(
     docs
 }
 
-/// Builds the document from the plugin routes (frozen) and the host's own.
-pub fn document(info: &DocInfo<'_>, plugin_routes: &[RouteEntry]) -> Value {
-    let prefix = format!("/{}", info.name);
-    let mut routes = builtin_routes();
-    routes.extend(plugin_routes.iter().map(|entry| DocRoute {
-        owner: entry.plugin.clone(),
-        methods: openapi_methods(&entry.method),
-        path: entry.path.clone(),
-        docs: entry.docs.clone().unwrap_or_else(|| json!({})),
-    }));
+/// Moves the route's named schemas into `components` (a clash renamed, see
+/// [`merge_schemas`]) and points the operation's references at their names there.
+fn take_schemas(docs: &mut Map<String, Value>, components: &mut Map<String, Value>, owner: &str) {
+    let schemas = match docs.remove(SCHEMAS_KEY) {
+        Some(Value::Object(schemas)) => schemas,
+        _ => return,
+    };
+    let mut fragments: Vec<&mut Value> = docs.values_mut().collect();
+    merge_schemas(components, schemas, &mut fragments, owner);
+}
 
-    let mut paths = Map::new();
-    let mut components = Map::new();
-    let mut used_tags: Vec<String> = Vec::new();
-    for route in routes {
-        let mut docs = match route.docs {
-            Value::Object(docs) => docs,
-            other => {
-                tracing::warn!(
-                    "Route {} of {}: documentation is not a JSON object ({other}); listed \
-                     without it",
-                    route.path,
-                    route.owner
-                );
-                Map::new()
-            }
-        };
-        let mut operation_value = {
-            let schemas = match docs.remove(SCHEMAS_KEY) {
-                Some(Value::Object(schemas)) => schemas,
-                _ => Map::new(),
-            };
-            let mut value = Value::Object(docs);
-            merge_schemas(&mut components, schemas, &mut [&mut value], &route.owner);
-            value
-        };
-        let (path, path_params) = openapi_path(&route.path);
-        let docs = match operation_value.take() {
-            Value::Object(docs) => docs,
-            _ => Map::new(),
-        };
-        let op = operation(docs, &route.owner, &path_params);
-        for tag in op["tags"].as_array().into_iter().flatten() {
-            if let Some(tag) = tag.as_str() {
-                if !used_tags.iter().any(|t| t == tag) {
-                    used_tags.push(tag.to_owned());
-                }
-            }
-        }
-        let item = paths
-            .entry(format!("{prefix}{path}"))
-            .or_insert_with(|| Value::Object(Map::new()));
-        let Value::Object(item) = item else {
-            continue;
-        };
-        let several = route.methods.len() > 1;
-        for method in route.methods {
+/// The `paths` object, in the order paths are first seen.
+#[derive(Default)]
+struct Paths {
+    items: Vec<(String, Map<String, Value>)>,
+    index: HashMap<String, usize>,
+}
+
+impl Paths {
+    /// Lists `op` at `path` under each of `methods` that the path does not have yet. A
+    /// route listed under several methods gets one `operationId` per method.
+    fn add(&mut self, path: String, methods: &[&str], op: &Map<String, Value>) {
+        let index = *self.index.entry(path.clone()).or_insert_with(|| {
+            self.items.push((path, Map::new()));
+            self.items.len() - 1
+        });
+        let item = &mut self.items[index].1;
+        for &method in methods {
             if item.contains_key(method) {
                 continue;
             }
             let mut op = op.clone();
-            if several {
+            if methods.len() > 1 {
                 if let Some(Value::String(id)) = op.get_mut("operationId") {
                     id.push('_');
                     id.push_str(method);
@@ -462,25 +463,49 @@ pub fn document(info: &DocInfo<'_>, plugin_routes: &[RouteEntry]) -> Value {
         }
     }
 
-    let tags: Vec<Value> = used_tags
-        .iter()
+    fn into_value(self) -> Value {
+        Value::Object(
+            self.items
+                .into_iter()
+                .map(|(path, item)| (path, Value::Object(item)))
+                .collect(),
+        )
+    }
+}
+
+/// The tags of an operation made by [`operation`] (always strings).
+fn tags(op: &Map<String, Value>) -> impl Iterator<Item = &str> {
+    op.get("tags")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+}
+
+/// The `tags` list: every tag used, in order of first use, described where we know what it
+/// stands for.
+fn tag_objects(used: &[String], plugins: &[(String, String)]) -> Vec<Value> {
+    used.iter()
         .map(|tag| {
             let description = match tag.as_str() {
-                TAG_SERVICE => "The service itself: status and health".to_owned(),
-                TAG_EVENTS => "The eventbus, for debugging".to_owned(),
-                TAG_DOCS => "This documentation".to_owned(),
-                other => match info.plugins.iter().find(|(name, _)| name == other) {
-                    Some((name, version)) => format!("Plugin {name} {version}"),
-                    None => String::new(),
-                },
+                TAG_SERVICE => Some("The service itself: status and health".to_owned()),
+                TAG_EVENTS => Some("The eventbus, for debugging".to_owned()),
+                TAG_DOCS => Some("This documentation".to_owned()),
+                other => plugins
+                    .iter()
+                    .find(|(name, _)| name == other)
+                    .map(|(name, version)| format!("Plugin {name} {version}")),
             };
-            if description.is_empty() {
-                json!({ "name": tag })
-            } else {
-                json!({ "name": tag, "description": description })
+            match description {
+                Some(description) => json!({ "name": tag, "description": description }),
+                None => json!({ "name": tag }),
             }
         })
-        .collect();
+        .collect()
+}
+
+/// The `info` object: the service, the host's version and the plugins.
+fn info_object(info: &DocInfo<'_>) -> Value {
     let plugin_list = if info.plugins.is_empty() {
         "no plugins".to_owned()
     } else {
@@ -490,21 +515,43 @@ pub fn document(info: &DocInfo<'_>, plugin_routes: &[RouteEntry]) -> Value {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    json!({
+        "title": format!("Brewblox Service \"{}\"", info.name),
+        "version": info.version,
+        "description": format!(
+            "Every route of the service \"{}\" (brewblox-host {}, {plugin_list}). \
+             Built-in routes are tagged Service, Events and API documentation; plugin \
+             routes with the plugin's name.",
+            info.name, info.version
+        ),
+    })
+}
+
+/// Builds the document from the plugin routes (frozen) and the host's own.
+pub fn document(info: &DocInfo<'_>, plugin_routes: &[RouteEntry]) -> Value {
+    let mut routes = builtin_routes();
+    routes.extend(plugin_routes.iter().map(DocRoute::of_plugin));
+
+    let mut paths = Paths::default();
+    let mut components = Map::new();
+    let mut used_tags: Vec<String> = Vec::new();
+    for mut route in routes {
+        take_schemas(&mut route.docs, &mut components, &route.owner);
+        let (path, path_params) = openapi_path(&route.path);
+        let op = operation(route.docs, &route.owner, &path_params);
+        for tag in tags(&op) {
+            if !used_tags.iter().any(|used| used == tag) {
+                used_tags.push(tag.to_owned());
+            }
+        }
+        paths.add(format!("/{}{path}", info.name), &route.methods, &op);
+    }
 
     json!({
         "openapi": OPENAPI_VERSION,
-        "info": {
-            "title": format!("Brewblox Service \"{}\"", info.name),
-            "version": info.version,
-            "description": format!(
-                "Every route of the service \"{}\" (brewblox-host {}, {plugin_list}). \
-                 Built-in routes are tagged Service, Events and API documentation; plugin \
-                 routes with the plugin's name.",
-                info.name, info.version
-            ),
-        },
-        "tags": tags,
-        "paths": paths,
+        "info": info_object(info),
+        "tags": tag_objects(&used_tags, info.plugins),
+        "paths": paths.into_value(),
         "components": { "schemas": components },
     })
 }

@@ -1,4 +1,4 @@
-//! The API documentation routes (spec §2.2): the interactive UI at `GET /{name}/api/doc`
+//! The API documentation routes, at the original's paths: the UI at `GET /{name}/api/doc`
 //! (and `/api/doc/`), the OpenAPI document at `/api/doc/swagger.json` and the UI's files
 //! at `/api/doc/swagger_static/{file}`.
 //!

@@ -6,8 +6,9 @@
 use std::{
     future::Future,
     pin::Pin,
-    sync::{Arc, OnceLock},
+    sync::{Arc, Mutex, OnceLock},
     task::{Context, Poll, Wake, Waker},
+    time::Duration,
 };
 
 use abi_stable::{
@@ -22,11 +23,13 @@ use plugin_api::abi::{
 };
 use tokio::runtime::Handle;
 
-use crate::bus::{BusError, EventBus, ExchangeKind, MessageSink, Subscription};
+use crate::bus::{BusError, EventBus, ExchangeKind, MessageSink, Subscription, SubscriptionState};
 
-/// The eventbus as plugins reach it.
+/// The eventbus as one generation of plugins reaches it, and the subscriptions the
+/// generation made (cancelled when it stops). Which plugin owns a subscription its sink knows.
 pub struct BusBridge {
     bus: EventBus,
+    made: Mutex<Vec<Subscription>>,
 }
 
 /// The error code a plugin sees for a bus error.
@@ -45,7 +48,54 @@ pub fn ffi_error(err: &BusError) -> FfiError {
 
 impl BusBridge {
     pub fn new(bus: EventBus) -> Self {
-        BusBridge { bus }
+        BusBridge {
+            bus,
+            made: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The subscriptions made through this bridge and not cancelled.
+    fn live(&self) -> Vec<Subscription> {
+        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        made.retain(|sub| !sub.is_cancelled());
+        made.clone()
+    }
+
+    /// Waits (at most `timeout`) until every live subscription is bound or refused; `false`
+    /// on timeout.
+    pub async fn wait_bound(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        for sub in self.live() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let settled = sub
+                .wait_state(left, |state| !matches!(state, SubscriptionState::Pending))
+                .await;
+            if settled.is_none() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Cancels every subscription made through this bridge and waits (at most `timeout`)
+    /// for their in-flight handlers to return.
+    pub async fn cancel_all(&self, timeout: Duration) {
+        let subs = self.live();
+        for sub in &subs {
+            sub.cancel();
+        }
+        let finished = async {
+            for sub in &subs {
+                // The consuming task holds this for its whole life.
+                drop(sub.inner.order.lock().await);
+            }
+        };
+        if tokio::time::timeout(timeout, finished).await.is_err() {
+            tracing::warn!(
+                "Event bus handlers still running {:.1} s after their subscriptions were cancelled; going on",
+                timeout.as_secs_f64()
+            );
+        }
     }
 
     pub fn bus(&self) -> &EventBus {
@@ -125,6 +175,10 @@ impl BusBridge {
             .bus
             .subscribe(&request.exchange, &request.routing, kind, sink)
             .map_err(|err| ffi_error(&err))?;
+        self.made
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(sub.clone());
         Ok(host_subscription(plugin, &self.bus, sub))
     }
 }

@@ -1,4 +1,4 @@
-//! Named features shared between plugins (brewblox-service §4.1 add/get semantics).
+//! Named features shared between plugins (the original's add/get semantics and wording).
 
 use std::{collections::BTreeMap, sync::Mutex};
 

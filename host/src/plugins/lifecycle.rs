@@ -1,6 +1,7 @@
 //! Creating plugins and running their hooks: startup in load order; before_shutdown on all;
 //! then tasks cancelled and shutdown in reverse order (the original ran cleanup in
-//! construction order, spec §10 quirk 12; reverse order lets a plugin rely on the ones
+//! construction order, quirk 12 in `docs/brewblox-service-0.20.0.md`; reverse order lets a
+//! plugin rely on the ones
 //! loaded before it until it is gone).
 
 use std::{sync::Arc, time::Duration};

@@ -1,10 +1,16 @@
 //! Finds plugin libraries in a folder and loads them, refusing anything that is not a
 //! compatible brewblox-host plugin before any of its code runs.
 //!
-//! Each library is first copied into a private folder and loaded from there: abi_stable
+//! Each file is first checked without loading it ([`elf_check`]: a complete ELF shared
+//! object for this machine that exports the plugin header), so a half-written file or a
+//! library that is not a plugin is refused before any of its code runs.
+//!
+//! Each library is then copied into a private folder and loaded from there: abi_stable
 //! never unloads a library, and overwriting a mapped `.so` in place crashes the process
 //! (SIGBUS). With private copies the plugins folder can be changed freely while the host
-//! runs (`cp`, `mv`, `rm`); the new files serve after a restart.
+//! runs (`cp`, `mv`, `rm`); the new files serve after a reload. A copy is deleted as soon as
+//! it is loaded (the mapping stays valid), so no copy outlives the process, whatever way it
+//! ends.
 //!
 //! The copy holds only what the dynamic loader maps (the ELF header and the bytes its
 //! program headers cover): a release build with `debug = 1` is ~13 MiB, of which ~1 MiB is
@@ -25,12 +31,19 @@ use plugin_api::{
 };
 use tempfile::TempDir;
 
-use super::{permissions, version};
+use super::{elf_check, permissions, version};
+use crate::names;
 
 /// A plugin library that passed every check.
 pub struct LoadedPlugin {
     pub name: String,
     pub version: String,
+    /// The GNU build id of the library, if it has one (two builds of a version differ).
+    pub build_id: Option<String>,
+    /// The `plugin-api` version it was built against.
+    pub api_version: String,
+    /// Whether it was built against byte-identical ABI sources (layout check skipped).
+    pub same_fingerprint: bool,
     /// Where it was found (not the private copy).
     pub file: PathBuf,
     pub module: PluginModRef,
@@ -49,8 +62,14 @@ pub struct LoadError {
 
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.file.display(), self.reason)
+        write!(f, "{}: {}", shown(&self.file), self.reason)
     }
+}
+
+/// A path as it may be printed: control characters escaped (a newline in a file name would
+/// start a forged log line).
+pub fn shown(path: &Path) -> String {
+    crate::logging::escape(&path.display().to_string()).into_owned()
 }
 
 impl LoadError {
@@ -63,7 +82,8 @@ impl LoadError {
     }
 }
 
-/// The private copies; they live as long as the process uses the libraries.
+/// The loaded plugins. With `RUST_BACKTRACE=full` it also keeps the private folder, whose
+/// whole copies let backtraces show plugin symbols; it is removed when the set is dropped.
 pub struct LoadedSet {
     pub plugins: Vec<LoadedPlugin>,
     _private: Option<TempDir>,
@@ -105,18 +125,19 @@ pub fn load_dir(dir: &Path, missing_ok: bool) -> Result<LoadedSet, Vec<LoadError
             )]
         })?;
 
+    let whole = whole_copies();
     let mut plugins: Vec<LoadedPlugin> = Vec::new();
     let mut errors = Vec::new();
     let mut names: HashMap<String, PathBuf> = HashMap::new();
     for (index, file) in files.iter().enumerate() {
-        match load_file(file, private.path(), index) {
+        match load_file(file, private.path(), index, whole) {
             Ok(plugin) => match names.get(&plugin.name) {
                 Some(first) => errors.push(LoadError::new(
                     file,
                     format!(
                         "plugin name \"{}\" is already used by {}; plugin names must be unique",
                         plugin.name,
-                        first.display()
+                        shown(first)
                     ),
                 )),
                 None => {
@@ -130,7 +151,8 @@ pub fn load_dir(dir: &Path, missing_ok: bool) -> Result<LoadedSet, Vec<LoadError
     if errors.is_empty() {
         Ok(LoadedSet {
             plugins,
-            _private: Some(private),
+            // Without whole copies the folder is empty by now: remove it at once.
+            _private: whole.then_some(private),
         })
     } else {
         Err(errors)
@@ -155,20 +177,68 @@ fn plugin_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
     Ok(files)
 }
 
-fn load_file(file: &Path, private_dir: &Path, index: usize) -> Result<LoadedPlugin, LoadError> {
+fn load_file(
+    file: &Path,
+    private_dir: &Path,
+    index: usize,
+    whole: bool,
+) -> Result<LoadedPlugin, LoadError> {
     let meta =
         fs::metadata(file).map_err(|err| LoadError::new(file, format!("cannot read: {err}")))?;
     permissions::check(file, &meta).map_err(|reason| LoadError::new(file, reason))?;
+    let elf = elf_check::check(file).map_err(|reason| LoadError::new(file, reason))?;
+    if let Some(opened) = elf.build_id.as_deref().and_then(already_opened) {
+        return describe_module(file, opened, elf.build_id);
+    }
 
-    let file_name = file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let copy = private_dir.join(format!("{index:03}-{file_name}"));
-    private_copy(file, &copy, whole_copies())
-        .map_err(|err| LoadError::new(file, format!("cannot copy to {}: {err}", copy.display())))?;
+    // The copy's name is ours: the original's may hold anything.
+    let copy = private_dir.join(format!("{index:03}.so"));
+    let loaded = private_copy(file, &copy, whole)
+        .map_err(|err| LoadError::new(file, format!("cannot copy to {}: {err}", copy.display())))
+        .and_then(|()| {
+            // The file may have changed since it was checked: the copy is what is mapped.
+            elf_check::check_loadable(&copy).map_err(|reason| LoadError::new(file, reason))?;
+            open_module(file, &copy)
+        });
+    if !whole {
+        // Mapped or refused: either way the copy is no longer needed.
+        let _ = fs::remove_file(&copy);
+    }
+    let opened = loaded?;
+    if let Some(id) = &elf.build_id {
+        OPENED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), opened.clone());
+    }
+    describe_module(file, opened, elf.build_id)
+}
 
-    let header = lib_header_from_path(&copy).map_err(|err| describe(file, err))?;
+/// A library this process has opened. It stays mapped for the life of the process
+/// (abi_stable never unloads), so opening the same build again would only map a second
+/// copy: a reload of an unchanged plugin reuses it instead, and costs no memory.
+#[derive(Clone)]
+struct Opened {
+    module: PluginModRef,
+    plugin_api: String,
+    same_fingerprint: bool,
+}
+
+/// Opened libraries by GNU build id (a hash of the linked content).
+static OPENED: std::sync::Mutex<std::collections::BTreeMap<String, Opened>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn already_opened(build_id: &str) -> Option<Opened> {
+    OPENED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(build_id)
+        .cloned()
+}
+
+/// Opens the library (its constructors run here) and checks its versions and layout.
+fn open_module(file: &Path, copy: &Path) -> Result<Opened, LoadError> {
+    let header = lib_header_from_path(copy).map_err(|err| describe(file, err))?;
 
     // Our own semver check first: it gives the clearest message and catches what
     // abi_stable ignores (a plugin built against a newer patch than the host).
@@ -186,7 +256,8 @@ fn load_file(file: &Path, private_dir: &Path, index: usize) -> Result<LoadedPlug
         ));
     }
 
-    let module = if same_abi_fingerprint(&copy) {
+    let same_fingerprint = same_abi_fingerprint(copy);
+    let module = if same_fingerprint {
         // SAFETY: the plugin was built against byte-identical ABI sources of the same
         // plugin-api version (see `plugin_api::abi::ABI_FINGERPRINT`), all `#[repr(C)]`
         // `StableAbi` types, and `lib_header_from_path` checked abi_stable's own ABI version:
@@ -197,6 +268,24 @@ fn load_file(file: &Path, private_dir: &Path, index: usize) -> Result<LoadedPlug
         header.init_root_module::<PluginModRef>()
     }
     .map_err(|err| describe(file, err))?;
+    Ok(Opened {
+        module,
+        plugin_api: plugin_api.to_owned(),
+        same_fingerprint,
+    })
+}
+
+/// Asks a loaded module who it is and what arguments it takes.
+fn describe_module(
+    file: &Path,
+    opened: Opened,
+    build_id: Option<String>,
+) -> Result<LoadedPlugin, LoadError> {
+    let Opened {
+        module,
+        plugin_api,
+        same_fingerprint,
+    } = opened;
     let info = module.info()();
     if !info.panic_unwind {
         return Err(LoadError::new(
@@ -214,16 +303,7 @@ fn load_file(file: &Path, private_dir: &Path, index: usize) -> Result<LoadedPlug
         ));
     }
     let name = info.name.to_string();
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(LoadError::new(
-            file,
-            format!("invalid plugin name \"{name}\""),
-        ));
-    }
+    names::identifier("plugin name", &name).map_err(|err| LoadError::new(file, err.to_string()))?;
     let args_json = module.declare_args()().into_result().map_err(|err| {
         LoadError::new(
             file,
@@ -239,6 +319,9 @@ fn load_file(file: &Path, private_dir: &Path, index: usize) -> Result<LoadedPlug
     Ok(LoadedPlugin {
         name,
         version: info.version.to_string(),
+        build_id,
+        api_version: plugin_api,
+        same_fingerprint,
         file: file.to_owned(),
         module,
         args,
@@ -349,9 +432,7 @@ fn describe(file: &Path, err: LibraryError) -> LoadError {
                 format!("cannot load: {}", last_part(&text))
             }
         }
-        LibraryError::GetSymbolError { .. } => {
-            "not a brewblox-host plugin (it exports no plugin header; use plugin_api::export_plugin!)".to_owned()
-        }
+        LibraryError::GetSymbolError { .. } => elf_check::NOT_A_PLUGIN.to_owned(),
         LibraryError::IncompatibleVersionNumber { expected_version, actual_version, .. } => format!(
             "built against plugin-api {actual_version}, but this host loads plugin-api {expected_version}; rebuild the plugin"
         ),

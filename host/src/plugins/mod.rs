@@ -2,6 +2,7 @@
 
 pub mod bus_bridge;
 pub mod context;
+pub mod elf_check;
 pub mod features;
 pub mod lifecycle;
 pub mod loader;

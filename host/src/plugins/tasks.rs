@@ -1,4 +1,4 @@
-//! Background tasks run for plugins on the host runtime (brewblox-service §5 scheduler):
+//! Background tasks run for plugins on the host runtime (the original's scheduler):
 //! tracked per plugin, logged with the plugin's name when they fail, cancelled at the
 //! plugin's shutdown.
 

@@ -20,8 +20,8 @@ use std::{
 };
 
 use plugin_api::{
-    export_plugin, Arg, Context, Error, Json, JsonSchema, Plugin, Repeat, Repeater, Request,
-    Result, Route,
+    export_plugin, rfc3339, Arg, Context, Error, Json, JsonSchema, Plugin, Repeat, Repeater,
+    Request, Result, Route,
 };
 use serde::{Deserialize, Serialize};
 use tokio::{sync::watch, time::Instant};
@@ -140,18 +140,6 @@ impl Device {
             updated: rfc3339(inner.updated),
         }
     }
-}
-
-/// Formats a timestamp as brewblox services do (ISO 8601 / RFC 3339, UTC). Milliseconds are
-/// enough for a value that changes every few seconds and keep the JSON readable.
-fn rfc3339(time: SystemTime) -> String {
-    // Always three fractional digits (RFC 3339's well-known format trims zeros), so the
-    // text sorts like the time.
-    let time = time::OffsetDateTime::from(time);
-    time.format(time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    ))
-    .unwrap_or_else(|_| time.unix_timestamp().to_string())
 }
 
 /// Reads `--update-interval`: `None` disables updates (`<= 0`, as the original disables a
@@ -437,12 +425,6 @@ mod tests {
             assert_eq!(err.status(), 400, "{body}");
             assert_eq!(err.field_name(), Some("setpoint"), "{body}");
         }
-    }
-
-    #[test]
-    fn timestamps_are_rfc3339_utc_with_millis() {
-        let time = SystemTime::UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789);
-        assert_eq!(rfc3339(time), "2023-11-14T22:13:20.123Z");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Bench-only plugin (see `bench/README` section of BENCHMARKS.md).
+//! Bench-only plugin (see BENCHMARKS.md, what each row measures).
 //!
 //! - `GET /{name}/bench/plugin`: the handler the host also compiles natively (feature
 //!   `bench-native`, `GET /{name}/_bench/native`): `{"hello":"world"}` as JSON.

@@ -1,0 +1,163 @@
+//! Row 8: a reload under load. Clients keep requesting a plugin route — some on keep-alive
+//! connections, one opening a connection per request — first steadily, then while the host
+//! is sent SIGHUP several times; every request that fails (refused, reset, timed out, not
+//! 200) counts. The longest single request during the reloads (the stall a client sees) is
+//! set against the steady p99 of the same run.
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Result};
+use hyper::Method;
+use tokio::{io::AsyncWriteExt, net::TcpStream, sync::watch};
+
+use crate::{
+    load::{self, ResponseReader},
+    util::quantile,
+};
+
+/// What one phase saw.
+#[derive(Debug, Default)]
+pub struct Phase {
+    pub ok: u64,
+    pub failed: u64,
+    /// Every latency, sorted, in ns.
+    pub latencies: Vec<u64>,
+}
+
+impl Phase {
+    fn merge(&mut self, other: Phase) {
+        self.ok += other.ok;
+        self.failed += other.failed;
+        self.latencies.extend(other.latencies);
+    }
+
+    pub fn p99_ms(&self) -> f64 {
+        quantile(&self.latencies, 0.99) as f64 / 1e6
+    }
+
+    pub fn max_ms(&self) -> f64 {
+        self.latencies.last().copied().unwrap_or(0) as f64 / 1e6
+    }
+}
+
+/// The whole measurement.
+pub struct Outcome {
+    pub steady: Phase,
+    pub reloading: Phase,
+    pub reloads: u64,
+}
+
+/// One request on `stream`; its status.
+async fn request(stream: &mut TcpStream, reader: &mut ResponseReader, head: &[u8]) -> Result<u16> {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        stream.write_all(head).await?;
+        reader.next(stream).await
+    })
+    .await?
+}
+
+/// Requests until told to stop (at most 10 minutes); `fresh` opens a connection per request.
+async fn client(addr: SocketAddr, path: String, fresh: bool, stop: watch::Receiver<bool>) -> Phase {
+    let head = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").into_bytes();
+    let mut phase = Phase::default();
+    let mut connection: Option<(TcpStream, ResponseReader)> = None;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !*stop.borrow() && Instant::now() < deadline {
+        let began = Instant::now();
+        let answer = async {
+            if connection.is_none() {
+                let stream = TcpStream::connect(addr).await?;
+                stream.set_nodelay(true)?;
+                connection = Some((stream, ResponseReader::default()));
+            }
+            let Some((stream, reader)) = connection.as_mut() else {
+                bail!("no connection");
+            };
+            request(stream, reader, &head).await
+        }
+        .await;
+        match answer {
+            Ok(200) => {
+                phase.ok += 1;
+                phase.latencies.push(began.elapsed().as_nanos() as u64);
+            }
+            _ => {
+                phase.failed += 1;
+                connection = None;
+            }
+        }
+        if fresh {
+            connection = None;
+        }
+    }
+    phase
+}
+
+/// Runs `keep_alive` keep-alive clients and one fresh-connection client while `during` runs.
+async fn with_load<F: std::future::Future<Output = Result<u64>>>(
+    addr: SocketAddr,
+    path: &str,
+    keep_alive: usize,
+    during: F,
+) -> Result<(Phase, u64)> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let clients: Vec<_> = (0..=keep_alive)
+        .map(|index| tokio::spawn(client(addr, path.to_owned(), index == 0, stop_rx.clone())))
+        .collect();
+    let result = during.await;
+    stop_tx.send_replace(true);
+    let mut phase = Phase::default();
+    for client in clients {
+        phase.merge(client.await?);
+    }
+    phase.latencies.sort_unstable();
+    Ok((phase, result?))
+}
+
+async fn succeeded_reloads(addr: SocketAddr, health: &str) -> Result<u64> {
+    let report = load::json(addr, Method::GET, health).await?;
+    Ok(report["reload"]["succeeded"].as_u64().unwrap_or(0))
+}
+
+/// Steady load for `phase`, then the same load while the host at `pid` reloads `reloads`
+/// times (one after the other, each waited for through its health report).
+pub async fn measure(
+    addr: SocketAddr,
+    pid: u32,
+    route: &str,
+    health: &str,
+    phase: Duration,
+    reloads: u64,
+) -> Result<Outcome> {
+    let (steady, _) = with_load(addr, route, 4, async {
+        tokio::time::sleep(phase).await;
+        Ok(0)
+    })
+    .await?;
+    let before = succeeded_reloads(addr, health).await?;
+    let (reloading, done) = with_load(addr, route, 4, async {
+        tokio::time::sleep(phase / 4).await;
+        for n in 1..=reloads {
+            // SAFETY: kill(2) on the bench's own child process.
+            unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while succeeded_reloads(addr, health).await? < before + n {
+                if Instant::now() > deadline {
+                    bail!("reload {n} did not finish within 30 s");
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        tokio::time::sleep(phase / 4).await;
+        Ok(succeeded_reloads(addr, health).await? - before)
+    })
+    .await?;
+    Ok(Outcome {
+        steady,
+        reloading,
+        reloads: done,
+    })
+}

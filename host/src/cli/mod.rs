@@ -1,0 +1,539 @@
+//! The command line: brewblox-service's arguments, the host's own, and every argument the
+//! loaded plugins declare, in one clap parser.
+//!
+//! Each option can also come from the environment as `BREWBLOX_<OPTION>`, since these
+//! services run in containers; the command line wins. `@file` arguments are expanded first
+//! ([`argfiles`]). Every host option is one field of [`Settings`], where its default is
+//! written once; help texts show it as the original's did (`[5000]`).
+
+pub mod argfiles;
+mod plugin_args;
+mod values;
+
+use std::{
+    ffi::{OsStr, OsString},
+    path::PathBuf,
+    time::Duration,
+};
+
+use clap::{ArgAction, Args, Command, FromArgMatches};
+use serde_json::{Map, Value};
+
+use crate::bus::{BusConfig, DEFAULT_MAX_MESSAGE_SIZE};
+
+pub use plugin_args::{add_plugin_args, PluginArgSpec};
+pub use values::FLAG_VALUES;
+use values::{parse_name, parse_seconds};
+
+/// The default service name, as `python -m brewblox_service` used.
+pub const DEFAULT_NAME: &str = "_service";
+/// The default plugins folder.
+pub const DEFAULT_PLUGINS: &str = "./plugins";
+/// The default port, the original's.
+pub const DEFAULT_PORT: u16 = 5000;
+/// The default largest request body: 1 MiB.
+pub const DEFAULT_MAX_BODY_SIZE: usize = 1 << 20;
+
+/// Everything the host itself needs from the command line: one field per option, with its
+/// flags, default and help text.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    #[arg(
+        short = 'H',
+        long,
+        default_value = "0.0.0.0",
+        help = "Host to which the app binds."
+    )]
+    pub host: String,
+    #[arg(short, long, default_value_t = DEFAULT_PORT, help = "Port to which the app binds.")]
+    pub port: u16,
+    #[arg(short, long, help = "Logging output.")]
+    pub output: Option<PathBuf>,
+    #[arg(
+        short,
+        long,
+        default_value = DEFAULT_NAME,
+        value_parser = parse_name,
+        help = format!(
+            "Service name. This will be used as prefix for all endpoints and as routing key: {}.",
+            crate::names::SERVICE_NAME_RULE
+        )
+    )]
+    pub name: String,
+    #[arg(
+        long,
+        help = "Enable debug logging: DEBUG level, dependency and access logs."
+    )]
+    pub debug: bool,
+    #[arg(
+        long,
+        default_value = "eventbus",
+        help = "Hostname at which the eventbus can be reached"
+    )]
+    pub eventbus_host: String,
+    #[arg(
+        long,
+        default_value_t = 5672,
+        help = "Port at which the eventbus can be reached"
+    )]
+    pub eventbus_port: u16,
+    #[arg(long, default_value = "guest", help = "Eventbus user name")]
+    pub eventbus_user: String,
+    #[arg(
+        long,
+        default_value = "guest",
+        hide_env_values = true,
+        help = "Eventbus password; prefer BREWBLOX_EVENTBUS_PASSWORD"
+    )]
+    pub eventbus_password: String,
+    #[arg(long, default_value = "/", help = "Eventbus virtual host")]
+    pub eventbus_vhost: String,
+    #[arg(
+        long,
+        hide_env_values = true,
+        help = "AMQP URL (amqp://user:pass@host:port/vhost); overrides the other eventbus options"
+    )]
+    pub eventbus_url: Option<String>,
+    #[arg(
+        long,
+        default_value = "1",
+        value_parser = parse_seconds,
+        help = "Seconds between eventbus connection attempts"
+    )]
+    pub eventbus_reconnect_interval: Duration,
+    #[arg(
+        long,
+        default_value_t = 10,
+        help = "AMQP heartbeat in seconds; a silent broker is dropped after two"
+    )]
+    pub eventbus_heartbeat: u16,
+    #[arg(
+        long,
+        default_value_t = 100,
+        value_parser = clap::value_parser!(u16).range(1..),
+        help = "Unacknowledged messages per subscription, bounding memory"
+    )]
+    pub eventbus_prefetch: u16,
+    #[arg(
+        long,
+        default_value = "10",
+        value_parser = parse_seconds,
+        help = "Seconds a publish may take before it fails"
+    )]
+    pub eventbus_publish_timeout: Duration,
+    #[arg(
+        long,
+        default_value_t = DEFAULT_MAX_MESSAGE_SIZE,
+        help = "Largest message in bytes published or delivered to a plugin, 0 for none"
+    )]
+    pub eventbus_max_message_size: usize,
+    #[arg(
+        long,
+        default_value = DEFAULT_PLUGINS,
+        help = "Folder of plugin libraries (*.so) to load"
+    )]
+    pub plugins: PathBuf,
+    #[arg(
+        long,
+        default_value_t = DEFAULT_MAX_BODY_SIZE,
+        help = "Largest accepted request body in bytes"
+    )]
+    pub max_body_size: usize,
+    #[arg(
+        long,
+        default_value = "60",
+        value_parser = parse_seconds,
+        help = "Seconds to wait for in-flight requests at shutdown"
+    )]
+    pub shutdown_timeout: Duration,
+    #[arg(
+        long,
+        default_value = "10",
+        value_parser = parse_seconds,
+        help = "Seconds a plugin's shutdown hook may take before it is abandoned"
+    )]
+    pub hook_timeout: Duration,
+    #[arg(
+        long,
+        help = "Reload by itself when the plugins folder changes, as SIGHUP does"
+    )]
+    pub watch: bool,
+    #[arg(
+        long,
+        default_value = "30",
+        value_parser = parse_seconds,
+        help = "Seconds a client may take to send a request's headers before it is disconnected"
+    )]
+    pub http_header_timeout: Duration,
+    #[arg(
+        long,
+        default_value = "60",
+        value_parser = parse_seconds,
+        help = "Seconds a keep-alive connection may wait for its next request before it is closed"
+    )]
+    pub http_idle_timeout: Duration,
+    /// The configuration handed to plugins (JSON object, original key order first).
+    #[arg(skip)]
+    pub config: Map<String, Value>,
+}
+
+impl Settings {
+    /// The eventbus settings, with the bus's own defaults for what the command line does not
+    /// set.
+    pub fn bus_config(&self) -> BusConfig {
+        BusConfig {
+            host: self.eventbus_host.clone(),
+            port: self.eventbus_port,
+            user: self.eventbus_user.clone(),
+            password: self.eventbus_password.clone(),
+            vhost: self.eventbus_vhost.clone(),
+            url: self.eventbus_url.clone(),
+            reconnect_interval: self.eventbus_reconnect_interval,
+            heartbeat: self.eventbus_heartbeat,
+            prefetch: self.eventbus_prefetch,
+            connection_name: format!("brewblox-host:{}", self.name),
+            publish_timeout: self.eventbus_publish_timeout,
+            max_message_size: self.eventbus_max_message_size,
+            ..BusConfig::default()
+        }
+    }
+
+    /// The configuration plugins get: the original's keys in its order, then the plugins'.
+    fn plugin_config(&self, plugin_values: Map<String, Value>) -> Map<String, Value> {
+        let mut config = Map::new();
+        config.insert("host".into(), self.host.clone().into());
+        config.insert("port".into(), self.port.into());
+        config.insert(
+            "output".into(),
+            self.output
+                .as_ref()
+                .map_or(Value::Null, |p| p.display().to_string().into()),
+        );
+        config.insert("name".into(), self.name.clone().into());
+        config.insert("debug".into(), self.debug.into());
+        config.insert("eventbus_host".into(), self.eventbus_host.clone().into());
+        config.insert("eventbus_port".into(), self.eventbus_port.into());
+        config.extend(plugin_values);
+        config
+    }
+}
+
+/// Replaces every `@path` argument by the lines of that file (see [`argfiles`]); an error is
+/// a usage error (exit 2).
+pub fn expand_argfiles(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
+    argfiles::expand(args)
+}
+
+/// Finds `--plugins` before the full parser exists (it decides which arguments exist).
+pub fn prescan_plugins(args: &[OsString]) -> Option<PathBuf> {
+    let mut iter = args.iter().skip(1);
+    let mut found = None;
+    while let Some(arg) = iter.next() {
+        let text = arg.to_string_lossy();
+        if text == "--" {
+            break;
+        }
+        if text == "--plugins" {
+            found = iter.next().map(PathBuf::from);
+        } else if let Some(value) = text.strip_prefix("--plugins=") {
+            found = Some(PathBuf::from(value));
+        }
+    }
+    found.or_else(|| std::env::var_os("BREWBLOX_PLUGINS").map(PathBuf::from))
+}
+
+/// Whether `--debug` is on before parsing (for how much detail load errors show).
+pub fn prescan_debug(args: &[OsString]) -> bool {
+    args.iter().any(|a| a.as_os_str() == OsStr::new("--debug"))
+        || std::env::var("BREWBLOX_DEBUG").is_ok_and(|v| values::parse_flag(&v) == Some(true))
+}
+
+/// Names a plugin argument must not take: every host option's id and long name (clap ids,
+/// `--` names, config keys and `BREWBLOX_` variables would clash).
+pub fn builtin_names() -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for arg in command(&[]).get_arguments() {
+        names.push(arg.get_id().to_string());
+        if let Some(long) = arg.get_long() {
+            names.push(long.to_owned());
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The variable an option is read from when the command line does not give it.
+fn env_name(id: &str) -> String {
+    format!("BREWBLOX_{}", id.to_ascii_uppercase().replace('-', "_"))
+}
+
+/// The full parser: the host's options, then every plugin's.
+pub fn command(plugin_args: &[PluginArgSpec]) -> Command {
+    let cmd = Command::new("brewblox-host")
+        .version(env!("CARGO_PKG_VERSION"))
+        .disable_version_flag(true)
+        .arg(
+            clap::Arg::new("version")
+                .long("version")
+                .action(ArgAction::Version)
+                .help("Print version"),
+        );
+    // The about text after `augment_args`, which sets `Settings`' doc comment as one.
+    let mut cmd = Settings::augment_args(cmd)
+        .about("Runs a BrewBlox service from plugin libraries")
+        .after_help(format!(
+            "Every option can also be set as BREWBLOX_<OPTION> (upper case, '-' as '_'); \
+             flags take {FLAG_VALUES} there. @FILE reads arguments from FILE, one per line."
+        ))
+        .mut_args(host_option);
+    for spec in plugin_args {
+        cmd = cmd.arg(spec.to_arg());
+    }
+    cmd.hide_possible_values(true)
+        .args_override_self(true)
+        .mut_args(|arg| {
+            // The help text carries the default already.
+            if arg.get_action().takes_values() {
+                arg.hide_default_value(true)
+            } else {
+                arg
+            }
+        })
+}
+
+/// Adds the environment variable and the original's `[default]` to a host option's help;
+/// makes on/off options flags that read [`FLAG_VALUES`] from the environment.
+fn host_option(arg: clap::Arg) -> clap::Arg {
+    let Some(long) = arg.get_long().map(str::to_owned) else {
+        return arg;
+    };
+    let is_flag = matches!(arg.get_action(), ArgAction::SetTrue);
+    if !is_flag && !arg.get_action().takes_values() {
+        return arg; // --version
+    }
+    let shown = match arg.get_default_values() {
+        _ if is_flag => "False".to_owned(),
+        [] => "None".to_owned(),
+        values => values
+            .iter()
+            .map(|v| v.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
+    let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+    let arg = arg.help(format!("{help} [{shown}]")).env(env_name(&long));
+    if is_flag {
+        values::flag(arg)
+    } else {
+        arg.value_name(long)
+    }
+}
+
+/// Parses `args` (program name first). clap errors carry exit code 2, help and version 0.
+pub fn parse(args: &[OsString], plugin_args: &[PluginArgSpec]) -> Result<Settings, clap::Error> {
+    let matches = command(plugin_args).try_get_matches_from(args)?;
+    let mut settings = Settings::from_arg_matches(&matches)?;
+    settings.config = settings.plugin_config(plugin_args::values(&matches, plugin_args));
+    Ok(settings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plugin_api::Arg as PluginArg;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        std::iter::once("brewblox-host")
+            .chain(list.iter().copied())
+            .map(OsString::from)
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_original() {
+        let s = parse(&args(&[]), &[]).unwrap();
+        assert_eq!(
+            (s.host.as_str(), s.port, s.name.as_str()),
+            ("0.0.0.0", 5000, "_service")
+        );
+        assert!(!s.debug && s.output.is_none());
+        assert_eq!(
+            (s.eventbus_host.as_str(), s.eventbus_port),
+            ("eventbus", 5672)
+        );
+        let keys: Vec<_> = s.config.keys().cloned().collect();
+        assert_eq!(
+            keys,
+            [
+                "host",
+                "port",
+                "output",
+                "name",
+                "debug",
+                "eventbus_host",
+                "eventbus_port"
+            ]
+        );
+    }
+
+    #[test]
+    fn short_flags() {
+        let s = parse(
+            &args(&["-H", "h", "-p", "1234", "-o", "f", "-n", "svc", "--debug"]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            (s.host.as_str(), s.port, s.name.as_str(), s.debug),
+            ("h", 1234, "svc", true)
+        );
+        assert_eq!(s.output, Some(PathBuf::from("f")));
+    }
+
+    #[test]
+    fn names_become_prefixes() {
+        assert_eq!(parse(&args(&["-n", "/x"]), &[]).unwrap().name, "x");
+        assert_eq!(parse(&args(&["-n", "a/b"]), &[]).unwrap().name, "a/b");
+        for bad in ["", "/", "trail/", "new\nline", "a b", "é", "a/../b"] {
+            let err = parse(&args(&["-n", bad]), &[]).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_message_size_cap_defaults_to_16_mib_and_0_turns_it_off() {
+        let s = parse(&args(&[]), &[]).unwrap();
+        assert_eq!(s.eventbus_max_message_size, 16 << 20);
+        let s = parse(&args(&["--eventbus-max-message-size", "0"]), &[]).unwrap();
+        assert_eq!(s.eventbus_max_message_size, 0);
+        let err = parse(&args(&["--eventbus-max-message-size", "-1"]), &[]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        let err = parse(&args(&["-p", "http"]), &[]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let err = parse(&args(&["--nope"]), &[]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn plugin_args_are_typed() {
+        let specs = vec![
+            PluginArgSpec {
+                plugin: "p".into(),
+                arg: PluginArg::float("update-interval").default(5.0),
+            },
+            PluginArgSpec {
+                plugin: "p".into(),
+                arg: PluginArg::flag("dry-run"),
+            },
+            PluginArgSpec {
+                plugin: "p".into(),
+                arg: PluginArg::int("count"),
+            },
+        ];
+        let s = parse(&args(&["--update-interval", "2.5", "--dry-run"]), &specs).unwrap();
+        assert_eq!(s.config["update_interval"], 2.5);
+        assert_eq!(s.config["dry_run"], true);
+        assert_eq!(s.config["count"], Value::Null);
+        assert!(parse(&args(&["--update-interval", "fast"]), &specs).is_err());
+        assert!(parse(&args(&["--update-interval", "NaN"]), &specs).is_err());
+        assert!(parse(&args(&["--update-interval", "inf"]), &specs).is_err());
+    }
+
+    #[test]
+    fn prescan_finds_plugins() {
+        assert_eq!(
+            prescan_plugins(&args(&["--plugins", "x"])),
+            Some(PathBuf::from("x"))
+        );
+        assert_eq!(
+            prescan_plugins(&args(&["--plugins=y"])),
+            Some(PathBuf::from("y"))
+        );
+    }
+
+    #[test]
+    fn help_texts_show_the_defaults_and_the_environment() {
+        let cmd = command(&[]);
+        let help = |id: &str| {
+            let arg = cmd.get_arguments().find(|a| a.get_id() == id).unwrap();
+            let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+            (arg.get_help().unwrap().to_string(), env)
+        };
+        assert_eq!(
+            help("port"),
+            (
+                format!("Port to which the app binds. [{DEFAULT_PORT}]"),
+                Some("BREWBLOX_PORT".to_owned())
+            )
+        );
+        assert!(help("debug").0.ends_with(" [False]"));
+        assert!(help("output").0.ends_with(" [None]"));
+        assert_eq!(
+            help("eventbus_max_message_size").1.as_deref(),
+            Some("BREWBLOX_EVENTBUS_MAX_MESSAGE_SIZE")
+        );
+        assert!(help("eventbus_max_message_size").0.ends_with(" [16777216]"));
+    }
+
+    #[test]
+    fn builtin_names_hold_ids_and_long_names() {
+        let names = builtin_names();
+        for name in ["eventbus-host", "eventbus_host", "port", "version"] {
+            assert!(names.iter().any(|n| n == name), "{name}: {names:?}");
+        }
+    }
+
+    #[test]
+    fn the_bus_config_takes_every_eventbus_option() {
+        let s = parse(
+            &args(&[
+                "-n",
+                "svc",
+                "--eventbus-port",
+                "5673",
+                "--eventbus-prefetch",
+                "7",
+            ]),
+            &[],
+        )
+        .unwrap();
+        let bus = s.bus_config();
+        assert_eq!((bus.port, bus.prefetch), (5673, 7));
+        assert_eq!(bus.connection_name, "brewblox-host:svc");
+        assert_eq!(bus.connect_timeout, BusConfig::default().connect_timeout);
+    }
+
+    #[test]
+    fn watch_and_http_timeouts() {
+        let s = parse(&args(&[]), &[]).unwrap();
+        assert!(!s.watch);
+        assert_eq!(s.http_header_timeout, Duration::from_secs(30));
+        assert_eq!(s.http_idle_timeout, Duration::from_secs(60));
+        let s = parse(
+            &args(&[
+                "--watch",
+                "--http-header-timeout",
+                "2.5",
+                "--http-idle-timeout",
+                "5",
+            ]),
+            &[],
+        )
+        .unwrap();
+        assert!(s.watch);
+        assert_eq!(s.http_header_timeout, Duration::from_millis(2500));
+        assert_eq!(s.http_idle_timeout, Duration::from_secs(5));
+        for bad in ["--http-header-timeout=-1", "--http-idle-timeout=soon"] {
+            assert_eq!(
+                parse(&args(&[bad]), &[]).unwrap_err().exit_code(),
+                2,
+                "{bad}"
+            );
+        }
+    }
+}

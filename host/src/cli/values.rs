@@ -1,0 +1,70 @@
+//! Parsers for option values, shared by the host's options and plugin arguments.
+
+use std::time::Duration;
+
+use clap::{builder::ValueParser, Arg, ArgAction};
+
+/// A finite float: NaN and infinity cannot reach plugins (their config is JSON).
+pub(crate) fn parse_float(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(value) if value.is_finite() => Ok(value),
+        _ => Err(format!("invalid float value: '{text}'")),
+    }
+}
+
+/// A duration in (fractional) seconds.
+pub(crate) fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs = parse_float(text)?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("not a duration in seconds: '{text}'"))
+}
+
+/// A service name: a usable URL path prefix and AMQP routing key (see [`crate::names`]).
+pub(crate) fn parse_name(text: &str) -> Result<String, String> {
+    crate::names::service_name(text).map_err(|err| err.to_string())
+}
+
+/// What a flag accepts from the environment, case-insensitive.
+pub const FLAG_VALUES: &str = "1/0, true/false, yes/no or on/off";
+
+/// A flag's value from the environment, as containers write it.
+pub(crate) fn parse_flag(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// Makes `arg` an on/off flag: present on the command line it is on; from its environment
+/// variable it takes any of [`FLAG_VALUES`], and anything else is a usage error naming the
+/// variable.
+pub(crate) fn flag(arg: Arg) -> Arg {
+    let var = arg
+        .get_env()
+        .map(|var| var.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let parser = move |text: &str| {
+        parse_flag(text)
+            .ok_or_else(|| format!("{var}={text:?} is not a flag value: use {FLAG_VALUES}"))
+    };
+    arg.action(ArgAction::SetTrue)
+        .value_parser(ValueParser::new(parser))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_take_what_containers_write() {
+        for on in ["1", "true", "TRUE", "Yes", "on", " On "] {
+            assert_eq!(parse_flag(on), Some(true), "{on}");
+        }
+        for off in ["0", "false", "False", "no", "OFF"] {
+            assert_eq!(parse_flag(off), Some(false), "{off}");
+        }
+        for bad in ["", "2", "maybe", "y", "enabled"] {
+            assert_eq!(parse_flag(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! Checks a plugin file before anything loads it: a well-formed ELF shared object for this
+//! machine, complete (every loadable segment inside the file), exporting the plugin header.
+//!
+//! `dlopen` trusts the file: a truncated library (a deploy still copying it) is mapped
+//! anyway, and the first touch of a page past the end of the file kills the process with
+//! SIGBUS; any library's constructors run as soon as it is opened. Reading the headers with
+//! the `object` crate first turns both into a refusal with a reason, and reads only the
+//! headers and the dynamic symbol table (never the whole file: a 1 GB sparse file named
+//! `x.so` costs a few reads).
+
+use std::{fs::File, path::Path};
+
+use abi_stable::library::ROOT_MODULE_LOADER_NAME;
+use object::{
+    elf,
+    read::elf::{FileHeader, ProgramHeader, Sym},
+    Endianness, ReadCache,
+};
+
+/// The refusal of a library that does not export the plugin header.
+pub const NOT_A_PLUGIN: &str =
+    "not a brewblox-host plugin (it exports no plugin header; use plugin_api::export_plugin!)";
+
+/// The ELF file header type of this machine's shared libraries.
+type Header = elf::FileHeader64<Endianness>;
+
+/// The ELF machine (`e_machine`) this host runs on.
+fn host_machine() -> Option<elf::Machine> {
+    if cfg!(target_arch = "x86_64") {
+        Some(elf::EM_X86_64)
+    } else if cfg!(target_arch = "aarch64") {
+        Some(elf::EM_AARCH64)
+    } else if cfg!(target_arch = "riscv64") {
+        Some(elf::EM_RISCV)
+    } else if cfg!(target_arch = "powerpc64") {
+        Some(elf::EM_PPC64)
+    } else {
+        // Another 64-bit machine: `dlopen` checks the machine itself.
+        None
+    }
+}
+
+/// What the check learnt about a plugin file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElfInfo {
+    /// The GNU build id (`readelf -n`), in hex: tells two builds of one version apart.
+    pub build_id: Option<String>,
+}
+
+/// Checks a plugin file; `Err` is why it cannot be one, in one line.
+pub fn check(path: &Path) -> Result<ElfInfo, String> {
+    let (file, size) = open(path)?;
+    let data = &ReadCache::new(file);
+    let (header, endian) = parse_header(data, size)?;
+    check_segments(header, endian, data, size)?;
+    check_export(header, endian, data)?;
+    Ok(ElfInfo {
+        build_id: build_id(header, endian, data),
+    })
+}
+
+/// The `NT_GNU_BUILD_ID` note, which linkers add by default on Linux distributions.
+fn build_id(header: &Header, endian: Endianness, data: &ReadCache<File>) -> Option<String> {
+    for segment in header.program_headers(endian, data).ok()? {
+        let Ok(Some(mut notes)) = segment.notes(endian, data) else {
+            continue;
+        };
+        while let Ok(Some(note)) = notes.next() {
+            if note.name() == elf::ELF_NOTE_GNU && note.n_type(endian) == elf::NT_GNU_BUILD_ID {
+                return Some(note.desc().iter().map(|b| format!("{b:02x}")).collect());
+            }
+        }
+    }
+    None
+}
+
+/// Checks that a file (a private copy, whose section headers are dropped) is a complete
+/// shared library for this machine, without looking for the plugin header.
+pub fn check_loadable(path: &Path) -> Result<(), String> {
+    let (file, size) = open(path)?;
+    let data = &ReadCache::new(file);
+    let (header, endian) = parse_header(data, size)?;
+    check_segments(header, endian, data, size)
+}
+
+fn open(path: &Path) -> Result<(File, u64), String> {
+    let file = File::open(path).map_err(|err| format!("cannot read: {err}"))?;
+    let size = file
+        .metadata()
+        .map_err(|err| format!("cannot read: {err}"))?
+        .len();
+    Ok((file, size))
+}
+
+/// The ELF header, if it is that of a shared library for this machine.
+fn parse_header(data: &ReadCache<File>, size: u64) -> Result<(&Header, Endianness), String> {
+    let header = Header::parse(data).map_err(|_| {
+        if size < 64 {
+            format!("not a shared library (only {size} bytes)")
+        } else {
+            "not a shared library (no 64-bit ELF header)".to_owned()
+        }
+    })?;
+    let endian = header
+        .endian()
+        .map_err(|_| "not a shared library (unknown byte order)".to_owned())?;
+    if endian != Endianness::default() {
+        return Err("a shared library for a machine of the other byte order".into());
+    }
+    if header.e_type(endian) != elf::ET_DYN {
+        return Err(format!(
+            "not a shared library (ELF type {})",
+            header.e_type(endian).0
+        ));
+    }
+    let machine = header.e_machine(endian);
+    if host_machine().is_some_and(|host| host != machine) {
+        return Err(format!(
+            "a shared library for another machine (ELF machine {}, this host is {})",
+            machine.0,
+            std::env::consts::ARCH
+        ));
+    }
+    Ok((header, endian))
+}
+
+/// Every loadable segment lies inside the file: a truncated (or still copying) file would be
+/// mapped past its end.
+fn check_segments(
+    header: &Header,
+    endian: Endianness,
+    data: &ReadCache<File>,
+    size: u64,
+) -> Result<(), String> {
+    let truncated = |end: u64| {
+        format!(
+            "truncated or still being written: its headers reach byte {end}, the file has {size} bytes; copy it complete (install to a temporary name, then mv)"
+        )
+    };
+    let segments = header
+        .program_headers(endian, data)
+        .map_err(|_| truncated(header.e_phoff.get(endian)))?;
+    if segments.is_empty() {
+        return Err("not a shared library (no program headers)".into());
+    }
+    for segment in segments {
+        if segment.p_type(endian) != elf::PT_LOAD {
+            continue;
+        }
+        let end = segment
+            .p_offset(endian)
+            .checked_add(segment.p_filesz(endian))
+            .ok_or_else(|| "not a shared library (corrupt program header)".to_owned())?;
+        if end > size {
+            return Err(truncated(end));
+        }
+    }
+    Ok(())
+}
+
+/// The library defines abi_stable's root-module symbol, which `export_plugin!` exports.
+fn check_export(header: &Header, endian: Endianness, data: &ReadCache<File>) -> Result<(), String> {
+    let not_a_plugin = || NOT_A_PLUGIN.to_owned();
+    let corrupt = |what: &str| format!("truncated or corrupt: cannot read its {what}");
+    let sections = header
+        .sections(endian, data)
+        .map_err(|_| corrupt("section headers"))?;
+    let symbols = sections
+        .symbols(endian, data, elf::SHT_DYNSYM)
+        .map_err(|_| corrupt("dynamic symbol table"))?;
+    let wanted = ROOT_MODULE_LOADER_NAME.as_bytes();
+    let exported = symbols.iter().any(|symbol| {
+        !symbol.st_shndx(endian).is_special()
+            && symbols
+                .symbol_name(endian, symbol)
+                .is_ok_and(|name| name == wanted)
+    });
+    if exported {
+        Ok(())
+    } else {
+        Err(not_a_plugin())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::check;
+
+    /// This test binary is an ELF file, but an executable.
+    fn own_binary() -> std::path::PathBuf {
+        std::env::current_exe().unwrap()
+    }
+
+    #[test]
+    fn text_and_empty_files_are_not_libraries() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("a.so");
+        std::fs::write(
+            &text,
+            "not a library at all, just some text to fill 64 bytes ......",
+        )
+        .unwrap();
+        assert!(check(&text)
+            .unwrap_err()
+            .starts_with("not a shared library"));
+        let empty = dir.path().join("b.so");
+        std::fs::write(&empty, "").unwrap();
+        assert!(check(&empty).unwrap_err().contains("only 0 bytes"));
+    }
+
+    #[test]
+    fn a_large_sparse_file_is_refused_without_reading_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let sparse = dir.path().join("x.so");
+        let file = std::fs::File::create(&sparse).unwrap();
+        file.set_len(1 << 30).unwrap();
+        let started = std::time::Instant::now();
+        assert!(check(&sparse)
+            .unwrap_err()
+            .starts_with("not a shared library"));
+        // Reading 1 GiB of zeros takes seconds; the headers take microseconds.
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn an_executable_is_not_a_plugin_and_a_truncated_one_is_named_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = own_binary();
+        // Test binaries are position-independent executables: ELF type DYN, no plugin header.
+        let whole = dir.path().join("whole.so");
+        std::fs::copy(&exe, &whole).unwrap();
+        assert!(check(&whole)
+            .unwrap_err()
+            .contains("not a brewblox-host plugin"));
+        assert_eq!(super::check_loadable(&whole), Ok(()));
+
+        let bytes = std::fs::read(&exe).unwrap();
+        let cut = dir.path().join("cut.so");
+        let mut file = std::fs::File::create(&cut).unwrap();
+        file.write_all(&bytes[..100_000.min(bytes.len() / 2)])
+            .unwrap();
+        drop(file);
+        let err = check(&cut).unwrap_err();
+        assert!(err.contains("truncated"), "{err}");
+    }
+}

@@ -1,0 +1,191 @@
+//! One generation of the service: a loaded plugin set, started, with the HTTP app built on
+//! its routes. Boot starts the first; every reload starts the next beside the current one
+//! and stops the old one only once the new one serves.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::routing::{get, post};
+
+use crate::{
+    bus::{BusState, EventBus},
+    cli::Settings,
+    http::{self, health::HealthSources, server::Served, AppSpec},
+    plugins::{
+        bus_bridge::BusBridge,
+        context::HostServices,
+        features::FeatureRegistry,
+        lifecycle::{self, RunningPlugin},
+        loader::{shown, LoadedSet},
+        routes::RouteTable,
+    },
+};
+
+use super::reloads::ReloadLog;
+
+/// A started plugin set and the app serving it.
+pub struct Generation {
+    pub settings: Settings,
+    pub served: Arc<Served>,
+    host: Arc<HostServices>,
+    plugins: Vec<RunningPlugin>,
+    /// Keeps what the loaded libraries need for as long as they run.
+    _loaded: LoadedSet,
+}
+
+impl Generation {
+    /// Creates and starts every plugin of `loaded`, then builds the app. On a failure the
+    /// plugins already started are stopped again and their subscriptions cancelled.
+    pub async fn start(
+        settings: Settings,
+        loaded: LoadedSet,
+        bus: &EventBus,
+        reloads: &Arc<ReloadLog>,
+    ) -> Result<Generation, String> {
+        log_plugins(&loaded);
+        let host = Arc::new(HostServices {
+            runtime: tokio::runtime::Handle::current(),
+            config_json: serde_json::Value::Object(settings.config.clone()).to_string(),
+            routes: Mutex::new(RouteTable::default()),
+            features: FeatureRegistry::default(),
+            bus: BusBridge::new(bus.clone()),
+        });
+        let plugins = lifecycle::create_all(&loaded.plugins, &host)?;
+        if let Err(err) = lifecycle::startup_all(&plugins, settings.hook_timeout).await {
+            host.bus.cancel_all(settings.hook_timeout).await;
+            return Err(err);
+        }
+        let app = build_app(&settings, &loaded, &host, &plugins, reloads);
+        Ok(Generation {
+            served: Served::new(app),
+            settings,
+            host,
+            plugins,
+            _loaded: loaded,
+        })
+    }
+
+    /// Waits (at most `timeout`) until every subscription this generation made is bound to
+    /// its queue or refused, so that swapping to it loses no message. Skipped while the bus
+    /// is not connected: nothing is bound then, for the old generation either.
+    pub async fn wait_subscriptions_bound(&self, timeout: Duration) {
+        if self.host.bus.bus().health().listener.state != BusState::Connected {
+            return;
+        }
+        if !self.host.bus.wait_bound(timeout).await {
+            tracing::warn!(
+                "Reload: not every new subscription was bound within {:.1} s; going on",
+                timeout.as_secs_f64()
+            );
+        }
+    }
+
+    /// `before_shutdown` on every plugin.
+    pub async fn before_shutdown(&self) {
+        lifecycle::before_shutdown_all(&self.plugins, self.settings.hook_timeout).await;
+    }
+
+    /// Cancels this generation's subscriptions (their in-flight handlers finish), then its
+    /// tasks and `shutdown` hooks. The libraries stay mapped: abi_stable never unloads them.
+    pub async fn stop(self) {
+        let timeout = self.settings.hook_timeout;
+        self.host.bus.cancel_all(timeout).await;
+        lifecycle::shutdown_all(&self.plugins, timeout).await;
+    }
+
+    /// Only the plugins' shutdown, for the final stop (the bus is already shut down).
+    pub async fn stop_plugins(self) {
+        lifecycle::shutdown_all(&self.plugins, self.settings.hook_timeout).await;
+    }
+}
+
+fn log_plugins(loaded: &LoadedSet) {
+    for plugin in &loaded.plugins {
+        tracing::info!(
+            "Loaded plugin {} {} (build {}) from {}",
+            plugin.name,
+            plugin.version,
+            plugin.build_id.as_deref().unwrap_or("unknown"),
+            shown(&plugin.file)
+        );
+    }
+}
+
+/// The HTTP app of a started generation: its plugin routes, the built-in routes and the
+/// API documentation of both.
+fn build_app(
+    settings: &Settings,
+    loaded: &LoadedSet,
+    host: &Arc<HostServices>,
+    plugins: &[RunningPlugin],
+    reloads: &Arc<ReloadLog>,
+) -> http::App {
+    let plugin_routes = host
+        .routes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .freeze();
+    for route in &plugin_routes {
+        tracing::debug!(
+            "Endpoint [{}] /{}{} (plugin {})",
+            route.method,
+            settings.name,
+            route.path,
+            route.plugin
+        );
+    }
+    for (name, owner) in host.features.list() {
+        tracing::debug!("Feature [{name}] (plugin {owner})");
+    }
+    let health = Arc::new(HealthSources {
+        name: settings.name.clone(),
+        host: Arc::clone(host),
+        plugins: plugins.iter().map(|p| Arc::clone(&p.state)).collect(),
+        builds: loaded
+            .plugins
+            .iter()
+            .map(|p| (p.name.clone(), p.build_id.clone()))
+            .collect(),
+        reloads: Arc::clone(reloads),
+    });
+    let bus = host.bus.bus();
+    let (publish_bus, subscribe_bus) = (bus.clone(), bus.clone());
+    let mut extra = vec![
+        (
+            "/_service/health".to_owned(),
+            get(move || http::health::health(Arc::clone(&health))),
+        ),
+        (
+            "/_debug/publish".to_owned(),
+            post(move |body| http::debug::publish(publish_bus.clone(), body)),
+        ),
+        (
+            "/_debug/subscribe".to_owned(),
+            post(move |body| http::debug::subscribe(subscribe_bus.clone(), body)),
+        ),
+    ];
+    let plugin_versions: Vec<(String, String)> = loaded
+        .plugins
+        .iter()
+        .map(|p| (p.name.clone(), p.version.clone()))
+        .collect();
+    // Routes are frozen: the API documentation is built once and served as bytes.
+    let api_doc = http::openapi::document(
+        &http::openapi::DocInfo {
+            name: &settings.name,
+            version: env!("CARGO_PKG_VERSION"),
+            plugins: &plugin_versions,
+        },
+        &plugin_routes,
+    );
+    extra.extend(http::swagger_ui::routes(&settings.name, &api_doc));
+    http::app(AppSpec {
+        name: settings.name.clone(),
+        max_body_size: settings.max_body_size,
+        debug: settings.debug,
+        plugin_routes,
+        extra,
+    })
+}

@@ -1,0 +1,344 @@
+//! The running service: the first generation of plugins, the HTTP server, the eventbus, and
+//! the loop that answers signals — SIGHUP (or, with `--watch`, a changed plugins folder)
+//! reloads, SIGINT/SIGTERM stops.
+//!
+//! A reload never takes the service down: the new plugin set is loaded, checked and started
+//! beside the old one, which keeps serving; only once the new set has started and its
+//! eventbus subscriptions are bound does the server switch to it, and the old set stops
+//! after its in-flight requests. If anything about the new set fails, it is stopped again,
+//! the old set goes on, and `/_service/health` shows the failed reload. Same process, same
+//! listening socket, same eventbus connections throughout.
+
+pub mod generation;
+pub mod reloads;
+pub mod watch;
+
+use std::{ffi::OsString, future::Future, process::ExitCode, sync::Arc};
+
+use arc_swap::ArcSwap;
+use tokio::{net::TcpListener, sync::mpsc};
+
+use crate::{
+    app::{self, EXIT_FAILURE},
+    bus::EventBus,
+    cli::Settings,
+    http::{
+        conn_timeout::Limits,
+        server::{Current, Server, ServerConfig},
+    },
+    shutdown::{Received, Signals},
+};
+use generation::Generation;
+use reloads::ReloadLog;
+
+/// What the process has when the service starts.
+pub struct Boot {
+    pub settings: Settings,
+    pub loaded: crate::plugins::loader::LoadedSet,
+    /// The arguments as given (before `@file` expansion): a reload reads them, and the
+    /// files they name, again.
+    pub args: Vec<OsString>,
+}
+
+/// Signals that came while something else was going on, answered after it.
+#[derive(Debug, Default)]
+struct Pending {
+    reload: bool,
+    stop: Option<&'static str>,
+}
+
+/// Runs `work` while receiving signals: SIGHUP is kept for a reload after it; a first
+/// SIGINT/SIGTERM is kept for a stop after it; another one while a stop is kept ends the
+/// wait at once (`None`): the operator asked twice.
+async fn answering<F: Future>(
+    work: F,
+    signals: &mut Signals,
+    pending: &mut Pending,
+    during: &str,
+) -> Option<F::Output> {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            output = &mut work => return Some(output),
+            received = signals.next() => match (received, pending.stop) {
+                (Received::Reload, Some(_)) => {
+                    tracing::info!("Received SIGHUP while stopping; ignored");
+                }
+                (Received::Reload, None) => {
+                    tracing::info!("Received SIGHUP during {during}; reloading after it");
+                    pending.reload = true;
+                }
+                (Received::Stop(name), None) => {
+                    tracing::info!("Received {name} during {during}; stopping after it");
+                    pending.stop = Some(name);
+                }
+                (Received::Stop(name), Some(_)) => {
+                    tracing::warn!("Received {name} again during {during}; stopping at once");
+                    return None;
+                }
+            },
+        }
+    }
+}
+
+fn server_config(settings: &Settings) -> ServerConfig {
+    ServerConfig {
+        limits: Limits {
+            header: settings.http_header_timeout,
+            idle: settings.http_idle_timeout,
+        },
+        record_peer: settings.debug,
+    }
+}
+
+/// Runs the service until it is stopped; the exit code.
+pub async fn run(boot: Boot, signals: &mut Signals) -> ExitCode {
+    let Boot {
+        settings,
+        loaded,
+        args,
+    } = boot;
+    tracing::info!(target: "brewblox_host::service", "Creating [{}] application", settings.name);
+    tracing::info!(
+        target: "brewblox_host::service",
+        "Service info: {}",
+        std::env::var("SERVICE_INFO").unwrap_or_else(|_| "UNKNOWN".into())
+    );
+    let bus = EventBus::new(settings.bus_config());
+    let reloads = Arc::new(ReloadLog::default());
+    let mut pending = Pending::default();
+    let hook_timeout = settings.hook_timeout;
+    let start = Generation::start(settings, loaded, &bus, &reloads);
+    let generation = match answering(start, signals, &mut pending, "startup").await {
+        Some(Ok(generation)) => generation,
+        Some(Err(err)) => {
+            tracing::error!("Service not started: {err}");
+            bus.shutdown(hook_timeout).await;
+            return ExitCode::from(EXIT_FAILURE);
+        }
+        None => return ExitCode::SUCCESS,
+    };
+    let listener = match bind(&generation.settings).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            tracing::error!("{err}");
+            bus.shutdown(hook_timeout).await;
+            generation.stop_plugins().await;
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let current: Current = Arc::new(ArcSwap::new(Arc::clone(&generation.served)));
+    let server = Server::start(
+        listener,
+        Arc::clone(&current),
+        server_config(&generation.settings),
+    );
+    let watcher = generation
+        .settings
+        .watch
+        .then(|| watch::spawn(generation.settings.plugins.clone()));
+    let service = Service {
+        generation,
+        bus,
+        current,
+        reloads,
+        args,
+    };
+    service.serve(server, watcher, signals, pending).await
+}
+
+/// Binds the listening socket and prints the original's banner with the real address
+/// (`--port 0` binds a free port).
+async fn bind(settings: &Settings) -> Result<TcpListener, String> {
+    let address = format!("{}:{}", settings.host, settings.port);
+    let listener = TcpListener::bind(&address)
+        .await
+        .map_err(|err| format!("cannot listen on {address}: {err}"))?;
+    let bound = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or(address);
+    tracing::info!("Listening on http://{bound}");
+    println!("======== Running on http://{bound} ========\n(Press CTRL+C to quit)");
+    Ok(listener)
+}
+
+/// The service between its start and its stop.
+struct Service {
+    generation: Generation,
+    bus: EventBus,
+    current: Current,
+    reloads: Arc<ReloadLog>,
+    args: Vec<OsString>,
+}
+
+impl Service {
+    async fn serve(
+        mut self,
+        mut server: Server,
+        mut watcher: Option<mpsc::Receiver<()>>,
+        signals: &mut Signals,
+        mut pending: Pending,
+    ) -> ExitCode {
+        loop {
+            if let Some(name) = pending.stop {
+                tracing::info!("Received {name}, shutting down");
+                return self.stop(server, signals, pending).await;
+            }
+            if std::mem::take(&mut pending.reload) {
+                let reload = self.reload();
+                match answering(reload, signals, &mut pending, "a reload").await {
+                    Some(outcome) => self.reloads.record(outcome),
+                    None => return ExitCode::SUCCESS,
+                }
+                continue;
+            }
+            tokio::select! {
+                received = signals.next() => match received {
+                    Received::Reload => {
+                        tracing::info!("Received SIGHUP, reloading");
+                        pending.reload = true;
+                    }
+                    Received::Stop(name) => pending.stop = Some(name),
+                },
+                Some(()) = next_change(&mut watcher) => {
+                    tracing::info!("Plugins folder changed, reloading");
+                    pending.reload = true;
+                }
+                () = server.stopped() => {
+                    tracing::error!("HTTP server stopped unexpectedly");
+                    self.bus.shutdown(self.generation.settings.hook_timeout).await;
+                    self.generation.stop_plugins().await;
+                    return ExitCode::from(EXIT_FAILURE);
+                }
+            }
+        }
+    }
+
+    /// Starts the folder's plugins beside the current ones and switches to them; on any
+    /// failure the current ones go on. `Err` says why, for the log and health.
+    async fn reload(&mut self) -> Result<(), String> {
+        let args = self.args.clone();
+        let prepared = tokio::task::spawn_blocking(move || app::prepare(args))
+            .await
+            .map_err(|err| format!("loading panicked: {err}"))?
+            .map_err(|err| {
+                let err = err.to_string();
+                tracing::error!("Reload refused; the running plugins go on: {err}");
+                err
+            })?;
+        warn_restart_only(&self.generation.settings, &prepared.settings);
+        let next = Generation::start(prepared.settings, prepared.loaded, &self.bus, &self.reloads)
+            .await
+            .map_err(|err| {
+                tracing::error!("Reload failed; the running plugins go on: {err}");
+                err
+            })?;
+        next.wait_subscriptions_bound(next.settings.hook_timeout)
+            .await;
+        self.current.store(Arc::clone(&next.served));
+        let previous = std::mem::replace(&mut self.generation, next);
+        retire(previous).await;
+        tracing::info!("Reloaded");
+        Ok(())
+    }
+
+    /// Stop accepting, `before_shutdown` while in-flight requests drain, the bus, then the
+    /// plugins. A second SIGINT/SIGTERM meanwhile stops at once.
+    async fn stop(self, server: Server, signals: &mut Signals, mut pending: Pending) -> ExitCode {
+        let Service {
+            generation, bus, ..
+        } = self;
+        let settings = generation.settings.clone();
+        let drain = async {
+            let drained = server.stop(settings.shutdown_timeout);
+            let (_, drained) = tokio::join!(generation.before_shutdown(), drained);
+            if !drained {
+                tracing::warn!(
+                    "In-flight requests did not finish within {:.1} s; closing them",
+                    settings.shutdown_timeout.as_secs_f64()
+                );
+            }
+            // Consumers stop and in-flight message handlers finish before plugins shut
+            // down, so no message reaches a plugin that is gone.
+            bus.shutdown(settings.hook_timeout).await;
+            generation.stop_plugins().await;
+        };
+        if answering(drain, signals, &mut pending, "the shutdown")
+            .await
+            .is_some()
+        {
+            tracing::info!("Service stopped");
+        }
+        ExitCode::SUCCESS
+    }
+}
+
+/// The old generation after the switch: `before_shutdown` while its in-flight requests
+/// finish (bounded by `--shutdown-timeout`), then its subscriptions and plugins stop.
+async fn retire(previous: Generation) {
+    let timeout = previous.settings.shutdown_timeout;
+    let (_, drained) = tokio::join!(
+        previous.before_shutdown(),
+        previous.served.in_flight.wait_idle(timeout)
+    );
+    if !drained {
+        tracing::warn!(
+            "{} request(s) still running on the previous plugins after {:.1} s; stopping them anyway",
+            previous.served.in_flight.count(),
+            timeout.as_secs_f64()
+        );
+    }
+    previous.stop().await;
+}
+
+async fn next_change(watcher: &mut Option<mpsc::Receiver<()>>) -> Option<()> {
+    match watcher {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Settings a reload cannot change: they belong to the socket, the eventbus connections or
+/// the log, which live as long as the process.
+fn warn_restart_only(running: &Settings, next: &Settings) {
+    let changed: Vec<&str> = [
+        ("--host", running.host != next.host),
+        ("--port", running.port != next.port),
+        ("--output", running.output != next.output),
+        ("--debug", running.debug != next.debug),
+        ("--watch", running.watch != next.watch),
+        (
+            "--http-header-timeout/--http-idle-timeout",
+            running.http_header_timeout != next.http_header_timeout
+                || running.http_idle_timeout != next.http_idle_timeout,
+        ),
+        (
+            "--eventbus-*",
+            (
+                &running.eventbus_host,
+                running.eventbus_port,
+                &running.eventbus_user,
+                &running.eventbus_password,
+                &running.eventbus_vhost,
+                &running.eventbus_url,
+            ) != (
+                &next.eventbus_host,
+                next.eventbus_port,
+                &next.eventbus_user,
+                &next.eventbus_password,
+                &next.eventbus_vhost,
+                &next.eventbus_url,
+            ),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, changed)| changed.then_some(name))
+    .collect();
+    if !changed.is_empty() {
+        tracing::warn!(
+            "Reload: {} changed; a reload keeps the running value, restart to apply it",
+            changed.join(", ")
+        );
+    }
+}

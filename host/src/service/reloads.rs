@@ -1,0 +1,78 @@
+//! What the health report says about reloads: how many succeeded and failed, and the last
+//! one (a failed reload stays visible until the next good one).
+
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+/// The outcome of the last reload.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LastReload {
+    /// Local time, RFC 3339.
+    pub time: String,
+    pub ok: bool,
+    /// Why it failed; the old plugins kept serving.
+    pub error: Option<String>,
+}
+
+/// Reloads since the process started.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ReloadReport {
+    pub succeeded: u64,
+    pub failed: u64,
+    pub last: Option<LastReload>,
+}
+
+/// Shared between the service loop, which records, and every generation's health route.
+#[derive(Debug, Default)]
+pub struct ReloadLog {
+    report: Mutex<ReloadReport>,
+}
+
+impl ReloadLog {
+    pub fn record(&self, outcome: Result<(), String>) {
+        let mut report = self.report.lock().unwrap_or_else(|e| e.into_inner());
+        match &outcome {
+            Ok(()) => report.succeeded += 1,
+            Err(_) => report.failed += 1,
+        }
+        report.last = Some(LastReload {
+            time: now_rfc3339(),
+            ok: outcome.is_ok(),
+            error: outcome.err(),
+        });
+    }
+
+    pub fn report(&self) -> ReloadReport {
+        self.report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_local().unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_reload_stays_until_the_next_good_one() {
+        let log = ReloadLog::default();
+        assert_eq!(log.report(), ReloadReport::default());
+        log.record(Err("libx.so: truncated".into()));
+        let report = log.report();
+        assert_eq!((report.succeeded, report.failed), (0, 1));
+        let last = report.last.unwrap();
+        assert!(!last.ok);
+        assert_eq!(last.error.as_deref(), Some("libx.so: truncated"));
+        log.record(Ok(()));
+        let last = log.report().last.unwrap();
+        assert!(last.ok && last.error.is_none());
+    }
+}

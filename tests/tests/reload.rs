@@ -1,0 +1,498 @@
+//! Hot reload: SIGHUP (and `--watch`) start the folder's plugins beside the running ones and
+//! switch to them in the same process, on the same socket; a bad new set leaves the old one
+//! serving; signals at any moment are answered. The fixture `reload-plugin` takes its
+//! behaviour from an `@file` that each test rewrites before a reload.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use integration_tests::{amqp, plugin_lib, set_mode, wait_until, Host, PluginDir};
+use serde_json::{json, Value};
+
+/// A host with `reload-plugin`, its arguments in an `@file`.
+struct Kit {
+    host: Host,
+    dir: PluginDir,
+    args: PathBuf,
+    _args_dir: tempfile::TempDir,
+}
+
+fn write_args(file: &Path, args: &[&str]) {
+    fs::write(file, args.join("\n") + "\n").unwrap();
+}
+
+fn kit_with(args: &[&str], extra: &[&str], spawn_only: bool) -> Kit {
+    let dir = PluginDir::with(&["reload-plugin"]);
+    let args_dir = tempfile::tempdir().unwrap();
+    let file = args_dir.path().join("args");
+    write_args(&file, args);
+    let builder = Host::builder(dir.path())
+        .arg(&format!("@{}", file.display()))
+        .args(extra);
+    let host = if spawn_only {
+        builder.spawn()
+    } else {
+        builder.start()
+    };
+    Kit {
+        host,
+        dir,
+        args: file,
+        _args_dir: args_dir,
+    }
+}
+
+fn kit(args: &[&str]) -> Kit {
+    kit_with(args, &[], false)
+}
+
+fn tag(host: &Host) -> String {
+    let answer: Value = host.get("/reload/tag").json().unwrap();
+    answer["tag"].as_str().unwrap_or_default().to_owned()
+}
+
+fn health(host: &Host) -> (u16, Value) {
+    let response = host.get("/_service/health");
+    let status = response.status().as_u16();
+    (status, response.json().unwrap())
+}
+
+/// (succeeded, failed) reloads so far.
+fn reloads(host: &Host) -> (u64, u64) {
+    let (_, body) = health(host);
+    let report = &body["reload"];
+    (
+        report["succeeded"].as_u64().unwrap(),
+        report["failed"].as_u64().unwrap(),
+    )
+}
+
+/// Waits (≤ 30 s) until the reload counts are `want`.
+fn wait_reloads(host: &Host, want: (u64, u64)) {
+    let reached = wait_until(Duration::from_secs(30), || reloads(host) == want);
+    assert!(
+        reached,
+        "reloads {:?}, wanted {want:?}:\n{}",
+        reloads(host),
+        host.stderr.text()
+    );
+}
+
+fn reload(kit: &Kit, want: (u64, u64)) {
+    kit.host.signal(libc::SIGHUP);
+    wait_reloads(&kit.host, want);
+}
+
+#[test]
+fn a_good_reload_switches_to_the_new_plugins_in_the_same_process() {
+    let mut kit = kit(&["--reload-tag=a"]);
+    let pid = kit.host.pid();
+    assert_eq!(tag(&kit.host), "a");
+    write_args(&kit.args, &["--reload-tag=b"]);
+    reload(&kit, (1, 0));
+    assert_eq!(tag(&kit.host), "b", "the new generation serves");
+    assert_eq!(kit.host.pid(), pid, "same process");
+    let (status, body) = health(&kit.host);
+    assert_eq!(status, 200);
+    assert_eq!(body["reload"]["last"]["ok"], true);
+    assert_eq!(body["plugins"][0]["state"], "running");
+    assert!(body["plugins"][0]["build"].is_string(), "{body}");
+    let log = kit.host.stderr.text();
+    assert!(log.contains("Received SIGHUP, reloading"), "{log}");
+    assert!(log.contains("Reloaded"), "{log}");
+    assert!(kit.host.stop().success());
+}
+
+/// Starts a kit tagged `a`, spoils the folder or the arguments with `spoil`, sends SIGHUP,
+/// and checks the old generation still serves; returns the host and the reload's error.
+fn bad_reload(spoil: impl FnOnce(&Kit)) -> (Kit, String) {
+    let kit = kit(&["--reload-tag=a"]);
+    spoil(&kit);
+    reload(&kit, (0, 1));
+    assert_eq!(tag(&kit.host), "a", "the old generation goes on");
+    let (status, body) = health(&kit.host);
+    assert_eq!(
+        status, 200,
+        "a failed reload is not a failed service: {body}"
+    );
+    let last = &body["reload"]["last"];
+    assert_eq!(last["ok"], false);
+    assert!(last["time"].is_string());
+    let error = last["error"].as_str().unwrap().to_owned();
+    assert!(kit.host.stderr.text().contains(&error), "logged as well");
+    (kit, error)
+}
+
+#[test]
+fn a_half_written_file_leaves_the_old_plugins_serving() {
+    let (mut kit, error) = bad_reload(|kit| {
+        let bytes = fs::read(plugin_lib("hello-plugin")).unwrap();
+        let file = kit.dir.path().join("libhalf.so");
+        fs::write(&file, &bytes[..100_000]).unwrap();
+        set_mode(&file, 0o644);
+    });
+    assert!(error.contains("libhalf.so"), "{error}");
+    assert!(error.contains("truncated"), "{error}");
+    assert!(kit.host.is_running(), "no SIGBUS");
+    // Once the file is complete, the next reload takes it.
+    fs::copy(
+        plugin_lib("hello-plugin"),
+        kit.dir.path().join("libhalf.so"),
+    )
+    .unwrap();
+    reload(&kit, (1, 1));
+    assert_eq!(kit.host.get("/hello").status(), 200);
+    let (_, body) = health(&kit.host);
+    assert_eq!(body["reload"]["last"]["ok"], true, "the failure is cleared");
+}
+
+#[test]
+fn an_incompatible_plugin_leaves_the_old_plugins_serving() {
+    let (_kit, error) = bad_reload(|kit| {
+        kit.dir.add("mismatched-plugin");
+    });
+    assert!(error.contains("libmismatched_plugin.so"), "{error}");
+    assert!(error.contains("incompatible plugin ABI"), "{error}");
+}
+
+#[test]
+fn a_panicking_startup_leaves_the_old_plugins_serving() {
+    let (kit, error) = bad_reload(|kit| {
+        write_args(&kit.args, &["--reload-tag=b", "--reload-fail=panic"]);
+    });
+    assert!(error.contains("reload-plugin"), "{error}");
+    assert!(error.contains("panicked"), "{error}");
+    // The half-started new set is gone: one plugin, running.
+    let (_, body) = health(&kit.host);
+    assert_eq!(body["plugins"].as_array().unwrap().len(), 1);
+    assert_eq!(body["plugins"][0]["state"], "running");
+}
+
+#[test]
+fn bad_arguments_leave_the_old_plugins_serving() {
+    let (_kit, error) = bad_reload(|kit| {
+        write_args(&kit.args, &["--reload-startup-ms=soon"]);
+    });
+    assert!(error.contains("--reload-startup-ms"), "{error}");
+}
+
+#[test]
+fn a_reload_under_load_fails_no_request() {
+    let kit = kit(&["--reload-tag=t0"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let clients: Vec<_> = (0..4)
+        .map(|index| {
+            let (stop, ok, failed, failures) =
+                (stop.clone(), ok.clone(), failed.clone(), failures.clone());
+            let (tag_url, echo_url) = (kit.host.url("/reload/tag"), kit.host.url("/reload/echo"));
+            thread::spawn(move || {
+                // Even clients open a connection per request; odd ones keep theirs alive.
+                let fresh = index % 2 == 0;
+                let mut builder =
+                    reqwest::blocking::Client::builder().timeout(Duration::from_secs(10));
+                if fresh {
+                    builder = builder.pool_max_idle_per_host(0);
+                }
+                let client = builder.build().unwrap();
+                let deadline = Instant::now() + Duration::from_secs(60);
+                let mut n = 0u64;
+                while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                    n += 1;
+                    let result = if n.is_multiple_of(2) {
+                        client.put(&echo_url).json(&json!({"n": n})).send()
+                    } else {
+                        client.get(&tag_url).send()
+                    };
+                    match result {
+                        Ok(response) if response.status() == 200 => {
+                            ok.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Ok(response) => {
+                            failed.fetch_add(1, Ordering::SeqCst);
+                            failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("status {}", response.status()));
+                        }
+                        Err(err) => {
+                            failed.fetch_add(1, Ordering::SeqCst);
+                            failures.lock().unwrap().push(format!("{err:?}"));
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for generation in 1..=5u64 {
+        let seen_before = ok.load(Ordering::SeqCst);
+        assert!(wait_until(Duration::from_secs(10), || ok
+            .load(Ordering::SeqCst)
+            > seen_before + 20));
+        write_args(&kit.args, &[&format!("--reload-tag=t{generation}")]);
+        reload(&kit, (generation, 0));
+    }
+    let seen_before = ok.load(Ordering::SeqCst);
+    assert!(wait_until(Duration::from_secs(10), || ok
+        .load(Ordering::SeqCst)
+        > seen_before + 20));
+    stop.store(true, Ordering::SeqCst);
+    for client in clients {
+        client.join().unwrap();
+    }
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "failed requests: {:?}",
+        failures.lock().unwrap()
+    );
+    assert!(ok.load(Ordering::SeqCst) > 100);
+    assert_eq!(tag(&kit.host), "t5");
+}
+
+/// A kit tagged `a` in the middle of a reload to `b` whose startup takes 1.5 s.
+fn kit_reloading() -> Kit {
+    let kit = kit(&["--reload-tag=a"]);
+    write_args(&kit.args, &["--reload-tag=b", "--reload-startup-ms=1500"]);
+    kit.host.signal(libc::SIGHUP);
+    assert!(kit
+        .host
+        .stderr
+        .wait_for("Received SIGHUP, reloading", Duration::from_secs(10)));
+    kit
+}
+
+#[test]
+fn sighup_during_a_reload_is_coalesced_into_one_more_reload() {
+    let kit = kit_reloading();
+    kit.host.signal(libc::SIGHUP);
+    kit.host.signal(libc::SIGHUP);
+    wait_reloads(&kit.host, (2, 0));
+    let log = kit.host.stderr.text();
+    assert!(
+        log.contains("Received SIGHUP during a reload; reloading after it"),
+        "{log}"
+    );
+    assert_eq!(tag(&kit.host), "b");
+}
+
+#[test]
+fn sighup_during_startup_reloads_after_it() {
+    let mut kit = kit_with(&["--reload-tag=a", "--reload-startup-ms=1500"], &[], true);
+    assert!(kit
+        .host
+        .stderr
+        .wait_for("Creating [", Duration::from_secs(10)));
+    kit.host.signal(libc::SIGHUP);
+    assert!(kit
+        .host
+        .stderr
+        .wait_for("Received SIGHUP during startup", Duration::from_secs(10)));
+    write_args(&kit.args, &["--reload-tag=b"]);
+    assert!(wait_until(Duration::from_secs(30), || {
+        kit.host
+            .client
+            .get(kit.host.url("/_service/status"))
+            .send()
+            .is_ok_and(|r| r.status() == 200)
+    }));
+    wait_reloads(&kit.host, (1, 0));
+    assert_eq!(tag(&kit.host), "b");
+    assert!(kit.host.is_running());
+}
+
+#[test]
+fn sigterm_during_a_reload_stops_cleanly() {
+    let mut kit = kit_reloading();
+    kit.host.signal(libc::SIGTERM);
+    let status = kit.host.wait_exit(Duration::from_secs(30)).expect("exits");
+    assert_eq!(status.code(), Some(0), "{}", kit.host.stderr.text());
+    let log = kit.host.stderr.text();
+    assert!(
+        log.contains("Received SIGTERM during a reload; stopping after it"),
+        "{log}"
+    );
+    assert!(log.contains("Service stopped"), "{log}");
+}
+
+#[test]
+fn a_second_sigterm_during_the_drain_stops_at_once() {
+    let mut kit = kit_with(&["--reload-tag=a"], &["--shutdown-timeout", "60"], false);
+    let url = kit.host.url("/reload/sleep/30000");
+    let slow = thread::spawn(move || {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let _ = client.get(url).send();
+    });
+    assert!(kit
+        .host
+        .stderr
+        .wait_for("sleeping 30000 ms", Duration::from_secs(10)));
+    let asked = Instant::now();
+    kit.host.signal(libc::SIGTERM);
+    assert!(kit
+        .host
+        .stderr
+        .wait_for("Received SIGTERM, shutting down", Duration::from_secs(10)));
+    kit.host.signal(libc::SIGTERM);
+    let status = kit.host.wait_exit(Duration::from_secs(20)).expect("exits");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        asked.elapsed() < Duration::from_secs(20),
+        "did not wait for the drain"
+    );
+    let log = kit.host.stderr.text();
+    assert!(
+        log.contains("Received SIGTERM again during the shutdown; stopping at once"),
+        "{log}"
+    );
+    slow.join().unwrap();
+}
+
+#[test]
+fn watch_reloads_once_a_slowly_copied_file_is_complete() {
+    let kit = kit_with(&["--reload-tag=a"], &["--watch"], false);
+    let bytes = fs::read(plugin_lib("peer-plugin")).unwrap();
+    let file = kit.dir.path().join("libpeer.so");
+    fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    set_mode(&file, 0o644);
+    assert!(
+        kit.host
+            .stderr
+            .wait_for("libpeer.so is not ready", Duration::from_secs(20)),
+        "{}",
+        kit.host.stderr.text()
+    );
+    assert_eq!(
+        reloads(&kit.host),
+        (0, 0),
+        "nothing reloaded from a half file"
+    );
+    use std::io::Write;
+    let mut handle = fs::OpenOptions::new().append(true).open(&file).unwrap();
+    handle.write_all(&bytes[bytes.len() / 2..]).unwrap();
+    drop(handle);
+    wait_reloads(&kit.host, (1, 0));
+    assert_eq!(kit.host.get("/peer/missing").status(), 200);
+    assert_eq!(tag(&kit.host), "a");
+}
+
+#[test]
+fn no_message_is_lost_across_a_reload() {
+    let exchange = amqp::unique("reload");
+    let echo = format!("{exchange}-echo");
+    let kit = kit_with(
+        &["--reload-tag=a", &format!("--reload-echo={exchange}")],
+        &["--eventbus-reconnect-interval", "0.2"],
+        false,
+    );
+    let consumer = amqp::SyncPeer::connect();
+    consumer.declare_like_original(&echo, lapin::ExchangeKind::Topic);
+    let mut echoes = consumer.consume(&echo, "#");
+    // Wait until the first generation echoes (its subscription is bound).
+    let publisher = amqp::SyncPeer::connect();
+    publisher.declare_like_original(&exchange, lapin::ExchangeKind::Topic);
+    let probed = (0..50).any(|_| {
+        publisher.publish_json(&exchange, "probe", &json!("probe"));
+        let delivery = echoes.recv(Duration::from_secs(10), "probe echo");
+        let body: Value = serde_json::from_slice(&delivery.data).unwrap();
+        body["message"] == "probe"
+    });
+    assert!(probed);
+
+    write_args(
+        &kit.args,
+        &["--reload-tag=b", &format!("--reload-echo={exchange}")],
+    );
+    let total = 400u64;
+    let host = &kit.host;
+    thread::scope(|scope| {
+        scope.spawn(|| {
+            for seq in 0..total {
+                publisher.publish_json(&exchange, "seq", &json!(seq));
+                thread::sleep(Duration::from_millis(5));
+                if seq == 100 {
+                    host.signal(libc::SIGHUP);
+                }
+            }
+        });
+    });
+    wait_reloads(host, (1, 0));
+    publisher.publish_json(&exchange, "end", &json!("end"));
+    let mut seen = std::collections::BTreeMap::<u64, Vec<String>>::new();
+    loop {
+        let delivery = echoes.recv(Duration::from_secs(20), "echoes up to the end marker");
+        let body: Value = serde_json::from_slice(&delivery.data).unwrap();
+        if body["message"] == "end" {
+            assert_eq!(body["tag"], "b", "the new generation is the one left");
+            break;
+        }
+        if let Some(seq) = body["message"].as_u64() {
+            seen.entry(seq)
+                .or_default()
+                .push(body["tag"].as_str().unwrap().to_owned());
+        }
+    }
+    let missing: Vec<u64> = (0..total).filter(|seq| !seen.contains_key(seq)).collect();
+    assert!(missing.is_empty(), "lost across the reload: {missing:?}");
+    assert_eq!(seen[&0], ["a"]);
+    assert_eq!(seen[&(total - 1)], ["b"]);
+}
+
+/// Resident memory of a process, in KiB (`VmRSS`).
+fn rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+fn threads(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/task")).unwrap().count()
+}
+
+#[test]
+fn a_hundred_reloads_keep_memory_bounded() {
+    let dir = PluginDir::with(&["device-plugin", "history-plugin", "hello-plugin"]);
+    let host = Host::builder(dir.path())
+        .args(&["--update-interval", "0"])
+        .start();
+    let pid = host.pid();
+    let reload = |n: u64| {
+        host.signal(libc::SIGHUP);
+        wait_reloads(&host, (n, 0));
+    };
+    reload(1);
+    let (rss_first, threads_first) = (rss_kib(pid), threads(pid));
+    for n in 2..=100 {
+        reload(n);
+    }
+    let (rss_last, threads_last) = (rss_kib(pid), threads(pid));
+    eprintln!(
+        "RSS after reload 1: {rss_first} KiB, after 100: {rss_last} KiB ({} KiB per reload); threads {threads_first} → {threads_last}",
+        (rss_last.saturating_sub(rss_first)) / 99
+    );
+    assert_eq!(host.get("/hello").status(), 200);
+    // Unchanged libraries are reused, not mapped again: what a reload keeps is small.
+    assert!(
+        rss_last <= rss_first + 8 * 1024,
+        "RSS grew from {rss_first} to {rss_last} KiB over 99 reloads"
+    );
+    assert!(
+        threads_last <= threads_first + 2,
+        "threads {threads_first} → {threads_last}"
+    );
+}
