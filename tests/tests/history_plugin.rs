@@ -365,6 +365,8 @@ fn subscribe_rejects_bad_bodies_naming_the_field() {
         (r##"{"exchange": "e", "routing": ["#"]}"##, "routing"),
         (r##"{"exchange": "", "routing": "#"}"##, "exchange"),
         (r##"{"exchange": "amq.topic", "routing": "#"}"##, "exchange"),
+        (r##"{"exchange": "e\nforged", "routing": "#"}"##, "exchange"),
+        (r##"{"exchange": "e", "routing": "a\u0000b"}"##, "routing"),
     ] {
         let (status, answer) = post(host, "/history/subscribe", body);
         assert_eq!(status, 400, "{body} → {answer}");
@@ -373,6 +375,15 @@ fn subscribe_rejects_bad_bodies_naming_the_field() {
             answer["error"].as_str().is_some_and(|e| !e.is_empty()),
             "{body} → {answer}"
         );
+    }
+    for (exchange, routing, field) in [
+        ("s".repeat(256), "#".to_owned(), "exchange"),
+        ("e".to_owned(), "k".repeat(300), "routing"),
+    ] {
+        let body = json!({"exchange": exchange, "routing": routing}).to_string();
+        let (status, answer) = post(host, "/history/subscribe", &body);
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(answer["field"], field, "{answer}");
     }
     for body in ["", "not json", r#"{"exchange": "e", "#, "[]"] {
         let (status, answer) = post(host, "/history/subscribe", body);

@@ -84,9 +84,10 @@ struct RecentQuery {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[schemars(crate = "plugin_api::schemars")]
 struct SubscribeRequest {
-    /// Exchange name: not empty, not starting with `amq.`, at most 255 bytes.
+    /// Exchange name: not empty, not starting with `amq.`, at most 255 bytes, no control
+    /// characters.
     exchange: String,
-    /// Routing pattern (topic wildcards `*` and `#`), at most 255 bytes.
+    /// Routing pattern (topic wildcards `*` and `#`), at most 255 bytes, no control characters.
     routing: String,
 }
 
@@ -251,6 +252,8 @@ fn check_name(field: &str, value: &str, is_exchange: bool) -> Result<()> {
             "{field} is {} bytes long; AMQP allows at most {MAX_NAME_LEN}",
             value.len()
         ))
+    } else if let Some(c) = value.chars().find(|c| c.is_control()) {
+        Some(format!("{field} contains the control character {c:?}"))
     } else if is_exchange && value.is_empty() {
         Some(format!(
             "{field} must not be empty (the default exchange cannot be subscribed to)"
