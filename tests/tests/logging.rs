@@ -198,14 +198,9 @@ fn a_message_cannot_split_or_forge_a_line() {
             .wait_for("key=marker", Duration::from_millis(200))
     });
     assert!(arrived, "{}", host.stderr.text());
-    post(
-        "/_debug/publish",
-        serde_json::json!({
-            "exchange": exchange,
-            "routing": format!("k\n{forged}\r\u{1b}[2K"),
-            "message": 2
-        }),
-    );
+    // From another peer: the host itself refuses to send a name with control characters.
+    let peer = integration_tests::amqp::SyncPeer::connect();
+    peer.publish(&exchange, &format!("k\n{forged}\r\u{1b}[2K"), b"2");
     assert!(
         host.stderr.wait_for("message=2", Duration::from_secs(10)),
         "{}",
