@@ -160,6 +160,13 @@ impl fmt::Debug for BusConfig {
 }
 
 impl BusConfig {
+    /// Checks what can be checked before connecting: the URL parses, the vhost fits in an
+    /// AMQP short string. For a CLI to refuse bad settings at start; the error never holds
+    /// the password.
+    pub fn validate(&self) -> Result<(), BusError> {
+        self.amqp_uri().map(|_| ())
+    }
+
     /// The parsed connection target, with our heartbeat unless the URL names its own.
     pub(crate) fn amqp_uri(&self) -> Result<AMQPUri, BusError> {
         let mut uri = match &self.url {
@@ -488,6 +495,12 @@ mod url_tests {
         }
         let long_vhost = format!("amqp://h/{}", "v".repeat(256));
         assert!(parse_eventbus_url(&long_vhost).is_err());
+        let fields = BusConfig {
+            vhost: "v".repeat(256),
+            ..BusConfig::default()
+        };
+        assert!(fields.validate().is_err());
+        assert!(BusConfig::default().validate().is_ok());
     }
 
     #[test]
