@@ -198,3 +198,25 @@ fn flags_from_the_environment_accept_what_containers_write() {
         assert!(out.stderr.contains(&expected), "{var}: {}", out.stderr);
     }
 }
+
+#[test]
+fn a_malformed_eventbus_url_is_a_usage_error_that_does_not_print_the_password() {
+    let dir = PluginDir::new();
+    for url in [
+        "amqp://guest:S3cr/etX@[::1:5672/%2f",
+        "http://guest:S3cr/etX@127.0.0.1:5672/",
+        "amqp://guest:S3cr/etX@127.0.0.1:99999/",
+    ] {
+        let out = Host::builder(dir.path())
+            .args(&["--eventbus-url", url])
+            .run_to_exit();
+        assert_eq!(out.code(), Some(2), "{url}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("invalid eventbus settings"),
+            "{}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("S3cr"), "{}", out.stderr);
+        assert!(!out.stdout.contains("S3cr"), "{}", out.stdout);
+    }
+}

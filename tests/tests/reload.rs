@@ -496,3 +496,18 @@ fn a_hundred_reloads_keep_memory_bounded() {
         "threads {threads_first} → {threads_last}"
     );
 }
+
+#[test]
+fn a_client_that_never_finishes_its_headers_does_not_hold_a_reload() {
+    use std::io::Write;
+    let kit = kit(&["--reload-tag=a"]);
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", kit.host.port)).unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHo").unwrap();
+    write_args(&kit.args, &["--reload-tag=b"]);
+    // Its connection has no request in flight, so nothing waits for it: the reload is done
+    // well within `reload`'s 30 s bound (a drain waiting for it would take the shutdown
+    // timeout, 60 s).
+    reload(&kit, (1, 0));
+    assert_eq!(tag(&kit.host), "b");
+    drop(slow);
+}

@@ -494,9 +494,15 @@ async fn relay(sub: &Subscription, delivery: Delivery, limit: usize) {
     })) {
         Ok(fut) => match AssertUnwindSafe(fut).catch_unwind().await {
             Ok(result) => result,
-            Err(panic) => Err(format!("handler panicked: {}", panic_text(&*panic))),
+            Err(panic) => Err(format!(
+                "handler panicked: {}",
+                plugin_api::panic_text(&*panic)
+            )),
         },
-        Err(panic) => Err(format!("handler panicked: {}", panic_text(&*panic))),
+        Err(panic) => Err(format!(
+            "handler panicked: {}",
+            plugin_api::panic_text(&*panic)
+        )),
     };
     if let Err(err) = outcome {
         error!("Exception relaying message in {sub}: {err}");
@@ -516,16 +522,6 @@ async fn settle(
         Ok(Ok(())) => {}
         Ok(Err(err)) => debug!("{what} in {sub} not sent: {err}"),
         Err(_) => debug!("{what} in {sub} timed out"),
-    }
-}
-
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic".to_string()
     }
 }
 

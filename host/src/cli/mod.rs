@@ -335,7 +335,26 @@ pub fn parse(args: &[OsString], plugin_args: &[PluginArgSpec]) -> Result<Setting
     let matches = command(plugin_args).try_get_matches_from(args)?;
     let mut settings = Settings::from_arg_matches(&matches)?;
     settings.config = settings.plugin_config(plugin_args::values(&matches, plugin_args));
+    settings.check_eventbus()?;
     Ok(settings)
+}
+
+impl Settings {
+    /// The eventbus settings make a usable broker address: a malformed `--eventbus-url` is a
+    /// usage error at start, not a reconnect loop. Not a `value_parser`: clap's message
+    /// would quote the value, password included; this one never does.
+    fn check_eventbus(&self) -> Result<(), clap::Error> {
+        let invalid = |err: crate::bus::BusError| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid eventbus settings: {err}\n"),
+            )
+        };
+        if let Some(url) = &self.eventbus_url {
+            crate::bus::parse_eventbus_url(url).map_err(invalid)?;
+        }
+        self.bus_config().validate().map_err(invalid)
+    }
 }
 
 #[cfg(test)]

@@ -28,12 +28,12 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::{
-    bus::BusState,
+    bus::{BusHealth, BusState},
     plugins::context::{HostServices, PluginState, PluginStatus},
-    service::reloads::ReloadLog,
+    service::reloads::{ReloadLog, ReloadReport},
 };
 
 /// What the health report reads.
@@ -46,93 +46,128 @@ pub struct HealthSources {
     pub reloads: Arc<ReloadLog>,
 }
 
-pub fn report(sources: &HealthSources) -> (bool, Value) {
-    let mut problems = Vec::new();
-    let plugins: Vec<Value> = sources
+/// The body of `/_service/health`.
+#[derive(Debug, Serialize)]
+pub struct HealthReport {
+    pub status: &'static str,
+    pub service: String,
+    pub problems: Vec<String>,
+    pub plugins: Vec<PluginHealth>,
+    pub features: Vec<FeatureHealth>,
+    pub eventbus: BusHealth,
+    pub reload: ReloadReport,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PluginHealth {
+    pub name: String,
+    pub version: String,
+    pub build: Option<String>,
+    pub state: &'static str,
+    pub error: Option<String>,
+    pub tasks: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FeatureHealth {
+    pub name: String,
+    pub plugin: String,
+}
+
+fn plugin_health(plugin: &PluginState, build: Option<String>) -> PluginHealth {
+    let (state, error) = match plugin.status() {
+        PluginStatus::Loaded => ("loaded", None),
+        PluginStatus::Running => ("running", None),
+        PluginStatus::Failed(err) => ("failed", Some(err)),
+        PluginStatus::Stopping => ("stopping", None),
+        PluginStatus::Stopped => ("stopped", None),
+    };
+    PluginHealth {
+        name: plugin.name.clone(),
+        version: plugin.version.clone(),
+        build,
+        state,
+        error,
+        tasks: plugin.tasks.running(),
+    }
+}
+
+/// Why the service is unhealthy, one line each; empty when it is healthy.
+fn problems(plugins: &[PluginHealth], bus: &BusHealth) -> Vec<String> {
+    let mut problems: Vec<String> = plugins
+        .iter()
+        .filter_map(|p| {
+            let err = p.error.as_deref()?;
+            Some(format!("plugin {} failed: {err}", p.name))
+        })
+        .collect();
+    if bus.state == BusState::Connecting {
+        let reason = bus
+            .last_error
+            .as_deref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default();
+        problems.push(format!("eventbus: connecting{reason}"));
+    }
+    problems.extend(
+        bus.subscriptions
+            .iter()
+            .filter(|s| s.state == "failed")
+            .map(|s| {
+                format!(
+                    "eventbus subscription <{} @ {}> failed: {}",
+                    s.routing,
+                    s.exchange,
+                    s.error.as_deref().unwrap_or("")
+                )
+            }),
+    );
+    problems
+}
+
+pub fn report(sources: &HealthSources) -> HealthReport {
+    let plugins: Vec<PluginHealth> = sources
         .plugins
         .iter()
         .map(|plugin| {
-            let (state, error) = match plugin.status() {
-                PluginStatus::Loaded => ("loaded", None),
-                PluginStatus::Running => ("running", None),
-                PluginStatus::Failed(err) => {
-                    problems.push(format!("plugin {} failed: {err}", plugin.name));
-                    ("failed", Some(err))
-                }
-                PluginStatus::Stopping => ("stopping", None),
-                PluginStatus::Stopped => ("stopped", None),
-            };
             let build = sources
                 .builds
                 .iter()
                 .find(|(name, _)| *name == plugin.name)
                 .and_then(|(_, build)| build.clone());
-            json!({
-                "name": plugin.name,
-                "version": plugin.version,
-                "build": build,
-                "state": state,
-                "error": error,
-                "tasks": plugin.tasks.running(),
-            })
+            plugin_health(plugin, build)
         })
         .collect();
-    let features: Vec<Value> = sources
+    let features = sources
         .host
         .features
         .list()
         .into_iter()
-        .map(|(name, plugin)| json!({"name": name, "plugin": plugin}))
+        .map(|(name, plugin)| FeatureHealth { name, plugin })
         .collect();
-
-    let bridge = &sources.host.bus;
-    let bus = bridge.bus().health();
-    if bus.state == BusState::Connecting {
-        problems.push(format!(
-            "eventbus: connecting{}",
-            bus.last_error
-                .as_deref()
-                .map(|e| format!(" ({e})"))
-                .unwrap_or_default()
-        ));
+    let eventbus = sources.host.bus.bus().health();
+    let problems = problems(&plugins, &eventbus);
+    HealthReport {
+        status: if problems.is_empty() {
+            "ok"
+        } else {
+            "unhealthy"
+        },
+        service: sources.name.clone(),
+        problems,
+        plugins,
+        features,
+        eventbus,
+        reload: sources.reloads.report(),
     }
-    let mut eventbus = serde_json::to_value(&bus).unwrap_or(Value::Null);
-    if let Some(subs) = eventbus
-        .get_mut("subscriptions")
-        .and_then(Value::as_array_mut)
-    {
-        for sub in subs {
-            if sub["state"] == "failed" {
-                problems.push(format!(
-                    "eventbus subscription <{} @ {}> failed: {}",
-                    sub["routing"].as_str().unwrap_or(""),
-                    sub["exchange"].as_str().unwrap_or(""),
-                    sub["error"].as_str().unwrap_or("")
-                ));
-            }
-            let owner = sub["id"].as_u64().and_then(|id| bridge.owner(id));
-            sub["plugin"] = owner.map_or(Value::Null, Value::String);
-        }
-    }
-    let healthy = problems.is_empty();
-    let body = json!({
-        "status": if healthy { "ok" } else { "unhealthy" },
-        "service": sources.name,
-        "problems": problems,
-        "plugins": plugins,
-        "features": features,
-        "eventbus": eventbus,
-        "reload": sources.reloads.report(),
-    });
-    (healthy, body)
 }
 
 pub async fn health(sources: Arc<HealthSources>) -> Response {
-    let (healthy, body) = report(&sources);
-    let status = if healthy {
+    let report = report(&sources);
+    let status = if report.problems.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(body)).into_response()
+    (status, Json(report)).into_response()
 }

@@ -261,6 +261,11 @@ fn builtin_routes() -> Vec<DocRoute> {
                 .error_response(400, "The body is not an object with these fields"),
             vec![
                 ("200", plain(empty_ok)),
+                (
+                    "409",
+                    text("The broker refused it, e.g. the exchange exists with another type (`409: <reason>`)"),
+                ),
+                ("413", text("The message is over `--eventbus-max-message-size`")),
                 ("503", text("The eventbus is unreachable (`503: <reason>`)")),
             ],
         ),
@@ -276,7 +281,14 @@ fn builtin_routes() -> Vec<DocRoute> {
                 )
                 .request_body::<SubscribeRequest>()
                 .error_response(400, "The body is not an object with these fields"),
-            vec![("200", plain(empty_ok))],
+            vec![
+                ("200", plain(empty_ok)),
+                (
+                    "409",
+                    text("The broker refused the subscription, or 100 already exist (`409: <reason>`)"),
+                ),
+                ("503", text("The eventbus is unreachable (`503: <reason>`)")),
+            ],
         ),
         builtin(
             vec!["get"],

@@ -102,15 +102,6 @@ impl BusBridge {
         &self.bus
     }
 
-    /// The plugin that made subscription `id`, if a plugin did (its sink knows).
-    pub fn owner(&self, id: u64) -> Option<String> {
-        self.bus
-            .subscriptions()
-            .into_iter()
-            .find(|sub| sub.id() == id)
-            .and_then(|sub| sub.owner())
-    }
-
     /// Publishes with the host runtime entered around every poll: the caller may be polling
     /// from a plugin's own runtime thread, where lapin's tokio reactor and the host's timers
     /// are out of reach otherwise. Polled in place rather than spawned: a spawn costs a task

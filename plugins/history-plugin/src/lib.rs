@@ -35,8 +35,8 @@ use std::{
 };
 
 use plugin_api::{
-    export_plugin, Arg, Context, Error, ErrorKind, Json, JsonSchema, Plugin, Request, Result,
-    Route, Subscription,
+    export_plugin, rfc3339, Arg, Context, Error, ErrorKind, Json, JsonSchema, Plugin, Request,
+    Result, Route, Subscription,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -294,17 +294,6 @@ fn history_size(size: i64) -> Result<usize> {
         )));
     }
     usize::try_from(size).map_err(|_| Error::msg(format!("--history-size {size} is too large")))
-}
-
-/// Formats a timestamp as brewblox services do (RFC 3339, UTC, milliseconds).
-fn rfc3339(time: SystemTime) -> String {
-    // Always three fractional digits (RFC 3339's well-known format trims zeros), so the
-    // text sorts like the time.
-    let time = time::OffsetDateTime::from(time);
-    time.format(time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    ))
-    .unwrap_or_else(|_| time.unix_timestamp().to_string())
 }
 
 /// The plugin: all of its state lives in what `startup` hands to routes and handlers.
