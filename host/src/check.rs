@@ -18,6 +18,7 @@ use crate::{
 
 fn command() -> Command {
     Command::new("brewblox-host check")
+        .bin_name("brewblox-host check")
         .about(
             "Checks a plugins folder as the host would load it, without starting any plugin; exit 1 if a file would be refused",
         )
@@ -26,7 +27,8 @@ fn command() -> Command {
                 .long("plugins")
                 .help(format!("Folder of plugin libraries [{DEFAULT_PLUGINS}]"))
                 .env("BREWBLOX_PLUGINS")
-                .default_value(DEFAULT_PLUGINS),
+                .default_value(DEFAULT_PLUGINS)
+                .hide_default_value(true),
         )
 }
 

@@ -284,7 +284,9 @@ pub fn command(plugin_args: &[PluginArgSpec]) -> Command {
         .about("Runs a BrewBlox service from plugin libraries")
         .after_help(format!(
             "Every option can also be set as BREWBLOX_<OPTION> (upper case, '-' as '_'); \
-             flags take {FLAG_VALUES} there. @FILE reads arguments from FILE, one per line."
+             flags take {FLAG_VALUES} there. @FILE reads arguments from FILE, one per line.\n\n\
+             SIGHUP reloads the plugins folder without downtime. \
+             `brewblox-host check --plugins DIR` checks a folder without running it."
         ))
         .mut_args(host_option);
     for spec in plugin_args {
