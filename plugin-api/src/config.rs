@@ -209,11 +209,10 @@ impl Config {
             .get(&name.trim_start_matches('-').replace('-', "_"))
     }
 
-    fn str_or(&self, key: &str, fallback: &'static str) -> &str {
-        self.values
-            .get(key)
-            .and_then(Value::as_str)
-            .unwrap_or(fallback)
+    /// A text value the host always sets; empty in a configuration the host did not make.
+    /// (The defaults live in one place, the host's command line: the SDK does not repeat them.)
+    fn text(&self, key: &str) -> &str {
+        self.values.get(key).and_then(Value::as_str).unwrap_or("")
     }
 
     /// The service name (`--name`); every route lives under `/{name}`.
@@ -223,7 +222,7 @@ impl Config {
     /// let prefix = format!("/{}", config.name());
     /// ```
     pub fn name(&self) -> &str {
-        self.str_or("name", "")
+        self.text("name")
     }
 
     /// The address the HTTP server binds to (`--host`).
@@ -233,7 +232,7 @@ impl Config {
     /// let _host = config.host();
     /// ```
     pub fn host(&self) -> &str {
-        self.str_or("host", "0.0.0.0")
+        self.text("host")
     }
 
     /// The HTTP port (`--port`).
@@ -243,7 +242,7 @@ impl Config {
     /// let _port: u16 = config.port();
     /// ```
     pub fn port(&self) -> u16 {
-        self.get("port").unwrap_or(5000)
+        self.get("port").unwrap_or_default()
     }
 
     /// Whether `--debug` was given.
@@ -253,7 +252,7 @@ impl Config {
     /// assert!(!config.debug());
     /// ```
     pub fn debug(&self) -> bool {
-        self.get("debug").unwrap_or(false)
+        self.get("debug").unwrap_or_default()
     }
 
     /// The eventbus host (`--eventbus-host`).
@@ -263,17 +262,17 @@ impl Config {
     /// let _bus = config.eventbus_host();
     /// ```
     pub fn eventbus_host(&self) -> &str {
-        self.str_or("eventbus_host", "eventbus")
+        self.text("eventbus_host")
     }
 
     /// The eventbus port (`--eventbus-port`).
     ///
     /// ```
-    /// # let config = plugin_api::Config::default();
+    /// # let config = plugin_api::Config::from_json(r#"{"eventbus_port": 5672}"#).unwrap();
     /// assert_eq!(config.eventbus_port(), 5672);
     /// ```
     pub fn eventbus_port(&self) -> u16 {
-        self.get("eventbus_port").unwrap_or(5672)
+        self.get("eventbus_port").unwrap_or_default()
     }
 }
 
