@@ -22,9 +22,9 @@ use std::{
     pin::Pin,
     sync::{
         atomic::{AtomicU64, AtomicUsize, Ordering},
-        Arc, Mutex,
+        Arc,
     },
-    task::{Context, Poll, Waker},
+    task::{Context, Poll},
     time::Duration,
 };
 
@@ -52,10 +52,6 @@ pub struct Activity {
     idle_since: AtomicU64,
     /// Since `opened`, in µs, plus one: when the first byte of the awaited head came (0: none).
     head_started: AtomicU64,
-    /// The reader that last found nothing to read while a request was served: it must poll
-    /// again when the response is done, or the idle limit would never be armed (hyper does
-    /// not read again until woken).
-    parked_reader: Mutex<Option<Waker>>,
 }
 
 impl Activity {
@@ -66,7 +62,6 @@ impl Activity {
             served: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
             head_started: AtomicU64::new(0),
-            parked_reader: Mutex::new(None),
         })
     }
 
@@ -121,14 +116,6 @@ impl Drop for Serving {
             .store(activity.micros(Instant::now()), Ordering::SeqCst);
         activity.served.fetch_add(1, Ordering::SeqCst);
         activity.serving.fetch_sub(1, Ordering::SeqCst);
-        let parked = activity
-            .parked_reader
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(reader) = parked {
-            reader.wake();
-        }
     }
 }
 
@@ -171,25 +158,33 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
-            Poll::Pending => {
-                let Some(deadline) = this.activity.deadline(this.limits) else {
-                    *this
-                        .activity
-                        .parked_reader
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
-                    return Poll::Pending;
-                };
-                if Instant::now() >= deadline {
-                    return Poll::Ready(Err(timed_out()));
-                }
-                if this.timer.deadline() != deadline {
-                    this.timer.as_mut().reset(deadline);
-                }
-                match this.timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(timed_out())),
-                    Poll::Pending => Poll::Pending,
-                }
+            Poll::Pending => match this.activity.deadline(this.limits) {
+                Some(deadline) => this.arm(deadline, cx),
+                None => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl<T> TimedIo<T> {
+    /// Makes sure the task is woken by `deadline`, and fails the read once it has passed.
+    ///
+    /// The timer is moved only when it would fire too late: each response moves the idle
+    /// deadline a little further, and moving a tokio timer costs more than the rest of the
+    /// request's bookkeeping. A timer that fires early just wakes the task, which finds the
+    /// deadline still ahead and arms it again.
+    fn arm(&mut self, deadline: Instant, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            if Instant::now() >= deadline {
+                return Poll::Ready(Err(timed_out()));
+            }
+            if self.timer.deadline() > deadline || self.timer.is_elapsed() {
+                self.timer.as_mut().reset(deadline);
+            }
+            match self.timer.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                // Fired before `deadline` (armed for an earlier one): go round once more.
+                Poll::Ready(()) => continue,
             }
         }
     }
@@ -216,8 +211,23 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
         self.inner.is_write_vectored()
     }
 
+    /// A response has been written: the connection now waits for the next request, so its
+    /// limit is armed here. hyper does not read again until the socket is readable (it read
+    /// to `Pending` while the request was served, when no limit applied), so without this
+    /// an idle connection would never time out; waking it to read again would cost every
+    /// request a second poll of the connection.
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let this = &mut *self;
+        let flushed = Pin::new(&mut this.inner).poll_flush(cx);
+        if flushed.is_ready() {
+            if let Some(deadline) = this.activity.deadline(this.limits) {
+                if this.arm(deadline, cx).is_ready() {
+                    // Already past it: have the read find out.
+                    cx.waker().wake_by_ref();
+                }
+            }
+        }
+        flushed
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -267,18 +277,18 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_reader_parked_while_serving_gets_the_idle_limit_when_the_response_is_done() {
+    async fn the_idle_limit_is_armed_when_a_response_is_flushed() {
+        // hyper does not read again after a response until the socket is readable, so the
+        // flush must arm the idle limit.
         let (_client, server) = tokio::io::duplex(64);
         let activity = Activity::new();
-        let serving = activity.serving();
         let mut io = TimedIo::new(server, Arc::clone(&activity), LIMITS);
-        let read = tokio::spawn(async move { io.read(&mut [0; 8]).await });
-        tokio::task::yield_now().await;
-        tokio::time::advance(Duration::from_secs(10)).await;
-        assert!(!read.is_finished(), "no limit while serving");
-        drop(serving);
-        let err = read.await.unwrap().unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        drop(activity.serving());
+        io.flush().await.unwrap();
+        let idle_deadline = activity.deadline(LIMITS).unwrap();
+        assert_eq!(io.timer.deadline(), idle_deadline);
+        assert!(!io.timer.is_elapsed());
     }
 
     #[tokio::test(start_paused = true)]
