@@ -1,0 +1,214 @@
+//! The metrics endpoint: both paths and both formats, parsed with a Prometheus text-format
+//! parser, and counters that move by exactly what the test did.
+
+use integration_tests::{Host, PluginDir};
+use openmetrics_parser::{
+    openmetrics::parse_openmetrics, prometheus::parse_prometheus, MetricsExposition,
+    OpenMetricsType, OpenMetricsValue, PrometheusType, PrometheusValue,
+};
+
+const SVC: &str = "/test_svc";
+
+type Scrape = MetricsExposition<PrometheusType, PrometheusValue>;
+
+fn kit() -> (Host, PluginDir) {
+    let dir = PluginDir::with(&["testkit-plugin"]);
+    let host = Host::builder(dir.path())
+        .args(&["--max-body-size", "4096"])
+        .start();
+    (host, dir)
+}
+
+fn parse(text: &str) -> Scrape {
+    parse_prometheus(text).unwrap_or_else(|e| panic!("unparsable metrics ({e:?}):\n{text}"))
+}
+
+fn scrape(host: &Host) -> Scrape {
+    let res = host.get("/_service/metrics");
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    parse(&res.text().unwrap())
+}
+
+/// The value of the one sample of family `name` with these labels (among others); for a
+/// histogram, its count. 0 when there is none yet.
+fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let Some(family) = scrape.families.get(name) else {
+        return 0.0;
+    };
+    let matching: Vec<f64> = family
+        .iter_samples()
+        .filter(|s| {
+            let set = s.get_labelset().expect("labels");
+            labels
+                .iter()
+                .all(|(k, v)| set.get_label_value(k) == Some(*v))
+        })
+        .map(|s| match &s.value {
+            PrometheusValue::Counter(c) => c.value.as_f64(),
+            PrometheusValue::Gauge(v) | PrometheusValue::Unknown(v) => v.as_f64(),
+            PrometheusValue::Histogram(h) => h.count.unwrap_or(0) as f64,
+            PrometheusValue::Summary(_) => panic!("{name} is a summary"),
+        })
+        .collect();
+    assert!(matching.len() <= 1, "{name} {labels:?}: {matching:?}");
+    matching.first().copied().unwrap_or(0.0)
+}
+
+/// Every label value of every sample.
+fn label_values(scrape: &Scrape) -> Vec<String> {
+    scrape
+        .families
+        .values()
+        .flat_map(|f| f.iter_samples())
+        .flat_map(|s| {
+            let set = s.get_labelset().expect("labels");
+            set.iter_values().cloned().collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn requests(scrape: &Scrape, route: &str, method: &str, status: &str, plugin: &str) -> f64 {
+    value(
+        scrape,
+        "http_requests_total",
+        &[
+            ("route", route),
+            ("method", method),
+            ("status", status),
+            ("plugin", plugin),
+        ],
+    )
+}
+
+#[test]
+fn requests_are_counted_by_route_template_method_status_and_plugin() {
+    let (host, _dir) = kit();
+    let echo = format!("{SVC}/kit/echo/{{id}}");
+    let before = scrape(&host);
+    for id in 0..7 {
+        assert_eq!(host.get(&format!("/kit/echo/{id}")).status(), 200);
+    }
+    let res = host.client.put(host.url("/kit/echo/x")).send().unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(host.get("/kit/error").status(), 500);
+    assert_eq!(host.get("/kit/panic").status(), 500);
+    assert_eq!(host.get("/no/such/route").status(), 404);
+    assert_eq!(host.get("/_service/status").status(), 200);
+    let res = host
+        .client
+        .post(host.url("/kit/json"))
+        .body(vec![b' '; 5000])
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    let after = scrape(&host);
+
+    let moved = |f: &dyn Fn(&Scrape) -> f64| f(&after) - f(&before);
+    let kit = "testkit-plugin";
+    assert_eq!(moved(&|s| requests(s, &echo, "GET", "2xx", kit)), 7.0);
+    assert_eq!(moved(&|s| requests(s, &echo, "PUT", "2xx", kit)), 1.0);
+    let error = format!("{SVC}/kit/error");
+    let panic = format!("{SVC}/kit/panic");
+    assert_eq!(moved(&|s| requests(s, &error, "GET", "5xx", kit)), 1.0);
+    assert_eq!(moved(&|s| requests(s, &panic, "GET", "5xx", kit)), 1.0);
+    assert_eq!(
+        moved(&|s| requests(s, "unmatched", "GET", "4xx", "host")),
+        1.0
+    );
+    let status = format!("{SVC}/_service/status");
+    assert_eq!(moved(&|s| requests(s, &status, "GET", "2xx", "host")), 1.0);
+    let json = format!("{SVC}/kit/json");
+    assert_eq!(moved(&|s| requests(s, &json, "POST", "4xx", kit)), 1.0);
+    fn route(r: &str) -> [(&str, &str); 2] {
+        [("route", r), ("plugin", "testkit-plugin")]
+    }
+    assert_eq!(
+        moved(&|s| value(s, "http_request_bodies_too_large_total", &route(&json))),
+        1.0
+    );
+    assert_eq!(
+        moved(&|s| value(s, "http_handler_panics_total", &route(&panic))),
+        1.0
+    );
+    assert_eq!(
+        moved(&|s| value(s, "http_handler_panics_total", &route(&error))),
+        0.0
+    );
+    assert_eq!(
+        moved(&|s| value(s, "http_request_duration_seconds", &route(&echo))),
+        8.0
+    );
+    // The raw URL never becomes a label; the scrape itself is the one request in flight.
+    let raw = format!("{SVC}/kit/echo/3");
+    assert!(!label_values(&after).contains(&raw));
+    assert!(label_values(&after).contains(&echo));
+    assert_eq!(value(&after, "http_requests_in_flight", &[]), 1.0);
+}
+
+#[test]
+fn both_paths_answer_in_both_formats() {
+    let (host, _dir) = kit();
+    let plain = host.client.get(host.raw_url("/metrics")).send().unwrap();
+    assert_eq!(plain.status(), 200);
+    assert_eq!(
+        plain.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = plain.text().unwrap();
+    assert!(!text.contains("# EOF"), "{text}");
+    let scrape = parse(&text);
+    assert!(value(&scrape, "process_threads", &[]) >= 1.0);
+
+    for path in [host.raw_url("/metrics"), host.url("/_service/metrics")] {
+        let open = host
+            .client
+            .get(&path)
+            .header(
+                "accept",
+                "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+            )
+            .send()
+            .unwrap();
+        assert_eq!(open.status(), 200);
+        assert_eq!(
+            open.headers()["content-type"],
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        );
+        let text = open.text().unwrap();
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        let open: MetricsExposition<OpenMetricsType, OpenMetricsValue> =
+            parse_openmetrics(&text).unwrap_or_else(|e| panic!("{e:?}:\n{text}"));
+        let family = &open.families["http_requests"];
+        assert_eq!(family.family_type, OpenMetricsType::Counter);
+        let rss = &open.families["process_resident_memory_bytes"];
+        let sample = rss.iter_samples().next().expect("one sample");
+        assert!(matches!(&sample.value, OpenMetricsValue::Gauge(v) if v.as_f64() > 1e6));
+    }
+}
+
+#[test]
+fn process_metrics_come_from_proc() {
+    let (host, _dir) = kit();
+    let scrape = scrape(&host);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let start = value(&scrape, "process_start_time_seconds", &[]);
+    assert!(
+        start > now - 120.0 && start <= now + 1.0,
+        "{start} vs {now}"
+    );
+    let uptime = value(&scrape, "process_uptime_seconds", &[]);
+    assert!((0.0..120.0).contains(&uptime), "{uptime}");
+    let rss = value(&scrape, "process_resident_memory_bytes", &[]);
+    assert!(rss > 1e6 && rss < 4e9, "{rss}");
+    // stdin, stdout, stderr and the listening socket at least.
+    assert!(value(&scrape, "process_open_fds", &[]) >= 4.0);
+    // The tokio workers at least (and each plugin's runtime).
+    assert!(value(&scrape, "process_threads", &[]) >= 2.0);
+}
