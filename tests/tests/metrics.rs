@@ -1,6 +1,8 @@
 //! The metrics endpoint: both paths and both formats, parsed with a Prometheus text-format
 //! parser, and counters that move by exactly what the test did.
 
+use std::time::Duration;
+
 use integration_tests::{Host, PluginDir};
 use openmetrics_parser::{
     openmetrics::parse_openmetrics, prometheus::parse_prometheus, MetricsExposition,
@@ -211,4 +213,105 @@ fn process_metrics_come_from_proc() {
     assert!(value(&scrape, "process_open_fds", &[]) >= 4.0);
     // The tokio workers at least (and each plugin's runtime).
     assert!(value(&scrape, "process_threads", &[]) >= 2.0);
+}
+
+/// Every `brewblox_plugin_state` series: (plugin, state, generation).
+fn plugin_states(scrape: &Scrape) -> Vec<(String, String, String)> {
+    let Some(family) = scrape.families.get("brewblox_plugin_state") else {
+        return Vec::new();
+    };
+    let mut states: Vec<_> = family
+        .iter_samples()
+        .map(|s| {
+            let set = s.get_labelset().expect("labels");
+            let label = |name| set.get_label_value(name).unwrap_or("").to_owned();
+            (label("plugin"), label("state"), label("generation"))
+        })
+        .collect();
+    states.sort();
+    states
+}
+
+fn reloads(scrape: &Scrape, outcome: &str) -> f64 {
+    value(scrape, "brewblox_reloads_total", &[("outcome", outcome)])
+}
+
+#[test]
+fn plugin_series_follow_reloads_and_count_them() {
+    let dir = PluginDir::with(&["testkit-plugin", "device-plugin"]);
+    let host = Host::builder(dir.path()).start();
+    let first = scrape(&host);
+    let running = |generation: &str| {
+        vec![
+            ("device-plugin".into(), "running".into(), generation.into()),
+            ("testkit-plugin".into(), "running".into(), generation.into()),
+        ]
+    };
+    assert_eq!(plugin_states(&first), running("1"));
+    let device = [("plugin", "device-plugin"), ("version", "0.1.0")];
+    assert_eq!(value(&first, "brewblox_plugin_state", &device), 1.0);
+    let build = first.families["brewblox_plugin_state"]
+        .iter_samples()
+        .map(|s| {
+            let set = s.get_labelset().unwrap();
+            set.get_label_value("build").unwrap_or("").to_owned()
+        })
+        .next()
+        .unwrap();
+    assert!(
+        build.len() >= 16 && build.chars().all(|c| c.is_ascii_hexdigit()),
+        "{build}"
+    );
+    // The device plugin's tasks, as its health lists them (its publisher and repeater).
+    let health: serde_json::Value = host.get("/_service/health").json().unwrap();
+    let listed = health["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "device-plugin")
+        .map(|p| p["tasks"].as_array().unwrap().len())
+        .unwrap();
+    assert_eq!(listed, 2);
+    let tasks = [("plugin", "device-plugin"), ("generation", "1")];
+    assert_eq!(
+        value(&first, "brewblox_plugin_tasks", &tasks),
+        listed as f64
+    );
+    assert_eq!(
+        (reloads(&first, "ok"), reloads(&first, "refused")),
+        (0.0, 0.0)
+    );
+    // The testkit starts two tasks that fail (one errs, one panics) in each generation.
+    let task_failures = |host: &Host| {
+        value(
+            &scrape(host),
+            "brewblox_plugin_task_failures_total",
+            &[("plugin", "testkit-plugin")],
+        )
+    };
+    let failed =
+        integration_tests::wait_until(Duration::from_secs(10), || task_failures(&host) == 2.0);
+    assert!(failed, "{}", task_failures(&host));
+
+    // A good reload: one more "ok", and the old generation's series go once it stopped.
+    host.signal(libc::SIGHUP);
+    let swapped = integration_tests::wait_until(Duration::from_secs(30), || {
+        plugin_states(&scrape(&host)) == running("2")
+    });
+    assert!(swapped, "{:?}", plugin_states(&scrape(&host)));
+    assert_eq!(reloads(&scrape(&host), "ok"), 1.0);
+    let failed =
+        integration_tests::wait_until(Duration::from_secs(10), || task_failures(&host) == 4.0);
+    assert!(failed, "{}", task_failures(&host));
+
+    // A refused reload: one "refused", and the running generation stays.
+    std::fs::write(dir.path().join("broken.so"), "not a library").unwrap();
+    host.signal(libc::SIGHUP);
+    let refused = integration_tests::wait_until(Duration::from_secs(30), || {
+        reloads(&scrape(&host), "refused") == 1.0
+    });
+    assert!(refused, "{}", host.stderr.text());
+    let last = scrape(&host);
+    assert_eq!(reloads(&last, "ok"), 1.0);
+    assert_eq!(plugin_states(&last), running("2"));
 }
