@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use integration_tests::{Host, PluginDir};
+use integration_tests::{
+    amqp::{self, SyncPeer},
+    Host, PluginDir,
+};
 use openmetrics_parser::{
     openmetrics::parse_openmetrics, prometheus::parse_prometheus, MetricsExposition,
     OpenMetricsType, OpenMetricsValue, PrometheusType, PrometheusValue,
@@ -314,4 +317,95 @@ fn plugin_series_follow_reloads_and_count_them() {
     let last = scrape(&host);
     assert_eq!(reloads(&last, "ok"), 1.0);
     assert_eq!(plugin_states(&last), running("2"));
+}
+
+#[test]
+fn eventbus_messages_publishes_and_reconnects_are_counted() {
+    let exchange = amqp::unique("ex-metrics");
+    let (host, _dir) = integration_tests::testkit_host(&exchange, &[]);
+    let sub = [
+        ("bus", "amqp"),
+        ("exchange", exchange.as_str()),
+        ("routing", "#"),
+        ("plugin", "testkit-plugin"),
+    ];
+    let active = integration_tests::wait_until(Duration::from_secs(20), || {
+        let health: serde_json::Value = host.get("/_service/health").json().unwrap();
+        health["eventbus"]["subscriptions"][0]["state"] == "active"
+    });
+    assert!(active, "{}", host.stderr.text());
+
+    let peer = SyncPeer::connect();
+    for message in ["\"a\"", "1", "\"fail\"", "\"panic\"", "{\"b\": 2}"] {
+        peer.publish(&exchange, "k", message.as_bytes());
+    }
+    peer.publish(&exchange, "k", b"not json {");
+    peer.publish(&exchange, "k", b"");
+    peer.publish(&exchange, "k", b"\"marker\"");
+    // In order within a subscription: once the marker was handled, everything before was.
+    let delivered = |s: &Scrape| value(s, "eventbus_messages_delivered_total", &sub);
+    let done =
+        integration_tests::wait_until(Duration::from_secs(15), || delivered(&scrape(&host)) == 6.0);
+    let after = scrape(&host);
+    assert!(done, "{}", delivered(&after));
+    assert_eq!(value(&after, "eventbus_messages_failed_total", &sub), 2.0);
+    let not_json: Vec<_> = sub
+        .iter()
+        .copied()
+        .chain([("reason", "not_json")])
+        .collect();
+    assert_eq!(
+        value(&after, "eventbus_messages_dropped_total", &not_json),
+        2.0
+    );
+    assert_eq!(
+        value(&after, "eventbus_handler_duration_seconds", &sub),
+        6.0
+    );
+    assert_eq!(
+        value(&after, "eventbus_unacked_messages", &[("bus", "amqp")]),
+        0.0
+    );
+
+    // Publishes: each confirmed one is counted, with its confirm time.
+    let ok = [("bus", "amqp"), ("outcome", "ok")];
+    let before = value(&after, "eventbus_publishes_total", &ok);
+    for i in 0..3 {
+        let res = host
+            .client
+            .post(host.url("/kit/bus/publish"))
+            .json(&serde_json::json!({"exchange": exchange, "routing": "out", "message": i}))
+            .send()
+            .unwrap();
+        assert_eq!(res.json::<serde_json::Value>().unwrap()["ok"], true);
+    }
+    let published = scrape(&host);
+    assert_eq!(
+        value(&published, "eventbus_publishes_total", &ok),
+        before + 3.0
+    );
+    assert_eq!(
+        value(
+            &published,
+            "eventbus_publish_confirm_seconds",
+            &[("bus", "amqp")]
+        ),
+        before + 3.0
+    );
+
+    // The broker closes the listener's connection: one reconnect, and up again.
+    let listener = [("bus", "amqp"), ("connection", "listener")];
+    assert_eq!(
+        value(&published, "eventbus_reconnects_total", &listener),
+        0.0
+    );
+    assert_eq!(value(&published, "eventbus_connection_up", &listener), 1.0);
+    let name = format!("brewblox-host:{}:listener", host.name);
+    peer.block_on(amqp::close_connection(&name));
+    let back = integration_tests::wait_until(Duration::from_secs(20), || {
+        let s = scrape(&host);
+        value(&s, "eventbus_reconnects_total", &listener) == 1.0
+            && value(&s, "eventbus_connection_up", &listener) == 1.0
+    });
+    assert!(back, "{}", host.stderr.text());
 }
