@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use serde_json::json;
+
 use integration_tests::{
     amqp::{self, SyncPeer},
     Host, PluginDir,
@@ -408,4 +410,126 @@ fn eventbus_messages_publishes_and_reconnects_are_counted() {
             && value(&s, "eventbus_connection_up", &listener) == 1.0
     });
     assert!(back, "{}", host.stderr.text());
+}
+
+#[test]
+fn device_plugin_exports_its_state_as_gauges() {
+    let dir = PluginDir::with(&["device-plugin"]);
+    let host = Host::builder(dir.path())
+        .args(&["--device-id", "chamber-7", "--update-interval", "0"])
+        .start();
+    let res = host
+        .client
+        .put(host.url("/device/setpoint"))
+        .json(&serde_json::json!({"setpoint": 30.5}))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // Updates are off: the state stays as the setpoint left it.
+    let state: serde_json::Value = host.get("/device/state").json().unwrap();
+    let s = scrape(&host);
+    let device = [("device", "chamber-7")];
+    let gauge = |name: &str| value(&s, name, &device);
+    assert_eq!(gauge("plugin_device_plugin_setpoint_celsius"), 30.5);
+    assert_eq!(
+        gauge("plugin_device_plugin_temperature_celsius"),
+        state["temperature"].as_f64().unwrap()
+    );
+    let on = |key: &str| if state[key] == true { 1.0 } else { 0.0 };
+    assert_eq!(gauge("plugin_device_plugin_heater_on"), on("heater"));
+    assert_eq!(gauge("plugin_device_plugin_cooler_on"), on("cooler"));
+    assert_eq!(
+        s.families["plugin_device_plugin_heater_on"].family_type,
+        PrometheusType::Gauge
+    );
+}
+
+fn register(host: &Host, body: serde_json::Value) -> serde_json::Value {
+    let res = host
+        .client
+        .post(host.url("/kit/metric"))
+        .json(&body)
+        .send()
+        .unwrap();
+    res.json().unwrap()
+}
+
+#[test]
+fn plugins_register_metrics_under_their_prefix_and_bad_names_are_invalid() {
+    let (host, _dir) = kit();
+    let counter =
+        json!({"kind": "counter", "name": "jobs", "labels": [["queue", "a"]], "value": 2});
+    assert_eq!(register(&host, counter.clone())["ok"], true);
+    assert_eq!(register(&host, counter)["ok"], true);
+    let gauge = json!({"kind": "gauge", "name": "level", "labels": [], "value": -3.5});
+    assert_eq!(register(&host, gauge)["ok"], true);
+    let histogram =
+        json!({"kind": "histogram", "name": "wait_seconds", "labels": [], "value": 0.2});
+    assert_eq!(register(&host, histogram)["ok"], true);
+    let s = scrape(&host);
+    let queue = [("queue", "a")];
+    assert_eq!(value(&s, "plugin_testkit_plugin_jobs_total", &queue), 4.0);
+    assert_eq!(value(&s, "plugin_testkit_plugin_level", &[]), -3.5);
+    assert_eq!(value(&s, "plugin_testkit_plugin_wait_seconds", &[]), 1.0);
+
+    for (body, needle) in [
+        (json!({"name": "bad-name"}), "invalid metric name"),
+        (json!({"name": "x_total"}), "suffix _total"),
+        (
+            json!({"name": "ok", "labels": [["bad label", "v"]]}),
+            "invalid label name",
+        ),
+        (
+            json!({"name": "ok", "labels": [["l", "a\nb"]]}),
+            "invalid value of label",
+        ),
+        (
+            json!({"kind": "gauge", "name": "jobs", "labels": [["queue", "a"]]}),
+            "cannot also be",
+        ),
+        (
+            json!({"name": "jobs", "labels": [["other", "a"]]}),
+            "cannot also be",
+        ),
+    ] {
+        let answer = register(&host, body.clone());
+        assert_eq!(answer["ok"], false, "{body}");
+        assert_eq!(answer["kind"], "Invalid", "{body}: {answer}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(error.contains(needle), "{body}: {error}");
+    }
+    // Nothing of the refused ones was exported.
+    let after = scrape(&host);
+    assert!(!after.families.contains_key("plugin_testkit_plugin_ok"));
+    assert_eq!(
+        value(&after, "plugin_testkit_plugin_jobs_total", &queue),
+        4.0
+    );
+}
+
+#[test]
+fn repeater_failures_are_counted_per_failed_run() {
+    let (host, _dir) = kit();
+    // The testkit's counting repeater fails its first run; its failing repeater every run
+    // (retried after 100 ms, doubling). Equal once the failing one is between two runs.
+    let failures = |host: &Host| {
+        value(
+            &scrape(host),
+            "brewblox_plugin_repeater_failures_total",
+            &[("plugin", "testkit-plugin")],
+        )
+    };
+    let attempts = |host: &Host| {
+        let tasks: serde_json::Value = host.get("/kit/tasks").json().unwrap();
+        tasks["failing_attempts"].as_f64().unwrap()
+    };
+    let mut last = (0.0, 0.0);
+    let equal = integration_tests::wait_until(Duration::from_secs(10), || {
+        let before = attempts(&host);
+        let counted = failures(&host);
+        let after = attempts(&host);
+        last = (counted, after);
+        before == after && after >= 3.0 && counted == 1.0 + after
+    });
+    assert!(equal, "counted {}, failed runs 1 + {}", last.0, last.1);
 }

@@ -10,6 +10,7 @@ pub mod bus;
 pub mod http;
 pub mod plugins;
 pub mod process;
+pub mod registered;
 
 use std::sync::LazyLock;
 
@@ -21,6 +22,7 @@ use prometheus_client::{
 use bus::BusMetrics;
 use http::HttpMetrics;
 use plugins::PluginMetrics;
+use registered::Registered;
 
 /// The content type of an OpenMetrics answer.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -33,6 +35,8 @@ pub struct Metrics {
     pub http: HttpMetrics,
     pub bus: BusMetrics,
     pub plugins: PluginMetrics,
+    /// What plugins registered through the SDK.
+    pub registered: Registered,
 }
 
 static GLOBAL: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -81,11 +85,14 @@ impl Metrics {
         let bus = BusMetrics::register(&mut registry);
         let plugins = PluginMetrics::register(&mut registry);
         registry.register_collector(Box::new(process::ProcessCollector::new()));
+        let registered = Registered::default();
+        registry.register_collector(Box::new(registered.clone()));
         Metrics {
             registry,
             http,
             bus,
             plugins,
+            registered,
         }
     }
 
