@@ -323,11 +323,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_panicking_host_handler_is_a_500() {
+    async fn a_panicking_host_handler_is_a_500_and_counted() {
+        let http = &crate::metrics::global().http;
+        let before = http.panics("/x/{*rest}", "host");
         let at_call = service_fn(
             |_: Request| -> std::future::Ready<Result<Response, Infallible>> { panic!("at call") },
         );
-        let (status, headers, body) = answer(front(at_call), Request::new(Body::empty())).await;
+        let at_x = || Request::builder().uri("/x/y").body(Body::empty()).unwrap();
+        let (status, headers, body) = answer(front(at_call), at_x()).await;
         assert_eq!(
             (status, body.as_str()),
             (
@@ -342,7 +345,7 @@ mod tests {
             }
             Ok::<Response, Infallible>(Response::new(Body::empty()))
         });
-        let (status, _, body) = answer(front(in_future), Request::new(Body::empty())).await;
+        let (status, _, body) = answer(front(in_future), at_x()).await;
         assert_eq!(
             (status, body.as_str()),
             (
@@ -350,5 +353,7 @@ mod tests {
                 "500: host handler panicked"
             )
         );
+        // No other test of this module panics on this route.
+        assert_eq!(http.panics("/x/{*rest}", "host"), before + 2);
     }
 }

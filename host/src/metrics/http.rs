@@ -110,6 +110,16 @@ impl HttpMetrics {
         })
     }
 
+    /// The panics counted for a route so far (for tests).
+    #[cfg(test)]
+    pub fn panics(&self, route: &str, plugin: &str) -> u64 {
+        let labels = RouteLabels {
+            route: route.to_owned(),
+            plugin: plugin.to_owned(),
+        };
+        self.panics.get(&labels).map(|c| c.get()).unwrap_or(0)
+    }
+
     /// Counts a request in flight until the guard is dropped.
     pub fn in_flight(&self) -> InFlight {
         self.in_flight.inc();
