@@ -324,7 +324,8 @@ fn plugin_series_follow_reloads_and_count_them() {
 #[test]
 fn eventbus_messages_publishes_and_reconnects_are_counted() {
     let exchange = amqp::unique("ex-metrics");
-    let (host, _dir) = integration_tests::testkit_host(&exchange, &[]);
+    let (host, _dir) =
+        integration_tests::testkit_host(&exchange, &["--eventbus-max-message-size", "1000"]);
     let sub = [
         ("bus", "amqp"),
         ("exchange", exchange.as_str()),
@@ -343,6 +344,11 @@ fn eventbus_messages_publishes_and_reconnects_are_counted() {
     }
     peer.publish(&exchange, "k", b"not json {");
     peer.publish(&exchange, "k", b"");
+    peer.publish(
+        &exchange,
+        "k",
+        format!("\"{}\"", "x".repeat(2000)).as_bytes(),
+    );
     peer.publish(&exchange, "k", b"\"marker\"");
     // In order within a subscription: once the marker was handled, everything before was.
     let delivered = |s: &Scrape| value(s, "eventbus_messages_delivered_total", &sub);
@@ -359,6 +365,15 @@ fn eventbus_messages_publishes_and_reconnects_are_counted() {
     assert_eq!(
         value(&after, "eventbus_messages_dropped_total", &not_json),
         2.0
+    );
+    let too_large: Vec<_> = sub
+        .iter()
+        .copied()
+        .chain([("reason", "too_large")])
+        .collect();
+    assert_eq!(
+        value(&after, "eventbus_messages_dropped_total", &too_large),
+        1.0
     );
     assert_eq!(
         value(&after, "eventbus_handler_duration_seconds", &sub),
@@ -381,7 +396,21 @@ fn eventbus_messages_publishes_and_reconnects_are_counted() {
             .unwrap();
         assert_eq!(res.json::<serde_json::Value>().unwrap()["ok"], true);
     }
+    // One over --eventbus-max-message-size: refused before it reaches the broker.
+    let failed = [("bus", "amqp"), ("outcome", "failed")];
+    let failed_before = value(&after, "eventbus_publishes_total", &failed);
+    let res = host
+        .client
+        .post(host.url("/kit/bus/publish"))
+        .json(&json!({"exchange": exchange, "routing": "out", "message": "x".repeat(2000)}))
+        .send()
+        .unwrap();
+    assert_eq!(res.json::<serde_json::Value>().unwrap()["ok"], false);
     let published = scrape(&host);
+    assert_eq!(
+        value(&published, "eventbus_publishes_total", &failed),
+        failed_before + 1.0
+    );
     assert_eq!(
         value(&published, "eventbus_publishes_total", &ok),
         before + 3.0
