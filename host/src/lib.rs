@@ -7,6 +7,7 @@
 //! - [`plugins`]: loading libraries and the services plugins get (routes, tasks, features);
 //! - [`http`]: the axum app (prefix, CORS, error bodies, status, plugin routes);
 //! - [`bus`]: the AMQP eventbus;
+//! - [`metrics`]: the Prometheus metrics of the process;
 //! - [`service`]: the running service, its generations of plugins and hot reload;
 //! - [`app`], [`check`] and [`shutdown`]: the process, `brewblox-host check`, and signals.
 
@@ -16,6 +17,7 @@ pub mod check;
 pub mod cli;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod names;
 pub mod plugins;
 pub mod service;

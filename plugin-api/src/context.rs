@@ -56,6 +56,11 @@ impl Context {
         })
     }
 
+    /// The host's side of this context.
+    pub(crate) fn host(&self) -> &abi::HostContextArc {
+        &self.inner.host
+    }
+
     /// The plugin's name, as the host's logs and health report call it.
     ///
     /// ```no_run
@@ -152,7 +157,18 @@ impl Context {
     /// ```
     pub fn repeat<R: Repeater>(&self, name: &str, repeater: R) -> TaskHandle {
         let owned = name.to_owned();
-        let task = runtime::into_ffi(repeater::drive(owned, repeater));
+        let ctx = self.clone();
+        let failed = move || {
+            // Counted by the host; a host without the service answers NOT_FOUND, ignored.
+            let call = ctx
+                .inner
+                .host
+                .call(abi::REPEATER_FAILED.into(), RString::new());
+            async move {
+                let _ = call.await;
+            }
+        };
+        let task = runtime::into_ffi(repeater::drive(owned, repeater, failed));
         TaskHandle::new(self.inner.host.spawn(name.into(), task))
     }
 

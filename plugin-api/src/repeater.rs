@@ -60,8 +60,14 @@ pub(crate) fn backoff(failures: u32) -> Duration {
     Duration::from_millis(millis.min(30_000))
 }
 
-/// The repeater's loop, run as a host task.
-pub(crate) async fn drive<R: Repeater>(name: String, mut repeater: R) -> Result<(), String> {
+/// The repeater's loop, run as a host task. `failed` is awaited after each failed `run`
+/// (the host counts them in its metrics).
+pub(crate) async fn drive<R, F, Fut>(name: String, mut repeater: R, failed: F) -> Result<(), String>
+where
+    R: Repeater,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     match repeater.prepare().await {
         Ok(Repeat::Continue) => {}
         Ok(Repeat::Stop) => {
@@ -86,6 +92,7 @@ pub(crate) async fn drive<R: Repeater>(name: String, mut repeater: R) -> Result<
             }
             Err(err) => {
                 failures = failures.saturating_add(1);
+                failed().await;
                 if failures == 1 {
                     tracing::error!("{name} error during runtime: {err}");
                 }
@@ -144,7 +151,7 @@ mod tests {
             .build()
             .unwrap();
         let result = tracing::subscriber::with_default(CountEvents(Arc::clone(&events)), || {
-            runtime.block_on(drive("poller".into(), FailsToPrepare))
+            runtime.block_on(drive("poller".into(), FailsToPrepare, || async {}))
         });
         assert_eq!(result, Err("poller error during setup: no device".into()));
         assert_eq!(

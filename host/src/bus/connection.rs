@@ -20,6 +20,9 @@ use super::config::BusConfig;
 use super::error::BusError;
 use super::health::BusState;
 
+/// The `bus` label of this bus's metrics.
+pub(crate) const BUS: &str = "amqp";
+
 /// Safety net next to the error callback: how often the supervisor also looks at the
 /// connection status. Not the detection mechanism, just a bound if a callback were missed.
 const STATUS_CHECK: Duration = Duration::from_secs(2);
@@ -290,10 +293,14 @@ impl Link {
         }
         {
             let mut stats = lock(&self.stats);
-            if stats.ever_connected {
+            let reconnect = stats.ever_connected;
+            if reconnect {
                 stats.reconnects += 1;
             }
             stats.ever_connected = true;
+            crate::metrics::global()
+                .bus
+                .connection(BUS, self.role, true, reconnect);
         }
         info!(
             "Connected event bus {} {} to {} (connection {generation})",
@@ -317,6 +324,9 @@ impl Link {
     fn report_loss(&self, watched: &Watched) {
         // Already recorded where the loss was signalled.
         let reason = lost_reason(&watched.cause, &watched.conn);
+        crate::metrics::global()
+            .bus
+            .connection(BUS, self.role, false, false);
         warn!(
             "Connection lost in event bus {} {}: {reason}; reconnecting at once, then every \
              {:?} at most",

@@ -32,6 +32,7 @@ use super::config::{declare_exchange_like_original, BusConfig};
 use super::connection::{lock, wait_true, Link, LinkStatus, Live};
 use super::error::BusError;
 use super::subscription::{Subscription, SubscriptionState};
+use crate::metrics::bus::Dropped;
 
 /// Longest pause between re-declaring a subscription the broker refused.
 const MAX_DECLARE_BACKOFF: Duration = Duration::from_secs(30);
@@ -471,6 +472,9 @@ async fn delete_stale_queue(conn: &Connection, queue: &str) {
 /// original's words) and the message dropped; the consumer goes on. A message over `limit`
 /// (0: none) never reaches the sink: it is logged and rejected without requeue, so a
 /// dead-letter exchange, if the operator set one by policy, keeps it.
+///
+/// Each message is counted in the metrics: delivered (with the handler's time) and failed,
+/// or dropped, and unacknowledged until it is settled.
 async fn relay(sub: &Subscription, delivery: Delivery, limit: usize) {
     let Delivery {
         routing_key,
@@ -478,7 +482,10 @@ async fn relay(sub: &Subscription, delivery: Delivery, limit: usize) {
         acker,
         ..
     } = delivery;
+    let metrics = sub.metrics();
+    let _unacked = crate::metrics::global().bus.unacked(super::connection::BUS);
     if limit > 0 && data.len() > limit {
+        metrics.dropped(Dropped::TooLarge);
         error!(
             "Exception relaying message in {sub}: message with routing key '{routing_key}' \
              of {} bytes is larger than the limit of {limit} bytes (--eventbus-max-message-size); \
@@ -489,6 +496,7 @@ async fn relay(sub: &Subscription, delivery: Delivery, limit: usize) {
         return settle(sub, "Reject", reject).await;
     }
     let sink = sub.sink();
+    let started = std::time::Instant::now();
     let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| {
         sink.deliver(sub, routing_key.as_str(), data)
     })) {
@@ -504,10 +512,20 @@ async fn relay(sub: &Subscription, delivery: Delivery, limit: usize) {
             plugin_api::panic_text(&*panic)
         )),
     };
+    match &outcome {
+        Err(err) if is_not_json(err) => metrics.dropped(Dropped::NotJson),
+        _ => metrics.handled(started.elapsed(), outcome.is_ok()),
+    }
     if let Err(err) = outcome {
         error!("Exception relaying message in {sub}: {err}");
     }
     settle(sub, "Ack", acker.ack(BasicAckOptions::default())).await;
+}
+
+/// Whether a sink's error says the message never reached a handler because it is not JSON:
+/// the SDK (in the plugin) and the host's debug sink decode the body first and word it so.
+fn is_not_json(error: &str) -> bool {
+    error.contains("message is not JSON") || error.contains("empty message body")
 }
 
 /// Sends a delivery's ack or reject, bounded. A failure is only worth a debug line: the

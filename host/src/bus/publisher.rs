@@ -40,6 +40,7 @@ impl Publisher {
         }
     }
 
+    /// Publishes and waits for the broker's confirm; counted in the metrics either way.
     pub async fn publish(
         &self,
         exchange: &str,
@@ -47,6 +48,33 @@ impl Publisher {
         payload: &[u8],
         kind: ExchangeKind,
         declare_exchange: bool,
+    ) -> Result<(), BusError> {
+        let mut confirmed = None;
+        let result = self
+            .publish_confirmed(
+                exchange,
+                routing,
+                payload,
+                kind,
+                declare_exchange,
+                &mut confirmed,
+            )
+            .await;
+        crate::metrics::global()
+            .bus
+            .published(super::connection::BUS, result.is_ok(), confirmed);
+        result
+    }
+
+    /// `confirmed`: set to the time from sending to the confirm, when confirmed.
+    async fn publish_confirmed(
+        &self,
+        exchange: &str,
+        routing: &str,
+        payload: &[u8],
+        kind: ExchangeKind,
+        declare_exchange: bool,
+        confirmed: &mut Option<std::time::Duration>,
     ) -> Result<(), BusError> {
         if *self.stopping.borrow() {
             return Err(BusError::ShuttingDown);
@@ -75,12 +103,16 @@ impl Publisher {
                 Err(_) => return Err(BusError::Timeout),
             },
         };
+        let sent = Instant::now();
         let result = timeout_at(
             deadline,
             send(&channel, exchange, routing, payload, kind, declare_exchange),
         )
         .await
         .unwrap_or(Err(BusError::Timeout));
+        if result.is_ok() {
+            *confirmed = Some(sent.elapsed());
+        }
         if result.is_err() && !matches!(result, Err(BusError::Rejected(_))) {
             // Channel error, lost connection or timeout: never reuse this channel.
             self.forget(live.generation, &channel).await;

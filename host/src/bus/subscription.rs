@@ -82,6 +82,8 @@ pub(crate) struct SubInner {
     pub(crate) last_logged_error: Mutex<Option<String>>,
     /// The broker's refusal of the last declaration, while the state is `Failed` with one.
     refusal: Mutex<Option<BusError>>,
+    /// This subscription's metrics, resolved at its first message.
+    metrics: std::sync::OnceLock<crate::metrics::bus::SubscriptionSeries>,
 }
 
 /// A handle on one subscription. Cheap to clone; all clones are the same subscription.
@@ -113,6 +115,7 @@ impl Subscription {
                 order: tokio::sync::Mutex::new(()),
                 last_logged_error: Mutex::new(None),
                 refusal: Mutex::new(None),
+                metrics: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -149,6 +152,18 @@ impl Subscription {
     /// Whether its messages go to `sink` (the same object, not an equal one).
     pub fn has_sink(&self, sink: &Arc<dyn MessageSink>) -> bool {
         Arc::ptr_eq(&self.sink(), sink)
+    }
+
+    /// This subscription's metrics series.
+    pub(crate) fn metrics(&self) -> &crate::metrics::bus::SubscriptionSeries {
+        self.inner.metrics.get_or_init(|| {
+            crate::metrics::global().bus.subscription(
+                super::connection::BUS,
+                &self.inner.exchange,
+                &self.inner.routing,
+                self.sink().owner(),
+            )
+        })
     }
 
     pub(crate) fn sink(&self) -> Arc<dyn MessageSink> {

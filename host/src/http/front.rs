@@ -13,7 +13,9 @@
 use std::{
     convert::Infallible,
     panic::{catch_unwind, AssertUnwindSafe},
+    sync::Arc,
     task::{Context, Poll},
+    time::Instant,
 };
 
 use axum::{
@@ -25,14 +27,22 @@ use futures::{future::BoxFuture, FutureExt};
 use tower::{Layer, Service};
 
 use super::{access_log, body, cors, errors};
+use crate::metrics::http::{Outcome, RouteMatcher};
+
+/// Marks a response whose handler panicked (a plugin's, caught in the plugin route), so
+/// that the metrics count it.
+#[derive(Clone, Copy, Debug)]
+pub struct Panicked;
 
 /// Puts [`Front`] before a service (the router).
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct FrontLayer {
     /// `--max-body-size`.
     pub max_body_size: usize,
     /// Write aiohttp's access-log lines (`--debug`; the original muted them otherwise).
     pub access_log: bool,
+    /// The metrics series of the app's routes.
+    pub routes: Arc<RouteMatcher>,
 }
 
 impl<S> Layer<S> for FrontLayer {
@@ -43,6 +53,7 @@ impl<S> Layer<S> for FrontLayer {
             inner,
             max_body_size: self.max_body_size,
             access_log: self.access_log,
+            routes: Arc::clone(&self.routes),
         }
     }
 }
@@ -53,6 +64,7 @@ pub struct Front<S> {
     inner: S,
     max_body_size: usize,
     access_log: bool,
+    routes: Arc<RouteMatcher>,
 }
 
 impl<S> Service<Request> for Front<S>
@@ -69,6 +81,10 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
+        let started = Instant::now();
+        let series = Arc::clone(self.routes.series(request.uri().path()));
+        let method = request.method().clone();
+        let in_flight = crate::metrics::global().http.in_flight();
         let access = self.access_log.then(|| access_log::Entry::of(&request));
         let requested = cors::Requested::of(&request);
         let pending = if request.method() == Method::OPTIONS {
@@ -84,6 +100,7 @@ where
                 })
         };
         Box::pin(async move {
+            let mut outcome = Outcome::Answered;
             let mut response = match pending {
                 Err(answered) => answered,
                 Ok(called) => {
@@ -95,9 +112,21 @@ where
                         },
                         Err(_) => panicked(),
                     };
+                    if response.status() == StatusCode::INTERNAL_SERVER_ERROR
+                        && response.extensions().get::<Panicked>().is_some()
+                    {
+                        outcome = Outcome::Panicked;
+                    }
                     errors::fill_error_body(response).await
                 }
             };
+            series.record(
+                &method,
+                response.status(),
+                started.elapsed().as_secs_f64(),
+                outcome,
+            );
+            drop(in_flight);
             requested.apply(&mut response);
             if let Some(entry) = access {
                 entry.log(&response);
@@ -108,7 +137,9 @@ where
 }
 
 fn panicked() -> Response {
-    errors::text(StatusCode::INTERNAL_SERVER_ERROR, "host handler panicked")
+    let mut response = errors::text(StatusCode::INTERNAL_SERVER_ERROR, "host handler panicked");
+    response.extensions_mut().insert(Panicked);
+    response
 }
 
 #[cfg(test)]
@@ -143,6 +174,10 @@ mod tests {
         FrontLayer {
             max_body_size: 10,
             access_log: false,
+            routes: Arc::new(RouteMatcher::new(
+                &crate::metrics::global().http,
+                [("/x/{*rest}", None)],
+            )),
         }
         .layer(inner)
     }
@@ -288,11 +323,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_panicking_host_handler_is_a_500() {
+    async fn a_panicking_host_handler_is_a_500_and_counted() {
+        let http = &crate::metrics::global().http;
+        let before = http.panics("/x/{*rest}", "host");
         let at_call = service_fn(
             |_: Request| -> std::future::Ready<Result<Response, Infallible>> { panic!("at call") },
         );
-        let (status, headers, body) = answer(front(at_call), Request::new(Body::empty())).await;
+        let at_x = || Request::builder().uri("/x/y").body(Body::empty()).unwrap();
+        let (status, headers, body) = answer(front(at_call), at_x()).await;
         assert_eq!(
             (status, body.as_str()),
             (
@@ -307,7 +345,7 @@ mod tests {
             }
             Ok::<Response, Infallible>(Response::new(Body::empty()))
         });
-        let (status, _, body) = answer(front(in_future), Request::new(Body::empty())).await;
+        let (status, _, body) = answer(front(in_future), at_x()).await;
         assert_eq!(
             (status, body.as_str()),
             (
@@ -315,5 +353,7 @@ mod tests {
                 "500: host handler panicked"
             )
         );
+        // No other test of this module panics on this route.
+        assert_eq!(http.panics("/x/{*rest}", "host"), before + 2);
     }
 }

@@ -9,6 +9,7 @@ pub mod debug;
 pub mod errors;
 pub mod front;
 pub mod health;
+pub mod metrics;
 pub mod openapi;
 pub mod plugin_route;
 pub mod server;
@@ -25,7 +26,7 @@ use axum::{
 };
 use tower::Layer;
 
-use crate::plugins::routes::RouteEntry;
+use crate::{metrics::http::RouteMatcher, plugins::routes::RouteEntry};
 use front::{Front, FrontLayer};
 use plugin_route::PluginRoute;
 
@@ -62,22 +63,35 @@ fn method_filter(method: &str) -> Option<MethodFilter> {
 pub fn app(spec: AppSpec) -> App {
     let prefix = format!("/{}", spec.name);
     let full = |path: &str| format!("{prefix}{path}");
-    let mut app = Router::new().route(&full("/_service/status"), get(status::status));
+    // Every registered path and its plugin (`None`: the host), for the metrics' labels.
+    let mut paths: Vec<(String, Option<String>)> = vec![
+        (full("/_service/status"), None),
+        (full(metrics::PREFIXED), None),
+        (metrics::UNPREFIXED.to_owned(), None),
+    ];
+    let mut app = Router::new()
+        .route(&full("/_service/status"), get(status::status))
+        .route(&full(metrics::PREFIXED), get(metrics::metrics))
+        .route(metrics::UNPREFIXED, get(metrics::metrics));
     #[cfg(feature = "bench-native")]
     {
         // The bench plugin's `/bench/plugin` handler, compiled in (bench/ compares the two).
+        paths.push((full("/_bench/native"), None));
         app = app.route(
             &full("/_bench/native"),
             get(|| async { axum::Json(serde_json::json!({"hello": "world"})) }),
         );
     }
     for (path, method_router) in spec.extra {
+        paths.push((full(&path), None));
         app = app.route(&full(&path), method_router);
     }
 
     let mut by_path: BTreeMap<String, MethodRouter> = BTreeMap::new();
+    let mut plugin_of: BTreeMap<String, String> = BTreeMap::new();
     for entry in spec.plugin_routes {
         let path = entry.path.clone();
+        plugin_of.insert(path.clone(), entry.plugin.clone());
         let filter = method_filter(&entry.method);
         let route = Arc::new(PluginRoute {
             plugin: entry.plugin.clone(),
@@ -94,13 +108,23 @@ pub fn app(spec: AppSpec) -> App {
         by_path.insert(path, updated);
     }
     for (path, method_router) in by_path {
+        if let Some(plugin) = plugin_of.remove(&path) {
+            paths.push((full(&path), Some(plugin)));
+        }
         app = app.route(&full(&path), method_router);
     }
 
     let router = app.fallback(|| async { errors::text(StatusCode::NOT_FOUND, "Not Found") });
+    let routes = RouteMatcher::new(
+        &crate::metrics::global().http,
+        paths
+            .iter()
+            .map(|(p, plugin)| (p.as_str(), plugin.as_deref())),
+    );
     FrontLayer {
         max_body_size: spec.max_body_size,
         access_log: spec.debug,
+        routes: Arc::new(routes),
     }
     .layer(router)
 }

@@ -249,6 +249,21 @@ fn builtin_routes() -> Vec<DocRoute> {
             vec![],
         ),
         builtin(
+            vec!["get"],
+            Route::get(super::metrics::PREFIXED)
+                .tag(TAG_SERVICE)
+                .summary("Prometheus metrics")
+                .description(
+                    "Every metric of the process (HTTP, eventbus, plugins, process) in the \
+                     Prometheus text format 0.0.4, or in OpenMetrics 1.0 when `Accept` names \
+                     `application/openmetrics-text`. Also served unprefixed at `/metrics`.",
+                ),
+            vec![(
+                "200",
+                text("The metrics, as `text/plain; version=0.0.4` or OpenMetrics"),
+            )],
+        ),
+        builtin(
             vec!["post"],
             Route::post("/_debug/publish")
                 .tag(TAG_EVENTS)
@@ -623,6 +638,7 @@ mod tests {
         for path in [
             "/svc/_service/status",
             "/svc/_service/health",
+            "/svc/_service/metrics",
             "/svc/_debug/publish",
             "/svc/_debug/subscribe",
             "/svc/api/doc",

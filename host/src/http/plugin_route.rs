@@ -17,6 +17,10 @@ use plugin_api::abi::{FfiPair, FfiRequest, FfiResponse, FfiSpan};
 use super::errors::{self, FromPlugin};
 use crate::plugins::routes::RouteEntry;
 
+/// How the SDK words a panic it caught in a handler (`panicked: <message>`): counted as a
+/// panic in the metrics rather than as a handler's error.
+const SDK_PANIC_PREFIX: &str = "panicked: ";
+
 /// What the router needs to call one plugin route.
 pub struct PluginRoute {
     pub plugin: String,
@@ -42,7 +46,11 @@ pub async fn serve(route: Arc<PluginRoute>, params: RawPathParams, request: Requ
                 parts.method,
                 parts.uri.path()
             );
-            errors::text(StatusCode::INTERNAL_SERVER_ERROR, &reason)
+            let mut response = errors::text(StatusCode::INTERNAL_SERVER_ERROR, &reason);
+            if reason.starts_with(SDK_PANIC_PREFIX) {
+                response.extensions_mut().insert(super::front::Panicked);
+            }
+            response
         }
         Err(_) => {
             tracing::error!(
@@ -51,7 +59,10 @@ pub async fn serve(route: Arc<PluginRoute>, params: RawPathParams, request: Requ
                 parts.method,
                 parts.uri.path()
             );
-            errors::text(StatusCode::INTERNAL_SERVER_ERROR, "plugin handler panicked")
+            let mut response =
+                errors::text(StatusCode::INTERNAL_SERVER_ERROR, "plugin handler panicked");
+            response.extensions_mut().insert(super::front::Panicked);
+            response
         }
     };
     // Only error responses are looked at by `fill_error_bodies`; marking just those spares

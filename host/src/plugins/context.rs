@@ -2,11 +2,15 @@
 
 use std::sync::{Arc, Mutex};
 
-use abi_stable::std_types::{RResult, RString, RVec};
+use abi_stable::{
+    sabi_trait::TD_Opaque,
+    std_types::{RResult, RString, RVec},
+};
 use async_ffi::FfiFuture;
 use plugin_api::abi::{
-    error_code, FeatureArc, FfiError, FfiPublish, FfiSubscribe, HostContext, HostSubscriptionArc,
-    MessageHandlerBox, RouteHandlerBox, TaskHandleBox,
+    error_code, metric_kind, FeatureArc, FfiError, FfiMetric, FfiPublish, FfiSubscribe,
+    HostContext, HostMetric, HostMetricArc, HostMetric_TO, HostSubscriptionArc, MessageHandlerBox,
+    RouteHandlerBox, TaskHandleBox,
 };
 use tokio::runtime::Handle;
 
@@ -141,7 +145,71 @@ impl HostContext for PluginContext {
     }
 
     fn call(&self, op: RString, _input: RString) -> FfiFuture<RResult<RString, FfiError>> {
+        if op.as_str() == plugin_api::abi::REPEATER_FAILED {
+            crate::metrics::global()
+                .plugins
+                .repeater_failed(&self.plugin.name);
+            return FfiFuture::new(async { RResult::ROk(RString::new()) });
+        }
         let message = format!("this host offers no service \"{op}\"");
         FfiFuture::new(async move { RResult::RErr(FfiError::new(error_code::NOT_FOUND, message)) })
+    }
+
+    fn metric(&self, metric: FfiMetric) -> RResult<HostMetricArc, FfiError> {
+        plugin_metric(&self.plugin.name, &metric)
+            .map_err(|message| {
+                tracing::error!("plugin {}: {message}", self.plugin.name);
+                FfiError::new(error_code::INVALID, message)
+            })
+            .into()
+    }
+}
+
+/// Registers (or finds) a plugin metric's series and wraps it for the plugin.
+fn plugin_metric(plugin: &str, metric: &FfiMetric) -> Result<HostMetricArc, String> {
+    use crate::metrics::registered::{Kind, Spec};
+    let kind = match metric.kind {
+        metric_kind::COUNTER => Kind::Counter,
+        metric_kind::GAUGE => Kind::Gauge,
+        metric_kind::HISTOGRAM => Kind::Histogram,
+        other => return Err(format!("unknown metric kind {other}")),
+    };
+    if metric.label_names.len() != metric.label_values.len() {
+        return Err("a metric's label names and values must pair up".into());
+    }
+    let spec = Spec {
+        plugin,
+        kind,
+        name: &metric.name,
+        help: &metric.help,
+        labels: metric
+            .label_names
+            .iter()
+            .map(RString::as_str)
+            .zip(metric.label_values.iter().map(RString::as_str))
+            .collect(),
+        buckets: &metric.buckets,
+    };
+    let series = crate::metrics::global().registered.series(&spec)?;
+    Ok(HostMetric_TO::from_ptr(
+        abi_stable::std_types::RArc::new(MetricHandle(series)),
+        TD_Opaque,
+    ))
+}
+
+/// A plugin's handle on one series.
+struct MetricHandle(crate::metrics::registered::Series);
+
+impl HostMetric for MetricHandle {
+    fn add(&self, value: f64) {
+        self.0.add(value);
+    }
+
+    fn set(&self, value: f64) {
+        self.0.set(value);
+    }
+
+    fn observe(&self, value: f64) {
+        self.0.observe(value);
     }
 }

@@ -33,9 +33,13 @@ impl TaskSet {
                     tracing::debug!("plugin {plugin_name}: task {task_name} finished")
                 }
                 Ok(RResult::RErr(err)) => {
+                    crate::metrics::global().plugins.task_failed(&plugin_name);
                     tracing::error!("plugin {plugin_name}: task {task_name} failed: {err}")
                 }
-                Err(_) => tracing::error!("plugin {plugin_name}: task {task_name} panicked"),
+                Err(_) => {
+                    crate::metrics::global().plugins.task_failed(&plugin_name);
+                    tracing::error!("plugin {plugin_name}: task {task_name} panicked")
+                }
             }
         });
         let abort = join.abort_handle();

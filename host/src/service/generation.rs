@@ -31,6 +31,8 @@ pub struct Generation {
     pub served: Arc<Served>,
     host: Arc<HostServices>,
     plugins: Vec<RunningPlugin>,
+    /// Shows this generation's plugins in the metrics until it is dropped.
+    _metrics: crate::metrics::plugins::Tracking,
     /// Keeps what the loaded libraries need for as long as they run.
     _loaded: LoadedSet,
 }
@@ -53,6 +55,13 @@ impl Generation {
             bus: BusBridge::new(bus.clone()),
         });
         let plugins = lifecycle::create_all(&loaded.plugins, &host)?;
+        let metrics = crate::metrics::global().plugins.track(
+            plugins
+                .iter()
+                .zip(&loaded.plugins)
+                .map(|(running, plugin)| (Arc::clone(&running.state), plugin.build_id.clone()))
+                .collect(),
+        );
         if let Err(err) = lifecycle::startup_all(&plugins, settings.hook_timeout).await {
             host.bus.cancel_all(settings.hook_timeout).await;
             return Err(err);
@@ -63,6 +72,7 @@ impl Generation {
             settings,
             host,
             plugins,
+            _metrics: metrics,
             _loaded: loaded,
         })
     }

@@ -1,5 +1,6 @@
 //! What the health report says about reloads: how many succeeded and failed, and the last
-//! one (a failed reload stays visible until the next good one).
+//! one (a failed reload stays visible until the next good one). Each is also counted in the
+//! metrics (`brewblox_reloads_total`).
 
 use std::sync::Mutex;
 
@@ -31,6 +32,7 @@ pub struct ReloadLog {
 
 impl ReloadLog {
     pub fn record(&self, outcome: Result<(), String>) {
+        crate::metrics::global().plugins.reloaded(outcome.is_ok());
         let mut report = self.report.lock().unwrap_or_else(|e| e.into_inner());
         match &outcome {
             Ok(()) => report.succeeded += 1,

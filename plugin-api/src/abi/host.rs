@@ -7,7 +7,7 @@ use abi_stable::{
 use async_ffi::FfiFuture;
 
 use super::plugin::{FeatureArc, MessageHandlerBox, RouteHandlerBox};
-use super::{FfiError, FfiLogRecord, FfiPublish, FfiSubscribe};
+use super::{FfiError, FfiLogRecord, FfiMetric, FfiPublish, FfiSubscribe};
 
 /// Where a plugin's log events go. Handed over once, before anything else runs.
 #[sabi_trait]
@@ -53,6 +53,10 @@ pub trait HostSubscription: Send + Sync {
 }
 pub type HostSubscriptionArc = HostSubscription_TO<'static, RArc<()>>;
 
+/// The `HostContext::call` an SDK repeater makes after a failed run, so the host counts it
+/// (input and output empty).
+pub const REPEATER_FAILED: &str = "repeater_failed";
+
 /// Everything a plugin can ask of the host. One per plugin, shared by all its tasks.
 #[sabi_trait]
 pub trait HostContext: Send + Sync {
@@ -93,5 +97,23 @@ pub trait HostContext: Send + Sync {
     /// Escape hatch for host services added after this ABI was frozen: a named JSON call.
     #[sabi(last_prefix_field)]
     fn call(&self, op: RString, input: RString) -> FfiFuture<RResult<RString, FfiError>>;
+    /// Register one series of a plugin metric, or find it again (same name, kind and labels:
+    /// the same series, so a reloaded plugin goes on counting). `INVALID` for a bad name,
+    /// label or bucket list, or a name already used with another kind or other label names.
+    fn metric(&self, metric: FfiMetric) -> RResult<HostMetricArc, FfiError>;
 }
 pub type HostContextArc = HostContext_TO<'static, RArc<()>>;
+
+/// One series of a plugin metric, kept by the host. Calls that do not fit its kind are
+/// ignored (the SDK's types never make them).
+#[sabi_trait]
+pub trait HostMetric: Send + Sync {
+    /// Counter or gauge: add `value` (a counter ignores a negative or non-finite one).
+    fn add(&self, value: f64);
+    /// Gauge: set to `value`.
+    fn set(&self, value: f64);
+    /// Histogram: record `value`.
+    #[sabi(last_prefix_field)]
+    fn observe(&self, value: f64);
+}
+pub type HostMetricArc = HostMetric_TO<'static, RArc<()>>;

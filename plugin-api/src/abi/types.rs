@@ -184,3 +184,27 @@ pub mod level {
     /// Returned by `max_level` when everything is off.
     pub const OFF: u8 = 5;
 }
+
+/// Kinds of [`FfiMetric`].
+pub mod metric_kind {
+    pub const COUNTER: u8 = 0;
+    pub const GAUGE: u8 = 1;
+    pub const HISTOGRAM: u8 = 2;
+}
+
+/// One series of a metric a plugin registers with the host (`HostContext::metric`). The
+/// host prefixes `name` with the plugin's (`plugin_<plugin>_<name>`) and checks every name
+/// and label.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct FfiMetric {
+    /// One of [`metric_kind`].
+    pub kind: u8,
+    pub name: RString,
+    pub help: RString,
+    /// This series' labels: names and values, pairwise.
+    pub label_names: RVec<RString>,
+    pub label_values: RVec<RString>,
+    /// A histogram's bucket bounds, ascending; empty: the host's default.
+    pub buckets: RVec<f64>,
+}

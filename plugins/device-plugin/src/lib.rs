@@ -20,7 +20,7 @@ use std::{
 };
 
 use plugin_api::{
-    export_plugin, rfc3339, Arg, Context, Error, Json, JsonSchema, Plugin, Repeat, Repeater,
+    export_plugin, rfc3339, Arg, Context, Error, Gauge, Json, JsonSchema, Plugin, Repeat, Repeater,
     Request, Result, Route,
 };
 use serde::{Deserialize, Serialize};
@@ -81,6 +81,35 @@ struct SetpointRequest {
 struct Device {
     id: String,
     inner: Mutex<Inner>,
+    /// The state as metrics, set whenever the state is read or changes.
+    gauges: Option<Gauges>,
+}
+
+/// The device's state as gauges (`plugin_device_plugin_*{device="…"}`).
+struct Gauges {
+    temperature: Gauge,
+    setpoint: Gauge,
+    heater: Gauge,
+    cooler: Gauge,
+}
+
+impl Gauges {
+    fn register(ctx: &Context, id: &str) -> Result<Gauges> {
+        let labels = [("device", id)];
+        Ok(Gauges {
+            temperature: ctx.gauge("temperature_celsius", "Chamber temperature", &labels)?,
+            setpoint: ctx.gauge("setpoint_celsius", "Target temperature", &labels)?,
+            heater: ctx.gauge("heater_on", "1 while the heater runs", &labels)?,
+            cooler: ctx.gauge("cooler_on", "1 while the cooler runs", &labels)?,
+        })
+    }
+
+    fn show(&self, chamber: &Chamber) {
+        self.temperature.set(chamber.temperature);
+        self.setpoint.set(chamber.setpoint);
+        self.heater.set(f64::from(u8::from(chamber.heater)));
+        self.cooler.set(f64::from(u8::from(chamber.cooler)));
+    }
 }
 
 struct Inner {
@@ -96,6 +125,7 @@ impl Device {
                 chamber: Chamber::default(),
                 updated: SystemTime::now(),
             }),
+            gauges: None,
         }
     }
 
@@ -130,6 +160,9 @@ impl Device {
 
     fn render(&self, inner: &Inner) -> State {
         let chamber = &inner.chamber;
+        if let Some(gauges) = &self.gauges {
+            gauges.show(chamber);
+        }
         State {
             device_id: self.id.clone(),
             temperature: chamber.temperature,
@@ -273,7 +306,13 @@ impl Plugin for DevicePlugin {
         let interval = update_interval(seconds.unwrap_or(f64::NAN))?;
         let exchange: String = config.get("device-exchange")?;
         let routing = config.name().to_owned();
-        let device = Arc::new(Device::new(id.clone()));
+        let device = Device {
+            gauges: Some(Gauges::register(ctx, &id)?),
+            ..Device::new(id.clone())
+        };
+        // The gauges show the state from the start.
+        device.state();
+        let device = Arc::new(device);
 
         let state_device = Arc::clone(&device);
         ctx.route(

@@ -1,0 +1,258 @@
+//! Eventbus metrics, for every bus the host speaks: each series carries a `bus` label
+//! (`amqp`, and `mqtt` for an MQTT bus), so one set of families serves them all.
+//!
+//! - per connection (`connection`: `listener`, `publisher`, or the bus's own name for it):
+//!   whether it is up, and how often it came back;
+//! - per subscription (`exchange` and `routing` — for MQTT the topic filter as `routing` and
+//!   an empty `exchange` — and `plugin`, `host` for the host's own): messages delivered to
+//!   the handler, failed (the handler returned an error or panicked), dropped before it (not
+//!   JSON, empty, too large), and the handler's latency;
+//! - publishes by outcome, and the time from sending to the broker's confirm;
+//! - messages received and not yet acknowledged (being handled).
+//!
+//! A bus records through [`BusMetrics::connection`], [`BusMetrics::subscription`] (resolve
+//! once per subscription, then [`SubscriptionSeries`] is a few atomic adds per message),
+//! [`BusMetrics::published`] and [`BusMetrics::unacked`].
+
+use std::time::Duration;
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+/// Handler and confirm latency buckets in seconds: 1 ms to 30 s.
+const BUCKETS: [f64; 11] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
+];
+
+fn histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabels {
+    pub bus: &'static str,
+    pub connection: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SubscriptionLabels {
+    pub bus: &'static str,
+    pub exchange: String,
+    pub routing: String,
+    pub plugin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DroppedLabels {
+    pub bus: &'static str,
+    pub exchange: String,
+    pub routing: String,
+    pub plugin: String,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PublishLabels {
+    pub bus: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BusLabel {
+    pub bus: &'static str,
+}
+
+/// Why a message never reached its handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// The body is not JSON, or is empty.
+    NotJson,
+    /// The body is over the bus's message size limit.
+    TooLarge,
+}
+
+impl Dropped {
+    fn label(self) -> &'static str {
+        match self {
+            Dropped::NotJson => "not_json",
+            Dropped::TooLarge => "too_large",
+        }
+    }
+}
+
+/// The eventbus families of the registry.
+#[derive(Debug, Clone)]
+pub struct BusMetrics {
+    up: Family<ConnectionLabels, Gauge>,
+    reconnects: Family<ConnectionLabels, Counter>,
+    delivered: Family<SubscriptionLabels, Counter>,
+    failed: Family<SubscriptionLabels, Counter>,
+    dropped: Family<DroppedLabels, Counter>,
+    handler_duration: Family<SubscriptionLabels, Histogram, fn() -> Histogram>,
+    publishes: Family<PublishLabels, Counter>,
+    confirm_duration: Family<BusLabel, Histogram, fn() -> Histogram>,
+    unacked: Family<BusLabel, Gauge>,
+}
+
+impl BusMetrics {
+    pub fn register(registry: &mut Registry) -> BusMetrics {
+        let metrics = BusMetrics {
+            up: Family::default(),
+            reconnects: Family::default(),
+            delivered: Family::default(),
+            failed: Family::default(),
+            dropped: Family::default(),
+            handler_duration: Family::new_with_constructor(histogram as fn() -> Histogram),
+            publishes: Family::default(),
+            confirm_duration: Family::new_with_constructor(histogram as fn() -> Histogram),
+            unacked: Family::default(),
+        };
+        registry.register(
+            "eventbus_connection_up",
+            "1 while the connection to the broker is up, 0 while it is down",
+            metrics.up.clone(),
+        );
+        registry.register(
+            "eventbus_reconnects",
+            "Times the connection came back after it was lost",
+            metrics.reconnects.clone(),
+        );
+        registry.register(
+            "eventbus_messages_delivered",
+            "Messages handed to the subscription's handler",
+            metrics.delivered.clone(),
+        );
+        registry.register(
+            "eventbus_messages_failed",
+            "Messages whose handler returned an error or panicked",
+            metrics.failed.clone(),
+        );
+        registry.register(
+            "eventbus_messages_dropped",
+            "Messages dropped before the handler: not JSON or empty, or too large",
+            metrics.dropped.clone(),
+        );
+        registry.register(
+            "eventbus_handler_duration_seconds",
+            "Time the subscription's handler took per message",
+            metrics.handler_duration.clone(),
+        );
+        registry.register(
+            "eventbus_publishes",
+            "Publishes by outcome (ok: confirmed by the broker)",
+            metrics.publishes.clone(),
+        );
+        registry.register(
+            "eventbus_publish_confirm_seconds",
+            "Time from sending a message to the broker's confirm",
+            metrics.confirm_duration.clone(),
+        );
+        registry.register(
+            "eventbus_unacked_messages",
+            "Messages received from the broker and not yet acknowledged (being handled)",
+            metrics.unacked.clone(),
+        );
+        metrics
+    }
+
+    /// Records that a connection came up (`reconnect`: after having been up before) or went
+    /// down.
+    pub fn connection(&self, bus: &'static str, connection: &str, up: bool, reconnect: bool) {
+        let labels = ConnectionLabels {
+            bus,
+            connection: connection.to_owned(),
+        };
+        self.up.get_or_create(&labels).set(i64::from(up));
+        let reconnects = self.reconnects.get_or_create(&labels);
+        if up && reconnect {
+            reconnects.inc();
+        }
+    }
+
+    /// The series of one subscription, resolved once.
+    pub fn subscription(
+        &self,
+        bus: &'static str,
+        exchange: &str,
+        routing: &str,
+        plugin: Option<&str>,
+    ) -> SubscriptionSeries {
+        let labels = SubscriptionLabels {
+            bus,
+            exchange: exchange.to_owned(),
+            routing: routing.to_owned(),
+            plugin: plugin.unwrap_or(super::http::HOST).to_owned(),
+        };
+        SubscriptionSeries {
+            delivered: self.delivered.get_or_create_owned(&labels),
+            failed: self.failed.get_or_create_owned(&labels),
+            duration: self.handler_duration.get_or_create_owned(&labels),
+            labels,
+            metrics: self.clone(),
+        }
+    }
+
+    /// Records a publish: `confirmed` is the time from sending to the confirm when it was ok.
+    pub fn published(&self, bus: &'static str, ok: bool, confirmed: Option<Duration>) {
+        let outcome = if ok { "ok" } else { "failed" };
+        self.publishes
+            .get_or_create(&PublishLabels { bus, outcome })
+            .inc();
+        if let Some(confirmed) = confirmed {
+            self.confirm_duration
+                .get_or_create(&BusLabel { bus })
+                .observe(confirmed.as_secs_f64());
+        }
+    }
+
+    /// Counts a message as unacknowledged until the guard is dropped.
+    pub fn unacked(&self, bus: &'static str) -> Unacked {
+        let gauge = self.unacked.get_or_create_owned(&BusLabel { bus });
+        gauge.inc();
+        Unacked(gauge)
+    }
+}
+
+/// Decrements the unacked gauge when the message is settled.
+pub struct Unacked(Gauge);
+
+impl Drop for Unacked {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// One subscription's series.
+#[derive(Debug, Clone)]
+pub struct SubscriptionSeries {
+    labels: SubscriptionLabels,
+    delivered: Counter,
+    failed: Counter,
+    duration: Histogram,
+    metrics: BusMetrics,
+}
+
+impl SubscriptionSeries {
+    /// A message went to the handler, which took `took`; `ok`: it did not fail or panic.
+    pub fn handled(&self, took: Duration, ok: bool) {
+        self.delivered.inc();
+        self.duration.observe(took.as_secs_f64());
+        if !ok {
+            self.failed.inc();
+        }
+    }
+
+    pub fn dropped(&self, why: Dropped) {
+        let labels = DroppedLabels {
+            bus: self.labels.bus,
+            exchange: self.labels.exchange.clone(),
+            routing: self.labels.routing.clone(),
+            plugin: self.labels.plugin.clone(),
+            reason: why.label(),
+        };
+        self.metrics.dropped.get_or_create(&labels).inc();
+    }
+}

@@ -1,0 +1,113 @@
+//! The process's metrics, served in the Prometheus text format (or OpenMetrics) at
+//! `/{name}/_service/metrics` and `/metrics`.
+//!
+//! One registry for the whole process ([`global`]): it is made once and outlives every
+//! generation of plugins, so counters do not reset on a reload. What belongs to one
+//! generation (the state of its plugins) is read at scrape time from the generations that are
+//! alive, so a stopped generation's series disappear with it.
+
+pub mod bus;
+pub mod http;
+pub mod plugins;
+pub mod process;
+pub mod registered;
+
+use std::sync::LazyLock;
+
+use prometheus_client::{
+    encoding::{prometheus_text, text},
+    registry::Registry,
+};
+
+use bus::BusMetrics;
+use http::HttpMetrics;
+use plugins::PluginMetrics;
+use registered::Registered;
+
+/// The content type of an OpenMetrics answer.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Every metric of the process.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub http: HttpMetrics,
+    pub bus: BusMetrics,
+    pub plugins: PluginMetrics,
+    /// What plugins registered through the SDK.
+    pub registered: Registered,
+}
+
+static GLOBAL: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub fn global() -> &'static Metrics {
+    &GLOBAL
+}
+
+/// The two exposition formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text format 0.0.4, the default.
+    Prometheus,
+    /// OpenMetrics 1.0, when the scraper's `Accept` names `application/openmetrics-text`.
+    OpenMetrics,
+}
+
+impl Format {
+    /// The format an `Accept` header asks for.
+    pub fn from_accept(accept: Option<&str>) -> Format {
+        match accept {
+            Some(accept) if accept.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Prometheus,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Prometheus => prometheus_text::CONTENT_TYPE,
+            Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let http = HttpMetrics::register(&mut registry);
+        let bus = BusMetrics::register(&mut registry);
+        let plugins = PluginMetrics::register(&mut registry);
+        registry.register_collector(Box::new(process::ProcessCollector::new()));
+        let registered = Registered::default();
+        registry.register_collector(Box::new(registered.clone()));
+        Metrics {
+            registry,
+            http,
+            bus,
+            plugins,
+            registered,
+        }
+    }
+
+    /// Every metric, in `format`.
+    pub fn encode(&self, format: Format) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        // Writing to a String cannot fail; an encoder error would be a bug in a collector,
+        // and then the part written so far is still served.
+        let written = match format {
+            Format::Prometheus => prometheus_text::encode(&mut out, &self.registry),
+            Format::OpenMetrics => text::encode(&mut out, &self.registry),
+        };
+        if let Err(err) = written {
+            tracing::error!("Encoding the metrics failed: {err}");
+        }
+        out
+    }
+}
