@@ -16,6 +16,7 @@ pub mod check;
 pub mod cli;
 pub mod http;
 pub mod logging;
+pub mod mqtt;
 pub mod names;
 pub mod plugins;
 pub mod service;
