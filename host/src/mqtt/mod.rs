@@ -31,7 +31,8 @@ use std::{
     time::Duration,
 };
 
-use rumqttc::{AsyncClient, EventLoop, QoS};
+pub use rumqttc::QoS;
+use rumqttc::{AsyncClient, EventLoop};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 

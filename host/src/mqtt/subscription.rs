@@ -91,6 +91,15 @@ impl MqttSubscription {
         self.inner.cancelled.load(Ordering::Acquire)
     }
 
+    /// Waits (at most `timeout`) until the subscription is no longer pending; `false` on
+    /// timeout.
+    pub async fn settled(&self, timeout: std::time::Duration) -> bool {
+        let mut state = self.inner.state.subscribe();
+        let wait = state.wait_for(|s| *s != MqttSubState::Pending);
+        let settled = matches!(tokio::time::timeout(timeout, wait).await, Ok(Ok(_)));
+        settled
+    }
+
     /// Stops delivery: queued messages are dropped, a message in its handler finishes, and
     /// the broker subscription goes when no other subscription uses the same filter.
     pub fn cancel(&self) {

@@ -11,6 +11,7 @@ use plugin_api::abi::{
 use tokio::runtime::Handle;
 
 use super::bus_bridge::BusBridge;
+use super::mqtt_bridge::MqttBridge;
 use super::{features::FeatureRegistry, routes::RouteTable, tasks::TaskSet};
 
 /// Services shared by every plugin of the host.
@@ -22,6 +23,8 @@ pub struct HostServices {
     pub routes: Mutex<RouteTable>,
     pub features: FeatureRegistry,
     pub bus: BusBridge,
+    /// The MQTT eventbus, when the options selected it.
+    pub mqtt: Option<MqttBridge>,
 }
 
 /// Where a plugin is in its life, for logs and the health report.
