@@ -124,6 +124,7 @@ pub(crate) struct Shared {
     pub stop: watch::Sender<bool>,
     pub task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     next_id: AtomicU64,
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Shared {
@@ -177,12 +178,18 @@ impl MqttBus {
                 stop: watch::channel(false).0,
                 task: Mutex::new(None),
                 next_id: AtomicU64::new(1),
+                runtime: tokio::runtime::Handle::try_current().ok(),
             }),
         })
     }
 
     pub fn config(&self) -> &MqttConfig {
         &self.inner.cfg
+    }
+
+    /// The runtime the bus was made in, for callers on other threads.
+    pub fn runtime(&self) -> Option<tokio::runtime::Handle> {
+        self.inner.runtime.clone()
     }
 
     /// Starts connecting (in the current runtime). Idempotent.

@@ -5,13 +5,13 @@ use std::sync::{Arc, Mutex};
 use abi_stable::std_types::{RResult, RString, RVec};
 use async_ffi::FfiFuture;
 use plugin_api::abi::{
-    error_code, FeatureArc, FfiError, FfiPublish, FfiSubscribe, HostContext, HostSubscriptionArc,
-    MessageHandlerBox, RouteHandlerBox, TaskHandleBox,
+    error_code, FeatureArc, FfiError, FfiMqttPublish, FfiPublish, FfiSubscribe, HostContext,
+    HostSubscriptionArc, MessageHandlerBox, RouteHandlerBox, TaskHandleBox,
 };
 use tokio::runtime::Handle;
 
 use super::bus_bridge::BusBridge;
-use super::mqtt_bridge::MqttBridge;
+use super::mqtt_bridge::{self, MqttBridge};
 use super::{features::FeatureRegistry, routes::RouteTable, tasks::TaskSet};
 
 /// Services shared by every plugin of the host.
@@ -146,5 +146,29 @@ impl HostContext for PluginContext {
     fn call(&self, op: RString, _input: RString) -> FfiFuture<RResult<RString, FfiError>> {
         let message = format!("this host offers no service \"{op}\"");
         FfiFuture::new(async move { RResult::RErr(FfiError::new(error_code::NOT_FOUND, message)) })
+    }
+
+    fn mqtt_publish(&self, message: FfiMqttPublish) -> FfiFuture<RResult<(), FfiError>> {
+        mqtt_bridge::publish(self.host.mqtt.as_ref(), &self.host.runtime, message)
+    }
+
+    fn mqtt_subscribe(
+        &self,
+        filter: RString,
+        qos: u8,
+        handler: MessageHandlerBox,
+    ) -> RResult<HostSubscriptionArc, FfiError> {
+        mqtt_bridge::subscribe(
+            self.host.mqtt.as_ref(),
+            &self.plugin.name,
+            &filter,
+            qos,
+            handler,
+        )
+        .into()
+    }
+
+    fn mqtt_set_will(&self, will: FfiMqttPublish) -> RResult<(), FfiError> {
+        mqtt_bridge::set_will(self.host.mqtt.as_ref(), will).into()
     }
 }

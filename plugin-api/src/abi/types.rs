@@ -184,3 +184,14 @@ pub mod level {
     /// Returned by `max_level` when everything is off.
     pub const OFF: u8 = 5;
 }
+
+/// An MQTT message to publish (or the will to set).
+#[repr(C)]
+#[derive(StableAbi, Debug)]
+pub struct FfiMqttPublish {
+    pub topic: RString,
+    pub payload: RVec<u8>,
+    /// 0 or 1.
+    pub qos: u8,
+    pub retain: bool,
+}
