@@ -108,7 +108,9 @@ impl Peer {
     /// Connects to 127.0.0.1:`port`, subscribes to `filters` and waits (at most 5 s) for the
     /// broker's acknowledgements.
     pub async fn connect(port: u16, filters: &[&str]) -> Peer {
-        let id = format!("test-peer-{}-{}", std::process::id(), crate::free_port());
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("test-peer-{}-{n}", std::process::id());
         let mut options = MqttOptions::new(id, "127.0.0.1", port);
         options.set_keep_alive(Duration::from_secs(5));
         let (client, mut eventloop) = AsyncClient::new(options, 100);

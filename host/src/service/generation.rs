@@ -168,8 +168,11 @@ fn build_app(
             .collect(),
         reloads: Arc::clone(reloads),
     });
-    let bus = host.bus.bus();
-    let (publish_bus, subscribe_bus) = (bus.clone(), bus.clone());
+    let buses = http::debug::DebugBuses {
+        amqp: host.bus.is_enabled().then(|| host.bus.bus().clone()),
+        mqtt: host.mqtt.as_ref().map(|m| m.bus().clone()),
+    };
+    let (publish_bus, subscribe_bus) = (buses.clone(), buses);
     let mut extra = vec![
         (
             "/_service/health".to_owned(),
