@@ -112,6 +112,9 @@ pub(crate) struct State {
     pub suback: HashMap<u16, String>,
     pub will: Option<Will>,
     pub will_changed: bool,
+    /// Set at the start of a clean stop: only the will may still be published, so that no
+    /// message sent after it (a state update) can replace it.
+    pub closing: bool,
     pub stopping: bool,
 }
 
@@ -171,6 +174,7 @@ impl MqttBus {
                     suback: HashMap::new(),
                     will: None,
                     will_changed: false,
+                    closing: false,
                     stopping: false,
                 }),
                 connected: watch::channel(false).0,
@@ -242,13 +246,23 @@ impl MqttBus {
         qos: QoS,
         retain: bool,
     ) -> Result<(), MqttError> {
+        self.send(topic, payload.into(), qos, retain, false).await
+    }
+
+    async fn send(
+        &self,
+        topic: &str,
+        payload: Vec<u8>,
+        qos: QoS,
+        retain: bool,
+        will: bool,
+    ) -> Result<(), MqttError> {
         validate_topic(topic).map_err(|e| MqttError::Invalid(e.to_string()))?;
-        let payload = payload.into();
         self.check_size(payload.len())?;
         let (tx, rx) = oneshot::channel();
         {
             let mut state = self.inner.lock();
-            if state.stopping {
+            if state.stopping || (state.closing && !will) {
                 return Err(MqttError::ShuttingDown);
             }
             if state.status != MqttState::Connected {
@@ -406,19 +420,21 @@ impl MqttBus {
     /// `deadline` plus the configured timeout.
     pub async fn shutdown(&self, deadline: Duration) {
         let will = {
-            let state = self.inner.lock();
-            if state.stopping {
+            let mut state = self.inner.lock();
+            if state.stopping || state.closing {
                 return;
             }
+            state.closing = true;
             state.will.clone()
         };
         if let Some(will) = will {
             match self
-                .publish(
+                .send(
                     &will.topic,
                     will.payload.clone(),
                     QoS::AtLeastOnce,
                     will.retain,
+                    true,
                 )
                 .await
             {
