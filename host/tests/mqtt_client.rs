@@ -359,3 +359,31 @@ async fn the_will_is_published_at_a_clean_stop_and_cancel_unsubscribes() {
     // Cancelled before the publishes: nothing reached the handler.
     assert!(rx.try_recv().is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_over_the_limit_is_dropped_and_the_connection_goes_on() {
+    let broker = Mosquitto::start();
+    let bus = MqttBus::new(MqttConfig {
+        max_message_size: 10,
+        ..config(broker.port)
+    })
+    .unwrap();
+    let (sink, mut rx) = forward();
+    let sub = bus.subscribe("big/#", QoS::AtLeastOnce, sink).unwrap();
+    bus.start();
+    bus.ready(&sub).await.unwrap();
+    let peer = Peer::connect(broker.port, &[]).await;
+    peer.client
+        .publish("big/x", QoS::AtLeastOnce, false, vec![b'x'; 11])
+        .await
+        .unwrap();
+    peer.client
+        .publish("big/marker", QoS::AtLeastOnce, false, "small")
+        .await
+        .unwrap();
+    let m = next(&mut rx).await;
+    assert_eq!(m.topic, "big/marker");
+    let h = bus.health();
+    assert_eq!((h.state, h.reconnects), (MqttState::Connected, 0));
+    bus.shutdown(Duration::from_secs(2)).await;
+}

@@ -86,6 +86,26 @@ impl Mosquitto {
         }
     }
 
+    /// Freezes the broker (SIGSTOP): connections stay open but nothing answers, as with a
+    /// dead peer behind a live network.
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a frozen broker go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: i32) {
+        if let Some(child) = &self.child {
+            // SAFETY: kill(2) on our own child.
+            unsafe {
+                libc::kill(child.id() as i32, signal);
+            }
+        }
+    }
+
     pub fn is_up(&self) -> bool {
         self.child.is_some()
     }
@@ -110,7 +130,16 @@ impl Peer {
     pub async fn connect(port: u16, filters: &[&str]) -> Peer {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let id = format!("test-peer-{}-{n}", std::process::id());
+        Self::connect_as(
+            &format!("test-peer-{}-{n}", std::process::id()),
+            port,
+            filters,
+        )
+        .await
+    }
+
+    /// [`Peer::connect`] with a chosen client id.
+    pub async fn connect_as(id: &str, port: u16, filters: &[&str]) -> Peer {
         let mut options = MqttOptions::new(id, "127.0.0.1", port);
         options.set_keep_alive(Duration::from_secs(5));
         let (client, mut eventloop) = AsyncClient::new(options, 100);

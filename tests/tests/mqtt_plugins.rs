@@ -290,3 +290,100 @@ fn a_broker_restart_is_survived_and_the_state_published_again() {
     let health: Value = host.get("/_service/health").json().unwrap();
     assert!(health["mqtt"]["reconnects"].as_u64() >= Some(1), "{health}");
 }
+
+fn health(host: &Host) -> Value {
+    host.get("/_service/health").json().unwrap()
+}
+
+fn history_host(broker: &Mosquitto, extra: &[&str]) -> Host {
+    let plugins = PluginDir::with(&["history-plugin"]);
+    let host = Host::builder(plugins.path())
+        .without_amqp()
+        .mqtt(broker.port)
+        .args(extra)
+        .start();
+    std::mem::forget(plugins);
+    assert!(wait_until(SECS, || health(&host)["mqtt"]["subscriptions"]
+        [0]["state"]
+        == "active"));
+    host
+}
+
+/// Publishes `topic` from a fresh client and waits until the history holds it.
+fn reaches_history(rt: &tokio::runtime::Runtime, broker: &Mosquitto, host: &Host, topic: &str) {
+    let peer = rt.block_on(Peer::connect(broker.port, &[]));
+    rt.block_on(async {
+        peer.client
+            .publish(topic, QoS::AtLeastOnce, false, "1")
+            .await
+            .unwrap()
+    });
+    assert!(
+        wait_until(SECS, || host
+            .get("/history/last")
+            .json::<Value>()
+            .is_ok_and(|last| last.get(topic).is_some())),
+        "{topic} never reached the history:\n{}",
+        host.stderr.text()
+    );
+}
+
+#[test]
+fn a_connection_the_broker_kills_is_reconnected_and_resubscribed() {
+    let rt = runtime();
+    let broker = Mosquitto::start();
+    let host = history_host(&broker, &["--mqtt-client-id", "taken-over"]);
+    // Another client with the same id: the broker closes the host's connection.
+    let intruder = rt.block_on(Peer::connect_as("taken-over", broker.port, &[]));
+    assert!(wait_until(SECS, || health(&host)["mqtt"]["reconnects"]
+        .as_u64()
+        .is_some_and(|n| n >= 1)));
+    drop(intruder);
+    assert!(wait_until(SECS, || health(&host)["mqtt"]["state"] == "connected"));
+    reaches_history(&rt, &broker, &host, "brewcast/after/takeover");
+}
+
+#[test]
+fn a_silent_broker_is_dropped_within_the_keepalive() {
+    let rt = runtime();
+    let broker = Mosquitto::start();
+    let host = history_host(&broker, &["--mqtt-keepalive", "1"]);
+    broker.freeze();
+    let frozen = std::time::Instant::now();
+    assert!(
+        wait_until(SECS, || health(&host)["mqtt"]["state"] != "connected"),
+        "{}",
+        host.stderr.text()
+    );
+    // rumqttc pings after one keepalive and gives up at the next: at most about two.
+    assert!(
+        frozen.elapsed() < Duration::from_millis(3500),
+        "{:?}",
+        frozen.elapsed()
+    );
+    broker.thaw();
+    assert!(wait_until(SECS, || health(&host)["mqtt"]["state"] == "connected"));
+    reaches_history(&rt, &broker, &host, "brewcast/after/freeze");
+}
+
+#[test]
+fn a_reload_moves_mqtt_subscriptions_to_the_new_plugins() {
+    let rt = runtime();
+    let broker = Mosquitto::start();
+    let host = history_host(&broker, &[]);
+    reaches_history(&rt, &broker, &host, "brewcast/before/reload");
+    host.signal(libc::SIGHUP);
+    assert!(
+        host.stderr.wait_for("Reloaded", SECS),
+        "{}",
+        host.stderr.text()
+    );
+    // The old generation's subscription is cancelled, the new one's is acknowledged.
+    let subs = health(&host)["mqtt"]["subscriptions"].clone();
+    assert_eq!(subs.as_array().map(Vec::len), Some(1), "{subs}");
+    assert_eq!(subs[0]["state"], "active", "{subs}");
+    // The new history plugin (empty) receives.
+    reaches_history(&rt, &broker, &host, "brewcast/after/reload");
+    let last: Value = host.get("/history/last").json().unwrap();
+    assert!(last.get("brewcast/before/reload").is_none(), "{last}");
+}
