@@ -78,7 +78,7 @@ pub struct Will {
 }
 
 /// Everything the MQTT client needs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MqttConfig {
     pub protocol: Protocol,
     pub host: String,

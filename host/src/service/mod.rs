@@ -387,6 +387,10 @@ fn warn_restart_only(running: &Settings, next: &Settings) {
                 &next.eventbus_url,
             ),
         ),
+        (
+            "--mqtt-*",
+            running.fleet != next.fleet || running.mqtt_config() != next.mqtt_config(),
+        ),
     ]
     .into_iter()
     .filter_map(|(name, changed)| changed.then_some(name))
