@@ -7,7 +7,8 @@ use std::{
 };
 
 use brewblox_host::mqtt::{
-    MqttBus, MqttConfig, MqttError, MqttMessage, MqttSink, MqttState, MqttSubscription, Will,
+    MqttBus, MqttConfig, MqttError, MqttMessage, MqttSink, MqttState, MqttSubscription, Protocol,
+    Will,
 };
 use futures::future::BoxFuture;
 use integration_tests::mqtt::{rumqttc::QoS, Mosquitto, Peer};
@@ -386,4 +387,45 @@ async fn a_delivery_over_the_limit_is_dropped_and_the_connection_goes_on() {
     let h = bus.health();
     assert_eq!((h.state, h.reconnects), (MqttState::Connected, 0));
     bus.shutdown(Duration::from_secs(2)).await;
+}
+
+/// Publishes to itself through `bus` and waits for it: the transport works end to end.
+async fn round_trip(bus: &MqttBus) {
+    let (sink, mut rx) = forward();
+    let sub = bus.subscribe("rt/#", QoS::AtLeastOnce, sink).unwrap();
+    bus.start();
+    bus.ready(&sub).await.unwrap();
+    bus.publish("rt/x", "over", QoS::AtLeastOnce, false)
+        .await
+        .unwrap();
+    assert_eq!(&next(&mut rx).await.payload[..], b"over");
+    bus.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_without_verification_accepts_a_self_signed_broker_and_with_it_refuses() {
+    let broker = Mosquitto::tls();
+    let bus = MqttBus::new(MqttConfig {
+        protocol: Protocol::Mqtts,
+        ..config(broker.port)
+    })
+    .unwrap();
+    round_trip(&bus).await;
+
+    let checked = MqttBus::new(MqttConfig {
+        protocol: Protocol::Mqtts,
+        tls_verify: true,
+        ..config(broker.port)
+    })
+    .unwrap();
+    checked.start();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while checked.health().last_error.is_none() {
+        assert!(Instant::now() < deadline, "{:?}", checked.health());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let h = checked.health();
+    assert_eq!(h.state, MqttState::Connecting);
+    assert!(h.last_error.unwrap().to_lowercase().contains("certificate"));
+    checked.shutdown(Duration::from_secs(1)).await;
 }

@@ -23,6 +23,11 @@ pub struct Mosquitto {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Extra lines for the listener (TLS files).
+    listener: String,
+    /// Keep the user the test runs as (started as root, Mosquitto otherwise switches to its
+    /// own user, which cannot read the private key in the test's private folder).
+    keep_user: bool,
 }
 
 impl Mosquitto {
@@ -33,7 +38,44 @@ impl Mosquitto {
             port: crate::free_port(),
             dir,
             child: None,
+            listener: String::new(),
+            keep_user: false,
         };
+        broker.up();
+        broker
+    }
+
+    /// One whose listener speaks TLS with a fresh self-signed certificate (made with the
+    /// `openssl` command).
+    pub fn tls() -> Self {
+        let mut broker = Self::later();
+        let (cert, key) = (
+            broker.dir.path().join("cert.pem"),
+            broker.dir.path().join("key.pem"),
+        );
+        let status = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=localhost",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(status.success(), "openssl req failed");
+        broker.listener = format!("certfile {}\nkeyfile {}\n", cert.display(), key.display());
+        broker.keep_user = true;
         broker.up();
         broker
     }
@@ -44,6 +86,8 @@ impl Mosquitto {
             port: crate::free_port(),
             dir: tempfile::tempdir().expect("temp dir"),
             child: None,
+            listener: String::new(),
+            keep_user: false,
         }
     }
 
@@ -54,8 +98,10 @@ impl Mosquitto {
         let mut file = std::fs::File::create(&conf).expect("conf");
         writeln!(
             file,
-            "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning",
-            self.port
+            "{}listener {} 127.0.0.1\n{}allow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning",
+            if self.keep_user { "user root\n" } else { "" },
+            self.port,
+            self.listener
         )
         .expect("write conf");
         let child = Command::new(mosquitto_bin())
