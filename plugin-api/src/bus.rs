@@ -217,6 +217,13 @@ impl Subscription {
         self.inner.set_handler(handler_box(handler));
     }
 
+    /// Replaces the handler of an MQTT subscription (made with
+    /// [`mqtt_subscribe`](crate::Context::mqtt_subscribe)); the next message goes to it.
+    pub fn set_mqtt_handler<H: crate::MqttFn>(&self, handler: H) {
+        self.inner
+            .set_handler(crate::mqtt::mqtt_handler_box(handler));
+    }
+
     /// Stops receiving. The queue is deleted and does not come back after a reconnect.
     ///
     /// ```no_run
