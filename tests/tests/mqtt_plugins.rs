@@ -347,7 +347,7 @@ fn a_connection_the_broker_kills_is_reconnected_and_resubscribed() {
 fn a_silent_broker_is_dropped_within_the_keepalive() {
     let rt = runtime();
     let broker = Mosquitto::start();
-    let host = history_host(&broker, &["--mqtt-keepalive", "1"]);
+    let host = history_host(&broker, &["--mqtt-keepalive", "2"]);
     broker.freeze();
     let frozen = std::time::Instant::now();
     assert!(

@@ -167,7 +167,7 @@ pub struct Settings {
         long,
         default_value = "60",
         value_parser = parse_seconds,
-        help = "MQTT keepalive in seconds; a silent broker is dropped within about two"
+        help = "MQTT keepalive in seconds; a silent broker is dropped within it"
     )]
     pub mqtt_keepalive: Duration,
     #[arg(

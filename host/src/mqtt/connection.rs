@@ -23,6 +23,22 @@ const REQUEST_CAPACITY: usize = 1024;
 const MAX_INCOMING_PACKET: usize = 256 << 20;
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pings_at_half_the_keepalive_in_whole_seconds() {
+        for (keepalive, ping) in [(60.0, 30), (2.0, 1), (1.0, 1), (0.2, 1), (5.0, 2)] {
+            assert_eq!(
+                ping_interval(Duration::from_secs_f64(keepalive)),
+                Duration::from_secs(ping),
+                "{keepalive}"
+            );
+        }
+    }
+}
+
 fn client_id(cfg: &MqttConfig) -> String {
     cfg.client_id.clone().unwrap_or_else(|| {
         let nanos = std::time::SystemTime::now()
@@ -46,7 +62,7 @@ pub(super) fn client(cfg: &MqttConfig) -> Result<(AsyncClient, EventLoop), Strin
     };
     let mut options = MqttOptions::new(client_id(cfg), host, cfg.port());
     options
-        .set_keep_alive(cfg.keepalive.max(Duration::from_secs(1)))
+        .set_keep_alive(ping_interval(cfg.keepalive))
         .set_clean_session(true)
         .set_max_packet_size(MAX_INCOMING_PACKET, cfg.max_message_size + 2 * 65536)
         .set_request_channel_capacity(REQUEST_CAPACITY);
@@ -64,6 +80,13 @@ pub(super) fn client(cfg: &MqttConfig) -> Result<(AsyncClient, EventLoop), Strin
     let timeout = cfg.timeout.as_secs().max(1);
     eventloop.network_options.set_connection_timeout(timeout);
     Ok((client, eventloop))
+}
+
+/// rumqttc pings after one interval of silence and gives up when the next comes without an
+/// answer: pinging at half the keepalive notices a dead broker within the keepalive. Whole
+/// seconds, at least one (MQTT carries seconds; rumqttc refuses less).
+fn ping_interval(keepalive: Duration) -> Duration {
+    Duration::from_secs((keepalive.as_secs() / 2).max(1))
 }
 
 fn rustls_config(cfg: &MqttConfig) -> Result<rumqttc::TlsConfiguration, String> {
