@@ -23,22 +23,6 @@ const REQUEST_CAPACITY: usize = 1024;
 const MAX_INCOMING_PACKET: usize = 256 << 20;
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pings_at_half_the_keepalive_in_whole_seconds() {
-        for (keepalive, ping) in [(60.0, 30), (2.0, 1), (1.0, 1), (0.2, 1), (5.0, 2)] {
-            assert_eq!(
-                ping_interval(Duration::from_secs_f64(keepalive)),
-                Duration::from_secs(ping),
-                "{keepalive}"
-            );
-        }
-    }
-}
-
 fn client_id(cfg: &MqttConfig) -> String {
     cfg.client_id.clone().unwrap_or_else(|| {
         let nanos = std::time::SystemTime::now()
@@ -336,6 +320,22 @@ fn dispatch(shared: &Shared, publish: rumqttc::Publish) {
                     dropped + 1
                 );
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pings_at_half_the_keepalive_in_whole_seconds() {
+        for (keepalive, ping) in [(60.0, 30), (2.0, 1), (1.0, 1), (0.2, 1), (5.0, 2)] {
+            assert_eq!(
+                ping_interval(Duration::from_secs_f64(keepalive)),
+                Duration::from_secs(ping),
+                "{keepalive}"
+            );
         }
     }
 }
