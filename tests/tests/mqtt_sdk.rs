@@ -44,7 +44,7 @@ fn plugins_publish_and_subscribe_through_the_sdk() {
     let answer = post(
         &host,
         "/kit/mqtt/subscribe",
-        json!({"filter": "sdk/#", "tag": "a"}),
+        json!({"filter": "sdk/#", "tag": "a", "from_plugin_runtime": true}),
     );
     assert_eq!(answer["index"], 0, "{answer}");
 

@@ -329,7 +329,21 @@ impl MqttBus {
             sub.cancel();
             return Ok(sub);
         }
-        tokio::spawn(subscription::consume(sub.clone(), sink, rx));
+        // The caller may be on a plugin's own runtime thread, outside the host's runtime.
+        let consumer = subscription::consume(sub.clone(), sink, rx);
+        match tokio::runtime::Handle::try_current()
+            .ok()
+            .or_else(|| self.inner.runtime.clone())
+        {
+            Some(runtime) => {
+                runtime.spawn(consumer);
+            }
+            None => {
+                drop(state);
+                sub.cancel();
+                return Err(MqttError::Unavailable("MQTT bus has no runtime".into()));
+            }
+        }
         let first = !state.subs.iter().any(|(s, _)| s.filter() == filter);
         state.subs.push((sub.clone(), tx));
         if state.status == MqttState::Connected {
