@@ -17,6 +17,7 @@ mod amqp;
 mod baseline;
 mod generate;
 mod load;
+mod mqtt;
 mod reload;
 mod util;
 
@@ -398,6 +399,11 @@ async fn measure_all(config: &Config) -> Vec<Row> {
             idle_rss_row(config)
                 .await
                 .unwrap_or_else(|err| Row::error("6", "idle RSS", &err)),
+        );
+        rows.push(
+            idle_rss_mqtt_row(config)
+                .await
+                .unwrap_or_else(|err| Row::error("6m", "idle RSS with MQTT", &err)),
         );
         if let Some(host) = &host {
             rows.extend(
@@ -970,6 +976,44 @@ async fn idle_rss_row(config: &Config) -> Result<Row> {
         host: format!("{mib:.1}"),
         baseline: format!("{:.1}", median(&b)),
         ratio: format!("{:.2}", ratios("6a", &h, &b)),
+        target: "< 15 MiB".into(),
+        verdict: verdict(mib < 15.0),
+    })
+}
+
+/// Idle RSS with the MQTT eventbus connected (a private Mosquitto) and the bundled plugins:
+/// the device publishing its history and retained state, the history recording them.
+async fn idle_rss_mqtt_row(config: &Config) -> Result<Row> {
+    let host = Builds::require(&config.builds.host())?;
+    let files = ["device-plugin", "history-plugin", "hello-plugin"]
+        .iter()
+        .map(|c| Builds::require(&config.builds.plugin(c)))
+        .collect::<Result<Vec<_>>>()?;
+    let dir = PluginDir::new(&files)?;
+    let broker = mqtt::Broker::start()?;
+    let settle = if config.quick {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(3)
+    };
+    let name = format!("bench_idle_mqtt_{}", std::process::id());
+    let mut samples = Vec::new();
+    for _ in 0..config.rounds.min(3) {
+        let port = util::free_port();
+        let cmd = mqtt::host_command(&host, dir.path(), &name, port, &broker);
+        let mut proc = Proc::spawn(cmd, port, &name)?;
+        proc.wait_ready(Duration::from_secs(30))?;
+        tokio::time::sleep(settle).await;
+        samples.push(proc.rss_kib()? as f64 / 1024.0);
+        proc.stop();
+    }
+    let mib = median(&samples);
+    Ok(Row {
+        id: "6m",
+        what: "idle RSS MiB, host + device, history, hello, MQTT connected".into(),
+        host: format!("{mib:.1}"),
+        baseline: "-".into(),
+        ratio: "-".into(),
         target: "< 15 MiB".into(),
         verdict: verdict(mib < 15.0),
     })

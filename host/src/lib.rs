@@ -18,6 +18,7 @@ pub mod cli;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod mqtt;
 pub mod names;
 pub mod plugins;
 pub mod service;

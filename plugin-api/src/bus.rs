@@ -217,6 +217,13 @@ impl Subscription {
         self.inner.set_handler(handler_box(handler));
     }
 
+    /// Replaces the handler of an MQTT subscription (made with
+    /// [`mqtt_subscribe`](crate::Context::mqtt_subscribe)); the next message goes to it.
+    pub fn set_mqtt_handler<H: crate::MqttFn>(&self, handler: H) {
+        self.inner
+            .set_handler(crate::mqtt::mqtt_handler_box(handler));
+    }
+
     /// Stops receiving. The queue is deleted and does not come back after a reconnect.
     ///
     /// ```no_run
@@ -271,6 +278,9 @@ impl Subscription {
 impl fmt::Display for Subscription {
     /// `<routing @ exchange>`, as brewblox-service prints subscriptions.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.inner.exchange_type() == "mqtt" {
+            return write!(f, "<{}>", self.inner.routing());
+        }
         write!(f, "<{} @ {}>", self.inner.routing(), self.inner.exchange())
     }
 }

@@ -13,10 +13,11 @@ use crate::{
     abi::{self, FfiRequest, FfiResponse},
     bus::{handler_box, MessageFn, Publish, Subscription},
     feature::{Feature, FeatureImpl},
+    mqtt::MqttFn,
     repeater::{self, Repeater},
     runtime,
     task::{TaskHandle, TaskOutput},
-    Config, Error, ExchangeType, Handler, Request, Response, Result, Route,
+    Config, Error, ExchangeType, Handler, QoS, Request, Response, Result, Route,
 };
 
 /// Everything a plugin can do with its host: routes, configuration, background tasks,
@@ -328,6 +329,103 @@ impl Context {
             .subscribe(request, handler_box(handler))
             .into_result()
             .map(Subscription::new)
+            .map_err(Error::from_ffi)
+    }
+
+    /// Publishes `payload` (raw bytes or text) to an MQTT topic. `Ok` once sent (QoS 0) or
+    /// acknowledged by the broker (QoS 1). Errors: [`Error::is_unavailable`] when the service
+    /// does not use MQTT or the broker is down (at once, nothing is queued);
+    /// [`ErrorKind::Invalid`](crate::ErrorKind::Invalid) for a topic with wildcards, an
+    /// empty or over-long one, or a payload over the host's limit; a timeout.
+    ///
+    /// ```no_run
+    /// use plugin_api::QoS;
+    /// # async fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// ctx.mqtt_publish("brewcast/state/me", r#"{"key":"me"}"#, QoS::AtLeastOnce, true).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn mqtt_publish(
+        &self,
+        topic: &str,
+        payload: impl Into<Vec<u8>>,
+        qos: QoS,
+        retain: bool,
+    ) -> Result<()> {
+        let message = crate::mqtt::ffi(topic, payload.into(), qos, retain);
+        self.inner
+            .host
+            .mqtt_publish(message)
+            .await
+            .into_result()
+            .map_err(Error::from_ffi)
+    }
+
+    /// [`mqtt_publish`](Context::mqtt_publish) with `message` encoded as JSON.
+    pub async fn mqtt_publish_json<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        message: &T,
+        qos: QoS,
+        retain: bool,
+    ) -> Result<()> {
+        let payload = crate::mqtt::json_payload(message)?;
+        self.mqtt_publish(topic, payload, qos, retain).await
+    }
+
+    /// Subscribes to an MQTT topic filter (`+` one level, `#` any number, `a/b/#` matching
+    /// `a/b` too). Works before the broker is connected and during an outage; the host
+    /// subscribes again after every reconnect. Each subscription gets its messages in order.
+    /// [`Subscription::ready`] waits for the broker's acknowledgement.
+    ///
+    /// ```no_run
+    /// use plugin_api::MqttMessage;
+    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// ctx.mqtt_subscribe("brewcast/state/#", |_sub, message: MqttMessage| async move {
+    ///     match message.json::<serde_json::Value>() {
+    ///         Ok(state) => tracing::info!("{}: {state}", message.topic()),
+    ///         Err(_) => tracing::info!("{}: {} bytes", message.topic(), message.bytes().len()),
+    ///     }
+    ///     Ok(())
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn mqtt_subscribe<H: MqttFn>(&self, filter: &str, handler: H) -> Result<Subscription> {
+        self.mqtt_subscribe_with(filter, QoS::AtMostOnce, handler)
+    }
+
+    /// [`mqtt_subscribe`](Context::mqtt_subscribe) with the QoS asked of the broker.
+    pub fn mqtt_subscribe_with<H: MqttFn>(
+        &self,
+        filter: &str,
+        qos: QoS,
+        handler: H,
+    ) -> Result<Subscription> {
+        self.inner
+            .host
+            .mqtt_subscribe(
+                filter.into(),
+                qos.level(),
+                crate::mqtt::mqtt_handler_box(handler),
+            )
+            .into_result()
+            .map(Subscription::new)
+            .map_err(Error::from_ffi)
+    }
+
+    /// Sets the service's MQTT will: the broker publishes it when the service's connection
+    /// dies, and the host publishes it itself at a clean stop. Set it in `startup`: it is
+    /// registered with the broker when the host connects, after every plugin started.
+    pub fn mqtt_set_will(
+        &self,
+        topic: &str,
+        payload: impl Into<Vec<u8>>,
+        retain: bool,
+    ) -> Result<()> {
+        let will = crate::mqtt::ffi(topic, payload.into(), QoS::AtLeastOnce, retain);
+        self.inner
+            .host
+            .mqtt_set_will(will)
+            .into_result()
             .map_err(Error::from_ffi)
     }
 }

@@ -4,6 +4,7 @@
 //! Every wait here is bounded: a latch with a deadline, never a sleep that hopes.
 
 pub mod amqp;
+pub mod mqtt;
 
 use std::{
     io::{BufRead, BufReader},
@@ -194,9 +195,22 @@ pub struct HostBuilder {
     args: Vec<String>,
     envs: Vec<(String, String)>,
     fd_limit: Option<u64>,
+    amqp: bool,
 }
 
 impl HostBuilder {
+    /// Uses the MQTT broker on 127.0.0.1:`port` (a private Mosquitto's).
+    pub fn mqtt(self, port: u16) -> Self {
+        self.args(&["--mqtt-host", "127.0.0.1", "--mqtt-port", &port.to_string()])
+    }
+
+    /// Leaves out the `--eventbus-host` the builder gives by default, so that only the
+    /// options the test gives choose the eventbus.
+    pub fn without_amqp(mut self) -> Self {
+        self.amqp = false;
+        self
+    }
+
     /// Runs the host with at most `limit` open file descriptors (`RLIMIT_NOFILE`).
     pub fn fd_limit(mut self, limit: u64) -> Self {
         self.fd_limit = Some(limit);
@@ -235,7 +249,11 @@ impl HostBuilder {
                 "--port",
                 &self.port.to_string(),
             ])
-            .args(["--eventbus-host", "127.0.0.1"])
+            .args(if self.amqp {
+                &["--eventbus-host", "127.0.0.1"][..]
+            } else {
+                &[]
+            })
             .args(&self.args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -365,6 +383,7 @@ impl Host {
             args: Vec::new(),
             envs: Vec::new(),
             fd_limit: None,
+            amqp: true,
         }
     }
 

@@ -20,10 +20,11 @@ use clap::{ArgAction, Args, Command, FromArgMatches};
 use serde_json::{Map, Value};
 
 use crate::bus::{BusConfig, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::mqtt::{MqttConfig, Protocol};
 
 pub use plugin_args::{add_plugin_args, PluginArgSpec};
 pub use values::FLAG_VALUES;
-use values::{parse_name, parse_seconds};
+use values::{parse_client_id, parse_mqtt_host, parse_name, parse_seconds, parse_topic};
 
 /// The default service name, as `python -m brewblox_service` used.
 pub const DEFAULT_NAME: &str = "_service";
@@ -129,6 +130,73 @@ pub struct Settings {
     pub eventbus_max_message_size: usize,
     #[arg(
         long,
+        default_value = "mqtt",
+        value_parser = clap::builder::ValueParser::new(|t: &str| t.parse::<Protocol>()),
+        help = "MQTT transport: mqtt, mqtts, ws or wss. Any --mqtt-* option selects the MQTT eventbus"
+    )]
+    pub mqtt_protocol: Protocol,
+    #[arg(
+        long,
+        default_value = "eventbus",
+        value_parser = parse_mqtt_host,
+        help = "Hostname of the MQTT broker"
+    )]
+    pub mqtt_host: String,
+    #[arg(
+        long,
+        help = "Port of the MQTT broker; by protocol 1883, 8883, 80 or 443"
+    )]
+    pub mqtt_port: Option<u16>,
+    #[arg(
+        long,
+        default_value = "/eventbus",
+        value_parser = parse_topic,
+        help = "Path of the MQTT websocket (ws, wss)"
+    )]
+    pub mqtt_path: String,
+    #[arg(long, value_parser = parse_client_id, help = "MQTT user name")]
+    pub mqtt_user: Option<String>,
+    #[arg(
+        long,
+        hide_env_values = true,
+        value_parser = parse_client_id,
+        help = "MQTT password; prefer BREWBLOX_MQTT_PASSWORD"
+    )]
+    pub mqtt_password: Option<String>,
+    #[arg(
+        long,
+        default_value = "60",
+        value_parser = parse_seconds,
+        help = "MQTT keepalive in seconds; a silent broker is dropped within it"
+    )]
+    pub mqtt_keepalive: Duration,
+    #[arg(
+        long,
+        value_parser = parse_client_id,
+        help = "MQTT client id; by default a new random one at every start"
+    )]
+    pub mqtt_client_id: Option<String>,
+    #[arg(
+        long,
+        help = "Check the MQTT broker's TLS certificate (BrewBlox's own is self-signed)"
+    )]
+    pub mqtt_tls_verify: bool,
+    #[arg(
+        long,
+        default_value = "brewcast/history",
+        value_parser = parse_topic,
+        help = "MQTT topic under which history events are published"
+    )]
+    pub history_topic: String,
+    #[arg(
+        long,
+        default_value = "brewcast/state",
+        value_parser = parse_topic,
+        help = "MQTT topic under which state events are published"
+    )]
+    pub state_topic: String,
+    #[arg(
+        long,
         default_value = DEFAULT_PLUGINS,
         help = "Folder of plugin libraries (*.so) to load"
     )]
@@ -175,6 +243,47 @@ pub struct Settings {
     /// The configuration handed to plugins (JSON object, original key order first).
     #[arg(skip)]
     pub config: Map<String, Value>,
+    /// The eventbuses the options chose.
+    #[arg(skip)]
+    pub fleet: Fleet,
+}
+
+/// Which eventbuses a service uses, chosen by the options it was started with: `--mqtt-*`
+/// options select MQTT; `--eventbus-*` options, or neither, select AMQP; both select both.
+/// An option counts when it is given on the command line or in the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Fleet {
+    pub amqp: bool,
+    pub mqtt: bool,
+}
+
+impl Fleet {
+    fn from_matches(matches: &clap::ArgMatches) -> Fleet {
+        let given = |prefix: &str| {
+            matches.ids().any(|id| {
+                id.as_str().starts_with(prefix)
+                    && matches!(
+                        matches.value_source(id.as_str()),
+                        Some(clap::parser::ValueSource::CommandLine)
+                            | Some(clap::parser::ValueSource::EnvVariable)
+                    )
+            })
+        };
+        let mqtt = given("mqtt_");
+        Fleet {
+            amqp: given("eventbus_") || !mqtt,
+            mqtt,
+        }
+    }
+
+    /// "AMQP", "MQTT" or "AMQP and MQTT", for logs.
+    pub fn describe(&self) -> &'static str {
+        match (self.amqp, self.mqtt) {
+            (true, true) => "AMQP and MQTT",
+            (false, true) => "MQTT",
+            _ => "AMQP",
+        }
+    }
 }
 
 impl Settings {
@@ -198,6 +307,24 @@ impl Settings {
         }
     }
 
+    /// The MQTT settings, with the client's own defaults for what the command line does not
+    /// set.
+    pub fn mqtt_config(&self) -> MqttConfig {
+        MqttConfig {
+            protocol: self.mqtt_protocol,
+            host: self.mqtt_host.clone(),
+            port: self.mqtt_port,
+            path: self.mqtt_path.clone(),
+            user: self.mqtt_user.clone(),
+            password: self.mqtt_password.clone(),
+            keepalive: self.mqtt_keepalive,
+            client_id: self.mqtt_client_id.clone(),
+            tls_verify: self.mqtt_tls_verify,
+            service: self.name.clone(),
+            ..MqttConfig::default()
+        }
+    }
+
     /// The configuration plugins get: the original's keys in its order, then the plugins'.
     fn plugin_config(&self, plugin_values: Map<String, Value>) -> Map<String, Value> {
         let mut config = Map::new();
@@ -213,6 +340,10 @@ impl Settings {
         config.insert("debug".into(), self.debug.into());
         config.insert("eventbus_host".into(), self.eventbus_host.clone().into());
         config.insert("eventbus_port".into(), self.eventbus_port.into());
+        config.insert("amqp".into(), self.fleet.amqp.into());
+        config.insert("mqtt".into(), self.fleet.mqtt.into());
+        config.insert("history_topic".into(), self.history_topic.clone().into());
+        config.insert("state_topic".into(), self.state_topic.clone().into());
         config.extend(plugin_values);
         config
     }
@@ -286,7 +417,10 @@ pub fn command(plugin_args: &[PluginArgSpec]) -> Command {
             "Every option can also be set as BREWBLOX_<OPTION> (upper case, '-' as '_'); \
              flags take {FLAG_VALUES} there. @FILE reads arguments from FILE, one per line.\n\n\
              SIGHUP reloads the plugins folder without downtime. \
-             `brewblox-host check --plugins DIR` checks a folder without running it."
+             `brewblox-host check --plugins DIR` checks a folder without running it.\n\n\
+             Eventbus: --mqtt-* options select the MQTT eventbus; --eventbus-* options, or \
+             neither, select the AMQP eventbus; both select both.{}",
+            active_buses()
         ))
         .mut_args(host_option);
     for spec in plugin_args {
@@ -302,6 +436,21 @@ pub fn command(plugin_args: &[PluginArgSpec]) -> Command {
                 arg
             }
         })
+}
+
+/// "Active now: …" for `--help`, from the environment (the command line is not parsed yet).
+fn active_buses() -> String {
+    let set = |prefix: &str| {
+        std::env::vars_os().any(|(key, _)| key.to_string_lossy().starts_with(prefix))
+    };
+    let fleet = Fleet {
+        mqtt: set("BREWBLOX_MQTT_"),
+        amqp: set("BREWBLOX_EVENTBUS_") || !set("BREWBLOX_MQTT_"),
+    };
+    format!(
+        " With this environment and no such option on the command line: {}.",
+        fleet.describe()
+    )
 }
 
 /// Adds the environment variable and the original's `[default]` to a host option's help;
@@ -336,6 +485,7 @@ fn host_option(arg: clap::Arg) -> clap::Arg {
 pub fn parse(args: &[OsString], plugin_args: &[PluginArgSpec]) -> Result<Settings, clap::Error> {
     let matches = command(plugin_args).try_get_matches_from(args)?;
     let mut settings = Settings::from_arg_matches(&matches)?;
+    settings.fleet = Fleet::from_matches(&matches);
     settings.config = settings.plugin_config(plugin_args::values(&matches, plugin_args));
     settings.check_eventbus()?;
     Ok(settings)
@@ -393,9 +543,68 @@ mod tests {
                 "name",
                 "debug",
                 "eventbus_host",
-                "eventbus_port"
+                "eventbus_port",
+                "amqp",
+                "mqtt",
+                "history_topic",
+                "state_topic"
             ]
         );
+    }
+
+    #[test]
+    fn the_options_choose_the_fleet() {
+        let fleet = |list: &[&str]| parse(&args(list), &[]).unwrap().fleet;
+        let amqp = Fleet {
+            amqp: true,
+            mqtt: false,
+        };
+        assert_eq!(fleet(&[]), amqp);
+        assert_eq!(fleet(&["--eventbus-host", "h"]), amqp);
+        assert_eq!(
+            fleet(&["--mqtt-host", "h"]),
+            Fleet {
+                amqp: false,
+                mqtt: true
+            }
+        );
+        assert_eq!(
+            fleet(&["--mqtt-port", "1", "--eventbus-port", "2"]),
+            Fleet {
+                amqp: true,
+                mqtt: true
+            }
+        );
+        // The topics are not connection options: they select nothing.
+        assert_eq!(fleet(&["--state-topic", "x/state"]), amqp);
+        let s = parse(&args(&["--mqtt-protocol", "wss", "--mqtt-host", "h"]), &[]).unwrap();
+        assert_eq!(
+            (s.config["mqtt"].clone(), s.config["amqp"].clone()),
+            (true.into(), false.into())
+        );
+        let cfg = s.mqtt_config();
+        assert_eq!(cfg.endpoint(), "wss://h:443/eventbus");
+        assert!(!cfg.tls_verify);
+        assert_eq!(cfg.keepalive, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn bad_mqtt_values_are_usage_errors() {
+        for bad in [
+            &["--mqtt-protocol", "tcp"][..],
+            &["--mqtt-host", "a b"],
+            &["--mqtt-port", "70000"],
+            &["--state-topic", "brewcast/#"],
+            &["--history-topic", ""],
+            &["--mqtt-client-id", "a\nb"],
+            &["--mqtt-keepalive", "soon"],
+        ] {
+            assert_eq!(
+                parse(&args(bad), &[]).unwrap_err().exit_code(),
+                2,
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -23,6 +23,37 @@ pub(crate) fn parse_name(text: &str) -> Result<String, String> {
     crate::names::service_name(text).map_err(|err| err.to_string())
 }
 
+/// An MQTT topic for `--history-topic`, `--state-topic` (and the websocket path): a topic
+/// the client may publish under.
+pub(crate) fn parse_topic(text: &str) -> Result<String, String> {
+    crate::mqtt::validate_topic(text).map_err(|err| err.to_string())?;
+    Ok(text.to_owned())
+}
+
+/// A broker host name: 1 to 255 bytes of letters, digits, `-`, `.`, `_` and `:` (IPv6).
+pub(crate) fn parse_mqtt_host(text: &str) -> Result<String, String> {
+    let ok = (1..=255).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
+    if !ok {
+        return Err(format!(
+            "invalid host '{}': 1 to 255 letters, digits, '-', '.', '_' or ':'",
+            text.escape_debug()
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// A client id, user name or password: 1 to 65535 bytes of UTF-8 (an MQTT string) without
+/// control characters.
+pub(crate) fn parse_client_id(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.len() > 65535 || text.chars().any(char::is_control) {
+        return Err("must be 1 to 65535 bytes without control characters".into());
+    }
+    Ok(text.to_owned())
+}
+
 /// What a flag accepts from the environment, case-insensitive.
 pub const FLAG_VALUES: &str = "1/0, true/false, yes/no or on/off";
 

@@ -1,7 +1,8 @@
 //! `POST /{name}/_debug/publish` and `/_debug/subscribe` (the original's), with clear errors:
 //! 400 naming the problem for bad input, 409 for a broker's refusal and 503 when the bus
 //! cannot be reached, where the original answered everything with 500 (quirk 4 in
-//! `docs/brewblox-service-0.20.0.md`).
+//! `docs/brewblox-service-0.20.0.md`). A body with a `topic` is the MQTT form
+//! ([`super::debug_mqtt`]).
 
 use std::sync::{Arc, OnceLock};
 
@@ -18,7 +19,7 @@ use super::errors;
 use crate::bus::{BusError, EventBus, ExchangeKind, MessageSink, Subscription};
 
 /// The original's empty 200: `application/octet-stream`, no body.
-fn empty_ok() -> Response {
+pub(super) fn empty_ok() -> Response {
     let mut response = Response::new(Body::empty());
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -101,10 +102,16 @@ fn parse(
 
 /// `body` is read here, not by axum's `Bytes` extractor: that one has a 2 MiB limit of its
 /// own, below what `--max-body-size` may allow.
-pub async fn publish(bus: EventBus, body: Body) -> Response {
+pub async fn publish(buses: DebugBuses, body: Body) -> Response {
     let body = match super::body::read(body).await {
         Ok(body) => body,
         Err(refused) => return refused,
+    };
+    if super::debug_mqtt::is_mqtt_form(&body) {
+        return super::debug_mqtt::publish(buses.mqtt, &body).await;
+    }
+    let Some(bus) = buses.amqp else {
+        return amqp_unused();
     };
     let (fields, message) = match parse(&body, &["exchange", "routing"], true) {
         Ok(parsed) => parsed,
@@ -124,6 +131,21 @@ pub async fn publish(bus: EventBus, body: Body) -> Response {
         Ok(()) => empty_ok(),
         Err(err) => bus_error(err),
     }
+}
+
+/// The eventbuses the `_debug` routes reach: the AMQP form (`exchange`, `routing`) goes to
+/// `amqp`, the MQTT form (`topic`) to `mqtt`; `None` when the options did not select it.
+#[derive(Clone)]
+pub struct DebugBuses {
+    pub amqp: Option<EventBus>,
+    pub mqtt: Option<crate::mqtt::MqttBus>,
+}
+
+fn amqp_unused() -> Response {
+    errors::text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        crate::plugins::bus_bridge::AMQP_NOT_IN_USE,
+    )
 }
 
 /// The answer for a bus error: 400 naming the field for a name AMQP cannot carry, 503 when
@@ -152,10 +174,16 @@ pub const MAX_DEBUG_SUBSCRIPTIONS: usize = 100;
 /// 200 when bound (or bound already), 409 when the broker refused it (e.g. the exchange
 /// exists with another type) or the cap is reached, 503 when the bus cannot be reached. On
 /// an error nothing stays subscribed.
-pub async fn subscribe(bus: EventBus, body: Body) -> Response {
+pub async fn subscribe(buses: DebugBuses, body: Body) -> Response {
     let body = match super::body::read(body).await {
         Ok(body) => body,
         Err(refused) => return refused,
+    };
+    if super::debug_mqtt::is_mqtt_form(&body) {
+        return super::debug_mqtt::subscribe(buses.mqtt, &body).await;
+    }
+    let Some(bus) = buses.amqp else {
+        return amqp_unused();
     };
     let (fields, _) = match parse(&body, &["exchange", "routing"], false) {
         Ok(parsed) => parsed,

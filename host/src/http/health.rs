@@ -14,12 +14,21 @@
 //!                                  "routing": "#", "exchange_type": "topic",
 //!                                  "state": "pending" | "active" | "failed",
 //!                                  "queue": "amq.gen-…" | null, "error": null | "…"}]},
+//!  "buses": ["amqp", "mqtt"],
+//!  "mqtt": null | {"state": "disabled" | "connecting" | "connected" | "closed",
+//!           "broker": "mqtt://eventbus:1883", "reconnects": 0, "last_error": null | "…",
+//!           "will": null | "brewcast/state/my_service",
+//!           "subscriptions": [{"id": 1, "filter": "brewcast/#", "plugin": "history-plugin" | null,
+//!                              "state": "pending" | "active" | "failed", "error": null | "…",
+//!                              "dropped": 0}]},
 //!  "reload": {"succeeded": 0, "failed": 1,
 //!             "last": null | {"time": "…", "ok": false, "error": null | "…"}}}
 //! ```
 //! A failed reload does not make the service unhealthy: the plugins from before it serve.
 //! Unhealthy (503): a plugin failed, the eventbus is in use but not connected, or a
-//! subscription was refused by the broker. `disabled` means nothing has used the bus.
+//! subscription was refused by the broker; the MQTT eventbus, when the options selected it,
+//! is not connected or refused a subscription. `disabled` means nothing has used the bus.
+//! `buses` names the eventbuses the options selected.
 
 use std::sync::Arc;
 
@@ -32,6 +41,7 @@ use serde::Serialize;
 
 use crate::{
     bus::{BusHealth, BusState},
+    mqtt::{MqttHealth, MqttState},
     plugins::context::{HostServices, PluginState, PluginStatus},
     service::reloads::{ReloadLog, ReloadReport},
 };
@@ -54,7 +64,11 @@ pub struct HealthReport {
     pub problems: Vec<String>,
     pub plugins: Vec<PluginHealth>,
     pub features: Vec<FeatureHealth>,
+    /// The eventbuses in use: `amqp`, `mqtt` or both.
+    pub buses: Vec<&'static str>,
     pub eventbus: BusHealth,
+    /// Null when the service does not use MQTT.
+    pub mqtt: Option<MqttHealth>,
     pub reload: ReloadReport,
 }
 
@@ -146,7 +160,22 @@ pub fn report(sources: &HealthSources) -> HealthReport {
         .map(|(name, plugin)| FeatureHealth { name, plugin })
         .collect();
     let eventbus = sources.host.bus.bus().health();
-    let problems = problems(&plugins, &eventbus);
+    let mqtt = sources
+        .host
+        .mqtt
+        .as_ref()
+        .map(|bridge| bridge.bus().health());
+    let mut problems = problems(&plugins, &eventbus);
+    if let Some(mqtt) = &mqtt {
+        mqtt_problems(mqtt, &mut problems);
+    }
+    let mut buses = Vec::new();
+    if sources.host.bus.is_enabled() {
+        buses.push("amqp");
+    }
+    if mqtt.is_some() {
+        buses.push("mqtt");
+    }
     HealthReport {
         status: if problems.is_empty() {
             "ok"
@@ -157,8 +186,34 @@ pub fn report(sources: &HealthSources) -> HealthReport {
         problems,
         plugins,
         features,
+        buses,
         eventbus,
+        mqtt,
         reload: sources.reloads.report(),
+    }
+}
+
+/// An MQTT connection that is not up, and refused subscriptions.
+fn mqtt_problems(health: &MqttHealth, problems: &mut Vec<String>) {
+    if health.state != MqttState::Connected {
+        let state = serde_json::to_value(health.state).unwrap_or_default();
+        problems.push(format!(
+            "mqtt: {}{}",
+            state.as_str().unwrap_or("down"),
+            health
+                .last_error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        ));
+    }
+    for sub in &health.subscriptions {
+        if let Some(error) = &sub.error {
+            problems.push(format!(
+                "mqtt subscription <{}> failed: {error}",
+                sub.filter
+            ));
+        }
     }
 }
 

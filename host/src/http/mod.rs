@@ -6,6 +6,7 @@ pub mod body;
 pub mod conn_timeout;
 pub mod cors;
 pub mod debug;
+pub mod debug_mqtt;
 pub mod errors;
 pub mod front;
 pub mod health;

@@ -30,6 +30,8 @@ use crate::bus::{BusError, EventBus, ExchangeKind, MessageSink, Subscription, Su
 pub struct BusBridge {
     bus: EventBus,
     made: Mutex<Vec<Subscription>>,
+    /// False when the options selected only MQTT: the AMQP bus is never reached then.
+    enabled: bool,
 }
 
 /// The error code a plugin sees for a bus error.
@@ -51,7 +53,19 @@ impl BusBridge {
         BusBridge {
             bus,
             made: Mutex::new(Vec::new()),
+            enabled: true,
         }
+    }
+
+    /// A bridge whose publishes and subscriptions fail with `Unavailable` when `enabled`
+    /// is false, without touching the bus.
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.enabled = enabled;
+        self
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
     }
 
     /// The subscriptions made through this bridge and not cancelled.
@@ -112,7 +126,11 @@ impl BusBridge {
         message: FfiPublish,
     ) -> FfiFuture<RResult<(), FfiError>> {
         let bus = self.bus.clone();
+        let enabled = self.enabled;
         let job = async move {
+            if !enabled {
+                return RResult::RErr(not_in_use());
+            }
             let kind: ExchangeKind = match message.exchange_type.parse() {
                 Ok(kind) => kind,
                 Err(_) => {
@@ -146,6 +164,9 @@ impl BusBridge {
         request: FfiSubscribe,
         handler: MessageHandlerBox,
     ) -> Result<HostSubscriptionArc, FfiError> {
+        if !self.enabled {
+            return Err(not_in_use());
+        }
         let kind: ExchangeKind = request.exchange_type.parse().map_err(|_| {
             FfiError::new(
                 error_code::INVALID,
@@ -173,6 +194,15 @@ impl BusBridge {
         Ok(host_subscription(plugin, &self.bus, sub))
     }
 }
+
+/// The error for an AMQP call when the options selected only MQTT.
+fn not_in_use() -> FfiError {
+    FfiError::new(error_code::UNAVAILABLE, AMQP_NOT_IN_USE)
+}
+
+/// Why the AMQP eventbus refuses a call when the options selected only MQTT.
+pub const AMQP_NOT_IN_USE: &str =
+    "the AMQP eventbus is not in use: the service was started with --mqtt-* options only";
 
 /// A host future polled (and dropped) with the host runtime entered, whatever thread polls it.
 ///

@@ -8,13 +8,14 @@ use abi_stable::{
 };
 use async_ffi::FfiFuture;
 use plugin_api::abi::{
-    error_code, metric_kind, FeatureArc, FfiError, FfiMetric, FfiPublish, FfiSubscribe,
-    HostContext, HostMetric, HostMetricArc, HostMetric_TO, HostSubscriptionArc, MessageHandlerBox,
-    RouteHandlerBox, TaskHandleBox,
+    error_code, metric_kind, FeatureArc, FfiError, FfiMetric, FfiMqttPublish, FfiPublish,
+    FfiSubscribe, HostContext, HostMetric, HostMetricArc, HostMetric_TO, HostSubscriptionArc,
+    MessageHandlerBox, RouteHandlerBox, TaskHandleBox,
 };
 use tokio::runtime::Handle;
 
 use super::bus_bridge::BusBridge;
+use super::mqtt_bridge::{self, MqttBridge};
 use super::{features::FeatureRegistry, routes::RouteTable, tasks::TaskSet};
 
 /// Services shared by every plugin of the host.
@@ -26,6 +27,8 @@ pub struct HostServices {
     pub routes: Mutex<RouteTable>,
     pub features: FeatureRegistry,
     pub bus: BusBridge,
+    /// The MQTT eventbus, when the options selected it.
+    pub mqtt: Option<MqttBridge>,
 }
 
 /// Where a plugin is in its life, for logs and the health report.
@@ -162,6 +165,30 @@ impl HostContext for PluginContext {
                 FfiError::new(error_code::INVALID, message)
             })
             .into()
+    }
+
+    fn mqtt_publish(&self, message: FfiMqttPublish) -> FfiFuture<RResult<(), FfiError>> {
+        mqtt_bridge::publish(self.host.mqtt.as_ref(), &self.host.runtime, message)
+    }
+
+    fn mqtt_subscribe(
+        &self,
+        filter: RString,
+        qos: u8,
+        handler: MessageHandlerBox,
+    ) -> RResult<HostSubscriptionArc, FfiError> {
+        mqtt_bridge::subscribe(
+            self.host.mqtt.as_ref(),
+            &self.plugin.name,
+            &filter,
+            qos,
+            handler,
+        )
+        .into()
+    }
+
+    fn mqtt_set_will(&self, will: FfiMqttPublish) -> RResult<(), FfiError> {
+        mqtt_bridge::set_will(self.host.mqtt.as_ref(), will).into()
     }
 }
 

@@ -7,6 +7,7 @@ pub mod features;
 pub mod lifecycle;
 pub mod loader;
 pub mod logger;
+pub mod mqtt_bridge;
 pub mod permissions;
 pub mod routes;
 pub mod tasks;

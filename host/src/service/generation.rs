@@ -13,12 +13,14 @@ use crate::{
     bus::{BusState, EventBus},
     cli::Settings,
     http::{self, health::HealthSources, server::Served, AppSpec},
+    mqtt::MqttBus,
     plugins::{
         bus_bridge::BusBridge,
         context::HostServices,
         features::FeatureRegistry,
         lifecycle::{self, RunningPlugin},
         loader::{shown, LoadedSet},
+        mqtt_bridge::MqttBridge,
         routes::RouteTable,
     },
 };
@@ -44,6 +46,7 @@ impl Generation {
         settings: Settings,
         loaded: LoadedSet,
         bus: &EventBus,
+        mqtt: Option<&MqttBus>,
         reloads: &Arc<ReloadLog>,
     ) -> Result<Generation, String> {
         log_plugins(&loaded);
@@ -52,7 +55,8 @@ impl Generation {
             config_json: serde_json::Value::Object(settings.config.clone()).to_string(),
             routes: Mutex::new(RouteTable::default()),
             features: FeatureRegistry::default(),
-            bus: BusBridge::new(bus.clone()),
+            bus: BusBridge::new(bus.clone()).enabled(settings.fleet.amqp),
+            mqtt: mqtt.map(|mqtt| MqttBridge::new(mqtt.clone())),
         });
         let plugins = lifecycle::create_all(&loaded.plugins, &host)?;
         let metrics = crate::metrics::global().plugins.track(
@@ -64,6 +68,9 @@ impl Generation {
         );
         if let Err(err) = lifecycle::startup_all(&plugins, settings.hook_timeout).await {
             host.bus.cancel_all(settings.hook_timeout).await;
+            if let Some(mqtt) = &host.mqtt {
+                mqtt.cancel_all();
+            }
             return Err(err);
         }
         let app = build_app(&settings, &loaded, &host, &plugins, reloads);
@@ -81,6 +88,14 @@ impl Generation {
     /// its queue or refused, so that swapping to it loses no message. Skipped while the bus
     /// is not connected: nothing is bound then, for the old generation either.
     pub async fn wait_subscriptions_bound(&self, timeout: Duration) {
+        if let Some(mqtt) = &self.host.mqtt {
+            if !mqtt.wait_bound(timeout).await {
+                tracing::warn!(
+                    "Reload: not every new MQTT subscription was acknowledged within {:.1} s; going on",
+                    timeout.as_secs_f64()
+                );
+            }
+        }
         if self.host.bus.bus().health().listener.state != BusState::Connected {
             return;
         }
@@ -101,6 +116,9 @@ impl Generation {
     /// tasks and `shutdown` hooks. The libraries stay mapped: abi_stable never unloads them.
     pub async fn stop(self) {
         let timeout = self.settings.hook_timeout;
+        if let Some(mqtt) = &self.host.mqtt {
+            mqtt.cancel_all();
+        }
         self.host.bus.cancel_all(timeout).await;
         lifecycle::shutdown_all(&self.plugins, timeout).await;
     }
@@ -160,8 +178,11 @@ fn build_app(
             .collect(),
         reloads: Arc::clone(reloads),
     });
-    let bus = host.bus.bus();
-    let (publish_bus, subscribe_bus) = (bus.clone(), bus.clone());
+    let buses = http::debug::DebugBuses {
+        amqp: host.bus.is_enabled().then(|| host.bus.bus().clone()),
+        mqtt: host.mqtt.as_ref().map(|m| m.bus().clone()),
+    };
+    let (publish_bus, subscribe_bus) = (buses.clone(), buses);
     let mut extra = vec![
         (
             "/_service/health".to_owned(),

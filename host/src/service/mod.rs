@@ -26,6 +26,7 @@ use crate::{
         conn_timeout::Limits,
         server::{Current, Server, ServerConfig},
     },
+    mqtt::MqttBus,
     shutdown::{Received, Signals},
 };
 use generation::Generation;
@@ -105,10 +106,17 @@ pub async fn run(boot: Boot, signals: &mut Signals) -> ExitCode {
         std::env::var("SERVICE_INFO").unwrap_or_else(|_| "UNKNOWN".into())
     );
     let bus = EventBus::new(settings.bus_config());
+    let mqtt = match start_mqtt(&settings) {
+        Ok(mqtt) => mqtt,
+        Err(err) => {
+            tracing::error!("Service not started: {err}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
     let reloads = Arc::new(ReloadLog::default());
     let mut pending = Pending::default();
     let hook_timeout = settings.hook_timeout;
-    let start = Generation::start(settings, loaded, &bus, &reloads);
+    let start = Generation::start(settings, loaded, &bus, mqtt.as_ref(), &reloads);
     let generation = match answering(start, signals, &mut pending, "startup").await {
         Some(Ok(generation)) => generation,
         Some(Err(err)) => {
@@ -118,11 +126,19 @@ pub async fn run(boot: Boot, signals: &mut Signals) -> ExitCode {
         }
         None => return ExitCode::SUCCESS,
     };
+    // Connected once the plugins' startup has run, so that the will they set is registered
+    // with the broker from the first connection on.
+    if let Some(mqtt) = &mqtt {
+        mqtt.start();
+    }
     let listener = match bind(&generation.settings).await {
         Ok(listener) => listener,
         Err(err) => {
             tracing::error!("{err}");
             bus.shutdown(hook_timeout).await;
+            if let Some(mqtt) = &mqtt {
+                mqtt.shutdown(hook_timeout).await;
+            }
             generation.stop_plugins().await;
             return ExitCode::from(EXIT_FAILURE);
         }
@@ -140,11 +156,31 @@ pub async fn run(boot: Boot, signals: &mut Signals) -> ExitCode {
     let service = Service {
         generation,
         bus,
+        mqtt,
         current,
         reloads,
         args,
     };
     service.serve(server, watcher, signals, pending).await
+}
+
+/// The MQTT bus when the options selected it (not connected yet), and the start log line
+/// naming the buses in use.
+fn start_mqtt(settings: &Settings) -> Result<Option<MqttBus>, String> {
+    let fleet = settings.fleet;
+    let mut buses = Vec::new();
+    if fleet.amqp {
+        buses.push(format!("AMQP ({})", settings.bus_config().endpoint()));
+    }
+    let mqtt = if fleet.mqtt {
+        let bus = MqttBus::new(settings.mqtt_config())?;
+        buses.push(format!("MQTT ({})", bus.config().endpoint()));
+        Some(bus)
+    } else {
+        None
+    };
+    tracing::info!(target: "brewblox_host::service", "Eventbus: {}", buses.join(" and "));
+    Ok(mqtt)
 }
 
 /// Binds the listening socket and prints the original's banner with the real address
@@ -167,6 +203,7 @@ async fn bind(settings: &Settings) -> Result<TcpListener, String> {
 struct Service {
     generation: Generation,
     bus: EventBus,
+    mqtt: Option<MqttBus>,
     current: Current,
     reloads: Arc<ReloadLog>,
     args: Vec<OsString>,
@@ -208,6 +245,9 @@ impl Service {
                 () = server.stopped() => {
                     tracing::error!("HTTP server stopped unexpectedly");
                     self.bus.shutdown(self.generation.settings.hook_timeout).await;
+                    if let Some(mqtt) = &self.mqtt {
+                        mqtt.shutdown(self.generation.settings.hook_timeout).await;
+                    }
                     self.generation.stop_plugins().await;
                     return ExitCode::from(EXIT_FAILURE);
                 }
@@ -228,12 +268,18 @@ impl Service {
                 err
             })?;
         warn_restart_only(&self.generation.settings, &prepared.settings);
-        let next = Generation::start(prepared.settings, prepared.loaded, &self.bus, &self.reloads)
-            .await
-            .map_err(|err| {
-                tracing::error!("Reload failed; the running plugins go on: {err}");
-                err
-            })?;
+        let next = Generation::start(
+            prepared.settings,
+            prepared.loaded,
+            &self.bus,
+            self.mqtt.as_ref(),
+            &self.reloads,
+        )
+        .await
+        .map_err(|err| {
+            tracing::error!("Reload failed; the running plugins go on: {err}");
+            err
+        })?;
         next.wait_subscriptions_bound(next.settings.hook_timeout)
             .await;
         self.current.store(Arc::clone(&next.served));
@@ -247,7 +293,10 @@ impl Service {
     /// plugins. A second SIGINT/SIGTERM meanwhile stops at once.
     async fn stop(self, server: Server, signals: &mut Signals, mut pending: Pending) -> ExitCode {
         let Service {
-            generation, bus, ..
+            generation,
+            bus,
+            mqtt,
+            ..
         } = self;
         let settings = generation.settings.clone();
         let drain = async {
@@ -261,7 +310,14 @@ impl Service {
             }
             // Consumers stop and in-flight message handlers finish before plugins shut
             // down, so no message reaches a plugin that is gone.
-            bus.shutdown(settings.hook_timeout).await;
+            // The MQTT will is published and the connection closed while the plugins
+            // still run, so that no message reaches a plugin that is gone.
+            let mqtt_closed = async {
+                if let Some(mqtt) = &mqtt {
+                    mqtt.shutdown(settings.hook_timeout).await;
+                }
+            };
+            tokio::join!(bus.shutdown(settings.hook_timeout), mqtt_closed);
             generation.stop_plugins().await;
         };
         if answering(drain, signals, &mut pending, "the shutdown")
@@ -330,6 +386,10 @@ fn warn_restart_only(running: &Settings, next: &Settings) {
                 &next.eventbus_vhost,
                 &next.eventbus_url,
             ),
+        ),
+        (
+            "--mqtt-*",
+            running.fleet != next.fleet || running.mqtt_config() != next.mqtt_config(),
         ),
     ]
     .into_iter()

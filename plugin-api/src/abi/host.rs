@@ -7,7 +7,7 @@ use abi_stable::{
 use async_ffi::FfiFuture;
 
 use super::plugin::{FeatureArc, MessageHandlerBox, RouteHandlerBox};
-use super::{FfiError, FfiLogRecord, FfiMetric, FfiPublish, FfiSubscribe};
+use super::{FfiError, FfiLogRecord, FfiMetric, FfiMqttPublish, FfiPublish, FfiSubscribe};
 
 /// Where a plugin's log events go. Handed over once, before anything else runs.
 #[sabi_trait]
@@ -101,6 +101,22 @@ pub trait HostContext: Send + Sync {
     /// the same series, so a reloaded plugin goes on counting). `INVALID` for a bad name,
     /// label or bucket list, or a name already used with another kind or other label names.
     fn metric(&self, metric: FfiMetric) -> RResult<HostMetricArc, FfiError>;
+    /// Publish on the MQTT eventbus; resolves once sent (QoS 0) or acknowledged (QoS 1).
+    /// Errors: `UNAVAILABLE` (MQTT not in use, or the broker down: at once), `INVALID` (a
+    /// topic, QoS or size the host refuses; nothing sent), `TIMEOUT`.
+    fn mqtt_publish(&self, message: FfiMqttPublish) -> FfiFuture<RResult<(), FfiError>>;
+    /// Subscribe to an MQTT topic filter. The handler gets the topic as `routing_key` and the
+    /// raw payload as `body`; the subscription's `routing()` is the filter and its
+    /// `exchange_type()` is `mqtt`. Errors: `UNAVAILABLE` (MQTT not in use), `INVALID`.
+    fn mqtt_subscribe(
+        &self,
+        filter: RString,
+        qos: u8,
+        handler: MessageHandlerBox,
+    ) -> RResult<HostSubscriptionArc, FfiError>;
+    /// The service's MQTT will (`qos` is ignored): announced by the broker when the service
+    /// dies, published by the host at a clean stop. An empty topic removes it.
+    fn mqtt_set_will(&self, will: FfiMqttPublish) -> RResult<(), FfiError>;
 }
 pub type HostContextArc = HostContext_TO<'static, RArc<()>>;
 

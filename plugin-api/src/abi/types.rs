@@ -208,3 +208,14 @@ pub struct FfiMetric {
     /// A histogram's bucket bounds, ascending; empty: the host's default.
     pub buckets: RVec<f64>,
 }
+
+/// An MQTT message to publish (or the will to set).
+#[repr(C)]
+#[derive(StableAbi, Debug)]
+pub struct FfiMqttPublish {
+    pub topic: RString,
+    pub payload: RVec<u8>,
+    /// 0 or 1.
+    pub qos: u8,
+    pub retain: bool,
+}

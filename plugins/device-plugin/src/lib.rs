@@ -12,6 +12,7 @@
 //!   mistyped or out-of-range setpoint → 400 `{"error": ..., "field": "setpoint"}`.
 
 pub mod chamber;
+pub mod events;
 pub mod outage;
 
 use std::{
@@ -20,8 +21,8 @@ use std::{
 };
 
 use plugin_api::{
-    export_plugin, rfc3339, Arg, Context, Error, Gauge, Json, JsonSchema, Plugin, Repeat, Repeater,
-    Request, Result, Route,
+    export_plugin, rfc3339, Arg, Context, Error, Gauge, Json, JsonSchema, Plugin, QoS, Repeat,
+    Repeater, Request, Result, Route,
 };
 use serde::{Deserialize, Serialize};
 use tokio::{sync::watch, time::Instant};
@@ -230,49 +231,94 @@ impl Repeater for Simulation {
     }
 }
 
+/// Where the device's states go: the eventbuses the service uses.
+#[derive(Debug, Clone)]
+struct Targets {
+    service: String,
+    /// The AMQP exchange (the routing key is the service name).
+    amqp: Option<String>,
+    mqtt: Option<events::Topics>,
+}
+
 /// Publishes every state the simulation produces. It runs apart from the repeater so that
 /// an eventbus that is down or slow never stops or delays the simulation; failures are
-/// logged once per outage and otherwise dropped, since the next update supersedes them.
+/// logged once per outage and bus and otherwise dropped, since the next update supersedes
+/// them.
 async fn publish_states(
     ctx: Context,
-    exchange: String,
-    routing: String,
+    targets: Targets,
     mut updates: watch::Receiver<Option<State>>,
 ) {
-    let mut outage = Outage::default();
+    let mut amqp_outage = Outage::default();
+    let mut mqtt_outage = Outage::default();
     while updates.changed().await.is_ok() {
         let Some(state) = updates.borrow_and_update().clone() else {
             continue;
         };
-        let result =
-            match tokio::time::timeout(PUBLISH_TIMEOUT, ctx.publish(&exchange, &routing, &state))
-                .await
-            {
-                Ok(result) => result,
-                Err(_) => Err(Error::msg(format!(
-                    "no confirmation within {} s",
-                    PUBLISH_TIMEOUT.as_secs()
-                ))),
-            };
-        match (outage.record(result.is_ok()), result) {
-            (Transition::Down, Err(err)) => {
-                let what = if err.is_unavailable() {
-                    "eventbus unavailable"
-                } else {
-                    "publish failed"
-                };
-                tracing::warn!(
-                    "Cannot publish device state to exchange \"{exchange}\" ({what}: {err}); \
-                     retrying with every update, quietly until it works again"
-                );
-            }
-            (Transition::Recovered { failed }, _) => tracing::info!(
-                "Publishing device state to exchange \"{exchange}\" works again \
-                 ({failed} updates were not published)"
-            ),
-            (_, Err(err)) => tracing::debug!("publish to \"{exchange}\" failed: {err}"),
-            (_, Ok(())) => {}
+        if let Some(exchange) = &targets.amqp {
+            let result = bounded(ctx.publish(exchange, &targets.service, &state)).await;
+            report(
+                &mut amqp_outage,
+                &format!("exchange \"{exchange}\""),
+                result,
+            );
         }
+        if let Some(topics) = &targets.mqtt {
+            let result = bounded(publish_mqtt(&ctx, &targets.service, topics, &state)).await;
+            let target = format!(
+                "MQTT topics \"{}\" and \"{}\"",
+                topics.history, topics.state
+            );
+            report(&mut mqtt_outage, &target, result);
+        }
+    }
+}
+
+/// The history event, then the retained state.
+async fn publish_mqtt(
+    ctx: &Context,
+    service: &str,
+    topics: &events::Topics,
+    state: &State,
+) -> Result<()> {
+    let history = events::history(service, state);
+    ctx.mqtt_publish_json(&topics.history, &history, QoS::AtMostOnce, false)
+        .await?;
+    let state = events::state(service, Some(state));
+    ctx.mqtt_publish_json(&topics.state, &state, QoS::AtLeastOnce, true)
+        .await
+}
+
+async fn bounded(publish: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+    match tokio::time::timeout(PUBLISH_TIMEOUT, publish).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::msg(format!(
+            "no confirmation within {} s",
+            PUBLISH_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// One log line when publishing to `target` starts failing and one when it works again.
+fn report(outage: &mut Outage, target: &str, result: Result<()>) {
+    match (outage.record(result.is_ok()), result) {
+        (Transition::Down, Err(err)) => {
+            let what = if err.is_unavailable() {
+                "eventbus unavailable"
+            } else {
+                "publish failed"
+            };
+            tracing::warn!(
+                "Cannot publish device state to {target} ({what}: {err}); \
+                 retrying with every update, quietly until it works again"
+            );
+        }
+        (Transition::Recovered { failed }, _) => tracing::info!(
+            "Publishing device state to {target} works again \
+             ({failed} updates were not published)"
+        ),
+        (_, Err(err)) => tracing::debug!("publish to {target} failed: {err}"),
+        (_, Ok(())) => {}
     }
 }
 
@@ -367,11 +413,19 @@ impl Plugin for DevicePlugin {
             async move { Ok(serde_json::to_value(device.state())?) }
         })?;
 
+        let targets = Targets {
+            service: routing.clone(),
+            amqp: config
+                .get::<Option<bool>>("amqp")?
+                .unwrap_or(true)
+                .then(|| exchange.clone()),
+            mqtt: mqtt_topics(ctx, &routing)?,
+        };
         let (updates, receiver) = watch::channel(None);
         if interval.is_some() {
             ctx.spawn(
                 "device publisher",
-                publish_states(ctx.clone(), exchange.clone(), routing.clone(), receiver),
+                publish_states(ctx.clone(), targets, receiver),
             );
         }
         ctx.repeat(
@@ -394,6 +448,22 @@ impl Plugin for DevicePlugin {
         }
         Ok(())
     }
+}
+
+/// The MQTT topics when the service uses MQTT, with the will (the state with `data: null`,
+/// retained) set: announced by the broker if the service dies, published by the host at a
+/// clean stop.
+fn mqtt_topics(ctx: &Context, service: &str) -> Result<Option<events::Topics>> {
+    let config = ctx.config();
+    if !config.get::<Option<bool>>("mqtt")?.unwrap_or(false) {
+        return Ok(None);
+    }
+    let history: String = config.get("history_topic")?;
+    let state: String = config.get("state_topic")?;
+    let topics = events::Topics::new(&history, &state, service);
+    let will = serde_json::to_vec(&events::state(service, None))?;
+    ctx.mqtt_set_will(&topics.state, will, true)?;
+    Ok(Some(topics))
 }
 
 export_plugin!(DevicePlugin);

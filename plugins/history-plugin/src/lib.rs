@@ -35,8 +35,8 @@ use std::{
 };
 
 use plugin_api::{
-    export_plugin, rfc3339, Arg, Context, Error, ErrorKind, Json, JsonSchema, Plugin, Request,
-    Result, Route, Subscription,
+    export_plugin, rfc3339, Arg, Context, Error, ErrorKind, Json, JsonSchema, MqttMessage, Plugin,
+    Request, Result, Route, Subscription,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -48,6 +48,8 @@ pub const DEFAULT_EXCHANGE: &str = "brewcast";
 
 /// Default for `--history-routing`: every routing key.
 pub const DEFAULT_ROUTING: &str = "#";
+/// Default for `--history-mqtt-filter`: everything BrewBlox services broadcast.
+pub const DEFAULT_MQTT_FILTER: &str = "brewcast/#";
 
 /// Default for `--history-size`: messages kept per routing key.
 pub const DEFAULT_SIZE: i64 = 100;
@@ -190,6 +192,27 @@ impl History {
         Ok(Some(subscription))
     }
 
+    /// Records every MQTT message matching `filter`, keyed by its topic: the payload as
+    /// JSON, or, when it is not JSON (MQTT payloads are raw), as a JSON string of its text
+    /// (invalid UTF-8 replaced by U+FFFD).
+    fn subscribe_mqtt(self: &Arc<Self>, ctx: &Context, filter: &str) -> Result<()> {
+        let history = Arc::clone(self);
+        let subscription = ctx
+            .mqtt_subscribe(filter, move |_sub: Subscription, message: MqttMessage| {
+                let history = Arc::clone(&history);
+                async move {
+                    let value = message.json::<Value>().unwrap_or_else(|_| {
+                        Value::String(String::from_utf8_lossy(message.bytes()).into_owned())
+                    });
+                    history.record(message.topic(), value);
+                    Ok(())
+                }
+            })
+            .map_err(|err| Error::msg(format!("--history-mqtt-filter: {}", err.message())))?;
+        tracing::info!("History subscribed to MQTT {subscription}");
+        Ok(())
+    }
+
     /// Subscribes as [`History::subscribe`] and waits until the broker bound it; if it
     /// refuses, nothing stays behind. Returns whether it was added.
     async fn subscribe_bound(
@@ -309,6 +332,9 @@ impl Plugin for HistoryPlugin {
             Arg::string("history-routing")
                 .default(DEFAULT_ROUTING)
                 .help("Routing pattern of that subscription (topic wildcards * and #)"),
+            Arg::string("history-mqtt-filter")
+                .default(DEFAULT_MQTT_FILTER)
+                .help("MQTT topic filter the history subscribes to when the service uses MQTT"),
             Arg::int("history-size")
                 .default(DEFAULT_SIZE)
                 .help("Recent messages kept per routing key (at least 1)"),
@@ -328,9 +354,17 @@ impl Plugin for HistoryPlugin {
         }
         let history = Arc::new(History::new(size));
 
-        history
-            .subscribe(ctx, SubscribeRequest { exchange, routing })
-            .map_err(|err| Error::msg(err.message()))?;
+        // Each eventbus the service uses: AMQP messages are keyed by routing key, MQTT
+        // messages by topic.
+        if config.get::<Option<bool>>("amqp")?.unwrap_or(true) {
+            history
+                .subscribe(ctx, SubscribeRequest { exchange, routing })
+                .map_err(|err| Error::msg(err.message()))?;
+        }
+        if config.get::<Option<bool>>("mqtt")?.unwrap_or(false) {
+            let filter: String = config.get("history-mqtt-filter")?;
+            history.subscribe_mqtt(ctx, &filter)?;
+        }
 
         let last = Arc::clone(&history);
         ctx.route(

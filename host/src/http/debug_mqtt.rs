@@ -1,0 +1,168 @@
+//! The MQTT form of `POST /{name}/_debug/publish {"topic", "message", "retain"?}` and
+//! `/_debug/subscribe {"topic"}`: the message is published as its JSON text (QoS 1), and a
+//! subscription logs what arrives. 400 naming the field for bad input, 503 when the service
+//! does not use MQTT or the broker is down, 409 when the broker refuses a subscription.
+
+use std::sync::{Arc, OnceLock};
+
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    Json,
+};
+use futures::{future::BoxFuture, FutureExt};
+use serde_json::{json, Map, Value};
+
+use super::errors;
+use crate::mqtt::{MqttBus, MqttError, MqttMessage, MqttSink, MqttSubscription, QoS};
+
+/// Whether `body` is the MQTT form: a JSON object with a `topic`.
+pub fn is_mqtt_form(body: &[u8]) -> bool {
+    matches!(serde_json::from_slice::<Value>(body), Ok(Value::Object(o)) if o.contains_key("topic"))
+}
+
+fn bad(message: String, field: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"error": message, "field": field})),
+    )
+        .into_response()
+}
+
+fn object(body: &[u8]) -> Map<String, Value> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(object)) => object,
+        _ => Map::new(),
+    }
+}
+
+fn topic(object: &Map<String, Value>) -> Option<String> {
+    match object.get("topic") {
+        Some(Value::String(topic)) => Some(topic.clone()),
+        _ => None,
+    }
+}
+
+fn bad_topic() -> Response {
+    bad("field `topic` must be a string".into(), "topic")
+}
+
+fn unused() -> Response {
+    errors::text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the MQTT eventbus is not in use: start the service with --mqtt-* options",
+    )
+}
+
+fn mqtt_error(err: MqttError) -> Response {
+    match err {
+        MqttError::Invalid(message) => bad(message, "topic"),
+        MqttError::Rejected(_) => errors::text(StatusCode::CONFLICT, &err.to_string()),
+        MqttError::Unavailable(_) | MqttError::ShuttingDown | MqttError::Timeout => {
+            errors::text(StatusCode::SERVICE_UNAVAILABLE, &err.to_string())
+        }
+        MqttError::Cancelled => errors::text(StatusCode::CONFLICT, &err.to_string()),
+    }
+}
+
+/// Publishes `message` as JSON to `topic`, retained if asked.
+pub async fn publish(mqtt: Option<MqttBus>, body: &[u8]) -> Response {
+    let object = object(body);
+    let Some(topic) = topic(&object) else {
+        return bad_topic();
+    };
+    let Some(message) = object.get("message") else {
+        return bad("missing field `message`".into(), "message");
+    };
+    let retain = match object.get("retain") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(retain)) => *retain,
+        Some(_) => return bad("field `retain` must be a boolean".into(), "retain"),
+    };
+    let Some(mqtt) = mqtt else {
+        return unused();
+    };
+    let payload = message.to_string().into_bytes();
+    match mqtt
+        .publish(&topic, payload, QoS::AtLeastOnce, retain)
+        .await
+    {
+        Ok(()) => super::debug::empty_ok(),
+        Err(MqttError::Invalid(message)) if message.contains("bytes is larger") => {
+            errors::text(StatusCode::PAYLOAD_TOO_LARGE, &message)
+        }
+        Err(err) => mqtt_error(err),
+    }
+}
+
+/// Subscribes (once per filter, at most [`super::debug::MAX_DEBUG_SUBSCRIPTIONS`]) and
+/// answers once the broker acknowledged it; on an error nothing stays subscribed.
+pub async fn subscribe(mqtt: Option<MqttBus>, body: &[u8]) -> Response {
+    let Some(filter) = topic(&object(body)) else {
+        return bad_topic();
+    };
+    let Some(mqtt) = mqtt else {
+        return unused();
+    };
+    static ADDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let adding = ADDING.lock().await;
+    let mine: Vec<MqttSubscription> = mqtt
+        .subscriptions()
+        .into_iter()
+        .filter(|sub| sub.owner() == Some(DEBUG_OWNER))
+        .collect();
+    let (sub, added) = match mine.iter().find(|sub| sub.filter() == filter) {
+        Some(sub) => (sub.clone(), false),
+        None if mine.len() >= super::debug::MAX_DEBUG_SUBSCRIPTIONS => {
+            return errors::text(
+                StatusCode::CONFLICT,
+                "already 100 subscriptions made with /_debug/subscribe, the most kept",
+            )
+        }
+        None => match mqtt.subscribe(&filter, QoS::AtLeastOnce, log_sink()) {
+            Ok(sub) => (sub, true),
+            Err(err) => return mqtt_error(err),
+        },
+    };
+    drop(adding);
+    match mqtt.ready(&sub).await {
+        Ok(()) => super::debug::empty_ok(),
+        Err(err) => {
+            if added {
+                sub.cancel();
+            }
+            mqtt_error(err)
+        }
+    }
+}
+
+/// The owner name that marks `/_debug/subscribe`'s subscriptions.
+const DEBUG_OWNER: &str = "_debug";
+
+fn log_sink() -> Arc<dyn MqttSink> {
+    static SINK: OnceLock<Arc<dyn MqttSink>> = OnceLock::new();
+    SINK.get_or_init(|| Arc::new(LogSink)).clone()
+}
+
+/// Logs what arrives, as the original's default handler did; any payload is logged, as
+/// text (invalid UTF-8 replaced).
+struct LogSink;
+
+impl MqttSink for LogSink {
+    fn deliver(
+        &self,
+        sub: &MqttSubscription,
+        message: MqttMessage,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        tracing::info!(
+            "Unhandled event: subscription={sub}, topic={}, message={}",
+            message.topic,
+            String::from_utf8_lossy(&message.payload)
+        );
+        async { Ok(()) }.boxed()
+    }
+
+    fn owner(&self) -> Option<&str> {
+        Some(DEBUG_OWNER)
+    }
+}

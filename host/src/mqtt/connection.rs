@@ -1,0 +1,341 @@
+//! The task that drives the MQTT client: connects, notices a loss, reconnects (at once, then
+//! pauses doubling from 50 ms to the reconnect interval), subscribes again on every connect,
+//! completes publishes when sent or acknowledged, and routes each message to the queue of
+//! every subscription whose filter matches its topic.
+
+use std::{sync::Arc, time::Duration};
+
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS,
+    SubscribeReasonCode, Transport,
+};
+use tokio::sync::mpsc::error::TrySendError;
+
+use super::{
+    config::MqttConfig, tls, topic, MqttError, MqttMessage, MqttState, MqttSubState, Shared, State,
+};
+
+/// Requests (publishes, subscriptions) the client holds before the event loop takes them.
+const REQUEST_CAPACITY: usize = 1024;
+/// The largest packet accepted from the broker; larger payloads than the configured limit
+/// are dropped by the host with a log line, so that one oversized retained message cannot
+/// make the connection fail again and again.
+const MAX_INCOMING_PACKET: usize = 256 << 20;
+const FIRST_PAUSE: Duration = Duration::from_millis(50);
+
+fn client_id(cfg: &MqttConfig) -> String {
+    cfg.client_id.clone().unwrap_or_else(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        format!(
+            "brewblox-host-{}-{:x}{:x}",
+            cfg.service.replace('/', "-"),
+            std::process::id(),
+            nanos
+        )
+    })
+}
+
+/// The rumqttc client and its event loop for `cfg`.
+pub(super) fn client(cfg: &MqttConfig) -> Result<(AsyncClient, EventLoop), String> {
+    let host = if cfg.protocol.is_websocket() {
+        format!("{}://{}:{}{}", cfg.protocol, cfg.host, cfg.port(), cfg.path)
+    } else {
+        cfg.host.clone()
+    };
+    let mut options = MqttOptions::new(client_id(cfg), host, cfg.port());
+    options
+        .set_keep_alive(ping_interval(cfg.keepalive))
+        .set_clean_session(true)
+        .set_max_packet_size(MAX_INCOMING_PACKET, cfg.max_message_size + 2 * 65536)
+        .set_request_channel_capacity(REQUEST_CAPACITY);
+    if let (Some(user), password) = (&cfg.user, &cfg.password) {
+        options.set_credentials(user.clone(), password.clone().unwrap_or_default());
+    }
+    let transport = match cfg.protocol {
+        super::Protocol::Mqtt => Transport::Tcp,
+        super::Protocol::Ws => Transport::Ws,
+        super::Protocol::Mqtts => Transport::tls_with_config(rustls_config(cfg)?),
+        super::Protocol::Wss => Transport::wss_with_config(rustls_config(cfg)?),
+    };
+    options.set_transport(transport);
+    let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+    let timeout = cfg.timeout.as_secs().max(1);
+    eventloop.network_options.set_connection_timeout(timeout);
+    Ok((client, eventloop))
+}
+
+/// rumqttc pings after one interval of silence and gives up when the next comes without an
+/// answer: pinging at half the keepalive notices a dead broker within the keepalive. Whole
+/// seconds, at least one (MQTT carries seconds; rumqttc refuses less).
+fn ping_interval(keepalive: Duration) -> Duration {
+    Duration::from_secs((keepalive.as_secs() / 2).max(1))
+}
+
+fn rustls_config(cfg: &MqttConfig) -> Result<rumqttc::TlsConfiguration, String> {
+    Ok(rumqttc::TlsConfiguration::Rustls(Arc::new(
+        tls::client_config(cfg.tls_verify)?,
+    )))
+}
+
+/// Asks the broker for `filter` (the connection is up and `state` locked).
+pub(super) fn ask(shared: &Shared, state: &mut State, filter: &str, qos: QoS) {
+    match shared.client.try_subscribe(filter, qos) {
+        Ok(()) => state.subscribing.push_back(filter.to_owned()),
+        Err(err) => tracing::warn!(
+            target: "brewblox_host::mqtt",
+            "MQTT subscription <{}> not sent ({err}); it is sent again at the next connection",
+            filter.escape_debug()
+        ),
+    }
+}
+
+/// Forgets the subscription `id`; unsubscribes its filter when no other uses it.
+pub(super) fn forget(shared: &Shared, id: u64) {
+    let mut state = shared.lock();
+    let Some(index) = state.subs.iter().position(|(s, _)| s.id() == id) else {
+        return;
+    };
+    let (sub, _queue) = state.subs.remove(index);
+    let still_used = state.subs.iter().any(|(s, _)| s.filter() == sub.filter());
+    if !still_used && state.status == MqttState::Connected {
+        let _ = shared.client.try_unsubscribe(sub.filter());
+    }
+    tracing::info!(target: "brewblox_host::mqtt", "MQTT subscription {sub} cancelled");
+}
+
+/// Runs until told to stop or the client is disconnected at a clean stop.
+pub(super) async fn run(shared: Arc<Shared>, mut eventloop: EventLoop) {
+    let mut stop = shared.stop.subscribe();
+    let mut pause: Option<Duration> = None;
+    let mut warned = false;
+    loop {
+        update_will(&shared, &mut eventloop);
+        let event = tokio::select! {
+            _ = stop.changed() => break,
+            event = eventloop.poll() => event,
+        };
+        match event {
+            Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                pause = None;
+                warned = false;
+                connected(&shared);
+            }
+            Ok(Event::Incoming(Incoming::Publish(publish))) => dispatch(&shared, publish),
+            Ok(Event::Incoming(Incoming::PubAck(ack))) => {
+                if let Some(waiter) = shared.lock().unacked.remove(&ack.pkid) {
+                    let _ = waiter.send(Ok(()));
+                }
+            }
+            Ok(Event::Incoming(Incoming::SubAck(ack))) => suback(&shared, ack),
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                let mut state = shared.lock();
+                if let Some((qos, waiter)) = state.sending.pop_front() {
+                    if qos == QoS::AtMostOnce {
+                        let _ = waiter.send(Ok(()));
+                    } else {
+                        state.unacked.insert(pkid, waiter);
+                    }
+                }
+            }
+            Ok(Event::Outgoing(Outgoing::Subscribe(pkid))) => {
+                let mut state = shared.lock();
+                if let Some(filter) = state.subscribing.pop_front() {
+                    state.suback.insert(pkid, filter);
+                }
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                if shared.lock().stopping {
+                    // Let the DISCONNECT reach the broker before the socket goes.
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(500), eventloop.poll()).await;
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(err) => {
+                if shared.lock().stopping {
+                    break;
+                }
+                lost(&shared, &mut eventloop, &err, &mut warned);
+                let wait = pause.unwrap_or(Duration::ZERO);
+                pause = Some(next_pause(pause, shared.cfg.reconnect_interval));
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+    fail_all(&shared, &mut shared.lock(), "MQTT bus is shutting down");
+    shared.connected.send_replace(false);
+}
+
+fn next_pause(pause: Option<Duration>, longest: Duration) -> Duration {
+    match pause {
+        None => FIRST_PAUSE.min(longest),
+        Some(pause) => (pause * 2).min(longest),
+    }
+}
+
+fn update_will(shared: &Shared, eventloop: &mut EventLoop) {
+    let mut state = shared.lock();
+    if !std::mem::take(&mut state.will_changed) {
+        return;
+    }
+    // rumqttc cannot unset a will: once registered it stays for later connections.
+    if let Some(will) = &state.will {
+        eventloop.mqtt_options.set_last_will(LastWill::new(
+            will.topic.clone(),
+            will.payload.clone(),
+            QoS::AtLeastOnce,
+            will.retain,
+        ));
+    }
+}
+
+fn connected(shared: &Shared) {
+    let mut state = shared.lock();
+    if state.last_error.is_some() {
+        state.reconnects += 1;
+    }
+    state.status = MqttState::Connected;
+    tracing::info!(
+        target: "brewblox_host::mqtt",
+        "Connected to MQTT broker {}",
+        shared.cfg.endpoint()
+    );
+    let mut asked: Vec<(String, QoS)> = Vec::new();
+    for (sub, _) in &state.subs {
+        sub.inner.state.send_replace(MqttSubState::Pending);
+        if !asked.iter().any(|(f, _)| f == sub.filter()) {
+            asked.push((sub.filter().to_owned(), sub.inner.qos));
+        }
+    }
+    for (filter, qos) in asked {
+        ask(shared, &mut state, &filter, qos);
+    }
+    drop(state);
+    shared.connected.send_replace(true);
+}
+
+fn suback(shared: &Shared, ack: rumqttc::SubAck) {
+    let mut state = shared.lock();
+    let Some(filter) = state.suback.remove(&ack.pkid) else {
+        return;
+    };
+    let refused = ack
+        .return_codes
+        .iter()
+        .any(|code| matches!(code, SubscribeReasonCode::Failure));
+    let new_state = if refused {
+        tracing::warn!(
+            target: "brewblox_host::mqtt",
+            "MQTT broker refused the subscription <{}>",
+            filter.escape_debug()
+        );
+        MqttSubState::Failed(format!("broker refused <{}>", filter.escape_debug()))
+    } else {
+        MqttSubState::Active
+    };
+    for (sub, _) in state.subs.iter().filter(|(s, _)| s.filter() == filter) {
+        sub.inner.state.send_replace(new_state.clone());
+    }
+}
+
+/// The connection failed or was lost: every waiter fails, every request not yet sent is
+/// dropped (a clean session would drop them anyway), and subscriptions wait for the next
+/// connection.
+fn lost(shared: &Shared, eventloop: &mut EventLoop, err: &ConnectionError, warned: &mut bool) {
+    let mut state = shared.lock();
+    eventloop.clean();
+    eventloop.pending.clear();
+    let was_connected = state.status == MqttState::Connected;
+    let text = format!("{err}");
+    if was_connected || !*warned {
+        tracing::warn!(
+            target: "brewblox_host::mqtt",
+            "MQTT broker {} {}: {text}; reconnecting",
+            shared.cfg.endpoint(),
+            if was_connected { "lost" } else { "unreachable" },
+        );
+        *warned = true;
+    }
+    state.status = MqttState::Connecting;
+    state.last_error = Some(text.clone());
+    fail_all(shared, &mut state, &format!("connection lost: {text}"));
+    for (sub, _) in &state.subs {
+        sub.inner.state.send_replace(MqttSubState::Pending);
+    }
+    drop(state);
+    shared.connected.send_replace(false);
+}
+
+fn fail_all(_shared: &Shared, state: &mut State, reason: &str) {
+    for (_, waiter) in state.sending.drain(..) {
+        let _ = waiter.send(Err(MqttError::Unavailable(reason.to_owned())));
+    }
+    for (_, waiter) in state.unacked.drain() {
+        let _ = waiter.send(Err(MqttError::Unavailable(reason.to_owned())));
+    }
+    state.subscribing.clear();
+    state.suback.clear();
+}
+
+/// Hands a received message to every matching subscription's queue; a full queue drops it
+/// for that subscription (counted, logged at the first drop and every 1000th).
+fn dispatch(shared: &Shared, publish: rumqttc::Publish) {
+    let topic = publish.topic.as_str();
+    let max = shared.cfg.max_message_size;
+    if publish.payload.len() > max {
+        tracing::error!(
+            target: "brewblox_host::mqtt",
+            "MQTT message on '{}' of {} bytes is larger than the limit of {max} bytes; dropped",
+            topic.escape_debug(),
+            publish.payload.len()
+        );
+        return;
+    }
+    let state = shared.lock();
+    for (sub, queue) in &state.subs {
+        if !topic::matches(sub.filter(), topic) {
+            continue;
+        }
+        let message = MqttMessage {
+            topic: topic.to_owned(),
+            payload: publish.payload.clone(),
+            retain: publish.retain,
+        };
+        if let Err(TrySendError::Full(_)) = queue.try_send(message) {
+            let dropped = sub
+                .inner
+                .dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if dropped % 1000 == 0 {
+                tracing::warn!(
+                    target: "brewblox_host::mqtt",
+                    "MQTT subscription {sub} is behind ({} queued); {} message(s) dropped",
+                    shared.cfg.queue_size,
+                    dropped + 1
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pings_at_half_the_keepalive_in_whole_seconds() {
+        for (keepalive, ping) in [(60.0, 30), (2.0, 1), (1.0, 1), (0.2, 1), (5.0, 2)] {
+            assert_eq!(
+                ping_interval(Duration::from_secs_f64(keepalive)),
+                Duration::from_secs(ping),
+                "{keepalive}"
+            );
+        }
+    }
+}

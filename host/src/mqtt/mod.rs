@@ -1,0 +1,495 @@
+//! MQTT eventbus (rumqttc, MQTT 3.1.1), the one today's BrewBlox fleets use, beside the AMQP
+//! one of [`crate::bus`].
+//!
+//! One job per module:
+//! - [`config`]: the settings and the protocol's default ports;
+//! - [`topic`]: checking topics and filters, and matching a topic against a filter;
+//! - [`subscription`]: a subscription's handle, state and in-order consumer task;
+//! - `connection`: the task that drives the client: connects, reconnects (at once, then with
+//!   back-off), subscribes again on every connect, and routes acknowledgements and messages;
+//! - `tls`: rustls, with or without certificate checks.
+//!
+//! Guarantees: a publish is `Ok` once written to the broker (QoS 0) or acknowledged by it
+//! (QoS 1); while disconnected it fails at once; every wait is bounded by the configured
+//! timeout. Each subscription has its own queue of at most `queue_size` messages and its own
+//! task, so messages are handled in order within a subscription and a slow handler holds up
+//! no other; when its queue is full, new messages for it are dropped, counted (health) and
+//! logged. Nothing is queued in the host while the broker is down.
+
+pub mod config;
+mod connection;
+pub mod subscription;
+mod tls;
+pub mod topic;
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
+    time::Duration,
+};
+
+pub use rumqttc::QoS;
+use rumqttc::{AsyncClient, EventLoop};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use config::{MqttConfig, Protocol, Will};
+pub use subscription::{MqttMessage, MqttSink, MqttSubState, MqttSubscription};
+pub use topic::{matches, validate_filter, validate_topic, TopicError, MAX_TOPIC_BYTES};
+
+use subscription::SubInner;
+
+/// What can go wrong for a caller of the MQTT bus.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum MqttError {
+    /// A topic, filter, QoS or size the bus refuses; nothing was sent.
+    #[error("{0}")]
+    Invalid(String),
+    /// Not connected, or the connection was lost before the broker answered.
+    #[error("MQTT broker unavailable: {0}")]
+    Unavailable(String),
+    /// The broker refused a subscription.
+    #[error("MQTT broker refused: {0}")]
+    Rejected(String),
+    #[error("MQTT broker did not answer in time")]
+    Timeout,
+    #[error("MQTT subscription cancelled")]
+    Cancelled,
+    #[error("MQTT bus is shutting down")]
+    ShuttingDown,
+}
+
+/// The connection's state, as health shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MqttState {
+    /// Not started yet.
+    Disabled,
+    Connecting,
+    Connected,
+    Closed,
+}
+
+/// `/_service/health`'s "mqtt" section.
+#[derive(Debug, Clone, Serialize)]
+pub struct MqttHealth {
+    pub state: MqttState,
+    pub broker: String,
+    pub reconnects: u64,
+    pub last_error: Option<String>,
+    pub will: Option<String>,
+    pub subscriptions: Vec<MqttSubHealth>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MqttSubHealth {
+    pub id: u64,
+    pub filter: String,
+    pub plugin: Option<String>,
+    pub state: &'static str,
+    pub error: Option<String>,
+    pub dropped: u64,
+}
+
+/// A publish waiting for the event loop to send it (and, for QoS 1, the broker to ack it).
+type Waiter = oneshot::Sender<Result<(), MqttError>>;
+
+/// What the caller side and the connection task share, behind one lock held briefly.
+pub(crate) struct State {
+    pub status: MqttState,
+    pub reconnects: u64,
+    pub last_error: Option<String>,
+    pub subs: Vec<(MqttSubscription, mpsc::Sender<MqttMessage>)>,
+    /// Publishes handed to the client, in the order the event loop sends them.
+    pub sending: VecDeque<(QoS, Waiter)>,
+    /// QoS 1 publishes sent, by packet id, waiting for their PUBACK.
+    pub unacked: HashMap<u16, Waiter>,
+    /// Filters asked for, in order, until the event loop gives them a packet id.
+    pub subscribing: VecDeque<String>,
+    pub suback: HashMap<u16, String>,
+    pub will: Option<Will>,
+    pub will_changed: bool,
+    /// Set at the start of a clean stop: only the will may still be published, so that no
+    /// message sent after it (a state update) can replace it.
+    pub closing: bool,
+    pub stopping: bool,
+}
+
+pub(crate) struct Shared {
+    pub cfg: MqttConfig,
+    pub client: AsyncClient,
+    pub state: Mutex<State>,
+    pub connected: watch::Sender<bool>,
+    pub eventloop: Mutex<Option<EventLoop>>,
+    pub stop: watch::Sender<bool>,
+    pub task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    next_id: AtomicU64,
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The host's MQTT client. Cheap to clone. Nothing connects until [`MqttBus::start`].
+#[derive(Clone)]
+pub struct MqttBus {
+    inner: Arc<Shared>,
+}
+
+/// QoS from a plugin's number.
+pub fn qos(level: u8) -> Result<QoS, MqttError> {
+    match level {
+        0 => Ok(QoS::AtMostOnce),
+        1 => Ok(QoS::AtLeastOnce),
+        _ => Err(MqttError::Invalid(format!(
+            "MQTT QoS {level} is not supported: 0 or 1"
+        ))),
+    }
+}
+
+impl MqttBus {
+    /// Builds the client. Errors: a TLS set-up that cannot be made.
+    pub fn new(cfg: MqttConfig) -> Result<Self, String> {
+        let (client, eventloop) = connection::client(&cfg)?;
+        Ok(MqttBus {
+            inner: Arc::new(Shared {
+                cfg,
+                client,
+                state: Mutex::new(State {
+                    status: MqttState::Disabled,
+                    reconnects: 0,
+                    last_error: None,
+                    subs: Vec::new(),
+                    sending: VecDeque::new(),
+                    unacked: HashMap::new(),
+                    subscribing: VecDeque::new(),
+                    suback: HashMap::new(),
+                    will: None,
+                    will_changed: false,
+                    closing: false,
+                    stopping: false,
+                }),
+                connected: watch::channel(false).0,
+                eventloop: Mutex::new(Some(eventloop)),
+                stop: watch::channel(false).0,
+                task: Mutex::new(None),
+                next_id: AtomicU64::new(1),
+                runtime: tokio::runtime::Handle::try_current().ok(),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &MqttConfig {
+        &self.inner.cfg
+    }
+
+    /// The runtime the bus was made in, for callers on other threads.
+    pub fn runtime(&self) -> Option<tokio::runtime::Handle> {
+        self.inner.runtime.clone()
+    }
+
+    /// Starts connecting (in the current runtime). Idempotent.
+    pub fn start(&self) {
+        let eventloop = self.inner.eventloop.lock().ok().and_then(|mut e| e.take());
+        if let Some(eventloop) = eventloop {
+            self.inner.lock().status = MqttState::Connecting;
+            let task = tokio::spawn(connection::run(self.inner.clone(), eventloop));
+            if let Ok(mut slot) = self.inner.task.lock() {
+                *slot = Some(task);
+            }
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        *self.inner.connected.borrow()
+    }
+
+    /// The will the broker publishes if the connection dies, and the host publishes at a
+    /// clean stop. It is registered with the broker at the next connection.
+    pub fn set_will(&self, will: Option<Will>) -> Result<(), MqttError> {
+        if let Some(will) = &will {
+            validate_topic(&will.topic).map_err(|e| MqttError::Invalid(e.to_string()))?;
+            self.check_size(will.payload.len())?;
+        }
+        let mut state = self.inner.lock();
+        state.will = will;
+        state.will_changed = true;
+        Ok(())
+    }
+
+    fn check_size(&self, len: usize) -> Result<(), MqttError> {
+        let max = self.inner.cfg.max_message_size;
+        if len > max {
+            return Err(MqttError::Invalid(format!(
+                "MQTT message of {len} bytes is larger than the limit of {max} bytes"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Publishes `payload` to `topic`. `Ok` once sent (QoS 0) or acknowledged (QoS 1).
+    /// Errors: [`MqttError::Invalid`] (nothing sent), [`MqttError::Unavailable`] at once
+    /// while disconnected, [`MqttError::Timeout`] after the configured timeout,
+    /// [`MqttError::ShuttingDown`].
+    pub async fn publish(
+        &self,
+        topic: &str,
+        payload: impl Into<Vec<u8>>,
+        qos: QoS,
+        retain: bool,
+    ) -> Result<(), MqttError> {
+        self.send(topic, payload.into(), qos, retain, false).await
+    }
+
+    async fn send(
+        &self,
+        topic: &str,
+        payload: Vec<u8>,
+        qos: QoS,
+        retain: bool,
+        will: bool,
+    ) -> Result<(), MqttError> {
+        validate_topic(topic).map_err(|e| MqttError::Invalid(e.to_string()))?;
+        self.check_size(payload.len())?;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut state = self.inner.lock();
+            if state.stopping || (state.closing && !will) {
+                return Err(MqttError::ShuttingDown);
+            }
+            if state.status != MqttState::Connected {
+                return Err(MqttError::Unavailable(self.not_connected(&state)));
+            }
+            self.inner
+                .client
+                .try_publish(topic, qos, retain, payload)
+                .map_err(|err| MqttError::Unavailable(format!("MQTT client busy: {err}")))?;
+            state.sending.push_back((qos, tx));
+        }
+        match tokio::time::timeout(self.inner.cfg.timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(MqttError::Unavailable("connection lost".into())),
+            Err(_) => Err(MqttError::Timeout),
+        }
+    }
+
+    fn not_connected(&self, state: &State) -> String {
+        let reason = state
+            .last_error
+            .as_deref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default();
+        format!("not connected to {}{reason}", self.inner.cfg.endpoint())
+    }
+
+    /// Subscribes `sink` to `filter`. Synchronous; works before the start and while
+    /// disconnected: the broker subscription is made at every connection until cancelled.
+    /// Errors: only [`MqttError::Invalid`].
+    pub fn subscribe(
+        &self,
+        filter: &str,
+        qos: QoS,
+        sink: Arc<dyn MqttSink>,
+    ) -> Result<MqttSubscription, MqttError> {
+        validate_filter(filter).map_err(|e| MqttError::Invalid(e.to_string()))?;
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let sub = MqttSubscription {
+            inner: Arc::new(SubInner {
+                id,
+                filter: filter.to_owned(),
+                qos,
+                state: watch::channel(MqttSubState::Pending).0,
+                cancelled: Default::default(),
+                dropped: AtomicU64::new(0),
+                owner: sink.owner().map(str::to_owned),
+                on_cancel: Mutex::new(None),
+            }),
+        };
+        let (tx, rx) = mpsc::channel(self.inner.cfg.queue_size.max(1));
+        let weak = Arc::downgrade(&self.inner);
+        *sub.inner
+            .on_cancel
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Box::new(move || {
+            if let Some(shared) = weak.upgrade() {
+                connection::forget(&shared, id);
+            }
+        }));
+        let mut state = self.inner.lock();
+        if state.stopping {
+            drop(state);
+            sub.cancel();
+            return Ok(sub);
+        }
+        // The caller may be on a plugin's own runtime thread, outside the host's runtime.
+        let consumer = subscription::consume(sub.clone(), sink, rx);
+        match tokio::runtime::Handle::try_current()
+            .ok()
+            .or_else(|| self.inner.runtime.clone())
+        {
+            Some(runtime) => {
+                runtime.spawn(consumer);
+            }
+            None => {
+                drop(state);
+                sub.cancel();
+                return Err(MqttError::Unavailable("MQTT bus has no runtime".into()));
+            }
+        }
+        let first = !state.subs.iter().any(|(s, _)| s.filter() == filter);
+        state.subs.push((sub.clone(), tx));
+        if state.status == MqttState::Connected {
+            if first {
+                connection::ask(&self.inner, &mut state, filter, qos);
+            } else if let Some((other, _)) = state
+                .subs
+                .iter()
+                .find(|(s, _)| s.filter() == filter && s.id() != id)
+            {
+                sub.inner.state.send_replace(other.state());
+            }
+        }
+        tracing::info!(target: "brewblox_host::mqtt", "MQTT subscription {sub} registered");
+        Ok(sub)
+    }
+
+    /// Waits until the broker acknowledged `sub`, so that what is published from then on
+    /// reaches it. Bounded by the configured timeout.
+    pub async fn ready(&self, sub: &MqttSubscription) -> Result<(), MqttError> {
+        let mut state = sub.inner.state.subscribe();
+        let wait = async {
+            loop {
+                match &*state.borrow_and_update() {
+                    MqttSubState::Active => return Ok(()),
+                    MqttSubState::Failed(err) => return Err(MqttError::Rejected(err.clone())),
+                    MqttSubState::Cancelled => return Err(MqttError::Cancelled),
+                    MqttSubState::Pending => {}
+                }
+                if state.changed().await.is_err() {
+                    return Err(MqttError::Cancelled);
+                }
+            }
+        };
+        match tokio::time::timeout(self.inner.cfg.timeout, wait).await {
+            Ok(result) => result,
+            Err(_) if !self.is_connected() => Err(MqttError::Unavailable(
+                self.not_connected(&self.inner.lock()),
+            )),
+            Err(_) => Err(MqttError::Timeout),
+        }
+    }
+
+    /// Live subscriptions.
+    pub fn subscriptions(&self) -> Vec<MqttSubscription> {
+        self.inner
+            .lock()
+            .subs
+            .iter()
+            .map(|(s, _)| s.clone())
+            .collect()
+    }
+
+    pub fn health(&self) -> MqttHealth {
+        let state = self.inner.lock();
+        MqttHealth {
+            state: state.status,
+            broker: self.inner.cfg.endpoint(),
+            reconnects: state.reconnects,
+            last_error: state.last_error.clone(),
+            will: state.will.as_ref().map(|w| w.topic.clone()),
+            subscriptions: state
+                .subs
+                .iter()
+                .map(|(sub, _)| {
+                    let (name, error) = match sub.state() {
+                        MqttSubState::Pending => ("pending", None),
+                        MqttSubState::Active => ("active", None),
+                        MqttSubState::Failed(err) => ("failed", Some(err)),
+                        MqttSubState::Cancelled => ("cancelled", None),
+                    };
+                    MqttSubHealth {
+                        id: sub.id(),
+                        filter: sub.filter().to_owned(),
+                        plugin: sub.owner().map(str::to_owned),
+                        state: name,
+                        error,
+                        dropped: sub.dropped(),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// Clean stop: publishes the will itself (bounded), disconnects (so the broker does not
+    /// announce it again), and ends the connection task. Subscriptions are cancelled; a
+    /// handler still running is left to finish on its own. Idempotent; at most about
+    /// `deadline` plus the configured timeout.
+    pub async fn shutdown(&self, deadline: Duration) {
+        let will = {
+            let mut state = self.inner.lock();
+            if state.stopping || state.closing {
+                return;
+            }
+            state.closing = true;
+            state.will.clone()
+        };
+        if let Some(will) = will {
+            match self
+                .send(
+                    &will.topic,
+                    will.payload.clone(),
+                    QoS::AtLeastOnce,
+                    will.retain,
+                    true,
+                )
+                .await
+            {
+                Ok(()) => tracing::info!(
+                    target: "brewblox_host::mqtt",
+                    "Published the MQTT will on '{}'",
+                    will.topic.escape_debug()
+                ),
+                Err(err) => tracing::warn!(
+                    target: "brewblox_host::mqtt",
+                    "MQTT will not published at stop: {err}"
+                ),
+            }
+        }
+        let subs = {
+            let mut state = self.inner.lock();
+            state.stopping = true;
+            std::mem::take(&mut state.subs)
+        };
+        for (sub, _) in subs {
+            sub.cancel();
+        }
+        if self.is_connected() {
+            let _ = self.inner.client.try_disconnect();
+        }
+        let task = self.inner.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(mut task) = task {
+            // The DISCONNECT is sent by the task; then it is told to stop.
+            let grace = deadline.min(Duration::from_secs(2));
+            if tokio::time::timeout(grace, &mut task).await.is_err() {
+                self.inner.stop.send_replace(true);
+                if tokio::time::timeout(Duration::from_secs(1), &mut task)
+                    .await
+                    .is_err()
+                {
+                    task.abort();
+                }
+            }
+        }
+        let mut state = self.inner.lock();
+        state.status = MqttState::Closed;
+        tracing::info!(target: "brewblox_host::mqtt", "Closed MQTT connection");
+    }
+}

@@ -1,0 +1,276 @@
+//! Connects one generation's plugins to the host's [`MqttBus`], and records the
+//! subscriptions they made, so that a reload can wait until the new generation's are
+//! acknowledged before it swaps and cancel the old generation's after.
+
+use std::{
+    sync::{Arc, Mutex, OnceLock, Weak},
+    time::Duration,
+};
+
+use abi_stable::{
+    sabi_trait::TD_Opaque,
+    std_types::{RArc, RResult, RString, RVec},
+};
+use async_ffi::FfiFuture;
+use futures::{future::BoxFuture, FutureExt};
+use plugin_api::abi::{
+    error_code, FfiError, FfiMqttPublish, HostSubscription, HostSubscriptionArc,
+    HostSubscription_TO, MessageHandlerBox,
+};
+use tokio::runtime::Handle;
+
+use crate::mqtt::{MqttBus, MqttError, MqttMessage, MqttSink, MqttSubscription, QoS, Will};
+
+/// A generation's view of the MQTT bus.
+pub struct MqttBridge {
+    bus: MqttBus,
+    made: Mutex<Vec<MqttSubscription>>,
+}
+
+impl MqttBridge {
+    pub fn new(bus: MqttBus) -> Self {
+        MqttBridge {
+            bus,
+            made: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn bus(&self) -> &MqttBus {
+        &self.bus
+    }
+
+    fn live(&self) -> Vec<MqttSubscription> {
+        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        made.retain(|sub| !sub.is_cancelled());
+        made.clone()
+    }
+
+    /// Subscribes through the bus and records the subscription as this generation's.
+    pub fn subscribe(
+        &self,
+        filter: &str,
+        qos: QoS,
+        sink: Arc<dyn MqttSink>,
+    ) -> Result<MqttSubscription, MqttError> {
+        let sub = self.bus.subscribe(filter, qos, sink)?;
+        self.made
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(sub.clone());
+        Ok(sub)
+    }
+
+    /// Waits (at most `timeout`) until every live subscription is acknowledged or refused;
+    /// `false` on timeout. Returns at once while the bus is not connected.
+    pub async fn wait_bound(&self, timeout: Duration) -> bool {
+        if !self.bus.is_connected() {
+            return true;
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        for sub in self.live() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if !sub.settled(left).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Cancels every subscription this generation made: nothing more reaches its handlers
+    /// (a message already in a handler finishes).
+    pub fn cancel_all(&self) {
+        for sub in self.live() {
+            sub.cancel();
+        }
+    }
+}
+
+/// Publishes for a plugin on the host runtime (the plugin polls from its own runtime).
+pub fn publish(
+    bridge: Option<&MqttBridge>,
+    runtime: &Handle,
+    message: FfiMqttPublish,
+) -> FfiFuture<RResult<(), FfiError>> {
+    let bus = bridge.map(|b| b.bus.clone());
+    let task = runtime.spawn(async move {
+        let bus = bus.ok_or_else(not_in_use)?;
+        let qos = crate::mqtt::qos(message.qos).map_err(|e| ffi_error(&e))?;
+        bus.publish(
+            &message.topic,
+            message.payload.into_vec(),
+            qos,
+            message.retain,
+        )
+        .await
+        .map_err(|e| ffi_error(&e))
+    });
+    FfiFuture::new(async move {
+        match task.await {
+            Ok(result) => result.into(),
+            Err(err) => RResult::RErr(FfiError::new(error_code::OTHER, err.to_string())),
+        }
+    })
+}
+
+/// Subscribes a plugin's handler to `filter`.
+pub fn subscribe(
+    bridge: Option<&MqttBridge>,
+    plugin: &str,
+    filter: &str,
+    qos: u8,
+    handler: MessageHandlerBox,
+) -> Result<HostSubscriptionArc, FfiError> {
+    let bridge = bridge.ok_or_else(not_in_use)?;
+    let qos = crate::mqtt::qos(qos).map_err(|e| ffi_error(&e))?;
+    let sink = Arc::new_cyclic(|me| PluginSink {
+        me: me.clone(),
+        plugin: plugin.to_owned(),
+        handler: Mutex::new(Arc::new(handler)),
+        handle: OnceLock::new(),
+        bus: bridge.bus.clone(),
+    });
+    let sub = bridge
+        .subscribe(filter, qos, sink.clone())
+        .map_err(|e| ffi_error(&e))?;
+    let handle = sink.handle(&sub);
+    Ok(HostSubscription_TO::from_sabi(handle.obj.shallow_clone()))
+}
+
+/// Sets (or, with an empty topic, removes) the service's will.
+pub fn set_will(bridge: Option<&MqttBridge>, will: FfiMqttPublish) -> Result<(), FfiError> {
+    let bridge = bridge.ok_or_else(not_in_use)?;
+    let will = (!will.topic.is_empty()).then(|| Will {
+        topic: will.topic.into_string(),
+        payload: will.payload.into_vec(),
+        retain: will.retain,
+    });
+    bridge.bus.set_will(will).map_err(|e| ffi_error(&e))
+}
+
+fn not_in_use() -> FfiError {
+    FfiError::new(
+        error_code::UNAVAILABLE,
+        "the MQTT eventbus is not in use: start the service with --mqtt-* options",
+    )
+}
+
+/// The error code a plugin sees for an MQTT error.
+pub fn ffi_error(err: &MqttError) -> FfiError {
+    let code = match err {
+        MqttError::Invalid(_) => error_code::INVALID,
+        MqttError::Unavailable(_) | MqttError::ShuttingDown => error_code::UNAVAILABLE,
+        MqttError::Rejected(_) => error_code::REJECTED,
+        MqttError::Timeout => error_code::TIMEOUT,
+        MqttError::Cancelled => error_code::OTHER,
+    };
+    FfiError::new(code, err.to_string())
+}
+
+/// Delivers a subscription's messages to a plugin handler, which can be replaced.
+struct PluginSink {
+    me: Weak<PluginSink>,
+    plugin: String,
+    handler: Mutex<Arc<MessageHandlerBox>>,
+    /// The subscription as the plugin holds it, made once.
+    handle: OnceLock<HostSubscriptionArc>,
+    bus: MqttBus,
+}
+
+impl PluginSink {
+    fn handle(&self, sub: &MqttSubscription) -> &HostSubscriptionArc {
+        self.handle.get_or_init(|| {
+            HostSubscription_TO::from_ptr(
+                RArc::new(PluginSubscription {
+                    sink: self.me.clone(),
+                    sub: sub.clone(),
+                    bus: self.bus.clone(),
+                }),
+                TD_Opaque,
+            )
+        })
+    }
+}
+
+impl MqttSink for PluginSink {
+    fn deliver(
+        &self,
+        sub: &MqttSubscription,
+        message: MqttMessage,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        let handler = self
+            .handler
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let handle = self.handle(sub);
+        let delivery = handler.on_message(
+            HostSubscription_TO::from_sabi(handle.obj.shallow_clone()),
+            message.topic.into(),
+            RVec::from(message.payload.to_vec()),
+        );
+        let plugin = self.plugin.clone();
+        async move {
+            let _keep = handler;
+            match std::panic::AssertUnwindSafe(delivery).catch_unwind().await {
+                Ok(RResult::ROk(())) => Ok(()),
+                Ok(RResult::RErr(err)) => Err(format!("plugin {plugin}: {err}")),
+                Err(_) => Err(format!("plugin {plugin}: handler panicked")),
+            }
+        }
+        .boxed()
+    }
+
+    fn owner(&self) -> Option<&str> {
+        Some(&self.plugin)
+    }
+}
+
+/// An MQTT subscription as a plugin holds it.
+struct PluginSubscription {
+    sink: Weak<PluginSink>,
+    sub: MqttSubscription,
+    bus: MqttBus,
+}
+
+impl HostSubscription for PluginSubscription {
+    fn exchange(&self) -> RString {
+        RString::new()
+    }
+
+    fn routing(&self) -> RString {
+        self.sub.filter().into()
+    }
+
+    fn exchange_type(&self) -> RString {
+        "mqtt".into()
+    }
+
+    fn set_handler(&self, handler: MessageHandlerBox) {
+        if let Some(sink) = self.sink.upgrade() {
+            *sink.handler.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(handler);
+        }
+    }
+
+    fn cancel(&self) {
+        self.sub.cancel();
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.sub.is_cancelled()
+    }
+
+    fn ready(&self) -> FfiFuture<RResult<(), FfiError>> {
+        let (bus, sub) = (self.bus.clone(), self.sub.clone());
+        let Ok(runtime) = Handle::try_current().or_else(|_| bus.runtime().ok_or(())) else {
+            let err = FfiError::new(error_code::UNAVAILABLE, "MQTT bus has no runtime");
+            return FfiFuture::new(async move { RResult::RErr(err) });
+        };
+        let task = runtime.spawn(async move { bus.ready(&sub).await.map_err(|e| ffi_error(&e)) });
+        FfiFuture::new(async move {
+            match task.await {
+                Ok(result) => result.into(),
+                Err(err) => RResult::RErr(FfiError::new(error_code::OTHER, err.to_string())),
+            }
+        })
+    }
+}
