@@ -23,3 +23,4 @@ pub mod names;
 pub mod plugins;
 pub mod service;
 pub mod shutdown;
+pub mod sync;

@@ -7,7 +7,7 @@
 //! go to debug so a long outage does not spam.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lapin::{Connection, ConnectionProperties};
@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 use super::config::BusConfig;
 use super::error::BusError;
 use super::health::BusState;
+use crate::sync::Unpoisoned;
 
 /// The `bus` label of this bus's metrics.
 pub(crate) const BUS: &str = "amqp";
@@ -31,13 +32,6 @@ const STATUS_CHECK: Duration = Duration::from_secs(2);
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
 /// Bound for a clean `connection.close` handshake.
 pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
 
 /// Resolve when a `watch<bool>` becomes true, or its sender goes away.
 pub(crate) async fn wait_true(rx: &mut watch::Receiver<bool>) {
@@ -132,7 +126,7 @@ impl Link {
         }
         self.status_tx.send_replace(LinkStatus::Connecting);
         let task = handle.spawn(self.clone().supervise());
-        *lock(&self.task) = Some(task);
+        *self.task.locked() = Some(task);
     }
 
     pub fn subscribe(&self) -> watch::Receiver<LinkStatus> {
@@ -147,7 +141,7 @@ impl Link {
     }
 
     pub fn failed_attempts(&self) -> u64 {
-        lock(&self.stats).failed_attempts
+        self.stats.locked().failed_attempts
     }
 
     /// Skip the rest of the reconnect pause and try now (used by a waiting publish).
@@ -168,7 +162,7 @@ impl Link {
             }
             _ => (BusState::Connecting, false),
         };
-        let stats = lock(&self.stats);
+        let stats = self.stats.locked();
         LinkHealth {
             state,
             reconnects: stats.reconnects,
@@ -180,7 +174,7 @@ impl Link {
     /// Close the connection and stop reconnecting; bounded by [`CLOSE_TIMEOUT`] plus a margin.
     pub async fn close(&self) {
         self.close_tx.send_replace(true);
-        let task = lock(&self.task).take();
+        let task = self.task.locked().take();
         if let Some(task) = task {
             let abort = task.abort_handle();
             if tokio::time::timeout(CLOSE_TIMEOUT + Duration::from_secs(1), task)
@@ -194,7 +188,7 @@ impl Link {
     }
 
     fn record_error(&self, text: &str) {
-        lock(&self.stats).last_error = Some((text.to_string(), Instant::now()));
+        self.stats.locked().last_error = Some((text.to_string(), Instant::now()));
     }
 
     async fn connect(&self) -> Result<Connection, BusError> {
@@ -280,7 +274,8 @@ impl Link {
             let link = Arc::downgrade(self);
             let cfg = self.cfg.clone();
             conn.on_error(move |err| {
-                let text = lock(&cause)
+                let text = cause
+                    .locked()
                     .get_or_insert_with(|| cfg.scrub(&err.to_string()))
                     .clone();
                 // Recorded before anyone can see the loss: whoever reacts to it (a
@@ -292,7 +287,7 @@ impl Link {
             });
         }
         {
-            let mut stats = lock(&self.stats);
+            let mut stats = self.stats.locked();
             let reconnect = stats.ever_connected;
             if reconnect {
                 stats.reconnects += 1;
@@ -344,7 +339,7 @@ impl Link {
         let text = self.cfg.scrub(&err.to_string());
         self.record_error(&text);
         let seq = {
-            let mut stats = lock(&self.stats);
+            let mut stats = self.stats.locked();
             stats.failed_attempts += 1;
             stats.failed_attempts
         };
@@ -410,7 +405,8 @@ impl Watched {
 
 /// Why a connection is gone: lapin's error if it reported one, else its state.
 fn lost_reason(cause: &Mutex<Option<String>>, conn: &Connection) -> String {
-    lock(cause)
+    cause
+        .locked()
         .clone()
         .unwrap_or_else(|| format!("connection state {:?}", conn.status().state()))
 }

@@ -29,10 +29,11 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use super::config::{declare_exchange_like_original, BusConfig};
-use super::connection::{lock, wait_true, Link, LinkStatus, Live};
+use super::connection::{wait_true, Link, LinkStatus, Live};
 use super::error::BusError;
 use super::subscription::{Subscription, SubscriptionState};
 use crate::metrics::bus::Dropped;
+use crate::sync::Unpoisoned;
 
 /// Longest pause between re-declaring a subscription the broker refused.
 const MAX_DECLARE_BACKOFF: Duration = Duration::from_secs(30);
@@ -66,14 +67,14 @@ impl Listener {
 
     /// Register a subscription; it is declared as soon as (or whenever) we are connected.
     pub fn add(self: &Arc<Self>, sub: Subscription, handle: Option<Handle>) {
-        lock(&self.subs).push(sub);
+        self.subs.locked().push(sub);
         self.changed.notify_one();
         self.start(handle);
     }
 
     /// Connect only once there is something to listen to (as the original).
     pub fn start(self: &Arc<Self>, handle: Option<Handle>) {
-        if *self.stopping.borrow() || lock(&self.subs).is_empty() {
+        if *self.stopping.borrow() || self.subs.locked().is_empty() {
             return;
         }
         let Some(handle) = handle else {
@@ -85,12 +86,12 @@ impl Listener {
         }
         self.link.start(&handle);
         let task = handle.spawn(self.clone().reconcile_loop());
-        *lock(&self.reconciler) = Some(task);
+        *self.reconciler.locked() = Some(task);
     }
 
     /// Live (not cancelled) subscriptions.
     pub fn subscriptions(&self) -> Vec<Subscription> {
-        let mut subs = lock(&self.subs);
+        let mut subs = self.subs.locked();
         subs.retain(|s| !s.is_cancelled());
         subs.clone()
     }
@@ -99,10 +100,10 @@ impl Listener {
     /// `stopping` must already be true.
     pub async fn shutdown(&self, deadline: Duration) {
         // The reconciler only starts tasks; stop it first so none start behind our back.
-        if let Some(task) = lock(&self.reconciler).take() {
+        if let Some(task) = self.reconciler.locked().take() {
             task.abort();
         }
-        let tasks: Vec<JoinHandle<()>> = lock(&self.tasks).drain(..).collect();
+        let tasks: Vec<JoinHandle<()>> = self.tasks.locked().drain(..).collect();
         let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
         if tokio::time::timeout(deadline, futures::future::join_all(tasks))
             .await
@@ -112,7 +113,7 @@ impl Listener {
             aborts.iter().for_each(|a| a.abort());
         }
         self.link.close().await;
-        for sub in lock(&self.subs).iter() {
+        for sub in self.subs.locked().iter() {
             sub.set_state(SubscriptionState::Pending);
         }
     }
@@ -151,7 +152,7 @@ impl Listener {
             return;
         }
         let subs = self.subscriptions();
-        let mut tasks = lock(&self.tasks);
+        let mut tasks = self.tasks.locked();
         tasks.retain(|t| !t.is_finished());
         for sub in subs {
             if sub.inner.generation.swap(live.generation, Ordering::SeqCst) == live.generation {

@@ -15,9 +15,9 @@ use tokio::sync::watch;
 use tracing::info;
 
 use super::config::ExchangeKind;
-use super::connection::lock;
 use super::error::BusError;
 use super::names::check_names;
+use crate::sync::{Unpoisoned, UnpoisonedRw};
 
 /// What a subscription calls for each delivered message. Implemented by the host's plugin glue.
 ///
@@ -138,10 +138,7 @@ impl Subscription {
 
     /// Replace the sink; the next delivered message goes to the new one.
     pub fn set_sink(&self, sink: Arc<dyn MessageSink>) {
-        match self.inner.sink.write() {
-            Ok(mut guard) => *guard = sink,
-            Err(poisoned) => *poisoned.into_inner() = sink,
-        }
+        *self.inner.sink.write_locked() = sink;
     }
 
     /// The plugin whose handler receives the messages, if a plugin's.
@@ -167,10 +164,7 @@ impl Subscription {
     }
 
     pub(crate) fn sink(&self) -> Arc<dyn MessageSink> {
-        match self.inner.sink.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.inner.sink.read_locked().clone()
     }
 
     /// Stop consuming and delete the queue. Never restored after a reconnect. Idempotent.
@@ -236,7 +230,7 @@ impl Subscription {
     /// [`BusError::ShuttingDown`]. Transient failures are retried and waited through.
     pub async fn bound(&self) -> Result<(), BusError> {
         let mut rx = self.inner.state_tx.subscribe();
-        let refusal = || lock(&self.inner.refusal).clone();
+        let refusal = || self.inner.refusal.locked().clone();
         let result = rx
             .wait_for(|state| match state {
                 SubscriptionState::Active { .. } | SubscriptionState::Cancelled => true,
@@ -266,13 +260,13 @@ impl Subscription {
     /// The broker refused (or failed) the declaration; retried by the listener.
     pub(crate) fn failed(&self, err: BusError) {
         let text = err.to_string();
-        *lock(&self.inner.refusal) = err.is_refusal().then_some(err);
+        *self.inner.refusal.locked() = err.is_refusal().then_some(err);
         self.set_state(SubscriptionState::Failed { error: text });
     }
 
     /// Declared and consuming from `queue`.
     pub(crate) fn declared(&self, queue: &str) {
-        *lock(&self.inner.refusal) = None;
+        *self.inner.refusal.locked() = None;
         *self.last_logged_error() = None;
         info!("Declared event bus subscription {self} as queue {queue}");
         self.set_state(SubscriptionState::Active {
@@ -297,10 +291,7 @@ impl Subscription {
     }
 
     pub(crate) fn last_logged_error(&self) -> MutexGuard<'_, Option<String>> {
-        match self.inner.last_logged_error.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        self.inner.last_logged_error.locked()
     }
 }
 

@@ -19,6 +19,7 @@ use prometheus_client::{
 };
 
 use crate::plugins::context::{PluginState, PluginStatus};
+use crate::sync::Unpoisoned;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PluginLabel {
@@ -96,7 +97,7 @@ impl PluginMetrics {
     /// `plugins`: each plugin's state and build id.
     pub fn track(&self, plugins: Vec<(Arc<PluginState>, Option<String>)>) -> Tracking {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-        let mut live = self.live.plugins.lock().unwrap_or_else(|e| e.into_inner());
+        let mut live = self.live.plugins.locked();
         live.extend(plugins.into_iter().map(|(state, build)| Tracked {
             generation,
             build: build.unwrap_or_else(|| "unknown".to_owned()),
@@ -139,7 +140,7 @@ pub struct Tracking {
 
 impl Drop for Tracking {
     fn drop(&mut self) {
-        let mut live = self.live.plugins.lock().unwrap_or_else(|e| e.into_inner());
+        let mut live = self.live.plugins.locked();
         live.retain(|p| p.generation != self.generation);
     }
 }
@@ -174,7 +175,7 @@ fn state_name(status: &PluginStatus) -> &'static str {
 
 impl Collector for LiveCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
-        let live = self.0.plugins.lock().unwrap_or_else(|e| e.into_inner());
+        let live = self.0.plugins.locked();
         let mut states = encoder.encode_descriptor(
             "brewblox_plugin_state",
             "1 for each plugin of a live generation, its state, version and build id as labels",

@@ -11,6 +11,7 @@ use std::{
     sync::{atomic::AtomicU64, Arc, Mutex},
 };
 
+use crate::sync::Unpoisoned;
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric},
@@ -208,7 +209,7 @@ impl Registered {
         } else {
             spec.buckets.to_vec()
         };
-        let mut families = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        let mut families = self.families.locked();
         if !families.contains_key(&full) {
             let owned = families
                 .values()
@@ -266,7 +267,7 @@ impl Registered {
 
 impl Collector for Registered {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
-        let families = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        let families = self.families.locked();
         for (name, family) in families.iter() {
             let mut metric =
                 encoder.encode_descriptor(name, &family.help, None, family.kind.metric_type())?;

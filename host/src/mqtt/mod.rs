@@ -40,6 +40,7 @@ pub use config::{MqttConfig, Protocol, Will};
 pub use subscription::{MqttMessage, MqttSink, MqttSubState, MqttSubscription};
 pub use topic::{matches, validate_filter, validate_topic, TopicError, MAX_TOPIC_BYTES};
 
+use crate::sync::Unpoisoned;
 use subscription::SubInner;
 
 /// What can go wrong for a caller of the MQTT bus.
@@ -132,9 +133,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.locked()
     }
 }
 
@@ -315,10 +314,7 @@ impl MqttBus {
         };
         let (tx, rx) = mpsc::channel(self.inner.cfg.queue_size.max(1));
         let weak = Arc::downgrade(&self.inner);
-        *sub.inner
-            .on_cancel
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(Box::new(move || {
+        *sub.inner.on_cancel.locked() = Some(Box::new(move || {
             if let Some(shared) = weak.upgrade() {
                 connection::forget(&shared, id);
             }

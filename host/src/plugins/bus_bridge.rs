@@ -24,6 +24,7 @@ use plugin_api::abi::{
 use tokio::runtime::Handle;
 
 use crate::bus::{BusError, EventBus, ExchangeKind, MessageSink, Subscription, SubscriptionState};
+use crate::sync::Unpoisoned;
 
 /// The eventbus as one generation of plugins reaches it, and the subscriptions the
 /// generation made (cancelled when it stops). Which plugin owns a subscription its sink knows.
@@ -70,7 +71,7 @@ impl BusBridge {
 
     /// The subscriptions made through this bridge and not cancelled.
     fn live(&self) -> Vec<Subscription> {
-        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        let mut made = self.made.locked();
         made.retain(|sub| !sub.is_cancelled());
         made.clone()
     }
@@ -187,10 +188,7 @@ impl BusBridge {
             .bus
             .subscribe(&request.exchange, &request.routing, kind, sink)
             .map_err(|err| ffi_error(&err))?;
-        self.made
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(sub.clone());
+        self.made.locked().push(sub.clone());
         Ok(host_subscription(plugin, &self.bus, sub))
     }
 }
@@ -306,19 +304,24 @@ impl MessageSink for PluginSink {
             routing_key.into(),
             RVec::from(body),
         );
-        let plugin = self.plugin.clone();
-        async move {
-            match std::panic::AssertUnwindSafe(delivery).catch_unwind().await {
-                Ok(RResult::ROk(())) => Ok(()),
-                Ok(RResult::RErr(err)) => Err(format!("plugin {plugin}: {err}")),
-                Err(_) => Err(format!("plugin {plugin}: handler panicked")),
-            }
-        }
-        .boxed()
+        handled(self.plugin.clone(), delivery).boxed()
     }
 
     fn owner(&self) -> Option<&str> {
         Some(&self.plugin)
+    }
+}
+
+/// A plugin handler's answer to one message, a panic in it contained, errors naming the
+/// plugin (both eventbuses deliver through this).
+pub(crate) async fn handled(
+    plugin: String,
+    delivery: FfiFuture<RResult<(), RString>>,
+) -> Result<(), String> {
+    match std::panic::AssertUnwindSafe(delivery).catch_unwind().await {
+        Ok(RResult::ROk(())) => Ok(()),
+        Ok(RResult::RErr(err)) => Err(format!("plugin {plugin}: {err}")),
+        Err(_) => Err(format!("plugin {plugin}: handler panicked")),
     }
 }
 

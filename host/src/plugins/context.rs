@@ -17,6 +17,7 @@ use tokio::runtime::Handle;
 use super::bus_bridge::BusBridge;
 use super::mqtt_bridge::{self, MqttBridge};
 use super::{features::FeatureRegistry, routes::RouteTable, tasks::TaskSet};
+use crate::sync::Unpoisoned;
 
 /// Services shared by every plugin of the host.
 pub struct HostServices {
@@ -60,14 +61,11 @@ impl PluginState {
     }
 
     pub fn set_status(&self, status: PluginStatus) {
-        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = status;
+        *self.status.locked() = status;
     }
 
     pub fn status(&self) -> PluginStatus {
-        self.status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.status.locked().clone()
     }
 }
 
@@ -93,7 +91,7 @@ impl HostContext for PluginContext {
         docs_json: RString,
         handler: RouteHandlerBox,
     ) -> RResult<(), FfiError> {
-        let mut routes = self.host.routes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut routes = self.host.routes.locked();
         let result = routes.add(&self.plugin.name, &method, &path, &docs_json, handler);
         if let Err(err) = &result {
             tracing::error!("plugin {}: {}", self.plugin.name, err.message);

@@ -2,6 +2,7 @@
 
 use std::{collections::BTreeMap, sync::Mutex};
 
+use crate::sync::Unpoisoned;
 use plugin_api::abi::{error_code, FeatureArc, Feature_TO, FfiError};
 
 #[derive(Default)]
@@ -25,7 +26,7 @@ impl FeatureRegistry {
                 "No feature identifier provided",
             ));
         }
-        let mut features = self.features.lock().unwrap_or_else(|e| e.into_inner());
+        let mut features = self.features.locked();
         if let Some((owner, _)) = features.get(name) {
             if exist_ok {
                 return Ok(false);
@@ -46,7 +47,7 @@ impl FeatureRegistry {
                 "No feature identifier provided",
             ));
         }
-        let features = self.features.lock().unwrap_or_else(|e| e.into_inner());
+        let features = self.features.locked();
         features
             .get(name)
             .map(|(_, feature)| Feature_TO::from_sabi(feature.obj.shallow_clone()))
@@ -60,7 +61,7 @@ impl FeatureRegistry {
 
     /// (name, owning plugin) pairs, in name order.
     pub fn list(&self) -> Vec<(String, String)> {
-        let features = self.features.lock().unwrap_or_else(|e| e.into_inner());
+        let features = self.features.locked();
         features
             .iter()
             .map(|(name, (owner, _))| (name.clone(), owner.clone()))

@@ -33,6 +33,7 @@ use tempfile::TempDir;
 
 use super::{elf_check, permissions, version};
 use crate::names;
+use crate::sync::Unpoisoned;
 
 /// A plugin library that passed every check.
 pub struct LoadedPlugin {
@@ -206,10 +207,7 @@ fn load_file(
     }
     let opened = loaded?;
     if let Some(id) = &elf.build_id {
-        OPENED
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id.clone(), opened.clone());
+        OPENED.locked().insert(id.clone(), opened.clone());
     }
     describe_module(file, opened, elf.build_id)
 }
@@ -229,11 +227,7 @@ static OPENED: std::sync::Mutex<std::collections::BTreeMap<String, Opened>> =
     std::sync::Mutex::new(std::collections::BTreeMap::new());
 
 fn already_opened(build_id: &str) -> Option<Opened> {
-    OPENED
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(build_id)
-        .cloned()
+    OPENED.locked().get(build_id).cloned()
 }
 
 /// Opens the library (its constructors run here) and checks its versions and layout.

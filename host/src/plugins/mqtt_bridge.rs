@@ -20,6 +20,7 @@ use plugin_api::abi::{
 use tokio::runtime::Handle;
 
 use crate::mqtt::{MqttBus, MqttError, MqttMessage, MqttSink, MqttSubscription, QoS, Will};
+use crate::sync::Unpoisoned;
 
 /// A generation's view of the MQTT bus.
 pub struct MqttBridge {
@@ -40,7 +41,7 @@ impl MqttBridge {
     }
 
     fn live(&self) -> Vec<MqttSubscription> {
-        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        let mut made = self.made.locked();
         made.retain(|sub| !sub.is_cancelled());
         made.clone()
     }
@@ -53,10 +54,7 @@ impl MqttBridge {
         sink: Arc<dyn MqttSink>,
     ) -> Result<MqttSubscription, MqttError> {
         let sub = self.bus.subscribe(filter, qos, sink)?;
-        self.made
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(sub.clone());
+        self.made.locked().push(sub.clone());
         Ok(sub)
     }
 
@@ -197,11 +195,7 @@ impl MqttSink for PluginSink {
         sub: &MqttSubscription,
         message: MqttMessage,
     ) -> BoxFuture<'static, Result<(), String>> {
-        let handler = self
-            .handler
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let handler = self.handler.locked().clone();
         let handle = self.handle(sub);
         let delivery = handler.on_message(
             HostSubscription_TO::from_sabi(handle.obj.shallow_clone()),
@@ -211,11 +205,7 @@ impl MqttSink for PluginSink {
         let plugin = self.plugin.clone();
         async move {
             let _keep = handler;
-            match std::panic::AssertUnwindSafe(delivery).catch_unwind().await {
-                Ok(RResult::ROk(())) => Ok(()),
-                Ok(RResult::RErr(err)) => Err(format!("plugin {plugin}: {err}")),
-                Err(_) => Err(format!("plugin {plugin}: handler panicked")),
-            }
+            super::bus_bridge::handled(plugin, delivery).await
         }
         .boxed()
     }
@@ -247,7 +237,7 @@ impl HostSubscription for PluginSubscription {
 
     fn set_handler(&self, handler: MessageHandlerBox) {
         if let Some(sink) = self.sink.upgrade() {
-            *sink.handler.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(handler);
+            *sink.handler.locked() = Arc::new(handler);
         }
     }
 

@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::sync::Unpoisoned;
 use abi_stable::std_types::{RResult, RString};
 use async_ffi::FfiFuture;
 use futures::FutureExt;
@@ -43,7 +44,7 @@ impl TaskSet {
             }
         });
         let abort = join.abort_handle();
-        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tasks = self.tasks.locked();
         tasks.retain(|(_, handle)| !handle.is_finished());
         tasks.push((name.to_owned(), abort.clone()));
         TaskHandle_TO::from_value(
@@ -56,7 +57,7 @@ impl TaskSet {
 
     /// Cancels every task; returns how many were still running.
     pub fn cancel_all(&self) -> usize {
-        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        let tasks = std::mem::take(&mut *self.tasks.locked());
         tasks
             .into_iter()
             .filter(|(_, handle)| !handle.is_finished())
@@ -66,7 +67,7 @@ impl TaskSet {
 
     /// Names of the tasks still running.
     pub fn running(&self) -> Vec<String> {
-        let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        let tasks = self.tasks.locked();
         tasks
             .iter()
             .filter(|(_, h)| !h.is_finished())

@@ -26,6 +26,7 @@ use crate::{
 };
 
 use super::reloads::ReloadLog;
+use crate::sync::Unpoisoned;
 
 /// A started plugin set and the app serving it.
 pub struct Generation {
@@ -150,11 +151,7 @@ fn build_app(
     plugins: &[RunningPlugin],
     reloads: &Arc<ReloadLog>,
 ) -> http::App {
-    let plugin_routes = host
-        .routes
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .freeze();
+    let plugin_routes = host.routes.locked().freeze();
     for route in &plugin_routes {
         tracing::debug!(
             "Endpoint [{}] /{}{} (plugin {})",

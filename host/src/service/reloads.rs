@@ -4,6 +4,7 @@
 
 use std::sync::Mutex;
 
+use crate::sync::Unpoisoned;
 use serde::Serialize;
 
 /// The outcome of the last reload.
@@ -33,7 +34,7 @@ pub struct ReloadLog {
 impl ReloadLog {
     pub fn record(&self, outcome: Result<(), String>) {
         crate::metrics::global().plugins.reloaded(outcome.is_ok());
-        let mut report = self.report.lock().unwrap_or_else(|e| e.into_inner());
+        let mut report = self.report.locked();
         match &outcome {
             Ok(()) => report.succeeded += 1,
             Err(_) => report.failed += 1,
@@ -46,10 +47,7 @@ impl ReloadLog {
     }
 
     pub fn report(&self) -> ReloadReport {
-        self.report
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.report.locked().clone()
     }
 }
 
