@@ -7,7 +7,8 @@ use serde_json::json;
 
 use integration_tests::{
     amqp::{self, SyncPeer},
-    Host, PluginDir,
+    mqtt::{rumqttc::QoS, Mosquitto, Peer},
+    wait_until, Host, PluginDir,
 };
 use openmetrics_parser::{
     openmetrics::parse_openmetrics, prometheus::parse_prometheus, MetricsExposition,
@@ -561,4 +562,86 @@ fn repeater_failures_are_counted_per_failed_run() {
         before == after && after >= 3.0 && counted == 1.0 + after
     });
     assert!(equal, "counted {}, failed runs 1 + {}", last.0, last.1);
+}
+
+#[test]
+fn mqtt_messages_publishes_and_the_connection_are_counted() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let broker = Mosquitto::start();
+    let plugins = PluginDir::with(&["testkit-plugin"]);
+    let host = Host::builder(plugins.path())
+        .without_amqp()
+        .mqtt(broker.port)
+        .start();
+    let secs = Duration::from_secs(10);
+    assert!(wait_until(secs, || host.get("/_service/health").status() == 200));
+    let post = |path: &str, body: serde_json::Value| -> serde_json::Value {
+        host.client
+            .post(host.url(path))
+            .body(body.to_string())
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    post(
+        "/kit/mqtt/subscribe",
+        json!({"filter": "count/#", "tag": "a"}),
+    );
+    let peer = rt.block_on(Peer::connect(broker.port, &[]));
+    rt.block_on(async {
+        for n in 0..3 {
+            peer.client
+                .publish(format!("count/{n}"), QoS::AtLeastOnce, false, "1")
+                .await
+                .unwrap();
+        }
+    });
+    assert!(wait_until(secs, || {
+        host.get("/kit/mqtt/received")
+            .json::<Vec<serde_json::Value>>()
+            .unwrap()
+            .len()
+            >= 3
+    }));
+    let answer = post(
+        "/kit/mqtt/publish",
+        json!({"topic": "out/x", "payload": "hi", "qos": 1}),
+    );
+    assert_eq!(answer["ok"], true, "{answer}");
+
+    let after = scrape(&host);
+    let sub = [
+        ("bus", "mqtt"),
+        ("routing", "count/#"),
+        ("plugin", "testkit-plugin"),
+    ];
+    assert_eq!(
+        value(&after, "eventbus_messages_delivered_total", &sub),
+        3.0
+    );
+    assert_eq!(
+        value(&after, "eventbus_handler_duration_seconds", &sub),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            "eventbus_publishes_total",
+            &[("bus", "mqtt"), ("outcome", "ok")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            "eventbus_publish_confirm_seconds",
+            &[("bus", "mqtt")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&after, "eventbus_connection_up", &[("bus", "mqtt")]),
+        1.0
+    );
 }

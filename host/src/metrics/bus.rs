@@ -72,6 +72,8 @@ pub enum Dropped {
     NotJson,
     /// The body is over the bus's message size limit.
     TooLarge,
+    /// The subscription's queue was full (MQTT: a handler slower than the messages).
+    QueueFull,
 }
 
 impl Dropped {
@@ -79,6 +81,7 @@ impl Dropped {
         match self {
             Dropped::NotJson => "not_json",
             Dropped::TooLarge => "too_large",
+            Dropped::QueueFull => "queue_full",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! completes publishes when sent or acknowledged, and routes each message to the queue of
 //! every subscription whose filter matches its topic.
 
+use crate::metrics::bus::Dropped;
 use std::{sync::Arc, time::Duration};
 
 use rumqttc::{
@@ -197,9 +198,13 @@ fn update_will(shared: &Shared, eventloop: &mut EventLoop) {
 
 fn connected(shared: &Shared) {
     let mut state = shared.lock();
-    if state.last_error.is_some() {
+    let reconnect = state.last_error.is_some();
+    if reconnect {
         state.reconnects += 1;
     }
+    crate::metrics::global()
+        .bus
+        .connection(super::BUS, super::BUS, true, reconnect);
     state.status = MqttState::Connected;
     tracing::info!(
         target: "brewblox_host::mqtt",
@@ -264,6 +269,9 @@ fn lost(shared: &Shared, eventloop: &mut EventLoop, err: &ConnectionError, warne
     }
     state.status = MqttState::Connecting;
     state.last_error = Some(text.clone());
+    crate::metrics::global()
+        .bus
+        .connection(super::BUS, super::BUS, false, false);
     fail_all(shared, &mut state, &format!("connection lost: {text}"));
     for (sub, _) in &state.subs {
         sub.inner.state.send_replace(MqttSubState::Pending);
@@ -289,6 +297,11 @@ fn dispatch(shared: &Shared, publish: rumqttc::Publish) {
     let topic = publish.topic.as_str();
     let max = shared.cfg.max_message_size;
     if publish.payload.len() > max {
+        for (sub, _) in shared.lock().subs.iter() {
+            if topic::matches(sub.filter(), topic) {
+                sub.metrics().dropped(Dropped::TooLarge);
+            }
+        }
         tracing::error!(
             target: "brewblox_host::mqtt",
             "MQTT message on '{}' of {} bytes is larger than the limit of {max} bytes; dropped",
@@ -308,6 +321,7 @@ fn dispatch(shared: &Shared, publish: rumqttc::Publish) {
             retain: publish.retain,
         };
         if let Err(TrySendError::Full(_)) = queue.try_send(message) {
+            sub.metrics().dropped(Dropped::QueueFull);
             let dropped = sub
                 .inner
                 .dropped

@@ -144,6 +144,9 @@ pub struct MqttBus {
 }
 
 /// QoS from a plugin's number.
+/// The `bus` label of the MQTT eventbus's metrics.
+pub(crate) const BUS: &str = "mqtt";
+
 pub fn qos(level: u8) -> Result<QoS, MqttError> {
     match level {
         0 => Ok(QoS::AtMostOnce),
@@ -245,7 +248,13 @@ impl MqttBus {
         qos: QoS,
         retain: bool,
     ) -> Result<(), MqttError> {
-        self.send(topic, payload.into(), qos, retain, false).await
+        let started = std::time::Instant::now();
+        let sent = self.send(topic, payload.into(), qos, retain, false).await;
+        let acknowledged = (sent.is_ok() && qos != QoS::AtMostOnce).then(|| started.elapsed());
+        crate::metrics::global()
+            .bus
+            .published(BUS, sent.is_ok(), acknowledged);
+        sent
     }
 
     async fn send(

@@ -82,6 +82,14 @@ impl MqttSubscription {
         self.inner.state.borrow().clone()
     }
 
+    /// This subscription's metrics series (the `exchange` label is empty for MQTT; the
+    /// filter is the `routing` label).
+    pub(crate) fn metrics(&self) -> crate::metrics::bus::SubscriptionSeries {
+        crate::metrics::global()
+            .bus
+            .subscription(super::BUS, "", self.filter(), self.owner())
+    }
+
     /// Messages dropped because its queue was full.
     pub fn dropped(&self) -> u64 {
         self.inner.dropped.load(Ordering::Relaxed)
@@ -127,10 +135,13 @@ pub(crate) async fn consume(
     sink: Arc<dyn MqttSink>,
     mut queue: mpsc::Receiver<MqttMessage>,
 ) {
+    let metrics = sub.metrics();
     while let Some(message) = queue.recv().await {
         if sub.is_cancelled() {
             break;
         }
+        let _unacked = crate::metrics::global().bus.unacked(super::BUS);
+        let started = std::time::Instant::now();
         let topic = message.topic.clone();
         let call = std::panic::catch_unwind(AssertUnwindSafe(|| sink.deliver(&sub, message)));
         let outcome = match call {
@@ -140,6 +151,7 @@ pub(crate) async fn consume(
                 .unwrap_or_else(|panic| Err(panic_text(&panic))),
             Err(panic) => Err(panic_text(&panic)),
         };
+        metrics.handled(started.elapsed(), outcome.is_ok());
         if let Err(err) = outcome {
             tracing::error!(
                 target: "brewblox_host::mqtt",
@@ -151,10 +163,5 @@ pub(crate) async fn consume(
 }
 
 fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    let text = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".into());
-    format!("handler panicked: {text}")
+    format!("handler panicked: {}", plugin_api::panic_text(&**panic))
 }
