@@ -401,6 +401,22 @@ impl Host {
         self.client.get(self.url(path)).send().expect("GET")
     }
 
+    /// `POST` of `body` as JSON.
+    pub fn post_json(&self, path: &str, body: serde_json::Value) -> reqwest::blocking::Response {
+        self.client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .expect("POST")
+    }
+
+    /// `GET /_service/health`: its status code and its report.
+    pub fn health(&self) -> (u16, serde_json::Value) {
+        let response = self.get("/_service/health");
+        let status = response.status().as_u16();
+        (status, response.json().expect("health JSON"))
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -9,21 +9,15 @@ use integration_tests::{
 };
 use serde_json::{json, Value};
 
-fn health(host: &Host) -> (u16, Value) {
-    let res = host.get("/_service/health");
-    let status = res.status().as_u16();
-    (status, res.json().unwrap())
-}
-
 /// Waits until `n` subscriptions are active (their queues exist).
 fn wait_active(host: &Host, n: usize) {
     let ok = wait_until(Duration::from_secs(20), || {
-        let (_, body) = health(host);
+        let (_, body) = host.health();
         body["eventbus"]["subscriptions"]
             .as_array()
             .is_some_and(|subs| subs.iter().filter(|s| s["state"] == "active").count() >= n)
     });
-    assert!(ok, "subscriptions not active: {}", health(host).1);
+    assert!(ok, "subscriptions not active: {}", host.health().1);
 }
 
 fn wait_received(host: &Host, n: usize) -> Vec<Value> {
@@ -37,13 +31,9 @@ fn wait_received(host: &Host, n: usize) -> Vec<Value> {
     received(host)
 }
 
-fn post(host: &Host, path: &str, body: Value) -> reqwest::blocking::Response {
-    host.client.post(host.url(path)).json(&body).send().unwrap()
-}
-
 /// testkit's publish route: `{"ok"}` or `{"ok": false, "kind", "error"}`.
 fn kit_publish(host: &Host, body: Value) -> Value {
-    post(host, "/kit/bus/publish", body).json().unwrap()
+    host.post_json("/kit/bus/publish", body).json().unwrap()
 }
 
 /// The error text of a failed [`kit_publish`], after checking it failed with `kind`.
@@ -90,8 +80,7 @@ fn plugin_publishes_to_an_independent_consumer_with_the_original_topology() {
     // Declared as brewblox-service 0.20.0 declares it: the host's declaration must match.
     peer.declare_like_original(&exchange, lapin::ExchangeKind::Topic);
     let mut rx = peer.consume(&exchange, "state.*");
-    let res = post(
-        &host,
+    let res = host.post_json(
         "/kit/bus/publish",
         json!({"exchange": exchange, "routing": "state.kit", "message": {"temp": 20.5, "u": "é"}}),
     );
@@ -120,8 +109,7 @@ fn subscriptions_from_handlers_follow_topic_wildcards() {
     let exchange = amqp::unique("ex-wild");
     let (host, _dir) = kit("", &[]);
     for (tag, routing) in [("star", "a.*"), ("hash", "a.#")] {
-        let res = post(
-            &host,
+        let res = host.post_json(
             "/kit/bus/subscribe",
             json!({"exchange": exchange, "routing": routing, "tag": tag}),
         );
@@ -167,42 +155,34 @@ fn subscriptions_from_handlers_follow_topic_wildcards() {
 fn fanout_and_direct_exchanges() {
     let (fanout, direct) = (amqp::unique("ex-fan"), amqp::unique("ex-dir"));
     let (host, _dir) = kit("", &[]);
-    post(
-        &host,
+    host.post_json(
         "/kit/bus/subscribe",
         json!({"exchange": fanout, "routing": "ignored", "exchange_type": "fanout", "tag": "fan"}),
     );
-    post(
-        &host,
+    host.post_json(
         "/kit/bus/subscribe",
         json!({"exchange": direct, "routing": "exact", "exchange_type": "direct", "tag": "dir"}),
     );
     wait_active(&host, 2);
-    let res = post(
-        &host,
+    let res = host.post_json(
         "/kit/bus/publish",
         json!({"exchange": fanout, "routing": "whatever", "message": 1, "exchange_type": "fanout"}),
     );
     assert_eq!(res.json::<Value>().unwrap()["ok"], true);
-    post(
-        &host,
+    host.post_json(
         "/kit/bus/publish",
         json!({"exchange": direct, "routing": "other", "message": 2, "exchange_type": "direct"}),
     );
-    post(
-        &host,
+    host.post_json(
         "/kit/bus/publish",
         json!({"exchange": direct, "routing": "exact", "message": 3, "exchange_type": "direct"}),
     );
     // Sentinels, one per exchange, after the messages under test.
-    post(
-        &host,
+    host.post_json(
         "/kit/bus/publish",
         json!({"exchange": fanout, "routing": "x", "message": "end", "exchange_type": "fanout"}),
     );
-    post(
-        &host,
-        "/kit/bus/publish",
+    host.post_json("/kit/bus/publish",
         json!({"exchange": direct, "routing": "exact", "message": "end", "exchange_type": "direct"}),
     );
     let got = wait_received(&host, 4);
@@ -224,8 +204,7 @@ fn handlers_can_be_swapped_and_subscriptions_cancelled() {
     let (host, _dir) = kit(&exchange, &[]);
     wait_active(&host, 1);
     let publish = |n: i64| {
-        let res = post(
-            &host,
+        let res = host.post_json(
             "/kit/bus/publish",
             json!({"exchange": exchange, "routing": "k", "message": n}),
         );
@@ -233,26 +212,26 @@ fn handlers_can_be_swapped_and_subscriptions_cancelled() {
     };
     publish(1);
     wait_received(&host, 1);
-    assert_eq!(post(&host, "/kit/bus/0/swap", json!({})).status(), 200);
+    assert_eq!(host.post_json("/kit/bus/0/swap", json!({})).status(), 200);
     publish(2);
     let got = wait_received(&host, 2);
     assert_eq!(got[1]["tag"], "swapped");
-    let queue = health(&host).1["eventbus"]["subscriptions"][0]["queue"]
+    let queue = host.health().1["eventbus"]["subscriptions"][0]["queue"]
         .as_str()
         .unwrap()
         .to_owned();
     assert_eq!(
-        post(&host, "/kit/bus/0/cancel", json!({}))
+        host.post_json("/kit/bus/0/cancel", json!({}))
             .json::<Value>()
             .unwrap()["cancelled"],
         true
     );
     let gone = wait_until(Duration::from_secs(10), || {
-        health(&host).1["eventbus"]["subscriptions"]
+        host.health().1["eventbus"]["subscriptions"]
             .as_array()
             .is_some_and(|s| s.is_empty())
     });
-    assert!(gone, "{}", health(&host).1);
+    assert!(gone, "{}", host.health().1);
     let peer = SyncPeer::connect();
     assert!(
         wait_until(Duration::from_secs(10), || !peer.queue_exists(&queue)),
@@ -260,13 +239,13 @@ fn handlers_can_be_swapped_and_subscriptions_cancelled() {
     );
     // A second subscription to the same key is the sentinel: bound before the publish, it
     // gets message 3; the cancelled one must not.
-    let res: Value = post(
-        &host,
-        "/kit/bus/subscribe",
-        json!({"exchange": exchange, "routing": "k", "tag": "sentinel", "ready": true}),
-    )
-    .json()
-    .unwrap();
+    let res: Value = host
+        .post_json(
+            "/kit/bus/subscribe",
+            json!({"exchange": exchange, "routing": "k", "tag": "sentinel", "ready": true}),
+        )
+        .json()
+        .unwrap();
     assert_eq!(res["ready"], true, "{res}");
     publish(3);
     let got = wait_received(&host, 3);
@@ -354,8 +333,7 @@ fn big_messages_round_trip() {
     let (host, _dir) = kit(&exchange, &["--max-body-size", "4194304"]);
     wait_active(&host, 1);
     let big = "x".repeat(1 << 20);
-    let res = post(
-        &host,
+    let res = host.post_json(
         "/kit/bus/publish",
         json!({"exchange": exchange, "routing": "big", "message": big}),
     );
@@ -363,8 +341,7 @@ fn big_messages_round_trip() {
     let got = wait_received(&host, 1);
     assert_eq!(got[0]["message"].as_str().unwrap(), big);
     let bigger = "d".repeat(3 << 20);
-    let res = post(
-        &host,
+    let res = host.post_json(
         "/_debug/publish",
         json!({"exchange": exchange, "routing": "big", "message": bigger}),
     );
@@ -390,8 +367,7 @@ fn messages_over_the_hosts_cap_are_refused_both_ways_and_nothing_else_is() {
         "{error}"
     );
     // Through /_debug/publish: 413 with the same words.
-    let res = post(
-        &host,
+    let res = host.post_json(
         "/_debug/publish",
         json!({"exchange": exchange, "routing": "k", "message": big}),
     );
@@ -461,7 +437,7 @@ fn a_publish_over_the_brokers_limit_fails_on_its_own_channel_only() {
     let got = wait_received(&host, 1);
     assert_eq!(got[0]["message"], "after");
     assert_eq!(got.len(), 1);
-    let (status, body) = health(&host);
+    let (status, body) = host.health();
     assert_eq!(status, 200, "{body}");
     drop(broker_limit);
 }
@@ -474,14 +450,13 @@ fn a_slow_handler_holds_at_most_prefetch_messages_and_other_subscriptions_go_on(
     let slow = amqp::unique("ex-slow");
     let other = amqp::unique("ex-other");
     let (host, _dir) = kit(&slow, &["--eventbus-prefetch", "5"]);
-    let res = post(
-        &host,
+    let res = host.post_json(
         "/kit/bus/subscribe",
         json!({"exchange": other, "routing": "#", "tag": "other"}),
     );
     assert_eq!(res.status(), 200);
     wait_active(&host, 2);
-    let (_, body) = health(&host);
+    let (_, body) = host.health();
     let queue = body["eventbus"]["subscriptions"]
         .as_array()
         .and_then(|subs| subs.iter().find(|s| s["exchange"] == slow.as_str()))
@@ -555,8 +530,7 @@ fn a_slow_handler_holds_at_most_prefetch_messages_and_other_subscriptions_go_on(
 fn debug_endpoints_publish_and_subscribe() {
     let exchange = amqp::unique("ex-debug");
     let (host, _dir) = kit("", &[]);
-    let res = post(
-        &host,
+    let res = host.post_json(
         "/_debug/subscribe",
         json!({"exchange": exchange, "routing": "dbg.#"}),
     );
@@ -565,8 +539,7 @@ fn debug_endpoints_publish_and_subscribe() {
     wait_active(&host, 1);
     let peer = SyncPeer::connect();
     let mut rx = peer.consume(&exchange, "dbg.#");
-    let res = post(
-        &host,
+    let res = host.post_json(
         "/_debug/publish",
         json!({"exchange": exchange, "routing": "dbg.x", "message": {"v": [1, 2]}}),
     );
@@ -589,7 +562,7 @@ fn debug_endpoints_publish_and_subscribe() {
         ),
         (json!([1, 2]), None),
     ] {
-        let res = post(&host, "/_debug/publish", body.clone());
+        let res = host.post_json("/_debug/publish", body.clone());
         assert_eq!(res.status(), 400, "{body}");
         let error: Value = res.json().unwrap();
         assert_eq!(error["field"].as_str(), field, "{error}");
@@ -605,7 +578,7 @@ fn debug_endpoints_publish_and_subscribe() {
         .as_str()
         .unwrap()
         .starts_with("invalid JSON body"));
-    let res = post(&host, "/_debug/subscribe", json!({"exchange": "e"}));
+    let res = host.post_json("/_debug/subscribe", json!({"exchange": "e"}));
     assert_eq!(res.status(), 400);
     assert_eq!(res.json::<Value>().unwrap()["field"], "routing");
 }
@@ -625,8 +598,7 @@ fn an_unreachable_broker_is_503_and_unavailable_but_http_serves() {
         ],
     );
     assert_eq!(host.get("/_service/status").status(), 200);
-    let res = post(
-        &host,
+    let res = host.post_json(
         "/_debug/publish",
         json!({"exchange": "e", "routing": "r", "message": 1}),
     );
@@ -638,7 +610,7 @@ fn an_unreachable_broker_is_503_and_unavailable_but_http_serves() {
     );
     assert_eq!(res["ok"], false);
     assert_eq!(res["unavailable"], true, "{res}");
-    let (status, body) = health(&host);
+    let (status, body) = host.health();
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["status"], "unhealthy");
     assert_eq!(body["eventbus"]["state"], "connecting");
@@ -672,7 +644,7 @@ fn health_reports_every_part() {
         ])
         .start();
     wait_active(&host, 1);
-    let (status, body) = health(&host);
+    let (status, body) = host.health();
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "ok");
     assert_eq!(body["service"], host.name);
@@ -740,11 +712,11 @@ fn recovers_after_the_broker_closes_the_connection() {
     let peer = SyncPeer::connect();
     peer.block_on(amqp::close_connection(&listener));
     let ok = wait_until(Duration::from_secs(20), || {
-        let (_, body) = health(&host);
+        let (_, body) = host.health();
         body["eventbus"]["reconnects"].as_u64().unwrap_or(0) >= 1
             && body["eventbus"]["subscriptions"][0]["state"] == "active"
     });
-    assert!(ok, "recovered: {}", health(&host).1);
+    assert!(ok, "recovered: {}", host.health().1);
     peer.publish_json(&exchange, "after", &json!("after"));
     let got = wait_received(&host, 1);
     assert_eq!(got[0]["message"], "after");

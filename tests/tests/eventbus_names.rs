@@ -7,19 +7,9 @@ use std::time::Duration;
 
 use integration_tests::{
     amqp::{self, SyncPeer},
-    testkit_host as kit, testkit_received as received, wait_until, Host,
+    testkit_host as kit, testkit_received as received, wait_until,
 };
 use serde_json::{json, Value};
-
-fn post(host: &Host, path: &str, body: Value) -> reqwest::blocking::Response {
-    host.client.post(host.url(path)).json(&body).send().unwrap()
-}
-
-fn health(host: &Host) -> (u16, Value) {
-    let res = host.get("/_service/health");
-    let status = res.status().as_u16();
-    (status, res.json().unwrap())
-}
 
 /// A 267-byte exchange name that, sent with its length cut to one byte (267 mod 256 = 11),
 /// would end the name after `smuggled-ex` and make the rest the frame's next fields: a
@@ -39,8 +29,8 @@ fn names_amqp_cannot_carry_are_refused_and_the_bus_stays_healthy() {
     let exchange = amqp::unique("ex-names");
     let (host, _dir) = kit(&exchange, &[]);
     let peer = SyncPeer::connect();
-    let ok = wait_until(Duration::from_secs(20), || health(&host).0 == 200);
-    assert!(ok, "not healthy: {}", health(&host).1);
+    let ok = wait_until(Duration::from_secs(20), || host.health().0 == 200);
+    assert!(ok, "not healthy: {}", host.health().1);
 
     let long = |n: usize| "s".repeat(n);
     let mut refused = vec![
@@ -57,7 +47,7 @@ fn names_amqp_cannot_carry_are_refused_and_the_bus_stays_healthy() {
         for path in ["/_debug/subscribe", "/_debug/publish"] {
             let mut body = body.clone();
             body["message"] = json!(1);
-            let res = post(&host, path, body.clone());
+            let res = host.post_json(path, body.clone());
             assert_eq!(res.status(), 400, "{path} {body}");
             let error: Value = res.json().unwrap();
             assert_eq!(error["field"], field, "{path}: {error}");
@@ -68,10 +58,10 @@ fn names_amqp_cannot_carry_are_refused_and_the_bus_stays_healthy() {
         // The testkit's routes pass an SDK error on with `?`. Publish is checked in the
         // plugin (a 400 naming the field); subscribe by the host (an Invalid error that
         // names the field, which a route turns into a 500).
-        let res = post(&host, "/kit/bus/publish", body.clone());
+        let res = host.post_json("/kit/bus/publish", body.clone());
         assert_eq!(res.status(), 400, "{body}");
         assert_eq!(res.json::<Value>().unwrap()["field"], field, "{body}");
-        let res = post(&host, "/kit/bus/subscribe", body.clone());
+        let res = host.post_json("/kit/bus/subscribe", body.clone());
         assert_ne!(res.status(), 200, "{body}");
         let text = res.text().unwrap();
         assert!(text.contains(&format!("invalid {field}")), "{text}");
@@ -81,27 +71,26 @@ fn names_amqp_cannot_carry_are_refused_and_the_bus_stays_healthy() {
     // 255 bytes is the most, and works both ways.
     let longest = format!("{exchange}-{}", long(254 - exchange.len()));
     assert_eq!(longest.len(), 255);
-    let res = post(
-        &host,
+    let res = host.post_json(
         "/kit/bus/subscribe",
         json!({"exchange": longest, "routing": "#", "tag": "longest"}),
     );
     assert_eq!(res.status(), 200, "{}", res.text().unwrap());
     let ok = wait_until(Duration::from_secs(20), || {
-        let (status, body) = health(&host);
+        let (status, body) = host.health();
         status == 200
             && body["eventbus"]["subscriptions"]
                 .as_array()
                 .is_some_and(|subs| subs.iter().all(|s| s["state"] == "active") && subs.len() == 2)
     });
-    assert!(ok, "{}", health(&host).1);
-    let res: Value = post(
-        &host,
-        "/kit/bus/publish",
-        json!({"exchange": longest, "routing": long(255), "message": "longest"}),
-    )
-    .json()
-    .unwrap();
+    assert!(ok, "{}", host.health().1);
+    let res: Value = host
+        .post_json(
+            "/kit/bus/publish",
+            json!({"exchange": longest, "routing": long(255), "message": "longest"}),
+        )
+        .json()
+        .unwrap();
     assert_eq!(res["ok"], true, "{res}");
 
     // The startup subscription still delivers, and the host is healthy.
@@ -115,7 +104,7 @@ fn names_amqp_cannot_carry_are_refused_and_the_bus_stays_healthy() {
         has("longest", "longest") && has("startup", "after")
     });
     assert!(ok, "{:?}\n{}", received(&host), host.stderr.text());
-    let (status, body) = health(&host);
+    let (status, body) = host.health();
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["eventbus"]["reconnects"], 0, "{body}");
 }

@@ -6,7 +6,7 @@ use std::{process::Command, time::Duration};
 
 use integration_tests::{
     amqp::{self, SyncPeer},
-    testkit_host, wait_until, Host,
+    testkit_host, wait_until,
 };
 use serde_json::{json, Value};
 
@@ -30,11 +30,6 @@ impl Drop for StartAppOnDrop {
     }
 }
 
-fn health(host: &Host) -> (u16, Value) {
-    let res = host.get("/_service/health");
-    (res.status().as_u16(), res.json().unwrap())
-}
-
 #[test]
 fn broker_down_at_boot_then_up() {
     let _guard = StartAppOnDrop;
@@ -44,7 +39,7 @@ fn broker_down_at_boot_then_up() {
     let (host, _dir) = testkit_host(&exchange, &["--eventbus-publish-timeout", "3", "--debug"]);
     // HTTP serves; the bus is reported down; publishing fails fast as unavailable.
     assert_eq!(host.get("/_service/status").status(), 200);
-    let (status, body) = health(&host);
+    let (status, body) = host.health();
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["eventbus"]["state"], "connecting");
     let res: Value = host
@@ -73,13 +68,13 @@ fn broker_down_at_boot_then_up() {
 
     rabbitmqctl(&["start_app"]);
     let up = wait_until(Duration::from_secs(30), || {
-        let (status, body) = health(&host);
+        let (status, body) = host.health();
         status == 200
             && body["eventbus"]["subscriptions"]
                 .as_array()
                 .is_some_and(|subs| subs.len() == 2 && subs.iter().all(|s| s["state"] == "active"))
     });
-    assert!(up, "recovered: {}", health(&host).1);
+    assert!(up, "recovered: {}", host.health().1);
 
     let peer = SyncPeer::connect();
     peer.publish_json(&exchange, "late.one", &json!("hello"));
@@ -96,7 +91,7 @@ fn broker_down_at_boot_then_up() {
         host.get("/kit/bus/received").text().unwrap()
     );
     // Exactly one consumer per subscription.
-    let (_, body) = health(&host);
+    let (_, body) = host.health();
     let rows = peer.block_on(amqp::list("queues", &["name", "consumers"]));
     for sub in body["eventbus"]["subscriptions"].as_array().unwrap() {
         let queue = sub["queue"].as_str().unwrap();

@@ -10,18 +10,8 @@ use integration_tests::{
 };
 use serde_json::{json, Value};
 
-fn post(host: &Host, path: &str, body: Value) -> reqwest::blocking::Response {
-    host.client.post(host.url(path)).json(&body).send().unwrap()
-}
-
-fn health(host: &Host) -> (u16, Value) {
-    let res = host.get("/_service/health");
-    let status = res.status().as_u16();
-    (status, res.json().unwrap())
-}
-
 fn subscriptions(host: &Host) -> Vec<Value> {
-    health(host).1["eventbus"]["subscriptions"]
+    host.health().1["eventbus"]["subscriptions"]
         .as_array()
         .cloned()
         .unwrap_or_default()
@@ -35,16 +25,16 @@ fn debug_subscribe_to_an_exchange_the_broker_refuses_is_409_and_leaves_nothing()
     peer.declare_like_original(&fanout, lapin::ExchangeKind::Fanout);
     let _bound = peer.consume(&fanout, ""); // keeps the auto-delete exchange alive
     let body = json!({"exchange": fanout, "routing": "#"});
-    let res = post(&host, "/_debug/subscribe", body.clone());
+    let res = host.post_json("/_debug/subscribe", body.clone());
     assert_eq!(res.status(), 409);
     let text = res.text().unwrap();
     assert!(text.starts_with("409: ") && text.contains("406"), "{text}");
-    let (status, report) = health(&host);
+    let (status, report) = host.health();
     assert_eq!(status, 200, "{report}");
     assert_eq!(subscriptions(&host), Vec::<Value>::new(), "{report}");
     // Once the exchange is gone the same subscription works.
     peer.delete_exchange(&fanout);
-    let res = post(&host, "/_debug/subscribe", body);
+    let res = host.post_json("/_debug/subscribe", body);
     assert_eq!(res.status(), 200, "{}", res.text().unwrap());
     let subs = subscriptions(&host);
     assert_eq!(subs.len(), 1);
@@ -57,30 +47,28 @@ fn identical_debug_subscriptions_are_one_and_there_is_a_cap() {
     let exchange = amqp::unique("ex-dedupe");
     let body = json!({"exchange": exchange, "routing": "k.#"});
     for _ in 0..5 {
-        let res = post(&host, "/_debug/subscribe", body.clone());
+        let res = host.post_json("/_debug/subscribe", body.clone());
         assert_eq!(res.status(), 200);
     }
     assert_eq!(subscriptions(&host).len(), 1);
     // The cap counts subscriptions made here: 100 in all.
     for i in 1..100 {
-        let res = post(
-            &host,
+        let res = host.post_json(
             "/_debug/subscribe",
             json!({"exchange": exchange, "routing": format!("k.{i}")}),
         );
         assert_eq!(res.status(), 200, "subscription {i}");
     }
-    let res = post(
-        &host,
+    let res = host.post_json(
         "/_debug/subscribe",
         json!({"exchange": exchange, "routing": "one.too.many"}),
     );
     assert_eq!(res.status(), 409);
     assert!(res.text().unwrap().contains("100"));
     // An existing one is still fine, and the host is healthy.
-    assert_eq!(post(&host, "/_debug/subscribe", body).status(), 200);
+    assert_eq!(host.post_json("/_debug/subscribe", body).status(), 200);
     assert_eq!(subscriptions(&host).len(), 100);
-    assert_eq!(health(&host).0, 200);
+    assert_eq!(host.health().0, 200);
 }
 
 #[test]
@@ -88,16 +76,16 @@ fn a_message_published_right_after_ready_is_received() {
     let (host, _dir) = kit("", &[]);
     for round in 0..5 {
         let exchange = amqp::unique("ex-ready");
-        let res: Value = post(
-            &host,
-            "/kit/bus/subscribe",
-            json!({
-                "exchange": exchange, "routing": "#", "tag": "ready", "ready": true,
-                "then_publish": {"routing": "first", "message": round},
-            }),
-        )
-        .json()
-        .unwrap();
+        let res: Value = host
+            .post_json(
+                "/kit/bus/subscribe",
+                json!({
+                    "exchange": exchange, "routing": "#", "tag": "ready", "ready": true,
+                    "then_publish": {"routing": "first", "message": round},
+                }),
+            )
+            .json()
+            .unwrap();
         assert_eq!(res["ready"], true, "{res}");
         let ok = wait_until(Duration::from_secs(10), || {
             received(&host)
@@ -115,13 +103,13 @@ fn ready_reports_a_refusal_to_the_plugin() {
     let fanout = amqp::unique("ex-ready-fanout");
     peer.declare_like_original(&fanout, lapin::ExchangeKind::Fanout);
     let _bound = peer.consume(&fanout, "");
-    let res: Value = post(
-        &host,
-        "/kit/bus/subscribe",
-        json!({"exchange": fanout, "routing": "#", "ready": true}),
-    )
-    .json()
-    .unwrap();
+    let res: Value = host
+        .post_json(
+            "/kit/bus/subscribe",
+            json!({"exchange": fanout, "routing": "#", "ready": true}),
+        )
+        .json()
+        .unwrap();
     assert_eq!(res["ready"], false, "{res}");
     assert_eq!(res["kind"], "Rejected", "{res}");
     assert!(

@@ -7,12 +7,6 @@ use std::time::Duration;
 use integration_tests::{mqtt::Mosquitto, wait_until, Host, PluginDir};
 use serde_json::Value;
 
-fn health(host: &Host) -> (u16, Value) {
-    let response = host.get("/_service/health");
-    let status = response.status().as_u16();
-    (status, response.json().expect("health JSON"))
-}
-
 #[test]
 fn mqtt_options_alone_select_mqtt_and_never_touch_amqp() {
     let broker = Mosquitto::start();
@@ -30,7 +24,7 @@ fn mqtt_options_alone_select_mqtt_and_never_touch_amqp() {
         host.stderr.text()
     );
     let connected = wait_until(Duration::from_secs(10), || {
-        health(&host).1["mqtt"]["state"] == "connected"
+        host.health().1["mqtt"]["state"] == "connected"
     });
     assert!(connected, "{}", host.stderr.text());
     // Let the device publish a few updates (each an AMQP publish that must not connect).
@@ -38,7 +32,7 @@ fn mqtt_options_alone_select_mqtt_and_never_touch_amqp() {
         .stderr
         .wait_for("Connected to MQTT broker", Duration::from_secs(5)));
     std::thread::sleep(Duration::from_millis(300));
-    let (status, body) = health(&host);
+    let (status, body) = host.health();
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["buses"], serde_json::json!(["mqtt"]));
     assert_eq!(body["eventbus"]["state"], "disabled", "{body}");
@@ -60,7 +54,7 @@ fn no_eventbus_option_selects_amqp_and_both_select_both() {
         amqp.stderr.text()
     );
     assert!(!amqp.stderr.text().contains("MQTT ("));
-    let body = health(&amqp).1;
+    let body = amqp.health().1;
     assert_eq!(body["buses"], serde_json::json!(["amqp"]));
     assert_eq!(body["mqtt"], Value::Null);
     assert!(amqp.stop().success());
@@ -69,7 +63,7 @@ fn no_eventbus_option_selects_amqp_and_both_select_both() {
     assert!(both
         .stderr
         .wait_for(" and MQTT (mqtt://127.0.0.1:", Duration::from_secs(5)));
-    let body = health(&both).1;
+    let body = both.health().1;
     assert_eq!(body["buses"], serde_json::json!(["amqp", "mqtt"]));
     assert!(both.stop().success());
 }
@@ -107,7 +101,7 @@ fn a_broker_down_at_boot_is_waited_for_while_the_service_serves() {
         .mqtt(broker.port)
         .start();
     assert_eq!(host.get("/hello").status(), 200);
-    let (status, body) = health(&host);
+    let (status, body) = host.health();
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["mqtt"]["state"], "connecting");
     assert!(body["problems"][0]
@@ -116,7 +110,7 @@ fn a_broker_down_at_boot_is_waited_for_while_the_service_serves() {
         .starts_with("mqtt: connecting"));
     broker.up();
     assert!(
-        wait_until(Duration::from_secs(10), || health(&host).0 == 200),
+        wait_until(Duration::from_secs(10), || host.health().0 == 200),
         "{}",
         host.stderr.text()
     );

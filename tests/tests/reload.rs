@@ -59,15 +59,9 @@ fn tag(host: &Host) -> String {
     answer["tag"].as_str().unwrap_or_default().to_owned()
 }
 
-fn health(host: &Host) -> (u16, Value) {
-    let response = host.get("/_service/health");
-    let status = response.status().as_u16();
-    (status, response.json().unwrap())
-}
-
 /// (succeeded, failed) reloads so far.
 fn reloads(host: &Host) -> (u64, u64) {
-    let (_, body) = health(host);
+    let (_, body) = host.health();
     let report = &body["reload"];
     (
         report["succeeded"].as_u64().unwrap(),
@@ -100,7 +94,7 @@ fn a_good_reload_switches_to_the_new_plugins_in_the_same_process() {
     reload(&kit, (1, 0));
     assert_eq!(tag(&kit.host), "b", "the new generation serves");
     assert_eq!(kit.host.pid(), pid, "same process");
-    let (status, body) = health(&kit.host);
+    let (status, body) = kit.host.health();
     assert_eq!(status, 200);
     assert_eq!(body["reload"]["last"]["ok"], true);
     assert_eq!(body["plugins"][0]["state"], "running");
@@ -118,7 +112,7 @@ fn bad_reload(spoil: impl FnOnce(&Kit)) -> (Kit, String) {
     spoil(&kit);
     reload(&kit, (0, 1));
     assert_eq!(tag(&kit.host), "a", "the old generation goes on");
-    let (status, body) = health(&kit.host);
+    let (status, body) = kit.host.health();
     assert_eq!(
         status, 200,
         "a failed reload is not a failed service: {body}"
@@ -150,7 +144,7 @@ fn a_half_written_file_leaves_the_old_plugins_serving() {
     .unwrap();
     reload(&kit, (1, 1));
     assert_eq!(kit.host.get("/hello").status(), 200);
-    let (_, body) = health(&kit.host);
+    let (_, body) = kit.host.health();
     assert_eq!(body["reload"]["last"]["ok"], true, "the failure is cleared");
 }
 
@@ -171,7 +165,7 @@ fn a_panicking_startup_leaves_the_old_plugins_serving() {
     assert!(error.contains("reload-plugin"), "{error}");
     assert!(error.contains("panicked"), "{error}");
     // The half-started new set is gone: one plugin, running.
-    let (_, body) = health(&kit.host);
+    let (_, body) = kit.host.health();
     assert_eq!(body["plugins"].as_array().unwrap().len(), 1);
     assert_eq!(body["plugins"][0]["state"], "running");
 }
