@@ -83,6 +83,29 @@ pub fn check_loadable(path: &Path) -> Result<(), String> {
     check_segments(header, endian, data, size)
 }
 
+/// The end of the last byte the dynamic loader maps (the ELF header, the program header
+/// table and every segment), if the file is an ELF file whose headers all lie inside it.
+pub fn mapped_end(path: &Path) -> Option<u64> {
+    let (file, size) = open(path).ok()?;
+    let data = &ReadCache::new(file);
+    let header = Header::parse(data).ok()?;
+    let endian = header.endian().ok()?;
+    let segments = header.program_headers(endian, data).ok()?;
+    let table_end = header
+        .e_phoff
+        .get(endian)
+        .checked_add(u64::from(header.e_phentsize.get(endian)) * segments.len() as u64)?;
+    let mut end = table_end.max(std::mem::size_of::<Header>() as u64);
+    for segment in segments {
+        end = end.max(
+            segment
+                .p_offset(endian)
+                .checked_add(segment.p_filesz(endian))?,
+        );
+    }
+    (end <= size).then_some(end)
+}
+
 fn open(path: &Path) -> Result<(File, u64), String> {
     let file = File::open(path).map_err(|err| format!("cannot read: {err}"))?;
     let size = file

@@ -339,9 +339,10 @@ fn whole_copies() -> bool {
     std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v == "full")
 }
 
-/// Copies `file` to `copy`: for a 64-bit little-endian ELF file, only the part the dynamic
-/// loader maps, with the section header table (which lies past it) dropped from the header;
-/// anything else whole, so that `dlopen` reports on it exactly as on the original.
+/// Copies `file` to `copy`: for an ELF file, only the part the dynamic loader maps
+/// ([`elf_check::mapped_end`]), with the section header table (which lies past it) dropped
+/// from the header; anything else whole, so that `dlopen` reports on it exactly as on the
+/// original.
 fn private_copy(file: &Path, copy: &Path, whole: bool) -> std::io::Result<()> {
     use std::io::{Read, Seek, SeekFrom, Write};
 
@@ -350,13 +351,12 @@ fn private_copy(file: &Path, copy: &Path, whole: bool) -> std::io::Result<()> {
     let end = if whole {
         None
     } else {
-        loaded_end(&mut source, size)?
+        elf_check::mapped_end(file)
     };
     let Some(end) = end.filter(|end| *end < size) else {
         fs::copy(file, copy)?;
         return Ok(());
     };
-    source.seek(SeekFrom::Start(0))?;
     let mut target = fs::File::create(copy)?;
     let copied = std::io::copy(&mut (&mut source).take(end), &mut target)?;
     if copied != end {
@@ -370,49 +370,6 @@ fn private_copy(file: &Path, copy: &Path, whole: bool) -> std::io::Result<()> {
     target.seek(SeekFrom::Start(0x3C))?;
     target.write_all(&[0; 4])?;
     Ok(())
-}
-
-/// The end of the last byte any program header (or the header tables themselves) covers,
-/// for a 64-bit little-endian ELF file; `None` for anything else or anything inconsistent.
-fn loaded_end(file: &mut fs::File, size: u64) -> std::io::Result<Option<u64>> {
-    use std::io::{Read, Seek, SeekFrom};
-
-    let mut header = [0u8; 64];
-    file.seek(SeekFrom::Start(0))?;
-    if size < 64 || file.read_exact(&mut header).is_err() {
-        return Ok(None);
-    }
-    // \x7fELF, ELFCLASS64, ELFDATA2LSB
-    if header[..4] != *b"\x7fELF" || header[4] != 2 || header[5] != 1 {
-        return Ok(None);
-    }
-    let u16_at = |at: usize| u64::from(u16::from_le_bytes([header[at], header[at + 1]]));
-    let phoff = u64::from_le_bytes(header[0x20..0x28].try_into().expect("8 bytes"));
-    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
-    // PN_XNUM (0xffff) keeps the real count in a section header: not worth handling.
-    if phentsize < 56 || phnum == 0 || phnum == 0xffff {
-        return Ok(None);
-    }
-    let table_end = phoff + phentsize * phnum;
-    if table_end > size {
-        return Ok(None);
-    }
-    let mut table = vec![0u8; (phentsize * phnum) as usize];
-    file.seek(SeekFrom::Start(phoff))?;
-    file.read_exact(&mut table)?;
-    let mut end = table_end.max(64);
-    for entry in table.chunks_exact(phentsize as usize) {
-        let offset = u64::from_le_bytes(entry[8..16].try_into().expect("8 bytes"));
-        let filesz = u64::from_le_bytes(entry[32..40].try_into().expect("8 bytes"));
-        let Some(entry_end) = offset.checked_add(filesz) else {
-            return Ok(None);
-        };
-        if entry_end > size {
-            return Ok(None);
-        }
-        end = end.max(entry_end);
-    }
-    Ok(Some(end))
 }
 
 /// Turns abi_stable's errors (the layout report runs to thousands of lines) into one line.
