@@ -1,13 +1,10 @@
 //! The eventbus as plugins see it: publish JSON, subscribe with an async handler.
 
-use std::{fmt, future::Future, sync::Arc};
+use std::fmt;
 
-use abi_stable::std_types::{RResult, RString, RVec};
-use async_ffi::FfiFuture;
 use serde::Serialize;
-use serde_json::Value;
 
-use crate::{abi, runtime, Error, Result};
+use crate::{abi, Error, Result};
 
 /// The AMQP exchange type.
 ///
@@ -58,7 +55,7 @@ fn check_name(field: &str, value: &str) -> Result<()> {
     } else {
         return Ok(());
     };
-    Err(Error::bad_request(problem).field(field))
+    Err(Error::invalid(problem).field(field))
 }
 
 /// A message to publish, for the options [`Context::publish`](crate::Context::publish)
@@ -150,13 +147,14 @@ impl Publish {
 }
 
 /// A live subscription, returned by [`Context::subscribe`](crate::Context::subscribe) and
-/// handed to its handler with every message.
+/// [`Context::mqtt_subscribe`](crate::Context::mqtt_subscribe); a handler can take it as an
+/// extractor.
 ///
 /// ```no_run
+/// use plugin_api::{Subscription, Topic};
 /// # async fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
-/// let sub = ctx.subscribe("brewcast", "#", |sub, key, message| async move {
-///     tracing::info!("{sub} {key}: {message}");
-///     Ok(())
+/// let sub = ctx.subscribe("brewcast", "#", |sub: Subscription, Topic(key): Topic| async move {
+///     tracing::info!("{sub} {key}");
 /// })?;
 /// sub.cancel();
 /// # Ok(()) }
@@ -178,11 +176,16 @@ impl Subscription {
         Subscription { inner }
     }
 
+    /// The host's side of the subscription.
+    pub(crate) fn host(&self) -> &abi::HostSubscriptionArc {
+        &self.inner
+    }
+
     /// The exchange name.
     ///
     /// ```no_run
     /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
-    /// let sub = ctx.subscribe("brewcast", "#", |_s, _k, _m| async { Ok(()) })?;
+    /// let sub = ctx.subscribe("brewcast", "#", || async {})?;
     /// assert_eq!(sub.exchange(), "brewcast");
     /// # Ok(()) }
     /// ```
@@ -194,7 +197,7 @@ impl Subscription {
     ///
     /// ```no_run
     /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
-    /// let sub = ctx.subscribe("brewcast", "#", |_s, _k, _m| async { Ok(()) })?;
+    /// let sub = ctx.subscribe("brewcast", "#", || async {})?;
     /// assert_eq!(sub.routing(), "#");
     /// # Ok(()) }
     /// ```
@@ -202,33 +205,11 @@ impl Subscription {
         self.inner.routing().into_string()
     }
 
-    /// Replaces the handler; the next message goes to the new one.
-    ///
-    /// ```no_run
-    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
-    /// let sub = ctx.subscribe("brewcast", "#", |_s, _k, _m| async { Ok(()) })?;
-    /// sub.set_handler(|_sub, key, _message| async move {
-    ///     tracing::info!("new handler got {key}");
-    ///     Ok(())
-    /// });
-    /// # Ok(()) }
-    /// ```
-    pub fn set_handler<H: MessageFn>(&self, handler: H) {
-        self.inner.set_handler(handler_box(handler));
-    }
-
-    /// Replaces the handler of an MQTT subscription (made with
-    /// [`mqtt_subscribe`](crate::Context::mqtt_subscribe)); the next message goes to it.
-    pub fn set_mqtt_handler<H: crate::MqttFn>(&self, handler: H) {
-        self.inner
-            .set_handler(crate::mqtt::mqtt_handler_box(handler));
-    }
-
     /// Stops receiving. The queue is deleted and does not come back after a reconnect.
     ///
     /// ```no_run
     /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
-    /// let sub = ctx.subscribe("brewcast", "#", |_s, _k, _m| async { Ok(()) })?;
+    /// let sub = ctx.subscribe("brewcast", "#", || async {})?;
     /// sub.cancel();
     /// assert!(sub.is_cancelled());
     /// # Ok(()) }
@@ -249,7 +230,7 @@ impl Subscription {
     ///
     /// ```no_run
     /// # async fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
-    /// let sub = ctx.subscribe("brewcast", "#", |_s, _k, _m| async { Ok(()) })?;
+    /// let sub = ctx.subscribe("brewcast", "#", || async {})?;
     /// sub.ready().await?;
     /// ctx.publish("brewcast", "me", &1).await?; // the handler gets it
     /// # Ok(()) }
@@ -266,7 +247,7 @@ impl Subscription {
     ///
     /// ```no_run
     /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
-    /// let sub = ctx.subscribe("brewcast", "#", |_s, _k, _m| async { Ok(()) })?;
+    /// let sub = ctx.subscribe("brewcast", "#", || async {})?;
     /// assert!(!sub.is_cancelled());
     /// # Ok(()) }
     /// ```
@@ -289,88 +270,6 @@ impl fmt::Debug for Subscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Subscription{self}")
     }
-}
-
-/// A message handler: `async fn(Subscription, routing_key, message) -> Result<()>`.
-///
-/// The message is the decoded JSON value (object, array, string, number, bool or null). A
-/// body that is not JSON never reaches the handler: it is logged and dropped, like an `Err`.
-///
-/// ```
-/// use plugin_api::{MessageFn, Result, Subscription};
-///
-/// async fn on_message(sub: Subscription, key: String, message: serde_json::Value) -> Result<()> {
-///     tracing::info!("{sub} {key}: {message}");
-///     Ok(())
-/// }
-/// fn assert_handler<H: MessageFn>(_: H) {}
-/// assert_handler(on_message);
-/// ```
-pub trait MessageFn: Send + Sync + 'static {
-    /// Handles one message.
-    fn call(
-        &self,
-        sub: Subscription,
-        routing_key: String,
-        message: Value,
-    ) -> impl Future<Output = Result<()>> + Send + 'static;
-}
-
-impl<F, Fut> MessageFn for F
-where
-    F: Fn(Subscription, String, Value) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<()>> + Send + 'static,
-{
-    fn call(
-        &self,
-        sub: Subscription,
-        routing_key: String,
-        message: Value,
-    ) -> impl Future<Output = Result<()>> + Send + 'static {
-        self(sub, routing_key, message)
-    }
-}
-
-struct HandlerImpl<H> {
-    handler: Arc<H>,
-}
-
-impl<H: MessageFn> abi::MessageHandler for HandlerImpl<H> {
-    fn on_message(
-        &self,
-        subscription: abi::HostSubscriptionArc,
-        routing_key: RString,
-        body: RVec<u8>,
-    ) -> FfiFuture<RResult<(), RString>> {
-        let handler = Arc::clone(&self.handler);
-        runtime::into_ffi(async move {
-            let message: Value = decode_message(&body).map_err(|err| err.to_string())?;
-            handler
-                .call(
-                    Subscription::new(subscription),
-                    routing_key.into_string(),
-                    message,
-                )
-                .await
-                .map_err(|err| err.to_string())
-        })
-    }
-}
-
-fn decode_message(body: &[u8]) -> Result<Value> {
-    if body.is_empty() {
-        return Err(Error::msg("empty message body"));
-    }
-    serde_json::from_slice(body).map_err(|err| Error::msg(format!("message is not JSON: {err}")))
-}
-
-pub(crate) fn handler_box<H: MessageFn>(handler: H) -> abi::MessageHandlerBox {
-    abi::MessageHandler_TO::from_value(
-        HandlerImpl {
-            handler: Arc::new(handler),
-        },
-        abi_stable::sabi_trait::TD_Opaque,
-    )
 }
 
 #[cfg(test)]

@@ -2,44 +2,51 @@
 
 use std::{fmt, future::Future, sync::Arc};
 
-use abi_stable::{
-    sabi_trait::TD_Opaque,
-    std_types::{RResult, RString},
-};
+use abi_stable::{sabi_trait::TD_Opaque, std_types::RString};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::{
-    abi::{self, FfiRequest, FfiResponse},
-    bus::{handler_box, MessageFn, Publish, Subscription},
-    feature::{Feature, FeatureImpl},
-    mqtt::MqttFn,
+    abi,
+    extract::Call,
+    feature::Feature,
+    handler::{Adapter, Handler},
     repeater::{self, Repeater},
     runtime,
     task::{TaskHandle, TaskOutput},
-    Config, Error, ExchangeType, Handler, QoS, Request, Response, Result, Route,
+    Config, Error, ExchangeType, Message, Publish, QoS, Request, Result, Route, Subscription,
 };
 
 /// Everything a plugin can do with its host: routes, configuration, background tasks,
 /// features shared between plugins, and the eventbus.
 ///
-/// It is cheap to clone; keep a clone wherever you need it (in handlers, tasks).
+/// Handlers — of routes, subscriptions and features alike — are async functions of
+/// extractors. The state they can extract with [`State`](crate::State) is the context's
+/// `S`: `()` for the context a hook receives, anything `Clone` after
+/// [`with_state`](Context::with_state) — usually the plugin itself:
 ///
 /// ```no_run
-/// use plugin_api::{Context, Json, Request, Result, Route};
+/// use std::sync::{Arc, Mutex};
+/// use plugin_api::{Context, Json, Plugin, Result, Route, State};
 ///
-/// async fn startup(ctx: &Context) -> Result<()> {
-///     let name = ctx.config().name().to_owned();
-///     ctx.route(Route::get("/hello"), move |_req: Request| {
-///         let name = name.clone();
-///         async move { Ok(Json(serde_json::json!({"hello": name}))) }
-///     })?;
-///     Ok(())
+/// #[derive(Default)]
+/// struct Greeter { greeting: Mutex<String> }
+///
+/// async fn greet(State(greeter): State<Arc<Greeter>>) -> Json<String> {
+///     Json(greeter.greeting.lock().unwrap().clone())
+/// }
+///
+/// impl Plugin for Greeter {
+///     async fn startup(self: Arc<Self>, ctx: &Context) -> Result<()> {
+///         *self.greeting.lock().unwrap() = format!("hello from {}", ctx.config().name());
+///         ctx.with_state(self).route(Route::get("/greeting"), greet)
+///     }
 /// }
 /// ```
-#[derive(Clone)]
-pub struct Context {
+///
+/// It is cheap to clone; keep a clone wherever you need it (in tasks).
+pub struct Context<S = ()> {
     inner: Arc<Inner>,
+    state: S,
 }
 
 struct Inner {
@@ -48,13 +55,52 @@ struct Inner {
     config: Config,
 }
 
+impl<S: Clone> Clone for Context<S> {
+    fn clone(&self) -> Self {
+        Context {
+            inner: Arc::clone(&self.inner),
+            state: self.state.clone(),
+        }
+    }
+}
+
 impl Context {
     pub(crate) fn new(host: abi::HostContextArc) -> Result<Self> {
         let name = host.plugin_name().into_string();
         let config = Config::from_json(&host.config_json())?;
         Ok(Context {
             inner: Arc::new(Inner { host, name, config }),
+            state: (),
         })
+    }
+}
+
+impl<S> Context<S> {
+    /// This context with `state` for its handlers to [extract](crate::State).
+    ///
+    /// ```no_run
+    /// # fn demo(ctx: plugin_api::Context) {
+    /// let ctx = ctx.with_state(std::sync::Arc::new(42u32));
+    /// assert_eq!(**ctx.state(), 42);
+    /// # }
+    /// ```
+    pub fn with_state<T>(&self, state: T) -> Context<T> {
+        Context {
+            inner: Arc::clone(&self.inner),
+            state,
+        }
+    }
+
+    /// The state handlers registered through this context extract.
+    ///
+    /// ```no_run
+    /// # fn demo(ctx: plugin_api::Context) {
+    /// let ctx = ctx.with_state("hi");
+    /// assert_eq!(*ctx.state(), "hi");
+    /// # }
+    /// ```
+    pub fn state(&self) -> &S {
+        &self.state
     }
 
     /// The host's side of this context.
@@ -84,47 +130,17 @@ impl Context {
         &self.inner.config
     }
 
-    /// Serves `handler` at `route`, under the service prefix. Call it during `startup`;
-    /// the host builds its router once every plugin has started.
-    ///
-    /// Fails for a path that clashes with another route or is malformed.
-    ///
-    /// ```no_run
-    /// use plugin_api::{Request, Response, Result, Route};
-    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
-    /// ctx.route(Route::get("/items/{id}"), |req: Request| async move {
-    ///     let id = req.param("id").unwrap_or_default().to_owned();
-    ///     Ok(Response::json(&serde_json::json!({ "id": id })))
-    /// })?;
-    /// # Ok(()) }
-    /// ```
-    pub fn route<H: Handler>(&self, route: Route, handler: H) -> Result<()> {
-        let handler = abi::RouteHandler_TO::from_value(
-            RouteImpl {
-                handler: Arc::new(handler),
-            },
-            TD_Opaque,
-        );
-        self.inner
-            .host
-            .add_route(
-                route.method().as_str().into(),
-                route.path().into(),
-                route.docs_json().into(),
-                handler,
-            )
-            .into_result()
-            .map_err(Error::from_ffi)
-    }
-
     /// Runs `task` in the background. The host logs its failure or panic with the plugin's
-    /// name and cancels it when the plugin shuts down.
+    /// name and cancels it when the plugin shuts down. The task returns `()` or a
+    /// `Result<(), E>`; a task that never ends is written as a loop (or ends with
+    /// `std::future::pending().await`), not with a `panic!` or `loop {}` after which the
+    /// compiler cannot tell what the task returns.
     ///
     /// ```no_run
     /// # fn demo(ctx: plugin_api::Context) {
     /// ctx.spawn("heartbeat", async {
     ///     let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
-    ///     for beat in 0.. {
+    ///     for beat in 0u64.. {
     ///         tick.tick().await;
     ///         tracing::debug!("still here ({beat})");
     ///     }
@@ -158,13 +174,10 @@ impl Context {
     /// ```
     pub fn repeat<R: Repeater>(&self, name: &str, repeater: R) -> TaskHandle {
         let owned = name.to_owned();
-        let ctx = self.clone();
+        let inner = Arc::clone(&self.inner);
         let failed = move || {
             // Counted by the host; a host without the service answers NOT_FOUND, ignored.
-            let call = ctx
-                .inner
-                .host
-                .call(abi::REPEATER_FAILED.into(), RString::new());
+            let call = inner.host.call(abi::REPEATER_FAILED.into(), RString::new());
             async move {
                 let _ = call.await;
             }
@@ -173,63 +186,13 @@ impl Context {
         TaskHandle::new(self.inner.host.spawn(name.into(), task))
     }
 
-    /// Registers a named feature other plugins can call with JSON. A name that is taken is
-    /// an error (`Feature "x" already registered`).
-    ///
-    /// ```no_run
-    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
-    /// ctx.add_feature("echo", |input: serde_json::Value| async move { Ok(input) })?;
-    /// # Ok(()) }
-    /// ```
-    pub fn add_feature<F, Fut>(&self, name: &str, feature: F) -> Result<()>
-    where
-        F: Fn(Value) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Value>> + Send + 'static,
-    {
-        self.register_feature(name, false, feature).map(|_| ())
-    }
-
-    /// Like [`add_feature`](Context::add_feature), but keeps an existing feature of that
-    /// name (the original's `exist_ok=True`). Returns whether this one was added.
-    ///
-    /// ```no_run
-    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
-    /// let added = ctx.add_feature_exist_ok("echo", |v: serde_json::Value| async move { Ok(v) })?;
-    /// # Ok(()) }
-    /// ```
-    pub fn add_feature_exist_ok<F, Fut>(&self, name: &str, feature: F) -> Result<bool>
-    where
-        F: Fn(Value) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Value>> + Send + 'static,
-    {
-        self.register_feature(name, true, feature)
-    }
-
-    fn register_feature<F, Fut>(&self, name: &str, exist_ok: bool, feature: F) -> Result<bool>
-    where
-        F: Fn(Value) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Value>> + Send + 'static,
-    {
-        let object = abi::Feature_TO::from_ptr(
-            abi_stable::std_types::RArc::new(FeatureImpl {
-                func: Arc::new(feature),
-            }),
-            TD_Opaque,
-        );
-        self.inner
-            .host
-            .add_feature(name.into(), exist_ok, object)
-            .into_result()
-            .map_err(Error::from_ffi)
-    }
-
-    /// Looks up a feature registered by any plugin. A missing one is an error
-    /// (`No feature found for "x"`).
+    /// Looks up a feature registered by any plugin. A missing one is a
+    /// [`NotFound`](crate::ErrorKind::NotFound) error (`No feature found for "x"`).
     ///
     /// ```no_run
     /// # async fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
     /// let echo = ctx.feature("echo")?;
-    /// let back: String = echo.call("hi").await?;
+    /// let back: String = echo.call(&"hi").await?;
     /// # Ok(()) }
     /// ```
     pub fn feature(&self, name: &str) -> Result<Feature> {
@@ -280,58 +243,6 @@ impl Context {
             .map_err(Error::from_ffi)
     }
 
-    /// Subscribes to a topic exchange. Works at any time — before the bus is connected,
-    /// during an outage, from a handler — the host declares it when it can and restores it
-    /// after a reconnect. Each subscription has its own queue.
-    ///
-    /// ```no_run
-    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
-    /// ctx.subscribe("brewcast", "fermenter.#", |_sub, key, message| async move {
-    ///     tracing::info!("{key}: {message}");
-    ///     Ok(())
-    /// })?;
-    /// # Ok(()) }
-    /// ```
-    pub fn subscribe<H: MessageFn>(
-        &self,
-        exchange: &str,
-        routing: &str,
-        handler: H,
-    ) -> Result<Subscription> {
-        self.subscribe_with(exchange, routing, ExchangeType::Topic, handler)
-    }
-
-    /// Subscribes to an exchange of the given type.
-    ///
-    /// ```no_run
-    /// use plugin_api::ExchangeType;
-    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
-    /// ctx.subscribe_with("alerts", "", ExchangeType::Fanout, |_s, _k, m| async move {
-    ///     tracing::warn!("alert: {m}");
-    ///     Ok(())
-    /// })?;
-    /// # Ok(()) }
-    /// ```
-    pub fn subscribe_with<H: MessageFn>(
-        &self,
-        exchange: &str,
-        routing: &str,
-        exchange_type: ExchangeType,
-        handler: H,
-    ) -> Result<Subscription> {
-        let request = abi::FfiSubscribe {
-            exchange: exchange.into(),
-            routing: routing.into(),
-            exchange_type: exchange_type.as_str().into(),
-        };
-        self.inner
-            .host
-            .subscribe(request, handler_box(handler))
-            .into_result()
-            .map(Subscription::new)
-            .map_err(Error::from_ffi)
-    }
-
     /// Publishes `payload` (raw bytes or text) to an MQTT topic. `Ok` once sent (QoS 0) or
     /// acknowledged by the broker (QoS 1). Errors: [`Error::is_unavailable`] when the service
     /// does not use MQTT or the broker is down (at once, nothing is queued);
@@ -361,6 +272,14 @@ impl Context {
     }
 
     /// [`mqtt_publish`](Context::mqtt_publish) with `message` encoded as JSON.
+    ///
+    /// ```no_run
+    /// use plugin_api::QoS;
+    /// # async fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// let event = serde_json::json!({"key": "me", "data": {"temperature[degC]": 20.5}});
+    /// ctx.mqtt_publish_json("brewcast/history/me", &event, QoS::AtMostOnce, false).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn mqtt_publish_json<T: Serialize + ?Sized>(
         &self,
         topic: &str,
@@ -372,49 +291,15 @@ impl Context {
         self.mqtt_publish(topic, payload, qos, retain).await
     }
 
-    /// Subscribes to an MQTT topic filter (`+` one level, `#` any number, `a/b/#` matching
-    /// `a/b` too). Works before the broker is connected and during an outage; the host
-    /// subscribes again after every reconnect. Each subscription gets its messages in order.
-    /// [`Subscription::ready`] waits for the broker's acknowledgement.
-    ///
-    /// ```no_run
-    /// use plugin_api::MqttMessage;
-    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
-    /// ctx.mqtt_subscribe("brewcast/state/#", |_sub, message: MqttMessage| async move {
-    ///     match message.json::<serde_json::Value>() {
-    ///         Ok(state) => tracing::info!("{}: {state}", message.topic()),
-    ///         Err(_) => tracing::info!("{}: {} bytes", message.topic(), message.bytes().len()),
-    ///     }
-    ///     Ok(())
-    /// })?;
-    /// # Ok(()) }
-    /// ```
-    pub fn mqtt_subscribe<H: MqttFn>(&self, filter: &str, handler: H) -> Result<Subscription> {
-        self.mqtt_subscribe_with(filter, QoS::AtMostOnce, handler)
-    }
-
-    /// [`mqtt_subscribe`](Context::mqtt_subscribe) with the QoS asked of the broker.
-    pub fn mqtt_subscribe_with<H: MqttFn>(
-        &self,
-        filter: &str,
-        qos: QoS,
-        handler: H,
-    ) -> Result<Subscription> {
-        self.inner
-            .host
-            .mqtt_subscribe(
-                filter.into(),
-                qos.level(),
-                crate::mqtt::mqtt_handler_box(handler),
-            )
-            .into_result()
-            .map(Subscription::new)
-            .map_err(Error::from_ffi)
-    }
-
     /// Sets the service's MQTT will: the broker publishes it when the service's connection
     /// dies, and the host publishes it itself at a clean stop. Set it in `startup`: it is
     /// registered with the broker when the host connects, after every plugin started.
+    ///
+    /// ```no_run
+    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// ctx.mqtt_set_will("brewcast/state/me", r#"{"key":"me","data":null}"#, true)?;
+    /// # Ok(()) }
+    /// ```
     pub fn mqtt_set_will(
         &self,
         topic: &str,
@@ -430,28 +315,240 @@ impl Context {
     }
 }
 
-impl fmt::Debug for Context {
+impl<S: Clone + Send + Sync + 'static> Context<S> {
+    /// Serves `handler` at `route`, under the service prefix. Call it during `startup`;
+    /// the host builds its router once every plugin has started. The route's OpenAPI entry
+    /// is completed from the handler's extractors and return type.
+    ///
+    /// Fails for a path that clashes with another route or is malformed.
+    ///
+    /// ```no_run
+    /// use plugin_api::{Json, Path, Route};
+    ///
+    /// async fn item(Path(id): Path<u32>) -> Json<serde_json::Value> {
+    ///     Json(serde_json::json!({ "id": id }))
+    /// }
+    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// ctx.route(Route::get("/items/{id}").summary("One item"), item)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn route<T: 'static, H: Handler<Request, T, S>>(
+        &self,
+        mut route: Route,
+        handler: H,
+    ) -> Result<()> {
+        H::document(&mut route);
+        let handler =
+            abi::RouteHandler_TO::from_value(Adapter::new(handler, self.state.clone()), TD_Opaque);
+        self.inner
+            .host
+            .add_route(
+                route.method_name().into(),
+                route.path().into(),
+                route.docs_json().into(),
+                handler,
+            )
+            .into_result()
+            .map_err(Error::from_ffi)
+    }
+
+    /// Registers a named feature other plugins can call ([`Context::feature`]). Its handler
+    /// takes the caller's input with [`Json<T>`](crate::Json) and returns a `Json<U>` (or a
+    /// `Result` of one): both sides are typed, and an error keeps its
+    /// [kind](crate::ErrorKind) on the way back. A name that is taken is a
+    /// [`Conflict`](crate::ErrorKind::Conflict) error.
+    ///
+    /// ```no_run
+    /// use plugin_api::Json;
+    ///
+    /// async fn double(Json(n): Json<i64>) -> plugin_api::Result<Json<i64>> {
+    ///     n.checked_mul(2).map(Json).ok_or_else(|| plugin_api::Error::invalid("too large"))
+    /// }
+    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// ctx.add_feature("double", double)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn add_feature<T: 'static, H: Handler<Call, T, S>>(
+        &self,
+        name: &str,
+        handler: H,
+    ) -> Result<()> {
+        self.register_feature(name, false, handler).map(|_| ())
+    }
+
+    /// Like [`add_feature`](Context::add_feature), but keeps an existing feature of that
+    /// name (the original's `exist_ok=True`). Returns whether this one was added.
+    ///
+    /// ```no_run
+    /// use plugin_api::Json;
+    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// let added = ctx.add_feature_exist_ok("echo", |Json(v): Json<serde_json::Value>| async { Json(v) })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn add_feature_exist_ok<T: 'static, H: Handler<Call, T, S>>(
+        &self,
+        name: &str,
+        handler: H,
+    ) -> Result<bool> {
+        self.register_feature(name, true, handler)
+    }
+
+    fn register_feature<T: 'static, H: Handler<Call, T, S>>(
+        &self,
+        name: &str,
+        exist_ok: bool,
+        handler: H,
+    ) -> Result<bool> {
+        let object = abi::Feature_TO::from_ptr(
+            abi_stable::std_types::RArc::new(Adapter::new(handler, self.state.clone())),
+            TD_Opaque,
+        );
+        self.inner
+            .host
+            .add_feature(name.into(), exist_ok, object)
+            .into_result()
+            .map_err(Error::from_ffi)
+    }
+
+    /// Subscribes to a topic exchange. Works at any time — before the bus is connected,
+    /// during an outage, from a handler — the host declares it when it can and restores it
+    /// after a reconnect. Each subscription has its own queue, and its handler gets its
+    /// messages one at a time, in order. A handler's `Err` (or an extractor refusing the
+    /// message, e.g. a payload that is not the JSON [`Json<T>`](crate::Json) wants) is
+    /// logged by the host, and the next message is delivered.
+    ///
+    /// ```no_run
+    /// use plugin_api::{Json, Topic};
+    ///
+    /// async fn on_state(Topic(key): Topic, Json(state): Json<serde_json::Value>) {
+    ///     tracing::info!("{key}: {state}");
+    /// }
+    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// ctx.subscribe("brewcast", "fermenter.#", on_state)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn subscribe<T: 'static, H: Handler<Message, T, S>>(
+        &self,
+        exchange: &str,
+        routing: &str,
+        handler: H,
+    ) -> Result<Subscription> {
+        self.subscribe_with(exchange, routing, ExchangeType::Topic, handler)
+    }
+
+    /// Subscribes to an exchange of the given type.
+    ///
+    /// ```no_run
+    /// use plugin_api::{ExchangeType, Json};
+    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// ctx.subscribe_with("alerts", "", ExchangeType::Fanout, |Json(alert): Json<String>| async move {
+    ///     tracing::warn!("alert: {alert}");
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn subscribe_with<T: 'static, H: Handler<Message, T, S>>(
+        &self,
+        exchange: &str,
+        routing: &str,
+        exchange_type: ExchangeType,
+        handler: H,
+    ) -> Result<Subscription> {
+        let request = abi::FfiSubscribe {
+            exchange: exchange.into(),
+            routing: routing.into(),
+            exchange_type: exchange_type.as_str().into(),
+        };
+        self.inner
+            .host
+            .subscribe(request, self.message_handler(handler))
+            .into_result()
+            .map(Subscription::new)
+            .map_err(Error::from_ffi)
+    }
+
+    /// Subscribes to an MQTT topic filter (`+` one level, `#` any number, `a/b/#` matching
+    /// `a/b` too), at QoS 0. Works before the broker is connected and during an outage; the
+    /// host subscribes again after every reconnect. Handlers work as for
+    /// [`subscribe`](Context::subscribe); [`Topic`](crate::Topic) is the MQTT topic.
+    ///
+    /// ```no_run
+    /// use plugin_api::{Message, Topic};
+    ///
+    /// async fn on_any(message: Message) {
+    ///     match message.json::<serde_json::Value>() {
+    ///         Ok(state) => tracing::info!("{}: {state}", message.topic()),
+    ///         Err(_) => tracing::info!("{}: {} bytes", message.topic(), message.payload().len()),
+    ///     }
+    /// }
+    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// ctx.mqtt_subscribe("brewcast/state/#", on_any)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn mqtt_subscribe<T: 'static, H: Handler<Message, T, S>>(
+        &self,
+        filter: &str,
+        handler: H,
+    ) -> Result<Subscription> {
+        self.mqtt_subscribe_with(filter, QoS::AtMostOnce, handler)
+    }
+
+    /// [`mqtt_subscribe`](Context::mqtt_subscribe) with the QoS asked of the broker.
+    ///
+    /// ```no_run
+    /// use plugin_api::{Json, QoS};
+    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// ctx.mqtt_subscribe_with("brewcast/history/#", QoS::AtLeastOnce, |Json(v): Json<serde_json::Value>| async move {
+    ///     tracing::debug!("{v}");
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn mqtt_subscribe_with<T: 'static, H: Handler<Message, T, S>>(
+        &self,
+        filter: &str,
+        qos: QoS,
+        handler: H,
+    ) -> Result<Subscription> {
+        self.inner
+            .host
+            .mqtt_subscribe(filter.into(), qos.level(), self.message_handler(handler))
+            .into_result()
+            .map(Subscription::new)
+            .map_err(Error::from_ffi)
+    }
+
+    /// Replaces the handler of `subscription` (AMQP or MQTT); the next message goes to the
+    /// new one.
+    ///
+    /// ```no_run
+    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// let sub = ctx.subscribe("brewcast", "#", || async {})?;
+    /// ctx.set_handler(&sub, |message: plugin_api::Message| async move {
+    ///     tracing::info!("now handled here: {}", message.topic());
+    /// });
+    /// # Ok(()) }
+    /// ```
+    pub fn set_handler<T: 'static, H: Handler<Message, T, S>>(
+        &self,
+        subscription: &Subscription,
+        handler: H,
+    ) {
+        subscription
+            .host()
+            .set_handler(self.message_handler(handler));
+    }
+
+    fn message_handler<T: 'static, H: Handler<Message, T, S>>(
+        &self,
+        handler: H,
+    ) -> abi::MessageHandlerBox {
+        abi::MessageHandler_TO::from_value(Adapter::new(handler, self.state.clone()), TD_Opaque)
+    }
+}
+
+impl<S> fmt::Debug for Context<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
             .field("plugin", &self.inner.name)
             .finish()
-    }
-}
-
-/// The plugin-side object behind a route.
-struct RouteImpl<H> {
-    handler: Arc<H>,
-}
-
-impl<H: Handler> abi::RouteHandler for RouteImpl<H> {
-    fn handle(&self, request: FfiRequest) -> async_ffi::FfiFuture<RResult<FfiResponse, RString>> {
-        let handler = Arc::clone(&self.handler);
-        runtime::into_ffi(async move {
-            match handler.call(Request::from_ffi(request)).await {
-                Ok(response) => Ok(response.into_ffi()),
-                Err(err) if err.status() == 500 => Err(err.to_string()),
-                Err(err) => Ok(Response::from_error(&err).into_ffi()),
-            }
-        })
     }
 }

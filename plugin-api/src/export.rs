@@ -12,7 +12,7 @@
 /// struct Counter { start: u64 }
 ///
 /// impl Plugin for Counter {
-///     async fn startup(&self, _ctx: &Context) -> Result<()> {
+///     async fn startup(self: std::sync::Arc<Self>, _ctx: &Context) -> Result<()> {
 ///         tracing::info!("counting from {}", self.start);
 ///         Ok(())
 ///     }

@@ -1,17 +1,17 @@
 //! Named features: services one plugin offers to the others in the same host.
 
-use std::{fmt, future::Future, sync::Arc};
+use std::fmt;
 
-use abi_stable::std_types::{RResult, RString};
-use async_ffi::FfiFuture;
+use abi_stable::std_types::RResult;
 use serde::{de::DeserializeOwned, Serialize};
-use serde_json::Value;
 
-use crate::{abi, runtime, Error, Result};
+use crate::{abi, Error, Result};
 
 /// A feature registered by some plugin, looked up with
-/// [`Context::feature`](crate::Context::feature). Calls take and return JSON, since plugins
-/// share no Rust types.
+/// [`Context::feature`](crate::Context::feature). Calls are typed on both sides — the
+/// caller's input and output types need only serialize to and from the same JSON as the
+/// feature's own — since plugins share no Rust types. An error the feature returns
+/// reaches the caller with its [kind](crate::ErrorKind).
 ///
 /// ```no_run
 /// # async fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
@@ -49,7 +49,8 @@ impl Feature {
         &self.name
     }
 
-    /// Calls the feature with `input` serialized as JSON, decoding the answer into `O`.
+    /// Calls the feature with `input` serialized as JSON, decoding the answer into `O`. An
+    /// answer that does not decode is an [`Invalid`](crate::ErrorKind::Invalid) error.
     ///
     /// ```no_run
     /// # async fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
@@ -63,8 +64,9 @@ impl Feature {
     {
         let input = serde_json::to_string(input)?;
         match self.inner.call(input.into()).await {
-            RResult::ROk(output) => serde_json::from_str(&output)
-                .map_err(|err| Error::msg(format!("feature \"{}\" answered: {err}", self.name))),
+            RResult::ROk(output) => crate::decode::json(output.as_bytes()).map_err(|err| {
+                Error::invalid(format!("feature \"{}\" answered: {err}", self.name))
+            }),
             RResult::RErr(err) => Err(Error::msg(format!("feature \"{}\": {err}", self.name))),
         }
     }
@@ -73,26 +75,5 @@ impl Feature {
 impl fmt::Debug for Feature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Feature").field("name", &self.name).finish()
-    }
-}
-
-/// The plugin-side object behind a registered feature.
-pub(crate) struct FeatureImpl<F> {
-    pub(crate) func: Arc<F>,
-}
-
-impl<F, Fut> abi::Feature for FeatureImpl<F>
-where
-    F: Fn(Value) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Value>> + Send + 'static,
-{
-    fn call(&self, input: RString) -> FfiFuture<RResult<RString, RString>> {
-        let func = Arc::clone(&self.func);
-        runtime::into_ffi(async move {
-            let input: Value =
-                serde_json::from_str(&input).map_err(|err| format!("invalid input: {err}"))?;
-            let output = func(input).await.map_err(|err| err.to_string())?;
-            Ok(RString::from(output.to_string()))
-        })
     }
 }

@@ -6,22 +6,50 @@
 //! async Rust works throughout: tokio timers, `tokio::spawn` and tokio-based crates run on
 //! a small runtime private to the plugin, and `tracing` macros log through the host.
 //!
+//! Handlers are async functions of extractors, as in axum — for routes, eventbus
+//! subscriptions and features alike — and the API documentation of a route comes from
+//! the types its handler takes and returns:
+//!
 //! ```
-//! use plugin_api::{export_plugin, Context, Json, Plugin, Request, Result, Route};
+//! use std::sync::{Arc, Mutex};
+//! use plugin_api::prelude::*;
+//! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Default)]
-//! struct Hello;
+//! struct Thermostat {
+//!     setpoint: Mutex<f64>,
+//! }
 //!
-//! impl Plugin for Hello {
-//!     async fn startup(&self, ctx: &Context) -> Result<()> {
-//!         ctx.route(Route::get("/hello"), |_req: Request| async {
-//!             Ok(Json(serde_json::json!({"hello": "world"})))
-//!         })
+//! /// The body of `PUT /setpoint`.
+//! #[derive(Deserialize, Serialize, JsonSchema)]
+//! struct Setpoint {
+//!     /// Target temperature (°C).
+//!     setpoint: f64,
+//! }
+//!
+//! async fn put_setpoint(
+//!     State(thermostat): State<Arc<Thermostat>>,
+//!     Json(body): Json<Setpoint>,
+//! ) -> Result<Json<Setpoint>> {
+//!     if !(0.0..=100.0).contains(&body.setpoint) {
+//!         return Err(Error::invalid("from 0 to 100 °C").field("setpoint"));
+//!     }
+//!     *thermostat.setpoint.lock().unwrap() = body.setpoint;
+//!     Ok(Json(body))
+//! }
+//!
+//! impl Plugin for Thermostat {
+//!     async fn startup(self: Arc<Self>, ctx: &Context) -> Result<()> {
+//!         ctx.with_state(self)
+//!             .route(Route::put("/setpoint").summary("Change the setpoint"), put_setpoint)
 //!     }
 //! }
 //!
-//! export_plugin!(Hello);
+//! export_plugin!(Thermostat);
 //! ```
+//!
+//! [`testing`] runs a plugin's routes, subscriptions, features and repeaters in a unit test,
+//! without a host.
 //!
 //! The [`abi`] module is what crosses the library boundary; plugin code never needs it.
 
@@ -29,39 +57,64 @@ pub mod abi;
 mod bus;
 mod config;
 mod context;
+mod decode;
 mod error;
 mod export;
+mod extract;
 mod feature;
-mod http;
+mod handler;
 mod logging;
+mod message;
 pub mod metrics;
 mod mqtt;
 pub mod openapi;
 mod plugin;
 mod repeater;
+mod request;
+mod response;
 mod route;
 mod runtime;
 mod task;
 mod timestamp;
 
-pub use bus::{ExchangeType, MessageFn, Publish, Subscription};
+pub use bus::{ExchangeType, Publish, Subscription};
 pub use config::{Arg, ArgKind, Config};
 pub use context::Context;
 pub use error::{Error, ErrorKind, Result};
 #[doc(hidden)]
 pub use export::__private;
+pub use extract::{ByRef, Call, Extract, ExtractOwned, Json, Path, Query, State, Topic, Whole};
 pub use feature::Feature;
-pub use http::{Handler, IntoResponse, Json, Method, Request, RequestBuilder, Response};
+pub use handler::{Handler, Input, Reply};
+/// The `http` crate: [`StatusCode`](http::StatusCode), [`Method`](http::Method),
+/// [`HeaderMap`](http::HeaderMap) (an extractor), and `http::Request`/`http::Response`,
+/// which convert to and from the SDK's [`Request`] and [`Response`].
+pub use http;
+pub use message::Message;
 pub use metrics::{Counter, Gauge, Histogram};
-pub use mqtt::{MqttFn, MqttMessage, QoS};
+pub use mqtt::QoS;
 pub use plugin::Plugin;
 pub use repeater::{Repeat, Repeater};
+pub use request::{Request, RequestBuilder};
+pub use response::{IntoResponse, Response};
 pub use route::Route;
 pub use runtime::panic_text;
-/// The schemars crate, for `#[schemars(crate = "plugin_api::schemars")]` and its attributes.
+/// The schemars crate, which derives the JSON schemas of the API documentation. With
+/// `schemars` in scope (`use plugin_api::prelude::*`), `#[derive(JsonSchema)]` needs no
+/// attribute.
 pub use schemars;
-/// Derives a JSON schema for route documentation ([`Route::request_body`],
-/// [`Route::response`], [`Route::query`]); see [`Route`].
+/// Derives a JSON schema for the API documentation of the types a handler takes and
+/// returns ([`Json`], [`Path`], [`Query`]).
 pub use schemars::JsonSchema;
 pub use task::{TaskHandle, TaskOutput};
 pub use timestamp::rfc3339;
+
+/// What most plugins use, in one import: `use plugin_api::prelude::*;`. It also brings
+/// `schemars` into scope, which `#[derive(JsonSchema)]` expands to.
+pub mod prelude {
+    pub use crate::{
+        export_plugin, http::StatusCode, schemars, Arg, Context, Error, ErrorKind, IntoResponse,
+        Json, JsonSchema, Message, Path, Plugin, QoS, Query, Repeat, Repeater, Request, Response,
+        Result, Route, State, Subscription, Topic,
+    };
+}

@@ -1,6 +1,6 @@
 //! The trait a plugin implements.
 
-use std::future::Future;
+use std::{future::Future, sync::Arc};
 
 use crate::{Arg, Context, Result};
 
@@ -16,23 +16,30 @@ use crate::{Arg, Context, Result};
 /// An `Err` or a panic in `startup` stops the host from starting; in the other hooks it is
 /// logged with the plugin's name.
 ///
+/// `startup` receives the plugin as an `Arc`, so that it can hand itself to its handlers as
+/// their [`State`](crate::State):
+///
 /// ```
-/// use plugin_api::{export_plugin, Arg, Context, Json, Plugin, Request, Result, Route};
+/// use std::sync::{Arc, OnceLock};
+/// use plugin_api::{export_plugin, Arg, Context, Json, Plugin, Result, Route, State};
 ///
 /// #[derive(Default)]
-/// struct Hello;
+/// struct Hello {
+///     greeting: OnceLock<String>,
+/// }
+///
+/// async fn hello(State(plugin): State<Arc<Hello>>) -> Json<serde_json::Value> {
+///     Json(serde_json::json!({ "hello": plugin.greeting.get() }))
+/// }
 ///
 /// impl Plugin for Hello {
 ///     fn args() -> Vec<Arg> {
 ///         vec![Arg::string("greeting").default("world").help("Who to greet")]
 ///     }
 ///
-///     async fn startup(&self, ctx: &Context) -> Result<()> {
-///         let greeting: String = ctx.config().get("greeting")?;
-///         ctx.route(Route::get("/hello"), move |_req: Request| {
-///             let greeting = greeting.clone();
-///             async move { Ok(Json(serde_json::json!({ "hello": greeting }))) }
-///         })
+///     async fn startup(self: Arc<Self>, ctx: &Context) -> Result<()> {
+///         let _ = self.greeting.set(ctx.config().get("greeting")?);
+///         ctx.with_state(self).route(Route::get("/hello"), hello)
 ///     }
 /// }
 ///
@@ -49,7 +56,7 @@ pub trait Plugin: Send + Sync + 'static {
 
     /// Called once at start, before the HTTP server accepts requests. Register routes,
     /// subscriptions and tasks here.
-    fn startup(&self, ctx: &Context) -> impl Future<Output = Result<()>> + Send;
+    fn startup(self: Arc<Self>, ctx: &Context) -> impl Future<Output = Result<()>> + Send;
 
     /// Called when shutdown begins, before in-flight requests are drained: tell long-running
     /// work (streams, loops) to finish.

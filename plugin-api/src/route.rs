@@ -1,73 +1,41 @@
 //! A route's method, path and API documentation.
 
+use http::{Method, StatusCode};
 use schemars::{generate::Contract, JsonSchema};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::{
-    openapi::{merge_schemas, schema_for, SCHEMAS_KEY},
-    Method,
-};
+use crate::openapi::{merge_schemas, schema_for, SCHEMAS_KEY};
 
-/// Where a handler is mounted, with the documentation that goes into the service's
-/// OpenAPI document.
+/// Where a handler is mounted, with the words that go into the service's OpenAPI document.
 ///
 /// The path is relative to the service prefix: `/device/state` serves
 /// `/{name}/device/state`. `{param}` captures one segment, `{*rest}` the remainder.
 ///
-/// ```
-/// use plugin_api::Route;
-///
-/// let route = Route::put("/device/setpoint")
-///     .summary("Change the setpoint")
-///     .description("The chamber moves toward the new setpoint from the next update on.");
-/// assert_eq!(route.path(), "/device/setpoint");
-/// ```
-///
 /// The host lists every route in the OpenAPI document at `/{name}/api/doc/swagger.json`
-/// (and the UI at `/{name}/api/doc`), a route that declares nothing with its method and path
-/// only. Request and response schemas are derived from Rust types with
-/// [`JsonSchema`](crate::JsonSchema), re-exported here so that a plugin needs no schemars
-/// dependency of its own; tell the derive where schemars is with
-/// `#[schemars(crate = "plugin_api::schemars")]`. Doc comments become descriptions, and
-/// serde attributes (`rename`, `default`, …) are honoured.
+/// (and the UI at `/{name}/api/doc`). What a route takes and answers is not declared here:
+/// it comes from the handler's own types when the route is registered — the request body
+/// from [`Json<T>`](crate::Json), the parameters from [`Path<T>`](crate::Path) and
+/// [`Query<T>`](crate::Query), the response from the return type — so the documentation
+/// cannot say one thing while the handler does another. A `Route` adds the prose: summary,
+/// description, tags, the success status, and the errors a handler may answer with.
 ///
 /// ```
-/// use plugin_api::{JsonSchema, Route};
-/// use serde::{Deserialize, Serialize};
-///
-/// /// The body of `PUT /device/setpoint`.
-/// #[derive(Deserialize, JsonSchema)]
-/// #[schemars(crate = "plugin_api::schemars")]
-/// struct SetpointRequest {
-///     /// Target temperature (°C).
-///     setpoint: f64,
-/// }
-///
-/// /// The device's state.
-/// #[derive(Serialize, JsonSchema)]
-/// #[schemars(crate = "plugin_api::schemars")]
-/// struct State {
-///     temperature: f64,
-///     setpoint: f64,
-/// }
+/// use plugin_api::{http::StatusCode, Route};
 ///
 /// let route = Route::put("/device/setpoint")
 ///     .summary("Change the setpoint")
-///     .request_body::<SetpointRequest>()
-///     .response::<State>(200, "The new state")
-///     .error_response(400, "The setpoint is missing, mistyped or out of range");
-/// let docs = route.docs();
-/// assert_eq!(
-///     docs["requestBody"]["content"]["application/json"]["schema"]["$ref"],
-///     "#/components/schemas/SetpointRequest"
-/// );
-/// assert_eq!(docs["x-schemas"]["State"]["required"][0], "temperature");
+///     .description("The chamber moves toward the new setpoint from the next update on.")
+///     .error_response(StatusCode::CONFLICT, "The device is in manual mode");
+/// assert_eq!(route.path(), "/device/setpoint");
 /// ```
 #[derive(Debug, Clone)]
 pub struct Route {
-    method: Method,
+    /// `None`: every method.
+    method: Option<Method>,
     path: String,
+    success: StatusCode,
+    success_description: Option<String>,
     docs: Map<String, Value>,
     /// Named schemas the docs refer to (`#/components/schemas/<name>`).
     schemas: Map<String, Value>,
@@ -89,12 +57,18 @@ impl Route {
     /// A route for `method` at `path`.
     ///
     /// ```
-    /// let route = plugin_api::Route::new(plugin_api::Method::Any, "/proxy/{*rest}");
+    /// let route = plugin_api::Route::new(plugin_api::http::Method::OPTIONS, "/items");
     /// ```
     pub fn new(method: Method, path: impl Into<String>) -> Self {
+        Route::with_method(Some(method), path.into())
+    }
+
+    fn with_method(method: Option<Method>, path: String) -> Self {
         Route {
             method,
-            path: path.into(),
+            path,
+            success: StatusCode::OK,
+            success_description: None,
             docs: Map::new(),
             schemas: Map::new(),
         }
@@ -106,7 +80,7 @@ impl Route {
     /// let route = plugin_api::Route::get("/hello");
     /// ```
     pub fn get(path: impl Into<String>) -> Self {
-        Route::new(Method::Get, path)
+        Route::new(Method::GET, path)
     }
 
     /// `POST`.
@@ -115,7 +89,7 @@ impl Route {
     /// let route = plugin_api::Route::post("/items");
     /// ```
     pub fn post(path: impl Into<String>) -> Self {
-        Route::new(Method::Post, path)
+        Route::new(Method::POST, path)
     }
 
     /// `PUT`.
@@ -124,7 +98,7 @@ impl Route {
     /// let route = plugin_api::Route::put("/items/{id}");
     /// ```
     pub fn put(path: impl Into<String>) -> Self {
-        Route::new(Method::Put, path)
+        Route::new(Method::PUT, path)
     }
 
     /// `PATCH`.
@@ -133,7 +107,7 @@ impl Route {
     /// let route = plugin_api::Route::patch("/items/{id}");
     /// ```
     pub fn patch(path: impl Into<String>) -> Self {
-        Route::new(Method::Patch, path)
+        Route::new(Method::PATCH, path)
     }
 
     /// `DELETE`.
@@ -142,7 +116,18 @@ impl Route {
     /// let route = plugin_api::Route::delete("/items/{id}");
     /// ```
     pub fn delete(path: impl Into<String>) -> Self {
-        Route::new(Method::Delete, path)
+        Route::new(Method::DELETE, path)
+    }
+
+    /// Every method (a proxy, a catch-all). The handler can take the
+    /// [`Method`](crate::http::Method) as an extractor.
+    ///
+    /// ```
+    /// let route = plugin_api::Route::any("/proxy/{*rest}");
+    /// assert_eq!(route.method(), None);
+    /// ```
+    pub fn any(path: impl Into<String>) -> Self {
+        Route::with_method(None, path.into())
     }
 
     /// A one-line summary for the API documentation.
@@ -167,7 +152,20 @@ impl Route {
         self
     }
 
-    /// Sets one field of the OpenAPI operation object directly (e.g. `requestBody`).
+    /// The status a successful answer has (200 unless set), under which the documentation
+    /// lists the handler's return type, and what that answer is.
+    ///
+    /// ```
+    /// use plugin_api::{http::StatusCode, Route};
+    /// let route = Route::post("/items").status(StatusCode::CREATED, "The new item");
+    /// ```
+    pub fn status(mut self, status: StatusCode, description: impl Into<String>) -> Self {
+        self.success = status;
+        self.success_description = Some(description.into());
+        self
+    }
+
+    /// Sets one field of the OpenAPI operation object directly (e.g. `deprecated`).
     ///
     /// ```
     /// let route = plugin_api::Route::get("/hello")
@@ -178,157 +176,28 @@ impl Route {
         self
     }
 
-    /// Declares the JSON request body: its schema is derived from `T` (as `T` is
-    /// deserialized, e.g. by [`Request::json`](crate::Request::json)).
-    ///
-    /// ```
-    /// use plugin_api::{JsonSchema, Route};
-    ///
-    /// #[derive(serde::Deserialize, JsonSchema)]
-    /// #[schemars(crate = "plugin_api::schemars")]
-    /// struct NewItem {
-    ///     name: String,
-    ///     #[serde(default)]
-    ///     count: u32,
-    /// }
-    ///
-    /// let docs = Route::post("/items").request_body::<NewItem>().docs();
-    /// assert_eq!(docs["requestBody"]["required"], true);
-    /// assert_eq!(docs["x-schemas"]["NewItem"]["required"], serde_json::json!(["name"]));
-    /// ```
-    pub fn request_body<T: JsonSchema + ?Sized>(mut self) -> Self {
-        let (schema, definitions) = schema_for::<T>(Contract::Deserialize, false);
-        let mut body = json!({
-            "required": true,
-            "content": { "application/json": { "schema": schema } },
-        });
-        merge_schemas(&mut self.schemas, definitions, &mut [&mut body], "");
-        self.docs.insert("requestBody".into(), body);
-        self
-    }
-
-    /// Declares a JSON response with `status`: its schema is derived from `T` (as `T` is
-    /// serialized, e.g. in [`Json`](crate::Json)). Call it once per status.
-    ///
-    /// ```
-    /// use plugin_api::{JsonSchema, Route};
-    ///
-    /// #[derive(serde::Serialize, JsonSchema)]
-    /// #[schemars(crate = "plugin_api::schemars")]
-    /// struct Item {
-    ///     name: String,
-    /// }
-    ///
-    /// let docs = Route::get("/items")
-    ///     .response::<Vec<Item>>(200, "Every item")
-    ///     .docs();
-    /// let schema = &docs["responses"]["200"]["content"]["application/json"]["schema"];
-    /// assert_eq!(schema["type"], "array");
-    /// assert_eq!(schema["items"]["$ref"], "#/components/schemas/Item");
-    /// assert_eq!(docs["responses"]["200"]["description"], "Every item");
-    /// ```
-    pub fn response<T: JsonSchema + ?Sized>(
-        mut self,
-        status: u16,
-        description: impl Into<String>,
-    ) -> Self {
-        let (schema, definitions) = schema_for::<T>(Contract::Serialize, false);
-        let mut response = json!({
-            "description": description.into(),
-            "content": { "application/json": { "schema": schema } },
-        });
-        merge_schemas(&mut self.schemas, definitions, &mut [&mut response], "");
-        self.set_response(status, response);
-        self
-    }
-
     /// Declares an error response with `status` and the SDK's JSON error body
     /// `{"error": "...", "field": "..."}` (what an [`Error`](crate::Error) returned by the
-    /// handler becomes).
+    /// handler becomes). Errors a handler's extractors answer (a 400 for a body, path or
+    /// query that does not decode) are listed without it.
     ///
     /// ```
-    /// let docs = plugin_api::Route::get("/items/{id}")
-    ///     .error_response(404, "No item with this id")
+    /// use plugin_api::{http::StatusCode, Route};
+    /// let docs = Route::get("/items/{id}")
+    ///     .error_response(StatusCode::NOT_FOUND, "No item with this id")
     ///     .docs();
     /// assert_eq!(
     ///     docs["responses"]["404"]["content"]["application/json"]["schema"]["$ref"],
     ///     "#/components/schemas/Error"
     /// );
     /// ```
-    pub fn error_response(self, status: u16, description: impl Into<String>) -> Self {
-        self.response::<ErrorBody>(status, description)
-    }
-
-    /// Declares the query parameters: one per field of `T`, required unless it is an
-    /// `Option` or has a default, as [`Request::query_as`](crate::Request::query_as) reads
-    /// them. Field doc comments become the parameters' descriptions.
-    ///
-    /// ```
-    /// use plugin_api::{JsonSchema, Route};
-    ///
-    /// #[derive(serde::Deserialize, JsonSchema)]
-    /// #[schemars(crate = "plugin_api::schemars")]
-    /// struct Paging {
-    ///     /// Most entries to return.
-    ///     limit: Option<u32>,
-    /// }
-    ///
-    /// let docs = Route::get("/items").query::<Paging>().docs();
-    /// let limit = &docs["parameters"][0];
-    /// assert_eq!(limit["name"], "limit");
-    /// assert_eq!(limit["in"], "query");
-    /// assert_eq!(limit["required"], false);
-    /// assert_eq!(limit["description"], "Most entries to return.");
-    /// ```
-    pub fn query<T: JsonSchema + ?Sized>(mut self) -> Self {
-        let (schema, definitions) = schema_for::<T>(Contract::Deserialize, true);
-        let required: Vec<&str> = schema
-            .get("required")
-            .and_then(Value::as_array)
-            .map(|names| names.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        let mut parameters: Vec<Value> = match schema.get("properties").and_then(Value::as_object) {
-            Some(properties) => properties
-                .iter()
-                .map(|(name, property)| {
-                    let mut property = property.clone();
-                    let description = property
-                        .as_object_mut()
-                        .and_then(|object| object.remove("description"));
-                    let mut parameter = json!({
-                        "name": name,
-                        "in": "query",
-                        "required": required.contains(&name.as_str()),
-                        "schema": property,
-                    });
-                    if let Some(description) = description {
-                        parameter["description"] = description;
-                    }
-                    parameter
-                })
-                .collect(),
-            // Not a plain struct (an enum, a flattened map): one object-valued parameter,
-            // which OpenAPI spreads over the query string (form style, exploded).
-            None => vec![json!({
-                "name": T::schema_name(),
-                "in": "query",
-                "style": "form",
-                "explode": true,
-                "schema": schema,
-            })],
-        };
-        {
-            let mut fragments: Vec<&mut Value> = parameters.iter_mut().collect();
-            merge_schemas(&mut self.schemas, definitions, &mut fragments, "");
-        }
-        for parameter in parameters {
-            self.set_parameter(parameter);
-        }
+    pub fn error_response(mut self, status: StatusCode, description: impl Into<String>) -> Self {
+        self.add_response::<ErrorBody>(Contract::Serialize, status, description.into());
         self
     }
 
-    /// Describes the path parameter `{name}` (or `{*name}`). The host lists every path
-    /// parameter anyway, as a required string; this adds the description.
+    /// Describes the path parameter `{name}` (or `{*name}`); its type comes from the
+    /// handler's [`Path`](crate::Path) extractor.
     ///
     /// ```
     /// let docs = plugin_api::Route::get("/items/{id}")
@@ -338,13 +207,17 @@ impl Route {
     /// assert_eq!(docs["parameters"][0]["description"], "The item's id");
     /// ```
     pub fn path_param(mut self, name: &str, description: impl Into<String>) -> Self {
-        self.set_parameter(json!({
-            "name": name,
-            "in": "path",
-            "required": true,
-            "description": description.into(),
-            "schema": { "type": "string" },
-        }));
+        let description = Value::String(description.into());
+        match self.parameter_mut(name, "path") {
+            Some(parameter) => parameter["description"] = description,
+            None => self.set_parameter(json!({
+                "name": name,
+                "in": "path",
+                "required": true,
+                "description": description,
+                "schema": { "type": "string" },
+            })),
+        }
         self
     }
 
@@ -388,7 +261,153 @@ impl Route {
         Value::Object(docs)
     }
 
-    fn set_response(&mut self, status: u16, response: Value) {
+    /// The method; `None` for [`Route::any`].
+    ///
+    /// ```
+    /// use plugin_api::{http::Method, Route};
+    /// assert_eq!(Route::get("/x").method(), Some(&Method::GET));
+    /// ```
+    pub fn method(&self) -> Option<&Method> {
+        self.method.as_ref()
+    }
+
+    /// The path relative to the service prefix.
+    ///
+    /// ```
+    /// assert_eq!(plugin_api::Route::get("/x").path(), "/x");
+    /// ```
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The method as the host's router names it (`*` for every method).
+    pub(crate) fn method_name(&self) -> &str {
+        self.method.as_ref().map_or("*", Method::as_str)
+    }
+
+    pub(crate) fn docs_json(&self) -> String {
+        if self.docs.is_empty() && self.schemas.is_empty() {
+            String::new()
+        } else {
+            self.docs().to_string()
+        }
+    }
+
+    /// The names of the path's `{param}` and `{*param}` segments, in order.
+    pub(crate) fn path_param_names(&self) -> Vec<&str> {
+        self.path
+            .split('/')
+            .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| name.trim_start_matches('*'))
+            .collect()
+    }
+
+    /// Documents the JSON request body as `T` is deserialized (by [`Json<T>`](crate::Json)),
+    /// and the 400 a body that does not decode gets.
+    pub(crate) fn document_request_body<T: JsonSchema + ?Sized>(&mut self) {
+        let (schema, definitions) = schema_for::<T>(Contract::Deserialize, false);
+        let mut body = json!({
+            "required": true,
+            "content": { "application/json": { "schema": schema } },
+        });
+        merge_schemas(&mut self.schemas, definitions, &mut [&mut body], "");
+        self.docs.insert("requestBody".into(), body);
+        self.document_bad_request("The body is not JSON of the expected shape; `field` names the field at fault");
+    }
+
+    /// Documents the success response as `T` is serialized (by [`Json<T>`](crate::Json)).
+    pub(crate) fn document_response<T: JsonSchema + ?Sized>(&mut self) {
+        let description = match &self.success_description {
+            Some(description) => description.clone(),
+            None => self
+                .success
+                .canonical_reason()
+                .unwrap_or("Success")
+                .to_owned(),
+        };
+        self.add_response::<T>(Contract::Serialize, self.success, description);
+    }
+
+    /// Documents the query parameters: one per field of `T`, required unless it is an
+    /// `Option` or has a default; field doc comments become their descriptions.
+    pub(crate) fn document_query<T: JsonSchema + ?Sized>(&mut self) {
+        let (schema, definitions) = schema_for::<T>(Contract::Deserialize, true);
+        let mut parameters = match object_parameters(&schema, "query") {
+            Some(parameters) => parameters,
+            // Not a plain struct (an enum, a flattened map): one object-valued parameter,
+            // which OpenAPI spreads over the query string (form style, exploded).
+            None => vec![json!({
+                "name": T::schema_name(),
+                "in": "query",
+                "style": "form",
+                "explode": true,
+                "schema": schema,
+            })],
+        };
+        self.add_parameters(&mut parameters, definitions);
+        self.document_bad_request("A query parameter is missing or not of its type; `field` names it");
+    }
+
+    /// Documents the path parameters' types: a struct's fields by name, a tuple's items by
+    /// position, a single type for a single parameter.
+    pub(crate) fn document_path<T: JsonSchema + ?Sized>(&mut self) {
+        let (schema, definitions) = schema_for::<T>(Contract::Deserialize, true);
+        let names: Vec<String> = self.path_param_names().into_iter().map(String::from).collect();
+        let mut parameters = object_parameters(&schema, "path").unwrap_or_else(|| {
+            // A tuple: `prefixItems`, or `items` as an array in OpenAPI 3.0's dialect.
+            let items = schema.get("prefixItems").or_else(|| schema.get("items"));
+            let schemas: Vec<Value> = match items.and_then(Value::as_array) {
+                Some(items) => items.clone(),
+                None => vec![schema.clone()],
+            };
+            names
+                .iter()
+                .zip(schemas)
+                .map(|(name, schema)| json!({"name": name, "in": "path", "schema": schema}))
+                .collect()
+        });
+        for parameter in &mut parameters {
+            // Every path parameter is required, whatever the type says.
+            parameter["required"] = Value::Bool(true);
+            let name = parameter["name"].as_str().unwrap_or_default().to_owned();
+            let described = self
+                .parameter_mut(&name, "path")
+                .and_then(|existing| existing.get("description").cloned());
+            if let (Some(description), Value::Object(parameter)) = (described, &mut *parameter) {
+                parameter.entry("description").or_insert(description);
+            }
+        }
+        self.add_parameters(&mut parameters, definitions);
+        self.document_bad_request("A path parameter is not of its type; `field` names it");
+    }
+
+    fn document_bad_request(&mut self, description: &str) {
+        let documented = self
+            .docs
+            .get("responses")
+            .and_then(|responses| responses.get("400"))
+            .is_some();
+        if !documented {
+            self.add_response::<ErrorBody>(
+                Contract::Serialize,
+                StatusCode::BAD_REQUEST,
+                description.to_owned(),
+            );
+        }
+    }
+
+    fn add_response<T: JsonSchema + ?Sized>(
+        &mut self,
+        contract: Contract,
+        status: StatusCode,
+        description: String,
+    ) {
+        let (schema, definitions) = schema_for::<T>(contract, false);
+        let mut response = json!({
+            "description": description,
+            "content": { "application/json": { "schema": schema } },
+        });
+        merge_schemas(&mut self.schemas, definitions, &mut [&mut response], "");
         let responses = self
             .docs
             .entry("responses")
@@ -397,8 +416,26 @@ impl Route {
             *responses = Value::Object(Map::new());
         }
         if let Value::Object(responses) = responses {
-            responses.insert(status.to_string(), response);
+            responses.insert(status.as_u16().to_string(), response);
         }
+    }
+
+    fn add_parameters(&mut self, parameters: &mut [Value], definitions: Map<String, Value>) {
+        {
+            let mut fragments: Vec<&mut Value> = parameters.iter_mut().collect();
+            merge_schemas(&mut self.schemas, definitions, &mut fragments, "");
+        }
+        for parameter in parameters {
+            self.set_parameter(parameter.take());
+        }
+    }
+
+    fn parameter_mut(&mut self, name: &str, location: &str) -> Option<&mut Value> {
+        self.docs
+            .get_mut("parameters")?
+            .as_array_mut()?
+            .iter_mut()
+            .find(|p| p.get("name").and_then(Value::as_str) == Some(name) && p["in"] == location)
     }
 
     /// Adds a parameter, replacing one with the same name and location.
@@ -418,30 +455,104 @@ impl Route {
             parameters.push(parameter);
         }
     }
+}
 
-    /// The method.
-    ///
-    /// ```
-    /// assert_eq!(plugin_api::Route::get("/x").method(), plugin_api::Method::Get);
-    /// ```
-    pub fn method(&self) -> Method {
-        self.method
+/// One parameter per property of an object schema (`None` for any other schema), with the
+/// property's description lifted to the parameter.
+fn object_parameters(schema: &Value, location: &str) -> Option<Vec<Value>> {
+    let properties = schema.get("properties")?.as_object()?;
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|names| names.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let parameters = properties
+        .iter()
+        .map(|(name, property)| {
+            let mut property = property.clone();
+            let description = property
+                .as_object_mut()
+                .and_then(|object| object.remove("description"));
+            let mut parameter = json!({
+                "name": name,
+                "in": location,
+                "required": required.contains(&name.as_str()),
+                "schema": property,
+            });
+            if let Some(description) = description {
+                parameter["description"] = description;
+            }
+            parameter
+        })
+        .collect();
+    Some(parameters)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schemars::JsonSchema;
+
+    #[derive(serde::Deserialize, JsonSchema)]
+    #[allow(dead_code)]
+    struct Paging {
+        /// Most entries to return.
+        limit: Option<u32>,
+        key: String,
     }
 
-    /// The path relative to the service prefix.
-    ///
-    /// ```
-    /// assert_eq!(plugin_api::Route::get("/x").path(), "/x");
-    /// ```
-    pub fn path(&self) -> &str {
-        &self.path
+    #[test]
+    fn query_parameters_come_from_the_type() {
+        let mut route = Route::get("/items");
+        route.document_query::<Paging>();
+        let docs = route.docs();
+        let limit = &docs["parameters"][0];
+        assert_eq!(limit["name"], "limit");
+        assert_eq!(limit["in"], "query");
+        assert_eq!(limit["required"], false);
+        assert_eq!(limit["description"], "Most entries to return.");
+        assert_eq!(docs["parameters"][1]["required"], true);
+        assert_eq!(
+            docs["responses"]["400"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Error"
+        );
     }
 
-    pub(crate) fn docs_json(&self) -> String {
-        if self.docs.is_empty() && self.schemas.is_empty() {
-            String::new()
-        } else {
-            self.docs().to_string()
-        }
+    #[test]
+    fn path_parameters_are_typed_by_position_or_alone() {
+        let mut route = Route::get("/items/{group}/{id}").path_param("id", "The item");
+        route.document_path::<(String, u32)>();
+        let docs = route.docs();
+        let id = docs["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "id")
+            .unwrap();
+        assert_eq!(id["schema"]["type"], "integer");
+        assert_eq!(id["required"], true);
+        assert_eq!(id["description"], "The item");
+
+        let mut route = Route::get("/items/{id}");
+        route.document_path::<u32>();
+        assert_eq!(route.docs()["parameters"][0]["schema"]["type"], "integer");
+    }
+
+    #[test]
+    fn the_response_goes_under_the_success_status() {
+        let mut route = Route::post("/items").status(StatusCode::CREATED, "Made");
+        route.document_response::<Vec<String>>();
+        let docs = route.docs();
+        assert_eq!(docs["responses"]["201"]["description"], "Made");
+        assert_eq!(
+            docs["responses"]["201"]["content"]["application/json"]["schema"]["type"],
+            "array"
+        );
+    }
+
+    #[test]
+    fn path_param_names_in_order() {
+        let route = Route::get("/a/{x}/b/{*rest}");
+        assert_eq!(route.path_param_names(), ["x", "rest"]);
     }
 }
