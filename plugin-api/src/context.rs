@@ -131,10 +131,14 @@ impl<S> Context<S> {
     }
 
     /// Runs `task` in the background. The host logs its failure or panic with the plugin's
-    /// name and cancels it when the plugin shuts down. The task returns `()` or a
-    /// `Result<(), E>`; a task that never ends is written as a loop (or ends with
-    /// `std::future::pending().await`), not with a `panic!` or `loop {}` after which the
-    /// compiler cannot tell what the task returns.
+    /// name and cancels it when the plugin shuts down.
+    ///
+    /// The task returns `()` or a `Result<(), E>`. An async block whose end cannot be
+    /// reached — it ends in `loop { … }` without a `break`, or in `panic!()` — has the never
+    /// type as its output, which is neither; rustc (1.95 and later) then refuses it with
+    /// "this function depends on never type fallback being `()`". Give such a block an
+    /// output it can name: a `for`/`while` loop, or `Ok::<(), plugin_api::Error>(())` after
+    /// the loop with `#[allow(unreachable_code)]`.
     ///
     /// ```no_run
     /// # fn demo(ctx: plugin_api::Context) {

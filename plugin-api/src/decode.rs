@@ -226,7 +226,6 @@ impl<'de> de::Deserializer<'de> for PathParams<'de> {
     }
 }
 
-
 struct ParamMap<'a> {
     params: std::slice::Iter<'a, (&'a str, &'a str)>,
     current: Option<(&'a str, &'a str)>,

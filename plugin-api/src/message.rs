@@ -101,7 +101,7 @@ impl Message {
     ///
     /// ```
     /// let m = plugin_api::Message::new("t", br#"{"n": "x"}"#.to_vec());
-    /// #[derive(serde::Deserialize)]
+    /// #[derive(serde::Deserialize, Debug)]
     /// struct N { n: u32 }
     /// assert_eq!(m.json::<N>().unwrap_err().field_name(), Some("n"));
     /// ```

@@ -18,16 +18,10 @@ use serde_json::{Map, Value};
 /// the host moves these schemas to the document's `components/schemas`.
 ///
 /// ```
-/// use plugin_api::{openapi::SCHEMAS_KEY, JsonSchema, Route};
+/// use plugin_api::{http::StatusCode, openapi::SCHEMAS_KEY, Route};
 ///
-/// #[derive(JsonSchema)]
-/// #[schemars(crate = "plugin_api::schemars")]
-/// struct Setpoint {
-///     setpoint: f64,
-/// }
-///
-/// let docs = Route::put("/setpoint").request_body::<Setpoint>().docs();
-/// assert!(docs[SCHEMAS_KEY]["Setpoint"].is_object());
+/// let docs = Route::put("/setpoint").error_response(StatusCode::CONFLICT, "Busy").docs();
+/// assert!(docs[SCHEMAS_KEY]["Error"].is_object());
 /// ```
 pub const SCHEMAS_KEY: &str = "x-schemas";
 

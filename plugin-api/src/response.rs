@@ -88,7 +88,7 @@ impl Response {
     /// Adds a header (repeatable).
     ///
     /// ```
-    /// let res = plugin_api::Response::new(StatusCode::OK).header("cache-control", "no-store");
+    /// let res = plugin_api::Response::new(plugin_api::http::StatusCode::OK).header("cache-control", "no-store");
     /// ```
     pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
         let value = value.as_ref();
@@ -108,7 +108,7 @@ impl Response {
     /// Replaces the body.
     ///
     /// ```
-    /// let res = plugin_api::Response::new(StatusCode::OK).body(vec![1, 2, 3]);
+    /// let res = plugin_api::Response::new(plugin_api::http::StatusCode::OK).body(vec![1, 2, 3]);
     /// ```
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.body = body.into();
@@ -153,7 +153,11 @@ impl Response {
     pub fn header_value(&self, name: &str) -> Option<&[u8]> {
         self.headers
             .iter()
-            .find(|pair| pair.name.get(&self.text).eq_ignore_ascii_case(name.as_bytes()))
+            .find(|pair| {
+                pair.name
+                    .get(&self.text)
+                    .eq_ignore_ascii_case(name.as_bytes())
+            })
             .map(|pair| pair.value.get(&self.text))
     }
 
@@ -161,7 +165,7 @@ impl Response {
     ///
     /// ```
     /// let res = plugin_api::Response::json(&serde_json::json!({"a": 1}));
-    /// assert_eq!(res.json::<serde_json::Value>().unwrap()["a"], 1);
+    /// assert_eq!(res.json_body::<serde_json::Value>().unwrap()["a"], 1);
     /// ```
     pub fn json_body<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
         crate::decode::json(&self.body)

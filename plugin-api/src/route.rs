@@ -312,7 +312,9 @@ impl Route {
         });
         merge_schemas(&mut self.schemas, definitions, &mut [&mut body], "");
         self.docs.insert("requestBody".into(), body);
-        self.document_bad_request("The body is not JSON of the expected shape; `field` names the field at fault");
+        self.document_bad_request(
+            "The body is not JSON of the expected shape; `field` names the field at fault",
+        );
     }
 
     /// Documents the success response as `T` is serialized (by [`Json<T>`](crate::Json)).
@@ -345,14 +347,20 @@ impl Route {
             })],
         };
         self.add_parameters(&mut parameters, definitions);
-        self.document_bad_request("A query parameter is missing or not of its type; `field` names it");
+        self.document_bad_request(
+            "A query parameter is missing or not of its type; `field` names it",
+        );
     }
 
     /// Documents the path parameters' types: a struct's fields by name, a tuple's items by
     /// position, a single type for a single parameter.
     pub(crate) fn document_path<T: JsonSchema + ?Sized>(&mut self) {
         let (schema, definitions) = schema_for::<T>(Contract::Deserialize, true);
-        let names: Vec<String> = self.path_param_names().into_iter().map(String::from).collect();
+        let names: Vec<String> = self
+            .path_param_names()
+            .into_iter()
+            .map(String::from)
+            .collect();
         let mut parameters = object_parameters(&schema, "path").unwrap_or_else(|| {
             // A tuple: `prefixItems`, or `items` as an array in OpenAPI 3.0's dialect.
             let items = schema.get("prefixItems").or_else(|| schema.get("items"));

@@ -1,16 +1,30 @@
 //! The smallest useful brewblox-host plugin: `GET /{name}/hello` → `{"hello": "world"}`.
 
-use plugin_api::{export_plugin, Context, Json, Plugin, Request, Result, Route};
+use std::sync::Arc;
+
+use plugin_api::prelude::*;
+use serde::Serialize;
 
 #[derive(Default)]
 pub struct Hello;
 
+/// What `GET /hello` answers.
+#[derive(Serialize, JsonSchema)]
+pub struct Greeting {
+    /// Who is greeted.
+    pub hello: String,
+}
+
+/// `GET /hello`.
+pub async fn hello() -> Json<Greeting> {
+    Json(Greeting {
+        hello: "world".into(),
+    })
+}
+
 impl Plugin for Hello {
-    async fn startup(&self, ctx: &Context) -> Result<()> {
-        ctx.route(
-            Route::get("/hello").summary("Say hello"),
-            |_req: Request| async { Ok(Json(serde_json::json!({"hello": "world"}))) },
-        )?;
+    async fn startup(self: Arc<Self>, ctx: &Context) -> Result<()> {
+        ctx.route(Route::get("/hello").summary("Say hello"), hello)?;
         tracing::info!("hello-plugin ready");
         Ok(())
     }

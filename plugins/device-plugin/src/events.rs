@@ -10,7 +10,7 @@
 
 use serde_json::{json, Value};
 
-use crate::State;
+use crate::DeviceState;
 
 /// The `type` of the device's state events.
 pub const STATE_TYPE: &str = "Device.state";
@@ -32,7 +32,7 @@ impl Topics {
 }
 
 /// The history event of `state`.
-pub fn history(service: &str, state: &State) -> Value {
+pub fn history(service: &str, state: &DeviceState) -> Value {
     json!({
         "key": service,
         "data": {
@@ -48,7 +48,7 @@ pub fn history(service: &str, state: &State) -> Value {
 }
 
 /// The state event: `Some(state)` while alive, `None` for the will.
-pub fn state(service: &str, state: Option<&State>) -> Value {
+pub fn state(service: &str, state: Option<&DeviceState>) -> Value {
     json!({"key": service, "type": STATE_TYPE, "data": state})
 }
 

@@ -7,8 +7,8 @@
 //! brewblox service publishes.
 //!
 //! Routes (under `/{name}`):
-//! - `GET /device/state` → the [`State`] as JSON;
-//! - `PUT /device/setpoint` with `{"setpoint": <°C>}` → the new [`State`]; a missing,
+//! - `GET /device/state` → the [`DeviceState`] as JSON;
+//! - `PUT /device/setpoint` with `{"setpoint": <°C>}` → the new [`DeviceState`]; a missing,
 //!   mistyped or out-of-range setpoint → 400 `{"error": ..., "field": "setpoint"}`.
 
 pub mod chamber;
@@ -20,10 +20,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use plugin_api::{
-    export_plugin, rfc3339, Arg, Context, Error, Gauge, Json, JsonSchema, Plugin, QoS, Repeat,
-    Repeater, Request, Result, Route,
-};
+use plugin_api::{prelude::*, rfc3339, Gauge};
 use serde::{Deserialize, Serialize};
 use tokio::{sync::watch, time::Instant};
 
@@ -51,8 +48,7 @@ pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The device's state as clients, other plugins and the eventbus see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[schemars(crate = "plugin_api::schemars")]
-pub struct State {
+pub struct DeviceState {
     /// `--device-id`, so that consumers of the eventbus can tell devices apart.
     pub device_id: String,
     /// Chamber temperature (°C).
@@ -71,7 +67,6 @@ pub struct State {
 
 /// The body of `PUT /device/setpoint`.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(crate = "plugin_api::schemars")]
 struct SetpointRequest {
     /// The new target temperature (°C), from -20 to 120.
     #[schemars(range(min = -20.0, max = 120.0))]
@@ -136,12 +131,12 @@ impl Device {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn state(&self) -> State {
+    fn state(&self) -> DeviceState {
         let inner = self.lock();
         self.render(&inner)
     }
 
-    fn advance(&self, elapsed: Duration) -> State {
+    fn advance(&self, elapsed: Duration) -> DeviceState {
         let mut inner = self.lock();
         inner.chamber.step(elapsed);
         inner.updated = SystemTime::now();
@@ -149,22 +144,22 @@ impl Device {
     }
 
     /// Validates and applies a setpoint; the error is a 400 naming the field.
-    fn set_setpoint(&self, setpoint: f64) -> Result<State> {
+    fn set_setpoint(&self, setpoint: f64) -> Result<DeviceState> {
         let mut inner = self.lock();
         inner
             .chamber
             .set_setpoint(setpoint)
-            .map_err(|message| Error::bad_request(message).field("setpoint"))?;
+            .map_err(|message| Error::invalid(message).field("setpoint"))?;
         inner.updated = SystemTime::now();
         Ok(self.render(&inner))
     }
 
-    fn render(&self, inner: &Inner) -> State {
+    fn render(&self, inner: &Inner) -> DeviceState {
         let chamber = &inner.chamber;
         if let Some(gauges) = &self.gauges {
             gauges.show(chamber);
         }
-        State {
+        DeviceState {
             device_id: self.id.clone(),
             temperature: chamber.temperature,
             setpoint: chamber.setpoint,
@@ -200,7 +195,7 @@ struct Simulation {
     device: Arc<Device>,
     interval: Option<Duration>,
     last: Instant,
-    updates: watch::Sender<Option<State>>,
+    updates: watch::Sender<Option<DeviceState>>,
 }
 
 impl Repeater for Simulation {
@@ -247,7 +242,7 @@ struct Targets {
 async fn publish_states(
     ctx: Context,
     targets: Targets,
-    mut updates: watch::Receiver<Option<State>>,
+    mut updates: watch::Receiver<Option<DeviceState>>,
 ) {
     let mut amqp_outage = Outage::default();
     let mut mqtt_outage = Outage::default();
@@ -279,7 +274,7 @@ async fn publish_mqtt(
     ctx: &Context,
     service: &str,
     topics: &events::Topics,
-    state: &State,
+    state: &DeviceState,
 ) -> Result<()> {
     let history = events::history(service, state);
     ctx.mqtt_publish_json(&topics.history, &history, QoS::AtMostOnce, false)
@@ -322,7 +317,27 @@ fn report(outage: &mut Outage, target: &str, result: Result<()>) {
     }
 }
 
-/// The plugin: all of its state lives in what `startup` hands to routes and tasks.
+/// `GET /device/state`, and the `device` feature.
+async fn get_state(State(device): State<Arc<Device>>) -> Json<DeviceState> {
+    Json(device.state())
+}
+
+/// `PUT /device/setpoint`.
+async fn put_setpoint(
+    State(device): State<Arc<Device>>,
+    Json(body): Json<SetpointRequest>,
+) -> Result<Json<DeviceState>> {
+    let state = device.set_setpoint(body.setpoint)?;
+    tracing::info!(
+        "Setpoint of {} set to {} °C",
+        state.device_id,
+        state.setpoint
+    );
+    Ok(Json(state))
+}
+
+/// The plugin: all of its state lives in the [`Device`] that `startup` makes from the
+/// configuration and hands to the routes, the feature and the repeater.
 #[derive(Default)]
 pub struct DevicePlugin;
 
@@ -341,7 +356,7 @@ impl Plugin for DevicePlugin {
         ]
     }
 
-    async fn startup(&self, ctx: &Context) -> Result<()> {
+    async fn startup(self: Arc<Self>, ctx: &Context) -> Result<()> {
         let config = ctx.config();
         let id: String = config.get("device-id")?;
         if id.trim().is_empty() {
@@ -360,58 +375,28 @@ impl Plugin for DevicePlugin {
         device.state();
         let device = Arc::new(device);
 
-        let state_device = Arc::clone(&device);
-        ctx.route(
+        let api = ctx.with_state(Arc::clone(&device));
+        api.route(
             Route::get("/device/state")
                 .summary("Current device state")
                 .description(
                     "The simulated fermentation chamber: temperature, setpoint and ambient \
                      temperature in °C, whether the heater and cooler run, the device id and \
                      when the state last changed (RFC 3339).",
-                )
-                .response::<State>(200, "The current state"),
-            move |_req: Request| {
-                let device = Arc::clone(&state_device);
-                async move { Ok(Json(device.state())) }
-            },
+                ),
+            get_state,
         )?;
-
-        let setpoint_device = Arc::clone(&device);
-        ctx.route(
+        api.route(
             Route::put("/device/setpoint")
                 .summary("Change the setpoint")
                 .description(
-                    "Body: {\"setpoint\": <number, °C, from -20 to 120>}. The controller reacts \
-                     at once; the answer is the new state. A missing, mistyped or out-of-range \
-                     setpoint is a 400 whose JSON body names the field.",
+                    "The controller reacts at once; the answer is the new state. A missing, \
+                     mistyped or out-of-range setpoint is a 400 whose JSON body names the field.",
                 )
-                .request_body::<SetpointRequest>()
-                .response::<State>(200, "The new state")
-                .error_response(
-                    400,
-                    "The setpoint is missing, not a number or out of range; `field` is \
-                     \"setpoint\"",
-                ),
-            move |req: Request| {
-                let device = Arc::clone(&setpoint_device);
-                async move {
-                    let body: SetpointRequest = req.json()?;
-                    let state = device.set_setpoint(body.setpoint)?;
-                    tracing::info!(
-                        "Setpoint of {} set to {} °C",
-                        state.device_id,
-                        state.setpoint
-                    );
-                    Ok(Json(state))
-                }
-            },
+                .status(StatusCode::OK, "The new state"),
+            put_setpoint,
         )?;
-
-        let feature_device = Arc::clone(&device);
-        ctx.add_feature("device", move |_input: serde_json::Value| {
-            let device = Arc::clone(&feature_device);
-            async move { Ok(serde_json::to_value(device.state())?) }
-        })?;
+        api.add_feature("device", get_state)?;
 
         let targets = Targets {
             service: routing.clone(),
@@ -515,7 +500,7 @@ mod tests {
         let device = Device::new("d".into());
         for bad in [f64::NAN, 500.0, -100.0] {
             let err = device.set_setpoint(bad).unwrap_err();
-            assert_eq!(err.status(), 400);
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST);
             assert_eq!(err.field_name(), Some("setpoint"));
         }
         let state = device.set_setpoint(21.5).unwrap();
@@ -531,7 +516,7 @@ mod tests {
                 .body(body)
                 .build();
             let err = req.json::<SetpointRequest>().unwrap_err();
-            assert_eq!(err.status(), 400, "{body}");
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{body}");
             assert_eq!(err.field_name(), Some("setpoint"), "{body}");
         }
     }
