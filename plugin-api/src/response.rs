@@ -308,3 +308,28 @@ impl<B: Into<Vec<u8>>> IntoResponse for http::Response<B> {
         response
     }
 }
+
+/// The response as an [`http::Response`] (a test that compares with an axum service, say).
+/// A header the `http` crate cannot represent is left out.
+///
+/// ```
+/// use plugin_api::{http, Json, IntoResponse};
+/// let res: http::Response<Vec<u8>> = Json(1).into_response().into();
+/// assert_eq!(res.headers()["content-type"], "application/json");
+/// assert_eq!(res.body(), b"1");
+/// ```
+impl From<Response> for http::Response<Vec<u8>> {
+    fn from(response: Response) -> Self {
+        let mut out = http::Response::new(Vec::new());
+        *out.status_mut() = response.status;
+        for pair in &response.headers {
+            let name = http::HeaderName::from_bytes(pair.name.get(&response.text));
+            let value = http::HeaderValue::from_bytes(pair.value.get(&response.text));
+            if let (Ok(name), Ok(value)) = (name, value) {
+                out.headers_mut().append(name, value);
+            }
+        }
+        *out.body_mut() = response.body;
+        out
+    }
+}

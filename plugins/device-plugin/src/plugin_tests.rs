@@ -1,0 +1,109 @@
+//! The plugin as a whole, on the SDK's test host: its routes, feature, simulation and what
+//! it publishes, with no host process and no broker.
+
+use std::time::Duration;
+
+use plugin_api::{testing::TestHost, Repeat};
+use serde_json::{json, Value};
+
+use crate::{DevicePlugin, DeviceState};
+
+async fn start(update_interval: f64) -> TestHost<DevicePlugin> {
+    TestHost::builder(DevicePlugin)
+        .name("fermenter")
+        .arg("device-id", "f1")
+        .arg("update-interval", update_interval)
+        .start()
+        .await
+        .expect("the device plugin starts")
+}
+
+#[tokio::test]
+async fn serves_its_state_and_takes_a_new_setpoint() {
+    let host = start(0.0).await;
+    let state: DeviceState = host.get("/device/state").await.json().unwrap();
+    assert_eq!(state.device_id, "f1");
+
+    let response = host
+        .put_json("/device/setpoint", &json!({"setpoint": 21.5}))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<DeviceState>().unwrap().setpoint, 21.5);
+    let state: DeviceState = host.get("/device/state").await.json().unwrap();
+    assert_eq!(state.setpoint, 21.5);
+}
+
+#[tokio::test]
+async fn a_bad_setpoint_is_a_400_naming_the_field_and_changes_nothing() {
+    let host = start(0.0).await;
+    let before: DeviceState = host.get("/device/state").await.json().unwrap();
+    for body in [
+        json!({"setpoint": "20"}),
+        json!({}),
+        json!({"setpoint": null}),
+        json!({"setpoint": 500}),
+    ] {
+        let response = host.put_json("/device/setpoint", &body).await;
+        assert_eq!(response.status(), 400, "{body}");
+        assert_eq!(response.json::<Value>().unwrap()["field"], "setpoint", "{body}");
+    }
+    let after: DeviceState = host.get("/device/state").await.json().unwrap();
+    assert_eq!(after.setpoint, before.setpoint);
+}
+
+#[tokio::test]
+async fn the_device_feature_answers_the_state() {
+    let host = start(0.0).await;
+    let state: DeviceState = host.feature("device", &Value::Null).await.unwrap();
+    assert_eq!(state.device_id, "f1");
+}
+
+#[tokio::test]
+async fn a_zero_interval_disables_the_simulation() {
+    let host = start(0.0).await;
+    assert_eq!(host.step("device simulation").await.unwrap(), Repeat::Stop);
+    assert!(host.published().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_update_goes_to_both_eventbuses_and_the_will_clears_the_state() {
+    let host = start(5.0).await;
+    let before: DeviceState = host.get("/device/state").await.json().unwrap();
+    assert_eq!(
+        host.step("device simulation").await.unwrap(),
+        Repeat::Continue
+    );
+    // The publisher task runs beside the simulation; bounded wait for its three messages.
+    for _ in 0..100 {
+        if !host.published().is_empty() && host.mqtt_published().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let amqp = host.published();
+    assert_eq!(amqp.len(), 1);
+    assert_eq!((amqp[0].exchange.as_str(), amqp[0].routing.as_str()), ("brewcast", "fermenter"));
+    let published: DeviceState = amqp[0].json().unwrap();
+    assert_ne!(published.updated, before.updated, "a new state");
+
+    let mqtt = host.mqtt_published();
+    let history = mqtt
+        .iter()
+        .find(|m| m.topic == "brewcast/history/fermenter")
+        .expect("a history event");
+    assert!(!history.retain);
+    let event: Value = history.json().unwrap();
+    assert_eq!(event["key"], "fermenter");
+    assert!(event["data"]["f1"]["temperature[degC]"].is_f64(), "{event}");
+    let state = mqtt
+        .iter()
+        .find(|m| m.topic == "brewcast/state/fermenter")
+        .expect("the state");
+    assert!(state.retain);
+    assert_eq!(state.json::<Value>().unwrap()["data"]["device_id"], "f1");
+
+    let will = host.mqtt_will().expect("a will");
+    assert_eq!(will.topic, "brewcast/state/fermenter");
+    assert_eq!(will.json::<Value>().unwrap()["data"], Value::Null);
+}
