@@ -31,3 +31,18 @@ impl Plugin for Hello {
 }
 
 export_plugin!(Hello);
+
+#[cfg(test)]
+mod tests {
+    use plugin_api::testing::TestHost;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn says_hello() {
+        let host = TestHost::start(Hello).await.unwrap();
+        let response = host.get("/hello").await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text(), r#"{"hello":"world"}"#);
+    }
+}
