@@ -5,8 +5,9 @@
 //! services broadcast their state with their service name as routing key) with routing
 //! pattern `--history-routing` (default `#`: everything), as brewblox-history did. Every
 //! message is kept under its routing key, at most `--history-size` per key, within the
-//! bounds described in [`store`]. Messages are JSON (any value); the host drops anything
-//! else before it reaches the plugin.
+//! bounds described in [`store`]. AMQP messages are JSON (any value): one that is not never
+//! reaches the store, and the host logs it. MQTT payloads are raw, so one that is not JSON
+//! is kept as a JSON string of its text.
 //!
 //! Routes (under `/{name}`):
 //! - `GET /history/last` → `{"<routing key>": <last message>, …}`;
@@ -23,10 +24,15 @@
 //!
 //! Two subscriptions whose patterns overlap (`#` and `a.#` on one exchange) each get a copy
 //! of a matching message, as with the original; both copies are recorded.
+//!
+//! The handlers are plain async functions of extractors. Those that read or record messages
+//! have the [`Messages`] as their state and nothing else, so that they can be called
+//! without a host; only the subscription routes hold the context that subscribes.
 
 pub mod store;
 
 use std::{
+    num::NonZeroUsize,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex, MutexGuard, PoisonError,
@@ -34,12 +40,9 @@ use std::{
     time::SystemTime,
 };
 
-use plugin_api::{
-    export_plugin, rfc3339, Arg, Context, Error, ErrorKind, Json, JsonSchema, MqttMessage, Plugin,
-    Request, Result, Route, Subscription,
-};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use plugin_api::{prelude::*, rfc3339};
+use serde::{de, Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
 
 use crate::store::{Evictions, Store};
 
@@ -48,6 +51,7 @@ pub const DEFAULT_EXCHANGE: &str = "brewcast";
 
 /// Default for `--history-routing`: every routing key.
 pub const DEFAULT_ROUTING: &str = "#";
+
 /// Default for `--history-mqtt-filter`: everything BrewBlox services broadcast.
 pub const DEFAULT_MQTT_FILTER: &str = "brewcast/#";
 
@@ -63,7 +67,6 @@ const MAX_NAME_LEN: usize = 255;
 
 /// One entry of `GET /history/recent/{key}`.
 #[derive(Debug, Serialize, JsonSchema)]
-#[schemars(crate = "plugin_api::schemars")]
 struct RecentEntry {
     /// When the plugin received the message, RFC 3339 in UTC with milliseconds.
     received: String,
@@ -71,20 +74,29 @@ struct RecentEntry {
     message: Value,
 }
 
-/// The query of `GET /history/recent/{key}`, for its documentation ([`parse_limit`] reads
-/// it, with an error naming `limit`).
-#[derive(JsonSchema)]
-#[schemars(crate = "plugin_api::schemars")]
-#[allow(dead_code)]
+/// The query of `GET /history/recent/{key}`: the one type that both reads the query and
+/// documents it.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 struct RecentQuery {
     /// Keep only the newest N messages (a positive integer); all when absent.
-    #[schemars(range(min = 1))]
-    limit: Option<u64>,
+    #[serde(default, deserialize_with = "positive_limit")]
+    limit: Option<NonZeroUsize>,
+}
+
+/// Reads `limit` with an error that says what it must be: serde's own ("invalid digit
+/// found in string") would not name the parameter. Surrounding blanks are allowed.
+fn positive_limit<'de, D: Deserializer<'de>>(de: D) -> Result<Option<NonZeroUsize>, D::Error> {
+    let text = String::deserialize(de)?;
+    match text.trim().parse() {
+        Ok(limit) => Ok(Some(limit)),
+        Err(_) => Err(de::Error::custom(format!(
+            "limit must be a positive integer, not \"{text}\""
+        ))),
+    }
 }
 
 /// The body of `POST /history/subscribe`, and one entry of `GET /history/subscriptions`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[schemars(crate = "plugin_api::schemars")]
 struct SubscribeRequest {
     /// Exchange name: not empty, not starting with `amq.`, at most 255 bytes, no control
     /// characters.
@@ -95,20 +107,11 @@ struct SubscribeRequest {
 
 /// The answer to `POST /history/subscribe`.
 #[derive(Debug, Serialize, JsonSchema)]
-#[schemars(crate = "plugin_api::schemars")]
 struct SubscribeResponse {
-    exchange: String,
-    routing: String,
+    #[serde(flatten)]
+    subscription: SubscribeRequest,
     /// False when the plugin was subscribed to this already.
     added: bool,
-}
-
-/// The store and the subscriptions, shared by the message handler and the routes.
-struct History {
-    store: Mutex<Store>,
-    subscriptions: Mutex<Vec<(SubscribeRequest, Subscription)>>,
-    /// Whether a key has been forgotten yet: the first time is worth a warning.
-    forgot_before: AtomicBool,
 }
 
 /// The locks are never held across an await or user code; a poisoned one can only come
@@ -117,11 +120,18 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl History {
+/// The recorded messages: the state of the handlers that record and read them.
+struct Messages {
+    store: Mutex<Store>,
+    /// Whether a key has been forgotten yet: the first time is worth a warning.
+    forgot_before: AtomicBool,
+}
+
+impl Messages {
+    /// Keeps `size` messages per key (at least 1), within the store's bounds.
     fn new(size: usize) -> Self {
-        History {
+        Messages {
             store: Mutex::new(Store::new(size)),
-            subscriptions: Mutex::new(Vec::new()),
             forgot_before: AtomicBool::new(false),
         }
     }
@@ -156,92 +166,9 @@ impl History {
         }
     }
 
-    /// Subscribes to `request` unless subscribed already; returns the new subscription, or
-    /// `None` if it was subscribed already.
-    fn subscribe(
-        self: &Arc<Self>,
-        ctx: &Context,
-        request: SubscribeRequest,
-    ) -> Result<Option<Subscription>> {
-        let mut subscriptions = lock(&self.subscriptions);
-        if subscriptions.iter().any(|(known, _)| *known == request) {
-            return Ok(None);
-        }
-        if subscriptions.len() >= MAX_SUBSCRIPTIONS {
-            return Err(Error::new(
-                409,
-                format!("already {MAX_SUBSCRIPTIONS} subscriptions, the most this plugin keeps"),
-            ));
-        }
-        let history = Arc::clone(self);
-        let subscription = ctx
-            .subscribe(
-                &request.exchange,
-                &request.routing,
-                move |_sub: Subscription, key: String, message: Value| {
-                    let history = Arc::clone(&history);
-                    async move {
-                        history.record(&key, message);
-                        Ok(())
-                    }
-                },
-            )
-            .map_err(|err| subscribe_error(&request, &err))?;
-        tracing::info!("History subscribed to {subscription}");
-        subscriptions.push((request, subscription.clone()));
-        Ok(Some(subscription))
-    }
-
-    /// Records every MQTT message matching `filter`, keyed by its topic: the payload as
-    /// JSON, or, when it is not JSON (MQTT payloads are raw), as a JSON string of its text
-    /// (invalid UTF-8 replaced by U+FFFD).
-    fn subscribe_mqtt(self: &Arc<Self>, ctx: &Context, filter: &str) -> Result<()> {
-        let history = Arc::clone(self);
-        let subscription = ctx
-            .mqtt_subscribe(filter, move |_sub: Subscription, message: MqttMessage| {
-                let history = Arc::clone(&history);
-                async move {
-                    let value = message.json::<Value>().unwrap_or_else(|_| {
-                        Value::String(String::from_utf8_lossy(message.bytes()).into_owned())
-                    });
-                    history.record(message.topic(), value);
-                    Ok(())
-                }
-            })
-            .map_err(|err| Error::msg(format!("--history-mqtt-filter: {}", err.message())))?;
-        tracing::info!("History subscribed to MQTT {subscription}");
-        Ok(())
-    }
-
-    /// Subscribes as [`History::subscribe`] and waits until the broker bound it; if it
-    /// refuses, nothing stays behind. Returns whether it was added.
-    async fn subscribe_bound(
-        self: &Arc<Self>,
-        ctx: &Context,
-        request: SubscribeRequest,
-    ) -> Result<bool> {
-        let Some(subscription) = self.subscribe(ctx, request.clone())? else {
-            return Ok(false);
-        };
-        if let Err(err) = subscription.ready().await {
-            subscription.cancel();
-            lock(&self.subscriptions).retain(|(known, _)| *known != request);
-            tracing::warn!("History subscription to {subscription} not made: {err}");
-            return Err(subscribe_error(&request, &err));
-        }
-        Ok(true)
-    }
-
-    fn subscription_list(&self) -> Vec<SubscribeRequest> {
-        lock(&self.subscriptions)
-            .iter()
-            .map(|(request, _)| request.clone())
-            .collect()
-    }
-
-    fn recent(&self, key: &str, limit: Option<usize>) -> Result<Vec<RecentEntry>> {
+    fn recent(&self, key: &str, limit: Option<NonZeroUsize>) -> Result<Vec<RecentEntry>> {
         let entries = lock(&self.store)
-            .recent(key, limit)
+            .recent(key, limit.map(NonZeroUsize::get))
             .ok_or_else(|| Error::not_found(format!("no messages with routing key \"{key}\"")))?;
         Ok(entries
             .into_iter()
@@ -253,6 +180,114 @@ impl History {
     }
 }
 
+/// Records an AMQP message under its routing key. A payload that is not JSON never gets
+/// here: the `Json` extractor refuses it and the host logs that.
+async fn record(
+    State(messages): State<Arc<Messages>>,
+    Topic(key): Topic,
+    Json(message): Json<Value>,
+) {
+    messages.record(&key, message);
+}
+
+/// Records an MQTT message under its topic: the payload as JSON or, when it is not JSON
+/// (MQTT payloads are raw), as a JSON string of its text (invalid UTF-8 replaced by U+FFFD).
+async fn record_mqtt(State(messages): State<Arc<Messages>>, message: Message) {
+    let value = message
+        .json::<Value>()
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(message.payload()).into_owned()));
+    messages.record(message.topic(), value);
+}
+
+async fn last(State(messages): State<Arc<Messages>>) -> Json<Map<String, Value>> {
+    Json(lock(&messages.store).last())
+}
+
+async fn keys(State(messages): State<Arc<Messages>>) -> Json<Vec<String>> {
+    Json(lock(&messages.store).keys())
+}
+
+async fn recent(
+    State(messages): State<Arc<Messages>>,
+    Path(key): Path<String>,
+    Query(query): Query<RecentQuery>,
+) -> Result<Json<Vec<RecentEntry>>> {
+    messages.recent(&key, query.limit).map(Json)
+}
+
+/// The eventbus subscriptions that record: the startup one and those
+/// `POST /history/subscribe` adds. The state of the subscription routes.
+struct Subscriptions {
+    /// Subscribes [`record`] with the messages as its state.
+    ctx: Context<Arc<Messages>>,
+    made: Mutex<Vec<(SubscribeRequest, Subscription)>>,
+}
+
+impl Subscriptions {
+    fn new(ctx: Context<Arc<Messages>>) -> Self {
+        Subscriptions {
+            ctx,
+            made: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Subscribes to `request` unless subscribed already; returns the new subscription, or
+    /// `None` if it was subscribed already.
+    fn subscribe(&self, request: SubscribeRequest) -> Result<Option<Subscription>> {
+        let mut made = lock(&self.made);
+        if made.iter().any(|(known, _)| *known == request) {
+            return Ok(None);
+        }
+        if made.len() >= MAX_SUBSCRIPTIONS {
+            return Err(Error::conflict(format!(
+                "already {MAX_SUBSCRIPTIONS} subscriptions, the most this plugin keeps"
+            )));
+        }
+        let subscription = self
+            .ctx
+            .subscribe(&request.exchange, &request.routing, record)
+            .map_err(|err| subscribe_error(&request, &err))?;
+        tracing::info!("History subscribed to {subscription}");
+        made.push((request, subscription.clone()));
+        Ok(Some(subscription))
+    }
+
+    /// Subscribes as [`Subscriptions::subscribe`] and waits until the broker bound it; if
+    /// it refuses, nothing stays behind. Returns whether it was added.
+    async fn subscribe_bound(&self, request: SubscribeRequest) -> Result<bool> {
+        let Some(subscription) = self.subscribe(request.clone())? else {
+            return Ok(false);
+        };
+        if let Err(err) = subscription.ready().await {
+            subscription.cancel();
+            lock(&self.made).retain(|(known, _)| *known != request);
+            tracing::warn!("History subscription to {subscription} not made: {err}");
+            return Err(subscribe_error(&request, &err));
+        }
+        Ok(true)
+    }
+}
+
+async fn subscribe(
+    State(subscriptions): State<Arc<Subscriptions>>,
+    Json(request): Json<SubscribeRequest>,
+) -> Result<Json<SubscribeResponse>> {
+    check_name("exchange", &request.exchange, true)?;
+    check_name("routing", &request.routing, false)?;
+    let added = subscriptions.subscribe_bound(request.clone()).await?;
+    Ok(Json(SubscribeResponse {
+        subscription: request,
+        added,
+    }))
+}
+
+async fn subscription_list(
+    State(subscriptions): State<Arc<Subscriptions>>,
+) -> Json<Vec<SubscribeRequest>> {
+    let made = lock(&subscriptions.made);
+    Json(made.iter().map(|(request, _)| request.clone()).collect())
+}
+
 /// The answer for a subscription that could not be made: 400 for a name the bus refuses,
 /// 409 for a broker's refusal, 503/504 when the broker cannot be reached in time.
 fn subscribe_error(request: &SubscribeRequest, err: &Error) -> Error {
@@ -261,9 +296,8 @@ fn subscribe_error(request: &SubscribeRequest, err: &Error) -> Error {
         request.exchange, request.routing
     );
     match err.kind() {
-        ErrorKind::Invalid => Error::bad_request(message),
-        ErrorKind::Conflict | ErrorKind::Rejected => Error::new(409, message),
-        _ => Error::new(err.status(), message),
+        ErrorKind::Conflict | ErrorKind::Rejected => Error::conflict(message),
+        kind => Error::new(kind, message),
     }
 }
 
@@ -271,42 +305,23 @@ fn subscribe_error(request: &SubscribeRequest, err: &Error) -> Error {
 /// names the field.
 fn check_name(field: &str, value: &str, is_exchange: bool) -> Result<()> {
     let problem = if value.len() > MAX_NAME_LEN {
-        Some(format!(
+        format!(
             "{field} is {} bytes long; AMQP allows at most {MAX_NAME_LEN}",
             value.len()
-        ))
+        )
     } else if let Some(c) = value.chars().find(|c| c.is_control()) {
-        Some(format!("{field} contains the control character {c:?}"))
+        format!("{field} contains the control character {c:?}")
     } else if is_exchange && value.is_empty() {
-        Some(format!(
-            "{field} must not be empty (the default exchange cannot be subscribed to)"
-        ))
+        format!("{field} must not be empty (the default exchange cannot be subscribed to)")
     } else if is_exchange && value.starts_with("amq.") {
-        Some(format!(
+        format!(
             "{field} \"{value}\" is reserved by the broker (\"amq.\" prefix) and cannot be \
              declared the way brewblox declares exchanges"
-        ))
+        )
     } else {
-        None
+        return Ok(());
     };
-    match problem {
-        Some(problem) => Err(Error::bad_request(problem).field(field)),
-        None => Ok(()),
-    }
-}
-
-/// Reads `?limit=`: absent → all; otherwise a positive integer, or a 400 naming `limit`.
-fn parse_limit(req: &Request) -> Result<Option<usize>> {
-    let Some(text) = req.query_param("limit") else {
-        return Ok(None);
-    };
-    match text.trim().parse::<usize>() {
-        Ok(limit) if limit >= 1 => Ok(Some(limit)),
-        _ => Err(
-            Error::bad_request(format!("limit must be a positive integer, not \"{text}\""))
-                .field("limit"),
-        ),
-    }
+    Err(Error::invalid(problem).field(field))
 }
 
 /// Reads `--history-size`; anything below 1 is a startup error.
@@ -317,6 +332,84 @@ fn history_size(size: i64) -> Result<usize> {
         )));
     }
     usize::try_from(size).map_err(|_| Error::msg(format!("--history-size {size} is too large")))
+}
+
+/// The routes that read the messages.
+fn message_routes(ctx: &Context<Arc<Messages>>) -> Result<()> {
+    ctx.route(
+        Route::get("/history/last")
+            .summary("Last message per routing key")
+            .description(
+                "A JSON object: every routing key seen (and still held) → the last message \
+                 received with it, which can be any JSON value.",
+            )
+            .status(StatusCode::OK, "Routing key → last message"),
+        last,
+    )?;
+    ctx.route(
+        Route::get("/history/keys")
+            .summary("Routing keys with history")
+            .description("The routing keys of all messages held, sorted.")
+            .status(StatusCode::OK, "The routing keys, sorted"),
+        keys,
+    )?;
+    ctx.route(
+        Route::get("/history/recent/{key}")
+            .summary("Recent messages of one routing key")
+            .description(
+                "A list of {\"received\": <RFC 3339 time>, \"message\": <JSON>}, oldest \
+                 first, at most --history-size long. `?limit=N` (a positive integer) keeps \
+                 the newest N. Dots in the key need no escaping; a '/' is written %2F. \
+                 An unknown key is a 404, a bad limit a 400 naming `limit`.",
+            )
+            .path_param("key", "The routing key ('/' written %2F)")
+            .status(StatusCode::OK, "The messages, oldest first")
+            .error_response(StatusCode::BAD_REQUEST, "`limit` is not a positive integer")
+            .error_response(StatusCode::NOT_FOUND, "No messages with this routing key"),
+        recent,
+    )
+}
+
+/// The routes that add and list subscriptions.
+fn subscription_routes(ctx: &Context<Arc<Subscriptions>>) -> Result<()> {
+    ctx.route(
+        Route::post("/history/subscribe")
+            .summary("Subscribe to another exchange")
+            .description(
+                "Body: {\"exchange\": <string>, \"routing\": <string, topic pattern>}. \
+                 Messages matching it are recorded from now on, like those of the startup \
+                 subscription. Answers {\"exchange\", \"routing\", \"added\"}; `added` is \
+                 false if that subscription existed already. Answers once the broker \
+                 bound it; if the broker refuses it (e.g. the exchange exists with another \
+                 type) the answer is a 409 with the broker's reason and nothing is kept. \
+                 A missing or mistyped field is a 400 naming it.",
+            )
+            .status(StatusCode::OK, "Subscribed, or subscribed already")
+            .error_response(
+                StatusCode::BAD_REQUEST,
+                "A field is missing, mistyped or not a usable name",
+            )
+            .error_response(
+                StatusCode::CONFLICT,
+                "The most subscriptions the plugin keeps are reached, or the eventbus \
+                 refused the subscription",
+            )
+            .error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The eventbus cannot be reached; nothing is kept",
+            ),
+        subscribe,
+    )?;
+    ctx.route(
+        Route::get("/history/subscriptions")
+            .summary("Subscriptions of the history")
+            .description(
+                "A list of {\"exchange\", \"routing\"}: the startup subscription first, \
+                 then those added with POST /history/subscribe.",
+            )
+            .status(StatusCode::OK, "The subscriptions"),
+        subscription_list,
+    )
 }
 
 /// The plugin: all of its state lives in what `startup` hands to routes and handlers.
@@ -341,138 +434,39 @@ impl Plugin for HistoryPlugin {
         ]
     }
 
-    async fn startup(&self, ctx: &Context) -> Result<()> {
+    async fn startup(self: Arc<Self>, ctx: &Context) -> Result<()> {
         let config = ctx.config();
         let size = history_size(config.get("history-size")?)?;
-        let exchange: String = config.get("history-exchange")?;
-        let routing: String = config.get("history-routing")?;
+        let startup = SubscribeRequest {
+            exchange: config.get("history-exchange")?,
+            routing: config.get("history-routing")?,
+        };
         for (name, value, is_exchange) in [
-            ("--history-exchange", &exchange, true),
-            ("--history-routing", &routing, false),
+            ("--history-exchange", &startup.exchange, true),
+            ("--history-routing", &startup.routing, false),
         ] {
             check_name(name, value, is_exchange).map_err(|err| Error::msg(err.message()))?;
         }
-        let history = Arc::new(History::new(size));
+        let recorder = ctx.with_state(Arc::new(Messages::new(size)));
+        let subscriptions = Arc::new(Subscriptions::new(recorder.clone()));
 
         // Each eventbus the service uses: AMQP messages are keyed by routing key, MQTT
         // messages by topic.
         if config.get::<Option<bool>>("amqp")?.unwrap_or(true) {
-            history
-                .subscribe(ctx, SubscribeRequest { exchange, routing })
+            subscriptions
+                .subscribe(startup)
                 .map_err(|err| Error::msg(err.message()))?;
         }
         if config.get::<Option<bool>>("mqtt")?.unwrap_or(false) {
             let filter: String = config.get("history-mqtt-filter")?;
-            history.subscribe_mqtt(ctx, &filter)?;
+            let subscription = recorder
+                .mqtt_subscribe(&filter, record_mqtt)
+                .map_err(|err| Error::msg(format!("--history-mqtt-filter: {}", err.message())))?;
+            tracing::info!("History subscribed to MQTT {subscription}");
         }
 
-        let last = Arc::clone(&history);
-        ctx.route(
-            Route::get("/history/last")
-                .summary("Last message per routing key")
-                .description(
-                    "A JSON object: every routing key seen (and still held) → the last message \
-                     received with it, which can be any JSON value.",
-                )
-                .response::<serde_json::Map<String, Value>>(200, "Routing key → last message"),
-            move |_req: Request| {
-                let history = Arc::clone(&last);
-                async move { Ok(Json(Value::Object(lock(&history.store).last()))) }
-            },
-        )?;
-
-        let keys = Arc::clone(&history);
-        ctx.route(
-            Route::get("/history/keys")
-                .summary("Routing keys with history")
-                .description("The routing keys of all messages held, sorted.")
-                .response::<Vec<String>>(200, "The routing keys, sorted"),
-            move |_req: Request| {
-                let history = Arc::clone(&keys);
-                async move { Ok(Json(lock(&history.store).keys())) }
-            },
-        )?;
-
-        let recent = Arc::clone(&history);
-        ctx.route(
-            Route::get("/history/recent/{key}")
-                .summary("Recent messages of one routing key")
-                .description(
-                    "A list of {\"received\": <RFC 3339 time>, \"message\": <JSON>}, oldest \
-                     first, at most --history-size long. `?limit=N` (a positive integer) keeps \
-                     the newest N. Dots in the key need no escaping; a '/' is written %2F. \
-                     An unknown key is a 404, a bad limit a 400 naming `limit`.",
-                )
-                .path_param("key", "The routing key ('/' written %2F)")
-                .query::<RecentQuery>()
-                .response::<Vec<RecentEntry>>(200, "The messages, oldest first")
-                .error_response(400, "`limit` is not a positive integer")
-                .error_response(404, "No messages with this routing key"),
-            move |req: Request| {
-                let history = Arc::clone(&recent);
-                async move {
-                    let limit = parse_limit(&req)?;
-                    let key = req.param("key").unwrap_or_default();
-                    Ok(Json(history.recent(key, limit)?))
-                }
-            },
-        )?;
-
-        let subscribe = Arc::clone(&history);
-        let subscribe_ctx = ctx.clone();
-        ctx.route(
-            Route::post("/history/subscribe")
-                .summary("Subscribe to another exchange")
-                .description(
-                    "Body: {\"exchange\": <string>, \"routing\": <string, topic pattern>}. \
-                     Messages matching it are recorded from now on, like those of the startup \
-                     subscription. Answers {\"exchange\", \"routing\", \"added\"}; `added` is \
-                     false if that subscription existed already. Answers once the broker \
-                     bound it; if the broker refuses it (e.g. the exchange exists with another \
-                     type) the answer is a 409 with the broker's reason and nothing is kept. \
-                     A missing or mistyped field is a 400 naming it.",
-                )
-                .request_body::<SubscribeRequest>()
-                .response::<SubscribeResponse>(200, "Subscribed, or subscribed already")
-                .error_response(400, "A field is missing, mistyped or not a usable name")
-                .error_response(
-                    409,
-                    "The most subscriptions the plugin keeps are reached, or the eventbus \
-                     refused the subscription",
-                )
-                .error_response(503, "The eventbus cannot be reached; nothing is kept"),
-            move |req: Request| {
-                let history = Arc::clone(&subscribe);
-                let ctx = subscribe_ctx.clone();
-                async move {
-                    let request: SubscribeRequest = req.json()?;
-                    check_name("exchange", &request.exchange, true)?;
-                    check_name("routing", &request.routing, false)?;
-                    let added = history.subscribe_bound(&ctx, request.clone()).await?;
-                    Ok(Json(SubscribeResponse {
-                        exchange: request.exchange,
-                        routing: request.routing,
-                        added,
-                    }))
-                }
-            },
-        )?;
-
-        let list = Arc::clone(&history);
-        ctx.route(
-            Route::get("/history/subscriptions")
-                .summary("Subscriptions of the history")
-                .description(
-                    "A list of {\"exchange\", \"routing\"}: the startup subscription first, \
-                     then those added with POST /history/subscribe.",
-                )
-                .response::<Vec<SubscribeRequest>>(200, "The subscriptions"),
-            move |_req: Request| {
-                let history = Arc::clone(&list);
-                async move { Ok(Json(history.subscription_list())) }
-            },
-        )?;
-
+        message_routes(&recorder)?;
+        subscription_routes(&recorder.with_state(subscriptions))?;
         tracing::info!(
             "History keeps {size} message(s) per routing key, at most {} keys and about {} MiB",
             store::MAX_KEYS,
@@ -488,7 +482,29 @@ export_plugin!(HistoryPlugin);
 mod tests {
     use std::time::Duration;
 
+    use plugin_api::{Extract, Handler, Response};
+    use serde_json::json;
+
     use super::*;
+
+    fn messages(size: usize) -> Arc<Messages> {
+        Arc::new(Messages::new(size))
+    }
+
+    /// Runs the `recent` route's handler as the host would, for key `key` and `query`.
+    async fn get_recent(messages: &Arc<Messages>, key: &str, query: &str) -> Response {
+        let request = Request::builder("GET", "/svc/history/recent/x")
+            .param("key", key)
+            .query(query)
+            .build();
+        Handler::call(&recent, request, messages).await
+    }
+
+    /// The route's documentation as the host receives it, completed from `handler`.
+    fn documented<T, S, H: Handler<Request, T, S>>(mut route: Route, _handler: H) -> Value {
+        H::document(&mut route);
+        route.docs()
+    }
 
     #[test]
     fn size_must_be_positive() {
@@ -501,16 +517,41 @@ mod tests {
     }
 
     #[test]
-    fn limit_parsing() {
-        let req = |query: &str| Request::builder("GET", "/svc/history/recent/k").query(query);
-        assert_eq!(parse_limit(&req("").build()).unwrap(), None);
-        assert_eq!(parse_limit(&req("limit=3").build()).unwrap(), Some(3));
-        assert_eq!(parse_limit(&req("other=1").build()).unwrap(), None);
-        for bad in ["limit=0", "limit=-1", "limit=x", "limit=", "limit=1.5"] {
-            let err = parse_limit(&req(bad).build()).unwrap_err();
-            assert_eq!(err.status(), 400, "{bad}");
+    fn the_query_type_reads_limit() {
+        let limit = |query: &str| {
+            let req = Request::builder("GET", "/svc/history/recent/k")
+                .query(query)
+                .build();
+            Query::<RecentQuery>::extract(&req, &()).map(|Query(q)| q.limit.map(usize::from))
+        };
+        assert_eq!(limit("").unwrap(), None);
+        assert_eq!(limit("limit=3").unwrap(), Some(3));
+        assert_eq!(limit("limit=%203%20").unwrap(), Some(3));
+        assert_eq!(limit("other=1").unwrap(), None);
+        for bad in ["0", "-1", "x", "", "1.5", "99999999999999999999999"] {
+            let err = limit(&format!("limit={bad}")).unwrap_err();
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{bad}");
             assert_eq!(err.field_name(), Some("limit"), "{bad}");
+            let expected = format!("limit must be a positive integer, not \"{bad}\"");
+            assert!(err.message().contains(&expected), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn the_query_type_documents_limit() {
+        let docs = documented::<_, Arc<Messages>, _>(Route::get("/history/recent/{key}"), recent);
+        let parameters = docs["parameters"].as_array().expect("parameters");
+        let find = |name: &str| parameters.iter().find(|p| p["name"] == name);
+        let limit = find("limit").expect("limit is documented");
+        assert_eq!(limit["in"], "query");
+        assert_eq!(limit["required"], false);
+        assert_eq!(limit["schema"]["type"], "integer", "{limit}");
+        assert_eq!(limit["schema"]["minimum"], 1, "{limit}");
+        assert!(limit["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("newest")));
+        assert_eq!(find("key").expect("key is documented")["in"], "path");
+        assert!(docs["responses"]["200"].is_object(), "{docs}");
     }
 
     #[test]
@@ -524,8 +565,8 @@ mod tests {
             let req = Request::builder("POST", "/svc/history/subscribe")
                 .body(body)
                 .build();
-            let err = req.json::<SubscribeRequest>().unwrap_err();
-            assert_eq!(err.status(), 400, "{body}");
+            let err = Json::<SubscribeRequest>::extract(&req, &()).unwrap_err();
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{body}");
             assert_eq!(err.field_name(), Some(field), "{body}");
         }
     }
@@ -535,9 +576,9 @@ mod tests {
         assert!(check_name("exchange", "brewcast", true).is_ok());
         assert!(check_name("routing", "", false).is_ok());
         assert!(check_name("routing", "a.*.#", false).is_ok());
-        for (value, is_exchange) in [("", true), ("amq.topic", true)] {
+        for (value, is_exchange) in [("", true), ("amq.topic", true), ("e\nx", true)] {
             let err = check_name("exchange", value, is_exchange).unwrap_err();
-            assert_eq!(err.status(), 400);
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST);
             assert_eq!(err.field_name(), Some("exchange"));
         }
         let long = "r".repeat(256);
@@ -546,19 +587,128 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_subscription_keeps_its_status_class() {
+        let request = SubscribeRequest {
+            exchange: "e".into(),
+            routing: "#".into(),
+        };
+        for (cause, status) in [
+            (Error::new(ErrorKind::Rejected, "406"), StatusCode::CONFLICT),
+            (Error::conflict("taken"), StatusCode::CONFLICT),
+            (Error::invalid("bad name"), StatusCode::BAD_REQUEST),
+            (Error::unavailable("down"), StatusCode::SERVICE_UNAVAILABLE),
+            (Error::timeout("slow"), StatusCode::GATEWAY_TIMEOUT),
+        ] {
+            let err = subscribe_error(&request, &cause);
+            assert_eq!(err.status(), status, "{cause}");
+            assert!(err.message().contains(cause.message()), "{err}");
+            assert!(err.message().contains("exchange \"e\""), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn recent_answers_through_its_extractors() {
+        let messages = messages(3);
+        for n in 1..=4 {
+            messages.record("a/b", json!(n));
+        }
+        let all = get_recent(&messages, "a/b", "").await;
+        assert_eq!(all.status(), StatusCode::OK);
+        let all: Vec<Value> = all.json_body().unwrap();
+        let values: Vec<&Value> = all.iter().map(|entry| &entry["message"]).collect();
+        assert_eq!(values, [&json!(2), &json!(3), &json!(4)]);
+
+        let newest: Vec<Value> = get_recent(&messages, "a/b", "limit=1")
+            .await
+            .json_body()
+            .unwrap();
+        assert_eq!(newest.len(), 1);
+        assert_eq!(newest[0]["message"], json!(4));
+
+        let bad = get_recent(&messages, "a/b", "limit=abc").await;
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(bad.json_body::<Value>().unwrap()["field"], "limit");
+
+        let unknown = get_recent(&messages, "nope", "limit=2").await;
+        assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+        let error = unknown.json_body::<Value>().unwrap()["error"].clone();
+        assert!(
+            error.as_str().is_some_and(|e| e.contains("nope")),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn amqp_records_json_and_refuses_the_rest() {
+        let messages = messages(10);
+        let deliver = |key: &str, payload: &[u8]| {
+            Handler::call(&record, Message::new(key, payload.to_vec()), &messages)
+        };
+        deliver("good", br#"{"v": 1}"#).await.unwrap();
+        assert!(deliver("bad", b"not json").await.is_err());
+        assert!(deliver("empty", b"").await.is_err());
+        deliver("good", b"null").await.unwrap();
+        let Json(keys) = keys(State(Arc::clone(&messages))).await;
+        assert_eq!(keys, ["good"]);
+        let Json(last) = last(State(Arc::clone(&messages))).await;
+        assert_eq!(last["good"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn mqtt_records_any_payload_by_topic() {
+        let messages = messages(10);
+        for (topic, payload) in [
+            ("t/json", &br#"{"x": 1}"#[..]),
+            ("t/text", b"not json"),
+            ("t/empty", b""),
+            ("t/bytes", &[0x66, 0xff]),
+        ] {
+            let message = Message::new(topic, payload.to_vec());
+            Handler::call(&record_mqtt, message, &messages)
+                .await
+                .unwrap();
+        }
+        let Json(last) = last(State(messages)).await;
+        assert_eq!(
+            Value::Object(last),
+            json!({
+                "t/bytes": "f\u{fffd}",
+                "t/empty": "",
+                "t/json": {"x": 1},
+                "t/text": "not json",
+            })
+        );
+    }
+
+    #[test]
     fn recent_entries_have_the_documented_shape() {
-        let history = History::new(2);
-        history.record("a.b", serde_json::json!({"v": 1}));
-        history.record("a.b", serde_json::json!(null));
-        let entries = serde_json::to_value(history.recent("a.b", None).unwrap()).unwrap();
+        let messages = messages(2);
+        messages.record("a.b", json!({"v": 1}));
+        messages.record("a.b", json!(null));
+        let entries = serde_json::to_value(messages.recent("a.b", None).unwrap()).unwrap();
         let list = entries.as_array().unwrap();
         assert_eq!(list.len(), 2);
-        assert_eq!(list[0]["message"], serde_json::json!({"v": 1}));
+        assert_eq!(list[0]["message"], json!({"v": 1}));
         assert_eq!(list[1]["message"], Value::Null);
         let received = list[0]["received"].as_str().unwrap();
         assert!(received.ends_with('Z') && received.as_bytes()[10] == b'T');
-        let err = history.recent("nope", None).unwrap_err();
-        assert_eq!(err.status(), 404);
+        let err = messages.recent("nope", None).unwrap_err();
+        assert_eq!(err.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn the_subscribe_answer_is_flat() {
+        let answer = SubscribeResponse {
+            subscription: SubscribeRequest {
+                exchange: "e".into(),
+                routing: "x.#".into(),
+            },
+            added: true,
+        };
+        assert_eq!(
+            serde_json::to_value(answer).unwrap(),
+            json!({"exchange": "e", "routing": "x.#", "added": true})
+        );
     }
 
     #[test]
