@@ -21,7 +21,7 @@
 //! Two subscriptions whose patterns overlap (`#` and `a.#` on one exchange) each get a copy
 //! of a matching message, as with the original; both copies are recorded.
 //!
-//! Handlers that read or record messages have only the [`Messages`] as their state, so that
+//! Handlers that read or record messages have only the `Messages` as their state, so that
 //! they can be called without a host; only the subscription routes hold a context.
 
 pub mod store;
