@@ -11,13 +11,25 @@ use crate::{Error, Result};
 /// Decodes JSON; a mismatch is an `Invalid` error naming the field:
 /// `{"error": "invalid request body: invalid type: string \"x\", expected f64", "field": "setpoint"}`.
 pub(crate) fn json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    json_with(bytes, "invalid JSON body", "invalid request body")
+}
+
+/// [`json`] for an eventbus payload. The host counts a handler error that starts with
+/// "message is not JSON" as a dropped non-JSON message in its metrics.
+pub(crate) fn message_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    json_with(bytes, "message is not JSON", "invalid message")
+}
+
+/// Decodes JSON; `syntax` prefixes the message of input that is not JSON at all, `shape`
+/// that of JSON of the wrong shape.
+fn json_with<T: DeserializeOwned>(bytes: &[u8], syntax: &str, shape: &str) -> Result<T> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let err = match serde_path_to_error::deserialize::<_, T>(&mut de) {
         Ok(value) => match de.end() {
             Ok(()) => return Ok(value),
             Err(err) => {
                 return Err(Error::invalid(format!(
-                    "invalid JSON body: {}",
+                    "{syntax}: {}",
                     strip_position(&err.to_string())
                 )))
             }
@@ -27,9 +39,9 @@ pub(crate) fn json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     let path = err.path().to_string();
     let inner = err.into_inner();
     let kind = if inner.is_syntax() || inner.is_eof() {
-        "invalid JSON body"
+        syntax
     } else {
-        "invalid request body"
+        shape
     };
     with_field(kind, &path, &strip_position(&inner.to_string()))
 }
@@ -371,6 +383,15 @@ mod tests {
 
         let err = json::<Body>(br#"{"setpoint": 1} trailing"#).unwrap_err();
         assert_eq!(err.status().as_u16(), 400);
+    }
+
+    #[test]
+    fn a_payload_that_is_not_json_says_so_as_the_host_counts_it() {
+        let err = message_json::<serde_json::Value>(b"{not json").unwrap_err();
+        assert!(err.message().starts_with("message is not JSON"), "{err}");
+        let err = message_json::<Body>(br#"{"setpoint": "x"}"#).unwrap_err();
+        assert!(err.message().starts_with("invalid message"), "{err}");
+        assert_eq!(err.field_name(), Some("setpoint"));
     }
 
     #[derive(Deserialize, Debug, PartialEq)]

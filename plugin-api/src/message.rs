@@ -107,8 +107,8 @@ impl Message {
     /// ```
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
         if self.payload.is_empty() {
-            return Err(Error::invalid("payload is empty, not JSON"));
+            return Err(Error::invalid("empty message body, not JSON"));
         }
-        crate::decode::json(&self.payload)
+        crate::decode::message_json(&self.payload)
     }
 }
