@@ -158,16 +158,11 @@ impl Context {
     /// ```
     pub fn repeat<R: Repeater>(&self, name: &str, repeater: R) -> TaskHandle {
         let owned = name.to_owned();
-        let ctx = self.clone();
+        let (ctx, counted) = (self.clone(), owned.clone());
         let failed = move || {
-            // Counted by the host; a host without the service answers NOT_FOUND, ignored.
-            let call = ctx
-                .inner
-                .host
-                .call(abi::REPEATER_FAILED.into(), RString::new());
-            async move {
-                let _ = call.await;
-            }
+            // Counted by the host, in its metrics.
+            ctx.inner.host.repeater_failed(counted.as_str().into());
+            std::future::ready(())
         };
         let task = runtime::into_ffi(repeater::drive(owned, repeater, failed));
         TaskHandle::new(self.inner.host.spawn(name.into(), task))

@@ -205,6 +205,21 @@ impl Error {
         body
     }
 
+    /// As an [`FfiError`], keeping the kind as its code (the message is the error's text).
+    pub(crate) fn to_ffi(&self) -> FfiError {
+        let code = match self.kind {
+            ErrorKind::Other => error_code::OTHER,
+            ErrorKind::Unavailable => error_code::UNAVAILABLE,
+            ErrorKind::Invalid => error_code::INVALID,
+            ErrorKind::Conflict => error_code::CONFLICT,
+            ErrorKind::NotFound => error_code::NOT_FOUND,
+            ErrorKind::Rejected => error_code::REJECTED,
+            ErrorKind::Timeout => error_code::TIMEOUT,
+            ErrorKind::WrongPhase => error_code::WRONG_PHASE,
+        };
+        FfiError::new(code, self.message.as_str())
+    }
+
     pub(crate) fn from_ffi(err: FfiError) -> Self {
         let kind = match err.code {
             error_code::UNAVAILABLE => ErrorKind::Unavailable,
@@ -276,6 +291,31 @@ mod tests {
     #[test]
     fn newlines_are_folded() {
         assert_eq!(Error::msg("a\r\nb\n").message(), "a b");
+    }
+
+    #[test]
+    fn every_kind_survives_the_boundary() {
+        let kinds = [
+            ErrorKind::Other,
+            ErrorKind::Unavailable,
+            ErrorKind::Invalid,
+            ErrorKind::Conflict,
+            ErrorKind::NotFound,
+            ErrorKind::Rejected,
+            ErrorKind::Timeout,
+            ErrorKind::WrongPhase,
+        ];
+        for kind in kinds {
+            let err = Error {
+                kind,
+                status: 500,
+                message: "m".into(),
+                field: None,
+            };
+            let back = Error::from_ffi(err.to_ffi());
+            assert_eq!((back.kind(), back.message()), (kind, "m"));
+        }
+        assert_eq!(Error::not_found("x").to_ffi().code, error_code::NOT_FOUND);
     }
 
     #[test]

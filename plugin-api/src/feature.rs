@@ -7,7 +7,10 @@ use async_ffi::FfiFuture;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
-use crate::{abi, runtime, Error, Result};
+use crate::{
+    abi::{self, FfiError},
+    runtime, Error, Result,
+};
 
 /// A feature registered by some plugin, looked up with
 /// [`Context::feature`](crate::Context::feature). Calls take and return JSON, since plugins
@@ -65,7 +68,11 @@ impl Feature {
         match self.inner.call(input.into()).await {
             RResult::ROk(output) => serde_json::from_str(&output)
                 .map_err(|err| Error::msg(format!("feature \"{}\" answered: {err}", self.name))),
-            RResult::RErr(err) => Err(Error::msg(format!("feature \"{}\": {err}", self.name))),
+            // The feature's error kind survives; the message says which feature.
+            RResult::RErr(err) => Err(Error::from_ffi(FfiError::new(
+                err.code,
+                format!("feature \"{}\": {}", self.name, err.message),
+            ))),
         }
     }
 }
@@ -86,13 +93,25 @@ where
     F: Fn(Value) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Value>> + Send + 'static,
 {
-    fn call(&self, input: RString) -> FfiFuture<RResult<RString, RString>> {
+    fn call(&self, input: RString) -> FfiFuture<RResult<RString, FfiError>> {
         let func = Arc::clone(&self.func);
-        runtime::into_ffi(async move {
-            let input: Value =
-                serde_json::from_str(&input).map_err(|err| format!("invalid input: {err}"))?;
-            let output = func(input).await.map_err(|err| err.to_string())?;
-            Ok(RString::from(output.to_string()))
+        let guarded = runtime::into_ffi(async move {
+            let answer = match serde_json::from_str::<Value>(&input) {
+                Ok(input) => func(input).await,
+                Err(err) => Err(Error::bad_request(format!("invalid input: {err}"))),
+            };
+            // The error's kind crosses as the FfiError code.
+            Ok(match answer {
+                Ok(output) => RResult::ROk(RString::from(output.to_string())),
+                Err(err) => RResult::RErr(err.to_ffi()),
+            })
+        });
+        FfiFuture::new(async move {
+            match guarded.await {
+                RResult::ROk(answer) => answer,
+                // A panic in the feature, caught by the guard.
+                RResult::RErr(panic) => RResult::RErr(FfiError::new(abi::error_code::OTHER, panic)),
+            }
         })
     }
 }
