@@ -17,6 +17,9 @@ use serde_json::{json, Map, Value};
 /// than renaming a plugin's (the OpenAPI integration test checks it).
 #[derive(Serialize, JsonSchema)]
 #[serde(rename = "Error")]
+#[schemars(
+    description = "The JSON body of an error the SDK answers (see [`Error`](crate::Error))."
+)]
 #[allow(dead_code)] // only its schema is used
 struct ErrorBody {
     /// What went wrong.
