@@ -8,7 +8,7 @@
 use std::{ffi::OsString, path::PathBuf, process::ExitCode};
 
 use clap::{Arg, Command};
-use plugin_api::ArgKind;
+use plugin_abi::ArgKind;
 
 use crate::{
     app::{plugin_arg_specs, EXIT_FAILURE, EXIT_USAGE},
@@ -92,7 +92,7 @@ fn describe(plugin: &LoadedPlugin) -> String {
     text += &format!(
         "         plugin-api: {} (host {}); ABI fingerprint {fingerprint}\n",
         plugin.api_version,
-        plugin_api::abi::API_VERSION
+        plugin_abi::API_VERSION
     );
     if plugin.args.is_empty() {
         text += "         arguments: none\n";

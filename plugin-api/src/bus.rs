@@ -259,7 +259,8 @@ impl Subscription {
 impl fmt::Display for Subscription {
     /// `<routing @ exchange>`, as brewblox-service prints subscriptions.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.inner.exchange_type() == "mqtt" {
+        // Only an MQTT subscription has no exchange.
+        if self.inner.exchange().is_empty() {
             return write!(f, "<{}>", self.inner.routing());
         }
         write!(f, "<{} @ {}>", self.inner.routing(), self.inner.exchange())

@@ -2,7 +2,7 @@
 
 use std::{fmt, future::Future, sync::Arc};
 
-use abi_stable::{sabi_trait::TD_Opaque, std_types::RString};
+use abi_stable::sabi_trait::TD_Opaque;
 use serde::Serialize;
 
 use crate::{
@@ -178,13 +178,11 @@ impl<S> Context<S> {
     /// ```
     pub fn repeat<R: Repeater>(&self, name: &str, repeater: R) -> TaskHandle {
         let owned = name.to_owned();
-        let inner = Arc::clone(&self.inner);
+        let (inner, counted) = (Arc::clone(&self.inner), owned.clone());
         let failed = move || {
-            // Counted by the host; a host without the service answers NOT_FOUND, ignored.
-            let call = inner.host.call(abi::REPEATER_FAILED.into(), RString::new());
-            async move {
-                let _ = call.await;
-            }
+            // Counted by the host, in its metrics.
+            inner.host.repeater_failed(counted.as_str().into());
+            std::future::ready(())
         };
         let task = runtime::into_ffi(repeater::drive(owned, repeater, failed));
         TaskHandle::new(self.inner.host.spawn(name.into(), task))

@@ -5,7 +5,10 @@ use std::fmt;
 use abi_stable::std_types::RResult;
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::{abi, Error, Result};
+use crate::{
+    abi::{self, FfiError},
+    Error, Result,
+};
 
 /// A feature registered by some plugin, looked up with
 /// [`Context::feature`](crate::Context::feature). Calls are typed on both sides — the
@@ -67,7 +70,11 @@ impl Feature {
             RResult::ROk(output) => crate::decode::json(output.as_bytes()).map_err(|err| {
                 Error::invalid(format!("feature \"{}\" answered: {err}", self.name))
             }),
-            RResult::RErr(err) => Err(Error::msg(format!("feature \"{}\": {err}", self.name))),
+            // The feature's error kind survives; the message says which feature.
+            RResult::RErr(err) => Err(Error::from_ffi(FfiError::new(
+                err.code,
+                format!("feature \"{}\": {}", self.name, err.message),
+            ))),
         }
     }
 }

@@ -284,15 +284,27 @@ where
     S: Send + Sync + 'static,
     T: 'static,
 {
-    fn call(&self, input: RString) -> FfiFuture<RResult<RString, RString>> {
+    fn call(&self, input: RString) -> FfiFuture<RResult<RString, abi::FfiError>> {
         let bound = Arc::clone(&self.0);
-        runtime::into_ffi(async move {
-            bound
+        let guarded = runtime::into_ffi(async move {
+            let answer = bound
                 .handler
                 .call(Call::new(input.into_string()), &bound.state)
-                .await
-                .map(RString::from)
-                .map_err(|err| err.to_string())
+                .await;
+            // The error's kind crosses as the FfiError's code.
+            Ok(match answer {
+                Ok(output) => RResult::ROk(RString::from(output)),
+                Err(err) => RResult::RErr(err.to_ffi()),
+            })
+        });
+        FfiFuture::new(async move {
+            match guarded.await {
+                RResult::ROk(answer) => answer,
+                // A panic in the feature, caught by the guard.
+                RResult::RErr(panic) => {
+                    RResult::RErr(abi::FfiError::new(abi::error_code::OTHER, panic))
+                }
+            }
         })
     }
 }

@@ -51,9 +51,13 @@
 //! [`testing`] runs a plugin's routes, subscriptions, features and repeaters in a unit test,
 //! without a host.
 //!
-//! The [`abi`] module is what crosses the library boundary; plugin code never needs it.
+//! The [`abi`] module is what crosses the library boundary (the `plugin-abi` crate, the host's
+//! only dependency on this side); plugin code never needs it.
 
-pub mod abi;
+/// The stable ABI: the `plugin-abi` crate, which the host depends on. Plugin code never needs
+/// it; the rest of this crate wraps it.
+pub use plugin_abi as abi;
+
 mod bus;
 mod config;
 mod context;
@@ -77,8 +81,9 @@ mod runtime;
 mod task;
 mod timestamp;
 
+pub use abi::{panic_text, Arg, ArgKind};
 pub use bus::{ExchangeType, Publish, Subscription};
-pub use config::{Arg, ArgKind, Config};
+pub use config::Config;
 pub use context::Context;
 pub use error::{Error, ErrorKind, Result};
 #[doc(hidden)]
@@ -98,7 +103,6 @@ pub use repeater::{Repeat, Repeater};
 pub use request::{Request, RequestBuilder};
 pub use response::{IntoResponse, Response};
 pub use route::Route;
-pub use runtime::panic_text;
 /// The schemars crate, which derives the JSON schemas of the API documentation. With
 /// `schemars` in scope (`use plugin_api::prelude::*`), `#[derive(JsonSchema)]` needs no
 /// attribute.
@@ -108,6 +112,28 @@ pub use schemars;
 pub use schemars::JsonSchema;
 pub use task::{TaskHandle, TaskOutput};
 pub use timestamp::rfc3339;
+
+// This crate and its ABI crate always have the same version: `abi::API_VERSION` is what a
+// plugin records as the plugin-api version it was built against.
+const _: () = assert!(
+    same_text(abi::API_VERSION, env!("CARGO_PKG_VERSION")),
+    "plugin-api and plugin-abi must have the same version"
+);
+
+const fn same_text(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
 
 /// What most plugins use, in one import: `use plugin_api::prelude::*;`. It also brings
 /// `schemars` into scope, which `#[derive(JsonSchema)]` expands to.

@@ -18,6 +18,8 @@ use std::{
 
 use abi_stable::std_types::{RResult, RString};
 
+use crate::abi::panic_text;
+
 static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
 static PLUGIN_NAME: OnceLock<String> = OnceLock::new();
 
@@ -40,24 +42,6 @@ pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
             .build()
             .unwrap_or_else(|err| panic!("cannot start the plugin's tokio runtime: {err}"))
     })
-}
-
-/// The message a panic was raised with (`panic!("…")`), from the payload
-/// [`catch_unwind`](std::panic::catch_unwind) returns; `unknown panic payload` for a payload
-/// that is not text. The SDK and the host describe every caught panic with it.
-///
-/// ```
-/// let payload = std::panic::catch_unwind(|| panic!("kaboom {}", 1)).unwrap_err();
-/// assert_eq!(plugin_api::panic_text(&*payload), "kaboom 1");
-/// ```
-pub fn panic_text(payload: &(dyn Any + Send)) -> &str {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        s
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s
-    } else {
-        "unknown panic payload"
-    }
 }
 
 /// A caught panic as an error message.

@@ -231,6 +231,17 @@ fn document_lists_every_route() {
         .unwrap();
     assert_ne!(host_subscribe, plugin_subscribe);
 
+    // The host's error body (its own copy, it does not link the SDK) and the history's, from
+    // the SDK, are the same schema: shared, not renamed.
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    assert!(schemas.contains_key("Error"));
+    let renamed: Vec<&String> = schemas.keys().filter(|k| k.ends_with(".Error")).collect();
+    assert!(renamed.is_empty(), "{renamed:?}");
+    assert_eq!(
+        json_schema(&op(&doc, "post", "/_debug/publish")["responses"]["400"])["$ref"],
+        json_schema(&recent["responses"]["404"])["$ref"]
+    );
+
     // Testkit routes declare nothing: listed with method, path, path parameters, the plugin's
     // tag and a default response.
     for (method, path) in [

@@ -213,6 +213,10 @@ fn feature_errors_cross_plugins_as_errors() {
     let res = host.get("/kit/feature/peer-double");
     assert_eq!(res.status(), 500);
     assert!(res.text().unwrap().contains("n missing"));
+    // The peer's `Error::bad_request` reaches the caller as an `Invalid` error, not just text.
+    let err = get_json(&host, "/kit/feature-error/peer-double");
+    assert_eq!(err["kind"], "Invalid", "{err}");
+    assert_eq!(err["error"], "feature \"peer-double\": n missing");
 }
 
 #[test]

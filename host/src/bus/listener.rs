@@ -505,12 +505,12 @@ async fn relay(sub: &Subscription, delivery: Delivery, limit: usize) {
             Ok(result) => result,
             Err(panic) => Err(format!(
                 "handler panicked: {}",
-                plugin_api::panic_text(&*panic)
+                plugin_abi::panic_text(&*panic)
             )),
         },
         Err(panic) => Err(format!(
             "handler panicked: {}",
-            plugin_api::panic_text(&*panic)
+            plugin_abi::panic_text(&*panic)
         )),
     };
     match &outcome {

@@ -512,7 +512,7 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plugin_api::Arg as PluginArg;
+    use plugin_abi::Arg as PluginArg;
 
     fn args(list: &[&str]) -> Vec<OsString> {
         std::iter::once("brewblox-host")

@@ -2,7 +2,7 @@
 //! configuration the plugin gets.
 
 use clap::{builder::ValueParser, Arg, ArgMatches};
-use plugin_api::{Arg as PluginArg, ArgKind};
+use plugin_abi::{Arg as PluginArg, ArgKind};
 use serde_json::{Map, Value};
 
 use super::{

@@ -13,6 +13,7 @@ pub mod health;
 pub mod metrics;
 pub mod openapi;
 pub mod plugin_route;
+pub mod route_docs;
 pub mod server;
 pub mod status;
 pub mod swagger_ui;

@@ -14,14 +14,13 @@
 //!
 //! The document is built once, after every plugin's startup (routes are frozen by then).
 
-use plugin_api::{
-    openapi::{merge_schemas, SCHEMAS_KEY},
-    JsonSchema, Route,
-};
+use plugin_abi::openapi::{merge_schemas, SCHEMAS_KEY};
+use schemars::JsonSchema;
 use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
 
+use super::route_docs::Route;
 use crate::plugins::routes::RouteEntry;
 
 /// The OpenAPI version the document follows.
@@ -65,7 +64,6 @@ pub struct DocInfo<'a> {
 
 /// `GET /_service/status`.
 #[derive(JsonSchema)]
-#[schemars(crate = "plugin_api::schemars")]
 #[allow(dead_code)] // only its schema is used
 struct ServiceStatus {
     /// Always `ok` while the service answers.
@@ -74,7 +72,6 @@ struct ServiceStatus {
 
 /// The overall state in `GET /_service/health`.
 #[derive(JsonSchema)]
-#[schemars(crate = "plugin_api::schemars")]
 #[serde(rename_all = "lowercase")]
 #[allow(dead_code)]
 enum HealthStatus {
@@ -84,7 +81,6 @@ enum HealthStatus {
 
 /// One plugin in `GET /_service/health`.
 #[derive(JsonSchema)]
-#[schemars(crate = "plugin_api::schemars")]
 #[allow(dead_code)]
 struct PluginHealth {
     name: String,
@@ -99,7 +95,6 @@ struct PluginHealth {
 
 /// One shared feature in `GET /_service/health`.
 #[derive(JsonSchema)]
-#[schemars(crate = "plugin_api::schemars")]
 #[allow(dead_code)]
 struct FeatureOwner {
     name: String,
@@ -109,7 +104,6 @@ struct FeatureOwner {
 
 /// `GET /_service/health`: the state of every part of the service.
 #[derive(JsonSchema)]
-#[schemars(crate = "plugin_api::schemars")]
 #[allow(dead_code)]
 struct HealthReport {
     status: HealthStatus,
@@ -125,7 +119,6 @@ struct HealthReport {
 
 /// The body of `POST /_debug/publish`.
 #[derive(JsonSchema)]
-#[schemars(crate = "plugin_api::schemars")]
 #[allow(dead_code)]
 struct PublishRequest {
     /// Exchange to publish to (declared as a topic exchange).
@@ -138,7 +131,6 @@ struct PublishRequest {
 
 /// The body of `POST /_debug/subscribe`.
 #[derive(JsonSchema)]
-#[schemars(crate = "plugin_api::schemars")]
 #[allow(dead_code)]
 struct SubscribeRequest {
     /// Exchange to subscribe to (declared as a topic exchange); not empty.
@@ -200,7 +192,7 @@ fn object(docs: Value, path: &str, owner: &str) -> Map<String, Value> {
     }
 }
 
-/// The host's own routes, documented with the same builder plugins use.
+/// The host's own routes, documented as plugins document theirs.
 fn builtin_routes() -> Vec<DocRoute> {
     // `extra` adds responses the builder has no method for (text and empty bodies).
     let builtin = |methods: Vec<&'static str>, route: Route, extra: Vec<(&str, Value)>| {

@@ -12,7 +12,7 @@ use axum::{
     response::Response,
 };
 use futures::FutureExt;
-use plugin_api::abi::{FfiPair, FfiRequest, FfiResponse, FfiSpan};
+use plugin_abi::{FfiPair, FfiRequest, FfiResponse, FfiSpan};
 
 use super::errors::{self, FromPlugin};
 use crate::plugins::routes::RouteEntry;

@@ -163,5 +163,5 @@ pub(crate) async fn consume(
 }
 
 fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    format!("handler panicked: {}", plugin_api::panic_text(&**panic))
+    format!("handler panicked: {}", plugin_abi::panic_text(&**panic))
 }

@@ -17,7 +17,7 @@ use abi_stable::{
 };
 use async_ffi::FfiFuture;
 use futures::{future::BoxFuture, task::AtomicWaker, FutureExt};
-use plugin_api::abi::{
+use plugin_abi::{
     error_code, FfiError, FfiPublish, FfiSubscribe, HostSubscription, HostSubscriptionArc,
     HostSubscription_TO, MessageHandlerBox,
 };
@@ -339,10 +339,6 @@ impl HostSubscription for PluginSubscription {
 
     fn routing(&self) -> RString {
         self.sub.routing().into()
-    }
-
-    fn exchange_type(&self) -> RString {
-        self.sub.kind().as_str().into()
     }
 
     fn set_handler(&self, handler: MessageHandlerBox) {

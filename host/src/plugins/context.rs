@@ -7,7 +7,7 @@ use abi_stable::{
     std_types::{RResult, RString, RVec},
 };
 use async_ffi::FfiFuture;
-use plugin_api::abi::{
+use plugin_abi::{
     error_code, metric_kind, FeatureArc, FfiError, FfiMetric, FfiMqttPublish, FfiPublish,
     FfiSubscribe, HostContext, HostMetric, HostMetricArc, HostMetric_TO, HostSubscriptionArc,
     MessageHandlerBox, RouteHandlerBox, TaskHandleBox,
@@ -105,6 +105,16 @@ impl HostContext for PluginContext {
             .spawn(&self.host.runtime, &self.plugin.name, &name, task)
     }
 
+    fn repeater_failed(&self, name: RString) {
+        tracing::debug!(
+            "plugin {}: a run of repeater {name} failed",
+            self.plugin.name
+        );
+        crate::metrics::global()
+            .plugins
+            .repeater_failed(&self.plugin.name);
+    }
+
     fn add_feature(
         &self,
         name: RString,
@@ -143,17 +153,6 @@ impl HostContext for PluginContext {
             .bus
             .subscribe(&self.plugin.name, subscription, handler)
             .into()
-    }
-
-    fn call(&self, op: RString, _input: RString) -> FfiFuture<RResult<RString, FfiError>> {
-        if op.as_str() == plugin_api::abi::REPEATER_FAILED {
-            crate::metrics::global()
-                .plugins
-                .repeater_failed(&self.plugin.name);
-            return FfiFuture::new(async { RResult::ROk(RString::new()) });
-        }
-        let message = format!("this host offers no service \"{op}\"");
-        FfiFuture::new(async move { RResult::RErr(FfiError::new(error_code::NOT_FOUND, message)) })
     }
 
     fn metric(&self, metric: FfiMetric) -> RResult<HostMetricArc, FfiError> {

@@ -3,7 +3,7 @@
 use std::{collections::BTreeMap, sync::Mutex};
 
 use crate::sync::Unpoisoned;
-use plugin_api::abi::{error_code, FeatureArc, Feature_TO, FfiError};
+use plugin_abi::{error_code, FeatureArc, Feature_TO, FfiError};
 
 #[derive(Default)]
 pub struct FeatureRegistry {

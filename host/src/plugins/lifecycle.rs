@@ -12,7 +12,7 @@ use abi_stable::{
 };
 use async_ffi::FfiFuture;
 use futures::FutureExt;
-use plugin_api::abi::{HostContext_TO, PluginInstanceBox};
+use plugin_abi::{HostContext_TO, PluginInstanceBox};
 
 use super::{
     context::{HostServices, PluginContext, PluginState, PluginStatus},

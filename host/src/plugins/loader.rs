@@ -25,10 +25,7 @@ use std::{
 };
 
 use abi_stable::library::{lib_header_from_path, LibraryError, RawLibrary, RootModule};
-use plugin_api::{
-    abi::{PluginModRef, ABI_FINGERPRINT, ABI_FINGERPRINT_SYMBOL},
-    Arg,
-};
+use plugin_abi::{Arg, PluginModRef, ABI_FINGERPRINT, ABI_FINGERPRINT_SYMBOL};
 use tempfile::TempDir;
 
 use super::{elf_check, permissions, version};
@@ -253,7 +250,7 @@ fn open_module(file: &Path, copy: &Path) -> Result<Opened, LoadError> {
     let same_fingerprint = same_abi_fingerprint(copy);
     let module = if same_fingerprint {
         // SAFETY: the plugin was built against byte-identical ABI sources of the same
-        // plugin-api version (see `plugin_api::abi::ABI_FINGERPRINT`), all `#[repr(C)]`
+        // plugin-api version (see `plugin_abi::ABI_FINGERPRINT`), all `#[repr(C)]`
         // `StableAbi` types, and `lib_header_from_path` checked abi_stable's own ABI version:
         // its layout is the host's. abi_stable's check would only confirm that, at ~2 ms per
         // plugin (most of the start-up time with many plugins).

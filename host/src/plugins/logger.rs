@@ -5,7 +5,7 @@
 //! by `RUST_LOG` like any other target, and share the host's format.
 
 use abi_stable::std_types::RStr;
-use plugin_api::abi::{level, FfiLogRecord, HostLogger, HostLoggerBox, HostLogger_TO};
+use plugin_abi::{level, FfiLogRecord, HostLogger, HostLoggerBox, HostLogger_TO};
 use tracing::level_filters::LevelFilter;
 
 struct PluginLogger {

@@ -13,7 +13,7 @@ use abi_stable::{
 };
 use async_ffi::FfiFuture;
 use futures::{future::BoxFuture, FutureExt};
-use plugin_api::abi::{
+use plugin_abi::{
     error_code, FfiError, FfiMqttPublish, HostSubscription, HostSubscriptionArc,
     HostSubscription_TO, MessageHandlerBox,
 };
@@ -229,10 +229,6 @@ impl HostSubscription for PluginSubscription {
 
     fn routing(&self) -> RString {
         self.sub.filter().into()
-    }
-
-    fn exchange_type(&self) -> RString {
-        "mqtt".into()
     }
 
     fn set_handler(&self, handler: MessageHandlerBox) {

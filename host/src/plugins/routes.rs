@@ -3,7 +3,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use plugin_api::abi::{error_code, FfiError, RouteHandlerBox};
+use plugin_abi::{error_code, FfiError, RouteHandlerBox};
 use serde_json::Value;
 
 /// Paths the host serves itself; plugins may not use them or anything below them.

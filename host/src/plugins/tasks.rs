@@ -8,7 +8,7 @@ use crate::sync::Unpoisoned;
 use abi_stable::std_types::{RResult, RString};
 use async_ffi::FfiFuture;
 use futures::FutureExt;
-use plugin_api::abi::{TaskHandle, TaskHandleBox, TaskHandle_TO};
+use plugin_abi::{TaskHandle, TaskHandleBox, TaskHandle_TO};
 use tokio::{runtime::Handle, task::AbortHandle};
 
 /// The tasks of one plugin.

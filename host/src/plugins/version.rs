@@ -4,7 +4,7 @@ use semver::Version;
 
 /// The host's own `plugin-api` version.
 pub fn host_api_version() -> &'static str {
-    plugin_api::abi::API_VERSION
+    plugin_abi::API_VERSION
 }
 
 /// A plugin built against `plugin` can be loaded by a host built against `host` when the

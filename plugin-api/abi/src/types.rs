@@ -35,7 +35,7 @@ impl FfiSpan {
     /// (`RVec::from(Vec)` moves the buffer, no copy).
     ///
     /// ```
-    /// use plugin_api::abi::FfiSpan;
+    /// use plugin_abi::FfiSpan;
     /// let mut text = Vec::new();
     /// let a = FfiSpan::push(&mut text, b"GET");
     /// let b = FfiSpan::push(&mut text, b"/x");

@@ -34,28 +34,23 @@ pub type TaskHandleBox = TaskHandle_TO<'static, RBox<()>>;
 /// A live eventbus subscription, owned by the host.
 #[sabi_trait]
 pub trait HostSubscription: Send + Sync {
+    /// The exchange; empty for an MQTT subscription.
     fn exchange(&self) -> RString;
+    /// The routing key (pattern), or an MQTT subscription's topic filter.
     fn routing(&self) -> RString;
-    fn exchange_type(&self) -> RString;
     /// Replace the handler; the next message goes to the new one.
     fn set_handler(&self, handler: MessageHandlerBox);
     /// Stop receiving; the queue goes away and is not restored after a reconnect.
     fn cancel(&self);
-    #[sabi(last_prefix_field)]
     fn is_cancelled(&self) -> bool;
     /// Resolves once the subscription is bound (its queue receives what is published from
     /// then on), bounded by the host's publish timeout. Errors: `REJECTED` when the broker
     /// refused the declaration (e.g. an exchange of another type), `UNAVAILABLE` when the
     /// broker cannot be reached, `TIMEOUT`, `OTHER` after a cancel.
-    ///
-    /// After the prefix: a plugin built before it existed still loads.
+    #[sabi(last_prefix_field)]
     fn ready(&self) -> FfiFuture<RResult<(), FfiError>>;
 }
 pub type HostSubscriptionArc = HostSubscription_TO<'static, RArc<()>>;
-
-/// The `HostContext::call` an SDK repeater makes after a failed run, so the host counts it
-/// (input and output empty).
-pub const REPEATER_FAILED: &str = "repeater_failed";
 
 /// Everything a plugin can ask of the host. One per plugin, shared by all its tasks.
 #[sabi_trait]
@@ -75,6 +70,9 @@ pub trait HostContext: Send + Sync {
     ) -> RResult<(), FfiError>;
     /// Run `task` on the host runtime until it ends or the plugin shuts down.
     fn spawn(&self, name: RString, task: FfiFuture<RResult<(), RString>>) -> TaskHandleBox;
+    /// A repeater (a task the SDK runs in a loop, named `name`) failed one run and goes on
+    /// after a back-off. The host counts it in its metrics; the SDK logs the error itself.
+    fn repeater_failed(&self, name: RString);
     /// Register a named feature other plugins can look up.
     fn add_feature(
         &self,
@@ -94,9 +92,6 @@ pub trait HostContext: Send + Sync {
         subscription: FfiSubscribe,
         handler: MessageHandlerBox,
     ) -> RResult<HostSubscriptionArc, FfiError>;
-    /// Escape hatch for host services added after this ABI was frozen: a named JSON call.
-    #[sabi(last_prefix_field)]
-    fn call(&self, op: RString, input: RString) -> FfiFuture<RResult<RString, FfiError>>;
     /// Register one series of a plugin metric, or find it again (same name, kind and labels:
     /// the same series, so a reloaded plugin goes on counting). `INVALID` for a bad name,
     /// label or bucket list, or a name already used with another kind or other label names.
@@ -107,7 +102,7 @@ pub trait HostContext: Send + Sync {
     fn mqtt_publish(&self, message: FfiMqttPublish) -> FfiFuture<RResult<(), FfiError>>;
     /// Subscribe to an MQTT topic filter. The handler gets the topic as `routing_key` and the
     /// raw payload as `body`; the subscription's `routing()` is the filter and its
-    /// `exchange_type()` is `mqtt`. Errors: `UNAVAILABLE` (MQTT not in use), `INVALID`.
+    /// `exchange()` is empty. Errors: `UNAVAILABLE` (MQTT not in use), `INVALID`.
     fn mqtt_subscribe(
         &self,
         filter: RString,
@@ -116,6 +111,7 @@ pub trait HostContext: Send + Sync {
     ) -> RResult<HostSubscriptionArc, FfiError>;
     /// The service's MQTT will (`qos` is ignored): announced by the broker when the service
     /// dies, published by the host at a clean stop. An empty topic removes it.
+    #[sabi(last_prefix_field)]
     fn mqtt_set_will(&self, will: FfiMqttPublish) -> RResult<(), FfiError>;
 }
 pub type HostContextArc = HostContext_TO<'static, RArc<()>>;

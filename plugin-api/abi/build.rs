@@ -1,19 +1,20 @@
-//! Fingerprints the ABI: a hash of this crate's version and of every file in `src/abi/`,
+//! Fingerprints the ABI: a hash of this crate's version and of every file in its `src/`,
 //! exported by each plugin (`export_plugin!`) and compared by the host before it loads one.
 //! Equal fingerprints mean the plugin was built against byte-identical ABI sources, so the
 //! host can skip abi_stable's layout check (3.7 M instructions, ~2 ms, per plugin); any
 //! difference, even a comment, falls back to the full check.
 
-use std::{fs, path::Path};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
 
 fn main() {
-    let dir = Path::new("src/abi");
-    println!("cargo:rerun-if-changed=src/abi");
-    let mut files: Vec<_> = fs::read_dir(dir)
-        .expect("src/abi")
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.is_file())
-        .collect();
+    let root = Path::new("src");
+    println!("cargo:rerun-if-changed=src");
+    let mut files = Vec::new();
+    collect(root, &mut files);
+    // Sorted by path relative to `src/`: the same tree hashes the same wherever it lies.
     files.sort();
     // Two independent 64-bit FNV-1a hashes: a 128-bit fingerprint, plenty against accidents
     // (it guards against mistakes, not malice: a plugin is native code either way).
@@ -29,16 +30,24 @@ fn main() {
     feed(env!("CARGO_PKG_VERSION").as_bytes());
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());
-        feed(
-            file.file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("")
-                .as_bytes(),
-        );
+        let relative = file.strip_prefix(root).unwrap_or(file);
+        feed(relative.to_string_lossy().as_bytes());
         feed(&fs::read(file).expect("read an ABI source file"));
     }
     println!(
-        "cargo:rustc-env=PLUGIN_API_ABI_FINGERPRINT={:016x}{:016x}",
+        "cargo:rustc-env=PLUGIN_ABI_FINGERPRINT={:016x}{:016x}",
         hashes[0], hashes[1]
     );
+}
+
+/// Every file below `dir`, at any depth.
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in fs::read_dir(dir).expect("read the ABI sources").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect(&path, out);
+        } else if path.is_file() {
+            out.push(path);
+        }
+    }
 }

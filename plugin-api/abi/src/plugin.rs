@@ -11,7 +11,7 @@ use abi_stable::{
 use async_ffi::FfiFuture;
 
 use super::host::{HostContextArc, HostLoggerBox, HostSubscriptionArc};
-use super::{FfiRequest, FfiResponse, PluginInfo};
+use super::{FfiError, FfiRequest, FfiResponse, PluginInfo};
 
 /// A route handler. `Err` is an internal error: the host answers `500: <message>`.
 #[sabi_trait]
@@ -21,11 +21,12 @@ pub trait RouteHandler: Send + Sync {
 }
 pub type RouteHandlerBox = RouteHandler_TO<'static, RBox<()>>;
 
-/// A named service one plugin offers to others: JSON in, JSON out.
+/// A named service one plugin offers to others: JSON in, JSON out. An error keeps its kind
+/// (the [`FfiError`] code) on its way to the calling plugin.
 #[sabi_trait]
 pub trait Feature: Send + Sync {
     #[sabi(last_prefix_field)]
-    fn call(&self, input: RString) -> FfiFuture<RResult<RString, RString>>;
+    fn call(&self, input: RString) -> FfiFuture<RResult<RString, FfiError>>;
 }
 pub type FeatureArc = Feature_TO<'static, RArc<()>>;
 
@@ -76,14 +77,15 @@ impl RootModule for PluginModRef {
     const VERSION_STRINGS: VersionStrings = package_version_strings!();
 }
 
-/// The `plugin-api` version this crate is; plugins record it at build time.
+/// The `plugin-api` version (this crate always has plugin-api's version); plugins record it
+/// at build time, and the host refuses another minor version.
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The ABI fingerprint: a hash of this crate's version and of the sources of this module
-/// (see `build.rs`). Each plugin exports it as [`ABI_FINGERPRINT_SYMBOL`]; a host whose own
-/// fingerprint is equal knows the plugin was built against byte-identical ABI sources and
-/// may skip abi_stable's (costly) layout check. Anything else gets the full check.
-pub const ABI_FINGERPRINT: [u8; 32] = fingerprint_bytes(env!("PLUGIN_API_ABI_FINGERPRINT"));
+/// The ABI fingerprint: a hash of this crate's version and of its sources (see `build.rs`).
+/// Each plugin exports it as [`ABI_FINGERPRINT_SYMBOL`]; a host whose own fingerprint is
+/// equal knows the plugin was built against byte-identical ABI sources and may skip
+/// abi_stable's (costly) layout check. Anything else gets the full check.
+pub const ABI_FINGERPRINT: [u8; 32] = fingerprint_bytes(env!("PLUGIN_ABI_FINGERPRINT"));
 
 /// The symbol under which `export_plugin!` exports [`ABI_FINGERPRINT`] (a `[u8; 32]`).
 pub const ABI_FINGERPRINT_SYMBOL: &[u8] = b"brewblox_plugin_abi_fingerprint\0";
@@ -97,4 +99,21 @@ const fn fingerprint_bytes(text: &str) -> [u8; 32] {
         i += 1;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fingerprint_is_128_bits_of_hex() {
+        assert!(ABI_FINGERPRINT.iter().all(u8::is_ascii_hexdigit));
+        assert!(ABI_FINGERPRINT.iter().any(|&b| b != b'0'));
+    }
+
+    #[test]
+    fn root_module_names() {
+        assert_eq!(PluginModRef::BASE_NAME, "brewblox_plugin");
+        assert_eq!(PluginModRef::NAME, "brewblox_plugin");
+    }
 }

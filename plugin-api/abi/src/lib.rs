@@ -1,0 +1,60 @@
+//! The stable ABI between brewblox-host and its plugins: everything that crosses the library
+//! boundary, and nothing else.
+//!
+//! The host depends on this crate alone; plugins depend on `plugin-api`, the SDK, which wraps
+//! it (and re-exports it as `plugin_api::abi`). Plugin authors never need it directly.
+//!
+//! What is here:
+//! - the `#[repr(C)]` + [`StableAbi`](abi_stable::StableAbi) types and the `#[sabi_trait]`
+//!   interfaces, checked by abi_stable when a plugin is loaded, and the root module
+//!   ([`PluginMod`]) every plugin exports;
+//! - [`API_VERSION`] and the [`ABI_FINGERPRINT`] (a hash of this crate's sources, see
+//!   `build.rs`);
+//! - the JSON contracts the host reads: the argument specs a plugin declares ([`Arg`]) and
+//!   how a route's documentation carries its schemas ([`openapi`]);
+//! - [`panic_text`], used on both sides to report a caught panic.
+//!
+//! Design rules, learnt the hard way (the reasons are in `docs/plugin-abi.md`):
+//! - Low-frequency data (config, argument specs, route docs) crosses as JSON strings, so it can
+//!   grow without a layout change. Hot paths (requests, bus messages) use plain structs.
+//! - Every function a plugin implements returns an [`FfiFuture`](async_ffi::FfiFuture) and runs no plugin code
+//!   synchronously; the SDK catches panics inside the future, so none reaches the host.
+//! - Any change to the types or traits here is a minor version bump (0.x): the host refuses
+//!   plugins built against another minor version, so every plugin is rebuilt, and each vtable
+//!   marks its last method as its last prefix field (every method is required).
+
+mod args;
+#[allow(non_local_definitions)] // abi_stable 0.11's `sabi_trait` expansion; harmless
+mod host;
+pub mod openapi;
+#[allow(non_local_definitions)]
+mod plugin;
+mod types;
+
+pub use args::{Arg, ArgKind};
+pub use host::*;
+pub use plugin::*;
+pub use types::*;
+
+pub use abi_stable;
+pub use async_ffi;
+
+use std::any::Any;
+
+/// The message a panic was raised with (`panic!("…")`), from the payload
+/// [`catch_unwind`](std::panic::catch_unwind) returns; `unknown panic payload` for a payload
+/// that is not text. The SDK and the host describe every caught panic with it.
+///
+/// ```
+/// let payload = std::panic::catch_unwind(|| panic!("kaboom {}", 1)).unwrap_err();
+/// assert_eq!(plugin_abi::panic_text(&*payload), "kaboom 1");
+/// ```
+pub fn panic_text(payload: &(dyn Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "unknown panic payload"
+    }
+}
