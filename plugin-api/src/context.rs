@@ -46,14 +46,28 @@ struct Inner {
     host: abi::HostContextArc,
     name: String,
     config: Config,
+    /// Set only by the test kit, which steps repeaters itself instead of looping them.
+    repeaters: Option<crate::testing::Repeaters>,
 }
 
 impl Context {
     pub(crate) fn new(host: abi::HostContextArc) -> Result<Self> {
+        Self::with_repeaters(host, None)
+    }
+
+    pub(crate) fn with_repeaters(
+        host: abi::HostContextArc,
+        repeaters: Option<crate::testing::Repeaters>,
+    ) -> Result<Self> {
         let name = host.plugin_name().into_string();
         let config = Config::from_json(&host.config_json())?;
         Ok(Context {
-            inner: Arc::new(Inner { host, name, config }),
+            inner: Arc::new(Inner {
+                host,
+                name,
+                config,
+                repeaters,
+            }),
         })
     }
 
@@ -157,6 +171,9 @@ impl Context {
     /// # }
     /// ```
     pub fn repeat<R: Repeater>(&self, name: &str, repeater: R) -> TaskHandle {
+        if let Some(repeaters) = &self.inner.repeaters {
+            return repeaters.add(name, repeater);
+        }
         let owned = name.to_owned();
         let ctx = self.clone();
         let failed = move || {

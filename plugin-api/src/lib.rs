@@ -42,6 +42,7 @@ mod repeater;
 mod route;
 mod runtime;
 mod task;
+pub mod testing;
 mod timestamp;
 
 pub use bus::{ExchangeType, MessageFn, Publish, Subscription};
