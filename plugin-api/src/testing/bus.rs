@@ -481,7 +481,7 @@ impl<P: Plugin> TestHost<P> {
     /// struct Listener;
     /// impl Plugin for Listener {
     ///     async fn startup(&self, ctx: &Context) -> Result<()> {
-    ///         ctx.subscribe("brewcast", "fermenter.#", |_sub, _key, message| async move {
+    ///         ctx.subscribe("brewcast", "fermenter.#", |_sub, _key, message: serde_json::Value| async move {
     ///             match message.as_f64() {
     ///                 Some(_) => Ok(()),
     ///                 None => Err(Error::msg("not a temperature")),
