@@ -44,7 +44,9 @@
 
 mod bus;
 mod config;
+mod eventbus;
 mod host;
+mod http;
 mod metrics;
 mod repeaters;
 mod routes;
@@ -73,9 +75,9 @@ use crate::{
     runtime, Config, Context, Error, Plugin, Result,
 };
 
-pub use bus::{MqttPublished, Published, TestSubscription};
+pub use eventbus::{MqttPublished, Published, TestSubscription};
+pub use http::{TestRequest, TestResponse};
 pub(crate) use repeaters::Repeaters;
-pub use routes::{TestRequest, TestResponse};
 
 use host::{KitHost, State};
 
