@@ -23,7 +23,8 @@
 //! export_plugin!(Hello);
 //! ```
 //!
-//! The [`abi`] module is what crosses the library boundary; plugin code never needs it.
+//! [`testing::TestHost`] runs a plugin in its unit tests without a host. The [`abi`] module
+//! is what crosses the library boundary; plugin code never needs it.
 
 pub mod abi;
 mod bus;
