@@ -60,6 +60,13 @@ impl State {
     pub fn routes(&self) -> MutexGuard<'_, RouteTable> {
         lock(&self.routes)
     }
+
+    /// Drops every handler object of the plugin (routes, subscriptions, features).
+    pub fn release(&self) {
+        *self.routes() = RouteTable::default();
+        lock(&self.bus.subs).clear();
+        lock(&self.features.map).clear();
+    }
 }
 
 /// Named features, with the host's add/get semantics and wording.

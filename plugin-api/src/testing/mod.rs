@@ -433,8 +433,11 @@ impl<P: Plugin> TestHost<P> {
 }
 
 impl<P> Drop for TestHost<P> {
+    /// Cancels the tasks and lets go of the plugin's handlers, which hold its `Context` and
+    /// through it this host: without that, every test would leak its plugin.
     fn drop(&mut self) {
         self.state.tasks.cancel_all();
+        self.state.release();
     }
 }
 

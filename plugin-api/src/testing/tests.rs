@@ -601,3 +601,14 @@ async fn metrics_are_recorded_and_checked() {
     assert_eq!(host.observations("latency", &[]), [0.5, 2.0]);
     assert_eq!(host.metric("latency", &[]), None);
 }
+
+#[tokio::test]
+async fn dropping_the_host_lets_go_of_the_plugins_handlers() {
+    let host = lab().await;
+    let log = Arc::downgrade(&host.plugin().log);
+    drop(host);
+    assert!(
+        log.upgrade().is_none(),
+        "a handler still holds the plugin's log"
+    );
+}
