@@ -53,6 +53,8 @@ struct Inner {
     host: abi::HostContextArc,
     name: String,
     config: Config,
+    /// Set only by the test kit, which steps repeaters itself instead of looping them.
+    repeaters: Option<crate::testing::Repeaters>,
 }
 
 impl<S: Clone> Clone for Context<S> {
@@ -66,10 +68,22 @@ impl<S: Clone> Clone for Context<S> {
 
 impl Context {
     pub(crate) fn new(host: abi::HostContextArc) -> Result<Self> {
+        Self::with_repeaters(host, None)
+    }
+
+    pub(crate) fn with_repeaters(
+        host: abi::HostContextArc,
+        repeaters: Option<crate::testing::Repeaters>,
+    ) -> Result<Self> {
         let name = host.plugin_name().into_string();
         let config = Config::from_json(&host.config_json())?;
         Ok(Context {
-            inner: Arc::new(Inner { host, name, config }),
+            inner: Arc::new(Inner {
+                host,
+                name,
+                config,
+                repeaters,
+            }),
             state: (),
         })
     }
@@ -177,6 +191,9 @@ impl<S> Context<S> {
     /// # }
     /// ```
     pub fn repeat<R: Repeater>(&self, name: &str, repeater: R) -> TaskHandle {
+        if let Some(repeaters) = &self.inner.repeaters {
+            return repeaters.add(name, repeater);
+        }
         let owned = name.to_owned();
         let (inner, counted) = (Arc::clone(&self.inner), owned.clone());
         let failed = move || {

@@ -79,6 +79,7 @@ mod response;
 mod route;
 mod runtime;
 mod task;
+pub mod testing;
 mod timestamp;
 
 pub use abi::{panic_text, Arg, ArgKind};

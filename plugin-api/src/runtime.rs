@@ -12,7 +12,10 @@ use std::{
     future::Future,
     panic::{catch_unwind, AssertUnwindSafe},
     pin::Pin,
-    sync::OnceLock,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        OnceLock,
+    },
     task::{Context, Poll},
 };
 
@@ -22,6 +25,25 @@ use crate::abi::panic_text;
 
 static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
 static PLUGIN_NAME: OnceLock<String> = OnceLock::new();
+/// Set for good by the test kit ([`crate::testing`]): plugin code is then in the test's own
+/// binary, where the test's runtime is the one to use (its paused clock, its spawns).
+static ON_CALLER_RUNTIME: AtomicBool = AtomicBool::new(false);
+
+/// Makes [`Guarded`] futures run on whatever runtime polls them instead of the private one.
+/// Never undone: tests of one binary run in parallel, and all of them want it.
+pub(crate) fn use_caller_runtime() {
+    ON_CALLER_RUNTIME.store(true, Ordering::Relaxed);
+}
+
+/// Enters the plugin's runtime, unless the test kit said not to. One relaxed load: it is
+/// on the path of every poll.
+fn enter() -> Option<tokio::runtime::EnterGuard<'static>> {
+    if ON_CALLER_RUNTIME.load(Ordering::Relaxed) {
+        None
+    } else {
+        Some(runtime().enter())
+    }
+}
 
 /// Records the plugin's name for thread names; the first call wins.
 pub(crate) fn set_plugin_name(name: &str) {
@@ -83,7 +105,7 @@ where
             return Poll::Ready(RResult::RErr("future polled after completion".into()));
         };
         let polled = {
-            let _enter = runtime().enter();
+            let _enter = enter();
             // SAFETY: see above; `fut` stays where it is until dropped in place.
             let fut = unsafe { Pin::new_unchecked(fut) };
             catch_unwind(AssertUnwindSafe(|| fut.poll(cx)))
@@ -107,7 +129,7 @@ impl<F> Drop for Guarded<F> {
 /// Drops plugin state where it is, inside the runtime; a panic in a destructor is contained.
 fn drop_in_place_guarded<T>(slot: &mut Option<T>) {
     if slot.is_some() {
-        let _enter = runtime().enter();
+        let _enter = enter();
         let _ = catch_unwind(AssertUnwindSafe(|| *slot = None));
     }
 }

@@ -45,7 +45,11 @@ async fn a_bad_setpoint_is_a_400_naming_the_field_and_changes_nothing() {
     ] {
         let response = host.put_json("/device/setpoint", &body).await;
         assert_eq!(response.status(), 400, "{body}");
-        assert_eq!(response.json::<Value>().unwrap()["field"], "setpoint", "{body}");
+        assert_eq!(
+            response.json::<Value>().unwrap()["field"],
+            "setpoint",
+            "{body}"
+        );
     }
     let after: DeviceState = host.get("/device/state").await.json().unwrap();
     assert_eq!(after.setpoint, before.setpoint);
@@ -83,7 +87,10 @@ async fn each_update_goes_to_both_eventbuses_and_the_will_clears_the_state() {
 
     let amqp = host.published();
     assert_eq!(amqp.len(), 1);
-    assert_eq!((amqp[0].exchange.as_str(), amqp[0].routing.as_str()), ("brewcast", "fermenter"));
+    assert_eq!(
+        (amqp[0].exchange.as_str(), amqp[0].routing.as_str()),
+        ("brewcast", "fermenter")
+    );
     let published: DeviceState = amqp[0].json().unwrap();
     assert_ne!(published.updated, before.updated, "a new state");
 

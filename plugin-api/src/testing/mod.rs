@@ -1,0 +1,445 @@
+//! A fake host for unit tests of a plugin: no host binary, no dynamic loading, no broker.
+//!
+//! [`TestHost`] implements the host's side of the ABI in-process, so a plugin's routes,
+//! eventbus handlers, features and metrics go through the very adapters the real host calls,
+//! and a test drives them directly: it sends requests, delivers eventbus messages, calls
+//! features, steps repeaters, and reads what the plugin published and measured.
+//!
+//! ```
+//! use plugin_api::{testing::TestHost, Arg, Context, Json, Plugin, Request, Result, Route};
+//!
+//! #[derive(Default)]
+//! struct Hello;
+//!
+//! impl Plugin for Hello {
+//!     fn args() -> Vec<Arg> {
+//!         vec![Arg::string("greeting").default("world")]
+//!     }
+//!
+//!     async fn startup(&self, ctx: &Context) -> Result<()> {
+//!         let greeting: String = ctx.config().get("greeting")?;
+//!         ctx.route(Route::get("/hello"), move |_req: Request| {
+//!             let greeting = greeting.clone();
+//!             async move { Ok(Json(serde_json::json!({ "hello": greeting }))) }
+//!         })
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<()> {
+//! // In a plugin crate: `#[tokio::test] async fn greets() -> plugin_api::Result<()> { … }`.
+//! let host = TestHost::builder(Hello).arg("greeting", "brewer").start().await?;
+//! let response = host.get("/hello").await;
+//! assert_eq!(response.status(), 200);
+//! assert_eq!(response.json::<serde_json::Value>()?["hello"], "brewer");
+//! host.stop().await
+//! # }
+//! ```
+//!
+//! Everything the plugin does runs on the test's tokio runtime: tasks it spawns, its timers
+//! (so `#[tokio::test(start_paused = true)]` controls its clock; that needs tokio's
+//! `test-util` feature in the plugin's dev-dependencies), and its repeaters, which do not
+//! loop on their own under the kit: the test runs them one step at a time with
+//! [`TestHost::step`].
+
+mod bus;
+mod config;
+mod eventbus;
+mod host;
+mod http;
+mod metrics;
+mod repeaters;
+mod routes;
+mod tasks;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    future::Future,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+};
+
+use abi_stable::{
+    sabi_trait::TD_Opaque,
+    std_types::{RArc, RResult},
+};
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::Value;
+
+use crate::{
+    abi::{self, error_code, FfiError},
+    handler::{Adapter, Handler},
+    runtime, Call, Config, Context, Error, Plugin, Result,
+};
+
+pub use eventbus::{MqttPublished, Published, TestSubscription};
+pub use http::{TestRequest, TestResponse};
+pub(crate) use repeaters::Repeaters;
+
+use host::{KitHost, State};
+
+/// The name a plugin has under the kit unless the builder sets another.
+const DEFAULT_PLUGIN_NAME: &str = "test-plugin";
+
+/// A started plugin on a fake host. Made with [`TestHost::start`] or
+/// [`TestHost::builder`]; dropping it cancels the plugin's tasks, [`stop`](TestHost::stop)
+/// runs its shutdown hooks as well.
+///
+/// ```
+/// # use plugin_api::{testing::TestHost, Context, Plugin, Result};
+/// # #[derive(Default)] struct Quiet;
+/// # impl Plugin for Quiet { async fn startup(&self, _: &Context) -> Result<()> { Ok(()) } }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<()> {
+/// let host = TestHost::start(Quiet).await?;
+/// assert_eq!(host.config().name(), "test");
+/// host.stop().await
+/// # }
+/// ```
+pub struct TestHost<P> {
+    plugin: Arc<P>,
+    ctx: Context,
+    state: Arc<State>,
+    repeaters: Repeaters,
+    stopped: AtomicBool,
+}
+
+/// Configures a [`TestHost`] before the plugin starts: its arguments, the service name, and
+/// the features other plugins would offer it.
+pub struct TestHostBuilder<P> {
+    plugin: P,
+    plugin_name: String,
+    args: Vec<(String, Value)>,
+    features: Vec<(String, abi::FeatureArc)>,
+}
+
+impl<P: Plugin> TestHostBuilder<P> {
+    /// Sets an argument, as `--name value` would on the host's command line: one the plugin
+    /// declares in [`Plugin::args`] (the others get their defaults) or a common option such
+    /// as `name`, `debug`, `state-topic`, `mqtt` or `amqp` (the last two say whether that
+    /// eventbus is in use). Strings are parsed for numeric and flag arguments.
+    ///
+    /// ```
+    /// # use plugin_api::{testing::TestHost, Arg, Context, Plugin, Result};
+    /// # #[derive(Default)] struct Device;
+    /// # impl Plugin for Device {
+    /// #     fn args() -> Vec<Arg> { vec![Arg::float("update-interval").default(5.0)] }
+    /// #     async fn startup(&self, _: &Context) -> Result<()> { Ok(()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<()> {
+    /// let host = TestHost::builder(Device).arg("update-interval", "0.5").start().await?;
+    /// assert_eq!(host.config().get::<f64>("update-interval")?, 0.5);
+    /// # Ok(()) }
+    /// ```
+    pub fn arg(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.args.push((name.to_owned(), value.into()));
+        self
+    }
+
+    /// The service name (`--name`, `test` by default): the prefix of every route.
+    ///
+    /// ```
+    /// # use plugin_api::{testing::TestHost, Context, Plugin, Result};
+    /// # #[derive(Default)] struct Quiet;
+    /// # impl Plugin for Quiet { async fn startup(&self, _: &Context) -> Result<()> { Ok(()) } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<()> {
+    /// let host = TestHost::builder(Quiet).name("fermenter").start().await?;
+    /// assert_eq!(host.config().name(), "fermenter");
+    /// # Ok(()) }
+    /// ```
+    pub fn name(self, name: &str) -> Self {
+        self.arg("name", name)
+    }
+
+    /// The plugin's own name ([`Context::plugin_name`]); `test-plugin` by default. The host
+    /// uses the plugin crate's name: pass `env!("CARGO_PKG_NAME")` to match it.
+    ///
+    /// ```
+    /// # use plugin_api::{testing::TestHost, Context, Plugin, Result};
+    /// # #[derive(Default)] struct Quiet;
+    /// # impl Plugin for Quiet { async fn startup(&self, _: &Context) -> Result<()> { Ok(()) } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<()> {
+    /// let host = TestHost::builder(Quiet).plugin_name("quiet-plugin").start().await?;
+    /// assert_eq!(host.context().plugin_name(), "quiet-plugin");
+    /// # Ok(()) }
+    /// ```
+    pub fn plugin_name(mut self, name: &str) -> Self {
+        self.plugin_name = name.to_owned();
+        self
+    }
+
+    /// Offers a feature as another plugin of the host would, for a plugin that looks one up
+    /// with [`Context::feature`].
+    ///
+    /// ```
+    /// # use plugin_api::{testing::TestHost, Context, Plugin, Result};
+    /// # #[derive(Default)] struct Quiet;
+    /// # impl Plugin for Quiet { async fn startup(&self, _: &Context) -> Result<()> { Ok(()) } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<()> {
+    /// let host = TestHost::builder(Quiet)
+    ///     .feature("clock", || async { plugin_api::Json(1234u64) })
+    ///     .start()
+    ///     .await?;
+    /// let now: u64 = host.context().feature("clock")?.call(&()).await?;
+    /// assert_eq!(now, 1234);
+    /// # Ok(()) }
+    /// ```
+    pub fn feature<T: 'static, H: Handler<Call, T, ()>>(mut self, name: &str, handler: H) -> Self {
+        let object = abi::Feature_TO::from_ptr(RArc::new(Adapter::new(handler, ())), TD_Opaque);
+        self.features.push((name.to_owned(), object));
+        self
+    }
+
+    /// Runs the plugin's `startup` on the fake host; its error (or panic, as an error) is
+    /// returned, as the host would refuse to start. Needs a tokio runtime (`#[tokio::test]`).
+    /// Routes can be added only until `startup` returns, as on the host.
+    ///
+    /// ```
+    /// # use plugin_api::{testing::TestHost, Context, Error, Plugin, Result};
+    /// #[derive(Default)]
+    /// struct Broken;
+    /// impl Plugin for Broken {
+    ///     async fn startup(&self, _ctx: &Context) -> Result<()> {
+    ///         Err(Error::msg("no device"))
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let err = TestHost::start(Broken).await.err().unwrap();
+    /// assert_eq!(err.message(), "no device");
+    /// # }
+    /// ```
+    pub async fn start(self) -> Result<TestHost<P>> {
+        runtime::use_caller_runtime();
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| Error::msg("TestHost needs a tokio runtime (use #[tokio::test])"))?;
+        let config = config::build(&P::args(), &self.args)?;
+        let state = Arc::new(State::new(&self.plugin_name, &config, handle));
+        for (name, feature) in self.features {
+            let added = state.features.add("another plugin", &name, false, feature);
+            added.map_err(Error::from_ffi)?;
+        }
+        let host = abi::HostContext_TO::from_ptr(RArc::new(KitHost(Arc::clone(&state))), TD_Opaque);
+        let repeaters = Repeaters::default();
+        let ctx = Context::with_repeaters(host, Some(repeaters.clone()))?;
+        let plugin = Arc::new(self.plugin);
+        let started = guarded(Arc::clone(&plugin).startup(&ctx)).await;
+        state.routes().freeze();
+        if let Err(err) = started {
+            state.tasks.cancel_all();
+            return Err(err);
+        }
+        Ok(TestHost {
+            plugin,
+            ctx,
+            state,
+            repeaters,
+            stopped: AtomicBool::new(false),
+        })
+    }
+}
+
+impl<P: Plugin> TestHost<P> {
+    /// A builder for a host with arguments, a service name or features of other plugins.
+    ///
+    /// ```
+    /// # use plugin_api::{testing::TestHost, Context, Plugin, Result};
+    /// # #[derive(Default)] struct Quiet;
+    /// # impl Plugin for Quiet { async fn startup(&self, _: &Context) -> Result<()> { Ok(()) } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<()> {
+    /// let host = TestHost::builder(Quiet).name("svc").start().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder(plugin: P) -> TestHostBuilder<P> {
+        TestHostBuilder {
+            plugin,
+            plugin_name: DEFAULT_PLUGIN_NAME.to_owned(),
+            args: Vec::new(),
+            features: Vec::new(),
+        }
+    }
+
+    /// Starts `plugin` with the default configuration: every argument's default, service
+    /// name `test`.
+    ///
+    /// ```
+    /// # use plugin_api::{testing::TestHost, Context, Plugin, Result};
+    /// # #[derive(Default)] struct Quiet;
+    /// # impl Plugin for Quiet { async fn startup(&self, _: &Context) -> Result<()> { Ok(()) } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<()> {
+    /// let host = TestHost::start(Quiet::default()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn start(plugin: P) -> Result<Self> {
+        Self::builder(plugin).start().await
+    }
+
+    /// The plugin, for a look at its state.
+    ///
+    /// ```
+    /// # use plugin_api::{testing::TestHost, Context, Plugin, Result};
+    /// # #[derive(Default)] struct Quiet { level: u8 }
+    /// # impl Plugin for Quiet { async fn startup(&self, _: &Context) -> Result<()> { Ok(()) } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<()> {
+    /// let host = TestHost::start(Quiet { level: 3 }).await?;
+    /// assert_eq!(host.plugin().level, 3);
+    /// # Ok(()) }
+    /// ```
+    pub fn plugin(&self) -> &P {
+        &self.plugin
+    }
+
+    /// The context the plugin got: act as the plugin would (publish, look up a feature).
+    ///
+    /// ```
+    /// # use plugin_api::{testing::TestHost, Context, Plugin, Result};
+    /// # #[derive(Default)] struct Quiet;
+    /// # impl Plugin for Quiet { async fn startup(&self, _: &Context) -> Result<()> { Ok(()) } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<()> {
+    /// let host = TestHost::start(Quiet).await?;
+    /// assert_eq!(host.context().plugin_name(), "test-plugin");
+    /// # Ok(()) }
+    /// ```
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// The plugin's configuration.
+    ///
+    /// ```
+    /// # use plugin_api::{testing::TestHost, Context, Plugin, Result};
+    /// # #[derive(Default)] struct Quiet;
+    /// # impl Plugin for Quiet { async fn startup(&self, _: &Context) -> Result<()> { Ok(()) } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<()> {
+    /// let host = TestHost::start(Quiet).await?;
+    /// assert_eq!(host.config().port(), 5000);
+    /// # Ok(()) }
+    /// ```
+    pub fn config(&self) -> &Config {
+        self.ctx.config()
+    }
+
+    /// Shuts the plugin down as the host does: `before_shutdown`, then the eventbus (the
+    /// MQTT will is published, subscriptions end), then its tasks are cancelled and
+    /// `shutdown` runs. Returns the first hook's error. A second call is an error.
+    ///
+    /// ```
+    /// # use plugin_api::{testing::TestHost, Context, Plugin, Result};
+    /// # #[derive(Default)] struct Quiet;
+    /// # impl Plugin for Quiet { async fn startup(&self, _: &Context) -> Result<()> { Ok(()) } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<()> {
+    /// let host = TestHost::start(Quiet).await?;
+    /// host.stop().await?;
+    /// assert!(host.stop().await.is_err());
+    /// # Ok(()) }
+    /// ```
+    pub async fn stop(&self) -> Result<()> {
+        if self.stopped.swap(true, Ordering::SeqCst) {
+            return Err(wrong_phase("the plugin is stopped already"));
+        }
+        let before = guarded(self.plugin.before_shutdown(&self.ctx)).await;
+        self.state.bus.close();
+        self.state.tasks.cancel_all();
+        self.repeaters.cancel_all();
+        let after = guarded(self.plugin.shutdown(&self.ctx)).await;
+        before.and(after)
+    }
+
+    /// Calls a feature by name (registered by the plugin, or given to the builder) with
+    /// `input` as JSON, decoding its answer: what another plugin would get.
+    ///
+    /// ```
+    /// # use plugin_api::{testing::TestHost, Context, Plugin, Result};
+    /// #[derive(Default)]
+    /// struct Doubler;
+    /// impl Plugin for Doubler {
+    ///     async fn startup(&self, ctx: &Context) -> Result<()> {
+    ///         ctx.add_feature("double", |n: serde_json::Value| async move {
+    ///             Ok(serde_json::json!(n.as_i64().unwrap_or(0) * 2))
+    ///         })
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<()> {
+    /// let host = TestHost::start(Doubler).await?;
+    /// assert_eq!(host.feature::<_, i64>("double", &21).await?, 42);
+    /// assert_eq!(host.feature_names(), ["double"]);
+    /// # Ok(()) }
+    /// ```
+    pub async fn feature<I, O>(&self, name: &str, input: &I) -> Result<O>
+    where
+        I: Serialize + ?Sized,
+        O: DeserializeOwned,
+    {
+        self.ctx.feature(name)?.call(input).await
+    }
+
+    /// The names of every registered feature, in name order.
+    pub fn feature_names(&self) -> Vec<String> {
+        self.state.features.names()
+    }
+
+    /// The names of the tasks still running ([`Context::spawn`]; repeaters are not tasks
+    /// under the kit, see [`TestHost::repeaters`]).
+    ///
+    /// ```
+    /// # use plugin_api::{testing::TestHost, Context, Plugin, Result};
+    /// #[derive(Default)]
+    /// struct Ticker;
+    /// impl Plugin for Ticker {
+    ///     async fn startup(&self, ctx: &Context) -> Result<()> {
+    ///         ctx.spawn("tick", std::future::pending::<()>());
+    ///         Ok(())
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<()> {
+    /// let host = TestHost::start(Ticker).await?;
+    /// assert_eq!(host.running_tasks(), ["tick"]);
+    /// host.stop().await?;
+    /// assert!(host.running_tasks().is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn running_tasks(&self) -> Vec<String> {
+        self.state.tasks.running()
+    }
+
+    /// Tasks that ended with an error or a panic, as (name, reason): what the host would log.
+    pub fn failed_tasks(&self) -> Vec<(String, String)> {
+        self.state.tasks.failures()
+    }
+}
+
+impl<P> Drop for TestHost<P> {
+    /// Cancels the tasks and lets go of the plugin's handlers, which hold its `Context` and
+    /// through it this host: without that, every test would leak its plugin.
+    fn drop(&mut self) {
+        self.state.tasks.cancel_all();
+        self.state.release();
+    }
+}
+
+/// Runs plugin code as the SDK's adapters do: a panic becomes an error (`panicked: …`).
+async fn guarded<T>(fut: impl Future<Output = Result<T>>) -> Result<T> {
+    match runtime::Guarded::new(async { Ok::<_, String>(fut.await) }).await {
+        RResult::ROk(result) => result,
+        RResult::RErr(panic) => Err(Error::msg(panic)),
+    }
+}
+
+fn wrong_phase(message: &str) -> Error {
+    Error::from_ffi(FfiError::new(error_code::WRONG_PHASE, message))
+}
