@@ -16,7 +16,7 @@ use super::{host::lock, TestHost};
 /// #[derive(Default)]
 /// struct Announcer;
 /// impl Plugin for Announcer {
-///     async fn startup(&self, ctx: &Context) -> Result<()> {
+///     async fn startup(self: std::sync::Arc<Self>, ctx: &Context) -> Result<()> {
 ///         ctx.publish("brewcast", "fermenter", &serde_json::json!({ "temp": 20.5 })).await
 ///     }
 /// }
@@ -54,7 +54,7 @@ impl Published {
 /// #[derive(Default)]
 /// struct State;
 /// impl Plugin for State {
-///     async fn startup(&self, ctx: &Context) -> Result<()> {
+///     async fn startup(self: std::sync::Arc<Self>, ctx: &Context) -> Result<()> {
 ///         ctx.mqtt_set_will("brewcast/state/me", "", true)?;
 ///         ctx.mqtt_publish_json("brewcast/state/me", &1, QoS::AtLeastOnce, true).await
 ///     }
@@ -127,12 +127,12 @@ impl<P: Plugin> TestHost<P> {
     /// When `message` cannot be JSON (a map with non-text keys): a mistake in the test.
     ///
     /// ```
-    /// # use plugin_api::{testing::TestHost, Context, Error, Plugin, Result};
+    /// # use plugin_api::{testing::TestHost, Context, Error, Json, Plugin, Result};
     /// #[derive(Default)]
     /// struct Listener;
     /// impl Plugin for Listener {
-    ///     async fn startup(&self, ctx: &Context) -> Result<()> {
-    ///         ctx.subscribe("brewcast", "fermenter.#", |_sub, _key, message: serde_json::Value| async move {
+    ///     async fn startup(self: std::sync::Arc<Self>, ctx: &Context) -> Result<()> {
+    ///         ctx.subscribe("brewcast", "fermenter.#", |Json(message): Json<serde_json::Value>| async move {
     ///             match message.as_f64() {
     ///                 Some(_) => Ok(()),
     ///                 None => Err(Error::msg("not a temperature")),
@@ -176,12 +176,12 @@ impl<P: Plugin> TestHost<P> {
     /// `a/b/#` matching `a/b`), one after the other; returns each handler's result.
     ///
     /// ```
-    /// # use plugin_api::{testing::TestHost, Context, MqttMessage, Plugin, Result};
+    /// # use plugin_api::{testing::TestHost, Context, Message, Plugin, Result};
     /// #[derive(Default)]
     /// struct Watcher;
     /// impl Plugin for Watcher {
-    ///     async fn startup(&self, ctx: &Context) -> Result<()> {
-    ///         ctx.mqtt_subscribe("brewcast/state/#", |_sub, message: MqttMessage| async move {
+    ///     async fn startup(self: std::sync::Arc<Self>, ctx: &Context) -> Result<()> {
+    ///         ctx.mqtt_subscribe("brewcast/state/#", |message: Message| async move {
     ///             message.json::<serde_json::Value>().map(|_| ())
     ///         })?;
     ///         Ok(())
@@ -248,8 +248,8 @@ impl<P: Plugin> TestHost<P> {
     /// #[derive(Default)]
     /// struct Listener;
     /// impl Plugin for Listener {
-    ///     async fn startup(&self, ctx: &Context) -> Result<()> {
-    ///         ctx.subscribe("brewcast", "#", |_s, _k, _m| async { Ok(()) })?;
+    ///     async fn startup(self: std::sync::Arc<Self>, ctx: &Context) -> Result<()> {
+    ///         ctx.subscribe("brewcast", "#", || async {})?;
     ///         Ok(())
     ///     }
     /// }
@@ -274,7 +274,7 @@ impl<P: Plugin> TestHost<P> {
     /// ```
     /// # use plugin_api::{testing::TestHost, Context, Plugin, Result};
     /// # #[derive(Default)] struct Quiet;
-    /// # impl Plugin for Quiet { async fn startup(&self, _: &Context) -> Result<()> { Ok(()) } }
+    /// # impl Plugin for Quiet { async fn startup(self: std::sync::Arc<Self>, _: &Context) -> Result<()> { Ok(()) } }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<()> {
     /// let host = TestHost::start(Quiet).await?;

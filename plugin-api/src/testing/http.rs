@@ -179,7 +179,7 @@ impl TestRequest {
 /// ```
 /// # use plugin_api::{testing::TestHost, Context, Plugin, Result};
 /// # #[derive(Default)] struct Quiet;
-/// # impl Plugin for Quiet { async fn startup(&self, _: &Context) -> Result<()> { Ok(()) } }
+/// # impl Plugin for Quiet { async fn startup(self: std::sync::Arc<Self>, _: &Context) -> Result<()> { Ok(()) } }
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<()> {
 /// # let host = TestHost::start(Quiet).await?;
@@ -266,7 +266,7 @@ impl TestResponse {
     /// ```
     /// # use plugin_api::{testing::TestHost, Context, Plugin, Result};
     /// # #[derive(Default)] struct Quiet;
-    /// # impl Plugin for Quiet { async fn startup(&self, _: &Context) -> Result<()> { Ok(()) } }
+    /// # impl Plugin for Quiet { async fn startup(self: std::sync::Arc<Self>, _: &Context) -> Result<()> { Ok(()) } }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<()> {
     /// # let host = TestHost::start(Quiet).await?;
@@ -293,15 +293,14 @@ impl<P: Plugin> TestHost<P> {
     /// `HEAD` answered by the `GET` route without a body.
     ///
     /// ```
-    /// # use plugin_api::{testing::{TestHost, TestRequest}, Context, Plugin, Request, Result, Route};
+    /// # use plugin_api::{testing::{TestHost, TestRequest}, Context, Json, Path, Plugin, Request, Result, Route};
     /// #[derive(Default)]
     /// struct Items;
     /// impl Plugin for Items {
-    ///     async fn startup(&self, ctx: &Context) -> Result<()> {
-    ///         ctx.route(Route::put("/items/{id}"), |req: Request| async move {
-    ///             let id = req.param("id").unwrap_or_default().to_owned();
+    ///     async fn startup(self: std::sync::Arc<Self>, ctx: &Context) -> Result<()> {
+    ///         ctx.route(Route::put("/items/{id}"), |Path(id): Path<String>, req: Request| async move {
     ///             let body: serde_json::Value = req.json()?;
-    ///             Ok(plugin_api::Json(serde_json::json!({ "id": id, "path": req.path(), "body": body })))
+    ///             Ok::<_, plugin_api::Error>(Json(serde_json::json!({ "id": id, "path": req.path(), "body": body })))
     ///         })
     ///     }
     /// }
@@ -346,7 +345,7 @@ impl<P: Plugin> TestHost<P> {
     /// ```
     /// # use plugin_api::{testing::TestHost, Context, Plugin, Result};
     /// # #[derive(Default)] struct Quiet;
-    /// # impl Plugin for Quiet { async fn startup(&self, _: &Context) -> Result<()> { Ok(()) } }
+    /// # impl Plugin for Quiet { async fn startup(self: std::sync::Arc<Self>, _: &Context) -> Result<()> { Ok(()) } }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<()> {
     /// # let host = TestHost::start(Quiet).await?;
@@ -380,8 +379,8 @@ impl<P: Plugin> TestHost<P> {
     /// #[derive(Default)]
     /// struct Hello;
     /// impl Plugin for Hello {
-    ///     async fn startup(&self, ctx: &Context) -> Result<()> {
-    ///         ctx.route(Route::get("/hello"), |_req: Request| async { Ok("hi") })
+    ///     async fn startup(self: std::sync::Arc<Self>, ctx: &Context) -> Result<()> {
+    ///         ctx.route(Route::get("/hello"), || async { "hi" })
     ///     }
     /// }
     /// # #[tokio::main(flavor = "current_thread")]

@@ -178,7 +178,7 @@ impl<P: Plugin> TestHost<P> {
     /// #[derive(Default)]
     /// struct Measured;
     /// impl Plugin for Measured {
-    ///     async fn startup(&self, ctx: &Context) -> Result<()> {
+    ///     async fn startup(self: std::sync::Arc<Self>, ctx: &Context) -> Result<()> {
     ///         ctx.gauge("temperature_celsius", "Chamber", &[("device", "c7")])?.set(19.5);
     ///         ctx.counter("starts", "Starts", &[])?.inc();
     ///         ctx.histogram("poll_seconds", "Polls", &[], &[])?.observe(0.25);

@@ -6,22 +6,23 @@
 //! features, steps repeaters, and reads what the plugin published and measured.
 //!
 //! ```
-//! use plugin_api::{testing::TestHost, Arg, Context, Json, Plugin, Request, Result, Route};
+//! use plugin_api::{testing::TestHost, Arg, Context, Json, Plugin, Result, Route, State};
 //!
 //! #[derive(Default)]
 //! struct Hello;
+//!
+//! async fn hello(State(greeting): State<String>) -> Json<serde_json::Value> {
+//!     Json(serde_json::json!({ "hello": greeting }))
+//! }
 //!
 //! impl Plugin for Hello {
 //!     fn args() -> Vec<Arg> {
 //!         vec![Arg::string("greeting").default("world")]
 //!     }
 //!
-//!     async fn startup(&self, ctx: &Context) -> Result<()> {
+//!     async fn startup(self: std::sync::Arc<Self>, ctx: &Context) -> Result<()> {
 //!         let greeting: String = ctx.config().get("greeting")?;
-//!         ctx.route(Route::get("/hello"), move |_req: Request| {
-//!             let greeting = greeting.clone();
-//!             async move { Ok(Json(serde_json::json!({ "hello": greeting }))) }
-//!         })
+//!         ctx.with_state(greeting).route(Route::get("/hello"), hello)
 //!     }
 //! }
 //!
@@ -91,7 +92,7 @@ const DEFAULT_PLUGIN_NAME: &str = "test-plugin";
 /// ```
 /// # use plugin_api::{testing::TestHost, Context, Plugin, Result};
 /// # #[derive(Default)] struct Quiet;
-/// # impl Plugin for Quiet { async fn startup(&self, _: &Context) -> Result<()> { Ok(()) } }
+/// # impl Plugin for Quiet { async fn startup(self: std::sync::Arc<Self>, _: &Context) -> Result<()> { Ok(()) } }
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<()> {
 /// let host = TestHost::start(Quiet).await?;
@@ -127,7 +128,7 @@ impl<P: Plugin> TestHostBuilder<P> {
     /// # #[derive(Default)] struct Device;
     /// # impl Plugin for Device {
     /// #     fn args() -> Vec<Arg> { vec![Arg::float("update-interval").default(5.0)] }
-    /// #     async fn startup(&self, _: &Context) -> Result<()> { Ok(()) }
+    /// #     async fn startup(self: std::sync::Arc<Self>, _: &Context) -> Result<()> { Ok(()) }
     /// # }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<()> {
@@ -145,7 +146,7 @@ impl<P: Plugin> TestHostBuilder<P> {
     /// ```
     /// # use plugin_api::{testing::TestHost, Context, Plugin, Result};
     /// # #[derive(Default)] struct Quiet;
-    /// # impl Plugin for Quiet { async fn startup(&self, _: &Context) -> Result<()> { Ok(()) } }
+    /// # impl Plugin for Quiet { async fn startup(self: std::sync::Arc<Self>, _: &Context) -> Result<()> { Ok(()) } }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<()> {
     /// let host = TestHost::builder(Quiet).name("fermenter").start().await?;
@@ -162,7 +163,7 @@ impl<P: Plugin> TestHostBuilder<P> {
     /// ```
     /// # use plugin_api::{testing::TestHost, Context, Plugin, Result};
     /// # #[derive(Default)] struct Quiet;
-    /// # impl Plugin for Quiet { async fn startup(&self, _: &Context) -> Result<()> { Ok(()) } }
+    /// # impl Plugin for Quiet { async fn startup(self: std::sync::Arc<Self>, _: &Context) -> Result<()> { Ok(()) } }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<()> {
     /// let host = TestHost::builder(Quiet).plugin_name("quiet-plugin").start().await?;
@@ -180,7 +181,7 @@ impl<P: Plugin> TestHostBuilder<P> {
     /// ```
     /// # use plugin_api::{testing::TestHost, Context, Plugin, Result};
     /// # #[derive(Default)] struct Quiet;
-    /// # impl Plugin for Quiet { async fn startup(&self, _: &Context) -> Result<()> { Ok(()) } }
+    /// # impl Plugin for Quiet { async fn startup(self: std::sync::Arc<Self>, _: &Context) -> Result<()> { Ok(()) } }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<()> {
     /// let host = TestHost::builder(Quiet)
@@ -206,7 +207,7 @@ impl<P: Plugin> TestHostBuilder<P> {
     /// #[derive(Default)]
     /// struct Broken;
     /// impl Plugin for Broken {
-    ///     async fn startup(&self, _ctx: &Context) -> Result<()> {
+    ///     async fn startup(self: std::sync::Arc<Self>, _ctx: &Context) -> Result<()> {
     ///         Err(Error::msg("no device"))
     ///     }
     /// }
@@ -252,7 +253,7 @@ impl<P: Plugin> TestHost<P> {
     /// ```
     /// # use plugin_api::{testing::TestHost, Context, Plugin, Result};
     /// # #[derive(Default)] struct Quiet;
-    /// # impl Plugin for Quiet { async fn startup(&self, _: &Context) -> Result<()> { Ok(()) } }
+    /// # impl Plugin for Quiet { async fn startup(self: std::sync::Arc<Self>, _: &Context) -> Result<()> { Ok(()) } }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<()> {
     /// let host = TestHost::builder(Quiet).name("svc").start().await?;
@@ -273,7 +274,7 @@ impl<P: Plugin> TestHost<P> {
     /// ```
     /// # use plugin_api::{testing::TestHost, Context, Plugin, Result};
     /// # #[derive(Default)] struct Quiet;
-    /// # impl Plugin for Quiet { async fn startup(&self, _: &Context) -> Result<()> { Ok(()) } }
+    /// # impl Plugin for Quiet { async fn startup(self: std::sync::Arc<Self>, _: &Context) -> Result<()> { Ok(()) } }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<()> {
     /// let host = TestHost::start(Quiet::default()).await?;
@@ -288,7 +289,7 @@ impl<P: Plugin> TestHost<P> {
     /// ```
     /// # use plugin_api::{testing::TestHost, Context, Plugin, Result};
     /// # #[derive(Default)] struct Quiet { level: u8 }
-    /// # impl Plugin for Quiet { async fn startup(&self, _: &Context) -> Result<()> { Ok(()) } }
+    /// # impl Plugin for Quiet { async fn startup(self: std::sync::Arc<Self>, _: &Context) -> Result<()> { Ok(()) } }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<()> {
     /// let host = TestHost::start(Quiet { level: 3 }).await?;
@@ -304,7 +305,7 @@ impl<P: Plugin> TestHost<P> {
     /// ```
     /// # use plugin_api::{testing::TestHost, Context, Plugin, Result};
     /// # #[derive(Default)] struct Quiet;
-    /// # impl Plugin for Quiet { async fn startup(&self, _: &Context) -> Result<()> { Ok(()) } }
+    /// # impl Plugin for Quiet { async fn startup(self: std::sync::Arc<Self>, _: &Context) -> Result<()> { Ok(()) } }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<()> {
     /// let host = TestHost::start(Quiet).await?;
@@ -320,7 +321,7 @@ impl<P: Plugin> TestHost<P> {
     /// ```
     /// # use plugin_api::{testing::TestHost, Context, Plugin, Result};
     /// # #[derive(Default)] struct Quiet;
-    /// # impl Plugin for Quiet { async fn startup(&self, _: &Context) -> Result<()> { Ok(()) } }
+    /// # impl Plugin for Quiet { async fn startup(self: std::sync::Arc<Self>, _: &Context) -> Result<()> { Ok(()) } }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<()> {
     /// let host = TestHost::start(Quiet).await?;
@@ -338,7 +339,7 @@ impl<P: Plugin> TestHost<P> {
     /// ```
     /// # use plugin_api::{testing::TestHost, Context, Plugin, Result};
     /// # #[derive(Default)] struct Quiet;
-    /// # impl Plugin for Quiet { async fn startup(&self, _: &Context) -> Result<()> { Ok(()) } }
+    /// # impl Plugin for Quiet { async fn startup(self: std::sync::Arc<Self>, _: &Context) -> Result<()> { Ok(()) } }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<()> {
     /// let host = TestHost::start(Quiet).await?;
@@ -362,14 +363,12 @@ impl<P: Plugin> TestHost<P> {
     /// `input` as JSON, decoding its answer: what another plugin would get.
     ///
     /// ```
-    /// # use plugin_api::{testing::TestHost, Context, Plugin, Result};
+    /// # use plugin_api::{testing::TestHost, Context, Json, Plugin, Result};
     /// #[derive(Default)]
     /// struct Doubler;
     /// impl Plugin for Doubler {
-    ///     async fn startup(&self, ctx: &Context) -> Result<()> {
-    ///         ctx.add_feature("double", |n: serde_json::Value| async move {
-    ///             Ok(serde_json::json!(n.as_i64().unwrap_or(0) * 2))
-    ///         })
+    ///     async fn startup(self: std::sync::Arc<Self>, ctx: &Context) -> Result<()> {
+    ///         ctx.add_feature("double", |Json(n): Json<i64>| async move { Json(n * 2) })
     ///     }
     /// }
     /// # #[tokio::main(flavor = "current_thread")]
@@ -400,7 +399,7 @@ impl<P: Plugin> TestHost<P> {
     /// #[derive(Default)]
     /// struct Ticker;
     /// impl Plugin for Ticker {
-    ///     async fn startup(&self, ctx: &Context) -> Result<()> {
+    ///     async fn startup(self: std::sync::Arc<Self>, ctx: &Context) -> Result<()> {
     ///         ctx.spawn("tick", std::future::pending::<()>());
     ///         Ok(())
     ///     }

@@ -186,7 +186,7 @@ impl<P: Plugin> TestHost<P> {
     /// #[derive(Default)]
     /// struct Counter(Arc<AtomicU32>);
     /// impl Plugin for Counter {
-    ///     async fn startup(&self, ctx: &Context) -> Result<()> {
+    ///     async fn startup(self: std::sync::Arc<Self>, ctx: &Context) -> Result<()> {
     ///         ctx.repeat("count", Count(self.0.clone()));
     ///         Ok(())
     ///     }
@@ -219,7 +219,7 @@ impl<P: Plugin> TestHost<P> {
     /// }
     /// # #[derive(Default)] struct P;
     /// # impl Plugin for P {
-    /// #     async fn startup(&self, ctx: &Context) -> Result<()> { ctx.repeat("poll", Disabled); Ok(()) }
+    /// #     async fn startup(self: std::sync::Arc<Self>, ctx: &Context) -> Result<()> { ctx.repeat("poll", Disabled); Ok(()) }
     /// # }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<()> {
