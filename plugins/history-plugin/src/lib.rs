@@ -461,6 +461,9 @@ impl Plugin for HistoryPlugin {
 export_plugin!(HistoryPlugin);
 
 #[cfg(test)]
+mod plugin_tests;
+
+#[cfg(test)]
 mod tests {
     use std::time::Duration;
 
