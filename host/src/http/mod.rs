@@ -10,6 +10,7 @@ pub mod debug_mqtt;
 pub mod errors;
 pub mod front;
 pub mod health;
+pub mod json_body;
 pub mod metrics;
 pub mod openapi;
 pub mod plugin_route;
