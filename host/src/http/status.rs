@@ -19,6 +19,7 @@ pub struct ServiceStatus {
 /// Always `ok` while the service answers.
 #[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(inline)]
 pub enum Running {
     Ok,
 }
