@@ -203,7 +203,8 @@ impl Route {
     ///
     /// let docs = Route::post("/items").request_body::<NewItem>().docs();
     /// assert_eq!(docs["requestBody"]["required"], true);
-    /// assert_eq!(docs["x-schemas"]["NewItem"]["required"], serde_json::json!(["name"]));
+    /// // `count` is optional when read, always present when written: two forms.
+    /// assert_eq!(docs["x-schemas"]["NewItem-Input"]["required"], serde_json::json!(["name"]));
     /// ```
     pub fn request_body<T: JsonSchema + ?Sized>(mut self) -> Self {
         let (schema, definitions) = schema_for::<T>(Contract::Deserialize, false);
