@@ -20,6 +20,17 @@ use crate::openapi::{merge_schemas, schema_for, SCHEMAS_KEY};
 /// cannot say one thing while the handler does another. A `Route` adds the prose: summary,
 /// description, tags, the success status, and the errors a handler may answer with.
 ///
+/// Doc comments become descriptions (the host turns rustdoc links such as `` [`State`] ``
+/// into plain text), and serde attributes (`rename`, `default`, …) are honoured.
+///
+/// Schema names: a type's schema is named after the type (`Reading`), one name whether the
+/// route reads it, answers it or both. A type that serde reads and writes differently (a
+/// `default` field, `skip_serializing_if`) has two: `Reading-Input` as read (request body,
+/// query) and `Reading-Output` as answered. In the service's document, a name that different
+/// plugins use for different schemas is qualified with the plugin's name
+/// (`fermenter-log.Reading`), as is one that clashes with a host schema; identical schemas
+/// are shared. The README's "API documentation" has the full rule.
+///
 /// ```
 /// use plugin_api::{http::StatusCode, Route};
 ///

@@ -125,25 +125,37 @@ fn document_lists_every_route() {
         json_schema(&op(&doc, "get", "/_service/status")["responses"]["200"]),
     );
     assert_eq!(status_schema["properties"]["status"]["type"], "string");
+    assert_eq!(status_schema["properties"]["status"]["enum"], json!(["ok"]));
     assert_eq!(
         op(&doc, "get", "/_service/health")["tags"],
         json!(["Service"])
     );
-    for (path, fields) in [
-        ("/_debug/publish", &["exchange", "routing", "message"][..]),
-        ("/_debug/subscribe", &["exchange", "routing"][..]),
+    // The AMQP and the MQTT form of each `_debug` body.
+    for (path, forms) in [
+        (
+            "/_debug/publish",
+            [
+                &["exchange", "routing", "message"][..],
+                &["topic", "message"][..],
+            ],
+        ),
+        (
+            "/_debug/subscribe",
+            [&["exchange", "routing"][..], &["topic"][..]],
+        ),
     ] {
         let operation = op(&doc, "post", path);
         assert_eq!(operation["tags"], json!(["Events"]));
         let body = resolve(&doc, json_schema(&operation["requestBody"]));
-        for field in fields {
-            assert!(body["properties"].get(*field).is_some(), "{path}: {body}");
+        let documented = body["anyOf"].as_array().expect("two forms");
+        assert_eq!(documented.len(), forms.len(), "{path}: {body}");
+        for (form, fields) in documented.iter().zip(forms) {
+            let form = resolve(&doc, form);
+            for field in fields {
+                assert!(form["properties"].get(*field).is_some(), "{path}: {form}");
+            }
+            assert_eq!(form["required"], json!(fields), "{path}");
         }
-        assert_eq!(
-            body["required"].as_array().unwrap().len(),
-            fields.len(),
-            "{path}"
-        );
         assert!(operation["responses"]["200"].is_object());
     }
     op(&doc, "get", "/api/doc");
@@ -221,15 +233,25 @@ fn document_lists_every_route() {
     let body = resolve(&doc, json_schema(&subscribe["requestBody"]));
     assert_eq!(body["required"], json!(["exchange", "routing"]));
 
-    // The history's SubscribeRequest and the host's have the same name but differ: neither
-    // replaced the other.
-    let host_subscribe = json_schema(&op(&doc, "post", "/_debug/subscribe")["requestBody"])["$ref"]
+    // The history's SubscribeRequest and the host's have the same name but differ: the
+    // host's keeps the name, the plugin's is qualified with the plugin's name (README, "API
+    // documentation"). Read as a request and written in a list, it is one schema.
+    let host_subscribe = resolve(
+        &doc,
+        json_schema(&op(&doc, "post", "/_debug/subscribe")["requestBody"]),
+    )["anyOf"][0]["$ref"]
         .as_str()
         .unwrap();
+    assert_eq!(host_subscribe, "#/components/schemas/SubscribeRequest");
     let plugin_subscribe = json_schema(&subscribe["requestBody"])["$ref"]
         .as_str()
         .unwrap();
-    assert_ne!(host_subscribe, plugin_subscribe);
+    assert_eq!(
+        plugin_subscribe,
+        "#/components/schemas/history-plugin.SubscribeRequest"
+    );
+    let listed = json_schema(&op(&doc, "get", "/history/subscriptions")["responses"]["200"]);
+    assert_eq!(listed["items"]["$ref"], plugin_subscribe);
 
     // The host's error body (its own copy, it does not link the SDK) and the history's, from
     // the SDK, are the same schema: shared, not renamed.
@@ -297,6 +319,27 @@ fn document_lists_every_route() {
     for reference in &all {
         resolve(&doc, &json!({ "$ref": reference }));
     }
+
+    // One name per schema: the SDK's error body, declared by two plugins alike, is one
+    // schema; nothing is numbered; every schema is used.
+    let names: BTreeSet<&str> = doc["components"]["schemas"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert!(names.contains("Error"), "{names:?}");
+    assert!(!names.iter().any(|name| name.ends_with("_2")), "{names:?}");
+    for name in &names {
+        assert!(
+            all.contains(&format!("#/components/schemas/{name}")),
+            "{name} is not used"
+        );
+    }
+    // Descriptions carry no rustdoc link markup (the SDK's error body links `Error`).
+    let text = doc.to_string();
+    assert!(!text.contains("[`"), "rustdoc links in the document");
+    assert!(!text.contains("](crate::"), "rustdoc links in the document");
 }
 
 #[test]

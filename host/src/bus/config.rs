@@ -21,7 +21,7 @@ fn decode(text: &str) -> Result<std::borrow::Cow<'_, str>, std::str::Utf8Error> 
 }
 
 /// The AMQP exchange types brewblox-service 0.20.0 accepts (`exchange_type` string).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ExchangeKind {
     /// The original's default.

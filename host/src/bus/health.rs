@@ -15,13 +15,16 @@
 //! recovery, for diagnosis). A `failed` subscription is one the broker refused to declare
 //! (e.g. exchange type mismatch); it is retried with back-off.
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::config::ExchangeKind;
 use super::connection::LinkHealth;
 use super::subscription::{Subscription, SubscriptionState};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// `disabled` while nothing needed the broker, `connected` when every connection in use is
+/// up, `connecting` otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BusState {
     Disabled,
@@ -29,7 +32,8 @@ pub enum BusState {
     Connected,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One of the two AMQP connections (listener, publisher).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct ConnectionHealth {
     pub state: BusState,
     pub reconnects: u64,
@@ -38,23 +42,30 @@ pub struct ConnectionHealth {
     pub blocked: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One AMQP subscription: a plugin's or one made with `/_debug/subscribe`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct SubscriptionHealth {
     pub id: u64,
     pub exchange: String,
     pub routing: String,
     pub exchange_type: ExchangeKind,
+    /// `pending`, `active`, `failed` (refused by the broker, retried) or `cancelled`.
     pub state: &'static str,
+    /// The server-named queue while active.
     pub queue: Option<String>,
+    /// Why the broker refused it.
     pub error: Option<String>,
     /// The plugin that made it; `None` for `/_debug/subscribe` ones.
     pub plugin: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The AMQP eventbus.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct BusHealth {
     pub state: BusState,
+    /// Reconnects of both connections.
     pub reconnects: u64,
+    /// The most recent connection error, kept after recovery for diagnosis.
     pub last_error: Option<String>,
     pub listener: ConnectionHealth,
     pub publisher: ConnectionHealth,

@@ -10,12 +10,17 @@ use axum::{
     body::Body,
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
-    Json,
 };
 use futures::{future::BoxFuture, FutureExt};
-use serde_json::{json, Map, Value};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
 
-use super::errors;
+use super::{
+    debug_mqtt::{MqttPublishRequest, MqttSubscribeRequest},
+    errors,
+    json_body::{self, BadRequest},
+};
 use crate::bus::{BusError, EventBus, ExchangeKind, MessageSink, Subscription};
 
 /// The original's empty 200: `application/octet-stream`, no body.
@@ -28,76 +33,68 @@ pub(super) fn empty_ok() -> Response {
     response
 }
 
-/// A 400 answer: what is wrong, and with which field.
-struct BadRequest {
-    message: String,
-    field: Option<&'static str>,
+/// The body of `POST /_debug/publish`: the AMQP form, or the MQTT form (it has a `topic`).
+#[derive(Debug, JsonSchema)]
+#[serde(untagged)]
+pub enum PublishBody {
+    Amqp(PublishRequest),
+    Mqtt(MqttPublishRequest),
 }
 
-fn bad_request(message: String, field: Option<&'static str>) -> BadRequest {
-    BadRequest { message, field }
+/// The AMQP form of `POST /_debug/publish`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct PublishRequest {
+    /// Exchange to publish to (declared as a topic exchange).
+    pub exchange: String,
+    /// Routing key.
+    pub routing: String,
+    /// Any JSON value: the message body.
+    pub message: Value,
 }
 
-impl IntoResponse for BadRequest {
-    fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.message });
-        if let Some(field) = self.field {
-            body["field"] = Value::String(field.to_owned());
-        }
-        (StatusCode::BAD_REQUEST, Json(body)).into_response()
+/// The body of `POST /_debug/subscribe`: the AMQP form, or the MQTT form (it has a
+/// `topic`).
+#[derive(Debug, JsonSchema)]
+#[serde(untagged)]
+pub enum SubscribeBody {
+    Amqp(SubscribeRequest),
+    Mqtt(MqttSubscribeRequest),
+}
+
+/// The AMQP form of `POST /_debug/subscribe`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct SubscribeRequest {
+    /// Exchange to subscribe to (declared as a topic exchange); not empty.
+    pub exchange: String,
+    /// Routing pattern (topic wildcards `*` and `#`).
+    pub routing: String,
+}
+
+/// Whether the body object is the MQTT form.
+fn is_mqtt_form(object: &serde_json::Map<String, Value>) -> bool {
+    object.contains_key("topic")
+}
+
+impl PublishBody {
+    pub fn parse(body: &[u8]) -> Result<Self, BadRequest> {
+        let object = json_body::object(body)?;
+        Ok(if is_mqtt_form(&object) {
+            PublishBody::Mqtt(json_body::read(object)?)
+        } else {
+            PublishBody::Amqp(json_body::read(object)?)
+        })
     }
 }
 
-/// The body as a JSON object with the string fields `names` (and `message` if asked).
-fn parse(
-    body: &[u8],
-    names: &[&'static str],
-    need_message: bool,
-) -> Result<(Vec<String>, Option<Value>), BadRequest> {
-    let object: Map<String, Value> = match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(object)) => object,
-        Ok(other) => {
-            let kind = match other {
-                Value::Array(_) => "an array",
-                Value::String(_) => "a string",
-                Value::Number(_) => "a number",
-                Value::Bool(_) => "a boolean",
-                _ => "null",
-            };
-            return Err(bad_request(
-                format!("body must be a JSON object, not {kind}"),
-                None,
-            ));
-        }
-        Err(err) => return Err(bad_request(format!("invalid JSON body: {err}"), None)),
-    };
-    let mut values = Vec::new();
-    for name in names {
-        match object.get(*name) {
-            Some(Value::String(text)) => values.push(text.clone()),
-            Some(_) => {
-                return Err(bad_request(
-                    format!("field `{name}` must be a string"),
-                    Some(name),
-                ))
-            }
-            None => return Err(bad_request(format!("missing field `{name}`"), Some(name))),
-        }
+impl SubscribeBody {
+    pub fn parse(body: &[u8]) -> Result<Self, BadRequest> {
+        let object = json_body::object(body)?;
+        Ok(if is_mqtt_form(&object) {
+            SubscribeBody::Mqtt(json_body::read(object)?)
+        } else {
+            SubscribeBody::Amqp(json_body::read(object)?)
+        })
     }
-    let message = if need_message {
-        match object.get("message") {
-            Some(value) => Some(value.clone()),
-            None => {
-                return Err(bad_request(
-                    "missing field `message`".into(),
-                    Some("message"),
-                ))
-            }
-        }
-    } else {
-        None
-    };
-    Ok((values, message))
 }
 
 /// `body` is read here, not by axum's `Bytes` extractor: that one has a 2 MiB limit of its
@@ -107,25 +104,31 @@ pub async fn publish(buses: DebugBuses, body: Body) -> Response {
         Ok(body) => body,
         Err(refused) => return refused,
     };
-    if super::debug_mqtt::is_mqtt_form(&body) {
-        return super::debug_mqtt::publish(buses.mqtt, &body).await;
-    }
+    let request = match PublishBody::parse(&body) {
+        Ok(PublishBody::Amqp(request)) => request,
+        Ok(PublishBody::Mqtt(request)) => {
+            return super::debug_mqtt::publish(buses.mqtt, request).await
+        }
+        Err(bad) => return bad.into_response(),
+    };
     let Some(bus) = buses.amqp else {
         return amqp_unused();
     };
-    let (fields, message) = match parse(&body, &["exchange", "routing"], true) {
-        Ok(parsed) => parsed,
-        Err(bad) => return bad.into_response(),
-    };
-    let payload = match serde_json::to_vec(&message.unwrap_or(Value::Null)) {
+    let payload = match serde_json::to_vec(&request.message) {
         Ok(payload) => payload,
         Err(err) => {
-            return bad_request(format!("cannot encode message: {err}"), Some("message"))
+            return BadRequest::new(format!("cannot encode message: {err}"), Some("message"))
                 .into_response()
         }
     };
     match bus
-        .publish(&fields[0], &fields[1], payload, ExchangeKind::Topic, true)
+        .publish(
+            &request.exchange,
+            &request.routing,
+            payload,
+            ExchangeKind::Topic,
+            true,
+        )
         .await
     {
         Ok(()) => empty_ok(),
@@ -153,7 +156,7 @@ fn amqp_unused() -> Response {
 fn bus_error(err: BusError) -> Response {
     match err {
         BusError::InvalidName { field, .. } => {
-            bad_request(err.to_string(), Some(field)).into_response()
+            BadRequest::new(err.to_string(), Some(field)).into_response()
         }
         err if err.is_unavailable() => {
             errors::text(StatusCode::SERVICE_UNAVAILABLE, &err.to_string())
@@ -179,21 +182,21 @@ pub async fn subscribe(buses: DebugBuses, body: Body) -> Response {
         Ok(body) => body,
         Err(refused) => return refused,
     };
-    if super::debug_mqtt::is_mqtt_form(&body) {
-        return super::debug_mqtt::subscribe(buses.mqtt, &body).await;
-    }
+    let request = match SubscribeBody::parse(&body) {
+        Ok(SubscribeBody::Amqp(request)) => request,
+        Ok(SubscribeBody::Mqtt(request)) => {
+            return super::debug_mqtt::subscribe(buses.mqtt, request).await
+        }
+        Err(bad) => return bad.into_response(),
+    };
     let Some(bus) = buses.amqp else {
         return amqp_unused();
     };
-    let (fields, _) = match parse(&body, &["exchange", "routing"], false) {
-        Ok(parsed) => parsed,
-        Err(bad) => return bad.into_response(),
-    };
-    if fields[0].is_empty() {
-        return bad_request("exchange name must not be empty".into(), Some("exchange"))
+    if request.exchange.is_empty() {
+        return BadRequest::new("exchange name must not be empty", Some("exchange"))
             .into_response();
     }
-    let (sub, added) = match find_or_add(&bus, &fields[0], &fields[1]).await {
+    let (sub, added) = match find_or_add(&bus, &request.exchange, &request.routing).await {
         Ok(found) => found,
         Err(response) => return response,
     };

@@ -8,43 +8,36 @@ use std::sync::{Arc, OnceLock};
 use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
-    Json,
 };
 use futures::{future::BoxFuture, FutureExt};
-use serde_json::{json, Map, Value};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
 
-use super::errors;
+use super::{errors, json_body::BadRequest};
 use crate::mqtt::{MqttBus, MqttError, MqttMessage, MqttSink, MqttSubscription, QoS};
 
-/// Whether `body` is the MQTT form: a JSON object with a `topic`.
-pub fn is_mqtt_form(body: &[u8]) -> bool {
-    matches!(serde_json::from_slice::<Value>(body), Ok(Value::Object(o)) if o.contains_key("topic"))
+/// The MQTT form of `POST /_debug/publish`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct MqttPublishRequest {
+    /// Topic to publish to (no wildcards).
+    pub topic: String,
+    /// Any JSON value, published as its JSON text (QoS 1).
+    pub message: Value,
+    /// Whether the broker retains the message; false when absent or null.
+    #[serde(default)]
+    pub retain: Option<bool>,
+}
+
+/// The MQTT form of `POST /_debug/subscribe`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct MqttSubscribeRequest {
+    /// Topic filter (wildcards `+` and `#`).
+    pub topic: String,
 }
 
 fn bad(message: String, field: &str) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        Json(json!({"error": message, "field": field})),
-    )
-        .into_response()
-}
-
-fn object(body: &[u8]) -> Map<String, Value> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(object)) => object,
-        _ => Map::new(),
-    }
-}
-
-fn topic(object: &Map<String, Value>) -> Option<String> {
-    match object.get("topic") {
-        Some(Value::String(topic)) => Some(topic.clone()),
-        _ => None,
-    }
-}
-
-fn bad_topic() -> Response {
-    bad("field `topic` must be a string".into(), "topic")
+    BadRequest::new(message, Some(field)).into_response()
 }
 
 fn unused() -> Response {
@@ -66,25 +59,14 @@ fn mqtt_error(err: MqttError) -> Response {
 }
 
 /// Publishes `message` as JSON to `topic`, retained if asked.
-pub async fn publish(mqtt: Option<MqttBus>, body: &[u8]) -> Response {
-    let object = object(body);
-    let Some(topic) = topic(&object) else {
-        return bad_topic();
-    };
-    let Some(message) = object.get("message") else {
-        return bad("missing field `message`".into(), "message");
-    };
-    let retain = match object.get("retain") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(retain)) => *retain,
-        Some(_) => return bad("field `retain` must be a boolean".into(), "retain"),
-    };
+pub async fn publish(mqtt: Option<MqttBus>, request: MqttPublishRequest) -> Response {
     let Some(mqtt) = mqtt else {
         return unused();
     };
-    let payload = message.to_string().into_bytes();
+    let payload = request.message.to_string().into_bytes();
+    let retain = request.retain.unwrap_or(false);
     match mqtt
-        .publish(&topic, payload, QoS::AtLeastOnce, retain)
+        .publish(&request.topic, payload, QoS::AtLeastOnce, retain)
         .await
     {
         Ok(()) => super::debug::empty_ok(),
@@ -97,10 +79,8 @@ pub async fn publish(mqtt: Option<MqttBus>, body: &[u8]) -> Response {
 
 /// Subscribes (once per filter, at most [`super::debug::MAX_DEBUG_SUBSCRIPTIONS`]) and
 /// answers once the broker acknowledged it; on an error nothing stays subscribed.
-pub async fn subscribe(mqtt: Option<MqttBus>, body: &[u8]) -> Response {
-    let Some(filter) = topic(&object(body)) else {
-        return bad_topic();
-    };
+pub async fn subscribe(mqtt: Option<MqttBus>, request: MqttSubscribeRequest) -> Response {
+    let filter = request.topic;
     let Some(mqtt) = mqtt else {
         return unused();
     };

@@ -37,6 +37,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::{
@@ -56,45 +57,80 @@ pub struct HealthSources {
     pub reloads: Arc<ReloadLog>,
 }
 
-/// The body of `/_service/health`.
-#[derive(Debug, Serialize)]
+/// `GET /_service/health`: the state of every part of the service.
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct HealthReport {
-    pub status: &'static str,
+    pub status: HealthStatus,
+    /// The service name.
     pub service: String,
+    /// Why the service is unhealthy, one line each; empty when it is not.
     pub problems: Vec<String>,
     pub plugins: Vec<PluginHealth>,
     pub features: Vec<FeatureHealth>,
-    /// The eventbuses in use: `amqp`, `mqtt` or both.
-    pub buses: Vec<&'static str>,
+    /// The eventbuses the options selected.
+    pub buses: Vec<BusKind>,
     pub eventbus: BusHealth,
     /// Null when the service does not use MQTT.
     pub mqtt: Option<MqttHealth>,
     pub reload: ReloadReport,
 }
 
-#[derive(Debug, Serialize)]
+/// The overall state: `unhealthy` (answered with 503) while a needed part is down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    Ok,
+    Unhealthy,
+}
+
+/// An eventbus the service uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BusKind {
+    Amqp,
+    Mqtt,
+}
+
+/// One plugin.
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct PluginHealth {
     pub name: String,
     pub version: String,
+    /// The library's build id, when it has one.
     pub build: Option<String>,
-    pub state: &'static str,
+    pub state: PluginStateName,
+    /// Why the plugin failed, if it did.
     pub error: Option<String>,
+    /// Names of its running background tasks.
     pub tasks: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// Where a plugin is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginStateName {
+    Loaded,
+    Running,
+    Failed,
+    Stopping,
+    Stopped,
+}
+
+/// One shared feature.
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct FeatureHealth {
     pub name: String,
+    /// The plugin that provides it.
     pub plugin: String,
 }
 
 fn plugin_health(plugin: &PluginState, build: Option<String>) -> PluginHealth {
     let (state, error) = match plugin.status() {
-        PluginStatus::Loaded => ("loaded", None),
-        PluginStatus::Running => ("running", None),
-        PluginStatus::Failed(err) => ("failed", Some(err)),
-        PluginStatus::Stopping => ("stopping", None),
-        PluginStatus::Stopped => ("stopped", None),
+        PluginStatus::Loaded => (PluginStateName::Loaded, None),
+        PluginStatus::Running => (PluginStateName::Running, None),
+        PluginStatus::Failed(err) => (PluginStateName::Failed, Some(err)),
+        PluginStatus::Stopping => (PluginStateName::Stopping, None),
+        PluginStatus::Stopped => (PluginStateName::Stopped, None),
     };
     PluginHealth {
         name: plugin.name.clone(),
@@ -171,16 +207,16 @@ pub fn report(sources: &HealthSources) -> HealthReport {
     }
     let mut buses = Vec::new();
     if sources.host.bus.is_enabled() {
-        buses.push("amqp");
+        buses.push(BusKind::Amqp);
     }
     if mqtt.is_some() {
-        buses.push("mqtt");
+        buses.push(BusKind::Mqtt);
     }
     HealthReport {
         status: if problems.is_empty() {
-            "ok"
+            HealthStatus::Ok
         } else {
-            "unhealthy"
+            HealthStatus::Unhealthy
         },
         service: sources.name.clone(),
         problems,

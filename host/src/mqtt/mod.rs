@@ -64,7 +64,7 @@ pub enum MqttError {
 }
 
 /// The connection's state, as health shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MqttState {
     /// Not started yet.
@@ -75,23 +75,29 @@ pub enum MqttState {
 }
 
 /// `/_service/health`'s "mqtt" section.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MqttHealth {
     pub state: MqttState,
+    /// The broker's URL.
     pub broker: String,
     pub reconnects: u64,
     pub last_error: Option<String>,
+    /// The topic of the service's last will, if it has one.
     pub will: Option<String>,
     pub subscriptions: Vec<MqttSubHealth>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One MQTT subscription: a plugin's or one made with `/_debug/subscribe`.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MqttSubHealth {
     pub id: u64,
     pub filter: String,
+    /// The plugin that made it; null for `/_debug/subscribe` ones.
     pub plugin: Option<String>,
+    /// `pending`, `active` or `failed`.
     pub state: &'static str,
     pub error: Option<String>,
+    /// Messages dropped because its queue was full.
     pub dropped: u64,
 }
 

@@ -8,7 +8,7 @@ use crate::sync::Unpoisoned;
 use serde::Serialize;
 
 /// The outcome of the last reload.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct LastReload {
     /// Local time, RFC 3339.
     pub time: String,
@@ -18,7 +18,7 @@ pub struct LastReload {
 }
 
 /// Reloads since the process started.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct ReloadReport {
     pub succeeded: u64,
     pub failed: u64,

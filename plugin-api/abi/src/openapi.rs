@@ -91,7 +91,7 @@ fn encode_ref_name(name: &str) -> String {
 }
 
 /// Replaces every `"$ref"` string found in `refs` throughout `value`.
-fn rewrite_refs(value: &mut Value, refs: &BTreeMap<String, String>) {
+pub fn rewrite_refs(value: &mut Value, refs: &BTreeMap<String, String>) {
     match value {
         Value::Object(object) => {
             for (key, item) in object.iter_mut() {
@@ -111,7 +111,7 @@ fn rewrite_refs(value: &mut Value, refs: &BTreeMap<String, String>) {
 }
 
 /// Old `$ref` → new `$ref` for a renaming of schemas.
-fn ref_map(renames: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+pub fn ref_map(renames: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let mut refs = BTreeMap::new();
     for (old, new) in renames {
         let new_ref = format!("{SCHEMA_REF_PREFIX}{}", encode_ref_name(new));

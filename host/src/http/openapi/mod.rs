@@ -1,27 +1,33 @@
 //! The service's OpenAPI 3.0 document, served at `GET /{name}/api/doc/swagger.json` (the
 //! original's path; it served Swagger 2.0 there).
 //!
-//! It lists every route the service has: the host's own (status, health, the `_debug`
-//! endpoints, these docs) and every plugin route under its prefixed path, with what the
-//! plugin declared through the SDK (`Route::summary`, `request_body`, `response`, `query`,
-//! …). A route that declares nothing still appears, with its method and path. Plugin routes
-//! are tagged with the plugin's name unless they chose tags; path parameters are listed
-//! from the path itself (`{*rest}` becomes `{rest}`); the plugins' named schemas are merged
-//! into `components/schemas`, a name clash between different schemas renaming the newcomer
-//! (`<plugin>.<Name>`) rather than overwriting. Keys an operation object may not have
-//! (set with `Route::openapi`) are dropped, so that a plugin cannot make the document invalid
-//! that way; a route without responses gets a `default` one, as OpenAPI requires.
+//! It lists every route the service has: the host's own (status, health, metrics, the
+//! `_debug` endpoints, these docs), documented from the types their handlers use
+//! ([`builtin`]), and every plugin route under its prefixed path, with what the plugin
+//! declared through the SDK. A route that declares nothing still appears, with its method
+//! and path. Plugin routes are tagged with the plugin's name unless they chose tags; path
+//! parameters are listed from the path itself (`{*rest}` becomes `{rest}`); the routes'
+//! named schemas are merged into `components/schemas` by the rule of [`schemas`]. Keys an
+//! operation object may not have (set with `Route::openapi`) are dropped, so that a plugin
+//! cannot make the document invalid that way; a route without responses gets a `default`
+//! one, as OpenAPI requires. Rustdoc's link markup in descriptions is made plain text
+//! ([`doc_links`]).
 //!
 //! The document is built once, after every plugin's startup (routes are frozen by then).
 
-use plugin_abi::openapi::{merge_schemas, SCHEMAS_KEY};
-use schemars::JsonSchema;
+mod builtin;
+pub mod doc_links;
+#[cfg(test)]
+mod drift_tests;
+mod operation;
+pub mod schemas;
+
 use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
 
-use super::route_docs::Route;
 use crate::plugins::routes::RouteEntry;
+use schemas::{Owner, SCHEMAS_KEY};
 
 /// The OpenAPI version the document follows.
 pub const OPENAPI_VERSION: &str = "3.0.3";
@@ -62,118 +68,52 @@ pub struct DocInfo<'a> {
     pub plugins: &'a [(String, String)],
 }
 
-/// `GET /_service/status`.
-#[derive(JsonSchema)]
-#[allow(dead_code)] // only its schema is used
-struct ServiceStatus {
-    /// Always `ok` while the service answers.
-    status: String,
-}
-
-/// The overall state in `GET /_service/health`.
-#[derive(JsonSchema)]
-#[serde(rename_all = "lowercase")]
-#[allow(dead_code)]
-enum HealthStatus {
-    Ok,
-    Unhealthy,
-}
-
-/// One plugin in `GET /_service/health`.
-#[derive(JsonSchema)]
-#[allow(dead_code)]
-struct PluginHealth {
-    name: String,
-    version: String,
-    /// `loaded`, `running`, `failed`, `stopping` or `stopped`.
-    state: String,
-    /// Why the plugin failed, if it did.
-    error: Option<String>,
-    /// Names of its running background tasks.
-    tasks: Vec<String>,
-}
-
-/// One shared feature in `GET /_service/health`.
-#[derive(JsonSchema)]
-#[allow(dead_code)]
-struct FeatureOwner {
-    name: String,
-    /// The plugin that provides it.
-    plugin: String,
-}
-
-/// `GET /_service/health`: the state of every part of the service.
-#[derive(JsonSchema)]
-#[allow(dead_code)]
-struct HealthReport {
-    status: HealthStatus,
-    /// The service name.
-    service: String,
-    /// Why the service is unhealthy; empty when it is not.
-    problems: Vec<String>,
-    plugins: Vec<PluginHealth>,
-    features: Vec<FeatureOwner>,
-    /// Connection state, reconnects, last error, listener, publisher and subscriptions.
-    eventbus: Map<String, Value>,
-}
-
-/// The body of `POST /_debug/publish`.
-#[derive(JsonSchema)]
-#[allow(dead_code)]
-struct PublishRequest {
-    /// Exchange to publish to (declared as a topic exchange).
-    exchange: String,
-    /// Routing key.
-    routing: String,
-    /// Any JSON value: the message body.
-    message: Value,
-}
-
-/// The body of `POST /_debug/subscribe`.
-#[derive(JsonSchema)]
-#[allow(dead_code)]
-struct SubscribeRequest {
-    /// Exchange to subscribe to (declared as a topic exchange); not empty.
-    exchange: String,
-    /// Routing pattern (topic wildcards `*` and `#`).
-    routing: String,
-}
-
-/// An OpenAPI 3.0 response object with no body.
-fn plain(description: &str) -> Value {
-    json!({ "description": description })
-}
-
-/// A text response (the host's `"<code>: <reason>"` error bodies).
-fn text(description: &str) -> Value {
-    json!({
-        "description": description,
-        "content": { "text/plain": { "schema": { "type": "string" } } },
-    })
-}
-
 /// One route of the document before it is laid out: who owns it, its OpenAPI methods, its
-/// path relative to the prefix and its documentation (an operation object, plus the named
-/// schemas it refers to under [`SCHEMAS_KEY`]).
+/// path relative to the prefix, its documentation (an operation object) and the named
+/// schemas the documentation refers to.
 struct DocRoute {
-    owner: String,
+    owner: Owner,
     methods: Vec<&'static str>,
     path: String,
     docs: Map<String, Value>,
+    schemas: Map<String, Value>,
 }
 
 impl DocRoute {
     fn of_plugin(entry: &RouteEntry) -> Self {
-        let docs = match &entry.docs {
+        let mut docs = match &entry.docs {
             Some(docs) => object(docs.clone(), &entry.path, &entry.plugin),
             None => Map::new(),
         };
+        let schemas = match docs.remove(SCHEMAS_KEY) {
+            Some(Value::Object(schemas)) => schemas,
+            _ => Map::new(),
+        };
         DocRoute {
-            owner: entry.plugin.clone(),
+            owner: Owner::Plugin(entry.plugin.clone()),
             methods: openapi_methods(&entry.method),
             path: entry.path.clone(),
             docs,
+            schemas,
         }
+    }
+
+    fn builtin(operation: operation::Operation) -> Self {
+        DocRoute {
+            owner: Owner::Host,
+            methods: operation.methods,
+            path: operation.path,
+            docs: operation.docs,
+            schemas: operation.schemas,
+        }
+    }
+}
+
+/// The tag of a route that chose none: its plugin's name.
+fn default_tag(owner: &Owner) -> &str {
+    match owner {
+        Owner::Host => "host",
+        Owner::Plugin(plugin) => plugin,
     }
 }
 
@@ -190,154 +130,6 @@ fn object(docs: Value, path: &str, owner: &str) -> Map<String, Value> {
             Map::new()
         }
     }
-}
-
-/// The host's own routes, documented as plugins document theirs.
-fn builtin_routes() -> Vec<DocRoute> {
-    // `extra` adds responses the builder has no method for (text and empty bodies).
-    let builtin = |methods: Vec<&'static str>, route: Route, extra: Vec<(&str, Value)>| {
-        let mut docs = object(route.docs(), route.path(), "host");
-        if !extra.is_empty() {
-            if let Value::Object(responses) = docs.entry("responses").or_insert_with(|| json!({})) {
-                for (status, response) in extra {
-                    responses.insert(status.to_owned(), response);
-                }
-                responses.sort_keys();
-            }
-        }
-        DocRoute {
-            owner: "host".into(),
-            methods,
-            path: route.path().to_owned(),
-            docs,
-        }
-    };
-    let empty_ok = "Done; an empty body (`application/octet-stream`), as the original";
-    vec![
-        builtin(
-            vec!["get", "head"],
-            Route::get("/_service/status")
-                .tag(TAG_SERVICE)
-                .summary("Service status")
-                .description(
-                    "Answers `{\"status\": \"ok\"}` (exactly these bytes) while the service \
-                     runs.",
-                )
-                .response::<ServiceStatus>(200, "The service runs"),
-            vec![],
-        ),
-        builtin(
-            vec!["get"],
-            Route::get("/_service/health")
-                .tag(TAG_SERVICE)
-                .summary("Service health")
-                .description(
-                    "The state of every plugin, shared feature and the eventbus. 503 while a \
-                     plugin has failed, the eventbus is in use but not connected, or a \
-                     subscription was refused.",
-                )
-                .response::<HealthReport>(200, "Healthy")
-                .response::<HealthReport>(503, "Unhealthy: see `problems`"),
-            vec![],
-        ),
-        builtin(
-            vec!["get"],
-            Route::get(super::metrics::PREFIXED)
-                .tag(TAG_SERVICE)
-                .summary("Prometheus metrics")
-                .description(
-                    "Every metric of the process (HTTP, eventbus, plugins, process) in the \
-                     Prometheus text format 0.0.4, or in OpenMetrics 1.0 when `Accept` names \
-                     `application/openmetrics-text`. Also served unprefixed at `/metrics`.",
-                ),
-            vec![(
-                "200",
-                text("The metrics, as `text/plain; version=0.0.4` or OpenMetrics"),
-            )],
-        ),
-        builtin(
-            vec!["post"],
-            Route::post("/_debug/publish")
-                .tag(TAG_EVENTS)
-                .summary("Publish a message on the eventbus")
-                .description(
-                    "Publishes `message` (JSON) to the topic exchange `exchange` with routing \
-                     key `routing`, declaring the exchange.",
-                )
-                .request_body::<PublishRequest>()
-                .error_response(400, "The body is not an object with these fields"),
-            vec![
-                ("200", plain(empty_ok)),
-                (
-                    "409",
-                    text("The broker refused it, e.g. the exchange exists with another type (`409: <reason>`)"),
-                ),
-                ("413", text("The message is over `--eventbus-max-message-size`")),
-                ("503", text("The eventbus is unreachable (`503: <reason>`)")),
-            ],
-        ),
-        builtin(
-            vec!["post"],
-            Route::post("/_debug/subscribe")
-                .tag(TAG_EVENTS)
-                .summary("Subscribe to the eventbus")
-                .description(
-                    "Subscribes to the topic exchange `exchange` with pattern `routing`; what \
-                     arrives is logged at INFO (`Unhandled event: …`), as the original's \
-                     default handler did.",
-                )
-                .request_body::<SubscribeRequest>()
-                .error_response(400, "The body is not an object with these fields"),
-            vec![
-                ("200", plain(empty_ok)),
-                (
-                    "409",
-                    text("The broker refused the subscription, or 100 already exist (`409: <reason>`)"),
-                ),
-                ("503", text("The eventbus is unreachable (`503: <reason>`)")),
-            ],
-        ),
-        builtin(
-            vec!["get"],
-            Route::get("/api/doc")
-                .tag(TAG_DOCS)
-                .summary("API documentation (UI)")
-                .description(
-                    "This interactive page (Swagger UI), served from the binary with no \
-                     network access; also at `/api/doc/`.",
-                ),
-            vec![(
-                "200",
-                json!({
-                    "description": "The page",
-                    "content": { "text/html": { "schema": { "type": "string" } } },
-                }),
-            )],
-        ),
-        builtin(
-            vec!["get"],
-            Route::get("/api/doc/swagger.json")
-                .tag(TAG_DOCS)
-                .summary("API documentation (OpenAPI document)")
-                .description("This document: OpenAPI 3.0, every route of the service."),
-            vec![(
-                "200",
-                json!({
-                    "description": "The OpenAPI document",
-                    "content": { "application/json": { "schema": { "type": "object" } } },
-                }),
-            )],
-        ),
-        builtin(
-            vec!["get"],
-            Route::get("/api/doc/swagger_static/{file}")
-                .tag(TAG_DOCS)
-                .summary("API documentation (UI assets)")
-                .description("The script, style sheet, icon and licence files of the UI.")
-                .path_param("file", "File name, e.g. `swagger-ui-bundle.js`"),
-            vec![("200", plain("The file")), ("404", text("No such file"))],
-        ),
-    ]
 }
 
 /// The OpenAPI methods of a plugin route's method (`*` → all of [`ANY_METHODS`]).
@@ -440,17 +232,6 @@ fn operation(
     docs
 }
 
-/// Moves the route's named schemas into `components` (a clash renamed, see
-/// [`merge_schemas`]) and points the operation's references at their names there.
-fn take_schemas(docs: &mut Map<String, Value>, components: &mut Map<String, Value>, owner: &str) {
-    let schemas = match docs.remove(SCHEMAS_KEY) {
-        Some(Value::Object(schemas)) => schemas,
-        _ => return,
-    };
-    let mut fragments: Vec<&mut Value> = docs.values_mut().collect();
-    merge_schemas(components, schemas, &mut fragments, owner);
-}
-
 /// The `paths` object, in the order paths are first seen.
 #[derive(Default)]
 struct Paths {
@@ -548,31 +329,53 @@ fn info_object(info: &DocInfo<'_>) -> Value {
 
 /// Builds the document from the plugin routes (frozen) and the host's own.
 pub fn document(info: &DocInfo<'_>, plugin_routes: &[RouteEntry]) -> Value {
-    let mut routes = builtin_routes();
+    let mut routes: Vec<DocRoute> = builtin::routes()
+        .into_iter()
+        .map(DocRoute::builtin)
+        .collect();
     routes.extend(plugin_routes.iter().map(DocRoute::of_plugin));
 
+    let owned: Vec<(Owner, Map<String, Value>)> = routes
+        .iter_mut()
+        .map(|route| (route.owner.clone(), std::mem::take(&mut route.schemas)))
+        .collect();
+    let named = schemas::name_schemas(&owned);
+
     let mut paths = Paths::default();
-    let mut components = Map::new();
     let mut used_tags: Vec<String> = Vec::new();
-    for mut route in routes {
-        take_schemas(&mut route.docs, &mut components, &route.owner);
-        let (path, path_params) = openapi_path(&route.path);
-        let op = operation(route.docs, &route.owner, &path_params);
+    for (index, route) in routes.into_iter().enumerate() {
+        let DocRoute {
+            owner,
+            methods,
+            path,
+            docs,
+            ..
+        } = route;
+        let mut docs = Value::Object(docs);
+        schemas::rewrite_refs(&mut docs, &|reference| named.new_ref(index, reference));
+        let docs = match docs {
+            Value::Object(docs) => docs,
+            _ => Map::new(),
+        };
+        let (path, path_params) = openapi_path(&path);
+        let op = operation(docs, default_tag(&owner), &path_params);
         for tag in tags(&op) {
             if !used_tags.iter().any(|used| used == tag) {
                 used_tags.push(tag.to_owned());
             }
         }
-        paths.add(format!("/{}{path}", info.name), &route.methods, &op);
+        paths.add(format!("/{}{path}", info.name), &methods, &op);
     }
 
-    json!({
+    let mut doc = json!({
         "openapi": OPENAPI_VERSION,
         "info": info_object(info),
         "tags": tag_objects(&used_tags, info.plugins),
         "paths": paths.into_value(),
-        "components": { "schemas": components },
-    })
+        "components": { "schemas": named.components },
+    });
+    doc_links::strip_descriptions(&mut doc);
+    doc
 }
 
 #[cfg(test)]
@@ -642,7 +445,7 @@ mod tests {
         let body = &paths["/svc/_debug/publish"]["post"]["requestBody"];
         assert_eq!(
             body["content"]["application/json"]["schema"]["$ref"],
-            "#/components/schemas/PublishRequest"
+            "#/components/schemas/PublishBody"
         );
         assert!(
             doc["components"]["schemas"]["PublishRequest"]["properties"]["message"].is_object()
