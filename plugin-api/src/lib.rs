@@ -37,6 +37,7 @@ mod logging;
 pub mod metrics;
 mod mqtt;
 pub mod openapi;
+pub mod panics;
 mod plugin;
 mod repeater;
 mod route;
@@ -57,7 +58,7 @@ pub use mqtt::{MqttFn, MqttMessage, QoS};
 pub use plugin::Plugin;
 pub use repeater::{Repeat, Repeater};
 pub use route::Route;
-pub use runtime::panic_text;
+pub use panics::panic_text;
 /// The schemars crate, for `#[schemars(crate = "plugin_api::schemars")]` and its attributes.
 pub use schemars;
 /// Derives a JSON schema for route documentation ([`Route::request_body`],

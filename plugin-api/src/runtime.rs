@@ -8,15 +8,15 @@
 //! an error value, so no panic ever unwinds into the host.
 
 use std::{
-    any::Any,
     future::Future,
-    panic::{catch_unwind, AssertUnwindSafe},
     pin::Pin,
     sync::OnceLock,
     task::{Context, Poll},
 };
 
 use abi_stable::std_types::{RResult, RString};
+
+use crate::panics;
 
 static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
 static PLUGIN_NAME: OnceLock<String> = OnceLock::new();
@@ -32,6 +32,9 @@ pub(crate) fn set_plugin_name(name: &str) {
 /// on it, and the host, not this runtime, polls most plugin futures.
 pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     RUNTIME.get_or_init(|| {
+        // Installed with the first guard, before logging exists: a panic while the host loads
+        // the library is reported on one line too.
+        panics::install_hook();
         let name = PLUGIN_NAME.get().map(String::as_str).unwrap_or("plugin");
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -42,33 +45,10 @@ pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// The message a panic was raised with (`panic!("…")`), from the payload
-/// [`catch_unwind`](std::panic::catch_unwind) returns; `unknown panic payload` for a payload
-/// that is not text. The SDK and the host describe every caught panic with it.
-///
-/// ```
-/// let payload = std::panic::catch_unwind(|| panic!("kaboom {}", 1)).unwrap_err();
-/// assert_eq!(plugin_api::panic_text(&*payload), "kaboom 1");
-/// ```
-pub fn panic_text(payload: &(dyn Any + Send)) -> &str {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        s
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s
-    } else {
-        "unknown panic payload"
-    }
-}
-
-/// A caught panic as an error message.
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    format!("panicked: {}", panic_text(payload))
-}
-
 /// Runs `f` inside the plugin runtime, turning a panic into `Err`.
 pub(crate) fn guard_sync<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     let _enter = runtime().enter();
-    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| panic_message(&*payload))
+    panics::catch(f)
 }
 
 /// A plugin future made safe for the host: runs in the plugin runtime, never unwinds.
@@ -102,12 +82,12 @@ where
             let _enter = runtime().enter();
             // SAFETY: see above; `fut` stays where it is until dropped in place.
             let fut = unsafe { Pin::new_unchecked(fut) };
-            catch_unwind(AssertUnwindSafe(|| fut.poll(cx)))
+            panics::catch(|| fut.poll(cx))
         };
         let output = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(result)) => result.map_err(RString::from).into(),
-            Err(payload) => RResult::RErr(panic_message(&*payload).into()),
+            Err(report) => RResult::RErr(report.into()),
         };
         drop_in_place_guarded(&mut this.fut);
         Poll::Ready(output)
@@ -124,7 +104,10 @@ impl<F> Drop for Guarded<F> {
 fn drop_in_place_guarded<T>(slot: &mut Option<T>) {
     if slot.is_some() {
         let _enter = runtime().enter();
-        let _ = catch_unwind(AssertUnwindSafe(|| *slot = None));
+        if let Err(report) = panics::catch(|| *slot = None) {
+            // Nobody waits for this result: the panic is logged here, once.
+            tracing::error!(target: "panic", "dropping a future {report}");
+        }
     }
 }
 

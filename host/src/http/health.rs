@@ -75,7 +75,10 @@ pub struct HealthReport {
 #[derive(Debug, Serialize)]
 pub struct PluginHealth {
     pub name: String,
+    /// The plugin crate's version.
     pub version: String,
+    /// Which build of that version: the library's GNU build id in hex, or `sha256:<hex>` of
+    /// its mapped bytes when it was linked without one.
     pub build: Option<String>,
     pub state: &'static str,
     pub error: Option<String>,

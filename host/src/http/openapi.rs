@@ -88,7 +88,11 @@ enum HealthStatus {
 #[allow(dead_code)]
 struct PluginHealth {
     name: String,
+    /// The plugin crate's version.
     version: String,
+    /// The library's GNU build id in hex, or `sha256:<hex>` (its mapped bytes) when it was
+    /// linked without one: which build of the version runs.
+    build: Option<String>,
     /// `loaded`, `running`, `failed`, `stopping` or `stopped`.
     state: String,
     /// Why the plugin failed, if it did.
