@@ -55,10 +55,10 @@ pub use feature::Feature;
 pub use http::{Handler, IntoResponse, Json, Method, Request, RequestBuilder, Response};
 pub use metrics::{Counter, Gauge, Histogram};
 pub use mqtt::{MqttFn, MqttMessage, QoS};
+pub use panics::panic_text;
 pub use plugin::Plugin;
 pub use repeater::{Repeat, Repeater};
 pub use route::Route;
-pub use panics::panic_text;
 /// The schemars crate, for `#[schemars(crate = "plugin_api::schemars")]` and its attributes.
 pub use schemars;
 /// Derives a JSON schema for route documentation ([`Route::request_body`],

@@ -22,10 +22,10 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
+use plugin_api::panics;
 use tokio::runtime::Handle;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
-use plugin_api::panics;
 use tracing::{debug, error, info, warn};
 
 use super::config::{declare_exchange_like_original, BusConfig};
