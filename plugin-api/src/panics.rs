@@ -10,7 +10,8 @@
 //! description becomes the `Err` of the catch, and whoever holds that error logs it once, with
 //! its context (the host names the plugin and the task, route or handler). Any other panic (in
 //! a thread or a `tokio::spawn`ed task of the plugin's own) is logged by the hook, at ERROR
-//! with the target `panic`. So one panic makes one line.
+//! with the target `panic`. So one panic makes one line (two with `RUST_BACKTRACE=full`, which
+//! adds its backtrace).
 
 use std::{
     any::Any,
@@ -81,6 +82,14 @@ fn hook(info: &PanicHookInfo<'_>) {
     let location = info
         .location()
         .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+    if full_backtrace_wanted() {
+        // Asked for explicitly: a record of its own, its lines escaped like any other's.
+        let at = location.as_deref().unwrap_or("<unknown location>");
+        log_line(&format!(
+            "backtrace of the panic at {at}:\n{}",
+            std::backtrace::Backtrace::force_capture()
+        ));
+    }
     if CATCHING.with(Cell::get) > 0 {
         // The catch reports it; the location is only known here.
         LAST.with(|last| {
@@ -96,11 +105,23 @@ fn hook(info: &PanicHookInfo<'_>) {
         thread.name().unwrap_or("<unnamed>"),
         describe(message, location.as_deref())
     );
+    log_line(&report);
+}
+
+/// Logs at ERROR with the target `panic`, or before any logger exists, on stderr folded.
+fn log_line(text: &str) {
     if tracing::dispatcher::has_been_set() {
-        tracing::error!(target: "panic", "{report}");
+        tracing::error!(target: "panic", "{text}");
     } else {
-        eprintln!("{}", fold_lines(&report));
+        eprintln!("{}", fold_lines(text));
     }
+}
+
+/// `RUST_BACKTRACE=full`, a developer's explicit request, adds a backtrace record to each
+/// panic; `RUST_BACKTRACE=1`, which many environments set for good, does not (symbolising
+/// takes long, and the line would no longer be one).
+fn full_backtrace_wanted() -> bool {
+    std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v == "full")
 }
 
 /// Counts a running catch on this thread for as long as it lives (a panic included).
