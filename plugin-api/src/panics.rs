@@ -11,7 +11,8 @@
 //! its context (the host names the plugin and the task, route or handler). Any other panic (in
 //! a thread or a `tokio::spawn`ed task of the plugin's own) is logged by the hook, at ERROR
 //! with the target `panic`. So one panic makes one line (two with `RUST_BACKTRACE=full`, which
-//! adds its backtrace).
+//! adds its backtrace). A panic that plugin code catches itself inside a catch is not logged:
+//! it was handled, like an error.
 
 use std::{
     any::Any,

@@ -37,7 +37,7 @@ impl TaskSet {
                 }
                 Ok(RResult::RErr(err)) => {
                     crate::metrics::global().plugins.task_failed(&plugin_name);
-                    // The plugin's error (a panic in the task included) may span lines.
+                    // A plugin's error may span lines (a panic's is folded already).
                     let err = panics::fold_lines(&err);
                     tracing::error!("plugin {plugin_name}: task {task_name} failed: {err}")
                 }
