@@ -72,6 +72,7 @@ mod message;
 pub mod metrics;
 mod mqtt;
 pub mod openapi;
+
 mod plugin;
 mod repeater;
 mod request;

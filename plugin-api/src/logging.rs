@@ -3,7 +3,8 @@
 //! Statics are per cdylib, so the plugin has its own `tracing` dispatcher that the host's
 //! subscriber never sees. This small subscriber is installed as that dispatcher: it asks the
 //! host once per call site whether the level/target is enabled (so disabled events cost
-//! nothing and never cross) and hands the formatted event over. Spans are not forwarded.
+//! nothing and never cross) and hands the formatted event over; the host adds the plugin's
+//! name to each. Spans are not forwarded.
 
 use std::fmt::{self, Write};
 
@@ -114,10 +115,9 @@ impl MessageVisitor {
     }
 }
 
-/// Installs the forwarder and a panic hook that logs panics through it.
+/// Installs the forwarder and the one-line panic hook ([`panics`](crate::abi::panics)), which
+/// logs through it the panics no guard reports.
 pub(crate) fn init(host: HostLoggerBox) {
     let _ = tracing::subscriber::set_global_default(Forwarder { host });
-    std::panic::set_hook(Box::new(|info| {
-        tracing::error!(target: "panic", "{info}");
-    }));
+    crate::abi::panics::install_hook();
 }

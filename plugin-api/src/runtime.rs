@@ -8,9 +8,7 @@
 //! an error value, so no panic ever unwinds into the host.
 
 use std::{
-    any::Any,
     future::Future,
-    panic::{catch_unwind, AssertUnwindSafe},
     pin::Pin,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -21,7 +19,7 @@ use std::{
 
 use abi_stable::std_types::{RResult, RString};
 
-use crate::abi::panic_text;
+use crate::abi::panics;
 
 static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
 static PLUGIN_NAME: OnceLock<String> = OnceLock::new();
@@ -56,6 +54,9 @@ pub(crate) fn set_plugin_name(name: &str) {
 /// on it, and the host, not this runtime, polls most plugin futures.
 pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     RUNTIME.get_or_init(|| {
+        // Installed with the first guard, before logging exists: a panic while the host loads
+        // the library is reported on one line too.
+        panics::install_hook();
         let name = PLUGIN_NAME.get().map(String::as_str).unwrap_or("plugin");
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -66,15 +67,10 @@ pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// A caught panic as an error message.
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    format!("panicked: {}", panic_text(payload))
-}
-
 /// Runs `f` inside the plugin runtime, turning a panic into `Err`.
 pub(crate) fn guard_sync<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     let _enter = runtime().enter();
-    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| panic_message(&*payload))
+    panics::catch(f)
 }
 
 /// A plugin future made safe for the host: runs in the plugin runtime, never unwinds.
@@ -108,12 +104,12 @@ where
             let _enter = enter();
             // SAFETY: see above; `fut` stays where it is until dropped in place.
             let fut = unsafe { Pin::new_unchecked(fut) };
-            catch_unwind(AssertUnwindSafe(|| fut.poll(cx)))
+            panics::catch(|| fut.poll(cx))
         };
         let output = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(result)) => result.map_err(RString::from).into(),
-            Err(payload) => RResult::RErr(panic_message(&*payload).into()),
+            Err(report) => RResult::RErr(report.into()),
         };
         drop_in_place_guarded(&mut this.fut);
         Poll::Ready(output)
@@ -130,7 +126,10 @@ impl<F> Drop for Guarded<F> {
 fn drop_in_place_guarded<T>(slot: &mut Option<T>) {
     if slot.is_some() {
         let _enter = enter();
-        let _ = catch_unwind(AssertUnwindSafe(|| *slot = None));
+        if let Err(report) = panics::catch(|| *slot = None) {
+            // Nobody waits for this result: the panic is logged here, once.
+            tracing::error!(target: "panic", "dropping a future {report}");
+        }
     }
 }
 

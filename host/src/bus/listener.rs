@@ -10,12 +10,11 @@
 //! delivery is at-most-once overall: messages published while disconnected, and those
 //! prefetched or in a handler when the connection drops, are lost (as in the original).
 
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
@@ -23,6 +22,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
+use plugin_abi::panics;
 use tokio::runtime::Handle;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
@@ -498,20 +498,12 @@ async fn relay(sub: &Subscription, delivery: Delivery, limit: usize) {
     }
     let sink = sub.sink();
     let started = std::time::Instant::now();
-    let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| {
-        sink.deliver(sub, routing_key.as_str(), data)
-    })) {
-        Ok(fut) => match AssertUnwindSafe(fut).catch_unwind().await {
-            Ok(result) => result,
-            Err(panic) => Err(format!(
-                "handler panicked: {}",
-                plugin_abi::panic_text(&*panic)
-            )),
-        },
-        Err(panic) => Err(format!(
-            "handler panicked: {}",
-            plugin_abi::panic_text(&*panic)
-        )),
+    // A panic is described on one line, with its location, and logged once: below.
+    let outcome = match panics::catch(|| sink.deliver(sub, routing_key.as_str(), data)) {
+        Ok(fut) => panics::catch_future(fut)
+            .await
+            .unwrap_or_else(|report| Err(format!("handler {report}"))),
+        Err(report) => Err(format!("handler {report}")),
     };
     match &outcome {
         Err(err) if is_not_json(err) => metrics.dropped(Dropped::NotJson),

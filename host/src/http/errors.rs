@@ -11,11 +11,7 @@ use http_body_util::BodyExt;
 /// `docs/brewblox-service-0.20.0.md`: a newline in
 /// the original's reason phrase broke the response).
 pub fn text(status: StatusCode, reason: &str) -> Response {
-    let reason: String = reason
-        .split(['\n', '\r'])
-        .filter(|part| !part.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let reason = plugin_abi::panics::fold_lines(reason);
     let mut response = format!("{}: {reason}", status.as_u16()).into_response();
     *response.status_mut() = status;
     response.headers_mut().insert(

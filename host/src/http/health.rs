@@ -95,8 +95,10 @@ pub enum BusKind {
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct PluginHealth {
     pub name: String,
+    /// The plugin crate's version.
     pub version: String,
-    /// The library's build id, when it has one.
+    /// Which build of that version: the library's GNU build id in hex, or `sha256:<hex>` of
+    /// its mapped bytes when it was linked without one.
     pub build: Option<String>,
     pub state: PluginStateName,
     /// Why the plugin failed, if it did.

@@ -11,7 +11,6 @@ use axum::{
     http::{HeaderName, HeaderValue, StatusCode},
     response::Response,
 };
-use futures::FutureExt;
 use plugin_abi::{FfiPair, FfiRequest, FfiResponse, FfiSpan};
 
 use super::errors::{self, FromPlugin};
@@ -34,9 +33,7 @@ pub async fn serve(route: Arc<PluginRoute>, params: RawPathParams, request: Requ
         Err(refused) => return refused,
     };
     let request = ffi_request(&parts, &params, body);
-    let outcome = std::panic::AssertUnwindSafe(route.entry.handler.handle(request))
-        .catch_unwind()
-        .await;
+    let outcome = plugin_abi::panics::catch_future(route.entry.handler.handle(request)).await;
     let mut response = match outcome {
         Ok(RResult::ROk(response)) => into_response(&route, response),
         Ok(RResult::RErr(reason)) => {
@@ -52,9 +49,9 @@ pub async fn serve(route: Arc<PluginRoute>, params: RawPathParams, request: Requ
             }
             response
         }
-        Err(_) => {
+        Err(report) => {
             tracing::error!(
-                "plugin {}: {} {} panicked",
+                "plugin {}: {} {} {report}",
                 route.plugin,
                 parts.method,
                 parts.uri.path()

@@ -69,7 +69,10 @@ pub fn init(settings: &LogSettings<'_>) -> Result<(), String> {
     tracing_subscriber::registry()
         .with(stderr.and_then(file).with_filter(filter(settings)?))
         .try_init()
-        .map_err(|err| format!("cannot install the logger: {err}"))
+        .map_err(|err| format!("cannot install the logger: {err}"))?;
+    // A panic of the host's own is a log line too, not std's lines on stderr.
+    plugin_abi::panics::install_hook();
+    Ok(())
 }
 
 /// One output in the brewblox format, the same for a terminal, a pipe and a file.

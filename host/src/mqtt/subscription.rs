@@ -3,14 +3,14 @@
 
 use std::{
     fmt,
-    panic::AssertUnwindSafe,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
 };
 
-use futures::{future::BoxFuture, FutureExt};
+use futures::future::BoxFuture;
+use plugin_abi::panics;
 use tokio::sync::{mpsc, watch};
 
 /// One received message.
@@ -143,13 +143,12 @@ pub(crate) async fn consume(
         let _unacked = crate::metrics::global().bus.unacked(super::BUS);
         let started = std::time::Instant::now();
         let topic = message.topic.clone();
-        let call = std::panic::catch_unwind(AssertUnwindSafe(|| sink.deliver(&sub, message)));
-        let outcome = match call {
-            Ok(future) => AssertUnwindSafe(future)
-                .catch_unwind()
+        // A panic is described on one line, with its location, and logged once: below.
+        let outcome = match panics::catch(|| sink.deliver(&sub, message)) {
+            Ok(future) => panics::catch_future(future)
                 .await
-                .unwrap_or_else(|panic| Err(panic_text(&panic))),
-            Err(panic) => Err(panic_text(&panic)),
+                .unwrap_or_else(|report| Err(format!("handler {report}"))),
+            Err(report) => Err(format!("handler {report}")),
         };
         metrics.handled(started.elapsed(), outcome.is_ok());
         if let Err(err) = outcome {
@@ -160,8 +159,4 @@ pub(crate) async fn consume(
             );
         }
     }
-}
-
-fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    format!("handler panicked: {}", plugin_abi::panic_text(&**panic))
 }

@@ -318,10 +318,10 @@ pub(crate) async fn handled(
     plugin: String,
     delivery: FfiFuture<RResult<(), RString>>,
 ) -> Result<(), String> {
-    match std::panic::AssertUnwindSafe(delivery).catch_unwind().await {
+    match plugin_abi::panics::catch_future(delivery).await {
         Ok(RResult::ROk(())) => Ok(()),
         Ok(RResult::RErr(err)) => Err(format!("plugin {plugin}: {err}")),
-        Err(_) => Err(format!("plugin {plugin}: handler panicked")),
+        Err(report) => Err(format!("plugin {plugin}: handler {report}")),
     }
 }
 

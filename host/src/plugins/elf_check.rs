@@ -43,7 +43,10 @@ fn host_machine() -> Option<elf::Machine> {
 /// What the check learnt about a plugin file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ElfInfo {
-    /// The GNU build id (`readelf -n`), in hex: tells two builds of one version apart.
+    /// What identifies this build of the library: its GNU build id (`readelf -n`) in hex, or
+    /// for a library linked without one, `sha256:` and the SHA-256 of the bytes the dynamic
+    /// loader maps. Two builds of one version differ; `None` only if the file could not be
+    /// read again.
     pub build_id: Option<String>,
 }
 
@@ -54,9 +57,35 @@ pub fn check(path: &Path) -> Result<ElfInfo, String> {
     let (header, endian) = parse_header(data, size)?;
     check_segments(header, endian, data, size)?;
     check_export(header, endian, data)?;
-    Ok(ElfInfo {
-        build_id: build_id(header, endian, data),
-    })
+    let build_id = build_id(header, endian, data)
+        .or_else(|| mapped_end(path).and_then(|end| content_digest(path, end)));
+    Ok(ElfInfo { build_id })
+}
+
+/// `sha256:` and the hex SHA-256 of the first `len` bytes of `path`: the identity of a
+/// library the linker gave no build id (`-Wl,--build-id=none`). Only the mapped bytes are
+/// read, never a file's debug info or anything appended after them.
+fn content_digest(path: &Path, len: u64) -> Option<String> {
+    use std::io::Read;
+    let mut file = File::open(path).ok()?.take(len);
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buffer = vec![0u8; 64 * 1024];
+    // Bounded by `len`: `take` ends the reads there, or earlier at the end of the file.
+    loop {
+        match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => digest.update(&buffer[..n]),
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    let hex: String = digest
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Some(format!("sha256:{hex}"))
 }
 
 /// The `NT_GNU_BUILD_ID` note, which linkers add by default on Linux distributions.
@@ -231,6 +260,23 @@ mod tests {
         let empty = dir.path().join("b.so");
         std::fs::write(&empty, "").unwrap();
         assert!(check(&empty).unwrap_err().contains("only 0 bytes"));
+    }
+
+    #[test]
+    fn a_digest_covers_only_the_bytes_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("lib.so");
+        std::fs::write(&file, "abc and what a loader never maps").unwrap();
+        // The FIPS 180-2 test vector for "abc".
+        assert_eq!(
+            super::content_digest(&file, 3).as_deref(),
+            Some("sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        );
+        assert_ne!(
+            super::content_digest(&file, 4),
+            super::content_digest(&file, 3)
+        );
+        assert_eq!(super::content_digest(&dir.path().join("gone.so"), 3), None);
     }
 
     #[test]

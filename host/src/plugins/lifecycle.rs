@@ -11,7 +11,6 @@ use abi_stable::{
     std_types::{RArc, RResult, RString},
 };
 use async_ffi::FfiFuture;
-use futures::FutureExt;
 use plugin_abi::{HostContext_TO, PluginInstanceBox};
 
 use super::{
@@ -62,7 +61,7 @@ async fn run_hook(
     future: FfiFuture<RResult<(), RString>>,
     timeout: Option<Duration>,
 ) -> Result<(), String> {
-    let guarded = std::panic::AssertUnwindSafe(future).catch_unwind();
+    let guarded = plugin_abi::panics::catch_future(future);
     let outcome = match timeout {
         Some(limit) => match tokio::time::timeout(limit, guarded).await {
             Ok(outcome) => outcome,
@@ -78,7 +77,7 @@ async fn run_hook(
     match outcome {
         Ok(RResult::ROk(())) => Ok(()),
         Ok(RResult::RErr(err)) => Err(format!("plugin {plugin}: {hook} failed: {err}")),
-        Err(_) => Err(format!("plugin {plugin}: {hook} panicked")),
+        Err(report) => Err(format!("plugin {plugin}: {hook} {report}")),
     }
 }
 

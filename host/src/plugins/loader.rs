@@ -36,7 +36,8 @@ use crate::sync::Unpoisoned;
 pub struct LoadedPlugin {
     pub name: String,
     pub version: String,
-    /// The GNU build id of the library, if it has one (two builds of a version differ).
+    /// What identifies this build of the library: its GNU build id, or a SHA-256 of its
+    /// content (see [`elf_check::ElfInfo`]); two builds of a version differ.
     pub build_id: Option<String>,
     /// The `plugin-api` version it was built against.
     pub api_version: String,
@@ -219,7 +220,7 @@ struct Opened {
     same_fingerprint: bool,
 }
 
-/// Opened libraries by GNU build id (a hash of the linked content).
+/// Opened libraries by build id (a hash of the linked content, or of the mapped bytes).
 static OPENED: std::sync::Mutex<std::collections::BTreeMap<String, Opened>> =
     std::sync::Mutex::new(std::collections::BTreeMap::new());
 

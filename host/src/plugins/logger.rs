@@ -2,7 +2,9 @@
 //!
 //! Records go through the `log` facade, which tracing-log bridges into tracing with the
 //! plugin's own (dynamic) target. So a plugin's lines carry its module path, are filtered
-//! by `RUST_LOG` like any other target, and share the host's format.
+//! by `RUST_LOG` like any other target, and share the host's format. Each message starts
+//! with `plugin <name>: `, like the host's own lines about a plugin, so every line a plugin
+//! writes names it.
 
 use abi_stable::std_types::RStr;
 use plugin_abi::{level, FfiLogRecord, HostLogger, HostLoggerBox, HostLogger_TO};
@@ -45,6 +47,9 @@ impl HostLogger for PluginLogger {
 
     fn log(&self, record: FfiLogRecord) {
         // The SDK's panic hook logs under the fixed target "panic"; name the plugin instead.
+        // The target alone does not always tell the plugin (the SDK's repeaters log as
+        // `plugin_api::repeater`, a dependency under its own name): the message says it, in
+        // the words of the host's own lines about a plugin.
         let panic_target;
         let target = if record.target.as_str() == "panic" {
             panic_target = format!("{}::panic", self.plugin.replace('-', "_"));
@@ -56,7 +61,7 @@ impl HostLogger for PluginLogger {
         let module = (!record.module_path.is_empty()).then_some(record.module_path.as_str());
         log::logger().log(
             &log::Record::builder()
-                .args(format_args!("{}", record.message))
+                .args(format_args!("plugin {}: {}", self.plugin, record.message))
                 .level(log_level(record.level))
                 .target(target)
                 .module_path(module)

@@ -7,8 +7,7 @@ use std::sync::{Arc, Mutex};
 use crate::sync::Unpoisoned;
 use abi_stable::std_types::{RResult, RString};
 use async_ffi::FfiFuture;
-use futures::FutureExt;
-use plugin_abi::{TaskHandle, TaskHandleBox, TaskHandle_TO};
+use plugin_abi::{panics, TaskHandle, TaskHandleBox, TaskHandle_TO};
 use tokio::{runtime::Handle, task::AbortHandle};
 
 /// The tasks of one plugin.
@@ -29,17 +28,19 @@ impl TaskSet {
     ) -> TaskHandleBox {
         let (plugin_name, task_name) = (plugin.to_owned(), name.to_owned());
         let join = runtime.spawn(async move {
-            match std::panic::AssertUnwindSafe(task).catch_unwind().await {
+            match panics::catch_future(task).await {
                 Ok(RResult::ROk(())) => {
                     tracing::debug!("plugin {plugin_name}: task {task_name} finished")
                 }
                 Ok(RResult::RErr(err)) => {
                     crate::metrics::global().plugins.task_failed(&plugin_name);
+                    // A plugin's error may span lines (a panic's is folded already).
+                    let err = panics::fold_lines(&err);
                     tracing::error!("plugin {plugin_name}: task {task_name} failed: {err}")
                 }
-                Err(_) => {
+                Err(report) => {
                     crate::metrics::global().plugins.task_failed(&plugin_name);
-                    tracing::error!("plugin {plugin_name}: task {task_name} panicked")
+                    tracing::error!("plugin {plugin_name}: task {task_name} {report}")
                 }
             }
         });

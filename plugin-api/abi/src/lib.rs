@@ -12,7 +12,7 @@
 //!   `build.rs`);
 //! - the JSON contracts the host reads: the argument specs a plugin declares ([`Arg`]) and
 //!   how a route's documentation carries its schemas ([`openapi`]);
-//! - [`panic_text`], used on both sides to report a caught panic.
+//! - [`panics`]: how both sides catch a panic and describe it on one line ([`panic_text`]).
 //!
 //! Design rules, learnt the hard way (the reasons are in `docs/plugin-abi.md`):
 //! - Low-frequency data (config, argument specs, route docs) crosses as JSON strings, so it can
@@ -27,6 +27,7 @@ mod args;
 #[allow(non_local_definitions)] // abi_stable 0.11's `sabi_trait` expansion; harmless
 mod host;
 pub mod openapi;
+pub mod panics;
 #[allow(non_local_definitions)]
 mod plugin;
 mod types;
@@ -39,22 +40,5 @@ pub use types::*;
 pub use abi_stable;
 pub use async_ffi;
 
-use std::any::Any;
 
-/// The message a panic was raised with (`panic!("…")`), from the payload
-/// [`catch_unwind`](std::panic::catch_unwind) returns; `unknown panic payload` for a payload
-/// that is not text. The SDK and the host describe every caught panic with it.
-///
-/// ```
-/// let payload = std::panic::catch_unwind(|| panic!("kaboom {}", 1)).unwrap_err();
-/// assert_eq!(plugin_abi::panic_text(&*payload), "kaboom 1");
-/// ```
-pub fn panic_text(payload: &(dyn Any + Send)) -> &str {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        s
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s
-    } else {
-        "unknown panic payload"
-    }
-}
+pub use panics::panic_text;
