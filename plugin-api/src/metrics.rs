@@ -68,7 +68,7 @@ impl Histogram {
     }
 }
 
-impl Context {
+impl<S> Context<S> {
     fn metric(
         &self,
         kind: u8,
