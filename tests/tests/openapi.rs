@@ -231,8 +231,8 @@ fn document_lists_every_route() {
         .unwrap();
     assert_ne!(host_subscribe, plugin_subscribe);
 
-    // Testkit routes declare nothing: listed with method, path, path parameters, the plugin's
-    // tag and a default response.
+    // Testkit routes declare no prose: listed with method, path, path parameters, the
+    // plugin's tag and the responses their handlers' types document.
     for (method, path) in [
         ("get", "/kit/config"),
         ("post", "/kit/json"),
@@ -245,7 +245,8 @@ fn document_lists_every_route() {
         let operation = op(&doc, method, path);
         assert_eq!(operation["tags"], json!(["testkit-plugin"]), "{path}");
         assert!(operation.get("summary").is_none(), "{path}");
-        assert!(operation["responses"]["default"].is_object(), "{path}");
+        let responses = operation["responses"].as_object().unwrap();
+        assert!(!responses.is_empty() && !responses.contains_key("default"), "{path}");
     }
     assert_eq!(
         param(op(&doc, "post", "/kit/bus/{index}/swap"), "index", "path")["required"],
