@@ -289,7 +289,7 @@ fn failing_handlers_and_malformed_messages_are_logged_and_dropped() {
         "{text}"
     );
     assert!(
-        text.contains("invalid JSON body") && text.contains("payload is empty, not JSON"),
+        text.contains("message is not JSON") && text.contains("empty message body"),
         "{text}"
     );
     assert!(host.is_running());
