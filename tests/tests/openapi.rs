@@ -246,7 +246,10 @@ fn document_lists_every_route() {
         assert_eq!(operation["tags"], json!(["testkit-plugin"]), "{path}");
         assert!(operation.get("summary").is_none(), "{path}");
         let responses = operation["responses"].as_object().unwrap();
-        assert!(!responses.is_empty() && !responses.contains_key("default"), "{path}");
+        assert!(
+            !responses.is_empty() && !responses.contains_key("default"),
+            "{path}"
+        );
     }
     assert_eq!(
         param(op(&doc, "post", "/kit/bus/{index}/swap"), "index", "path")["required"],
