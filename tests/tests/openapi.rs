@@ -264,8 +264,8 @@ fn document_lists_every_route() {
         json_schema(&recent["responses"]["404"])["$ref"]
     );
 
-    // Testkit routes declare nothing: listed with method, path, path parameters, the plugin's
-    // tag and a default response.
+    // Testkit routes declare no prose: listed with method, path, path parameters, the
+    // plugin's tag and the responses their handlers' types document.
     for (method, path) in [
         ("get", "/kit/config"),
         ("post", "/kit/json"),
@@ -278,7 +278,11 @@ fn document_lists_every_route() {
         let operation = op(&doc, method, path);
         assert_eq!(operation["tags"], json!(["testkit-plugin"]), "{path}");
         assert!(operation.get("summary").is_none(), "{path}");
-        assert!(operation["responses"]["default"].is_object(), "{path}");
+        let responses = operation["responses"].as_object().unwrap();
+        assert!(
+            !responses.is_empty() && !responses.contains_key("default"),
+            "{path}"
+        );
     }
     assert_eq!(
         param(op(&doc, "post", "/kit/bus/{index}/swap"), "index", "path")["required"],

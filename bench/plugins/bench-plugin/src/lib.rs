@@ -18,7 +18,7 @@ use std::{
 };
 
 use plugin_api::{
-    export_plugin, Arg, Context, Json, Plugin, Publish, Request, Result, Route, Subscription,
+    export_plugin, schemars, Arg, Context, Json, JsonSchema, Plugin, Publish, Query, Result, Route,
 };
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -136,7 +136,7 @@ impl State {
     }
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, JsonSchema)]
 struct PublishRun {
     n: u64,
     exchange: String,
@@ -144,14 +144,76 @@ struct PublishRun {
     declare: u8,
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, JsonSchema)]
 struct Since {
     since: Option<u64>,
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, JsonSchema)]
 struct Gate {
     closed: u8,
+}
+
+/// The handlers' state (`State` is the bench's own struct, hence the full path).
+type Shared = plugin_api::State<Arc<State>>;
+
+/// The measured handler: keep it identical to the host's `bench-native` route.
+async fn hello() -> Json<Value> {
+    Json(json!({"hello": "world"}))
+}
+
+async fn on_message(plugin_api::State(state): Shared, Json(message): Json<Value>) {
+    state.on_message(message).await;
+}
+
+async fn stats(plugin_api::State(state): Shared, Query(since): Query<Since>) -> Json<Value> {
+    Json(state.stats(since.since))
+}
+
+async fn reset(plugin_api::State(state): Shared) -> Json<Value> {
+    state.reset();
+    Json(json!({"reset": true}))
+}
+
+async fn gate(plugin_api::State(state): Shared, Query(gate): Query<Gate>) -> Json<Value> {
+    state.gate.send_replace(gate.closed != 0);
+    Json(json!({"closed": gate.closed != 0}))
+}
+
+async fn publish(
+    plugin_api::State(ctx): plugin_api::State<Context>,
+    Query(run): Query<PublishRun>,
+) -> Result<Json<Value>> {
+    let n = run.n.min(10_000_000);
+    // Publish from a task of the plugin, as plugins do (a repeater, a background
+    // task), not from inside this HTTP request; the request waits for the result.
+    let (done, result) = tokio::sync::oneshot::channel();
+    let task_ctx = ctx.clone();
+    ctx.spawn("bench-publish", async move {
+        let start = Instant::now();
+        let mut outcome = Ok(());
+        for seq in 0..n {
+            let message = json!({"t": now_ns(), "seq": seq});
+            let sent = match Publish::new(&run.exchange, "bench.pub", &message) {
+                Ok(publish) => {
+                    task_ctx
+                        .publish_with(publish.declare_exchange(run.declare != 0))
+                        .await
+                }
+                Err(err) => Err(err),
+            };
+            if let Err(err) = sent {
+                outcome = Err(err.to_string());
+                break;
+            }
+        }
+        let _ = done.send(outcome.map(|()| start.elapsed().as_nanos() as u64));
+    });
+    match result.await {
+        Ok(Ok(elapsed_ns)) => Ok(Json(json!({"n": n, "elapsed_ns": elapsed_ns}))),
+        Ok(Err(err)) => Err(plugin_api::Error::msg(err)),
+        Err(_) => Err(plugin_api::Error::msg("the publish task ended early")),
+    }
 }
 
 impl Plugin for Bench {
@@ -161,89 +223,18 @@ impl Plugin for Bench {
             .help("Exchange the bench subscription listens to (routing key #)")]
     }
 
-    async fn startup(&self, ctx: &Context) -> Result<()> {
-        // The measured handler: keep it identical to the host's `bench-native` route.
-        ctx.route(Route::get("/bench/plugin"), |_req: Request| async {
-            Ok(Json(json!({"hello": "world"})))
-        })?;
+    async fn startup(self: Arc<Self>, ctx: &Context) -> Result<()> {
+        ctx.route(Route::get("/bench/plugin"), hello)?;
 
         let state = Arc::new(State::new());
         let exchange: String = ctx.config().get("bench-exchange")?;
-        let sub_state = Arc::clone(&state);
-        ctx.subscribe(
-            &exchange,
-            "#",
-            move |_sub: Subscription, _key: String, message: Value| {
-                let state = Arc::clone(&sub_state);
-                async move {
-                    state.on_message(message).await;
-                    Ok(())
-                }
-            },
-        )?;
-
-        let stats_state = Arc::clone(&state);
-        ctx.route(Route::get("/bench/stats"), move |req: Request| {
-            let state = Arc::clone(&stats_state);
-            async move {
-                let since: Since = req.query_as()?;
-                Ok(Json(state.stats(since.since)))
-            }
-        })?;
-        let reset_state = Arc::clone(&state);
-        ctx.route(Route::post("/bench/reset"), move |_req: Request| {
-            let state = Arc::clone(&reset_state);
-            async move {
-                state.reset();
-                Ok(Json(json!({"reset": true})))
-            }
-        })?;
-        let gate_state = Arc::clone(&state);
-        ctx.route(Route::post("/bench/gate"), move |req: Request| {
-            let state = Arc::clone(&gate_state);
-            async move {
-                let gate: Gate = req.query_as()?;
-                state.gate.send_replace(gate.closed != 0);
-                Ok(Json(json!({"closed": gate.closed != 0})))
-            }
-        })?;
-        let publish_ctx = ctx.clone();
-        ctx.route(Route::post("/bench/publish"), move |req: Request| {
-            let ctx = publish_ctx.clone();
-            async move {
-                let run: PublishRun = req.query_as()?;
-                let n = run.n.min(10_000_000);
-                // Publish from a task of the plugin, as plugins do (a repeater, a background
-                // task), not from inside this HTTP request; the request waits for the result.
-                let (done, result) = tokio::sync::oneshot::channel();
-                let task_ctx = ctx.clone();
-                ctx.spawn("bench-publish", async move {
-                    let start = Instant::now();
-                    let mut outcome = Ok(());
-                    for seq in 0..n {
-                        let message = json!({"t": now_ns(), "seq": seq});
-                        let sent = match Publish::new(&run.exchange, "bench.pub", &message) {
-                            Ok(publish) => {
-                                task_ctx
-                                    .publish_with(publish.declare_exchange(run.declare != 0))
-                                    .await
-                            }
-                            Err(err) => Err(err),
-                        };
-                        if let Err(err) = sent {
-                            outcome = Err(err.to_string());
-                            break;
-                        }
-                    }
-                    let _ = done.send(outcome.map(|()| start.elapsed().as_nanos() as u64));
-                });
-                match result.await {
-                    Ok(Ok(elapsed_ns)) => Ok(Json(json!({"n": n, "elapsed_ns": elapsed_ns}))),
-                    Ok(Err(err)) => Err(plugin_api::Error::msg(err)),
-                    Err(_) => Err(plugin_api::Error::msg("the publish task ended early")),
-                }
-            }
-        })?;
+        let with_state = ctx.with_state(state);
+        with_state.subscribe(&exchange, "#", on_message)?;
+        with_state.route(Route::get("/bench/stats"), stats)?;
+        with_state.route(Route::post("/bench/reset"), reset)?;
+        with_state.route(Route::post("/bench/gate"), gate)?;
+        ctx.with_state(ctx.clone())
+            .route(Route::post("/bench/publish"), publish)?;
         Ok(())
     }
 }
