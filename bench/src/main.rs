@@ -18,6 +18,7 @@ mod baseline;
 mod generate;
 mod load;
 mod mqtt;
+mod mqtt_rows;
 mod reload;
 mod util;
 
@@ -164,7 +165,8 @@ fn main() -> ExitCode {
 }
 
 const USAGE: &str = "usage: bench [--quick] [--profile release|debug] [--rounds N] \
-[--connections N] [--only http,status,bus,latency,startup,rss,recovery] [--generate N]";
+[--connections N] [--only http,status,bus,mqtt,latency,startup,rss,recovery,reload] \
+[--generate N]";
 
 fn run(args: &[String]) -> Result<bool> {
     let mut quick = false;
@@ -384,6 +386,14 @@ async fn measure_all(config: &Config) -> Vec<Row> {
                     .unwrap_or_else(|err| vec![Row::error("4", "eventbus latency", &err)]),
             );
         }
+    }
+    report(&rows, &mut reported);
+    if config.wants("mqtt") {
+        rows.extend(
+            mqtt_rows::rows(config)
+                .await
+                .unwrap_or_else(|err| vec![Row::error("3d", "MQTT eventbus throughput", &err)]),
+        );
     }
     report(&rows, &mut reported);
     if config.wants("startup") {

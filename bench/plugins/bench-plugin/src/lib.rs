@@ -5,8 +5,10 @@
 //! - a subscription to `--bench-exchange` (topic, `#`) that counts messages, records the
 //!   latency of those carrying a send time `t` (Unix ns) and the receive times, and can be
 //!   held at a gate so the harness can fill the queue before measuring the drain;
+//! - on a service that uses MQTT, the same counting subscription to `bench/deliver/#`;
 //! - `GET /bench/stats`, `POST /bench/reset`, `POST /bench/gate?closed=0|1`,
-//!   `POST /bench/publish?n=&exchange=&declare=0|1`: counters and publish-with-confirms runs.
+//!   `POST /bench/publish?n=&exchange=&declare=0|1`: counters and publish-with-confirms runs;
+//!   `POST /bench/mqtt-publish?n=`: `n` QoS 1 publishes to `bench/pub`, each awaited.
 
 use std::{
     collections::VecDeque,
@@ -18,7 +20,8 @@ use std::{
 };
 
 use plugin_api::{
-    export_plugin, Arg, Context, Json, Plugin, Publish, Request, Result, Route, Subscription,
+    export_plugin, Arg, Context, Json, MqttMessage, Plugin, Publish, QoS, Request, Result, Route,
+    Subscription,
 };
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -27,6 +30,10 @@ use tokio::sync::watch;
 const RING: usize = 65_536;
 /// Latency samples kept (the harness resets between runs).
 const MAX_SAMPLES: usize = 1_000_000;
+/// The MQTT subscription's filter (the harness publishes to `bench/deliver/...`).
+const MQTT_FILTER: &str = "bench/deliver/#";
+/// Where `/bench/mqtt-publish` publishes.
+const MQTT_PUBLISH_TOPIC: &str = "bench/pub";
 
 #[derive(Default)]
 pub struct Bench;
@@ -145,6 +152,11 @@ struct PublishRun {
 }
 
 #[derive(serde::Deserialize)]
+struct MqttPublishRun {
+    n: u64,
+}
+
+#[derive(serde::Deserialize)]
 struct Since {
     since: Option<u64>,
 }
@@ -168,19 +180,36 @@ impl Plugin for Bench {
         })?;
 
         let state = Arc::new(State::new());
-        let exchange: String = ctx.config().get("bench-exchange")?;
-        let sub_state = Arc::clone(&state);
-        ctx.subscribe(
-            &exchange,
-            "#",
-            move |_sub: Subscription, _key: String, message: Value| {
+        // A service started with `--mqtt-*` options only has no AMQP eventbus, and one
+        // without them no MQTT eventbus: subscribe to what the service uses.
+        let config = ctx.config();
+        if config.get::<Option<bool>>("amqp")?.unwrap_or(true) {
+            let exchange: String = config.get("bench-exchange")?;
+            let sub_state = Arc::clone(&state);
+            ctx.subscribe(
+                &exchange,
+                "#",
+                move |_sub: Subscription, _key: String, message: Value| {
+                    let state = Arc::clone(&sub_state);
+                    async move {
+                        state.on_message(message).await;
+                        Ok(())
+                    }
+                },
+            )?;
+        }
+        if config.get::<Option<bool>>("mqtt")?.unwrap_or(false) {
+            let sub_state = Arc::clone(&state);
+            ctx.mqtt_subscribe(MQTT_FILTER, move |_sub, message: MqttMessage| {
                 let state = Arc::clone(&sub_state);
                 async move {
-                    state.on_message(message).await;
+                    // Decoded as the bare client does; a payload that is not JSON counts too.
+                    let value = message.json::<Value>().unwrap_or(Value::Null);
+                    state.on_message(value).await;
                     Ok(())
                 }
-            },
-        )?;
+            })?;
+        }
 
         let stats_state = Arc::clone(&state);
         ctx.route(Route::get("/bench/stats"), move |req: Request| {
@@ -244,8 +273,45 @@ impl Plugin for Bench {
                 }
             }
         })?;
+        mqtt_publish_route(ctx)?;
         Ok(())
     }
+}
+
+/// `POST /bench/mqtt-publish?n=`: `n` QoS 1 publishes from a task of the plugin, each
+/// awaited until the broker acknowledged it; answers the elapsed time.
+fn mqtt_publish_route(ctx: &Context) -> Result<()> {
+    let publish_ctx = ctx.clone();
+    ctx.route(Route::post("/bench/mqtt-publish"), move |req: Request| {
+        let ctx = publish_ctx.clone();
+        async move {
+            let run: MqttPublishRun = req.query_as()?;
+            let n = run.n.min(10_000_000);
+            let (done, result) = tokio::sync::oneshot::channel();
+            let task_ctx = ctx.clone();
+            ctx.spawn("bench-mqtt-publish", async move {
+                let start = Instant::now();
+                let mut outcome = Ok(());
+                for seq in 0..n {
+                    let message = json!({"t": now_ns(), "seq": seq});
+                    let sent = task_ctx
+                        .mqtt_publish_json(MQTT_PUBLISH_TOPIC, &message, QoS::AtLeastOnce, false)
+                        .await;
+                    if let Err(err) = sent {
+                        outcome = Err(err.to_string());
+                        break;
+                    }
+                }
+                let _ = done.send(outcome.map(|()| start.elapsed().as_nanos() as u64));
+            });
+            match result.await {
+                Ok(Ok(elapsed_ns)) => Ok(Json(json!({"n": n, "elapsed_ns": elapsed_ns}))),
+                Ok(Err(err)) => Err(plugin_api::Error::msg(err)),
+                Err(_) => Err(plugin_api::Error::msg("the publish task ended early")),
+            }
+        }
+    })?;
+    Ok(())
 }
 
 export_plugin!(Bench);
