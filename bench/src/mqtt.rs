@@ -23,8 +23,8 @@ use crate::util::{self, unix_ns};
 /// A private Mosquitto, killed when dropped.
 pub struct Broker {
     pub port: u16,
-    child: Child,
-    _dir: tempfile::TempDir,
+    child: Option<Child>,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Broker {
@@ -48,8 +48,8 @@ impl Broker {
             .with_context(|| format!("start {binary}"))?;
         let broker = Broker {
             port,
-            child,
-            _dir: dir,
+            child: Some(child),
+            _dir: Some(dir),
         };
         let deadline = Instant::now() + Duration::from_secs(5);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -64,8 +64,10 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -322,4 +324,69 @@ impl Drop for Publisher {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A broker someone else started on 127.0.0.1:`port` (the callgrind scripts start theirs).
+pub fn external(port: u16) -> Broker {
+    Broker {
+        port,
+        child: None,
+        _dir: None,
+    }
+}
+
+/// The diagnostic subcommands the callgrind scripts run (`bench mqtt ...`), each bounded:
+/// - `bare-publish N PORT`: `N` QoS 1 publishes to `bench/pub`, each awaited (row 3e's
+///   baseline);
+/// - `bare-subscribe N PORT`: a bare subscriber to `bench/bare/#` that exits after `N`
+///   messages (row 3d's baseline);
+/// - `send N PORT TOPIC RATE`: `N` QoS 0 messages to `TOPIC` at `RATE` per second.
+pub async fn tool(args: &[String]) -> Result<()> {
+    let number = |i: usize| -> Result<u64> {
+        args.get(i)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("argument {} must be a number", i + 1))
+    };
+    let broker = external(u16::try_from(number(2)?)?);
+    let n = number(1)?;
+    match args.first().map(String::as_str) {
+        Some("bare-publish") => {
+            let publisher = Arc::new(Publisher::connect(&broker, "bench-cg-pub").await?);
+            let elapsed = publisher.publish_qos1_sequential("bench/pub", n).await?;
+            println!("{n} QoS 1 publishes in {elapsed:?}");
+        }
+        Some("bare-subscribe") => {
+            let sub = BareSubscriber::start(&broker, "bench/bare/#").await?;
+            println!("subscribed");
+            let deadline = Instant::now() + Duration::from_secs(600);
+            while sub.count.load(Ordering::SeqCst) < n {
+                if Instant::now() >= deadline {
+                    bail!("fewer than {n} messages within 600 s");
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        Some("send") => {
+            let topic = args.get(3).context("send N PORT TOPIC RATE")?;
+            let rate = number(4)?.max(1);
+            let publisher = Arc::new(Publisher::connect(&broker, "bench-cg-send").await?);
+            let mut tick = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
+            for seq in 0..n {
+                tick.tick().await;
+                publisher
+                    .client
+                    .publish(topic.as_str(), QoS::AtMostOnce, false, untimed(seq))
+                    .await?;
+            }
+            // QoS 0 leaves when the event loop has written it: a last QoS 1 round trip
+            // behind it makes sure it has.
+            publisher.publish_qos1_sequential("bench/flush", 1).await?;
+        }
+        _ => bail!("bench mqtt bare-publish|bare-subscribe N PORT | send N PORT TOPIC RATE"),
+    }
+    Ok(())
+}
+
+fn untimed(seq: u64) -> Vec<u8> {
+    crate::amqp::untimed_message(seq)
 }
