@@ -86,9 +86,9 @@ impl MqttBridge {
 
 /// Publishes for a plugin, polled in place with the host runtime entered (the plugin polls
 /// from its own runtime, where the host's timers are out of reach), as AMQP publishes are: a
-/// task spawned per publish would cost an allocation and a hop to a host worker thread and
-/// back, which for a QoS 1 publish on loopback is a large share of its round trip (see
-/// BENCHMARKS.md, row 3e).
+/// host task spawned per publish costs its allocation and two more schedulings (start, then
+/// the wake of the plugin through its join handle), a fifth of a QoS 1 publish's
+/// instructions (see BENCHMARKS.md, row 3e).
 pub fn publish(
     bridge: Option<&MqttBridge>,
     runtime: &Handle,
