@@ -98,54 +98,67 @@ async fn wait_subscribed(host: &MqttHost, publisher: &mqtt::Publisher) -> Result
     Ok(())
 }
 
+/// The baseline of row 3d: a process of its own (`bench baseline-server --mqtt PORT`), as
+/// the host is, with a bare rumqttc subscriber whose counters are read the same way.
+fn start_bare(broker: &mqtt::Broker) -> Result<Proc> {
+    let name = format!("bench_bare_mqtt_{}", std::process::id());
+    let port = util::free_port();
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.args([
+        "baseline-server",
+        "--port",
+        &port.to_string(),
+        "--name",
+        &name,
+    ])
+    .args(["--mqtt", &broker.port.to_string()]);
+    let mut proc = Proc::spawn(cmd, port, &name)?;
+    proc.wait_ready(Duration::from_secs(30))?;
+    Ok(proc)
+}
+
+/// One round of row 3d against the receiver at `addr` (its routes under `prefix`): reset,
+/// publish `m` messages to `topic` in windows; the rate in msgs/s.
+async fn delivery_round(
+    publisher: &mqtt::Publisher,
+    addr: std::net::SocketAddr,
+    prefix: &str,
+    topic: &str,
+    m: u64,
+) -> Result<f64> {
+    load::json(addr, Method::POST, &format!("{prefix}/bench/reset")).await?;
+    let poller = Arc::new(Mutex::new(load::JsonPoller::connect(addr).await?));
+    let stats_path = format!("{prefix}/bench/stats");
+    let counted = || {
+        let (poller, path) = (poller.clone(), stats_path.clone());
+        async move { Ok(u64_of(&poller.lock().await.get(&path).await?, "count")) }
+    };
+    let t0 = unix_ns();
+    publisher
+        .publish_windowed(topic, m, WINDOW, amqp::untimed_message, counted, TIMEOUT)
+        .await?;
+    let stats = load::json(addr, Method::GET, &stats_path).await?;
+    Ok(m as f64 / (u64_of(&stats, "last_ns").saturating_sub(t0) as f64 / 1e9))
+}
+
 async fn delivery_row(config: &Config, broker: &mqtt::Broker, host: &MqttHost) -> Result<Row> {
     let publisher = mqtt::Publisher::connect(broker, "bench-publisher").await?;
     wait_subscribed(host, &publisher).await?;
-    let bare = mqtt::BareSubscriber::start(broker, "bench/bare/#").await?;
-    let poller = Arc::new(Mutex::new(
-        load::JsonPoller::connect(host.proc.addr()).await?,
-    ));
-    let stats_path = host.path("/bench/stats");
+    let bare = start_bare(broker)?;
+    let (host_prefix, bare_prefix) = (host.path(""), format!("/{}", bare.name));
     let m: u64 = if config.quick { 500 } else { 50_000 };
     let (plugin, baseline) = ab_rounds(
         config.bus_rounds(),
-        || async {
-            host.call(Method::POST, "/bench/reset").await?;
-            let counted = || {
-                let (poller, path) = (poller.clone(), stats_path.clone());
-                async move { Ok(u64_of(&poller.lock().await.get(&path).await?, "count")) }
-            };
-            let t0 = unix_ns();
-            publisher
-                .publish_windowed(
-                    "bench/deliver/x",
-                    m,
-                    WINDOW,
-                    amqp::untimed_message,
-                    counted,
-                    TIMEOUT,
-                )
-                .await?;
-            let stats = host.call(Method::GET, "/bench/stats").await?;
-            Ok(m as f64 / (u64_of(&stats, "last_ns").saturating_sub(t0) as f64 / 1e9))
+        || {
+            delivery_round(
+                &publisher,
+                host.proc.addr(),
+                &host_prefix,
+                "bench/deliver/x",
+                m,
+            )
         },
-        || async {
-            bare.reset();
-            let counted = || async { Ok(bare.count.load(std::sync::atomic::Ordering::SeqCst)) };
-            let t0 = unix_ns();
-            publisher
-                .publish_windowed(
-                    "bench/bare/x",
-                    m,
-                    WINDOW,
-                    amqp::untimed_message,
-                    counted,
-                    TIMEOUT,
-                )
-                .await?;
-            let last = bare.last_ns.load(std::sync::atomic::Ordering::SeqCst);
-            Ok(m as f64 / (last.saturating_sub(t0) as f64 / 1e9))
-        },
+        || delivery_round(&publisher, bare.addr(), &bare_prefix, "bench/bare/x", m),
     )
     .await?;
     let ratio = ratios("3d", &plugin, &baseline);
