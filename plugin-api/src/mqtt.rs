@@ -73,9 +73,9 @@ impl MqttMessage {
 
     /// The payload as JSON; an `Invalid` error (naming the field) when it is not.
     ///
-    /// Decoded with plain `serde_json` first: tracking the path costs about as much again as
-    /// the decode itself (it copies every key), and only a failure needs it, so only a
-    /// failure decodes a second time to name the field.
+    /// Decoded with plain `serde_json` first: tracking the path makes a decode about 40 %
+    /// dearer (it copies every key), and only a failure needs it, so only a failure decodes
+    /// a second time to name the field.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
         if self.payload.is_empty() {
             return Err(Error::bad_request("MQTT payload is empty, not JSON"));

@@ -87,7 +87,7 @@ impl MqttBridge {
 /// Publishes for a plugin, polled in place with the host runtime entered (the plugin polls
 /// from its own runtime, where the host's timers are out of reach), as AMQP publishes are: a
 /// host task spawned per publish costs its allocation and two more schedulings (start, then
-/// the wake of the plugin through its join handle), a fifth of a QoS 1 publish's
+/// the wake of the plugin through its join handle), a sixth of a QoS 1 publish's
 /// instructions (see BENCHMARKS.md, row 3e).
 pub fn publish(
     bridge: Option<&MqttBridge>,
