@@ -1,8 +1,13 @@
 //! The baseline service: a bare axum app (and, with `--amqp`, a bare lapin consumer and
-//! publisher connection) — what a user would write instead of using the host. The harness
-//! starts it as a separate process (`bench baseline-server …`) so it is measured like the host.
+//! publisher connection; with `--mqtt PORT`, a bare rumqttc subscriber to `bench/bare/#` on
+//! the Mosquitto at 127.0.0.1:PORT, its counters at `GET /{name}/bench/stats` as the bench
+//! plugin's) — what a user would write instead of using the host. The harness starts it as a
+//! separate process (`bench baseline-server …`) so it is measured like the host.
 
-use std::net::SocketAddr;
+use std::{
+    net::SocketAddr,
+    sync::{atomic::Ordering, Arc},
+};
 
 use anyhow::{Context, Result};
 use axum::{
@@ -12,12 +17,13 @@ use axum::{
     Router,
 };
 
-use crate::amqp;
+use crate::{amqp, mqtt};
 
 pub struct Options {
     pub port: u16,
     pub name: String,
     pub amqp_exchange: Option<String>,
+    pub mqtt_port: Option<u16>,
 }
 
 pub fn parse(args: &[String]) -> Result<Options> {
@@ -25,6 +31,7 @@ pub fn parse(args: &[String]) -> Result<Options> {
         port: 0,
         name: "bench_svc".into(),
         amqp_exchange: None,
+        mqtt_port: None,
     };
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
@@ -32,6 +39,7 @@ pub fn parse(args: &[String]) -> Result<Options> {
             "--port" => options.port = iter.next().context("--port value")?.parse()?,
             "--name" => options.name = iter.next().context("--name value")?.clone(),
             "--amqp" => options.amqp_exchange = Some(iter.next().context("--amqp value")?.clone()),
+            "--mqtt" => options.mqtt_port = Some(iter.next().context("--mqtt value")?.parse()?),
             other => anyhow::bail!("unknown baseline-server argument {other}"),
         }
     }
@@ -60,12 +68,34 @@ pub fn serve(options: Options) -> Result<()> {
             }
             None => None,
         };
-        let app = Router::new()
+        let mut app = Router::new()
             .route(&format!("/{}/_service/status", options.name), get(status))
             .route(
                 &format!("/{}/bench/plugin", options.name),
                 get(|| async { axum::Json(serde_json::json!({"hello": "world"})) }),
             );
+        if let Some(port) = options.mqtt_port {
+            let sub =
+                Arc::new(mqtt::BareSubscriber::start(&mqtt::external(port), "bench/bare/#").await?);
+            let (stats, reset) = (sub.clone(), sub);
+            app = app
+                .route(
+                    &format!("/{}/bench/stats", options.name),
+                    get(move || async move {
+                        axum::Json(serde_json::json!({
+                            "count": stats.count.load(Ordering::SeqCst),
+                            "last_ns": stats.last_ns.load(Ordering::SeqCst),
+                        }))
+                    }),
+                )
+                .route(
+                    &format!("/{}/bench/reset", options.name),
+                    axum::routing::post(move || async move {
+                        reset.reset();
+                        axum::Json(serde_json::json!({"reset": true}))
+                    }),
+                );
+        }
         let listener =
             tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], options.port))).await?;
         axum::serve(listener, app)

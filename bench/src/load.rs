@@ -198,6 +198,43 @@ impl ResponseReader {
 const READ_CHUNK: usize = 4096;
 const MAX_RESPONSE: usize = 1 << 20;
 
+/// One keep-alive connection for repeated `GET`s of a JSON route (a poll): the host serves
+/// each for the cost of a request, without a connection set up every time.
+pub struct JsonPoller {
+    sender: http1::SendRequest<Empty<Bytes>>,
+}
+
+impl JsonPoller {
+    pub async fn connect(addr: SocketAddr) -> Result<JsonPoller> {
+        let stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
+            .await
+            .context("connect timed out")??;
+        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        Ok(JsonPoller { sender })
+    }
+
+    pub async fn get(&mut self, path: &str) -> Result<serde_json::Value> {
+        let fut = async {
+            self.sender.ready().await?;
+            let request = Request::builder()
+                .uri(path)
+                .header(header::HOST, "127.0.0.1")
+                .body(Empty::<Bytes>::new())?;
+            let response = self.sender.send_request(request).await?;
+            let status = response.status();
+            let body = response.into_body().collect().await?.to_bytes();
+            if status != hyper::StatusCode::OK {
+                bail!("GET {path}: {status}: {}", String::from_utf8_lossy(&body));
+            }
+            Ok(serde_json::from_slice(&body)?)
+        };
+        tokio::time::timeout(Duration::from_secs(30), fut)
+            .await
+            .with_context(|| format!("{path} timed out"))?
+    }
+}
+
 /// One request on a fresh connection; the JSON body of a 200.
 pub async fn json(addr: SocketAddr, method: Method, path: &str) -> Result<serde_json::Value> {
     let fut = async {

@@ -18,6 +18,7 @@ mod baseline;
 mod generate;
 mod load;
 mod mqtt;
+mod mqtt_rows;
 mod reload;
 mod util;
 
@@ -153,6 +154,19 @@ fn main() -> ExitCode {
             }
         };
     }
+    if args.first().map(String::as_str) == Some("mqtt") {
+        // Diagnostics (callgrind): the MQTT baselines and a paced sender; see mqtt::tool.
+        let result = tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(mqtt::tool(&args[1..])));
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("bench mqtt: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(&args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -164,7 +178,8 @@ fn main() -> ExitCode {
 }
 
 const USAGE: &str = "usage: bench [--quick] [--profile release|debug] [--rounds N] \
-[--connections N] [--only http,status,bus,latency,startup,rss,recovery] [--generate N]";
+[--connections N] [--only http,status,bus,mqtt,latency,startup,rss,recovery,reload] \
+[--generate N]";
 
 fn run(args: &[String]) -> Result<bool> {
     let mut quick = false;
@@ -384,6 +399,14 @@ async fn measure_all(config: &Config) -> Vec<Row> {
                     .unwrap_or_else(|err| vec![Row::error("4", "eventbus latency", &err)]),
             );
         }
+    }
+    report(&rows, &mut reported);
+    if config.wants("mqtt") {
+        rows.extend(
+            mqtt_rows::rows(config)
+                .await
+                .unwrap_or_else(|err| vec![Row::error("3d", "MQTT eventbus throughput", &err)]),
+        );
     }
     report(&rows, &mut reported);
     if config.wants("startup") {

@@ -23,6 +23,11 @@ pub(crate) fn message_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 /// Decodes JSON; `syntax` prefixes the message of input that is not JSON at all, `shape`
 /// that of JSON of the wrong shape.
 fn json_with<T: DeserializeOwned>(bytes: &[u8], syntax: &str, shape: &str) -> Result<T> {
+    // The common case first, at full speed; only input that fails is decoded again, with
+    // the path tracking that names the field (a quarter of the cost of a small message).
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let err = match serde_path_to_error::deserialize::<_, T>(&mut de) {
         Ok(value) => match de.end() {

@@ -21,9 +21,11 @@ pub fn mosquitto_bin() -> String {
 /// A private Mosquitto on 127.0.0.1, killed when dropped.
 pub struct Mosquitto {
     pub port: u16,
+    /// The websocket listener's port, for a broker made with [`Mosquitto::websockets`].
+    pub ws_port: Option<u16>,
     dir: tempfile::TempDir,
     child: Option<Child>,
-    /// Extra lines for the listener (TLS files).
+    /// Extra lines for the listener (TLS files), or a second listener after it.
     listener: String,
     /// Keep the user the test runs as (started as root, Mosquitto otherwise switches to its
     /// own user, which cannot read the private key in the test's private folder).
@@ -36,6 +38,7 @@ impl Mosquitto {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut broker = Mosquitto {
             port: crate::free_port(),
+            ws_port: None,
             dir,
             child: None,
             listener: String::new(),
@@ -80,10 +83,29 @@ impl Mosquitto {
         broker
     }
 
+    /// One with a second listener that speaks MQTT over websockets (any path), on
+    /// 127.0.0.1:`ws_port`, beside the plain one on `port`. Debian's Mosquitto 2.0.11 has
+    /// websockets built in, but refuses to start with a websocket listener alone ("Unable to
+    /// start any listening sockets"); `socket_domain ipv4` keeps it on 127.0.0.1 rather than
+    /// every interface.
+    pub fn websockets() -> Self {
+        let mut broker = Self::later();
+        let ws_port = crate::free_port();
+        broker.ws_port = Some(ws_port);
+        broker.listener =
+            format!("listener {ws_port} 127.0.0.1\nprotocol websockets\nsocket_domain ipv4\n");
+        broker.up();
+        if let Some(ws_port) = broker.ws_port {
+            wait_listening(ws_port);
+        }
+        broker
+    }
+
     /// A port nothing listens on yet, for a broker started later with [`Mosquitto::up`].
     pub fn later() -> Self {
         Mosquitto {
             port: crate::free_port(),
+            ws_port: None,
             dir: tempfile::tempdir().expect("temp dir"),
             child: None,
             listener: String::new(),
@@ -113,15 +135,7 @@ impl Mosquitto {
             .spawn()
             .expect("start mosquitto (apt-get install mosquitto)");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not start on {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_listening(self.port);
     }
 
     /// Stops the broker at once (SIGKILL): every client sees its connection drop.
@@ -154,6 +168,18 @@ impl Mosquitto {
 
     pub fn is_up(&self) -> bool {
         self.child.is_some()
+    }
+}
+
+/// Waits (at most 5 s) until something accepts connections on 127.0.0.1:`port`.
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "mosquitto did not start on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

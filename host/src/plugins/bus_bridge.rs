@@ -207,14 +207,14 @@ pub const AMQP_NOT_IN_USE: &str =
 /// The inner future sees a waker of our own (an `Arc`, cheap to clone), which wakes the
 /// caller's: the caller's is an FFI waker, and every clone of it (lapin clones one per pending
 /// operation) allocates on both sides of the boundary. Here it is cloned at most once a poll.
-struct InRuntime<F: Future> {
+pub(super) struct InRuntime<F: Future> {
     handle: Handle,
     fut: Option<Pin<Box<F>>>,
     bridge: Arc<WakerBridge>,
 }
 
 impl<F: Future> InRuntime<F> {
-    fn new(handle: Handle, fut: F) -> Self {
+    pub(super) fn new(handle: Handle, fut: F) -> Self {
         InRuntime {
             handle,
             fut: Some(Box::pin(fut)),

@@ -19,6 +19,7 @@ use plugin_abi::{
 };
 use tokio::runtime::Handle;
 
+use super::bus_bridge::InRuntime;
 use crate::mqtt::{MqttBus, MqttError, MqttMessage, MqttSink, MqttSubscription, QoS, Will};
 use crate::sync::Unpoisoned;
 
@@ -83,16 +84,25 @@ impl MqttBridge {
     }
 }
 
-/// Publishes for a plugin on the host runtime (the plugin polls from its own runtime).
+/// Publishes for a plugin, polled in place with the host runtime entered (the plugin polls
+/// from its own runtime, where the host's timers are out of reach), as AMQP publishes are: a
+/// host task spawned per publish costs its allocation and two more schedulings (start, then
+/// the wake of the plugin through its join handle), a sixth of a QoS 1 publish's
+/// instructions (see BENCHMARKS.md, row 3e).
 pub fn publish(
     bridge: Option<&MqttBridge>,
     runtime: &Handle,
     message: FfiMqttPublish,
 ) -> FfiFuture<RResult<(), FfiError>> {
     let bus = bridge.map(|b| b.bus.clone());
-    let task = runtime.spawn(async move {
-        let bus = bus.ok_or_else(not_in_use)?;
-        let qos = crate::mqtt::qos(message.qos).map_err(|e| ffi_error(&e))?;
+    let job = async move {
+        let Some(bus) = bus else {
+            return RResult::RErr(not_in_use());
+        };
+        let qos = match crate::mqtt::qos(message.qos) {
+            Ok(qos) => qos,
+            Err(err) => return RResult::RErr(ffi_error(&err)),
+        };
         bus.publish(
             &message.topic,
             message.payload.into_vec(),
@@ -101,13 +111,9 @@ pub fn publish(
         )
         .await
         .map_err(|e| ffi_error(&e))
-    });
-    FfiFuture::new(async move {
-        match task.await {
-            Ok(result) => result.into(),
-            Err(err) => RResult::RErr(FfiError::new(error_code::OTHER, err.to_string())),
-        }
-    })
+        .into()
+    };
+    FfiFuture::new(InRuntime::new(runtime.clone(), job))
 }
 
 /// Subscribes a plugin's handler to `filter`.

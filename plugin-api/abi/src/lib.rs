@@ -40,5 +40,4 @@ pub use types::*;
 pub use abi_stable;
 pub use async_ffi;
 
-
 pub use panics::panic_text;

@@ -5,8 +5,10 @@
 //! - a subscription to `--bench-exchange` (topic, `#`) that counts messages, records the
 //!   latency of those carrying a send time `t` (Unix ns) and the receive times, and can be
 //!   held at a gate so the harness can fill the queue before measuring the drain;
+//! - on a service that uses MQTT, the same counting subscription to `bench/deliver/#`;
 //! - `GET /bench/stats`, `POST /bench/reset`, `POST /bench/gate?closed=0|1`,
-//!   `POST /bench/publish?n=&exchange=&declare=0|1`: counters and publish-with-confirms runs.
+//!   `POST /bench/publish?n=&exchange=&declare=0|1`: counters and publish-with-confirms runs;
+//!   `POST /bench/mqtt-publish?n=`: `n` QoS 1 publishes to `bench/pub`, each awaited.
 
 use std::{
     collections::VecDeque,
@@ -18,7 +20,8 @@ use std::{
 };
 
 use plugin_api::{
-    export_plugin, schemars, Arg, Context, Json, JsonSchema, Plugin, Publish, Query, Result, Route,
+    export_plugin, schemars, Arg, Context, Json, JsonSchema, Message, Plugin, Publish, QoS, Query,
+    Result, Route,
 };
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -27,6 +30,10 @@ use tokio::sync::watch;
 const RING: usize = 65_536;
 /// Latency samples kept (the harness resets between runs).
 const MAX_SAMPLES: usize = 1_000_000;
+/// The MQTT subscription's filter (the harness publishes to `bench/deliver/...`).
+const MQTT_FILTER: &str = "bench/deliver/#";
+/// Where `/bench/mqtt-publish` publishes.
+const MQTT_PUBLISH_TOPIC: &str = "bench/pub";
 
 #[derive(Default)]
 pub struct Bench;
@@ -145,6 +152,11 @@ struct PublishRun {
 }
 
 #[derive(serde::Deserialize, JsonSchema)]
+struct MqttPublishRun {
+    n: u64,
+}
+
+#[derive(serde::Deserialize, JsonSchema)]
 struct Since {
     since: Option<u64>,
 }
@@ -216,6 +228,43 @@ async fn publish(
     }
 }
 
+async fn on_mqtt_message(plugin_api::State(state): Shared, message: Message) {
+    // Decoded as the bare client does; a payload that is not JSON counts too.
+    let value = message.json::<Value>().unwrap_or(Value::Null);
+    state.on_message(value).await;
+}
+
+/// `POST /bench/mqtt-publish?n=`: `n` QoS 1 publishes from a task of the plugin, each
+/// awaited until the broker acknowledged it; answers the elapsed time.
+async fn mqtt_publish(
+    plugin_api::State(ctx): plugin_api::State<Context>,
+    Query(run): Query<MqttPublishRun>,
+) -> Result<Json<Value>> {
+    let n = run.n.min(10_000_000);
+    let (done, result) = tokio::sync::oneshot::channel();
+    let task_ctx = ctx.clone();
+    ctx.spawn("bench-mqtt-publish", async move {
+        let start = Instant::now();
+        let mut outcome = Ok(());
+        for seq in 0..n {
+            let message = json!({"t": now_ns(), "seq": seq});
+            let sent = task_ctx
+                .mqtt_publish_json(MQTT_PUBLISH_TOPIC, &message, QoS::AtLeastOnce, false)
+                .await;
+            if let Err(err) = sent {
+                outcome = Err(err.to_string());
+                break;
+            }
+        }
+        let _ = done.send(outcome.map(|()| start.elapsed().as_nanos() as u64));
+    });
+    match result.await {
+        Ok(Ok(elapsed_ns)) => Ok(Json(json!({"n": n, "elapsed_ns": elapsed_ns}))),
+        Ok(Err(err)) => Err(plugin_api::Error::msg(err)),
+        Err(_) => Err(plugin_api::Error::msg("the publish task ended early")),
+    }
+}
+
 impl Plugin for Bench {
     fn args() -> Vec<Arg> {
         vec![Arg::string("bench-exchange")
@@ -227,14 +276,23 @@ impl Plugin for Bench {
         ctx.route(Route::get("/bench/plugin"), hello)?;
 
         let state = Arc::new(State::new());
-        let exchange: String = ctx.config().get("bench-exchange")?;
+        // A service started with `--mqtt-*` options only has no AMQP eventbus, and one
+        // without them no MQTT eventbus: subscribe to what the service uses.
+        let config = ctx.config();
         let with_state = ctx.with_state(state);
-        with_state.subscribe(&exchange, "#", on_message)?;
+        if config.get::<Option<bool>>("amqp")?.unwrap_or(true) {
+            let exchange: String = config.get("bench-exchange")?;
+            with_state.subscribe(&exchange, "#", on_message)?;
+        }
+        if config.get::<Option<bool>>("mqtt")?.unwrap_or(false) {
+            with_state.mqtt_subscribe(MQTT_FILTER, on_mqtt_message)?;
+        }
         with_state.route(Route::get("/bench/stats"), stats)?;
         with_state.route(Route::post("/bench/reset"), reset)?;
         with_state.route(Route::post("/bench/gate"), gate)?;
-        ctx.with_state(ctx.clone())
-            .route(Route::post("/bench/publish"), publish)?;
+        let publisher = ctx.with_state(ctx.clone());
+        publisher.route(Route::post("/bench/publish"), publish)?;
+        publisher.route(Route::post("/bench/mqtt-publish"), mqtt_publish)?;
         Ok(())
     }
 }
