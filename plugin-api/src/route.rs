@@ -52,7 +52,10 @@ pub struct Route {
     schemas: Map<String, Value>,
 }
 
-/// The JSON body of an error the SDK answers (see [`Error`](crate::Error)).
+// The host documents its own error answers with a type of the same name, fields and words
+// (host/src/http/json_body.rs), so that the service's document has one `Error` schema; its
+// tests check that they stay equal.
+/// An error answer: what went wrong and, when there is one, the input field at fault.
 #[derive(Serialize, JsonSchema)]
 #[serde(rename = "Error")]
 #[allow(dead_code)] // only its schema is used

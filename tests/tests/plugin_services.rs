@@ -210,8 +210,9 @@ fn features_are_shared_between_plugins() {
 #[test]
 fn feature_errors_cross_plugins_as_errors() {
     let (host, _dir) = kit_and_peer();
+    // The peer answers an `Invalid` error: the caller's route answers with its status.
     let res = host.get("/kit/feature/peer-double");
-    assert_eq!(res.status(), 500);
+    assert_eq!(res.status(), 400);
     assert!(res.text().unwrap().contains("n missing"));
     // The peer's `Error::bad_request` reaches the caller as an `Invalid` error, not just text.
     let err = get_json(&host, "/kit/feature-error/peer-double");

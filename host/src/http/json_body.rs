@@ -10,12 +10,15 @@ use schemars::JsonSchema;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{Map, Value};
 
-/// The body of a built-in route's 400 answer.
+// The same schema (name, fields and words) as the SDK's error body (plugin-api's route.rs),
+// so that the service's document has one `Error` schema; the openapi tests check it.
+/// An error answer: what went wrong and, when there is one, the input field at fault.
 #[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename = "Error")]
 pub struct ErrorBody {
-    /// What is wrong with the request.
+    /// What went wrong.
     pub error: String,
-    /// The field of the body at fault, when there is one.
+    /// The input field at fault, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
 }
