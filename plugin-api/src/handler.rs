@@ -264,11 +264,7 @@ where
     ) -> FfiFuture<RResult<(), RString>> {
         let bound = Arc::clone(&self.0);
         runtime::into_ffi(async move {
-            let message = Message::received(
-                topic.into_string(),
-                payload.into_vec(),
-                Subscription::new(subscription),
-            );
+            let message = Message::received(topic, payload, Subscription::new(subscription));
             bound
                 .handler
                 .call(message, &bound.state)

@@ -1,5 +1,6 @@
 //! A message from the eventbus, as a subscription's handler receives it.
 
+use abi_stable::std_types::{RString, RVec};
 use serde::de::DeserializeOwned;
 
 use crate::{Error, Result, Subscription};
@@ -23,8 +24,10 @@ use crate::{Error, Result, Subscription};
 /// ```
 #[derive(Debug, Clone)]
 pub struct Message {
-    topic: String,
-    payload: Vec<u8>,
+    // As the host handed them over: taking them into a `String` and a `Vec` would copy both,
+    // since memory from the other library's allocator is never adopted.
+    topic: RString,
+    payload: RVec<u8>,
     subscription: Option<Subscription>,
 }
 
@@ -37,13 +40,13 @@ impl Message {
     /// ```
     pub fn new(topic: impl Into<String>, payload: Vec<u8>) -> Self {
         Message {
-            topic: topic.into(),
-            payload,
+            topic: topic.into().into(),
+            payload: payload.into(),
             subscription: None,
         }
     }
 
-    pub(crate) fn received(topic: String, payload: Vec<u8>, subscription: Subscription) -> Self {
+    pub(crate) fn received(topic: RString, payload: RVec<u8>, subscription: Subscription) -> Self {
         Message {
             topic,
             payload,
@@ -75,7 +78,7 @@ impl Message {
     /// assert_eq!(plugin_api::Message::new("t", vec![1]).into_payload(), vec![1]);
     /// ```
     pub fn into_payload(self) -> Vec<u8> {
-        self.payload
+        self.payload.into_vec()
     }
 
     /// The subscription it arrived on (`None` for a message made with [`Message::new`]).

@@ -42,8 +42,13 @@ pub fn is_component_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
 }
 
-/// `name` with every character a component name may not have replaced by `_`.
-fn sanitize(name: &str) -> String {
+/// `name` with every character a component name may not have replaced by `_` (`Schema` for
+/// an empty one). The host names the schemas of its document with it too.
+///
+/// ```
+/// assert_eq!(plugin_abi::openapi::sanitize("Wrapper<State>"), "Wrapper_State_");
+/// ```
+pub fn sanitize(name: &str) -> String {
     let cleaned: String = name
         .chars()
         .map(|c| {

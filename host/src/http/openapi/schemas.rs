@@ -28,6 +28,8 @@ use serde_json::{Map, Value};
 /// schema reference starts with: part of the ABI's contract, so written once, there.
 pub use plugin_abi::openapi::{SCHEMAS_KEY, SCHEMA_REF_PREFIX};
 
+use plugin_abi::openapi::sanitize;
+
 /// Who declared a route's schemas.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Owner {
@@ -224,25 +226,6 @@ fn class_names(
         names.push(name);
     }
     names
-}
-
-/// `name` with every character a component name may not have replaced by `_`.
-fn sanitize(name: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if cleaned.is_empty() {
-        "Schema".to_owned()
-    } else {
-        cleaned
-    }
 }
 
 /// `value` as text with keys sorted and every `$ref` blanked; `on_ref` sees the references
