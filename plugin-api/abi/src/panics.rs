@@ -32,7 +32,7 @@ thread_local! {
 }
 
 /// The message a panic was raised with (`panic!("…")`), from the payload
-/// [`catch_unwind`](std::panic::catch_unwind) returns; `unknown panic payload` for a payload
+/// [`catch_unwind`] returns; `unknown panic payload` for a payload
 /// that is not text. The SDK and the host describe every caught panic with it.
 ///
 /// ```

@@ -336,7 +336,7 @@ async fn put_setpoint(
     Ok(Json(state))
 }
 
-/// The plugin: all of its state lives in the [`Device`] that `startup` makes from the
+/// The plugin: all of its state lives in the `Device` that `startup` makes from the
 /// configuration and hands to the routes, the feature and the repeater.
 #[derive(Default)]
 pub struct DevicePlugin;

@@ -3,7 +3,7 @@
 //!
 //! It lists every route the service has: the host's own (status, health, metrics, the
 //! `_debug` endpoints, these docs), documented from the types their handlers use
-//! ([`builtin`]), and every plugin route under its prefixed path, with what the plugin
+//! (`builtin`), and every plugin route under its prefixed path, with what the plugin
 //! declared through the SDK. A route that declares nothing still appears, with its method
 //! and path. Plugin routes are tagged with the plugin's name unless they chose tags; path
 //! parameters are listed from the path itself (`{*rest}` becomes `{rest}`); the routes'
