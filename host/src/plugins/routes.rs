@@ -6,11 +6,6 @@ use std::{collections::HashMap, sync::Arc};
 use plugin_abi::{error_code, FfiError, RouteHandlerBox};
 use serde_json::Value;
 
-/// Paths the host serves itself; plugins may not use them or anything below them.
-pub const RESERVED_PREFIXES: &[&str] = &["/_service", "/_debug", "/api/doc"];
-
-const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "*"];
-
 /// One plugin route.
 pub struct RouteEntry {
     pub plugin: String,
@@ -53,25 +48,7 @@ impl RouteTable {
                 ),
             ));
         }
-        let method = method.to_ascii_uppercase();
-        if !METHODS.contains(&method.as_str()) {
-            return Err(invalid(format!(
-                "unsupported method \"{method}\" for route {path}"
-            )));
-        }
-        if !path.starts_with('/') {
-            return Err(invalid(format!(
-                "route path \"{path}\" must start with '/'"
-            )));
-        }
-        if let Some(reserved) = RESERVED_PREFIXES
-            .iter()
-            .find(|prefix| path == **prefix || path.starts_with(&format!("{prefix}/")))
-        {
-            return Err(invalid(format!(
-                "route path \"{path}\" is reserved for the host ({reserved})"
-            )));
-        }
+        let method = plugin_abi::routes::check(method, path)?;
         let docs = match docs_json.trim() {
             "" => None,
             text => Some(

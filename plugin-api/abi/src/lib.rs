@@ -30,6 +30,7 @@ pub mod openapi;
 pub mod panics;
 #[allow(non_local_definitions)]
 mod plugin;
+pub mod routes;
 mod types;
 
 pub use args::{Arg, ArgKind};

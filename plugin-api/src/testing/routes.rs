@@ -7,10 +7,6 @@ use crate::abi::{error_code, FfiError, RouteHandlerBox};
 
 use super::http::TestResponse;
 
-/// Paths the host serves itself.
-const RESERVED_PREFIXES: &[&str] = &["/_service", "/_debug", "/api/doc"];
-const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "*"];
-
 /// One segment of a route path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
@@ -108,25 +104,7 @@ impl RouteTable {
                 ),
             ));
         }
-        let method = method.to_ascii_uppercase();
-        if !METHODS.contains(&method.as_str()) {
-            return Err(invalid(format!(
-                "unsupported method \"{method}\" for route {path}"
-            )));
-        }
-        if !path.starts_with('/') {
-            return Err(invalid(format!(
-                "route path \"{path}\" must start with '/'"
-            )));
-        }
-        if let Some(reserved) = RESERVED_PREFIXES
-            .iter()
-            .find(|prefix| path == **prefix || path.starts_with(&format!("{prefix}/")))
-        {
-            return Err(invalid(format!(
-                "route path \"{path}\" is reserved for the host ({reserved})"
-            )));
-        }
+        let method = crate::abi::routes::check(method, path)?;
         let segments =
             parse(path).ok_or_else(|| invalid(format!("route path \"{path}\" is not usable")))?;
         self.check_clash(plugin, &method, path, &segments)?;
