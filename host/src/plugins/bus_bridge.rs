@@ -23,7 +23,10 @@ use plugin_abi::{
 };
 use tokio::runtime::Handle;
 
-use crate::bus::{BusError, EventBus, ExchangeKind, MessageSink, Subscription, SubscriptionState};
+use crate::bus::{
+    config::ParseExchangeKindError, BusError, EventBus, ExchangeKind, MessageSink, Subscription,
+    SubscriptionState,
+};
 use crate::sync::Unpoisoned;
 
 /// The eventbus as one generation of plugins reaches it, and the subscriptions the
@@ -134,15 +137,7 @@ impl BusBridge {
             }
             let kind: ExchangeKind = match message.exchange_type.parse() {
                 Ok(kind) => kind,
-                Err(_) => {
-                    return RResult::RErr(FfiError::new(
-                        error_code::INVALID,
-                        format!(
-                            "unknown exchange type \"{}\" (topic, fanout or direct)",
-                            message.exchange_type
-                        ),
-                    ))
-                }
+                Err(err) => return RResult::RErr(FfiError::new(error_code::INVALID, err.0)),
             };
             bus.publish(
                 &message.exchange,
@@ -168,15 +163,10 @@ impl BusBridge {
         if !self.enabled {
             return Err(not_in_use());
         }
-        let kind: ExchangeKind = request.exchange_type.parse().map_err(|_| {
-            FfiError::new(
-                error_code::INVALID,
-                format!(
-                    "unknown exchange type \"{}\" (topic, fanout or direct)",
-                    request.exchange_type
-                ),
-            )
-        })?;
+        let kind: ExchangeKind = request
+            .exchange_type
+            .parse()
+            .map_err(|err: ParseExchangeKindError| FfiError::new(error_code::INVALID, err.0))?;
         if request.exchange.is_empty() {
             return Err(FfiError::new(
                 error_code::INVALID,

@@ -2,6 +2,7 @@
 //! its routes. Boot starts the first; every reload starts the next beside the current one
 //! and stops the old one only once the new one serves.
 
+use plugin_abi::features::FeatureRegistry;
 use std::{
     sync::{Arc, Mutex},
     time::Duration,
@@ -17,7 +18,6 @@ use crate::{
     plugins::{
         bus_bridge::BusBridge,
         context::HostServices,
-        features::FeatureRegistry,
         lifecycle::{self, RunningPlugin},
         loader::{shown, LoadedSet},
         mqtt_bridge::MqttBridge,

@@ -30,6 +30,9 @@ pub mod openapi;
 pub mod panics;
 #[allow(non_local_definitions)]
 mod plugin;
+pub mod amqp;
+pub mod features;
+pub mod metrics;
 pub mod routes;
 mod types;
 

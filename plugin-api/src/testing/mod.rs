@@ -388,7 +388,8 @@ impl<P: Plugin> TestHost<P> {
 
     /// The names of every registered feature, in name order.
     pub fn feature_names(&self) -> Vec<String> {
-        self.state.features.names()
+        let features = self.state.features.list();
+        features.into_iter().map(|(name, _)| name).collect()
     }
 
     /// The names of the tasks still running ([`Context::spawn`]; repeaters are not tasks
