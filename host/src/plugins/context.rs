@@ -17,8 +17,8 @@ use tokio::runtime::Handle;
 use super::bus_bridge::BusBridge;
 use super::mqtt_bridge::{self, MqttBridge};
 use super::{routes::RouteTable, tasks::TaskSet};
-use plugin_abi::features::FeatureRegistry;
 use crate::sync::Unpoisoned;
+use plugin_abi::features::FeatureRegistry;
 
 /// Services shared by every plugin of the host.
 pub struct HostServices {

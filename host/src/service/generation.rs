@@ -53,7 +53,8 @@ impl Generation {
         log_plugins(&loaded);
         let host = Arc::new(HostServices {
             runtime: tokio::runtime::Handle::current(),
-            config_json: serde_json::Value::Object(settings.config.clone()).to_string(),
+            config_json: serde_json::to_string(&settings.config)
+                .expect("a configuration of strings, numbers and JSON values serialises"),
             routes: Mutex::new(RouteTable::default()),
             features: FeatureRegistry::default(),
             bus: BusBridge::new(bus.clone()).enabled(settings.fleet.amqp),

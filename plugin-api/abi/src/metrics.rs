@@ -171,7 +171,16 @@ mod tests {
     #[test]
     fn names_labels_help_and_buckets_are_bounded() {
         let long = "x".repeat(MAX_NAME + 1);
-        for name in ["", "1x", "a-b", "a b", "__x", "x_total", "x_info", long.as_str()] {
+        for name in [
+            "",
+            "1x",
+            "a-b",
+            "a b",
+            "__x",
+            "x_total",
+            "x_info",
+            long.as_str(),
+        ] {
             assert!(check(&spec(name, &[])).is_err(), "{name}");
         }
         assert!(check(&spec(&"x".repeat(MAX_NAME), &[])).is_ok());

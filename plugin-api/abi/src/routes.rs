@@ -102,7 +102,13 @@ impl<T> RouteTable<T> {
     /// assert!(table.add("b", "GET", "/x/{name}", ()).is_err());
     /// table.add("b", "POST", "/x/{id}", ()).unwrap();
     /// ```
-    pub fn add(&mut self, plugin: &str, method: &str, path: &str, value: T) -> Result<(), FfiError> {
+    pub fn add(
+        &mut self,
+        plugin: &str,
+        method: &str,
+        path: &str,
+        value: T,
+    ) -> Result<(), FfiError> {
         if self.frozen {
             return Err(FfiError::new(
                 error_code::WRONG_PHASE,
@@ -114,9 +120,10 @@ impl<T> RouteTable<T> {
         let method = check(method, path)?;
         match self.on_path.get(path) {
             Some(existing) => {
-                let overlapping = existing.iter().map(|&i| &self.entries[i]).find(|e| {
-                    e.method == method || e.method == "*" || method == "*"
-                });
+                let overlapping = existing
+                    .iter()
+                    .map(|&i| &self.entries[i])
+                    .find(|e| e.method == method || e.method == "*" || method == "*");
                 if let Some(owner) = overlapping {
                     return Err(FfiError::new(
                         error_code::CONFLICT,

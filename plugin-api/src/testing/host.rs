@@ -5,12 +5,11 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use abi_stable::std_types::{RResult, RString};
 use async_ffi::FfiFuture;
-use serde_json::{Map, Value};
 
 use crate::abi::{
-    features::FeatureRegistry, FeatureArc, FfiError, FfiMetric, FfiMqttPublish, FfiPublish,
-    FfiSubscribe, HostContext, HostMetricArc, HostSubscriptionArc, MessageHandlerBox,
-    RouteHandlerBox, TaskHandleBox,
+    config::PluginConfig, features::FeatureRegistry, FeatureArc, FfiError, FfiMetric,
+    FfiMqttPublish, FfiPublish, FfiSubscribe, HostContext, HostMetricArc, HostSubscriptionArc,
+    MessageHandlerBox, RouteHandlerBox, TaskHandleBox,
 };
 
 use super::{bus::Bus, metrics::Metrics, routes::RouteTable, tasks::Tasks};
@@ -35,21 +34,17 @@ pub(super) struct State {
 }
 
 impl State {
-    pub fn new(plugin: &str, config: &Map<String, Value>, runtime: tokio::runtime::Handle) -> Self {
-        let flag = |key: &str| config.get(key).and_then(Value::as_bool).unwrap_or(false);
+    pub fn new(plugin: &str, config: &PluginConfig, runtime: tokio::runtime::Handle) -> Self {
+        let service = &config.service;
         State {
             plugin: plugin.to_owned(),
-            service: config
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            config_json: Value::Object(config.clone()).to_string(),
+            service: service.name.clone(),
+            config_json: serde_json::to_string(config).unwrap_or_default(),
             runtime,
             routes: Mutex::default(),
             features: FeatureRegistry::default(),
             tasks: Tasks::default(),
-            bus: Bus::new(flag("amqp"), flag("mqtt")),
+            bus: Bus::new(service.amqp.is_some(), service.mqtt.is_some()),
             metrics: Metrics::default(),
         }
     }

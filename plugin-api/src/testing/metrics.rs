@@ -93,12 +93,20 @@ impl Metrics {
             )));
         }
         let wanted: Vec<(&str, &str)> = (0..pairs)
-            .map(|i| (metric.label_names[i].as_str(), metric.label_values[i].as_str()))
+            .map(|i| {
+                (
+                    metric.label_names[i].as_str(),
+                    metric.label_values[i].as_str(),
+                )
+            })
             .collect();
         check(metric, &wanted).map_err(invalid)?;
         let names: Vec<&str> = wanted.iter().map(|(n, _)| *n).collect();
         let mut all = lock(&self.series);
-        let mut same_name = all.iter().filter(|s| s.name == metric.name.as_str()).peekable();
+        let mut same_name = all
+            .iter()
+            .filter(|s| s.name == metric.name.as_str())
+            .peekable();
         if same_name.peek().is_none() {
             let families = distinct_names(&all);
             if families >= rules::MAX_FAMILIES {
@@ -127,7 +135,10 @@ impl Metrics {
         let series = Arc::new(Series {
             kind: metric.kind,
             name: metric.name.to_string(),
-            labels: wanted.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            labels: wanted
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
             value: Mutex::new(0.0),
             observed: Mutex::default(),
         });

@@ -33,7 +33,9 @@ impl RouteTable {
     /// (method, path) of every route, in registration order.
     pub fn list(&self) -> Vec<(String, String)> {
         let entries = self.table.entries().iter();
-        entries.map(|e| (e.method.clone(), e.path.clone())).collect()
+        entries
+            .map(|e| (e.method.clone(), e.path.clone()))
+            .collect()
     }
 
     /// The route for a request, with its raw parameters, or the response the router gives:
