@@ -18,7 +18,6 @@ use tokio::sync::{mpsc, watch};
 pub struct MqttMessage {
     pub topic: String,
     pub payload: bytes::Bytes,
-    pub retain: bool,
 }
 
 /// Where a subscription's messages go. A failure or a panic is logged and the next message
