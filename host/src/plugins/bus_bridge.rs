@@ -18,8 +18,8 @@ use abi_stable::{
 use async_ffi::FfiFuture;
 use futures::{future::BoxFuture, task::AtomicWaker, FutureExt};
 use plugin_abi::{
-    error_code, FfiError, FfiPublish, FfiSubscribe, HostSubscription, HostSubscriptionArc,
-    HostSubscription_TO, MessageHandlerBox,
+    error_code, FfiError, FfiFailure, FfiPublish, FfiSubscribe, HostSubscription,
+    HostSubscriptionArc, HostSubscription_TO, MessageHandlerBox,
 };
 use tokio::runtime::Handle;
 
@@ -27,6 +27,7 @@ use crate::bus::{
     config::ParseExchangeKindError, BusError, EventBus, ExchangeKind, MessageSink, Subscription,
     SubscriptionState,
 };
+use crate::delivery::{Delivered, DeliveryError};
 use crate::sync::Unpoisoned;
 
 /// The eventbus as one generation of plugins reaches it, and the subscriptions the
@@ -285,7 +286,7 @@ impl MessageSink for PluginSink {
         sub: &Subscription,
         routing_key: &str,
         body: Vec<u8>,
-    ) -> BoxFuture<'static, Result<(), String>> {
+    ) -> BoxFuture<'static, Delivered> {
         let handle = self
             .handle
             .get_or_init(|| host_subscription(&self.plugin, &self.bus, sub.clone()));
@@ -306,12 +307,14 @@ impl MessageSink for PluginSink {
 /// plugin (both eventbuses deliver through this).
 pub(crate) async fn handled(
     plugin: String,
-    delivery: FfiFuture<RResult<(), RString>>,
-) -> Result<(), String> {
+    delivery: FfiFuture<RResult<(), FfiFailure>>,
+) -> Delivered {
     match plugin_abi::panics::catch_future(delivery).await {
         Ok(RResult::ROk(())) => Ok(()),
-        Ok(RResult::RErr(err)) => Err(format!("plugin {plugin}: {err}")),
-        Err(report) => Err(format!("plugin {plugin}: handler {report}")),
+        Ok(RResult::RErr(failure)) => Err(DeliveryError::from_plugin(&plugin, failure)),
+        Err(report) => Err(DeliveryError::Panicked(format!(
+            "plugin {plugin}: handler {report}"
+        ))),
     }
 }
 

@@ -338,7 +338,7 @@ impl Bus {
             let delivery = handler.on_message(handle(&sub), key.into(), RVec::from(body.clone()));
             results.push(match delivery.await {
                 RResult::ROk(()) => Ok(()),
-                RResult::RErr(reason) => Err(Error::msg(reason)),
+                RResult::RErr(failure) => Err(Error::from_ffi(failure.error)),
             });
         }
         results

@@ -112,10 +112,7 @@ mod tests {
                     &self,
                     _: crate::abi::FfiRequest,
                 ) -> async_ffi::FfiFuture<
-                    abi_stable::std_types::RResult<
-                        crate::abi::FfiResponse,
-                        abi_stable::std_types::RString,
-                    >,
+                    abi_stable::std_types::RResult<crate::abi::FfiResponse, crate::abi::FfiFailure>,
                 > {
                     unreachable!("never called")
                 }
