@@ -13,7 +13,8 @@ use crate::{
     repeater::{self, Repeater},
     runtime,
     task::{TaskHandle, TaskOutput},
-    Config, Error, ExchangeType, Message, Publish, QoS, Request, Result, Route, Subscription,
+    Config, Error, ExchangeType, HandedOver, Handover, Message, Publish, QoS, Request, Result,
+    Route, Subscription,
 };
 
 /// Everything a plugin can do with its host: routes, configuration, background tasks,
@@ -201,7 +202,15 @@ impl<S> Context<S> {
             inner.host.repeater_failed(counted.as_str().into());
             std::future::ready(())
         };
-        let task = runtime::into_ffi(repeater::drive(owned, repeater, failed));
+        let inner = Arc::clone(&self.inner);
+        // Runs start once the generation serves, and pause while it is retiring.
+        let gate = move || {
+            let inner = Arc::clone(&inner);
+            async move {
+                wait_phase(&inner.host, |p| p == abi::phase::SERVING).await == abi::phase::SERVING
+            }
+        };
+        let task = runtime::into_ffi(repeater::drive(owned, repeater, failed, gate));
         TaskHandle::new(self.inner.host.spawn(name.into(), task))
     }
 
@@ -331,6 +340,105 @@ impl<S> Context<S> {
             .mqtt_set_will(will)
             .into_result()
             .map_err(Error::from_ffi)
+    }
+
+    /// What the previous generation of this plugin handed over at a hot swap
+    /// ([`Plugin::handover`](crate::Plugin::handover)), read as JSON of format `version`:
+    /// another version or JSON that is not a `T` is [`Refused`](HandedOver::Refused). The
+    /// outcome is reported to the host (its log, and the reload's health). Call it once, in
+    /// `startup`: a second call finds [`Nothing`](HandedOver::Nothing).
+    ///
+    /// ```no_run
+    /// use plugin_api::HandedOver;
+    /// # fn demo(ctx: plugin_api::Context) {
+    /// let readings: Vec<f64> = match ctx.handed_over(1) {
+    ///     HandedOver::Accepted(readings) => readings,
+    ///     HandedOver::Nothing | HandedOver::Refused(_) => Vec::new(),
+    /// };
+    /// # }
+    /// ```
+    pub fn handed_over<T: serde::de::DeserializeOwned>(&self, version: u32) -> HandedOver<T> {
+        self.handed_over_with(|handover| crate::handover::read_json(version, handover))
+    }
+
+    /// As [`handed_over`](Context::handed_over), with the plugin's own reader: it gets the
+    /// [`Handover`] (version and bytes) and returns the state, or why it cannot use it
+    /// (e.g. to migrate an older version).
+    ///
+    /// ```no_run
+    /// use plugin_api::HandedOver;
+    /// # fn demo(ctx: plugin_api::Context) {
+    /// let count: HandedOver<u64> = ctx.handed_over_with(|handover| match handover.version() {
+    ///     1 | 2 => serde_json::from_slice(handover.data()).map_err(|e| e.to_string()),
+    ///     other => Err(format!("unknown state version {other}")),
+    /// });
+    /// # }
+    /// ```
+    pub fn handed_over_with<T>(
+        &self,
+        read: impl FnOnce(&Handover) -> std::result::Result<T, String>,
+    ) -> HandedOver<T> {
+        let Some(handover) = Option::from(self.inner.host.handed_over()) else {
+            return HandedOver::Nothing;
+        };
+        let handover = Handover::from_ffi(handover);
+        match read(&handover) {
+            Ok(state) => {
+                self.inner
+                    .host
+                    .handover_outcome(abi::handover_outcome::ACCEPTED, "".into());
+                HandedOver::Accepted(state)
+            }
+            Err(why) => {
+                self.inner
+                    .host
+                    .handover_outcome(abi::handover_outcome::REFUSED, why.as_str().into());
+                HandedOver::Refused(why)
+            }
+        }
+    }
+
+    /// Whether this generation of the plugin is on its way out: a reload took its state and
+    /// started the next generation, which serves (or is about to) beside it. The SDK's
+    /// repeaters pause while it is true; a task of the plugin's own that publishes
+    /// periodically should check it too, so that the overlap does not publish everything
+    /// twice. It turns false again if that reload fails and this generation goes on.
+    ///
+    /// ```no_run
+    /// # async fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// if !ctx.is_retiring() {
+    ///     ctx.publish("brewcast", "me", &1).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn is_retiring(&self) -> bool {
+        self.inner.host.phase() == abi::phase::RETIRING
+    }
+
+    /// Resolves once the service serves this generation: the HTTP listener is bound and
+    /// requests come to this generation's routes. `startup` runs before that (the host
+    /// builds its router from what `startup` registered), so a task spawned there that
+    /// needs the service up — a self-probe, an announcement — awaits this first. An error
+    /// if this generation stops without ever serving (its reload failed, or the service
+    /// stopped during startup). [Repeaters](Context::repeat) wait for it on their own.
+    ///
+    /// ```no_run
+    /// # fn demo(ctx: plugin_api::Context) {
+    /// let me = ctx.clone();
+    /// ctx.spawn("announce", async move {
+    ///     me.serving().await?;
+    ///     me.publish("brewcast", "me", &"up").await
+    /// });
+    /// # }
+    /// ```
+    pub async fn serving(&self) -> Result<()> {
+        match wait_phase(&self.inner.host, |p| p != abi::phase::STARTING).await {
+            abi::phase::STOPPED => Err(Error::from_ffi(abi::FfiError::new(
+                abi::error_code::WRONG_PHASE,
+                "this generation of the plugin stopped without serving",
+            ))),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -562,6 +670,15 @@ impl<S: Clone + Send + Sync + 'static> Context<S> {
     ) -> abi::MessageHandlerBox {
         abi::MessageHandler_TO::from_value(Adapter::new(handler, self.state.clone()), TD_Opaque)
     }
+}
+
+/// Waits until the generation's phase satisfies `done` (or it stopped); the phase then.
+pub(crate) async fn wait_phase(host: &abi::HostContextArc, done: impl Fn(u8) -> bool) -> u8 {
+    let mut now = host.phase();
+    while !done(now) && now != abi::phase::STOPPED {
+        now = host.phase_changed(now).await;
+    }
+    now
 }
 
 impl<S> fmt::Debug for Context<S> {

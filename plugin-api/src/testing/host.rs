@@ -6,12 +6,12 @@ use std::{
     sync::{Mutex, MutexGuard, PoisonError},
 };
 
-use abi_stable::std_types::{RResult, RString, RVec};
+use abi_stable::std_types::{ROption, RResult, RString, RVec};
 use async_ffi::FfiFuture;
 use serde_json::{Map, Value};
 
 use crate::abi::{
-    error_code, FeatureArc, Feature_TO, FfiError, FfiMetric, FfiMqttPublish, FfiPublish,
+    error_code, handover_outcome, phase, FeatureArc, Feature_TO, FfiError, FfiHandover, FfiMetric, FfiMqttPublish, FfiPublish,
     FfiSubscribe, HostContext, HostMetricArc, HostSubscriptionArc, MessageHandlerBox,
     RouteHandlerBox, TaskHandleBox,
 };
@@ -35,6 +35,11 @@ pub(super) struct State {
     pub tasks: Tasks,
     pub bus: Bus,
     pub metrics: Metrics,
+    /// What the builder hands over, taken once.
+    pub handed: Mutex<Option<FfiHandover>>,
+    /// What the plugin made of it: (accepted, detail).
+    pub handover_outcome: Mutex<Option<(bool, String)>>,
+    pub phase: tokio::sync::watch::Sender<u8>,
 }
 
 impl State {
@@ -54,6 +59,9 @@ impl State {
             tasks: Tasks::default(),
             bus: Bus::new(flag("amqp"), flag("mqtt")),
             metrics: Metrics::default(),
+            handed: Mutex::default(),
+            handover_outcome: Mutex::default(),
+            phase: tokio::sync::watch::channel(phase::STARTING).0,
         }
     }
 
@@ -212,5 +220,28 @@ impl HostContext for KitHost {
 
     fn mqtt_set_will(&self, will: FfiMqttPublish) -> RResult<(), FfiError> {
         self.0.bus.set_will(will).into()
+    }
+
+    fn handed_over(&self) -> ROption<FfiHandover> {
+        lock(&self.0.handed).take().into()
+    }
+
+    fn handover_outcome(&self, outcome: u8, detail: RString) {
+        let accepted = outcome == handover_outcome::ACCEPTED;
+        *lock(&self.0.handover_outcome) = Some((accepted, detail.into_string()));
+    }
+
+    fn phase(&self) -> u8 {
+        *self.0.phase.borrow()
+    }
+
+    fn phase_changed(&self, seen: u8) -> FfiFuture<u8> {
+        let mut rx = self.0.phase.subscribe();
+        FfiFuture::new(async move {
+            match rx.wait_for(|now| *now != seen).await {
+                Ok(now) => *now,
+                Err(_) => phase::STOPPED,
+            }
+        })
     }
 }
