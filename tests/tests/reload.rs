@@ -505,3 +505,72 @@ fn a_client_that_never_finishes_its_headers_does_not_hold_a_reload() {
     assert_eq!(tag(&kit.host), "b");
     drop(slow);
 }
+
+fn count(host: &Host) -> Value {
+    host.get("/reload/count").json().unwrap()
+}
+
+#[test]
+fn a_reload_hands_the_plugins_state_to_the_new_generation() {
+    let mut kit = kit(&["--reload-tag=a"]);
+    assert_eq!(count(&kit.host)["handed"], "nothing", "the first start");
+    for _ in 0..3 {
+        let answer = kit.host.post_json("/reload/count", json!(null));
+        assert_eq!(answer.status(), 200);
+    }
+    write_args(&kit.args, &["--reload-tag=b"]);
+    reload(&kit, (1, 0));
+    let now = count(&kit.host);
+    assert_eq!(now["tag"], "b", "the new generation serves");
+    assert_eq!(now["count"], 3, "with the old generation's count: {now}");
+    assert_eq!(now["handed"], "accepted");
+    let (_, body) = kit.host.health();
+    let handovers = &body["reload"]["last"]["handovers"];
+    assert_eq!(
+        handovers,
+        &json!([{"plugin": "reload-plugin", "outcome": "accepted", "detail": null}])
+    );
+    assert!(kit.host.stop().success());
+}
+
+#[test]
+fn a_new_version_that_cannot_read_the_old_state_starts_empty_and_says_why() {
+    let mut kit = kit(&["--reload-tag=a"]);
+    kit.host.post_json("/reload/count", json!(null));
+    write_args(&kit.args, &["--reload-tag=b", "--reload-state-version=2"]);
+    reload(&kit, (1, 0));
+    let now = count(&kit.host);
+    assert_eq!((now["tag"].as_str(), now["count"].as_u64()), (Some("b"), Some(0)));
+    let why = "state version 1 was handed over; this build reads version 2";
+    assert_eq!(now["handed"], format!("refused: {why}"));
+    let (status, body) = kit.host.health();
+    assert_eq!(status, 200, "a refused state is not a failed reload: {body}");
+    let last = &body["reload"]["last"];
+    assert_eq!(last["ok"], true);
+    assert_eq!(
+        last["handovers"],
+        json!([{"plugin": "reload-plugin", "outcome": "refused", "detail": why}])
+    );
+    let log = kit.host.stderr.text();
+    assert!(
+        log.contains("refused the previous generation's state") && log.contains(why),
+        "{log}"
+    );
+    assert!(kit.host.stop().success());
+}
+
+#[test]
+fn a_failed_reload_leaves_the_old_generation_its_state() {
+    let mut kit = kit(&["--reload-tag=a"]);
+    kit.host.post_json("/reload/count", json!(null));
+    write_args(&kit.args, &["--reload-tag=b", "--reload-fail=panic"]);
+    reload(&kit, (0, 1));
+    kit.host.post_json("/reload/count", json!(null));
+    let now = count(&kit.host);
+    assert_eq!((now["tag"].as_str(), now["count"].as_u64()), (Some("a"), Some(2)));
+    write_args(&kit.args, &["--reload-tag=c"]);
+    reload(&kit, (1, 1));
+    let now = count(&kit.host);
+    assert_eq!((now["tag"].as_str(), now["count"].as_u64()), (Some("c"), Some(2)));
+    assert!(kit.host.stop().success());
+}
