@@ -574,3 +574,68 @@ fn a_failed_reload_leaves_the_old_generation_its_state() {
     assert_eq!((now["tag"].as_str(), now["count"].as_u64()), (Some("c"), Some(2)));
     assert!(kit.host.stop().success());
 }
+
+/// Whether health shows an active AMQP subscription to `exchange`.
+fn subscribed(host: &Host, exchange: &str) -> bool {
+    let (_, body) = host.health();
+    body["eventbus"]["subscriptions"]
+        .as_array()
+        .is_some_and(|subs| {
+            subs.iter()
+                .any(|s| s["exchange"] == exchange && s["state"] == "active")
+        })
+}
+
+#[test]
+fn the_bundled_plugins_keep_their_state_across_a_hot_swap() {
+    let exchange = amqp::unique("handover");
+    let dir = PluginDir::with(&["history-plugin", "device-plugin"]);
+    let args_dir = tempfile::tempdir().unwrap();
+    let file = args_dir.path().join("args");
+    let history = format!("--history-exchange={exchange}");
+    write_args(&file, &[&history, "--update-interval=0"]);
+    let mut host = Host::builder(dir.path())
+        .arg(&format!("@{}", file.display()))
+        .start();
+    assert!(wait_until(Duration::from_secs(20), || subscribed(
+        &host, &exchange
+    )));
+    let peer = amqp::SyncPeer::connect();
+    peer.publish_json(&exchange, "fermenter", &json!({"t": 20}));
+    peer.publish_json(&exchange, "kettle", &json!({"t": 70}));
+    let last = || -> Value { host.get("/history/last").json().unwrap() };
+    assert!(wait_until(Duration::from_secs(10), || last().as_object().unwrap().len() == 2));
+    let put = host
+        .client
+        .put(host.url("/device/setpoint"))
+        .json(&json!({"setpoint": 25.5}))
+        .send()
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let recent_before: Value = host.get("/history/recent/kettle").json().unwrap();
+
+    host.signal(libc::SIGHUP);
+    wait_reloads(&host, (1, 0));
+    let (_, body) = host.health();
+    let mut handovers: Vec<Value> = body["reload"]["last"]["handovers"]
+        .as_array()
+        .unwrap()
+        .clone();
+    handovers.sort_by_key(|h| h["plugin"].as_str().unwrap_or_default().to_owned());
+    assert_eq!(
+        handovers,
+        [
+            json!({"plugin": "device-plugin", "outcome": "accepted", "detail": null}),
+            json!({"plugin": "history-plugin", "outcome": "accepted", "detail": null}),
+        ]
+    );
+    assert_eq!(last(), json!({"fermenter": {"t": 20}, "kettle": {"t": 70}}));
+    let recent_after: Value = host.get("/history/recent/kettle").json().unwrap();
+    assert_eq!(recent_after, recent_before, "with the times it was received");
+    let device: Value = host.get("/device/state").json().unwrap();
+    assert_eq!(device["setpoint"], 25.5);
+    // The new generation records as the old one did.
+    peer.publish_json(&exchange, "mash", &json!({"t": 65}));
+    assert!(wait_until(Duration::from_secs(10), || last().as_object().unwrap().len() == 3));
+    assert!(host.stop().success());
+}
