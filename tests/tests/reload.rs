@@ -373,6 +373,19 @@ fn watch_reloads_once_a_slowly_copied_file_is_complete() {
         (0, 0),
         "nothing reloaded from a half file"
     );
+    let log = kit.host.stderr.text();
+    let line = log
+        .lines()
+        .find(|line| line.contains("libpeer.so is not ready"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("WARNING") && line.contains("is not ready: truncated"),
+        "a warning that says the file is short: {line}"
+    );
+    let (status, body) = kit.host.health();
+    assert_eq!(status, 200);
+    let waiting = body["reload"]["waiting"].as_str().unwrap_or_default();
+    assert!(waiting.contains("libpeer.so is not ready: truncated"), "{body}");
     use std::io::Write;
     let mut handle = fs::OpenOptions::new().append(true).open(&file).unwrap();
     handle.write_all(&bytes[bytes.len() / 2..]).unwrap();
@@ -380,6 +393,7 @@ fn watch_reloads_once_a_slowly_copied_file_is_complete() {
     wait_reloads(&kit.host, (1, 0));
     assert_eq!(kit.host.get("/peer/missing").status(), 200);
     assert_eq!(tag(&kit.host), "a");
+    assert!(kit.host.health().1["reload"]["waiting"].is_null());
 }
 
 #[test]

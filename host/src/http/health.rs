@@ -22,7 +22,7 @@
 //!           "subscriptions": [{"id": 1, "filter": "brewcast/#", "plugin": "history-plugin" | null,
 //!                              "state": "pending" | "active" | "failed", "error": null | "…",
 //!                              "dropped": 0}]},
-//!  "reload": {"succeeded": 0, "failed": 1,
+//!  "reload": {"succeeded": 0, "failed": 1, "waiting": null | "libx.so is not ready: …",
 //!             "last": null | {"time": "…", "ok": false, "error": null | "…",
 //!                             "handovers": [{"plugin": "history-plugin",
 //!                                            "outcome": "accepted" | "refused" | "failed" | "unread",

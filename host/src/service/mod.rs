@@ -162,7 +162,7 @@ pub async fn run(boot: Boot, signals: &mut Signals) -> ExitCode {
     let watcher = generation
         .settings
         .watch
-        .then(|| watch::spawn(generation.settings.plugins.clone()));
+        .then(|| watch::spawn(generation.settings.plugins.clone(), Arc::clone(&reloads)));
     let service = Service {
         generation,
         bus,

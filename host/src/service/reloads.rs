@@ -27,6 +27,10 @@ pub struct ReloadReport {
     pub succeeded: u64,
     pub failed: u64,
     pub last: Option<LastReload>,
+    /// With `--watch`: a changed file that is not a complete plugin yet (truncated, still
+    /// being copied), and why; no reload is made until the next change. Cleared by the next
+    /// reload.
+    pub waiting: Option<String>,
 }
 
 /// Shared between the service loop, which records, and every generation's health route.
@@ -39,6 +43,7 @@ impl ReloadLog {
     pub fn record(&self, outcome: Result<Vec<HandoverReport>, String>) {
         crate::metrics::global().plugins.reloaded(outcome.is_ok());
         let mut report = self.report.locked();
+        report.waiting = None;
         match &outcome {
             Ok(_) => report.succeeded += 1,
             Err(_) => report.failed += 1,
@@ -53,6 +58,11 @@ impl ReloadLog {
             error,
             handovers,
         });
+    }
+
+    /// A folder change that is not ready to reload, for health.
+    pub fn waiting(&self, why: String) {
+        self.report.locked().waiting = Some(why);
     }
 
     pub fn report(&self) -> ReloadReport {

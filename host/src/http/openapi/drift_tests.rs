@@ -415,6 +415,7 @@ fn full_report() -> HealthReport {
                     detail: Some("state version 1 was handed over".into()),
                 }],
             }),
+            waiting: Some("libx.so is not ready: truncated".into()),
         },
     }
 }
