@@ -113,6 +113,16 @@ fn two_plugins_keep_their_own_state_and_will_and_a_clean_stop_publishes_both_onc
         &host,
         &[("device-plugin", &device_topic), ("testkit-plugin", &kit)],
     );
+    // MQTT only: the device says where it publishes, and no AMQP exchange.
+    let log = host.stderr.text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("simulating, updating every"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("publishing to MQTT topics") && !line.contains("exchange"),
+        "{line}"
+    );
     // Both retained states stand side by side: neither overwrites the other.
     rt.block_on(peer.until(&kit, SECS));
     rt.block_on(peer.until(&device_topic, SECS));
