@@ -53,9 +53,9 @@ fn two_plugin_host(broker: &Mosquitto, service: &str) -> (Host, PluginDir) {
 fn wait_wills_held(host: &Host, want: &[(&str, &str)]) {
     let held = wait_until(SECS, || {
         let wills = health(host)["mqtt"]["wills"].clone();
-        wills.as_array().is_some_and(|w| {
-            w.len() == want.len() && w.iter().all(|will| will["held"] == true)
-        })
+        wills
+            .as_array()
+            .is_some_and(|w| w.len() == want.len() && w.iter().all(|will| will["held"] == true))
     });
     let wills = health(host)["mqtt"]["wills"].clone();
     assert!(held, "{wills}\n{}", host.stderr.text());
@@ -127,7 +127,10 @@ fn two_plugins_keep_their_own_state_and_will_and_a_clean_stop_publishes_both_onc
     rt.block_on(peer.until(&kit, SECS));
     rt.block_on(peer.until(&device_topic, SECS));
     assert_eq!(retained(&rt, &broker, &kit)["data"], json!({"alive": true}));
-    assert_eq!(retained(&rt, &broker, &device_topic)["type"], "Device.state");
+    assert_eq!(
+        retained(&rt, &broker, &device_topic)["type"],
+        "Device.state"
+    );
 
     assert_eq!(host.stop().code(), Some(0), "{}", host.stderr.text());
     rt.block_on(async {

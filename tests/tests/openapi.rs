@@ -795,12 +795,22 @@ fn the_document_says_what_each_handler_shape_answers() {
 
     // A declared status, handler `Result<StatusCode>`: the 204 is there, with its words.
     let responses = &op(&doc, "delete", "/kit/docs/item/{id}")["responses"];
-    assert_eq!(responses["204"], json!({"description": "Deleted"}), "{responses}");
+    assert_eq!(
+        responses["204"],
+        json!({"description": "Deleted"}),
+        "{responses}"
+    );
     assert!(responses["404"].is_object(), "{responses}");
     assert_eq!(send(M::DELETE, "/kit/docs/item/4", None).status(), 204);
     let answer = send(M::DELETE, "/kit/docs/item/0", None);
     assert_eq!(answer.status(), 404);
-    assert_matches(&doc, "delete", "/kit/docs/item/{id}", 404, &answer.json().unwrap());
+    assert_matches(
+        &doc,
+        "delete",
+        "/kit/docs/item/{id}",
+        404,
+        &answer.json().unwrap(),
+    );
 
     // `String`: text/plain, not "Not documented by the plugin".
     let responses = &op(&doc, "get", "/kit/docs/text")["responses"];
@@ -811,7 +821,10 @@ fn the_document_says_what_each_handler_shape_answers() {
     );
     let answer = send(M::GET, "/kit/docs/text", None);
     assert_eq!(answer.status(), 200);
-    let content_type = answer.headers()["content-type"].to_str().unwrap().to_owned();
+    let content_type = answer.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(content_type.starts_with("text/plain"), "{content_type}");
 
     // `()`: 204 without a body.
@@ -837,7 +850,11 @@ fn the_document_says_what_each_handler_shape_answers() {
         assert_eq!(answer.status(), 400, "{url} {body}");
         assert_matches(&doc, "post", path, 400, &answer.json().unwrap());
     }
-    let answer = send(M::POST, "/kit/docs/scaled/1?factor=2", Some(r#"{"value": 1.5}"#));
+    let answer = send(
+        M::POST,
+        "/kit/docs/scaled/1?factor=2",
+        Some(r#"{"value": 1.5}"#),
+    );
     assert_eq!(answer.status(), 200);
     assert_matches(&doc, "post", path, 200, &answer.json().unwrap());
 
@@ -859,5 +876,11 @@ fn the_document_says_what_each_handler_shape_answers() {
         }
     }
     let answer = send(M::GET, "/kit/docs/sample", None);
-    assert_matches(&doc, "get", "/kit/docs/sample", 200, &answer.json().unwrap());
+    assert_matches(
+        &doc,
+        "get",
+        "/kit/docs/sample",
+        200,
+        &answer.json().unwrap(),
+    );
 }

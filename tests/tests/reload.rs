@@ -385,7 +385,10 @@ fn watch_reloads_once_a_slowly_copied_file_is_complete() {
     let (status, body) = kit.host.health();
     assert_eq!(status, 200);
     let waiting = body["reload"]["waiting"].as_str().unwrap_or_default();
-    assert!(waiting.contains("libpeer.so is not ready: truncated"), "{body}");
+    assert!(
+        waiting.contains("libpeer.so is not ready: truncated"),
+        "{body}"
+    );
     use std::io::Write;
     let mut handle = fs::OpenOptions::new().append(true).open(&file).unwrap();
     handle.write_all(&bytes[bytes.len() / 2..]).unwrap();
@@ -554,11 +557,17 @@ fn a_new_version_that_cannot_read_the_old_state_starts_empty_and_says_why() {
     write_args(&kit.args, &["--reload-tag=b", "--reload-state-version=2"]);
     reload(&kit, (1, 0));
     let now = count(&kit.host);
-    assert_eq!((now["tag"].as_str(), now["count"].as_u64()), (Some("b"), Some(0)));
+    assert_eq!(
+        (now["tag"].as_str(), now["count"].as_u64()),
+        (Some("b"), Some(0))
+    );
     let why = "state version 1 was handed over; this build reads version 2";
     assert_eq!(now["handed"], format!("refused: {why}"));
     let (status, body) = kit.host.health();
-    assert_eq!(status, 200, "a refused state is not a failed reload: {body}");
+    assert_eq!(
+        status, 200,
+        "a refused state is not a failed reload: {body}"
+    );
     let last = &body["reload"]["last"];
     assert_eq!(last["ok"], true);
     assert_eq!(
@@ -581,11 +590,17 @@ fn a_failed_reload_leaves_the_old_generation_its_state() {
     reload(&kit, (0, 1));
     kit.host.post_json("/reload/count", json!(null));
     let now = count(&kit.host);
-    assert_eq!((now["tag"].as_str(), now["count"].as_u64()), (Some("a"), Some(2)));
+    assert_eq!(
+        (now["tag"].as_str(), now["count"].as_u64()),
+        (Some("a"), Some(2))
+    );
     write_args(&kit.args, &["--reload-tag=c"]);
     reload(&kit, (1, 1));
     let now = count(&kit.host);
-    assert_eq!((now["tag"].as_str(), now["count"].as_u64()), (Some("c"), Some(2)));
+    assert_eq!(
+        (now["tag"].as_str(), now["count"].as_u64()),
+        (Some("c"), Some(2))
+    );
     assert!(kit.host.stop().success());
 }
 
@@ -618,7 +633,11 @@ fn the_bundled_plugins_keep_their_state_across_a_hot_swap() {
     peer.publish_json(&exchange, "fermenter", &json!({"t": 20}));
     peer.publish_json(&exchange, "kettle", &json!({"t": 70}));
     let last = || -> Value { host.get("/history/last").json().unwrap() };
-    assert!(wait_until(Duration::from_secs(10), || last().as_object().unwrap().len() == 2));
+    assert!(wait_until(Duration::from_secs(10), || last()
+        .as_object()
+        .unwrap()
+        .len()
+        == 2));
     let put = host
         .client
         .put(host.url("/device/setpoint"))
@@ -645,11 +664,18 @@ fn the_bundled_plugins_keep_their_state_across_a_hot_swap() {
     );
     assert_eq!(last(), json!({"fermenter": {"t": 20}, "kettle": {"t": 70}}));
     let recent_after: Value = host.get("/history/recent/kettle").json().unwrap();
-    assert_eq!(recent_after, recent_before, "with the times it was received");
+    assert_eq!(
+        recent_after, recent_before,
+        "with the times it was received"
+    );
     let device: Value = host.get("/device/state").json().unwrap();
     assert_eq!(device["setpoint"], 25.5);
     // The new generation records as the old one did.
     peer.publish_json(&exchange, "mash", &json!({"t": 65}));
-    assert!(wait_until(Duration::from_secs(10), || last().as_object().unwrap().len() == 3));
+    assert!(wait_until(Duration::from_secs(10), || last()
+        .as_object()
+        .unwrap()
+        .len()
+        == 3));
     assert!(host.stop().success());
 }

@@ -238,7 +238,10 @@ impl MqttBus {
         }
         let mut holders = self.inner.wills.lock().await;
         for (plugin, will) in wanted {
-            if holders.iter().any(|h| &h.plugin == plugin && &h.will == will) {
+            if holders
+                .iter()
+                .any(|h| &h.plugin == plugin && &h.will == will)
+            {
                 continue;
             }
             let n = self.inner.next_will.fetch_add(1, Ordering::Relaxed);
@@ -288,7 +291,13 @@ impl MqttBus {
     /// Publishes a will on the main connection (QoS 1, bounded), and logs the outcome.
     async fn announce(&self, will: &Will) {
         match self
-            .send(&will.topic, will.payload.clone(), QoS::AtLeastOnce, will.retain, true)
+            .send(
+                &will.topic,
+                will.payload.clone(),
+                QoS::AtLeastOnce,
+                will.retain,
+                true,
+            )
             .await
         {
             Ok(()) => tracing::info!(

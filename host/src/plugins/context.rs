@@ -8,15 +8,15 @@ use abi_stable::{
 };
 use async_ffi::FfiFuture;
 use plugin_abi::{
-    error_code, metric_kind, FeatureArc, FfiError, FfiHandover, FfiMetric, FfiMqttPublish, FfiPublish,
-    FfiSubscribe, HostContext, HostMetric, HostMetricArc, HostMetric_TO, HostSubscriptionArc,
-    MessageHandlerBox, RouteHandlerBox, TaskHandleBox,
+    error_code, metric_kind, FeatureArc, FfiError, FfiHandover, FfiMetric, FfiMqttPublish,
+    FfiPublish, FfiSubscribe, HostContext, HostMetric, HostMetricArc, HostMetric_TO,
+    HostSubscriptionArc, MessageHandlerBox, RouteHandlerBox, TaskHandleBox,
 };
 use tokio::runtime::Handle;
 
 use super::bus_bridge::BusBridge;
-use super::mqtt_bridge::{self, MqttBridge};
 use super::handover::GenerationLife;
+use super::mqtt_bridge::{self, MqttBridge};
 use super::{features::FeatureRegistry, routes::RouteTable, tasks::TaskSet};
 use crate::sync::Unpoisoned;
 
@@ -202,9 +202,11 @@ impl HostContext for PluginContext {
 
     fn handover_outcome(&self, outcome: u8, detail: RString) {
         let detail: String = detail.chars().take(MAX_DETAIL_CHARS).collect();
-        self.host
-            .life
-            .report(&self.plugin.name, outcome, &detail.escape_debug().to_string());
+        self.host.life.report(
+            &self.plugin.name,
+            outcome,
+            &detail.escape_debug().to_string(),
+        );
     }
 
     fn phase(&self) -> u8 {

@@ -137,7 +137,9 @@ pub async fn handover_all(
             Ok(Err(report)) => Err(format!("handover {report}")),
             Ok(Ok(RResult::RErr(err))) => Err(format!("handover failed: {err}")),
             Ok(Ok(RResult::ROk(ROption::RNone))) => Ok(None),
-            Ok(Ok(RResult::ROk(ROption::RSome(state)))) if state.data.len() > MAX_HANDOVER_BYTES => {
+            Ok(Ok(RResult::ROk(ROption::RSome(state))))
+                if state.data.len() > MAX_HANDOVER_BYTES =>
+            {
                 Err(format!(
                     "handover of {} bytes is larger than the limit of {MAX_HANDOVER_BYTES} bytes",
                     state.data.len()

@@ -107,7 +107,10 @@ mod tests {
             "device_plugin::plugin_api::repeater"
         );
         assert_eq!(logger.target("panic"), "device_plugin::panic");
-        assert_eq!(logger.target("device_plugin::chamber"), "device_plugin::chamber");
+        assert_eq!(
+            logger.target("device_plugin::chamber"),
+            "device_plugin::chamber"
+        );
         assert_eq!(logger.target("plugin_apis"), "plugin_apis");
     }
 }

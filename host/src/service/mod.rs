@@ -18,6 +18,7 @@ use std::{ffi::OsString, future::Future, process::ExitCode, sync::Arc};
 use arc_swap::ArcSwap;
 use tokio::{net::TcpListener, sync::mpsc};
 
+use crate::plugins::handover::{GenerationLife, HandoverReport};
 use crate::{
     app::{self, EXIT_FAILURE},
     bus::EventBus,
@@ -29,7 +30,6 @@ use crate::{
     mqtt::MqttBus,
     shutdown::{Received, Signals},
 };
-use crate::plugins::handover::{GenerationLife, HandoverReport};
 use generation::Generation;
 use reloads::ReloadLog;
 
@@ -298,7 +298,9 @@ impl Service {
         if let Some(mqtt) = &self.mqtt {
             hold_wills(mqtt, &next).await;
             if mqtt.is_connected() && !mqtt.wills_held(next.settings.hook_timeout).await {
-                tracing::warn!("Reload: the broker did not acknowledge every new MQTT will in time; going on");
+                tracing::warn!(
+                    "Reload: the broker did not acknowledge every new MQTT will in time; going on"
+                );
             }
         }
         self.current.store(Arc::clone(&next.served));

@@ -7,7 +7,9 @@ use abi_stable::{
 use async_ffi::FfiFuture;
 
 use super::plugin::{FeatureArc, MessageHandlerBox, RouteHandlerBox};
-use super::{FfiError, FfiHandover, FfiLogRecord, FfiMetric, FfiMqttPublish, FfiPublish, FfiSubscribe};
+use super::{
+    FfiError, FfiHandover, FfiLogRecord, FfiMetric, FfiMqttPublish, FfiPublish, FfiSubscribe,
+};
 
 /// Where a plugin's log events go. Handed over once, before anything else runs.
 #[sabi_trait]

@@ -272,7 +272,10 @@ impl<P: Plugin> TestHost<P> {
         wanted: impl Fn(&Published) -> bool,
     ) -> Result<Published> {
         self.wait_for(timeout, || {
-            lock(&self.state.bus.published).iter().find(|m| wanted(m)).cloned()
+            lock(&self.state.bus.published)
+                .iter()
+                .find(|m| wanted(m))
+                .cloned()
         })
         .await
         .map_err(|()| {

@@ -11,9 +11,9 @@ use async_ffi::FfiFuture;
 use serde_json::{Map, Value};
 
 use crate::abi::{
-    error_code, handover_outcome, phase, FeatureArc, Feature_TO, FfiError, FfiHandover, FfiMetric, FfiMqttPublish, FfiPublish,
-    FfiSubscribe, HostContext, HostMetricArc, HostSubscriptionArc, MessageHandlerBox,
-    RouteHandlerBox, TaskHandleBox,
+    error_code, handover_outcome, phase, FeatureArc, Feature_TO, FfiError, FfiHandover, FfiMetric,
+    FfiMqttPublish, FfiPublish, FfiSubscribe, HostContext, HostMetricArc, HostSubscriptionArc,
+    MessageHandlerBox, RouteHandlerBox, TaskHandleBox,
 };
 
 use super::{bus::Bus, metrics::Metrics, routes::RouteTable, tasks::Tasks};

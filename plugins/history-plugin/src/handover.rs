@@ -72,7 +72,9 @@ pub(crate) fn give(messages: &Messages, subscriptions: Vec<SubscribeRequest>) ->
             );
         }
         per_key /= 2;
-        tracing::info!("History too large to hand over whole; trying the newest {per_key} message(s) per key");
+        tracing::info!(
+            "History too large to hand over whole; trying the newest {per_key} message(s) per key"
+        );
     }
 }
 

@@ -437,7 +437,10 @@ async fn a_hot_swap_keeps_the_messages_their_times_and_the_added_subscriptions()
     old.deliver("brewcast", "b", &2).await;
     old.deliver("brewcast", "a", &3).await;
     let body = json!({"exchange": "spark", "routing": "block.#"});
-    assert_eq!(old.post_json("/history/subscribe", &body).await.status(), 200);
+    assert_eq!(
+        old.post_json("/history/subscribe", &body).await.status(),
+        200
+    );
     let before = old.get("/history/recent/a").await.json::<Value>().unwrap();
     let state = old.handover().await.unwrap().expect("a state");
     assert_eq!(state.version(), crate::handover::STATE_VERSION);
@@ -451,7 +454,11 @@ async fn a_hot_swap_keeps_the_messages_their_times_and_the_added_subscriptions()
     let after = new.get("/history/recent/a").await.json::<Value>().unwrap();
     assert_eq!(after, before, "same messages, same receive times");
     assert_eq!(last(&new).await, json!({"a": 3, "b": 2}));
-    let subscriptions = new.get("/history/subscriptions").await.json::<Value>().unwrap();
+    let subscriptions = new
+        .get("/history/subscriptions")
+        .await
+        .json::<Value>()
+        .unwrap();
     assert_eq!(
         subscriptions,
         json!([{"exchange": "brewcast", "routing": "#"}, body]),
@@ -463,8 +470,8 @@ async fn a_hot_swap_keeps_the_messages_their_times_and_the_added_subscriptions()
 
 #[tokio::test]
 async fn another_state_version_is_refused_and_the_history_starts_empty() {
-    let state = plugin_api::Handover::json(99, &json!({"messages": [], "subscriptions": []}))
-        .unwrap();
+    let state =
+        plugin_api::Handover::json(99, &json!({"messages": [], "subscriptions": []})).unwrap();
     let new = TestHost::builder(HistoryPlugin::default())
         .handed_over(state)
         .start()
