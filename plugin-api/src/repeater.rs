@@ -184,6 +184,41 @@ mod tests {
         );
     }
 
+    /// Counts its runs; never fails.
+    struct Counting(Arc<AtomicUsize>);
+
+    impl Repeater for Counting {
+        async fn run(&mut self) -> Result<Repeat> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(Repeat::Continue)
+        }
+    }
+
+    #[test]
+    fn the_gate_is_passed_before_every_run_and_a_closed_one_ends_the_repeater() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let gates = Arc::new(AtomicUsize::new(0));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let passed = Arc::clone(&gates);
+        // Open three times (three runs), then closed: the generation stopped.
+        let gate = move || {
+            let n = passed.fetch_add(1, Ordering::SeqCst);
+            async move { n < 3 }
+        };
+        let result = runtime.block_on(drive(
+            "counting".into(),
+            Counting(Arc::clone(&runs)),
+            || async {},
+            gate,
+        ));
+        assert_eq!(result, Ok(()));
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+        assert_eq!(gates.load(Ordering::SeqCst), 4);
+    }
+
     #[test]
     fn backoff_grows_and_caps() {
         assert_eq!(backoff(1), Duration::from_millis(100));

@@ -562,6 +562,7 @@ fn object_parameters(schema: &Value, location: &str) -> Option<Vec<Value>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Result;
     use schemars::JsonSchema;
 
     #[derive(serde::Deserialize, JsonSchema)]
@@ -570,6 +571,57 @@ mod tests {
         /// Most entries to return.
         limit: Option<u32>,
         key: String,
+    }
+
+    /// The route's docs once a handler of return type `R` documented itself.
+    fn documented<R: crate::IntoResponse>(route: Route) -> Value {
+        let mut route = route;
+        R::document(&mut route);
+        route.docs()
+    }
+
+    #[test]
+    fn a_declared_status_is_documented_whatever_the_handler_returns() {
+        let route = Route::delete("/x/{id}").status(StatusCode::NO_CONTENT, "Deleted");
+        let docs = documented::<Result<StatusCode>>(route);
+        assert_eq!(docs["responses"]["204"], json!({"description": "Deleted"}));
+    }
+
+    #[test]
+    fn text_is_text_plain_and_nothing_is_a_204() {
+        let docs = documented::<String>(Route::get("/t"));
+        assert_eq!(
+            docs["responses"]["200"]["content"],
+            json!({"text/plain": {"schema": {"type": "string"}}})
+        );
+        let docs = documented::<Result<()>>(Route::post("/n"));
+        assert_eq!(
+            docs["responses"]["204"],
+            json!({"description": "No Content"})
+        );
+    }
+
+    #[test]
+    fn the_400_names_every_part_an_extractor_can_refuse() {
+        let mut route = Route::post("/r/{id}");
+        route.document_path::<u32>();
+        route.document_query::<Paging>();
+        route.document_request_body::<Paging>();
+        let description = route.docs()["responses"]["400"]["description"].clone();
+        assert_eq!(
+            description,
+            "The request is refused: a path parameter is not of its type; or a query \
+             parameter is missing or not of its type; or the body is not JSON of the expected \
+             shape; `field` names what is at fault"
+        );
+        // One the author declared stays.
+        let mut route =
+            Route::post("/r").error_response(StatusCode::BAD_REQUEST, "Not a usable name");
+        route.document_request_body::<Paging>();
+        assert_eq!(
+            route.docs()["responses"]["400"]["description"],
+            "Not a usable name"
+        );
     }
 
     #[test]

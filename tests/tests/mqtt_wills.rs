@@ -268,3 +268,40 @@ fn a_will_added_by_a_reload_is_held_by_the_broker_and_announced_at_sigkill() {
     until_nulls(&rt, &mut peer, &[&device_topic]);
     assert!(retained(&rt, &broker, &device_topic)["data"].is_null());
 }
+
+#[test]
+fn a_plugin_removed_by_a_reload_has_its_will_published_and_released() {
+    let rt = runtime();
+    let broker = Mosquitto::start();
+    let service = "wills_removed";
+    let device_topic = format!("brewcast/state/{service}");
+    let mut peer = rt.block_on(Peer::connect(broker.port, &["brewcast/state/#"]));
+    let plugins = PluginDir::with(&["device-plugin", "history-plugin"]);
+    let mut host = Host::builder(plugins.path())
+        .name(service)
+        .without_amqp()
+        .mqtt(broker.port)
+        .start();
+    wait_wills_held(&host, &[("device-plugin", &device_topic)]);
+    std::fs::remove_file(plugins.path().join("libdevice_plugin.so")).unwrap();
+    host.signal(libc::SIGHUP);
+    assert!(
+        host.stderr.wait_for("Reloaded", SECS),
+        "{}",
+        host.stderr.text()
+    );
+    // The device is gone: its will says so, and no will is held for it any more.
+    until_nulls(&rt, &mut peer, &[&device_topic]);
+    assert!(wait_until(SECS, || health(&host)["mqtt"]["wills"] == json!([])));
+    // Its connection was closed cleanly: a SIGKILL now announces nothing more for it.
+    host.signal(libc::SIGKILL);
+    host.wait_exit(SECS).expect("killed");
+    rt.block_on(async {
+        peer.client
+            .publish("brewcast/state/marker", QoS::AtLeastOnce, false, "{}")
+            .await
+            .unwrap();
+    });
+    let after = rt.block_on(peer.until("brewcast/state/marker", SECS));
+    assert!(after.iter().all(|p| p.topic != device_topic), "{after:?}");
+}
