@@ -277,8 +277,10 @@ impl MqttBus {
         *holders = keep;
         self.refresh_will_health(&holders);
         for holder in gone {
-            if !wanted.iter().any(|(_, w)| w.topic == holder.will.topic) {
-                self.announce(&holder.will).await;
+            let announce = !wanted.iter().any(|(_, w)| w.topic == holder.will.topic);
+            if announce && !self.announce(&holder.will).await {
+                holder.abandon();
+                continue;
             }
             holder.release().await;
         }
@@ -288,9 +290,10 @@ impl MqttBus {
         *self.inner.will_health.locked() = holders.iter().map(WillHolder::health).collect();
     }
 
-    /// Publishes a will on the main connection (QoS 1, bounded), and logs the outcome.
-    async fn announce(&self, will: &Will) {
-        match self
+    /// Publishes a will on the main connection (QoS 1, bounded), and logs the outcome;
+    /// whether it was published.
+    async fn announce(&self, will: &Will) -> bool {
+        let sent = self
             .send(
                 &will.topic,
                 will.payload.clone(),
@@ -298,8 +301,8 @@ impl MqttBus {
                 will.retain,
                 true,
             )
-            .await
-        {
+            .await;
+        match &sent {
             Ok(()) => tracing::info!(
                 target: "brewblox_host::mqtt",
                 "Published the MQTT will on '{}'",
@@ -307,10 +310,12 @@ impl MqttBus {
             ),
             Err(err) => tracing::warn!(
                 target: "brewblox_host::mqtt",
-                "MQTT will on '{}' not published: {err}",
+                "MQTT will on '{}' not published: {err}; its connection is dropped, for the \
+                 broker to announce it",
                 will.topic.escape_debug()
             ),
         }
+        sent.is_ok()
     }
 
     /// A will's topic and size, as [`hold_wills`](Self::hold_wills) checks them.
@@ -548,8 +553,18 @@ impl MqttBus {
         }
         let holders = std::mem::take(&mut *self.inner.wills.lock().await);
         self.refresh_will_health(&[]);
-        futures::future::join_all(holders.iter().map(|h| self.announce(&h.will))).await;
-        futures::future::join_all(holders.into_iter().map(WillHolder::release)).await;
+        let announced =
+            futures::future::join_all(holders.iter().map(|h| self.announce(&h.will))).await;
+        let mut releases = Vec::new();
+        for (holder, announced) in holders.into_iter().zip(announced) {
+            // A will the host could not publish is left to the broker: no DISCONNECT.
+            if announced {
+                releases.push(holder.release());
+            } else {
+                holder.abandon();
+            }
+        }
+        futures::future::join_all(releases).await;
         let subs = {
             let mut state = self.inner.lock();
             state.stopping = true;

@@ -82,7 +82,7 @@ impl WillHolder {
                             _ = stopped.changed() => break,
                             _ = tokio::time::sleep(pause) => {}
                         }
-                        pause = (pause * 2).clamp(Duration::from_millis(50), longest);
+                        pause = (pause * 2).max(Duration::from_millis(50)).min(longest);
                     }
                 }
             }
@@ -116,6 +116,12 @@ impl WillHolder {
             topic: self.will.topic.clone(),
             held: self.is_held(),
         }
+    }
+
+    /// Drops the connection without a DISCONNECT: the broker announces the will itself (when
+    /// the host could not publish it).
+    pub fn abandon(self) {
+        self.task.abort();
     }
 
     /// Closes the connection with a DISCONNECT, so that the broker drops the will without
