@@ -148,6 +148,12 @@ impl<S> Context<S> {
     /// Runs `task` in the background. The host logs its failure or panic with the plugin's
     /// name and cancels it when the plugin shuts down.
     ///
+    /// A task spawned in `startup` starts at once, before the service serves (the HTTP
+    /// listener is bound after every plugin's `startup`): one that calls the service's own
+    /// routes, or must not run beside the previous generation during a hot swap, awaits
+    /// [`serving`](Context::serving) first; one that publishes periodically checks
+    /// [`is_retiring`](Context::is_retiring), or is a [`Repeater`], which does both.
+    ///
     /// The task returns `()` or a `Result<(), E>`. An async block whose end cannot be
     /// reached — it ends in `loop { … }` without a `break`, or in `panic!()` — has the never
     /// type as its output, which is neither; rustc (1.95 and later) then refuses it with

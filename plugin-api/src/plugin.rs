@@ -55,7 +55,11 @@ pub trait Plugin: Send + Sync + 'static {
     }
 
     /// Called once at start, before the HTTP server accepts requests. Register routes,
-    /// subscriptions and tasks here.
+    /// subscriptions and tasks here. The service serves this plugin's routes only once
+    /// every plugin's `startup` returned: a task spawned here that needs the service up
+    /// awaits [`Context::serving`] first ([repeaters](Context::repeat) wait for it on their
+    /// own). At a hot swap, read what the previous generation handed over here
+    /// ([`Context::handed_over`]).
     fn startup(self: Arc<Self>, ctx: &Context) -> impl Future<Output = Result<()>> + Send;
 
     /// Called when shutdown begins, before in-flight requests are drained: tell long-running
