@@ -679,3 +679,49 @@ fn the_bundled_plugins_keep_their_state_across_a_hot_swap() {
         == 3));
     assert!(host.stop().success());
 }
+
+/// From the moment a reload takes its state, the old generation's repeaters stop: the beats
+/// it publishes end with the one it counted when it handed over (one run already past its
+/// check may finish), although the new generation takes 1.5 s to start — without the pause
+/// the old one would beat ~150 more times meanwhile.
+#[test]
+fn a_retiring_generations_repeaters_stop_publishing() {
+    let exchange = amqp::unique("beat");
+    let beat = format!("--reload-beat={exchange}");
+    let consumer = amqp::SyncPeer::connect();
+    consumer.declare_like_original(&exchange, lapin::ExchangeKind::Topic);
+    let mut beats = consumer.consume(&exchange, "#");
+    let mut kit = kit(&["--reload-tag=a", &beat]);
+    // The first generation beats.
+    let first = beats.recv(Duration::from_secs(10), "a first beat");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&first.data).unwrap()["tag"],
+        "a"
+    );
+    write_args(
+        &kit.args,
+        &["--reload-tag=b", &beat, "--reload-startup-ms=1500"],
+    );
+    reload(&kit, (1, 0));
+    let handed = count(&kit.host)["handed_beats"].as_u64().unwrap();
+    assert!(handed >= 1);
+    // A marker after the reload: every beat of the old generation came before it.
+    consumer.publish_json(&exchange, "marker", &json!({"tag": "marker"}));
+    let mut last_a = 0;
+    let mut b_beats = 0;
+    for _ in 0..10_000 {
+        let delivery = beats.recv(Duration::from_secs(10), "beats up to the marker");
+        let body: Value = serde_json::from_slice(&delivery.data).unwrap();
+        match body["tag"].as_str() {
+            Some("a") => last_a = last_a.max(body["n"].as_u64().unwrap()),
+            Some("b") => b_beats += 1,
+            _ => break,
+        }
+    }
+    assert!(
+        last_a <= handed + 1,
+        "the old generation beat on: {last_a} after handing over at {handed}"
+    );
+    assert!(b_beats > 0 || count(&kit.host)["tag"] == "b");
+    assert!(kit.host.stop().success());
+}

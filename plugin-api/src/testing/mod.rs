@@ -42,6 +42,13 @@
 //! `test-util` feature in the plugin's dev-dependencies), and its repeaters, which do not
 //! loop on their own under the kit: the test runs them one step at a time with
 //! [`TestHost::step`].
+//!
+//! What a task publishes later is awaited with [`TestHost::wait_published`] and
+//! [`TestHost::wait_mqtt_published`] (bounded by a timeout), not slept for. A hot swap's
+//! state handover is tested with [`TestHost::handover`] on the old plugin and
+//! [`TestHostBuilder::handed_over`] for the new one, whose
+//! [`handover_outcome`](TestHost::handover_outcome) says what it made of it. Under the kit
+//! the plugin serves ([`Context::serving`]) as soon as `startup` returned.
 
 mod bus;
 mod config;
