@@ -24,7 +24,7 @@
 //! Handlers that read or record messages have only the `Messages` as their state, so that
 //! they can be called without a host; only the subscription routes hold a context.
 //!
-//! At a hot swap the history is handed to the new generation (see [`handover`]): its
+//! At a hot swap the history is handed to the new generation (see `src/handover.rs`): its
 //! messages, with the times they were received, and the subscriptions added with
 //! `POST /history/subscribe`, which the new generation makes again.
 
