@@ -325,9 +325,16 @@ impl<S> Context<S> {
         self.mqtt_publish(topic, payload, qos, retain).await
     }
 
-    /// Sets the service's MQTT will: the broker publishes it when the service's connection
-    /// dies, and the host publishes it itself at a clean stop. Set it in `startup`: it is
-    /// registered with the broker when the host connects, after every plugin started.
+    /// Declares this plugin's MQTT will: what the broker publishes when the service's
+    /// connection dies (the host publishes it itself at a clean stop). Each plugin has its
+    /// own will, on its own topic, held by the broker on a connection of its own, so two
+    /// plugins of one service each announce their own death; a topic another plugin's will
+    /// has is refused with a [`Conflict`](crate::ErrorKind::Conflict) error naming it, and a
+    /// retained publish there is refused too (it would overwrite that plugin's state). The
+    /// BrewBlox convention: `brewcast/state/<service>` for the service's main state,
+    /// `brewcast/state/<service>/<plugin>` for another plugin's. Set it in `startup`; calling
+    /// it again replaces this plugin's own will, and an empty topic removes it. See
+    /// `docs/lifecycle.md` in the repository.
     ///
     /// ```no_run
     /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {

@@ -103,7 +103,14 @@ impl MqttBridge {
         }
         let index = wills.iter().position(|(p, _)| p == plugin);
         match (index, will) {
-            (Some(i), Some(will)) => wills[i].1 = will,
+            (Some(i), Some(will)) => {
+                tracing::info!(
+                    "plugin {plugin}: its MQTT will on '{}' replaces its will on '{}'",
+                    will.topic.escape_debug(),
+                    wills[i].1.topic.escape_debug()
+                );
+                wills[i].1 = will;
+            }
             (None, Some(will)) => wills.push((plugin.to_owned(), will)),
             (Some(i), None) => {
                 wills.remove(i);
