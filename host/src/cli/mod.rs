@@ -222,7 +222,7 @@ pub struct Settings {
         long,
         default_value = "10",
         value_parser = parse_seconds,
-        help = "Seconds a plugin's shutdown hook may take before it is abandoned"
+        help = "Seconds a plugin's shutdown or handover hook may take before it is abandoned"
     )]
     pub hook_timeout: Duration,
     #[arg(
