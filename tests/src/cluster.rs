@@ -67,9 +67,9 @@ impl RabbitCluster {
         cluster
     }
 
-    /// `amqp://guest:guest@127.0.0.1:<port>/` of node `n` (1..3).
+    /// `amqp://guest:guest@127.0.0.1:<port>/%2f` of node `n` (1..3).
     pub fn url(&self, n: usize) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/", self.ports[n - 1])
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.ports[n - 1])
     }
 
     /// Kills node `n` (1..3) with SIGKILL, as a crash would.

@@ -121,7 +121,7 @@ fn killing_the_node_in_use_moves_the_host_to_the_next_one_and_loses_no_confirmed
         .args(&["--testkit-exchange", &exchange, "--eventbus-reconnect-interval", "0.2"])
         .args(&["--eventbus-url", &format!("{},{}", cluster.url(1), cluster.url(2))])
         .start();
-    let shown = |n: usize| format!("amqp://guest:***@127.0.0.1:{}/", cluster.ports[n - 1]);
+    let shown = |n: usize| format!("amqp://guest:***@127.0.0.1:{}/%2f", cluster.ports[n - 1]);
     let on_node = |n: usize| {
         let want = shown(n);
         wait_until(SECS, || {
