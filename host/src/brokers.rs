@@ -122,10 +122,7 @@ pub fn parse_port(text: &str) -> Result<u16, String> {
 
 /// A comma-separated list of `host[:port]` entries (see [`parse_address`]).
 pub fn parse_addresses(text: &str) -> Result<Vec<Address>, String> {
-    split_list(text)?
-        .into_iter()
-        .map(parse_address)
-        .collect()
+    split_list(text)?.into_iter().map(parse_address).collect()
 }
 
 /// Where a connection is in its list.
@@ -220,12 +217,9 @@ impl Brokers {
 
     fn record(&self, index: usize, in_use: bool) {
         if let Some(connection) = &self.connection {
-            crate::metrics::global().bus.broker(
-                self.bus,
-                connection,
-                &self.labels[index],
-                in_use,
-            );
+            crate::metrics::global()
+                .bus
+                .broker(self.bus, connection, &self.labels[index], in_use);
         }
     }
 }
@@ -279,7 +273,9 @@ mod tests {
         let err = parse_addresses("a,,b").expect_err("empty entry");
         assert!(err.contains("broker 2 of the list is empty"), "{err}");
         let many = vec!["h"; MAX_BROKERS + 1].join(",");
-        assert!(parse_addresses(&many).expect_err("too many").contains("at most"));
+        assert!(parse_addresses(&many)
+            .expect_err("too many")
+            .contains("at most"));
         assert!(parse_addresses(&vec!["h"; MAX_BROKERS].join(",")).is_ok());
     }
 

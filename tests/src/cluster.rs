@@ -43,12 +43,7 @@ impl RabbitCluster {
     pub fn start() -> RabbitCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let ports = free_low_ports();
-        let list = |p: &[u16]| {
-            p.iter()
-                .map(u16::to_string)
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
+        let list = |p: &[u16]| p.iter().map(u16::to_string).collect::<Vec<_>>().join(" ");
         let cluster = RabbitCluster {
             ports: [ports[0], ports[1], ports[2]],
             dir,

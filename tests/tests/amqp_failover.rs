@@ -7,7 +7,9 @@
 use std::{collections::HashSet, time::Duration};
 
 use futures::StreamExt;
-use integration_tests::{amqp::unique, cluster::RabbitCluster, testkit_received, wait_until, Host, PluginDir};
+use integration_tests::{
+    amqp::unique, cluster::RabbitCluster, testkit_received, wait_until, Host, PluginDir,
+};
 use lapin::{
     options::{BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
     types::FieldTable,
@@ -118,8 +120,16 @@ fn killing_the_node_in_use_moves_the_host_to_the_next_one_and_loses_no_confirmed
     let plugins = PluginDir::with(&["testkit-plugin"]);
     let host = Host::builder(plugins.path())
         .without_amqp()
-        .args(&["--testkit-exchange", &exchange, "--eventbus-reconnect-interval", "0.2"])
-        .args(&["--eventbus-url", &format!("{},{}", cluster.url(1), cluster.url(2))])
+        .args(&[
+            "--testkit-exchange",
+            &exchange,
+            "--eventbus-reconnect-interval",
+            "0.2",
+        ])
+        .args(&[
+            "--eventbus-url",
+            &format!("{},{}", cluster.url(1), cluster.url(2)),
+        ])
         .start();
     let shown = |n: usize| format!("amqp://guest:***@127.0.0.1:{}/%2f", cluster.ports[n - 1]);
     let on_node = |n: usize| {
@@ -196,6 +206,9 @@ fn killing_the_node_in_use_moves_the_host_to_the_next_one_and_loses_no_confirmed
     assert!(!health_text.contains("guest:guest"), "{health_text}");
     let metrics = host.get("/_service/metrics").text().unwrap();
     assert!(metrics.contains(&series(2)), "{metrics}");
-    assert!(!metrics.contains(&series(1)), "node 1 no longer in use: {metrics}");
+    assert!(
+        !metrics.contains(&series(1)),
+        "node 1 no longer in use: {metrics}"
+    );
     std::mem::forget(plugins);
 }

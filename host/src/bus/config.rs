@@ -174,7 +174,8 @@ impl BusConfig {
     /// one per `host[:port]` entry of `host` (port defaulting to `port`). Each has our
     /// heartbeat and frame size unless its URL names its own.
     pub(crate) fn amqp_uris(&self) -> Result<Vec<AMQPUri>, BusError> {
-        let invalid = |err: String| BusError::InvalidConfig(format!("invalid eventbus list: {err}"));
+        let invalid =
+            |err: String| BusError::InvalidConfig(format!("invalid eventbus list: {err}"));
         let mut uris = match &self.url {
             Some(list) => crate::brokers::split_list(list)
                 .map_err(invalid)?
@@ -401,8 +402,14 @@ mod tests {
         };
         let uris = cfg.amqp_uris().expect("two urls");
         assert_eq!(uris.len(), 2);
-        assert_eq!((uris[0].authority.host.as_str(), uris[0].authority.port), ("n1", 5701));
-        assert_eq!((uris[1].authority.host.as_str(), uris[1].authority.port), ("n2", 5671));
+        assert_eq!(
+            (uris[0].authority.host.as_str(), uris[0].authority.port),
+            ("n1", 5701)
+        );
+        assert_eq!(
+            (uris[1].authority.host.as_str(), uris[1].authority.port),
+            ("n2", 5671)
+        );
         assert_eq!(uris[1].authority.userinfo.password, "p,w");
         assert_eq!(uris[1].query.heartbeat, Some(cfg.heartbeat));
         assert_eq!(
@@ -424,7 +431,11 @@ mod tests {
             .collect();
         assert_eq!(
             ports,
-            [("n1".into(), 5700), ("n2".into(), 5702), ("::1".into(), 5700)]
+            [
+                ("n1".into(), 5700),
+                ("n2".into(), 5702),
+                ("::1".into(), 5700)
+            ]
         );
         assert_eq!(
             cfg.endpoints(),
@@ -435,7 +446,11 @@ mod tests {
             ]
         );
         for (host, url) in [("n1,", None), ("n1:0", None), ("a b", None)] {
-            let cfg = BusConfig { host: host.into(), url, ..BusConfig::default() };
+            let cfg = BusConfig {
+                host: host.into(),
+                url,
+                ..BusConfig::default()
+            };
             assert!(cfg.validate().is_err(), "{host}");
         }
         let cfg = BusConfig {

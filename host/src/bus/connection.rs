@@ -19,9 +19,9 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::config::BusConfig;
-use crate::brokers::Brokers;
 use super::error::BusError;
 use super::health::BusState;
+use crate::brokers::Brokers;
 use crate::sync::Unpoisoned;
 
 /// The `bus` label of this bus's metrics.
@@ -201,9 +201,14 @@ impl Link {
 
     async fn connect(&self) -> Result<Connection, BusError> {
         let index = self.brokers.current();
-        let uri = self.cfg.amqp_uris()?.into_iter().nth(index).ok_or_else(|| {
-            BusError::InvalidConfig(format!("no broker number {} in the list", index + 1))
-        })?;
+        let uri = self
+            .cfg
+            .amqp_uris()?
+            .into_iter()
+            .nth(index)
+            .ok_or_else(|| {
+                BusError::InvalidConfig(format!("no broker number {} in the list", index + 1))
+            })?;
         let name = format!("{}:{}", self.cfg.connection_name, self.role);
         let props = ConnectionProperties::default()
             .with_connection_name(name.into())

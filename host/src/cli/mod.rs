@@ -644,7 +644,10 @@ mod tests {
             assert!(err.to_string().contains("invalid broker address"), "{err}");
         }
         let err = parse(
-            &args(&["--eventbus-url", "amqp://u:s3cret@n1/,amqp://u:s3cret@n2:0/"]),
+            &args(&[
+                "--eventbus-url",
+                "amqp://u:s3cret@n1/,amqp://u:s3cret@n2:0/",
+            ]),
             &[],
         )
         .unwrap_err();

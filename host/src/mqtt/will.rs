@@ -83,8 +83,12 @@ impl WillHolder {
                             );
                         }
                         eventloop.clean();
-                        if !connection::next_broker(&cfg, &brokers, &mut eventloop, Some(&last_will))
-                        {
+                        if !connection::next_broker(
+                            &cfg,
+                            &brokers,
+                            &mut eventloop,
+                            Some(&last_will),
+                        ) {
                             continue;
                         }
                         tokio::select! {
