@@ -24,3 +24,4 @@ pub mod plugins;
 pub mod service;
 pub mod shutdown;
 pub mod sync;
+pub mod window;

@@ -17,6 +17,7 @@ pub mod plugin_route;
 pub mod server;
 pub mod status;
 pub mod swagger_ui;
+pub mod ui;
 
 use std::{collections::BTreeMap, sync::Arc};
 

@@ -25,10 +25,15 @@ pub struct ReloadReport {
     pub last: Option<LastReload>,
 }
 
+/// Reloads the operator page lists, newest first.
+pub const RECENT: usize = 10;
+
 /// Shared between the service loop, which records, and every generation's health route.
 #[derive(Debug, Default)]
 pub struct ReloadLog {
     report: Mutex<ReloadReport>,
+    /// The last [`RECENT`] reloads, newest first.
+    recent: Mutex<std::collections::VecDeque<LastReload>>,
 }
 
 impl ReloadLog {
@@ -39,11 +44,21 @@ impl ReloadLog {
             Ok(()) => report.succeeded += 1,
             Err(_) => report.failed += 1,
         }
-        report.last = Some(LastReload {
+        let last = LastReload {
             time: now_rfc3339(),
             ok: outcome.is_ok(),
             error: outcome.err(),
-        });
+        };
+        report.last = Some(last.clone());
+        drop(report);
+        let mut recent = self.recent.locked();
+        recent.push_front(last);
+        recent.truncate(RECENT);
+    }
+
+    /// The last [`RECENT`] reloads, newest first.
+    pub fn recent(&self) -> Vec<LastReload> {
+        self.recent.locked().iter().cloned().collect()
     }
 
     pub fn report(&self) -> ReloadReport {
@@ -74,5 +89,12 @@ mod tests {
         log.record(Ok(()));
         let last = log.report().last.unwrap();
         assert!(last.ok && last.error.is_none());
+        let recent = log.recent();
+        assert_eq!(recent.len(), 2);
+        assert!(recent[0].ok && !recent[1].ok, "newest first");
+        for _ in 0..RECENT {
+            log.record(Ok(()));
+        }
+        assert_eq!(log.recent().len(), RECENT, "bounded");
     }
 }
