@@ -72,6 +72,7 @@ mod message;
 pub mod metrics;
 mod mqtt;
 pub mod openapi;
+pub mod publishes;
 
 mod plugin;
 mod repeater;
@@ -101,6 +102,7 @@ pub use message::Message;
 pub use metrics::{Counter, Gauge, Histogram};
 pub use mqtt::QoS;
 pub use plugin::Plugin;
+pub use publishes::Publishes;
 pub use repeater::{Repeat, Repeater};
 pub use request::{Request, RequestBuilder};
 pub use response::{IntoResponse, Response};

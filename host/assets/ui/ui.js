@@ -140,9 +140,8 @@ const SUB_HEADERS = ["bus", "exchange", "routing / filter", "state", "delivered"
 
 function routeLink(route) {
   let href = "../api/doc";
-  if (route.tag && route.operation_id) {
-    href += "#/" + encodeURIComponent(route.tag) + "/" + encodeURIComponent(route.operation_id);
-  }
+  if (route.tag) href += "#/" + encodeURIComponent(route.tag);
+  if (route.tag && route.operation_id) href += "/" + encodeURIComponent(route.operation_id);
   return el("li", {}, el("code", {}, route.method), " ", el("a", { href }, route.path));
 }
 

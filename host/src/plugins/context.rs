@@ -48,6 +48,8 @@ pub struct PluginState {
     pub version: String,
     pub tasks: TaskSet,
     pub status: Mutex<PluginStatus>,
+    /// What the plugin declared it publishes, for the AsyncAPI document.
+    pub publications: Mutex<Vec<plugin_abi::asyncapi::Publication>>,
 }
 
 impl PluginState {
@@ -57,6 +59,7 @@ impl PluginState {
             version: version.to_owned(),
             tasks: TaskSet::default(),
             status: Mutex::new(PluginStatus::Loaded),
+            publications: Mutex::default(),
         }
     }
 
@@ -186,6 +189,15 @@ impl HostContext for PluginContext {
 
     fn mqtt_set_will(&self, will: FfiMqttPublish) -> RResult<(), FfiError> {
         mqtt_bridge::set_will(self.host.mqtt.as_ref(), will).into()
+    }
+
+    fn declare_publish(&self, declaration_json: RString) -> RResult<(), FfiError> {
+        let mut declared = self.plugin.publications.locked();
+        let result = plugin_abi::asyncapi::declare(&mut declared, &declaration_json);
+        if let Err(err) = &result {
+            tracing::error!("plugin {}: {}", self.plugin.name, err.message);
+        }
+        result.into()
     }
 }
 

@@ -50,7 +50,8 @@ impl Scrape {
             .filter(|s| s.name == name && keep(s))
             .map(|s| s.value)
             .filter(|v| v.is_finite())
-            .sum()
+            // Not `sum()`: an empty f64 sum is -0.0.
+            .fold(0.0, |total, v| total + v)
     }
 }
 

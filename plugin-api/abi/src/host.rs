@@ -111,8 +111,12 @@ pub trait HostContext: Send + Sync {
     ) -> RResult<HostSubscriptionArc, FfiError>;
     /// The service's MQTT will (`qos` is ignored): announced by the broker when the service
     /// dies, published by the host at a clean stop. An empty topic removes it.
-    #[sabi(last_prefix_field)]
     fn mqtt_set_will(&self, will: FfiMqttPublish) -> RResult<(), FfiError>;
+    /// Declares what the plugin publishes, for the AsyncAPI document: a
+    /// [`Publication`](crate::asyncapi::Publication) as JSON. `INVALID` when it breaks the
+    /// rule of [`crate::asyncapi`] or the plugin declared too many.
+    #[sabi(last_prefix_field)]
+    fn declare_publish(&self, declaration_json: RString) -> RResult<(), FfiError>;
 }
 pub type HostContextArc = HostContext_TO<'static, RArc<()>>;
 

@@ -24,6 +24,7 @@
 //!   marks its last method as its last prefix field (every method is required).
 
 mod args;
+pub mod asyncapi;
 #[allow(non_local_definitions)] // abi_stable 0.11's `sabi_trait` expansion; harmless
 mod host;
 pub mod openapi;

@@ -35,6 +35,8 @@ pub(super) struct State {
     pub tasks: Tasks,
     pub bus: Bus,
     pub metrics: Metrics,
+    /// What the plugin declared it publishes.
+    pub publications: Mutex<Vec<crate::abi::asyncapi::Publication>>,
 }
 
 impl State {
@@ -54,6 +56,7 @@ impl State {
             tasks: Tasks::default(),
             bus: Bus::new(flag("amqp"), flag("mqtt")),
             metrics: Metrics::default(),
+            publications: Mutex::default(),
         }
     }
 
@@ -212,5 +215,9 @@ impl HostContext for KitHost {
 
     fn mqtt_set_will(&self, will: FfiMqttPublish) -> RResult<(), FfiError> {
         self.0.bus.set_will(will).into()
+    }
+
+    fn declare_publish(&self, declaration_json: RString) -> RResult<(), FfiError> {
+        crate::abi::asyncapi::declare(&mut lock(&self.0.publications), &declaration_json).into()
     }
 }
