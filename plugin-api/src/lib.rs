@@ -144,7 +144,7 @@ const fn same_text(a: &str, b: &str) -> bool {
 pub mod prelude {
     pub use crate::{
         export_plugin, http::StatusCode, schemars, Arg, Context, Error, ErrorKind, IntoResponse,
-        Json, JsonSchema, Message, Path, Plugin, QoS, Query, Repeat, Repeater, Request, Response,
-        Result, Route, State, Subscription, Topic,
+        Json, JsonSchema, Message, Path, Plugin, Publishes, QoS, Query, Repeat, Repeater, Request,
+        Response, Result, Route, State, Subscription, Topic,
     };
 }

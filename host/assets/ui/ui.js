@@ -213,8 +213,10 @@ async function drawHistory() {
   if (!state.historyBase) return;
   document.getElementById("history-note").textContent = "From " + state.historyBase + "/keys and /recent/{key}.";
   const keys = await getJson(state.historyBase + "/keys");
-  state.historyKey = fillSelect(document.getElementById("history-key"),
-    Array.isArray(keys) ? keys.map(String).slice(0, 1000) : [], state.historyKey);
+  // BrewBlox's history events (topic brewcast/history/…) first: they carry the readings.
+  const sorted = (Array.isArray(keys) ? keys.map(String).slice(0, 1000) : [])
+    .sort((a, b) => (b.includes("/history/") - a.includes("/history/")) || a.localeCompare(b));
+  state.historyKey = fillSelect(document.getElementById("history-key"), sorted, state.historyKey);
   if (!state.historyKey) return;
   const recent = await getJson(state.historyBase + "/recent/" + encodeURIComponent(state.historyKey));
   const rows = (Array.isArray(recent) ? recent : []).map((entry) =>

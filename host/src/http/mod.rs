@@ -2,6 +2,7 @@
 //! [`front`] layer (CORS and error bodies as the original, the body limit, the access log).
 
 pub mod access_log;
+pub mod asyncapi;
 pub mod body;
 pub mod conn_timeout;
 pub mod cors;

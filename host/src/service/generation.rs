@@ -220,7 +220,8 @@ fn build_app(
     })
 }
 
-/// The operator page's routes (`/_service/ui`, `/_service/overview`), and its sampler.
+/// The operator page's routes (`/_service/ui`, `/_service/overview`) and its sampler, and
+/// the AsyncAPI document (`/api/asyncapi.json`) it shows.
 fn operator_page(
     settings: &Settings,
     plugin_routes: &[crate::plugins::routes::RouteEntry],
@@ -240,10 +241,20 @@ fn operator_page(
         .iter()
         .map(|route| overview::RouteLink::new(&settings.name, route, api_doc))
         .collect();
-    http::ui::routes(overview::OverviewSources {
+    let asyncapi = Arc::new(http::asyncapi::AsyncApiSources {
+        health: Arc::clone(&health),
+        servers: brokers.clone(),
+        vhost: settings.eventbus_vhost.clone(),
+    });
+    let mut page = http::ui::routes(overview::OverviewSources {
         health,
         routes,
         brokers,
         links: overview::Links::default(),
-    })
+    });
+    page.push((
+        "/api/asyncapi.json".to_owned(),
+        get(move || http::asyncapi::serve(Arc::clone(&asyncapi))),
+    ));
+    page
 }

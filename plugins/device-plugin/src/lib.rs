@@ -406,6 +406,12 @@ impl Plugin for DevicePlugin {
                 .then(|| exchange.clone()),
             mqtt: mqtt_topics(ctx, &routing)?,
         };
+        if let Some(exchange) = &targets.amqp {
+            ctx.declare_publish::<DeviceState>(
+                Publishes::amqp(exchange, &routing)
+                    .summary("The device state on every update, as brewblox services broadcast"),
+            )?;
+        }
         let (updates, receiver) = watch::channel(None);
         if interval.is_some() {
             ctx.spawn(
@@ -448,6 +454,16 @@ fn mqtt_topics(ctx: &Context, service: &str) -> Result<Option<events::Topics>> {
     let topics = events::Topics::new(&history, &state, service);
     let will = serde_json::to_vec(&events::state(service, None))?;
     ctx.mqtt_set_will(&topics.state, will, true)?;
+    ctx.declare_publish::<events::HistoryEvent>(
+        Publishes::mqtt(&topics.history, QoS::AtMostOnce, false)
+            .summary("A history event on every update (the readings, units in the names)"),
+    )?;
+    ctx.declare_publish::<events::StateEvent>(
+        Publishes::mqtt(&topics.state, QoS::AtLeastOnce, true).summary(
+            "The state on every update, retained; also the will (data null) when the service \
+             is gone",
+        ),
+    )?;
     Ok(Some(topics))
 }
 

@@ -158,6 +158,19 @@ fn docs() -> Vec<Operation> {
                 200,
                 "The OpenAPI document",
             ),
+        Operation::new(&["get"], "/api/asyncapi.json")
+            .tag(TAG_DOCS)
+            .summary("Eventbus documentation (AsyncAPI document)")
+            .description(
+                "The eventbus side of the service, AsyncAPI 3.0: the brokers, a `send` \
+                 operation for every channel a plugin declared it publishes on (payload schema \
+                 from the plugin's Rust type) and a `receive` operation for every live \
+                 subscription, with AMQP and MQTT bindings. Built at each request.",
+            )
+            .json_response::<serde_json::Map<String, serde_json::Value>>(
+                200,
+                "The AsyncAPI document",
+            ),
         Operation::new(&["get"], "/api/doc/swagger_static/{file}")
             .tag(TAG_DOCS)
             .summary("API documentation (UI assets)")
