@@ -222,7 +222,10 @@ async function drawHistory() {
   const rows = (Array.isArray(recent) ? recent : []).map((entry) =>
     [Date.parse(entry.received), numericFields(entry.message, "", {})]);
   const fields = [...new Set(rows.flatMap(([, f]) => Object.keys(f)))].sort();
-  state.historyField = fillSelect(document.getElementById("history-field"), fields, state.historyField);
+  // A temperature first, as BrewBlox's graphs open with one.
+  const preferred = fields.includes(state.historyField) ? state.historyField
+    : fields.find((f) => /temperature/i.test(f)) || "";
+  state.historyField = fillSelect(document.getElementById("history-field"), fields, preferred);
   const points = rows.filter(([t, f]) => Number.isFinite(t) && state.historyField in f)
     .map(([t, f]) => [t, f[state.historyField]]);
   replace("history-plot", state.historyField
@@ -232,17 +235,23 @@ async function drawHistory() {
 
 // The eventbus contracts, from the AsyncAPI document: one row per channel.
 function shape(schema, doc, depth) {
-  if (!schema || typeof schema !== "object" || depth > 3) return "";
+  if (schema === true || (schema && typeof schema === "object" && Object.keys(schema).length === 0)) return "any";
+  if (!schema || typeof schema !== "object" || depth > 4) return "…";
   if (typeof schema.$ref === "string") {
     const name = schema.$ref.split("/").pop();
     const target = doc.components && doc.components.schemas && doc.components.schemas[name];
-    return target ? shape(target, doc, depth + 1) : name;
+    return depth === 0 && target ? name + " " + shape(target, doc, depth + 1) : name;
   }
+  const alternatives = schema.anyOf || schema.oneOf;
+  if (Array.isArray(alternatives)) return alternatives.map((s) => shape(s, doc, depth + 1)).join(" | ");
   if (schema.properties) {
-    return "{" + Object.entries(schema.properties).map(([k, v]) => k + ": " + (shape(v, doc, depth + 1) || "any")).join(", ") + "}";
+    return "{" + Object.entries(schema.properties).map(([k, v]) => k + ": " + shape(v, doc, depth + 1)).join(", ") + "}";
   }
-  if (Array.isArray(schema.type)) return schema.type.join(" | ");
-  return schema.type || (schema.anyOf || schema.oneOf ? "one of several" : "");
+  if (schema.type === "object" && schema.additionalProperties) {
+    return "{…: " + shape(schema.additionalProperties, doc, depth + 1) + "}";
+  }
+  if (schema.type === "array") return shape(schema.items, doc, depth + 1) + "[]";
+  return Array.isArray(schema.type) ? schema.type.join(" | ") : String(schema.type || "any");
 }
 
 async function drawChannels() {
@@ -252,11 +261,12 @@ async function drawChannels() {
     const mine = ops.filter((op) => op.channel && op.channel.$ref === "#/channels/" + id);
     const messages = Object.values(channel.messages || {}).map((m) => {
       const msg = m.$ref ? (doc.components.messages || {})[m.$ref.split("/").pop()] || {} : m;
-      return (msg.name || "") + " " + shape(msg.payload, doc, 0);
+      return shape(msg.payload, doc, 0) === "any" ? (msg.name || "") + ": any"
+        : shape(msg.payload, doc, 0);
     });
     return el("tr", { class: "channel" },
       el("td", {}, mine.map((op) => op.action + (op["x-plugin"] ? " (" + op["x-plugin"] + ")" : "")).join(", ")),
-      el("td", {}, Object.keys(channel.bindings || {}).join(", ")),
+      el("td", {}, (channel.servers || []).map((ref) => String(ref.$ref || "").split("/").pop()).join(", ")),
       el("td", { class: "address" }, channel.address === null ? "(any)" : String(channel.address)),
       el("td", {}, messages.join("; ")));
   });
