@@ -8,7 +8,8 @@
 //!
 //! Memory: a series costs `CAPACITY × 8` bytes of values plus its key, and there are at most
 //! [`MAX_SERIES`]; the timestamps cost `CAPACITY × 8` once. `host/tests/window_memory.rs`
-//! measures it with a counting allocator.
+//! measures it with a counting allocator: about 2.6 KB per series (2400 bytes of values, the
+//! rest its key and map node), about 165 KB for the whole window at its bound.
 
 pub mod prom_text;
 pub mod sampler;
