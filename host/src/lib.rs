@@ -12,6 +12,7 @@
 //! - [`app`], [`check`] and [`shutdown`]: the process, `brewblox-host check`, and signals.
 
 pub mod app;
+pub mod broker;
 pub mod bus;
 pub mod check;
 pub mod cli;

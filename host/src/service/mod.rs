@@ -105,6 +105,12 @@ pub async fn run(boot: Boot, signals: &mut Signals) -> ExitCode {
         "Service info: {}",
         std::env::var("SERVICE_INFO").unwrap_or_else(|_| "UNKNOWN".into())
     );
+    if let Some(address) = settings.embedded_broker {
+        if let Err(err) = crate::broker::start(address) {
+            tracing::error!("Service not started: {err}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    }
     let bus = EventBus::new(settings.bus_config());
     let mqtt = match start_mqtt(&settings) {
         Ok(mqtt) => mqtt,
