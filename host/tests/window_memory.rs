@@ -25,7 +25,10 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -67,7 +70,10 @@ fn bytes_per_series_at_full_capacity() {
     // The values alone are CAPACITY × 8 bytes; the key and the map's node come on top.
     let values = (CAPACITY * 8) as f64;
     assert!(per_series >= values, "{per_series}");
-    assert!(per_series <= values + 256.0, "{per_series} bytes per series");
+    assert!(
+        per_series <= values + 256.0,
+        "{per_series} bytes per series"
+    );
     assert!(all < 200 * 1024, "the whole window: {all} bytes");
     drop((ring0, ring1));
 }

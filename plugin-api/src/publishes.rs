@@ -98,7 +98,9 @@ impl Publishes {
         }
         Publication {
             channel: self.channel,
-            message: self.message.unwrap_or_else(|| T::schema_name().into_owned()),
+            message: self
+                .message
+                .unwrap_or_else(|| T::schema_name().into_owned()),
             summary: self.summary,
             payload,
         }

@@ -148,4 +148,3 @@ fn requests(net_log: &Path, origin: &str) -> (Vec<(String, String)>, Vec<String>
     }
     (page, all)
 }
-

@@ -8,11 +8,7 @@
 //! - a hostile routing key keeps the document valid;
 //! - the document changes with a reload (device-plugin removed: its channels go).
 
-use std::{
-    path::PathBuf,
-    process::Command,
-    time::Duration,
-};
+use std::{path::PathBuf, process::Command, time::Duration};
 
 use integration_tests::{mqtt::Mosquitto, wait_until, workspace_root, Host, PluginDir};
 use serde_json::{json, Value};
@@ -44,11 +40,17 @@ fn assert_valid(doc: &Value) {
         .expect("node runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "invalid AsyncAPI:\n{stdout}\n{stderr}\n{doc:#}");
+    assert!(
+        output.status.success(),
+        "invalid AsyncAPI:\n{stdout}\n{stderr}\n{doc:#}"
+    );
     // Severity 0 is an error, 1 a warning; 2 and 3 are hints (e.g. "3.1.0 exists").
     for line in stdout.lines() {
         let diagnostic: Value = serde_json::from_str(line).expect("a JSON line");
-        assert!(diagnostic["severity"].as_u64() >= Some(2), "{line}\n{doc:#}");
+        assert!(
+            diagnostic["severity"].as_u64() >= Some(2),
+            "{line}\n{doc:#}"
+        );
     }
     assert!(stderr.contains("valid AsyncAPI 3.0.0"), "{stderr}");
 }
@@ -61,9 +63,16 @@ fn document(host: &Host) -> Value {
 
 /// The operation of `plugin` with `action` on the channel whose address is `address`, and
 /// that channel.
-fn operation<'a>(doc: &'a Value, plugin: &str, action: &str, address: &str) -> Option<(&'a Value, &'a Value)> {
+fn operation<'a>(
+    doc: &'a Value,
+    plugin: &str,
+    action: &str,
+    address: &str,
+) -> Option<(&'a Value, &'a Value)> {
     doc["operations"].as_object()?.values().find_map(|op| {
-        let id = op["channel"]["$ref"].as_str()?.strip_prefix("#/channels/")?;
+        let id = op["channel"]["$ref"]
+            .as_str()?
+            .strip_prefix("#/channels/")?;
         let channel = &doc["channels"][id];
         (op["x-plugin"] == plugin && op["action"] == action && channel["address"] == address)
             .then_some((op, channel))
@@ -72,7 +81,10 @@ fn operation<'a>(doc: &'a Value, plugin: &str, action: &str, address: &str) -> O
 
 /// The schema a `$ref` in the document points to.
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
-    match schema["$ref"].as_str().and_then(|r| r.strip_prefix("#/components/schemas/")) {
+    match schema["$ref"]
+        .as_str()
+        .and_then(|r| r.strip_prefix("#/components/schemas/"))
+    {
         Some(name) => &doc["components"]["schemas"][name],
         None => schema,
     }
@@ -87,14 +99,20 @@ fn the_document_is_valid_complete_and_follows_reloads() {
         .mqtt(broker.port)
         .args(&["--mqtt-user", "operator", "--mqtt-password", "s3cret-pw"])
         .start();
-    assert!(wait_until(Duration::from_secs(20), || host.health().0 == 200), "healthy");
+    assert!(
+        wait_until(Duration::from_secs(20), || host.health().0 == 200),
+        "healthy"
+    );
     let doc = document(&host);
     assert_valid(&doc);
     assert_eq!(doc["asyncapi"], "3.0.0");
 
     // Servers from the command line, no credentials anywhere.
     assert_eq!(doc["servers"]["mqtt"]["protocol"], "mqtt");
-    assert_eq!(doc["servers"]["mqtt"]["host"], format!("127.0.0.1:{}", broker.port));
+    assert_eq!(
+        doc["servers"]["mqtt"]["host"],
+        format!("127.0.0.1:{}", broker.port)
+    );
     assert_eq!(doc["servers"]["amqp"]["protocol"], "amqp");
     assert_eq!(
         doc["servers"]["mqtt"]["bindings"]["mqtt"]["lastWill"]["topic"],
@@ -106,18 +124,39 @@ fn the_document_is_valid_complete_and_follows_reloads() {
     }
 
     // The device's channels: MQTT state (retained, QoS 1) and history, AMQP state.
-    let (op, channel) = operation(&doc, "device-plugin", "send", &format!("brewcast/state/{NAME}"))
-        .expect("the device's state channel");
-    assert_eq!(op["bindings"]["mqtt"], json!({"qos": 1, "retain": true, "bindingVersion": "0.2.0"}));
-    let message = channel["messages"].as_object().unwrap().values().next().unwrap();
+    let (op, channel) = operation(
+        &doc,
+        "device-plugin",
+        "send",
+        &format!("brewcast/state/{NAME}"),
+    )
+    .expect("the device's state channel");
+    assert_eq!(
+        op["bindings"]["mqtt"],
+        json!({"qos": 1, "retain": true, "bindingVersion": "0.2.0"})
+    );
+    let message = channel["messages"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
     let payload = resolve(&doc, &message["payload"]);
     assert_eq!(payload["properties"]["type"]["type"], "string", "{payload}");
     assert!(payload["properties"]["data"].is_object());
-    let (op, _) = operation(&doc, "device-plugin", "send", &format!("brewcast/history/{NAME}"))
-        .expect("the device's history channel");
+    let (op, _) = operation(
+        &doc,
+        "device-plugin",
+        "send",
+        &format!("brewcast/history/{NAME}"),
+    )
+    .expect("the device's history channel");
     assert_eq!(op["bindings"]["mqtt"]["retain"], false);
     let history = resolve(&doc, &doc["components"]["schemas"]["HistoryFields"]);
-    assert!(history["properties"]["temperature[degC]"].is_object(), "{history}");
+    assert!(
+        history["properties"]["temperature[degC]"].is_object(),
+        "{history}"
+    );
     let (_, channel) = operation(&doc, "device-plugin", "send", NAME).expect("the AMQP state");
     let exchange = &channel["bindings"]["amqp"]["exchange"];
     assert_eq!(exchange["name"], "brewcast");
@@ -125,10 +164,16 @@ fn the_document_is_valid_complete_and_follows_reloads() {
     assert_eq!(exchange["durable"], false);
     let device_state = &doc["components"]["schemas"]["DeviceState"];
     for field in ["device_id", "temperature", "setpoint", "heater", "updated"] {
-        assert!(device_state["properties"][field].is_object(), "{field}: {device_state}");
+        assert!(
+            device_state["properties"][field].is_object(),
+            "{field}: {device_state}"
+        );
     }
     // The history plugin's subscriptions, on both buses.
-    assert!(operation(&doc, "history-plugin", "receive", "#").is_some(), "{doc:#}");
+    assert!(
+        operation(&doc, "history-plugin", "receive", "#").is_some(),
+        "{doc:#}"
+    );
     assert!(operation(&doc, "history-plugin", "receive", "brewcast/#").is_some());
 
     // Hostile names stay text, and the document valid.
@@ -155,7 +200,13 @@ fn the_document_is_valid_complete_and_follows_reloads() {
     );
     let doc = document(&host);
     assert_valid(&doc);
-    assert!(operation(&doc, "device-plugin", "send", &format!("brewcast/state/{NAME}")).is_none());
+    assert!(operation(
+        &doc,
+        "device-plugin",
+        "send",
+        &format!("brewcast/state/{NAME}")
+    )
+    .is_none());
     assert!(operation(&doc, "history-plugin", "receive", "brewcast/#").is_some());
     assert!(doc["components"]["schemas"].get("DeviceState").is_none());
 }

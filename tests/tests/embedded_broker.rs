@@ -60,19 +60,26 @@ fn the_bundled_plugins_work_with_only_the_embedded_broker() {
     let kept = rt
         .block_on(late.next(Duration::from_secs(10)))
         .expect("the retained message");
-    assert_eq!((kept.topic.as_str(), &kept.payload[..]), ("embedded/retained", &b"kept"[..]));
+    assert_eq!(
+        (kept.topic.as_str(), &kept.payload[..]),
+        ("embedded/retained", &b"kept"[..])
+    );
     // The device's state reaches a client through the broker.
     let state_topic = format!("brewcast/state/{NAME}");
     let mut peer = rt.block_on(Peer::connect(port, &[&state_topic]));
     let state = rt.block_on(peer.until(&state_topic, Duration::from_secs(10)));
-    assert_eq!(state_data(state.last().unwrap())["device_id"], "fermenter-1");
+    assert_eq!(
+        state_data(state.last().unwrap())["device_id"],
+        "fermenter-1"
+    );
 
     // The history plugin recorded the device's history events through the broker.
     let history_key = format!("brewcast/history/{NAME}");
     assert!(
         wait_until(Duration::from_secs(10), || {
             let keys: Value = host.get("/history/keys").json().unwrap_or_default();
-            keys.as_array().is_some_and(|k| k.iter().any(|k| k == history_key.as_str()))
+            keys.as_array()
+                .is_some_and(|k| k.iter().any(|k| k == history_key.as_str()))
         }),
         "history keys: {}",
         host.get("/history/keys").text().unwrap_or_default()
@@ -101,7 +108,10 @@ fn the_bundled_plugins_work_with_only_the_embedded_broker() {
             break;
         }
     }
-    assert!(will.is_some(), "the will of the killed service was announced");
+    assert!(
+        will.is_some(),
+        "the will of the killed service was announced"
+    );
 }
 
 #[test]

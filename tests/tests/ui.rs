@@ -22,7 +22,9 @@ const HOSTILE: &str = "<img src=x onerror=alert(1)>";
 const HOSTILE_SHOWN: &str = "&lt;img src=x onerror=alert(1)&gt;";
 
 fn overview(host: &Host) -> Value {
-    host.get("/_service/overview").json().expect("overview JSON")
+    host.get("/_service/overview")
+        .json()
+        .expect("overview JSON")
 }
 
 /// Messages delivered to history-plugin's AMQP subscription, from the overview.
@@ -83,8 +85,14 @@ fn the_page_shows_the_service_in_a_real_browser() {
         .start();
     let page = host.get("/_service/ui");
     assert_eq!(page.status(), 200);
-    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
 
     // A hostile routing key: recorded by the history plugin, and a host subscription.
     publish(&host, HOSTILE, json!({"data": {"x[degC]": 1.5}}));
@@ -116,8 +124,14 @@ fn the_page_shows_the_service_in_a_real_browser() {
             &dom[..dom.len().min(6000)]
         );
     }
-    assert!(dom.contains("href=\"../api/doc#/device-plugin\""), "route links into the API UI");
-    assert!(points_of(dom, "temperature_celsius") >= 3, "temperature plot:\n{dom}");
+    assert!(
+        dom.contains("href=\"../api/doc#/device-plugin\""),
+        "route links into the API UI"
+    );
+    assert!(
+        points_of(dom, "temperature_celsius") >= 3,
+        "temperature plot:\n{dom}"
+    );
     assert!(points_of(dom, "setpoint_celsius") >= 3);
     assert!(points_of(dom, "messages delivered/s") >= 2);
     assert!(
@@ -131,13 +145,27 @@ fn the_page_shows_the_service_in_a_real_browser() {
     // AsyncAPI channels are listed: the device's retained state topic.
     assert!(dom.contains(&format!("brewcast/state/{NAME}")), "channels");
     // No error: none caught by the page, none in the console.
-    assert!(dom.contains("<ul id=\"page-errors\"></ul>"), "page errors:\n{dom}");
-    let console: Vec<&str> = first.stderr.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(
+        dom.contains("<ul id=\"page-errors\"></ul>"),
+        "page errors:\n{dom}"
+    );
+    let console: Vec<&str> = first
+        .stderr
+        .lines()
+        .filter(|l| l.contains(":CONSOLE"))
+        .collect();
     assert!(console.is_empty(), "console messages: {console:#?}");
     // Read-only and self-contained: only GETs, only to this service.
-    assert!(first.page_methods.iter().all(|m| m == "GET"), "{:?}", first.page_methods);
+    assert!(
+        first.page_methods.iter().all(|m| m == "GET"),
+        "{:?}",
+        first.page_methods
+    );
     for request in &first.page_requests {
-        assert!(request.starts_with(&format!("{origin}/{NAME}/")), "{request}");
+        assert!(
+            request.starts_with(&format!("{origin}/{NAME}/")),
+            "{request}"
+        );
     }
 
     // Counts move: 5 more messages, then the page shows at least 5 more delivered.
@@ -146,12 +174,17 @@ fn the_page_shows_the_service_in_a_real_browser() {
     for n in 0..5 {
         publish(&host, "ui-test", json!({"n": n}));
     }
-    assert!(wait_until(Duration::from_secs(10), || history_delivered(&overview(&host)) >= wanted));
+    assert!(wait_until(Duration::from_secs(10), || history_delivered(
+        &overview(&host)
+    ) >= wanted));
     let screenshot = build_dir().parent().unwrap().join("ui-screenshot.png");
     let shot = format!("--screenshot={}", screenshot.display());
     let second = render(&url, origin, &[&shot, "--window-size=1280,2600"]);
     let after = shown_delivered(&second.dom);
-    assert!(after >= before + 5.0, "delivered shown: {before} then {after}");
+    assert!(
+        after >= before + 5.0,
+        "delivered shown: {before} then {after}"
+    );
     assert!(screenshot.is_file(), "no screenshot");
     println!("screenshot: {}", screenshot.display());
 }

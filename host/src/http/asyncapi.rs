@@ -87,7 +87,9 @@ fn servers(sources: &AsyncApiSources, report: &HealthReport) -> Map<String, Valu
         if !path.is_empty() && path != "/" {
             server["pathname"] = json!(path);
         }
-        if let (BusKind::Mqtt, Some(will)) = (bus, report.mqtt.as_ref().and_then(|m| m.will.as_ref())) {
+        if let (BusKind::Mqtt, Some(will)) =
+            (bus, report.mqtt.as_ref().and_then(|m| m.will.as_ref()))
+        {
             server["bindings"] = json!({ "mqtt": {
                 "lastWill": { "topic": will, "qos": 1 },
                 "bindingVersion": MQTT_BINDING,
@@ -107,7 +109,10 @@ fn channel<'a>(
     address: &str,
 ) -> &'a mut ChannelDraft {
     let index = channels.iter().position(|c| {
-        c.bus == bus && c.exchange == exchange && c.exchange_type == exchange_type && c.address == address
+        c.bus == bus
+            && c.exchange == exchange
+            && c.exchange_type == exchange_type
+            && c.address == address
     });
     let index = index.unwrap_or_else(|| {
         channels.push(ChannelDraft {
@@ -144,13 +149,21 @@ fn add_message(draft: &mut ChannelDraft, name: &str, message: Value) -> String {
 fn publications(sources: &AsyncApiSources) -> (Vec<(String, Publication)>, Map<String, Value>) {
     let mut declared: Vec<(String, Publication)> = Vec::new();
     for plugin in &sources.health.plugins {
-        let list = plugin.publications.lock().map(|l| l.clone()).unwrap_or_default();
+        let list = plugin
+            .publications
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default();
         declared.extend(list.into_iter().map(|p| (plugin.name.clone(), p)));
     }
     let owned: Vec<(Owner, Map<String, Value>)> = declared
         .iter_mut()
         .map(|(plugin, publication)| {
-            let schemas = match publication.payload.as_object_mut().and_then(|p| p.remove(SCHEMAS_KEY)) {
+            let schemas = match publication
+                .payload
+                .as_object_mut()
+                .and_then(|p| p.remove(SCHEMAS_KEY))
+            {
                 Some(Value::Object(schemas)) => schemas,
                 _ => Map::new(),
             };
@@ -159,7 +172,9 @@ fn publications(sources: &AsyncApiSources) -> (Vec<(String, Publication)>, Map<S
         .collect();
     let named = schemas::name_schemas(&owned);
     for (index, (_, publication)) in declared.iter_mut().enumerate() {
-        schemas::rewrite_refs(&mut publication.payload, &|reference| named.new_ref(index, reference));
+        schemas::rewrite_refs(&mut publication.payload, &|reference| {
+            named.new_ref(index, reference)
+        });
     }
     (declared, named.components)
 }
@@ -175,32 +190,58 @@ fn drafts(report: &HealthReport, declared: &[(String, Publication)]) -> Vec<Chan
             "payload": publication.payload,
         });
         let (draft, bindings) = match &publication.channel {
-            Channel::Amqp { exchange, exchange_type, routing } => (
-                channel(&mut channels, BusKind::Amqp, exchange, exchange_type, routing),
+            Channel::Amqp {
+                exchange,
+                exchange_type,
+                routing,
+            } => (
+                channel(
+                    &mut channels,
+                    BusKind::Amqp,
+                    exchange,
+                    exchange_type,
+                    routing,
+                ),
                 Map::new(),
             ),
             Channel::Mqtt { topic, qos, retain } => {
                 let mut bindings = Map::new();
-                bindings.insert("mqtt".into(), json!({
-                    "qos": qos, "retain": retain, "bindingVersion": MQTT_BINDING,
-                }));
-                (channel(&mut channels, BusKind::Mqtt, "", "", topic), bindings)
+                bindings.insert(
+                    "mqtt".into(),
+                    json!({
+                        "qos": qos, "retain": retain, "bindingVersion": MQTT_BINDING,
+                    }),
+                );
+                (
+                    channel(&mut channels, BusKind::Mqtt, "", "", topic),
+                    bindings,
+                )
             }
         };
         let name = add_message(draft, &publication.message, message);
         let mut operation = Map::new();
         operation.insert("bindings".into(), Value::Object(bindings));
         operation.insert("summary".into(), json!(publication.summary));
-        draft.operations.push((plugin.clone(), "send", with_message(operation, &name)));
+        draft
+            .operations
+            .push((plugin.clone(), "send", with_message(operation, &name)));
     }
     let any_json = json!({ "name": "AnyJson", "summary": "Any JSON value: the handler reads what it needs",
                            "contentType": "application/json", "payload": {} });
     for s in &report.eventbus.subscriptions {
         let kind = serde_json::to_value(s.exchange_type).unwrap_or_default();
-        let draft = channel(&mut channels, BusKind::Amqp, &s.exchange, kind.as_str().unwrap_or("topic"), &s.routing);
+        let draft = channel(
+            &mut channels,
+            BusKind::Amqp,
+            &s.exchange,
+            kind.as_str().unwrap_or("topic"),
+            &s.routing,
+        );
         let name = add_message(draft, "AnyJson", any_json.clone());
         let owner = s.plugin.clone().unwrap_or_else(|| "host".into());
-        draft.operations.push((owner, "receive", with_message(Map::new(), &name)));
+        draft
+            .operations
+            .push((owner, "receive", with_message(Map::new(), &name)));
     }
     let any_bytes = json!({ "name": "AnyPayload", "summary": "Any payload: raw bytes, often JSON",
                             "payload": {} });
@@ -208,7 +249,9 @@ fn drafts(report: &HealthReport, declared: &[(String, Publication)]) -> Vec<Chan
         let draft = channel(&mut channels, BusKind::Mqtt, "", "", &s.filter);
         let name = add_message(draft, "AnyPayload", any_bytes.clone());
         let owner = s.plugin.clone().unwrap_or_else(|| "host".into());
-        draft.operations.push((owner, "receive", with_message(Map::new(), &name)));
+        draft
+            .operations
+            .push((owner, "receive", with_message(Map::new(), &name)));
     }
     channels
 }
@@ -223,7 +266,10 @@ fn with_message(mut operation: Map<String, Value>, message: &str) -> Map<String,
 /// parameters; the real one is then in the description.
 fn address(draft: &ChannelDraft) -> (Value, String) {
     let described = match draft.bus {
-        BusKind::Amqp => format!("Exchange {} ({}), routing key {}", draft.exchange, draft.exchange_type, draft.address),
+        BusKind::Amqp => format!(
+            "Exchange {} ({}), routing key {}",
+            draft.exchange, draft.exchange_type, draft.address
+        ),
         BusKind::Mqtt => format!("MQTT topic {}", draft.address),
     };
     if draft.address.contains(['{', '}']) {
@@ -245,7 +291,11 @@ fn layout(drafts: Vec<ChannelDraft>, vhost: &str) -> (Map<String, Value>, Map<St
         });
         let count = used.entry(base.clone()).or_insert(0);
         *count += 1;
-        let id = if *count == 1 { base } else { format!("{base}_{count}") };
+        let id = if *count == 1 {
+            base
+        } else {
+            format!("{base}_{count}")
+        };
         let (address, description) = address(&draft);
         let mut channel = json!({
             "address": address,
@@ -264,15 +314,30 @@ fn layout(drafts: Vec<ChannelDraft>, vhost: &str) -> (Map<String, Value>, Map<St
             }});
         }
         for (owner, action, mut operation) in draft.operations {
-            let message = operation.remove("x-message").and_then(|m| m.as_str().map(str::to_owned)).unwrap_or_default();
+            let message = operation
+                .remove("x-message")
+                .and_then(|m| m.as_str().map(str::to_owned))
+                .unwrap_or_default();
             operation.insert("action".into(), json!(action));
-            operation.insert("channel".into(), json!({ "$ref": format!("#/channels/{id}") }));
-            operation.insert("messages".into(), json!([{ "$ref": format!("#/channels/{id}/messages/{message}") }]));
+            operation.insert(
+                "channel".into(),
+                json!({ "$ref": format!("#/channels/{id}") }),
+            );
+            operation.insert(
+                "messages".into(),
+                json!([{ "$ref": format!("#/channels/{id}/messages/{message}") }]),
+            );
             operation.insert("x-plugin".into(), json!(owner));
-            if operation.get("bindings").is_some_and(|b| b.as_object().is_some_and(Map::is_empty)) {
+            if operation
+                .get("bindings")
+                .is_some_and(|b| b.as_object().is_some_and(Map::is_empty))
+            {
                 operation.remove("bindings");
             }
-            if operation.get("summary").is_some_and(|s| s.as_str() == Some("")) {
+            if operation
+                .get("summary")
+                .is_some_and(|s| s.as_str() == Some(""))
+            {
                 operation.remove("summary");
             }
             let mut key = sanitize(&format!("{owner}.{action}.{id}"));
@@ -293,12 +358,19 @@ pub fn document(sources: &AsyncApiSources) -> Value {
     let report = health::report(&sources.health);
     let (declared, schemas) = publications(sources);
     let (channels, operations) = layout(drafts(&report, &declared), &sources.vhost);
-    let plugins: Vec<String> = report.plugins.iter().map(|p| format!("{} {}", p.name, p.version)).collect();
+    let plugins: Vec<String> = report
+        .plugins
+        .iter()
+        .map(|p| format!("{} {}", p.name, p.version))
+        .collect();
     let mut messages_without_summary = channels;
     for channel in messages_without_summary.values_mut() {
         if let Some(Value::Object(messages)) = channel.get_mut("messages") {
             for message in messages.values_mut() {
-                if message.get("summary").is_some_and(|s| s.as_str() == Some("")) {
+                if message
+                    .get("summary")
+                    .is_some_and(|s| s.as_str() == Some(""))
+                {
                     message.as_object_mut().map(|m| m.remove("summary"));
                 }
             }

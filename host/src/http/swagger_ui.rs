@@ -87,7 +87,11 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 impl Asset {
-    pub(crate) fn new(body: Bytes, content_type: &'static str, cache_control: &'static str) -> Self {
+    pub(crate) fn new(
+        body: Bytes,
+        content_type: &'static str,
+        cache_control: &'static str,
+    ) -> Self {
         let hash = format!("{:016x}", fnv1a(&body));
         Asset {
             etag: HeaderValue::from_str(&format!("\"{hash}\"")).expect("hex is a valid header"),

@@ -210,7 +210,12 @@ fn build_app(
         &plugin_routes,
     );
     extra.extend(http::swagger_ui::routes(&settings.name, &api_doc));
-    extra.extend(operator_page(settings, &plugin_routes, &api_doc, health_for_page));
+    extra.extend(operator_page(
+        settings,
+        &plugin_routes,
+        &api_doc,
+        health_for_page,
+    ));
     http::app(AppSpec {
         name: settings.name.clone(),
         max_body_size: settings.max_body_size,

@@ -75,7 +75,7 @@ pub fn parse(text: &str) -> Scrape {
 
 /// One sample line, or `None` when it is not one.
 fn sample(line: &str) -> Option<Sample> {
-    let name_end = line.find(|c: char| c == '{' || c == ' ')?;
+    let name_end = line.find(['{', ' '])?;
     let name = &line[..name_end];
     let mut rest = &line[name_end..];
     let mut labels = Vec::new();

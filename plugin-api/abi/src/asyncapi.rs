@@ -36,7 +36,11 @@ pub enum Channel {
         routing: String,
     },
     /// An MQTT topic (no wildcards).
-    Mqtt { topic: String, qos: u8, retain: bool },
+    Mqtt {
+        topic: String,
+        qos: u8,
+        retain: bool,
+    },
 }
 
 /// One declaration: a plugin publishes messages of this shape on this channel.
@@ -66,7 +70,9 @@ fn text(field: &str, value: &str, max: usize) -> Result<(), FfiError> {
         return Err(invalid(format!("{field} must be 1 to {max} bytes")));
     }
     if value.chars().any(char::is_control) {
-        return Err(invalid(format!("{field} must not contain control characters")));
+        return Err(invalid(format!(
+            "{field} must not contain control characters"
+        )));
     }
     Ok(())
 }
@@ -183,7 +189,10 @@ mod tests {
         assert!(p.check().is_err());
         let text = serde_json::to_string(&amqp("x", "topic", "me")).unwrap();
         assert!(text.contains("\"bus\":\"amqp\""), "{text}");
-        assert_eq!(Publication::from_json(&text).unwrap(), amqp("x", "topic", "me"));
+        assert_eq!(
+            Publication::from_json(&text).unwrap(),
+            amqp("x", "topic", "me")
+        );
         let qos2 = json!({"bus": "mqtt", "topic": "t", "qos": 2, "retain": false,
                           "message": "M", "payload": {}});
         let err = Publication::from_json(&qos2.to_string()).unwrap_err();

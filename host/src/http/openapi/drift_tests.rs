@@ -266,10 +266,20 @@ async fn every_built_in_route_answers_as_documented() {
     assert_eq!(status, 200);
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(body["service"]["status"], "unhealthy");
-    assert_eq!(body["service"]["brokers"][0]["url"], "amqp://eventbus:5672/");
+    assert_eq!(
+        body["service"]["brokers"][0]["url"],
+        "amqp://eventbus:5672/"
+    );
     assert_eq!(body["plugins"][1]["state"], "failed");
     assert_eq!(body["reloads"][0]["ok"], false);
-    let (status, _) = served(&doc, &app, Method::GET, ("/_service/ui", "/_service/ui"), None).await;
+    let (status, _) = served(
+        &doc,
+        &app,
+        Method::GET,
+        ("/_service/ui", "/_service/ui"),
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     let file = "/_service/ui/{file}";
     for (uri, expected) in [("/_service/ui/ui.js", 200), ("/_service/ui/x.js", 404)] {

@@ -69,7 +69,10 @@ static STATIC_FILES: LazyLock<HashMap<&'static str, Asset>> = LazyLock::new(|| {
 /// The page of service `name`, its files referred to with their content hash.
 fn index_page(name: &str) -> String {
     let mut page = INDEX_TEMPLATE
-        .replace("{{TITLE}}", &escape_html(&format!("{name} — brewblox-host")))
+        .replace(
+            "{{TITLE}}",
+            &escape_html(&format!("{name} — brewblox-host")),
+        )
         .replace("{{NAME}}", &escape_html(name));
     for (file, asset) in STATIC_FILES.iter() {
         page = page.replace(
@@ -138,6 +141,9 @@ mod tests {
         }
         assert!(!page.contains("{{"));
         // No inline script: every <script> has a src (the CSP would block it anyway).
-        assert_eq!(page.matches("<script").count(), page.matches("<script src=").count());
+        assert_eq!(
+            page.matches("<script").count(),
+            page.matches("<script src=").count()
+        );
     }
 }

@@ -300,7 +300,9 @@ fn brokers(report: &HealthReport, brokers: &[(BusKind, String)]) -> Vec<BrokerOv
             bus: *bus,
             url: without_credentials(url),
             state: match bus {
-                BusKind::Amqp => state_text(serde_json::to_value(report.eventbus.state).unwrap_or_default()),
+                BusKind::Amqp => {
+                    state_text(serde_json::to_value(report.eventbus.state).unwrap_or_default())
+                }
                 BusKind::Mqtt => report
                     .mqtt
                     .as_ref()
@@ -402,7 +404,10 @@ mod tests {
     #[test]
     fn urls_lose_their_credentials() {
         assert_eq!(without_credentials("mqtt://u:p@h:1883"), "mqtt://h:1883");
-        assert_eq!(without_credentials("amqp://guest@h:5672/%2f"), "amqp://h:5672/%2f");
+        assert_eq!(
+            without_credentials("amqp://guest@h:5672/%2f"),
+            "amqp://h:5672/%2f"
+        );
         assert_eq!(without_credentials("ws://h:80/a@b"), "ws://h:80/a@b");
         assert_eq!(without_credentials("plain"), "plain");
     }
