@@ -124,9 +124,23 @@ fn the_page_shows_the_service_in_a_real_browser() {
             &dom[..dom.len().min(6000)]
         );
     }
+    // Routes link to their operation in the API UI, which opens it.
+    let link = format!("../api/doc#/device-plugin/get_{NAME}_device_state");
     assert!(
-        dom.contains("href=\"../api/doc#/device-plugin\""),
+        dom.contains(&format!("href=\"{link}\"")),
         "route links into the API UI"
+    );
+    let api_ui = render(
+        &format!(
+            "{}#/device-plugin/get_{NAME}_device_state",
+            host.url("/api/doc")
+        ),
+        origin,
+        &[],
+    );
+    assert!(
+        api_ui.dom.contains("opblock-get is-open"),
+        "the deep link opens the operation"
     );
     assert!(
         points_of(dom, "temperature_celsius") >= 3,

@@ -138,10 +138,16 @@ function subscriptionRows(subs) {
 const SUB_HEADERS = ["bus", "exchange", "routing / filter", "state", "delivered", "failed",
   "dropped", "ms/message", "error"];
 
+// A link into the API UI (Swagger UI's deep links: `#/<tag>/<operation>`, the operation named
+// by its operationId or, without one, by method and path with every non-word character as `_`).
 function routeLink(route) {
   let href = "../api/doc";
-  if (route.tag) href += "#/" + encodeURIComponent(route.tag);
-  if (route.tag && route.operation_id) href += "/" + encodeURIComponent(route.operation_id);
+  if (route.tag) {
+    const method = route.method === "*" ? "get" : route.method.toLowerCase();
+    const operation = route.operation_id ? route.operation_id.replace(/\W/g, "_")
+      : method + route.path.replace("{*", "{").replace(/\W/g, "_");
+    href += "#/" + encodeURIComponent(route.tag) + "/" + encodeURIComponent(operation);
+  }
   return el("li", {}, el("code", {}, route.method), " ", el("a", { href }, route.path));
 }
 
