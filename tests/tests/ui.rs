@@ -8,11 +8,21 @@
 //! - a routing key `<img src=x onerror=alert(1)>` shown as those characters, never as an
 //!   element;
 //! - no console message and no error on the page; only GET requests, all to this service;
-//! - the page's Content-Security-Policy forbids inline script.
+//! - the page's Content-Security-Policy forbids inline script;
+//! - a dropped connection (a proxy in front of the host drops and refuses it for a while)
+//!   recovers by itself.
 //!
 //! A screenshot is kept as an artefact: `<target>/ui-screenshot.png` (path printed).
 
-use std::time::Duration;
+use std::{
+    io::{Read, Write},
+    net::{Shutdown, TcpListener, TcpStream},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use integration_tests::{browser::render, build_dir, mqtt::Mosquitto, wait_until, Host, PluginDir};
 use serde_json::{json, Value};
@@ -201,4 +211,116 @@ fn the_page_shows_the_service_in_a_real_browser() {
     );
     assert!(screenshot.is_file(), "no screenshot");
     println!("screenshot: {}", screenshot.display());
+}
+
+/// A TCP proxy in front of the host that, once the page has polled the overview twice, drops
+/// that request's connection and refuses the next connections, then lets them through again:
+/// a dropped connection as the browser sees it.
+struct Flaky {
+    port: u16,
+    /// Overview requests forwarded to the host.
+    forwarded: Arc<AtomicUsize>,
+    /// Connections closed unanswered.
+    refused: Arc<AtomicUsize>,
+}
+
+/// Connections refused after the drop before the proxy lets them through again.
+const REFUSALS: usize = 3;
+
+impl Flaky {
+    fn start(upstream: u16) -> Flaky {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let forwarded = Arc::new(AtomicUsize::new(0));
+        let refused = Arc::new(AtomicUsize::new(0));
+        let (seen, closed) = (Arc::clone(&forwarded), Arc::clone(&refused));
+        std::thread::spawn(move || {
+            for client in listener.incoming().take(1000) {
+                let Ok(client) = client else { continue };
+                let (seen, closed) = (Arc::clone(&seen), Arc::clone(&closed));
+                std::thread::spawn(move || relay(client, upstream, &seen, &closed));
+            }
+        });
+        Flaky {
+            port,
+            forwarded,
+            refused,
+        }
+    }
+}
+
+/// Relays one connection, request by request from the client's side, dropping it as
+/// [`Flaky`] says.
+fn relay(mut client: TcpStream, upstream: u16, seen: &AtomicUsize, closed: &AtomicUsize) {
+    let refusing = || seen.load(Ordering::SeqCst) >= 2 && closed.load(Ordering::SeqCst) < REFUSALS;
+    if refusing() {
+        closed.fetch_add(1, Ordering::SeqCst);
+        return; // dropped: closed unanswered
+    }
+    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+        return;
+    };
+    let mut from_server = server.try_clone().unwrap();
+    let mut to_client = client.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from_server, &mut to_client);
+        let _ = to_client.shutdown(Shutdown::Both);
+    });
+    let mut to_server = server;
+    let mut buffer = [0u8; 16 * 1024];
+    client
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    while let Ok(n) = client.read(&mut buffer) {
+        if n == 0 {
+            break;
+        }
+        let chunk = &buffer[..n];
+        if chunk.starts_with(format!("GET /{NAME}/_service/overview").as_bytes()) {
+            if refusing() {
+                closed.fetch_add(1, Ordering::SeqCst);
+                break;
+            }
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+        if to_server.write_all(chunk).is_err() {
+            break;
+        }
+    }
+    let _ = to_server.shutdown(Shutdown::Both);
+    let _ = client.shutdown(Shutdown::Both);
+}
+
+#[test]
+fn a_dropped_connection_recovers_by_itself() {
+    let dir = PluginDir::with(&["hello-plugin"]);
+    let host = Host::builder(dir.path()).name(NAME).start();
+    let port: u16 = host
+        .raw_url("")
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let proxy = Flaky::start(port);
+    let origin = format!("http://127.0.0.1:{}", proxy.port);
+    let rendered = render(&format!("{origin}/{NAME}/_service/ui"), &origin, &[]);
+    let refused = proxy.refused.load(Ordering::SeqCst);
+    let forwarded = proxy.forwarded.load(Ordering::SeqCst);
+    assert!(
+        refused >= REFUSALS,
+        "the proxy dropped {refused} connection(s)"
+    );
+    assert!(
+        forwarded >= 3,
+        "polled again after the drop: {forwarded} overview(s)"
+    );
+    let dom = &rendered.dom;
+    assert!(
+        dom.contains("id=\"connection\" class=\"badge ok\">live<"),
+        "not live again:\n{dom}"
+    );
+    assert!(dom.contains("<span class=\"plugin-name\">hello-plugin</span>"));
+    assert!(dom.contains("No channels."), "the AsyncAPI document loaded:\n{dom}");
 }

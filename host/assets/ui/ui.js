@@ -297,7 +297,10 @@ async function refresh() {
   if (generations !== state.generations) {
     state.generations = generations;
     state.historyBase = findHistory(data);
-    drawChannels().catch((err) => pageError("AsyncAPI: " + err.message));
+    drawChannels().catch((err) => {
+      state.generations = ""; // tried again at the next poll
+      replace("channels", el("p", { class: "muted" }, "AsyncAPI document not loaded: " + err.message));
+    });
   }
 }
 
