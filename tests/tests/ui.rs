@@ -322,5 +322,8 @@ fn a_dropped_connection_recovers_by_itself() {
         "not live again:\n{dom}"
     );
     assert!(dom.contains("<span class=\"plugin-name\">hello-plugin</span>"));
-    assert!(dom.contains("No channels."), "the AsyncAPI document loaded:\n{dom}");
+    assert!(
+        dom.contains("No channels."),
+        "the AsyncAPI document loaded:\n{dom}"
+    );
 }

@@ -19,6 +19,8 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
+use crate::sync::Unpoisoned;
+
 use axum::{
     http::{header, HeaderValue},
     response::{IntoResponse, Response},
@@ -149,11 +151,7 @@ fn add_message(draft: &mut ChannelDraft, name: &str, message: Value) -> String {
 fn publications(sources: &AsyncApiSources) -> (Vec<(String, Publication)>, Map<String, Value>) {
     let mut declared: Vec<(String, Publication)> = Vec::new();
     for plugin in &sources.health.plugins {
-        let list = plugin
-            .publications
-            .lock()
-            .map(|l| l.clone())
-            .unwrap_or_default();
+        let list = plugin.publications.locked().clone();
         declared.extend(list.into_iter().map(|p| (plugin.name.clone(), p)));
     }
     let owned: Vec<(Owner, Map<String, Value>)> = declared

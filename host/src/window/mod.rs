@@ -139,7 +139,7 @@ impl Window {
         self.ring.locked().record(now_ms(), values);
     }
 
-    /// Time since the process made its window (at start, before the plugins load).
+    /// Time since the service started (the window is made first thing).
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
