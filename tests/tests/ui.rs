@@ -111,6 +111,8 @@ fn the_page_shows_the_service_in_a_real_browser() {
         json!({"exchange": "brewcast", "routing": HOSTILE}),
     );
     assert_eq!(subscribed.status(), 200);
+    let subscribed = host.post_json("/_debug/subscribe", json!({"topic": "ui/debug/#"}));
+    assert_eq!(subscribed.status(), 200);
     // The window needs a few samples (one every 2 s) and the history a few device events.
     assert!(
         wait_until(Duration::from_secs(30), || {
@@ -166,6 +168,11 @@ fn the_page_shows_the_service_in_a_real_browser() {
     // and no element was made of it.
     assert!(dom.matches(HOSTILE_SHOWN).count() >= 2, "{dom}");
     assert!(!dom.contains("<img"), "an element was made from data");
+    // The host's own subscriptions, on both buses.
+    let host_part = &dom[dom
+        .find("id=\"host-subscriptions\"")
+        .expect("host subscriptions")..];
+    assert!(host_part.contains("ui/debug/#") && host_part.contains(HOSTILE_SHOWN));
     // AsyncAPI channels are listed: the device's retained state topic.
     assert!(dom.contains(&format!("brewcast/state/{NAME}")), "channels");
     // No error: none caught by the page, none in the console.

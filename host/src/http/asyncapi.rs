@@ -246,7 +246,11 @@ fn drafts(report: &HealthReport, declared: &[(String, Publication)]) -> Vec<Chan
     for s in report.mqtt.iter().flat_map(|m| &m.subscriptions) {
         let draft = channel(&mut channels, BusKind::Mqtt, "", "", &s.filter);
         let name = add_message(draft, "AnyPayload", any_bytes.clone());
-        let owner = s.plugin.clone().unwrap_or_else(|| "host".into());
+        // `/_debug/subscribe`'s MQTT subscriptions are owned by `_debug`: the host's.
+        let owner = match s.plugin.as_deref() {
+            None | Some(super::debug_mqtt::DEBUG_OWNER) => "host".to_owned(),
+            Some(plugin) => plugin.to_owned(),
+        };
         draft
             .operations
             .push((owner, "receive", with_message(Map::new(), &name)));
@@ -403,4 +407,131 @@ pub async fn serve(sources: Arc<AsyncApiSources>) -> Response {
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use plugin_abi::asyncapi::declare;
+
+    use super::*;
+    use crate::{
+        bus::{BusConfig, EventBus},
+        plugins::{
+            bus_bridge::BusBridge,
+            context::{HostServices, PluginState},
+            features::FeatureRegistry,
+            routes::RouteTable,
+        },
+        service::reloads::ReloadLog,
+    };
+
+    /// A plugin `name` that declared `declarations` (JSON).
+    fn plugin(name: &str, declarations: &[Value]) -> Arc<PluginState> {
+        let plugin = Arc::new(PluginState::new(name, "1.0.0"));
+        for declaration in declarations {
+            declare(&mut plugin.publications.locked(), &declaration.to_string()).unwrap();
+        }
+        plugin
+    }
+
+    fn sources(plugins: Vec<Arc<PluginState>>) -> AsyncApiSources {
+        AsyncApiSources {
+            health: Arc::new(HealthSources {
+                name: "svc".into(),
+                host: Arc::new(HostServices {
+                    runtime: tokio::runtime::Handle::current(),
+                    config_json: "{}".into(),
+                    routes: Mutex::new(RouteTable::default()),
+                    features: FeatureRegistry::default(),
+                    bus: BusBridge::new(EventBus::new(BusConfig::default())).enabled(false),
+                    mqtt: None,
+                }),
+                plugins,
+                builds: Vec::new(),
+                reloads: Arc::new(ReloadLog::default()),
+            }),
+            servers: vec![
+                (BusKind::Amqp, "amqp://user:pw@broker:5672/%2f".into()),
+                (BusKind::Mqtt, "mqtts://user@broker:8883".into()),
+            ],
+            vhost: "/".into(),
+        }
+    }
+
+    fn state(name: &str) -> Value {
+        json!({"$ref": "#/components/schemas/State",
+               "x-schemas": {"State": {"type": "object", "properties": {"n": {"type": name}}}}})
+    }
+
+    #[tokio::test]
+    async fn declarations_become_channels_operations_and_schemas() {
+        let a = plugin(
+            "a",
+            &[
+                json!({"bus": "mqtt", "topic": "t/{x}", "qos": 1, "retain": true,
+                       "message": "State", "payload": state("number")}),
+                json!({"bus": "amqp", "exchange": "ex", "exchange_type": "fanout", "routing": "k",
+                       "message": "State", "summary": "s", "payload": state("number")}),
+            ],
+        );
+        // Another plugin's `State` is another schema: both are kept, qualified.
+        let b = plugin(
+            "b",
+            &[
+                json!({"bus": "mqtt", "topic": "t/{x}", "qos": 0, "retain": false,
+                     "message": "State", "payload": state("string")}),
+            ],
+        );
+        let doc = document(&sources(vec![a, b]));
+        assert_eq!(doc["asyncapi"], "3.0.0");
+        let text = doc.to_string();
+        assert!(
+            !text.contains("pw") && !text.contains("user"),
+            "credentials: {text}"
+        );
+        assert_eq!(
+            doc["servers"]["mqtt"],
+            json!({"host": "broker:8883", "protocol": "mqtts", "title": "MQTT broker"})
+        );
+        assert_eq!(doc["servers"]["amqp"]["pathname"], "/%2f");
+
+        // One MQTT channel for both plugins: its address has braces, so it is null and the
+        // description names it; two messages, two send operations.
+        let channels = doc["channels"].as_object().unwrap();
+        assert_eq!(channels.len(), 2, "{channels:?}");
+        let mqtt = channels.values().find(|c| c["address"].is_null()).unwrap();
+        assert_eq!(mqtt["description"], "MQTT topic t/{x}");
+        assert_eq!(mqtt["messages"].as_object().unwrap().len(), 2);
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        assert!(
+            schemas.contains_key("a.State") && schemas.contains_key("b.State"),
+            "{schemas:?}"
+        );
+        let amqp = channels.values().find(|c| c["address"] == "k").unwrap();
+        assert_eq!(amqp["bindings"]["amqp"]["exchange"]["type"], "fanout");
+        let operations = doc["operations"].as_object().unwrap();
+        assert_eq!(operations.len(), 3);
+        for operation in operations.values() {
+            assert_eq!(operation["action"], "send");
+            let channel = operation["channel"]["$ref"].as_str().unwrap();
+            let message = operation["messages"][0]["$ref"].as_str().unwrap();
+            assert!(
+                message.starts_with(&format!("{channel}/messages/")),
+                "{operation}"
+            );
+            let id = channel.trim_start_matches("#/channels/");
+            let name = message.rsplit('/').next().unwrap();
+            assert!(
+                doc["channels"][id]["messages"][name].is_object(),
+                "{message}"
+            );
+        }
+        let b_send = operations
+            .values()
+            .find(|op| op["x-plugin"] == "b")
+            .unwrap();
+        assert_eq!(b_send["bindings"]["mqtt"]["qos"], 0);
+    }
 }

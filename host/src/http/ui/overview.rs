@@ -343,8 +343,7 @@ pub fn overview(sources: &OverviewSources, scrape: &Scrape) -> Overview {
     for (owner, subscription) in subscriptions(&report, scrape) {
         by_owner.entry(owner).or_default().push(subscription);
     }
-    let host_subscriptions = by_owner.remove(&None).unwrap_or_default();
-    let plugins = report
+    let plugins: Vec<PluginOverview> = report
         .plugins
         .iter()
         .map(|p| PluginOverview {
@@ -370,6 +369,11 @@ pub fn overview(sources: &OverviewSources, scrape: &Scrape) -> Overview {
             subscriptions: by_owner.remove(&Some(p.name.clone())).unwrap_or_default(),
         })
         .collect();
+    // The host's own (`/_debug/subscribe`: no owner, or the MQTT side's `_debug`) and any of
+    // a plugin no longer listed.
+    let mut host_subscriptions: Vec<SubscriptionOverview> =
+        by_owner.remove(&None).unwrap_or_default();
+    host_subscriptions.extend(by_owner.into_values().flatten());
     Overview {
         service: ServiceOverview {
             name: report.service.clone(),
