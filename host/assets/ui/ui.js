@@ -215,6 +215,11 @@ function fillSelect(select, options, current) {
   return chosen;
 }
 
+// A failed history fetch (a dropped connection) is said where the plot is, not kept as an error.
+function historyError(err) {
+  document.getElementById("history-note").textContent = "History not loaded: " + err.message;
+}
+
 async function drawHistory() {
   if (!state.historyBase) return;
   document.getElementById("history-note").textContent = "From " + state.historyBase + "/keys and /recent/{key}.";
@@ -297,6 +302,7 @@ async function refresh() {
   if (generations !== state.generations) {
     state.generations = generations;
     state.historyBase = findHistory(data);
+    drawHistory().catch(historyError);
     drawChannels().catch((err) => {
       state.generations = ""; // tried again at the next poll
       replace("channels", el("p", { class: "muted" }, "AsyncAPI document not loaded: " + err.message));
@@ -315,9 +321,9 @@ document.addEventListener("DOMContentLoaded", () => {
     document.getElementById(id).addEventListener("change", (event) => {
       if (id === "history-key") state.historyKey = event.target.value;
       else state.historyField = event.target.value;
-      drawHistory().catch((err) => pageError(err.message));
+      drawHistory().catch(historyError);
     });
   }
   loop(refresh, POLL_MS);
-  loop(async () => { if (state.historyBase) await drawHistory(); }, HISTORY_POLL_MS);
+  loop(() => drawHistory().catch(historyError), HISTORY_POLL_MS);
 });
