@@ -68,7 +68,7 @@ pub mod __private {
         library::CheckTypeLayout,
         prefix_type::PrefixTypeTrait,
         sabi_trait::TD_Opaque,
-        std_types::{RResult, RString},
+        std_types::{ROption, RResult, RString},
     };
     use async_ffi::FfiFuture;
 
@@ -159,7 +159,12 @@ pub mod __private {
     impl<P: Plugin> abi::PluginInstance for Instance<P> {
         fn startup(&self) -> FfiFuture<RResult<(), RString>> {
             let (plugin, ctx) = (Arc::clone(&self.plugin), self.ctx.clone());
-            runtime::into_ffi(async move { plugin.startup(&ctx).await.map_err(|e| e.to_string()) })
+            runtime::into_ffi(async move {
+                plugin
+                    .startup(&ctx)
+                    .await
+                    .map_err(|e| RString::from(e.to_string()))
+            })
         }
 
         fn before_shutdown(&self) -> FfiFuture<RResult<(), RString>> {
@@ -168,13 +173,28 @@ pub mod __private {
                 plugin
                     .before_shutdown(&ctx)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| RString::from(e.to_string()))
             })
         }
 
         fn shutdown(&self) -> FfiFuture<RResult<(), RString>> {
             let (plugin, ctx) = (Arc::clone(&self.plugin), self.ctx.clone());
-            runtime::into_ffi(async move { plugin.shutdown(&ctx).await.map_err(|e| e.to_string()) })
+            runtime::into_ffi(async move {
+                plugin
+                    .shutdown(&ctx)
+                    .await
+                    .map_err(|e| RString::from(e.to_string()))
+            })
+        }
+
+        fn handover(&self) -> FfiFuture<RResult<ROption<abi::FfiHandover>, RString>> {
+            let (plugin, ctx) = (Arc::clone(&self.plugin), self.ctx.clone());
+            runtime::into_ffi(async move {
+                match plugin.handover(&ctx).await {
+                    Ok(state) => Ok(state.map(crate::Handover::into_ffi).into()),
+                    Err(err) => Err(RString::from(err.to_string())),
+                }
+            })
         }
     }
 

@@ -67,6 +67,7 @@ mod export;
 mod extract;
 mod feature;
 mod handler;
+mod handover;
 mod logging;
 mod message;
 pub mod metrics;
@@ -86,7 +87,7 @@ mod timestamp;
 
 pub use abi::{panic_text, Arg, ArgKind};
 pub use bus::{ExchangeType, Publish, Subscription};
-pub use config::Config;
+pub use config::{AmqpSettings, Config, MqttSettings, ServiceConfig};
 pub use context::Context;
 pub use error::{Error, ErrorKind, Result};
 #[doc(hidden)]
@@ -94,6 +95,7 @@ pub use export::__private;
 pub use extract::{ByRef, Call, Extract, ExtractOwned, Json, Path, Query, State, Topic, Whole};
 pub use feature::Feature;
 pub use handler::{Handler, Input, Reply};
+pub use handover::{HandedOver, Handover, MAX_HANDOVER_BYTES};
 /// The `http` crate: [`StatusCode`](http::StatusCode), [`Method`](http::Method),
 /// [`HeaderMap`](http::HeaderMap) (an extractor), and `http::Request`/`http::Response`,
 /// which convert to and from the SDK's [`Request`] and [`Response`].
@@ -143,8 +145,8 @@ const fn same_text(a: &str, b: &str) -> bool {
 /// `schemars` into scope, which `#[derive(JsonSchema)]` expands to.
 pub mod prelude {
     pub use crate::{
-        export_plugin, http::StatusCode, schemars, Arg, Context, Error, ErrorKind, IntoResponse,
-        Json, JsonSchema, Message, Path, Plugin, Publishes, QoS, Query, Repeat, Repeater, Request,
-        Response, Result, Route, State, Subscription, Topic,
+        export_plugin, http::StatusCode, schemars, Arg, Context, Error, ErrorKind, HandedOver,
+        Handover, IntoResponse, Json, JsonSchema, Message, Path, Plugin, Publishes, QoS, Query,
+        Repeat, Repeater, Request, Response, Result, Route, State, Subscription, Topic,
     };
 }

@@ -24,7 +24,7 @@ pub struct Response {
     status: StatusCode,
     /// An internal error (a 500 the handler did not choose): the host logs it with the
     /// plugin's name and answers `500: <message>`, as for any failed handler.
-    pub(crate) internal_error: Option<String>,
+    pub(crate) internal_error: Option<crate::abi::FfiError>,
     /// Header names and values back to back, indexed by `headers` (see `FfiSpan`).
     text: Vec<u8>,
     headers: Vec<FfiPair>,
@@ -207,24 +207,41 @@ impl IntoResponse for Response {
     }
 }
 
+/// Text: documented as `text/plain` under the route's success status.
 impl IntoResponse for String {
     fn into_response(self) -> Response {
         Response::text(self)
     }
+
+    fn document(route: &mut Route) {
+        route.document_media_response("text/plain", serde_json::json!({"type": "string"}));
+    }
 }
 
+/// Text: documented as `text/plain` under the route's success status.
 impl IntoResponse for &'static str {
     fn into_response(self) -> Response {
         Response::text(self)
     }
+
+    fn document(route: &mut Route) {
+        String::document(route);
+    }
 }
 
 impl IntoResponse for Vec<u8> {
-    /// 200 with the bytes as `application/octet-stream`.
+    /// 200 with the bytes as `application/octet-stream` (so documented).
     fn into_response(self) -> Response {
         Response::new(StatusCode::OK)
             .header("content-type", "application/octet-stream")
             .body(self)
+    }
+
+    fn document(route: &mut Route) {
+        route.document_media_response(
+            "application/octet-stream",
+            serde_json::json!({"type": "string", "format": "binary"}),
+        );
     }
 }
 
@@ -239,9 +256,13 @@ impl IntoResponse for Value {
 }
 
 impl IntoResponse for () {
-    /// 204 No Content.
+    /// 204 No Content (so documented, whatever the route's declared status).
     fn into_response(self) -> Response {
         Response::new(StatusCode::NO_CONTENT)
+    }
+
+    fn document(route: &mut Route) {
+        route.document_empty_response(StatusCode::NO_CONTENT);
     }
 }
 
@@ -292,7 +313,10 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let mut response = Response::json(&self.json_body()).with_status(self.status());
         if self.status() == StatusCode::INTERNAL_SERVER_ERROR && !self.has_chosen_status() {
-            response.internal_error = Some(self.to_string());
+            response.internal_error = Some(crate::abi::FfiError::new(
+                crate::abi::error_code::OTHER,
+                self.to_string(),
+            ));
         }
         response
     }

@@ -2,7 +2,7 @@
 //! document, generated from the code as the OpenAPI document is.
 //!
 //! - `servers`: the brokers the options selected (AMQP and/or MQTT), without credentials;
-//!   with MQTT, the service's will.
+//!   with MQTT, the service's will when it has one.
 //! - `channels` and `operations`: a `send` operation for every channel a plugin declared it
 //!   publishes on ([`plugin_abi::asyncapi`]; the SDK's `Context::declare_publish`), its
 //!   message's payload the JSON Schema of the declared Rust type; a `receive` operation for
@@ -89,9 +89,15 @@ fn servers(sources: &AsyncApiSources, report: &HealthReport) -> Map<String, Valu
         if !path.is_empty() && path != "/" {
             server["pathname"] = json!(path);
         }
-        if let (BusKind::Mqtt, Some(will)) =
-            (bus, report.mqtt.as_ref().and_then(|m| m.will.as_ref()))
-        {
+        // MQTT's server binding holds one will: given when the service has exactly one
+        // (each plugin's will has its own connection; several are on their channels).
+        let wills = report
+            .mqtt
+            .as_ref()
+            .map(|m| m.wills.as_slice())
+            .unwrap_or(&[]);
+        if let (BusKind::Mqtt, [will]) = (bus, wills) {
+            let will = &will.topic;
             server["bindings"] = json!({ "mqtt": {
                 "lastWill": { "topic": will, "qos": 1 },
                 "bindingVersion": MQTT_BINDING,
@@ -413,7 +419,7 @@ pub async fn serve(sources: Arc<AsyncApiSources>) -> Response {
 mod tests {
     use std::sync::Mutex;
 
-    use plugin_abi::asyncapi::declare;
+    use plugin_abi::{asyncapi::declare, features::FeatureRegistry};
 
     use super::*;
     use crate::{
@@ -421,7 +427,6 @@ mod tests {
         plugins::{
             bus_bridge::BusBridge,
             context::{HostServices, PluginState},
-            features::FeatureRegistry,
             routes::RouteTable,
         },
         service::reloads::ReloadLog,
@@ -447,6 +452,7 @@ mod tests {
                     features: FeatureRegistry::default(),
                     bus: BusBridge::new(EventBus::new(BusConfig::default())).enabled(false),
                     mqtt: None,
+                    life: Default::default(),
                 }),
                 plugins,
                 builds: Vec::new(),

@@ -24,7 +24,7 @@ const REQUEST_CAPACITY: usize = 1024;
 const MAX_INCOMING_PACKET: usize = 256 << 20;
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
 
-fn client_id(cfg: &MqttConfig) -> String {
+pub(super) fn client_id(cfg: &MqttConfig) -> String {
     cfg.client_id.clone().unwrap_or_else(|| {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -38,14 +38,32 @@ fn client_id(cfg: &MqttConfig) -> String {
     })
 }
 
-/// The rumqttc client and its event loop for `cfg`.
+/// The rumqttc client and its event loop for `cfg`: the service's main connection, which
+/// carries no will (the wills have connections of their own, see `will`).
 pub(super) fn client(cfg: &MqttConfig) -> Result<(AsyncClient, EventLoop), String> {
+    client_with(cfg, client_id(cfg), None)
+}
+
+/// A client for `cfg` with client id `id` and, if given, a will.
+pub(super) fn client_with(
+    cfg: &MqttConfig,
+    id: String,
+    will: Option<&super::Will>,
+) -> Result<(AsyncClient, EventLoop), String> {
     let host = if cfg.protocol.is_websocket() {
         format!("{}://{}:{}{}", cfg.protocol, cfg.host, cfg.port(), cfg.path)
     } else {
         cfg.host.clone()
     };
-    let mut options = MqttOptions::new(client_id(cfg), host, cfg.port());
+    let mut options = MqttOptions::new(id, host, cfg.port());
+    if let Some(will) = will {
+        options.set_last_will(LastWill::new(
+            will.topic.clone(),
+            will.payload.clone(),
+            QoS::AtLeastOnce,
+            will.retain,
+        ));
+    }
     options
         .set_keep_alive(ping_interval(cfg.keepalive))
         .set_clean_session(true)
@@ -112,7 +130,6 @@ pub(super) async fn run(shared: Arc<Shared>, mut eventloop: EventLoop) {
     let mut pause: Option<Duration> = None;
     let mut warned = false;
     loop {
-        update_will(&shared, &mut eventloop);
         let event = tokio::select! {
             _ = stop.changed() => break,
             event = eventloop.poll() => event,
@@ -177,22 +194,6 @@ fn next_pause(pause: Option<Duration>, longest: Duration) -> Duration {
     match pause {
         None => FIRST_PAUSE.min(longest),
         Some(pause) => (pause * 2).min(longest),
-    }
-}
-
-fn update_will(shared: &Shared, eventloop: &mut EventLoop) {
-    let mut state = shared.lock();
-    if !std::mem::take(&mut state.will_changed) {
-        return;
-    }
-    // rumqttc cannot unset a will: once registered it stays for later connections.
-    if let Some(will) = &state.will {
-        eventloop.mqtt_options.set_last_will(LastWill::new(
-            will.topic.clone(),
-            will.payload.clone(),
-            QoS::AtLeastOnce,
-            will.retain,
-        ));
     }
 }
 
@@ -318,7 +319,6 @@ fn dispatch(shared: &Shared, publish: rumqttc::Publish) {
         let message = MqttMessage {
             topic: topic.to_owned(),
             payload: publish.payload.clone(),
-            retain: publish.retain,
         };
         if let Err(TrySendError::Full(_)) = queue.try_send(message) {
             sub.metrics().dropped(Dropped::QueueFull);

@@ -3,7 +3,7 @@
 pub mod bus_bridge;
 pub mod context;
 pub mod elf_check;
-pub mod features;
+pub mod handover;
 pub mod lifecycle;
 pub mod loader;
 pub mod logger;

@@ -2,12 +2,14 @@
 //! its routes. Boot starts the first; every reload starts the next beside the current one
 //! and stops the old one only once the new one serves.
 
+use plugin_abi::features::FeatureRegistry;
 use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use axum::routing::{get, post};
+use plugin_abi::phase;
 
 use crate::{
     bus::{BusState, EventBus},
@@ -17,7 +19,7 @@ use crate::{
     plugins::{
         bus_bridge::BusBridge,
         context::HostServices,
-        features::FeatureRegistry,
+        handover::{GenerationLife, HandoverReport},
         lifecycle::{self, RunningPlugin},
         loader::{shown, LoadedSet},
         mqtt_bridge::MqttBridge,
@@ -49,15 +51,18 @@ impl Generation {
         bus: &EventBus,
         mqtt: Option<&MqttBus>,
         reloads: &Arc<ReloadLog>,
+        life: GenerationLife,
     ) -> Result<Generation, String> {
         log_plugins(&loaded);
         let host = Arc::new(HostServices {
             runtime: tokio::runtime::Handle::current(),
-            config_json: serde_json::Value::Object(settings.config.clone()).to_string(),
+            config_json: serde_json::to_string(&settings.config)
+                .expect("a configuration of strings, numbers and JSON values serialises"),
             routes: Mutex::new(RouteTable::default()),
             features: FeatureRegistry::default(),
             bus: BusBridge::new(bus.clone()).enabled(settings.fleet.amqp),
             mqtt: mqtt.map(|mqtt| MqttBridge::new(mqtt.clone())),
+            life: Arc::new(life),
         });
         let plugins = lifecycle::create_all(&loaded.plugins, &host)?;
         let metrics = crate::metrics::global().plugins.track(
@@ -72,6 +77,7 @@ impl Generation {
             if let Some(mqtt) = &host.mqtt {
                 mqtt.cancel_all();
             }
+            host.life.set_phase(phase::STOPPED);
             return Err(err);
         }
         let app = build_app(&settings, &loaded, &host, &plugins, reloads);
@@ -108,6 +114,34 @@ impl Generation {
         }
     }
 
+    /// Marks this generation as serving: the listener is bound and requests come to it.
+    pub fn serving(&self) {
+        self.host.life.set_phase(phase::SERVING);
+    }
+
+    /// Takes the state every plugin hands to its next generation; this generation is
+    /// retiring from then on (until [`serving`](Self::serving) again, if the next one fails).
+    pub async fn hand_over(&self) -> GenerationLife {
+        self.host.life.set_phase(phase::RETIRING);
+        let (states, failed) =
+            lifecycle::handover_all(&self.plugins, self.settings.hook_timeout).await;
+        GenerationLife::new(states, failed)
+    }
+
+    /// The MQTT wills this generation's plugins declared, by plugin.
+    pub fn mqtt_wills(&self) -> Vec<(String, crate::mqtt::Will)> {
+        self.host
+            .mqtt
+            .as_ref()
+            .map(|mqtt| mqtt.wills())
+            .unwrap_or_default()
+    }
+
+    /// What this generation's plugins made of the states handed to them.
+    pub fn handover_reports(&self) -> Vec<HandoverReport> {
+        self.host.life.reports()
+    }
+
     /// `before_shutdown` on every plugin.
     pub async fn before_shutdown(&self) {
         lifecycle::before_shutdown_all(&self.plugins, self.settings.hook_timeout).await;
@@ -122,11 +156,14 @@ impl Generation {
         }
         self.host.bus.cancel_all(timeout).await;
         lifecycle::shutdown_all(&self.plugins, timeout).await;
+        self.host.life.set_phase(phase::STOPPED);
     }
 
     /// Only the plugins' shutdown, for the final stop (the bus is already shut down).
     pub async fn stop_plugins(self) {
+        self.host.life.set_phase(phase::RETIRING);
         lifecycle::shutdown_all(&self.plugins, self.settings.hook_timeout).await;
+        self.host.life.set_phase(phase::STOPPED);
     }
 }
 

@@ -23,10 +23,14 @@
 //!   plugins built against another minor version, so every plugin is rebuilt, and each vtable
 //!   marks its last method as its last prefix field (every method is required).
 
+pub mod amqp;
 mod args;
 pub mod asyncapi;
+pub mod config;
+pub mod features;
 #[allow(non_local_definitions)] // abi_stable 0.11's `sabi_trait` expansion; harmless
 mod host;
+pub mod metrics;
 pub mod openapi;
 pub mod panics;
 #[allow(non_local_definitions)]
@@ -39,7 +43,13 @@ pub use host::*;
 pub use plugin::*;
 pub use types::*;
 
+// Re-exported for the SDK and its macro expansion, not for plugin authors: hidden from the
+// docs. (rustdoc lists the blanket impls of every crate in the dependency graph on every
+// type — abi_stable's `AlignerFor`, `SelfOps`, tracing's `Instrument` — whatever is
+// re-exported; see docs/plugin-abi.md, "Reading the SDK's rustdoc".)
+#[doc(hidden)]
 pub use abi_stable;
+#[doc(hidden)]
 pub use async_ffi;
 
 pub use panics::panic_text;

@@ -124,6 +124,50 @@ impl FfiError {
     }
 }
 
+/// Why a plugin's handler (route, message or feature) did not succeed, in a type: the host
+/// counts and logs by [`kind`](FfiFailure::kind), never by the message's wording.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct FfiFailure {
+    /// One of [`failure`].
+    pub kind: u8,
+    /// What went wrong; its code is the SDK error's kind (a panic's is
+    /// [`error_code::OTHER`]).
+    pub error: FfiError,
+}
+
+/// The kinds of [`FfiFailure`].
+pub mod failure {
+    /// The handler ran and returned an error.
+    pub const FAILED: u8 = 0;
+    /// The handler panicked; the SDK caught it.
+    pub const PANICKED: u8 = 1;
+    /// The input was refused before the handler ran: an extractor could not read it (a
+    /// message that is not JSON, or not of the handler's type).
+    pub const REFUSED: u8 = 2;
+}
+
+impl FfiFailure {
+    pub fn new(kind: u8, error: FfiError) -> Self {
+        FfiFailure { kind, error }
+    }
+
+    /// A panic the SDK caught, described by `report` (`panicked: …`).
+    pub fn panicked(report: impl Into<String>) -> Self {
+        FfiFailure::new(failure::PANICKED, FfiError::new(error_code::OTHER, report))
+    }
+
+    /// Whether the handler panicked.
+    pub fn is_panic(&self) -> bool {
+        self.kind == failure::PANICKED
+    }
+
+    /// Whether the input was refused before the handler ran.
+    pub fn is_refusal(&self) -> bool {
+        self.kind == failure::REFUSED
+    }
+}
+
 /// A log event forwarded from a plugin to the host's subscriber.
 #[repr(C)]
 #[derive(StableAbi, Debug)]
@@ -218,4 +262,37 @@ pub struct FfiMqttPublish {
     /// 0 or 1.
     pub qos: u8,
     pub retain: bool,
+}
+
+/// The state one generation of a plugin hands to the next at a hot swap: the plugin's own
+/// serialisation of it and the version of that format (the plugin's to choose and check).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct FfiHandover {
+    pub version: u32,
+    pub data: RVec<u8>,
+}
+
+/// The most bytes a handover may hold (16 MiB): a larger one is refused by the host (the
+/// new generation starts empty, the reload goes on) rather than held twice in memory.
+pub const MAX_HANDOVER_BYTES: usize = 16 << 20;
+
+/// What the new generation made of a handover, as it reports it with
+/// `HostContext::handover_outcome` (for the log and the reload's health).
+pub mod handover_outcome {
+    /// Read and used.
+    pub const ACCEPTED: u8 = 0;
+    /// Not used: another version, or data the new generation cannot read. The detail says why.
+    pub const REFUSED: u8 = 1;
+}
+
+/// Where a generation of plugins is in its life (`HostContext::phase`). A generation starts
+/// in `STARTING`, is `SERVING` once the HTTP listener is bound and it is the generation
+/// requests go to, `RETIRING` once a reload took its state and started the next one (it may
+/// go back to `SERVING` if that reload fails), and `STOPPED` after its `shutdown`.
+pub mod phase {
+    pub const STARTING: u8 = 0;
+    pub const SERVING: u8 = 1;
+    pub const RETIRING: u8 = 2;
+    pub const STOPPED: u8 = 3;
 }

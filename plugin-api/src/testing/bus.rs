@@ -15,7 +15,7 @@ use async_ffi::FfiFuture;
 
 use crate::{
     abi::{
-        error_code, FfiError, FfiMqttPublish, FfiPublish, FfiSubscribe, HostSubscription,
+        amqp, error_code, FfiError, FfiMqttPublish, FfiPublish, FfiSubscribe, HostSubscription,
         HostSubscriptionArc, HostSubscription_TO, MessageHandlerBox,
     },
     Error, Result,
@@ -178,6 +178,8 @@ pub(super) struct Bus {
     pub published: Mutex<Vec<Published>>,
     pub mqtt_published: Mutex<Vec<MqttPublished>>,
     pub will: Mutex<Option<MqttPublished>>,
+    /// Bumped at every publish, so that a test can wait for one.
+    pub publishes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Bus {
@@ -191,6 +193,7 @@ impl Bus {
             published: Mutex::default(),
             mqtt_published: Mutex::default(),
             will: Mutex::default(),
+            publishes: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -225,13 +228,8 @@ impl Bus {
 
     pub fn publish(&self, message: FfiPublish) -> Result<(), FfiError> {
         self.usable(false)?;
-        if !["topic", "fanout", "direct"].contains(&message.exchange_type.as_str()) {
-            let kind = &message.exchange_type;
-            return Err(FfiError::new(
-                error_code::INVALID,
-                format!("unknown exchange type \"{kind}\" (topic, fanout or direct)"),
-            ));
-        }
+        amqp::exchange_type(&message.exchange_type)?;
+        check_amqp_names(&message.exchange, &message.routing)?;
         self.check_up()?;
         lock(&self.published).push(Published {
             exchange: message.exchange.into_string(),
@@ -240,6 +238,7 @@ impl Bus {
             exchange_type: message.exchange_type.into_string(),
             declare_exchange: message.declare_exchange,
         });
+        self.publishes.send_modify(|n| *n += 1);
         Ok(())
     }
 
@@ -249,17 +248,12 @@ impl Bus {
         handler: MessageHandlerBox,
     ) -> Result<HostSubscriptionArc, FfiError> {
         self.usable(false)?;
-        let kind = request.exchange_type.into_string();
-        if !["topic", "fanout", "direct"].contains(&kind.as_str()) {
-            return Err(FfiError::new(
-                error_code::INVALID,
-                format!("unknown exchange type \"{kind}\" (topic, fanout or direct)"),
-            ));
-        }
+        let kind = amqp::EXCHANGE_TYPES[amqp::exchange_type(&request.exchange_type)?].to_owned();
         if request.exchange.is_empty() {
             let message = "exchange name must not be empty";
             return Err(FfiError::new(error_code::INVALID, message));
         }
+        check_amqp_names(&request.exchange, &request.routing)?;
         let info = TestSubscription {
             exchange: request.exchange.into_string(),
             exchange_type: kind,
@@ -281,6 +275,7 @@ impl Bus {
         }
         self.check_up()?;
         lock(&self.mqtt_published).push(MqttPublished::from_ffi(message));
+        self.publishes.send_modify(|n| *n += 1);
         Ok(())
     }
 
@@ -325,6 +320,7 @@ impl Bus {
         }
         if let Some(will) = lock(&self.will).clone() {
             lock(&self.mqtt_published).push(will);
+            self.publishes.send_modify(|n| *n += 1);
         }
     }
 
@@ -348,11 +344,22 @@ impl Bus {
             let delivery = handler.on_message(handle(&sub), key.into(), RVec::from(body.clone()));
             results.push(match delivery.await {
                 RResult::ROk(()) => Ok(()),
-                RResult::RErr(reason) => Err(Error::msg(reason)),
+                RResult::RErr(failure) => Err(Error::from_ffi(failure.error)),
             });
         }
         results
     }
+}
+
+/// The host's check of an exchange name and routing key, in the host's words.
+fn check_amqp_names(exchange: &str, routing: &str) -> Result<(), FfiError> {
+    for (field, value) in [("exchange", exchange), ("routing", routing)] {
+        if let Some(reason) = amqp::name_problem(value) {
+            let message = format!("invalid {field}: {reason}");
+            return Err(FfiError::new(error_code::INVALID, message));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

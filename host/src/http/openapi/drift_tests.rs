@@ -3,6 +3,7 @@
 //! (strictly: a field the document lacks is an error too), and the request bodies the
 //! document describes are the ones the handlers accept.
 
+use plugin_abi::features::FeatureRegistry;
 use std::sync::Arc;
 
 use axum::{
@@ -32,7 +33,6 @@ use crate::{
     plugins::{
         bus_bridge::BusBridge,
         context::{HostServices, PluginState, PluginStatus},
-        features::FeatureRegistry,
         routes::RouteTable,
     },
     service::reloads::{LastReload, ReloadLog, ReloadReport},
@@ -163,6 +163,7 @@ fn unhealthy() -> HealthSources {
             features: FeatureRegistry::default(),
             bus: BusBridge::new(EventBus::new(BusConfig::default())).enabled(true),
             mqtt: None,
+            life: Default::default(),
         }),
         plugins: vec![Arc::new(PluginState::new("fine", "1.0.0")), failed],
         builds: vec![("fine".into(), Some("15a7".into()))],
@@ -423,7 +424,11 @@ fn full_report() -> HealthReport {
             broker: "mqtt://eventbus:1883".into(),
             reconnects: 0,
             last_error: None,
-            will: Some("brewcast/state/svc".into()),
+            wills: vec![crate::mqtt::WillHealth {
+                plugin: "device-plugin".into(),
+                topic: "brewcast/state/svc".into(),
+                held: true,
+            }],
             subscriptions: vec![MqttSubHealth {
                 id: 1,
                 filter: "a/#".into(),
@@ -440,7 +445,13 @@ fn full_report() -> HealthReport {
                 time: "2026-01-01T00:00:00Z".into(),
                 ok: false,
                 error: Some("bad".into()),
+                handovers: vec![crate::plugins::handover::HandoverReport {
+                    plugin: "history-plugin".into(),
+                    outcome: "refused",
+                    detail: Some("state version 1 was handed over".into()),
+                }],
             }),
+            waiting: Some("libx.so is not ready: truncated".into()),
         },
     }
 }
