@@ -6,15 +6,16 @@
 //! - [`names`]: the rules for service, plugin and argument names;
 //! - [`plugins`]: loading libraries and the services plugins get (routes, tasks, features);
 //! - [`http`]: the axum app (prefix, CORS, error bodies, status, plugin routes);
-//! - [`bus`]: the AMQP eventbus; [`mqtt`]: the MQTT eventbus; [`brokers`]: the broker address
-//!   lists both try in turn; [`delivery`]: how a message's
+//! - [`bus`]: the AMQP eventbus; [`mqtt`]: the MQTT eventbus; [`broker_list`]: the broker
+//!   address lists both try in turn; [`delivery`]: how a message's
 //!   delivery to a handler ended, for both;
 //! - [`metrics`]: the Prometheus metrics of the process;
 //! - [`service`]: the running service, its generations of plugins and hot reload;
 //! - [`app`], [`check`] and [`shutdown`]: the process, `brewblox-host check`, and signals.
 
 pub mod app;
-pub mod brokers;
+pub mod broker;
+pub mod broker_list;
 pub mod bus;
 pub mod check;
 pub mod cli;
@@ -28,3 +29,4 @@ pub mod plugins;
 pub mod service;
 pub mod shutdown;
 pub mod sync;
+pub mod window;

@@ -91,7 +91,7 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 16 << 20;
 #[derive(Clone)]
 pub struct BusConfig {
     /// One broker, or several comma-separated `host[:port]` entries tried in turn (see
-    /// [`crate::brokers`]); `port` is the port of an entry without one.
+    /// [`crate::broker_list`]); `port` is the port of an entry without one.
     pub host: String,
     pub port: u16,
     pub user: String,
@@ -177,7 +177,7 @@ impl BusConfig {
         let invalid =
             |err: String| BusError::InvalidConfig(format!("invalid eventbus list: {err}"));
         let mut uris = match &self.url {
-            Some(list) => crate::brokers::split_list(list)
+            Some(list) => crate::broker_list::split_list(list)
                 .map_err(invalid)?
                 .into_iter()
                 .map(parse_eventbus_url)
@@ -185,7 +185,7 @@ impl BusConfig {
             None => {
                 check_short_string("vhost", &self.vhost)
                     .map_err(|err| BusError::InvalidConfig(err.to_string()))?;
-                crate::brokers::parse_addresses(&self.host)
+                crate::broker_list::parse_addresses(&self.host)
                     .map_err(invalid)?
                     .into_iter()
                     .map(|address| self.uri_for(address))
@@ -204,7 +204,7 @@ impl BusConfig {
     }
 
     /// The target for one `--eventbus-host` entry, with the other eventbus options.
-    fn uri_for(&self, address: crate::brokers::Address) -> AMQPUri {
+    fn uri_for(&self, address: crate::broker_list::Address) -> AMQPUri {
         AMQPUri {
             scheme: AMQPScheme::AMQP,
             authority: AMQPAuthority {
@@ -231,7 +231,7 @@ impl BusConfig {
                     .split(',')
                     .map(|entry| {
                         let entry = entry.trim();
-                        let authority = match crate::brokers::parse_address(entry) {
+                        let authority = match crate::broker_list::parse_address(entry) {
                             Ok(address) => address.authority(self.port),
                             Err(_) => entry.to_owned(),
                         };

@@ -4,7 +4,7 @@
 //! once through lapin's connection error callback (a broker close, a socket error or two
 //! missed heartbeats all end up there), and reconnects until closed. With a list of brokers
 //! it moves to the next one at once when an attempt is refused or the connection is lost
-//! (see [`crate::brokers`]); after a full round of failures it pauses, the pauses doubling up
+//! (see [`crate::broker_list`]); after a full round of failures it pauses, the pauses doubling up
 //! to `reconnect_interval`. It warns once per outage; repeats go to debug so a long outage
 //! does not spam.
 
@@ -21,7 +21,7 @@ use tracing::{debug, info, warn};
 use super::config::BusConfig;
 use super::error::BusError;
 use super::health::BusState;
-use crate::brokers::Brokers;
+use crate::broker_list::Brokers;
 use crate::sync::Unpoisoned;
 
 /// The `bus` label of this bus's metrics.

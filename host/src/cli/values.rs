@@ -31,11 +31,11 @@ pub(crate) fn parse_topic(text: &str) -> Result<String, String> {
 }
 
 /// One broker of `--eventbus-host` or `--mqtt-host`: `host[:port]`, checked by
-/// [`crate::brokers::parse_address`] (host 1 to 255 letters, digits, `-`, `.`, `_`, or an
+/// [`crate::broker_list::parse_address`] (host 1 to 255 letters, digits, `-`, `.`, `_`, or an
 /// IPv6 address; port 1 to 65535). Spaces around it are ignored.
 pub(crate) fn parse_broker_address(text: &str) -> Result<String, String> {
     let text = text.trim();
-    crate::brokers::parse_address(text)?;
+    crate::broker_list::parse_address(text)?;
     Ok(text.to_owned())
 }
 

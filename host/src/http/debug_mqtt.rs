@@ -117,7 +117,7 @@ pub async fn subscribe(mqtt: Option<MqttBus>, request: MqttSubscribeRequest) -> 
 }
 
 /// The owner name that marks `/_debug/subscribe`'s subscriptions.
-const DEBUG_OWNER: &str = "_debug";
+pub(crate) const DEBUG_OWNER: &str = "_debug";
 
 fn log_sink() -> Arc<dyn MqttSink> {
     static SINK: OnceLock<Arc<dyn MqttSink>> = OnceLock::new();

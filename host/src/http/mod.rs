@@ -2,6 +2,7 @@
 //! [`front`] layer (CORS and error bodies as the original, the body limit, the access log).
 
 pub mod access_log;
+pub mod asyncapi;
 pub mod body;
 pub mod conn_timeout;
 pub mod cors;
@@ -17,6 +18,7 @@ pub mod plugin_route;
 pub mod server;
 pub mod status;
 pub mod swagger_ui;
+pub mod ui;
 
 use std::{collections::BTreeMap, sync::Arc};
 

@@ -3,7 +3,7 @@
 
 use std::{fmt, str::FromStr, time::Duration};
 
-use crate::brokers::Address;
+use crate::broker_list::Address;
 
 /// How the client reaches the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +84,7 @@ pub struct Will {
 pub struct MqttConfig {
     pub protocol: Protocol,
     /// One broker, or several comma-separated `host[:port]` entries tried in turn (see
-    /// [`crate::brokers`]).
+    /// [`crate::broker_list`]).
     pub host: String,
     /// The port of an entry without one; `None`: the protocol's default port.
     pub port: Option<u16>,
@@ -143,7 +143,7 @@ impl MqttConfig {
     /// The brokers of `host`, in the order they are tried. A list that does not parse (the
     /// CLI refuses one) is taken as one host, which then fails to connect with a reason.
     pub fn addresses(&self) -> Vec<Address> {
-        crate::brokers::parse_addresses(&self.host).unwrap_or_else(|_| {
+        crate::broker_list::parse_addresses(&self.host).unwrap_or_else(|_| {
             vec![Address {
                 host: self.host.clone(),
                 port: None,

@@ -16,7 +16,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use super::{
     config::MqttConfig, tls, topic, MqttError, MqttMessage, MqttState, MqttSubState, Shared, State,
 };
-use crate::brokers::{Address, Brokers};
+use crate::broker_list::{Address, Brokers};
 
 /// Requests (publishes, subscriptions) the client holds before the event loop takes them.
 const REQUEST_CAPACITY: usize = 1024;

@@ -131,7 +131,7 @@ pub(crate) struct State {
 pub(crate) struct Shared {
     pub cfg: MqttConfig,
     /// The broker list of the main connection: the one tried next, or in use.
-    pub brokers: crate::brokers::Brokers,
+    pub brokers: crate::broker_list::Brokers,
     pub client: AsyncClient,
     pub state: Mutex<State>,
     pub connected: watch::Sender<bool>,
@@ -179,7 +179,7 @@ impl MqttBus {
         let (client, eventloop) = connection::client(&cfg)?;
         Ok(MqttBus {
             inner: Arc::new(Shared {
-                brokers: crate::brokers::Brokers::new(BUS, Some(BUS), cfg.endpoints()),
+                brokers: crate::broker_list::Brokers::new(BUS, Some(BUS), cfg.endpoints()),
                 cfg,
                 client,
                 state: Mutex::new(State {

@@ -20,7 +20,7 @@ use serde::Serialize;
 use tokio::{sync::watch, task::JoinHandle};
 
 use super::{config::MqttConfig, connection, Will};
-use crate::brokers::Brokers;
+use crate::broker_list::Brokers;
 
 /// One will in `/_service/health`'s `mqtt.wills`.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]

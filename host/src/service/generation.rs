@@ -212,6 +212,7 @@ fn build_app(
             .collect(),
         reloads: Arc::clone(reloads),
     });
+    let health_for_page = Arc::clone(&health);
     let buses = http::debug::DebugBuses {
         amqp: host.bus.is_enabled().then(|| host.bus.bus().clone()),
         mqtt: host.mqtt.as_ref().map(|m| m.bus().clone()),
@@ -246,6 +247,12 @@ fn build_app(
         &plugin_routes,
     );
     extra.extend(http::swagger_ui::routes(&settings.name, &api_doc));
+    extra.extend(operator_page(
+        settings,
+        &plugin_routes,
+        &api_doc,
+        health_for_page,
+    ));
     http::app(AppSpec {
         name: settings.name.clone(),
         max_body_size: settings.max_body_size,
@@ -253,4 +260,45 @@ fn build_app(
         plugin_routes,
         extra,
     })
+}
+
+/// The operator page's routes (`/_service/ui`, `/_service/overview`) and its sampler, and
+/// the AsyncAPI document (`/api/asyncapi.json`) it shows.
+fn operator_page(
+    settings: &Settings,
+    plugin_routes: &[crate::plugins::routes::RouteEntry],
+    api_doc: &serde_json::Value,
+    health: Arc<HealthSources>,
+) -> Vec<(String, axum::routing::MethodRouter)> {
+    use http::{health::BusKind, ui::overview};
+    crate::window::start();
+    // With a broker list, the first broker stands for the list (health shows the one in use).
+    let first = |endpoints: Vec<String>| endpoints.into_iter().next().unwrap_or_default();
+    let mut brokers = Vec::new();
+    if settings.fleet.amqp {
+        brokers.push((BusKind::Amqp, first(settings.bus_config().endpoints())));
+    }
+    if settings.fleet.mqtt {
+        brokers.push((BusKind::Mqtt, first(settings.mqtt_config().endpoints())));
+    }
+    let routes = plugin_routes
+        .iter()
+        .map(|route| overview::RouteLink::new(&settings.name, route, api_doc))
+        .collect();
+    let asyncapi = Arc::new(http::asyncapi::AsyncApiSources {
+        health: Arc::clone(&health),
+        servers: brokers.clone(),
+        vhost: settings.eventbus_vhost.clone(),
+    });
+    let mut page = http::ui::routes(overview::OverviewSources {
+        health,
+        routes,
+        brokers,
+        links: overview::Links::default(),
+    });
+    page.push((
+        "/api/asyncapi.json".to_owned(),
+        get(move || http::asyncapi::serve(Arc::clone(&asyncapi))),
+    ));
+    page
 }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use crate::{error_code, FfiError};
 
 /// Paths the host serves itself; plugins may not use them or anything below them.
-pub const RESERVED_PREFIXES: &[&str] = &["/_service", "/_debug", "/api/doc"];
+pub const RESERVED_PREFIXES: &[&str] = &["/_service", "/_debug", "/api/doc", "/api/asyncapi.json"];
 
 /// The methods a route may have (`*`: every method).
 pub const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "*"];

@@ -351,6 +351,17 @@ impl Bus {
     }
 }
 
+/// The host's check of an exchange name and routing key, in the host's words.
+fn check_amqp_names(exchange: &str, routing: &str) -> Result<(), FfiError> {
+    for (field, value) in [("exchange", exchange), ("routing", routing)] {
+        if let Some(reason) = amqp::name_problem(value) {
+            let message = format!("invalid {field}: {reason}");
+            return Err(FfiError::new(error_code::INVALID, message));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,15 +421,4 @@ mod tests {
         assert!(check_mqtt("a/+", false).is_err());
         assert!(check_mqtt("", false).is_err());
     }
-}
-
-/// The host's check of an exchange name and routing key, in the host's words.
-fn check_amqp_names(exchange: &str, routing: &str) -> Result<(), FfiError> {
-    for (field, value) in [("exchange", exchange), ("routing", routing)] {
-        if let Some(reason) = amqp::name_problem(value) {
-            let message = format!("invalid {field}: {reason}");
-            return Err(FfiError::new(error_code::INVALID, message));
-        }
-    }
-    Ok(())
 }
