@@ -150,7 +150,7 @@ impl fmt::Debug for BusConfig {
             .field("user", &self.user)
             .field("password", &"***")
             .field("vhost", &self.vhost)
-            .field("url", &self.url.as_deref().map(redact_url))
+            .field("url", &self.url.as_ref().map(|_| self.endpoints()))
             .field("reconnect_interval", &self.reconnect_interval)
             .field("heartbeat", &self.heartbeat)
             .field("prefetch", &self.prefetch)
@@ -486,6 +486,16 @@ mod tests {
         assert!(!text.contains("hunter2"), "{text}");
         assert!(!text.contains("s3cret"), "{text}");
         assert!(!cfg.endpoint().contains("s3cret"));
+        // Every URL of a list is redacted, not only the first.
+        let cfg = BusConfig {
+            url: Some("amqp://bob:s3cret@n1/%2f,amqp://eve:t0psecret@n2/%2f".into()),
+            ..BusConfig::default()
+        };
+        let text = format!("{cfg:?} {}", cfg.endpoint());
+        assert!(
+            !text.contains("s3cret") && !text.contains("t0psecret"),
+            "{text}"
+        );
         assert_eq!(
             redact_url("amqp://bob:s3cret@broker:5672/%2f"),
             "amqp://bob:***@broker:5672/%2f"

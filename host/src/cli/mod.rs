@@ -683,6 +683,10 @@ mod tests {
         assert_eq!(err.exit_code(), 2);
         let text = err.to_string();
         assert!(text.contains("URL 2") && !text.contains("s3cret"), "{text}");
+        // A raw ',' in a password splits the URL; neither half is printed.
+        let err = parse(&args(&["--eventbus-url", "amqp://u:s3c,Ret@n1/%2f"]), &[]).unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains("s3c") && !text.contains("Ret"), "{text}");
     }
 
     #[test]
