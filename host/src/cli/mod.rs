@@ -527,8 +527,14 @@ impl Settings {
         };
         for (n, url) in self.eventbus_url.iter().enumerate() {
             crate::bus::parse_eventbus_url(url).map_err(|err| {
-                let err = crate::bus::BusError::InvalidConfig(format!("URL {}: {err}", n + 1));
-                invalid(err)
+                let text = match err {
+                    crate::bus::BusError::InvalidConfig(text) => text,
+                    other => other.to_string(),
+                };
+                invalid(crate::bus::BusError::InvalidConfig(format!(
+                    "URL {}: {text}",
+                    n + 1
+                )))
             })?;
         }
         self.bus_config().validate().map_err(invalid)
