@@ -1,7 +1,7 @@
 //! MQTT broker lists against private Mosquittos: the host connects to the first broker that
 //! answers, moves to the next when the one in use dies, subscribes again there (a message
 //! published on the new broker reaches the history plugin), and shows the broker in use in
-//! health and metrics.
+//! health and metrics. A plugin's will moves with its own connection.
 
 use std::time::Duration;
 
@@ -129,4 +129,47 @@ fn a_broker_that_refuses_at_start_is_skipped_and_the_list_may_come_from_the_envi
     reaches_history(&rt, &live, &host, "brewcast/on/live");
     assert_eq!(broker_info(&host, &live).as_deref(), Some("1"));
     assert_eq!(broker_info(&host, &dead), None, "never in use");
+}
+
+#[test]
+fn a_plugins_will_follows_the_list_and_the_new_broker_announces_it() {
+    let rt = runtime();
+    let mut first = Mosquitto::start();
+    let second = Mosquitto::start();
+    let list = format!("127.0.0.1:{},127.0.0.1:{}", first.port, second.port);
+    let plugins = PluginDir::with(&["device-plugin"]);
+    let mut host = Host::builder(plugins.path())
+        .name("mqtt_will_moves")
+        .without_amqp()
+        .args(&["--mqtt-host", &list, "--update-interval", "0.05"])
+        .start();
+    std::mem::forget(plugins);
+    let will_held_on = |broker: &Mosquitto| {
+        let want = endpoint(broker);
+        wait_until(SECS, || {
+            let health = health(&host);
+            health["mqtt"]["broker"] == want.as_str() && health["mqtt"]["wills"][0]["held"] == true
+        })
+    };
+    assert!(will_held_on(&first), "{}", health(&host));
+    first.down();
+    // The will's own connection moved too: only the second broker can hold it now.
+    assert!(will_held_on(&second), "{}", health(&host));
+    let topic = "brewcast/state/mqtt_will_moves";
+    let mut peer = rt.block_on(Peer::connect(second.port, &[topic]));
+    rt.block_on(peer.until(topic, SECS));
+    host.signal(libc::SIGKILL);
+    host.wait_exit(SECS).expect("killed");
+    let deadline = std::time::Instant::now() + SECS;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let message = rt
+            .block_on(peer.next(left))
+            .expect("the second broker announces the will");
+        let body: Option<Value> = serde_json::from_slice(&message.payload).ok();
+        let is_will = body.is_some_and(|b| b.get("data").is_some_and(Value::is_null));
+        if message.topic == topic && is_will {
+            break;
+        }
+    }
 }
