@@ -99,11 +99,27 @@ fn accepting_goes_on_through_file_descriptor_exhaustion() {
     assert!(host
         .stderr
         .wait_for("Accepting connections again", Duration::from_secs(10)));
-    assert_eq!(
-        host.stderr.count(&["Cannot accept connections"]),
-        1,
-        "logged once per episode"
-    );
+    // Logged once per episode: each "Cannot accept" is followed by its "again" before the
+    // next one. (A descriptor the host frees on its own can end an episode early and a
+    // pending client start another, so the number of episodes is not fixed.)
+    let text = host.stderr.text();
+    let episodes: Vec<bool> = text
+        .lines()
+        .filter_map(|line| {
+            if line.contains("Cannot accept connections") {
+                Some(true)
+            } else if line.contains("Accepting connections again") {
+                Some(false)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let alternating = episodes
+        .iter()
+        .enumerate()
+        .all(|(i, cannot)| *cannot == (i % 2 == 0));
+    assert!(alternating, "logged once per episode: {episodes:?}\n{text}");
 }
 
 #[test]

@@ -329,6 +329,9 @@ async fn run_subscription(
         let end = consume(&sub, &mut declared, &live, cfg.max_message_size, &mut ends).await;
         match end {
             ConsumeEnd::Cancelled => {
+                if sub.drains() {
+                    drain(&sub, &mut declared, cfg.max_message_size).await;
+                }
                 cancel_consumer(&declared).await;
                 info!("Cancelled event bus subscription {sub}");
                 break;
@@ -385,6 +388,69 @@ fn report_declare_failure(sub: &Subscription, err: BusError) {
         }
     }
     sub.failed(err);
+}
+
+/// How long a retiring subscription may take to hand over what its queue holds.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// A drained queue is checked for messages left after this long without a delivery.
+const DRAIN_IDLE: Duration = Duration::from_millis(100);
+
+/// Before a retiring subscription's queue is deleted: unbind it, so that nothing new
+/// arrives, then relay what it holds (delivered or still ready) to the handler, until the
+/// broker reports it empty or [`DRAIN_TIMEOUT`] runs out. A message published while the next
+/// generation's queue was not yet bound is in this queue only; without this it would be
+/// deleted with it.
+async fn drain(sub: &Subscription, declared: &mut Declared, limit: usize) {
+    let unbind = declared.channel.queue_unbind(
+        &declared.queue,
+        sub.exchange(),
+        sub.routing(),
+        FieldTable::default(),
+    );
+    if !matches!(tokio::time::timeout(OP_TIMEOUT, unbind).await, Ok(Ok(()))) {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+    let mut drained = 0u64;
+    loop {
+        let idle = (tokio::time::Instant::now() + DRAIN_IDLE).min(deadline);
+        match tokio::time::timeout_at(idle, declared.consumer.next()).await {
+            Ok(Some(Ok(delivery))) => {
+                relay(sub, delivery, limit).await;
+                drained += 1;
+            }
+            Ok(_) => break,
+            Err(_) if tokio::time::Instant::now() >= deadline => {
+                warn!("Event bus subscription {sub} still held messages after {DRAIN_TIMEOUT:?}; the rest go with its queue");
+                break;
+            }
+            Err(_) => {
+                if ready_messages(declared).await == Some(0) {
+                    break;
+                }
+            }
+        }
+    }
+    if drained > 0 {
+        debug!(
+            "Retiring event bus subscription {sub} handled the {drained} message(s) its queue held"
+        );
+    }
+}
+
+/// How many messages a queue holds that were not yet delivered (a passive declare).
+async fn ready_messages(declared: &Declared) -> Option<u32> {
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let check = declared
+        .channel
+        .queue_declare(&declared.queue, passive, FieldTable::default());
+    match tokio::time::timeout(OP_TIMEOUT, check).await {
+        Ok(Ok(queue)) => Some(queue.message_count()),
+        _ => None,
+    }
 }
 
 /// After a cancel: stop the consumer, delete the queue, close the channel (each bounded).

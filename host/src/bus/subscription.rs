@@ -71,6 +71,9 @@ pub(crate) struct SubInner {
     kind: ExchangeKind,
     sink: RwLock<Arc<dyn MessageSink>>,
     cancelled: AtomicBool,
+    /// Set by [`Subscription::retire`]: the cancel first hands the handler what the queue
+    /// holds already.
+    draining: AtomicBool,
     cancel_tx: watch::Sender<bool>,
     state_tx: watch::Sender<SubscriptionState>,
     /// Connection generation whose task serves this subscription (0 = none yet).
@@ -110,6 +113,7 @@ impl Subscription {
                 kind,
                 sink: RwLock::new(sink),
                 cancelled: AtomicBool::new(false),
+                draining: AtomicBool::new(false),
                 cancel_tx: watch::channel(false).0,
                 state_tx: watch::channel(SubscriptionState::Pending).0,
                 generation: AtomicU64::new(0),
@@ -184,6 +188,20 @@ impl Subscription {
 
     pub fn is_cancelled(&self) -> bool {
         self.inner.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Cancels the subscription after handing its handler every message its queue holds
+    /// already (bounded, see the listener): for a generation retiring at a hot swap, whose
+    /// queue may hold messages published before the next generation's queue was bound.
+    /// Those are handled by the old handler; none is lost with the queue.
+    pub fn retire(&self) {
+        self.inner.draining.store(true, Ordering::SeqCst);
+        self.cancel();
+    }
+
+    /// Whether a cancel first drains the queue.
+    pub(crate) fn drains(&self) -> bool {
+        self.inner.draining.load(Ordering::SeqCst)
     }
 
     pub fn state(&self) -> SubscriptionState {

@@ -97,11 +97,15 @@ impl BusBridge {
     }
 
     /// Cancels every subscription made through this bridge and waits (at most `timeout`)
-    /// for their in-flight handlers to return.
-    pub async fn cancel_all(&self, timeout: Duration) {
+    /// for their in-flight handlers to return. `drain`: each first hands its handler what
+    /// its queue holds (a generation retiring at a hot swap, see [`Subscription::retire`]).
+    pub async fn cancel_all(&self, timeout: Duration, drain: bool) {
         let subs = self.live();
         for sub in &subs {
-            sub.cancel();
+            match drain {
+                true => sub.retire(),
+                false => sub.cancel(),
+            }
         }
         let finished = async {
             for sub in &subs {

@@ -73,7 +73,7 @@ impl Generation {
                 .collect(),
         );
         if let Err(err) = lifecycle::startup_all(&plugins, settings.hook_timeout).await {
-            host.bus.cancel_all(settings.hook_timeout).await;
+            host.bus.cancel_all(settings.hook_timeout, false).await;
             if let Some(mqtt) = &host.mqtt {
                 mqtt.cancel_all();
             }
@@ -154,7 +154,8 @@ impl Generation {
         if let Some(mqtt) = &self.host.mqtt {
             mqtt.cancel_all();
         }
-        self.host.bus.cancel_all(timeout).await;
+        // A retiring generation's queues may hold messages the next one never got.
+        self.host.bus.cancel_all(timeout, true).await;
         lifecycle::shutdown_all(&self.plugins, timeout).await;
         self.host.life.set_phase(phase::STOPPED);
     }
