@@ -221,7 +221,7 @@ impl BusConfig {
     }
 
     /// Each broker of the list as logs, health and metrics show it: no password. Same
-    /// order and length as [`amqp_uris`](Self::amqp_uris) when the settings are valid.
+    /// order and length as the connection targets when the settings are valid.
     pub fn endpoints(&self) -> Vec<String> {
         match &self.url {
             Some(list) => list.split(',').map(|url| redact_url(url.trim())).collect(),
