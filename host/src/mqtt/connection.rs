@@ -1,7 +1,12 @@
 //! The task that drives the MQTT client: connects, notices a loss, reconnects (at once, then
-//! pauses doubling from 50 ms to the reconnect interval), subscribes again on every connect,
-//! completes publishes when sent or acknowledged, and routes each message to the queue of
-//! every subscription whose filter matches its topic.
+//! pauses doubling from 50 ms to the reconnect interval, with jitter), subscribes again on
+//! every connect, completes publishes when sent or acknowledged, and routes each message to
+//! the queue of every subscription whose filter matches its topic.
+//!
+//! The pause grows whatever the reason for a drop, and starts again from nothing only after
+//! a connection stayed up for [`STABLE_AFTER`]: a broker that accepts and then closes at once
+//! (it dislikes something we sent, or it is overloaded) must not be hammered in a tight loop,
+//! each attempt announcing the service's will to every subscriber.
 
 use crate::metrics::bus::Dropped;
 use std::{sync::Arc, time::Duration};
@@ -18,11 +23,21 @@ use super::{
 
 /// Requests (publishes, subscriptions) the client holds before the event loop takes them.
 const REQUEST_CAPACITY: usize = 1024;
-/// The largest packet accepted from the broker; larger payloads than the configured limit
-/// are dropped by the host with a log line, so that one oversized retained message cannot
-/// make the connection fail again and again.
-const MAX_INCOMING_PACKET: usize = 256 << 20;
+/// What a packet may hold beyond its payload: a topic of [`topic::MAX_TOPIC_BYTES`] with its
+/// length prefix, the packet id and the fixed header, rounded up.
+const PACKET_OVERHEAD: usize = 2 * 65536;
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
+/// How long a connection must have stayed up for the reconnect pause to start again from
+/// nothing at its loss; a shorter one makes the next pause longer.
+pub(super) const STABLE_AFTER: Duration = Duration::from_secs(30);
+
+/// The largest packet taken from the broker, in either direction: the payload limit plus
+/// [`PACKET_OVERHEAD`]. A payload over the limit that fits is dropped by the host with a log
+/// line and the connection goes on; a larger packet is refused by rumqttc from its header
+/// alone (nothing of it is buffered), which ends the connection: it reconnects with back-off.
+pub(super) fn max_packet(cfg: &MqttConfig) -> usize {
+    cfg.max_message_size.saturating_add(PACKET_OVERHEAD)
+}
 
 fn client_id(cfg: &MqttConfig) -> String {
     cfg.client_id.clone().unwrap_or_else(|| {
@@ -49,7 +64,7 @@ pub(super) fn client(cfg: &MqttConfig) -> Result<(AsyncClient, EventLoop), Strin
     options
         .set_keep_alive(ping_interval(cfg.keepalive))
         .set_clean_session(true)
-        .set_max_packet_size(MAX_INCOMING_PACKET, cfg.max_message_size + 2 * 65536)
+        .set_max_packet_size(max_packet(cfg), max_packet(cfg))
         .set_request_channel_capacity(REQUEST_CAPACITY);
     if let (Some(user), password) = (&cfg.user, &cfg.password) {
         options.set_credentials(user.clone(), password.clone().unwrap_or_default());
@@ -110,6 +125,7 @@ pub(super) fn forget(shared: &Shared, id: u64) {
 pub(super) async fn run(shared: Arc<Shared>, mut eventloop: EventLoop) {
     let mut stop = shared.stop.subscribe();
     let mut pause: Option<Duration> = None;
+    let mut up_since: Option<std::time::Instant> = None;
     let mut warned = false;
     loop {
         update_will(&shared, &mut eventloop);
@@ -119,7 +135,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut eventloop: EventLoop) {
         };
         match event {
             Ok(Event::Incoming(Incoming::ConnAck(_))) => {
-                pause = None;
+                up_since = Some(std::time::Instant::now());
                 warned = false;
                 connected(&shared);
             }
@@ -160,7 +176,10 @@ pub(super) async fn run(shared: Arc<Shared>, mut eventloop: EventLoop) {
                     break;
                 }
                 lost(&shared, &mut eventloop, &err, &mut warned);
-                let wait = pause.unwrap_or(Duration::ZERO);
+                if up_since.take().is_some_and(|since| since.elapsed() >= STABLE_AFTER) {
+                    pause = None;
+                }
+                let wait = pause.map_or(Duration::ZERO, jittered);
                 pause = Some(next_pause(pause, shared.cfg.reconnect_interval));
                 tokio::select! {
                     _ = stop.changed() => break,
@@ -178,6 +197,14 @@ fn next_pause(pause: Option<Duration>, longest: Duration) -> Duration {
         None => FIRST_PAUSE.min(longest),
         Some(pause) => (pause * 2).min(longest),
     }
+}
+
+/// `pause` less up to a quarter, so that many hosts dropped together do not come back in step.
+fn jittered(pause: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    pause.mul_f64(1.0 - f64::from(nanos % 1000) / 4000.0)
 }
 
 fn update_will(shared: &Shared, eventloop: &mut EventLoop) {
@@ -257,7 +284,16 @@ fn lost(shared: &Shared, eventloop: &mut EventLoop, err: &ConnectionError, warne
     eventloop.clean();
     eventloop.pending.clear();
     let was_connected = state.status == MqttState::Connected;
-    let text = format!("{err}");
+    let text = match err {
+        ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+            rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(size),
+        )) => format!(
+            "the broker sent a packet of {size} bytes, larger than {} bytes (the message limit \
+             plus room for the topic)",
+            max_packet(&shared.cfg)
+        ),
+        other => format!("{other}"),
+    };
     if was_connected || !*warned {
         tracing::warn!(
             target: "brewblox_host::mqtt",
@@ -341,6 +377,24 @@ fn dispatch(shared: &Shared, publish: rumqttc::Publish) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pause_doubles_up_to_the_longest_and_jitter_only_shortens_it() {
+        let longest = Duration::from_secs(2);
+        let mut pause = None;
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            pause = Some(next_pause(pause, longest));
+            seen.push(pause.unwrap());
+        }
+        assert_eq!(seen[0], FIRST_PAUSE);
+        assert_eq!(seen[1], FIRST_PAUSE * 2);
+        assert_eq!(seen[9], longest);
+        for pause in seen {
+            let jittered = jittered(pause);
+            assert!(jittered <= pause && jittered >= pause * 3 / 4, "{pause:?}");
+        }
+    }
 
     #[test]
     fn pings_at_half_the_keepalive_in_whole_seconds() {
