@@ -240,6 +240,20 @@ pub struct Settings {
         help = "Seconds a keep-alive connection may wait for its next request before it is closed"
     )]
     pub http_idle_timeout: Duration,
+    #[arg(
+        long,
+        default_value = "60",
+        value_parser = parse_seconds,
+        help = "Seconds a client may take to send a request's body, from its headers; then 408 and the connection is closed"
+    )]
+    pub http_body_timeout: Duration,
+    #[arg(
+        long,
+        default_value = "30",
+        value_parser = parse_seconds,
+        help = "Seconds a client may pause between two parts of a request's body; then 408 and the connection is closed"
+    )]
+    pub http_body_idle_timeout: Duration,
     /// The configuration handed to plugins (JSON object, original key order first).
     #[arg(skip)]
     pub config: Map<String, Value>,
@@ -744,6 +758,8 @@ mod tests {
         assert!(!s.watch);
         assert_eq!(s.http_header_timeout, Duration::from_secs(30));
         assert_eq!(s.http_idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.http_body_timeout, Duration::from_secs(60));
+        assert_eq!(s.http_body_idle_timeout, Duration::from_secs(30));
         let s = parse(
             &args(&[
                 "--watch",
@@ -751,6 +767,10 @@ mod tests {
                 "2.5",
                 "--http-idle-timeout",
                 "5",
+                "--http-body-timeout",
+                "7",
+                "--http-body-idle-timeout",
+                "0.5",
             ]),
             &[],
         )
@@ -758,7 +778,13 @@ mod tests {
         assert!(s.watch);
         assert_eq!(s.http_header_timeout, Duration::from_millis(2500));
         assert_eq!(s.http_idle_timeout, Duration::from_secs(5));
-        for bad in ["--http-header-timeout=-1", "--http-idle-timeout=soon"] {
+        assert_eq!(s.http_body_timeout, Duration::from_secs(7));
+        assert_eq!(s.http_body_idle_timeout, Duration::from_millis(500));
+        for bad in [
+            "--http-header-timeout=-1",
+            "--http-idle-timeout=soon",
+            "--http-body-timeout=-2",
+        ] {
             assert_eq!(
                 parse(&args(&[bad]), &[]).unwrap_err().exit_code(),
                 2,

@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod body;
+pub mod body_timeout;
 pub mod conn_timeout;
 pub mod cors;
 pub mod debug;
@@ -39,6 +40,8 @@ pub type App = Front<Router>;
 pub struct AppSpec {
     pub name: String,
     pub max_body_size: usize,
+    /// `--http-body-timeout` and `--http-body-idle-timeout`.
+    pub body_timeouts: body_timeout::BodyTimeouts,
     pub debug: bool,
     pub plugin_routes: Vec<RouteEntry>,
     /// Built-in routes added by other parts of the host (eventbus, docs), relative paths.
@@ -125,6 +128,7 @@ pub fn app(spec: AppSpec) -> App {
     );
     FrontLayer {
         max_body_size: spec.max_body_size,
+        body_timeouts: spec.body_timeouts,
         access_log: spec.debug,
         routes: Arc::new(routes),
     }

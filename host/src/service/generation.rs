@@ -212,6 +212,10 @@ fn build_app(
     http::app(AppSpec {
         name: settings.name.clone(),
         max_body_size: settings.max_body_size,
+        body_timeouts: http::body_timeout::BodyTimeouts {
+            total: settings.http_body_timeout,
+            idle: settings.http_body_idle_timeout,
+        },
         debug: settings.debug,
         plugin_routes,
         extra,
