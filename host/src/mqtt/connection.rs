@@ -272,6 +272,10 @@ fn suback(shared: &Shared, ack: rumqttc::SubAck) {
         MqttSubState::Active
     };
     for (sub, _) in state.subs.iter().filter(|(s, _)| s.filter() == filter) {
+        if new_state == MqttSubState::Active {
+            // Its series appear now, at zero; one that never became active has none.
+            sub.metrics();
+        }
         sub.inner.state.send_replace(new_state.clone());
     }
 }

@@ -365,7 +365,11 @@ impl MqttBus {
                 .iter()
                 .find(|(s, _)| s.filter() == filter && s.id() != id)
             {
-                sub.inner.state.send_replace(other.state());
+                let state = other.state();
+                if state == MqttSubState::Active {
+                    sub.metrics();
+                }
+                sub.inner.state.send_replace(state);
             }
         }
         tracing::info!(target: "brewblox_host::mqtt", "MQTT subscription {sub} registered");

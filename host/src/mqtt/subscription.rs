@@ -135,7 +135,8 @@ pub(crate) async fn consume(
     sink: Arc<dyn MqttSink>,
     mut queue: mpsc::Receiver<MqttMessage>,
 ) {
-    let metrics = sub.metrics();
+    // Made at the first message: a subscription that never became active leaves no series.
+    let mut metrics = None;
     while let Some(message) = queue.recv().await {
         if sub.is_cancelled() {
             break;
@@ -150,7 +151,9 @@ pub(crate) async fn consume(
                 .unwrap_or_else(|report| Err(format!("handler {report}"))),
             Err(report) => Err(format!("handler {report}")),
         };
-        metrics.handled(started.elapsed(), outcome.is_ok());
+        metrics
+            .get_or_insert_with(|| sub.metrics())
+            .handled(started.elapsed(), outcome.is_ok());
         if let Err(err) = outcome {
             tracing::error!(
                 target: "brewblox_host::mqtt",
