@@ -117,3 +117,36 @@ fn ready_reports_a_refusal_to_the_plugin() {
         "{res}"
     );
 }
+
+#[test]
+fn concurrent_debug_subscribes_to_a_refused_exchange_all_get_the_refusal() {
+    let (host, _dir) = kit("", &[]);
+    let peer = SyncPeer::connect();
+    let fanout = amqp::unique("ex-race-fanout");
+    peer.declare_like_original(&fanout, lapin::ExchangeKind::Fanout);
+    let _bound = peer.consume(&fanout, "");
+    // A few rounds of four identical requests released together, so that they overlap.
+    for round in 0..5 {
+        let body = json!({"exchange": fanout, "routing": format!("r{round}.#")});
+        let barrier = std::sync::Barrier::new(4);
+        let answers: Vec<(u16, String)> = std::thread::scope(|scope| {
+            let calls: Vec<_> = (0..4)
+                .map(|_| {
+                    let (host, body, barrier) = (&host, body.clone(), &barrier);
+                    scope.spawn(move || {
+                        barrier.wait();
+                        let res = host.post_json("/_debug/subscribe", body);
+                        (res.status().as_u16(), res.text().unwrap())
+                    })
+                })
+                .collect();
+            calls.into_iter().map(|c| c.join().unwrap()).collect()
+        });
+        for (status, text) in answers {
+            assert_eq!(status, 409, "round {round}: {text}");
+            assert!(text.starts_with("409: ") && text.contains("406"), "{text}");
+        }
+    }
+    assert_eq!(subscriptions(&host), Vec::<Value>::new());
+    peer.delete_exchange(&fanout);
+}

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod plugin_route;
 pub mod server;
+pub mod shared_wait;
 pub mod status;
 pub mod swagger_ui;
 
