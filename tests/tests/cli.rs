@@ -137,7 +137,7 @@ fn argument_files_that_never_end_are_usage_errors() {
     // run_to_exit gives up after 30 s: a host that spins or fills memory fails the test.
     for (arg, expected) in [
         (format!("@{}", looping.display()), "nested more than"),
-        ("@/dev/zero".to_owned(), "bytes in total"),
+        ("@/dev/zero".to_owned(), "not a regular file"),
     ] {
         let out = Host::builder(dir.path()).arg(&arg).run_to_exit();
         assert_eq!(out.code(), Some(2), "{arg}: {}", out.stderr);
@@ -219,4 +219,34 @@ fn a_malformed_eventbus_url_is_a_usage_error_that_does_not_print_the_password() 
         assert!(!out.stderr.contains("S3cr"), "{}", out.stderr);
         assert!(!out.stdout.contains("S3cr"), "{}", out.stdout);
     }
+}
+
+#[test]
+fn an_argument_file_content_is_never_echoed() {
+    let dir = PluginDir::new();
+    // The environment as a file: NUL-separated, with a secret in it.
+    let out = Host::builder(dir.path())
+        .env("BREWBLOX_TEST_SECRET", "hunter2")
+        .arg("@/proc/self/environ")
+        .run_to_exit();
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("/proc/self/environ line 1"), "{}", out.stderr);
+    assert!(!out.stderr.contains("hunter2"), "{}", out.stderr);
+    // A line the parser refuses is named by its file and line, never shown.
+    let file = dir.path().join("secret-args");
+    std::fs::write(&file, "--mqtt-port\nhunter2\n").unwrap();
+    let out = Host::builder(dir.path())
+        .arg(&format!("@{}", file.display()))
+        .run_to_exit();
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("secret-args line 2"), "{}", out.stderr);
+    assert!(!out.stderr.contains("hunter2"), "{}", out.stderr);
+    std::fs::write(&file, "--bogus=hunter3\n").unwrap();
+    let out = Host::builder(dir.path())
+        .arg(&format!("@{}", file.display()))
+        .run_to_exit();
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    // clap names only the option here (`'--bogus'`), never its value.
+    assert!(out.stderr.contains("'--bogus'"), "{}", out.stderr);
+    assert!(!out.stderr.contains("hunter3"), "{}", out.stderr);
 }

@@ -43,12 +43,14 @@ pub struct Generation {
 impl Generation {
     /// Creates and starts every plugin of `loaded`, then builds the app. On a failure the
     /// plugins already started are stopped again and their subscriptions cancelled.
+    /// `startup_timeout` bounds each plugin's `startup` (at a reload; none at the start).
     pub async fn start(
         settings: Settings,
         loaded: LoadedSet,
         bus: &EventBus,
         mqtt: Option<&MqttBus>,
         reloads: &Arc<ReloadLog>,
+        startup_timeout: Option<Duration>,
     ) -> Result<Generation, String> {
         log_plugins(&loaded);
         let host = Arc::new(HostServices {
@@ -67,7 +69,7 @@ impl Generation {
                 .map(|(running, plugin)| (Arc::clone(&running.state), plugin.build_id.clone()))
                 .collect(),
         );
-        if let Err(err) = lifecycle::startup_all(&plugins, settings.hook_timeout).await {
+        if let Err(err) = lifecycle::startup_all(&plugins, settings.hook_timeout, startup_timeout).await {
             host.bus.cancel_all(settings.hook_timeout).await;
             if let Some(mqtt) = &host.mqtt {
                 mqtt.cancel_all();
