@@ -299,3 +299,18 @@ fn plugin_statuses_outside_200_to_599_are_a_500_with_the_json_error_body() {
         assert_eq!(text(res), "", "{code}");
     }
 }
+
+#[test]
+fn a_path_that_is_not_utf8_once_decoded_is_the_json_400() {
+    let (host, _dir) = kit();
+    for path in ["/kit/echo/%FF", "/api/doc/swagger_static/%FF"] {
+        let res = host.get(path);
+        assert_eq!(res.status(), 400, "{path}");
+        assert_cors(&res);
+        let body: Value = res.json().unwrap();
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.starts_with("path: "), "{path}: {body}");
+    }
+    // A valid path goes on working.
+    assert_eq!(host.get("/kit/echo/%C3%A9").status(), 200);
+}

@@ -23,7 +23,7 @@ pub mod swagger_ui;
 use std::{collections::BTreeMap, sync::Arc};
 
 use axum::{
-    extract::{RawPathParams, Request},
+    extract::{rejection::RawPathParamsRejection, RawPathParams, Request},
     http::StatusCode,
     routing::{get, MethodFilter, MethodRouter},
     Router,
@@ -103,7 +103,8 @@ pub fn app(spec: AppSpec) -> App {
             plugin: entry.plugin.clone(),
             entry,
         });
-        let handler = move |params: RawPathParams, request: Request| {
+        let handler = move |params: Result<RawPathParams, RawPathParamsRejection>,
+                            request: Request| {
             plugin_route::serve(Arc::clone(&route), params, request)
         };
         let current = by_path.remove(&path).unwrap_or_default();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use abi_stable::std_types::{RResult, RVec};
 use axum::{
     body::{Body, Bytes},
-    extract::{RawPathParams, Request},
+    extract::{rejection::RawPathParamsRejection, RawPathParams, Request},
     http::{HeaderName, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -26,7 +26,23 @@ pub struct PluginRoute {
     pub entry: RouteEntry,
 }
 
-pub async fn serve(route: Arc<PluginRoute>, params: RawPathParams, request: Request) -> Response {
+pub async fn serve(
+    route: Arc<PluginRoute>,
+    params: Result<RawPathParams, RawPathParamsRejection>,
+    request: Request,
+) -> Response {
+    // A path segment that is not UTF-8 once decoded (`%FF`): the same JSON 400 as the SDK's
+    // extractors give, rather than axum's own plain text.
+    let params = match params {
+        Ok(params) => params,
+        Err(rejection) => {
+            return super::json_body::BadRequest::new(
+                format!("path: {}", rejection.body_text()),
+                None,
+            )
+            .into_response()
+        }
+    };
     let (parts, body) = request.into_parts();
     let body = match super::body::read(body).await {
         Ok(bytes) => bytes,
