@@ -250,3 +250,38 @@ fn an_argument_file_content_is_never_echoed() {
     assert!(out.stderr.contains("'--bogus'"), "{}", out.stderr);
     assert!(!out.stderr.contains("hunter3"), "{}", out.stderr);
 }
+
+#[test]
+fn a_variable_that_is_not_utf8_is_named() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = PluginDir::new();
+    let out = std::process::Command::new(integration_tests::host_bin())
+        .args(["--plugins", &dir.path().display().to_string()])
+        .env(
+            "BREWBLOX_MQTT_HOST",
+            std::ffi::OsStr::from_bytes(b"broker\xff"),
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("environment variable BREWBLOX_MQTT_HOST is not valid UTF-8"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn ports_0_and_a_path_without_websockets_are_usage_errors() {
+    let dir = PluginDir::new();
+    for (args, expected) in [
+        (&["--mqtt-port", "0"][..], "port 0 reaches no broker"),
+        (&["--eventbus-port", "0"], "port 0 reaches no broker"),
+        (&["--mqtt-protocol", "ws", "--mqtt-path", "eventbus"], "must start with '/'"),
+        (&["--mqtt-path", "/eventbus"], "needs --mqtt-protocol ws or wss"),
+    ] {
+        let out = Host::builder(dir.path()).args(args).run_to_exit();
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(expected), "{args:?}: {}", out.stderr);
+    }
+}

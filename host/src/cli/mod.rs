@@ -24,7 +24,10 @@ use crate::mqtt::{MqttConfig, Protocol};
 
 pub use plugin_args::{add_plugin_args, PluginArgSpec};
 pub use values::FLAG_VALUES;
-use values::{parse_client_id, parse_mqtt_host, parse_name, parse_seconds, parse_topic};
+use values::{
+    parse_broker_port, parse_client_id, parse_mqtt_host, parse_mqtt_path, parse_name,
+    parse_seconds, parse_topic,
+};
 
 /// The default service name, as `python -m brewblox_service` used.
 pub const DEFAULT_NAME: &str = "_service";
@@ -75,6 +78,7 @@ pub struct Settings {
     #[arg(
         long,
         default_value_t = 5672,
+        value_parser = parse_broker_port,
         help = "Port at which the eventbus can be reached"
     )]
     pub eventbus_port: u16,
@@ -144,14 +148,15 @@ pub struct Settings {
     pub mqtt_host: String,
     #[arg(
         long,
+        value_parser = parse_broker_port,
         help = "Port of the MQTT broker; by protocol 1883, 8883, 80 or 443"
     )]
     pub mqtt_port: Option<u16>,
     #[arg(
         long,
         default_value = "/eventbus",
-        value_parser = parse_topic,
-        help = "Path of the MQTT websocket (ws, wss)"
+        value_parser = parse_mqtt_path,
+        help = "Path of the MQTT websocket, starting with '/' (ws and wss only)"
     )]
     pub mqtt_path: String,
     #[arg(long, value_parser = parse_client_id, help = "MQTT user name")]
@@ -497,15 +502,61 @@ fn host_option(arg: clap::Arg) -> clap::Arg {
 
 /// Parses `args` (program name first). clap errors carry exit code 2, help and version 0.
 pub fn parse(args: &[OsString], plugin_args: &[PluginArgSpec]) -> Result<Settings, clap::Error> {
-    let matches = command(plugin_args).try_get_matches_from(args)?;
+    let command = command(plugin_args);
+    let matches = command
+        .clone()
+        .try_get_matches_from(args)
+        .map_err(|err| name_the_variable(err, &command))?;
     let mut settings = Settings::from_arg_matches(&matches)?;
     settings.fleet = Fleet::from_matches(&matches);
     settings.config = settings.plugin_config(plugin_args::values(&matches, plugin_args));
     settings.check_eventbus()?;
+    settings.check_mqtt_path(&matches)?;
     Ok(settings)
 }
 
+/// clap's "invalid UTF-8 was detected" names no argument; when it came from the environment,
+/// the error names the variable (never its value).
+fn name_the_variable(err: clap::Error, command: &Command) -> clap::Error {
+    if err.kind() != clap::error::ErrorKind::InvalidUtf8 {
+        return err;
+    }
+    let culprit = command
+        .get_arguments()
+        .filter_map(clap::Arg::get_env)
+        .find(|var| std::env::var_os(var).is_some_and(|value| value.to_str().is_none()));
+    match culprit {
+        Some(var) => clap::Error::raw(
+            clap::error::ErrorKind::InvalidUtf8,
+            format!(
+                "environment variable {} is not valid UTF-8\n",
+                var.to_string_lossy()
+            ),
+        ),
+        None => err,
+    }
+}
+
 impl Settings {
+    /// `--mqtt-path` only means something for a websocket: given with `mqtt` or `mqtts` it
+    /// is a usage error rather than a setting silently ignored.
+    fn check_mqtt_path(&self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        let given = matches!(
+            matches.value_source("mqtt_path"),
+            Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+        );
+        if given && !self.mqtt_protocol.is_websocket() {
+            return Err(clap::Error::raw(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "--mqtt-path is the websocket path: it needs --mqtt-protocol ws or wss, not {}\n",
+                    self.mqtt_protocol
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The eventbus settings make a usable broker address: a malformed `--eventbus-url` is a
     /// usage error at start, not a reconnect loop. Not a `value_parser`: clap's message
     /// would quote the value, password included; this one never does.
@@ -612,6 +663,12 @@ mod tests {
             &["--history-topic", ""],
             &["--mqtt-client-id", "a\nb"],
             &["--mqtt-keepalive", "soon"],
+            &["--mqtt-port", "0"],
+            &["--eventbus-port", "0"],
+            &["--mqtt-protocol", "ws", "--mqtt-path", "eventbus"],
+            &["--mqtt-protocol", "ws", "--mqtt-path", "/a\u{1}"],
+            &["--mqtt-path", "/eventbus"],
+            &["--mqtt-protocol", "mqtts", "--mqtt-path", "/x"],
         ] {
             assert_eq!(
                 parse(&args(bad), &[]).unwrap_err().exit_code(),
@@ -619,6 +676,13 @@ mod tests {
                 "{bad:?}"
             );
         }
+        let err = parse(&args(&["--mqtt-port", "0"]), &[]).unwrap_err();
+        assert!(err.to_string().contains("port 0 reaches no broker"), "{err}");
+        let err = parse(&args(&["--mqtt-path", "/eventbus"]), &[]).unwrap_err();
+        assert!(err.to_string().contains("needs --mqtt-protocol ws or wss"), "{err}");
+        let ok = parse(&args(&["--mqtt-protocol", "wss", "--mqtt-path", "/mq"]), &[]).unwrap();
+        assert_eq!(ok.mqtt_config().path, "/mq");
+        assert!(parse(&args(&["--mqtt-port", "1"]), &[]).is_ok());
     }
 
     #[test]
