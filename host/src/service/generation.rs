@@ -133,6 +133,9 @@ impl Generation {
 }
 
 fn log_plugins(loaded: &LoadedSet) {
+    for skipped in &loaded.skipped {
+        tracing::warn!("Skipped {skipped}");
+    }
     for plugin in &loaded.plugins {
         tracing::info!(
             "Loaded plugin {} {} (build {}) from {}",
