@@ -96,14 +96,16 @@ async fn oversized_publish(listener: TcpListener) -> Option<(usize, TcpListener)
     }
     socket.write_all(&CONNACK).await.ok()?;
     // PUBLISH QoS 0, remaining length 64 MiB (varint 0x80 0x80 0x80 0x20).
-    socket.write_all(&[0x30, 0x80, 0x80, 0x80, 0x20]).await.ok()?;
+    socket
+        .write_all(&[0x30, 0x80, 0x80, 0x80, 0x20])
+        .await
+        .ok()?;
     socket.write_all(&[0x00, 0x01, b't']).await.ok()?;
     let chunk = vec![b'x'; 64 * 1024];
     let mut written = 0;
     // Bounded: at most the 64 MiB announced; the client closes long before.
     while written < 64 << 20 {
-        let wrote =
-            tokio::time::timeout(Duration::from_secs(5), socket.write_all(&chunk)).await;
+        let wrote = tokio::time::timeout(Duration::from_secs(5), socket.write_all(&chunk)).await;
         match wrote {
             Ok(Ok(())) => written += chunk.len(),
             _ => break,

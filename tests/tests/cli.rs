@@ -230,7 +230,11 @@ fn an_argument_file_content_is_never_echoed() {
         .arg("@/proc/self/environ")
         .run_to_exit();
     assert_eq!(out.code(), Some(2), "{}", out.stderr);
-    assert!(out.stderr.contains("/proc/self/environ line 1"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("/proc/self/environ line 1"),
+        "{}",
+        out.stderr
+    );
     assert!(!out.stderr.contains("hunter2"), "{}", out.stderr);
     // A line the parser refuses is named by its file and line, never shown.
     let file = dir.path().join("secret-args");
@@ -277,8 +281,14 @@ fn ports_0_and_a_path_without_websockets_are_usage_errors() {
     for (args, expected) in [
         (&["--mqtt-port", "0"][..], "port 0 reaches no broker"),
         (&["--eventbus-port", "0"], "port 0 reaches no broker"),
-        (&["--mqtt-protocol", "ws", "--mqtt-path", "eventbus"], "must start with '/'"),
-        (&["--mqtt-path", "/eventbus"], "needs --mqtt-protocol ws or wss"),
+        (
+            &["--mqtt-protocol", "ws", "--mqtt-path", "eventbus"],
+            "must start with '/'",
+        ),
+        (
+            &["--mqtt-path", "/eventbus"],
+            "needs --mqtt-protocol ws or wss",
+        ),
     ] {
         let out = Host::builder(dir.path()).args(args).run_to_exit();
         assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);

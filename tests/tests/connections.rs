@@ -154,7 +154,9 @@ fn post_head(host: &Host, length: usize) -> String {
 fn a_body_that_never_arrives_is_answered_408_and_closed() {
     let (host, _dir) = host_with(&["--http-body-idle-timeout", "0.5"]);
     let mut stream = TcpStream::connect(("127.0.0.1", host.port)).unwrap();
-    stream.write_all(post_head(&host, 100_000).as_bytes()).unwrap();
+    stream
+        .write_all(post_head(&host, 100_000).as_bytes())
+        .unwrap();
     let answer = read_until_closed(&mut stream, Duration::from_secs(20))
         .expect("the server closes the connection, well before 20 s");
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
@@ -168,7 +170,9 @@ fn a_body_that_never_arrives_is_answered_408_and_closed() {
 fn a_body_that_trickles_is_cut_at_the_total_limit() {
     let (host, _dir) = host_with(&["--http-body-timeout", "1", "--http-body-idle-timeout", "60"]);
     let mut stream = TcpStream::connect(("127.0.0.1", host.port)).unwrap();
-    stream.write_all(post_head(&host, 100_000).as_bytes()).unwrap();
+    stream
+        .write_all(post_head(&host, 100_000).as_bytes())
+        .unwrap();
     let mut writer = stream.try_clone().unwrap();
     // One byte every 50 ms, each well within the idle limit; at most 400 of them (20 s).
     let trickle = std::thread::spawn(move || {

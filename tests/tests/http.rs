@@ -281,9 +281,10 @@ fn plugin_statuses_outside_200_to_599_are_a_500_with_the_json_error_body() {
         let error = body["error"].as_str().unwrap_or_default();
         assert!(error.contains(&format!("status {code}")), "{code}: {body}");
     }
-    assert!(host
-        .stderr
-        .wait_for("invalid response: status 999", std::time::Duration::from_secs(5)));
+    assert!(host.stderr.wait_for(
+        "invalid response: status 999",
+        std::time::Duration::from_secs(5)
+    ));
     for code in [204, 304] {
         let res = client
             .get(host.url(&format!("/kit/status/{code}")))

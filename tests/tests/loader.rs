@@ -490,13 +490,19 @@ fn check_names_every_skipped_file_and_fails_when_nothing_loads() {
             "{file}: {stdout}"
         );
     }
-    assert!(stdout.contains("0 plugin(s)") && stdout.contains("5 file(s) skipped"), "{stdout}");
+    assert!(
+        stdout.contains("0 plugin(s)") && stdout.contains("5 file(s) skipped"),
+        "{stdout}"
+    );
     // With a plugin beside them: it loads, they are still named, and the check passes.
     dir.add("hello-plugin");
     let out = check();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(0), "{stdout}");
-    assert!(stdout.contains("skipped") && stdout.contains("fifo.so"), "{stdout}");
+    assert!(
+        stdout.contains("skipped") && stdout.contains("fifo.so"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -509,6 +515,9 @@ fn the_start_log_names_every_skipped_file() {
         .wait_for("Loaded plugin hello-plugin", Duration::from_secs(10)));
     let log = host.stderr.text();
     assert_eq!(log.matches("Skipped ").count(), 5, "{log}");
-    assert!(log.contains("fifo.so: not a regular file (a FIFO)"), "{log}");
+    assert!(
+        log.contains("fifo.so: not a regular file (a FIFO)"),
+        "{log}"
+    );
     assert!(host.stop().success());
 }

@@ -690,5 +690,8 @@ fn subscriptions_that_never_became_active_leave_no_series() {
     let routing = values_of(&scrape(&host), "routing");
     // The sentinel: the one that became active has its series, at zero.
     assert!(routing.iter().any(|r| r == "kept/#"), "{routing:?}");
-    assert!(!routing.iter().any(|r| r.starts_with("gone/")), "{routing:?}");
+    assert!(
+        !routing.iter().any(|r| r.starts_with("gone/")),
+        "{routing:?}"
+    );
 }

@@ -37,7 +37,15 @@ fn names_the_broker_refuses_are_a_400_and_the_connection_stays_up() {
         .start();
     assert!(wait_until(SECS, || host.get("/_service/health").status() == 200));
     let deep = vec!["a"; 202].join("/");
-    for topic in ["x/\u{2}", "x/\u{1}", "x/\t", "x/\u{85}", "x/\u{ffff}", "x/\u{fdd0}", &deep] {
+    for topic in [
+        "x/\u{2}",
+        "x/\u{1}",
+        "x/\t",
+        "x/\u{85}",
+        "x/\u{ffff}",
+        "x/\u{fdd0}",
+        &deep,
+    ] {
         let (status, text) = post(&host, "/_debug/subscribe", json!({ "topic": topic }));
         assert_eq!(status, 400, "{topic:?}: {text}");
         let error: Value = serde_json::from_str(&text).unwrap();

@@ -576,5 +576,9 @@ fn a_fifo_as_argument_file_at_start_is_a_usage_error() {
         .arg(&format!("@{}", fifo.display()))
         .run_to_exit();
     assert_eq!(exited.code(), Some(2), "{}", exited.stderr);
-    assert!(exited.stderr.contains("not a regular file"), "{}", exited.stderr);
+    assert!(
+        exited.stderr.contains("not a regular file"),
+        "{}",
+        exited.stderr
+    );
 }

@@ -46,7 +46,11 @@ impl Origins {
     pub fn redact(&self, text: &str) -> String {
         let mut text = text.to_owned();
         for (arg, origin) in &self.0 {
-            for quoted in [format!("'{arg}'"), format!("'-- {arg}'"), format!("\"{arg}\"")] {
+            for quoted in [
+                format!("'{arg}'"),
+                format!("'-- {arg}'"),
+                format!("\"{arg}\""),
+            ] {
                 text = text.replace(&quoted, &format!("'<{origin}>'"));
             }
         }
@@ -64,7 +68,7 @@ pub fn expand_with_origins(args: Vec<OsString>) -> Result<(Vec<OsString>, Origin
         expand_one(arg, 0, &mut budget, &mut out, &mut origins)?;
     }
     // The longest first, so that a value inside another is not replaced within it.
-    origins.0.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    origins.0.sort_by_key(|(arg, _)| std::cmp::Reverse(arg.len()));
     Ok((out, origins))
 }
 
@@ -121,7 +125,9 @@ fn read_bounded(path: &Path, budget: &mut usize) -> Result<String, String> {
         if metadata.is_file() {
             Ok(())
         } else {
-            Err(cannot(&"not a regular file (a FIFO, device, socket or folder)"))
+            Err(cannot(
+                &"not a regular file (a FIFO, device, socket or folder)",
+            ))
         }
     };
     regular(std::fs::metadata(path).map_err(|err| cannot(&err))?)?;
@@ -187,7 +193,11 @@ mod tests {
         let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-        for path in [fifo.display().to_string(), "/dev/zero".into(), "/tmp".into()] {
+        for path in [
+            fifo.display().to_string(),
+            "/dev/zero".into(),
+            "/tmp".into(),
+        ] {
             let err = expand_strs(&["prog", &format!("@{path}")]).unwrap_err();
             assert!(err.contains("not a regular file"), "{err}");
         }
@@ -199,7 +209,10 @@ mod tests {
         let file = dir.path().join("secrets");
         std::fs::write(&file, "--name\nx\n--mqtt-password\nhunter2\0PATH=/bin\n").unwrap();
         let err = expand_strs(&["prog", &format!("@{}", file.display())]).unwrap_err();
-        assert!(err.contains("line 4: contains a control character"), "{err}");
+        assert!(
+            err.contains("line 4: contains a control character"),
+            "{err}"
+        );
         assert!(!err.contains("hunter2") && !err.contains("PATH"), "{err}");
         std::fs::write(&file, "--bogus-option=hunter2\n").unwrap();
         let arg = format!("@{}", file.display());

@@ -223,7 +223,7 @@ pub struct Settings {
         long,
         default_value = "10",
         value_parser = parse_seconds,
-        help = "Seconds a plugin's shutdown hook may take before it is abandoned"
+        help = "Seconds a plugin's shutdown hook (and its startup at a reload) may take before it is abandoned"
     )]
     pub hook_timeout: Duration,
     #[arg(
@@ -677,10 +677,20 @@ mod tests {
             );
         }
         let err = parse(&args(&["--mqtt-port", "0"]), &[]).unwrap_err();
-        assert!(err.to_string().contains("port 0 reaches no broker"), "{err}");
+        assert!(
+            err.to_string().contains("port 0 reaches no broker"),
+            "{err}"
+        );
         let err = parse(&args(&["--mqtt-path", "/eventbus"]), &[]).unwrap_err();
-        assert!(err.to_string().contains("needs --mqtt-protocol ws or wss"), "{err}");
-        let ok = parse(&args(&["--mqtt-protocol", "wss", "--mqtt-path", "/mq"]), &[]).unwrap();
+        assert!(
+            err.to_string().contains("needs --mqtt-protocol ws or wss"),
+            "{err}"
+        );
+        let ok = parse(
+            &args(&["--mqtt-protocol", "wss", "--mqtt-path", "/mq"]),
+            &[],
+        )
+        .unwrap();
         assert_eq!(ok.mqtt_config().path, "/mq");
         assert!(parse(&args(&["--mqtt-port", "1"]), &[]).is_ok());
     }

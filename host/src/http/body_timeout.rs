@@ -58,11 +58,7 @@ impl fmt::Display for BodyTimeout {
         } else {
             ("the request body did not arrive", "--http-body-timeout")
         };
-        write!(
-            f,
-            "{what} within {} s ({option})",
-            self.limit.as_secs_f64()
-        )
+        write!(f, "{what} within {} s ({option})", self.limit.as_secs_f64())
     }
 }
 

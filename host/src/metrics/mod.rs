@@ -147,7 +147,11 @@ mod label_tests {
         assert_eq!(label_value("a/b"), "a/b");
         assert_eq!(label_value("a\rb\u{1b}c\u{85}"), "a\\rb\\u{1b}c\\u{85}");
         let long = label_value(&"é".repeat(200));
-        assert!(long.len() <= MAX_LABEL_VALUE_BYTES + '…'.len_utf8(), "{}", long.len());
+        assert!(
+            long.len() <= MAX_LABEL_VALUE_BYTES + '…'.len_utf8(),
+            "{}",
+            long.len()
+        );
         assert!(long.ends_with('…'));
         assert!(!label_value("x\ny").contains('\n'));
     }

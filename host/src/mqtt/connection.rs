@@ -176,7 +176,10 @@ pub(super) async fn run(shared: Arc<Shared>, mut eventloop: EventLoop) {
                     break;
                 }
                 lost(&shared, &mut eventloop, &err, &mut warned);
-                if up_since.take().is_some_and(|since| since.elapsed() >= STABLE_AFTER) {
+                if up_since
+                    .take()
+                    .is_some_and(|since| since.elapsed() >= STABLE_AFTER)
+                {
                     pause = None;
                 }
                 let wait = pause.map_or(Duration::ZERO, jittered);

@@ -101,7 +101,12 @@ pub struct Skipped {
 
 impl fmt::Display for Skipped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: not a regular file ({})", shown(&self.file), self.reason)
+        write!(
+            f,
+            "{}: not a regular file ({})",
+            shown(&self.file),
+            self.reason
+        )
     }
 }
 

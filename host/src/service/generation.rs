@@ -69,7 +69,9 @@ impl Generation {
                 .map(|(running, plugin)| (Arc::clone(&running.state), plugin.build_id.clone()))
                 .collect(),
         );
-        if let Err(err) = lifecycle::startup_all(&plugins, settings.hook_timeout, startup_timeout).await {
+        if let Err(err) =
+            lifecycle::startup_all(&plugins, settings.hook_timeout, startup_timeout).await
+        {
             host.bus.cancel_all(settings.hook_timeout).await;
             if let Some(mqtt) = &host.mqtt {
                 mqtt.cancel_all();

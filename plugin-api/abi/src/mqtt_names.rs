@@ -228,8 +228,19 @@ mod tests {
     #[test]
     fn refuses_what_mosquitto_refuses_and_nothing_else() {
         let refused = [
-            "x/\u{1}", "x/\u{2}", "x/\u{1f}", "x/\t", "x/\n", "x/\u{7f}", "x/\u{85}",
-            "x/\u{9f}", "x/\u{fffe}", "x/\u{ffff}", "x/\u{fdd0}", "x/\u{fdef}", "x/\u{1fffe}",
+            "x/\u{1}",
+            "x/\u{2}",
+            "x/\u{1f}",
+            "x/\t",
+            "x/\n",
+            "x/\u{7f}",
+            "x/\u{85}",
+            "x/\u{9f}",
+            "x/\u{fffe}",
+            "x/\u{ffff}",
+            "x/\u{fdd0}",
+            "x/\u{fdef}",
+            "x/\u{1fffe}",
             "x/\u{10ffff}",
         ];
         for text in refused {
@@ -239,7 +250,12 @@ mod tests {
             assert!(validate_filter(text).is_err(), "{text:?}");
         }
         let accepted = [
-            "x/\u{a0}", "x/\u{fdf0}", "x/\u{1f600}", "x/\u{feff}", "x/\u{2028}", "x/\u{fffd}",
+            "x/\u{a0}",
+            "x/\u{fdf0}",
+            "x/\u{1f600}",
+            "x/\u{feff}",
+            "x/\u{2028}",
+            "x/\u{fffd}",
             "x/ y",
         ];
         for text in accepted {
@@ -252,7 +268,10 @@ mod tests {
         assert!(validate_topic(&"/".repeat(MAX_TOPIC_SEPARATORS)).is_ok());
         let deeper = format!("{deepest}/a");
         let err = validate_topic(&deeper).unwrap_err();
-        assert!(err.0.contains("202 levels") && err.0.contains("at most 201"), "{err}");
+        assert!(
+            err.0.contains("202 levels") && err.0.contains("at most 201"),
+            "{err}"
+        );
         assert!(validate_filter(&format!("{deepest}/#")).is_err());
         assert!(validate_filter(&"/".repeat(MAX_TOPIC_SEPARATORS + 1)).is_err());
     }

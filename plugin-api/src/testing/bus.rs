@@ -15,8 +15,8 @@ use async_ffi::FfiFuture;
 
 use crate::{
     abi::{
-        error_code, mqtt_names, FfiError, FfiMqttPublish, FfiPublish, FfiSubscribe, HostSubscription,
-        HostSubscriptionArc, HostSubscription_TO, MessageHandlerBox,
+        error_code, mqtt_names, FfiError, FfiMqttPublish, FfiPublish, FfiSubscribe,
+        HostSubscription, HostSubscriptionArc, HostSubscription_TO, MessageHandlerBox,
     },
     Error, Result,
 };

@@ -223,7 +223,9 @@ impl TestResponse {
             return TestResponse {
                 status: 500,
                 headers: vec![("content-type".into(), b"application/json".to_vec())],
-                body: serde_json::json!({ "error": error }).to_string().into_bytes(),
+                body: serde_json::json!({ "error": error })
+                    .to_string()
+                    .into_bytes(),
             };
         }
         // As the host sends them: 204 and 304 without a body or a Content-Length.
