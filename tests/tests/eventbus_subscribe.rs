@@ -32,6 +32,11 @@ fn debug_subscribe_to_an_exchange_the_broker_refuses_is_409_and_leaves_nothing()
     let (status, report) = host.health();
     assert_eq!(status, 200, "{report}");
     assert_eq!(subscriptions(&host), Vec::<Value>::new(), "{report}");
+    let metrics = || host.get("/_service/metrics").text().unwrap();
+    assert!(
+        !metrics().contains(&fanout),
+        "a refused subscription leaves no series"
+    );
     // Once the exchange is gone the same subscription works.
     peer.delete_exchange(&fanout);
     let res = host.post_json("/_debug/subscribe", body);
@@ -39,6 +44,8 @@ fn debug_subscribe_to_an_exchange_the_broker_refuses_is_409_and_leaves_nothing()
     let subs = subscriptions(&host);
     assert_eq!(subs.len(), 1);
     assert_eq!(subs[0]["state"], "active", "answered once bound");
+    // The sentinel: bound, it has its series (at zero) at once.
+    assert!(metrics().contains(&fanout), "{}", metrics());
 }
 
 #[test]

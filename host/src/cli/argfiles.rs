@@ -68,7 +68,9 @@ pub fn expand_with_origins(args: Vec<OsString>) -> Result<(Vec<OsString>, Origin
         expand_one(arg, 0, &mut budget, &mut out, &mut origins)?;
     }
     // The longest first, so that a value inside another is not replaced within it.
-    origins.0.sort_by_key(|(arg, _)| std::cmp::Reverse(arg.len()));
+    origins
+        .0
+        .sort_by_key(|(arg, _)| std::cmp::Reverse(arg.len()));
     Ok((out, origins))
 }
 

@@ -144,7 +144,9 @@ fn open(path: &Path) -> Result<(File, u64), String> {
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .map_err(|err| format!("cannot read: {err}"))?;
-    let meta = file.metadata().map_err(|err| format!("cannot read: {err}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|err| format!("cannot read: {err}"))?;
     if !meta.is_file() {
         return Err("not a regular file".into());
     }

@@ -496,7 +496,9 @@ async fn an_eventbus_not_in_use_or_down_is_unavailable() {
     let wildcard = ctx.mqtt_publish("lab/#", "1", QoS::AtMostOnce, false).await;
     assert_eq!(wildcard.unwrap_err().kind(), ErrorKind::Invalid);
     // What a broker would drop the connection for is refused as the host refuses it.
-    let control = ctx.mqtt_publish("lab/\u{2}", "1", QoS::AtMostOnce, false).await;
+    let control = ctx
+        .mqtt_publish("lab/\u{2}", "1", QoS::AtMostOnce, false)
+        .await;
     let err = control.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Invalid);
     assert!(err.message().contains("control character U+0002"), "{err}");
