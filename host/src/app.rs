@@ -50,6 +50,7 @@ pub fn main() -> ExitCode {
         eprintln!("error: {err}");
         return ExitCode::from(EXIT_FAILURE);
     }
+    signals.report();
     let boot = Boot {
         settings: prepared.settings,
         loaded: prepared.loaded,

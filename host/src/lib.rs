@@ -6,7 +6,8 @@
 //! - [`names`]: the rules for service, plugin and argument names;
 //! - [`plugins`]: loading libraries and the services plugins get (routes, tasks, features);
 //! - [`http`]: the axum app (prefix, CORS, error bodies, status, plugin routes);
-//! - [`bus`]: the AMQP eventbus;
+//! - [`bus`]: the AMQP eventbus; [`mqtt`]: the MQTT eventbus; [`delivery`]: how a message's
+//!   delivery to a handler ended, for both;
 //! - [`metrics`]: the Prometheus metrics of the process;
 //! - [`service`]: the running service, its generations of plugins and hot reload;
 //! - [`app`], [`check`] and [`shutdown`]: the process, `brewblox-host check`, and signals.
@@ -15,6 +16,7 @@ pub mod app;
 pub mod bus;
 pub mod check;
 pub mod cli;
+pub mod delivery;
 pub mod http;
 pub mod logging;
 pub mod metrics;

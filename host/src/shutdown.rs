@@ -19,24 +19,40 @@ pub enum Received {
 /// The process's signal handlers.
 pub struct Signals {
     handlers: Option<[Signal; 3]>,
+    /// Why the handlers could not be installed: they are installed before logging exists,
+    /// so the reason waits for [`Signals::report`].
+    failure: Option<std::io::Error>,
 }
 
 impl Signals {
     /// Installs the handlers; must run inside the tokio runtime.
     pub fn install() -> Signals {
-        let handlers = match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::hangup()),
-        ) {
-            (Ok(term), Ok(int), Ok(hup)) => Some([term, int, hup]),
-            _ => {
-                // Without handlers the service can only be killed.
-                tracing::error!("cannot install signal handlers");
-                None
-            }
-        };
-        Signals { handlers }
+        let installed = [
+            SignalKind::terminate(),
+            SignalKind::interrupt(),
+            SignalKind::hangup(),
+        ]
+        .map(signal);
+        match installed {
+            [Ok(term), Ok(int), Ok(hup)] => Signals {
+                handlers: Some([term, int, hup]),
+                failure: None,
+            },
+            [term, int, hup] => Signals {
+                handlers: None,
+                failure: [term, int, hup].into_iter().find_map(Result::err),
+            },
+        }
+    }
+
+    /// Logs why the handlers are missing, if they are: called once logging is set up.
+    pub fn report(&self) {
+        if let Some(err) = &self.failure {
+            // Without handlers the service can only be killed.
+            tracing::error!(
+                "cannot install signal handlers: {err}; only SIGKILL stops the service"
+            );
+        }
     }
 
     /// The next signal received (those received since the last call first).

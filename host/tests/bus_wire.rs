@@ -648,13 +648,14 @@ impl brewblox_host::bus::MessageSink for PanickySink {
         _sub: &brewblox_host::bus::Subscription,
         _routing_key: &str,
         body: Vec<u8>,
-    ) -> futures::future::BoxFuture<'static, Result<(), String>> {
+    ) -> futures::future::BoxFuture<'static, brewblox_host::delivery::Delivered> {
         let tx = self.0.clone();
         Box::pin(async move {
             if body == b"boom" {
                 panic!("handler exploded");
             }
-            tx.send(body).map_err(|e| e.to_string())
+            tx.send(body)
+                .map_err(|e| brewblox_host::delivery::DeliveryError::Failed(e.to_string()))
         })
     }
 }

@@ -6,6 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use brewblox_host::delivery::{Delivered, DeliveryError};
 use brewblox_host::mqtt::{
     MqttBus, MqttConfig, MqttError, MqttMessage, MqttSink, MqttState, MqttSubscription, Protocol,
     Will,
@@ -30,18 +31,14 @@ fn config(port: u16) -> MqttConfig {
 struct Forward(mpsc::UnboundedSender<MqttMessage>);
 
 impl MqttSink for Forward {
-    fn deliver(
-        &self,
-        _: &MqttSubscription,
-        m: MqttMessage,
-    ) -> BoxFuture<'static, Result<(), String>> {
+    fn deliver(&self, _: &MqttSubscription, m: MqttMessage) -> BoxFuture<'static, Delivered> {
         if &m.payload[..] == b"panic" {
             panic!("handler panics on purpose");
         }
         let tx = self.0.clone();
         Box::pin(async move {
             if &m.payload[..] == b"fail" {
-                return Err("handler fails on purpose".into());
+                return Err(DeliveryError::Failed("handler fails on purpose".into()));
             }
             let _ = tx.send(m);
             Ok(())
@@ -254,14 +251,13 @@ struct Slow {
 }
 
 impl MqttSink for Slow {
-    fn deliver(
-        &self,
-        _: &MqttSubscription,
-        m: MqttMessage,
-    ) -> BoxFuture<'static, Result<(), String>> {
+    fn deliver(&self, _: &MqttSubscription, m: MqttMessage) -> BoxFuture<'static, Delivered> {
         let (gate, got) = (self.gate.clone(), self.got.clone());
         Box::pin(async move {
-            let _permit = gate.acquire().await.map_err(|e| e.to_string())?;
+            let _permit = gate
+                .acquire()
+                .await
+                .map_err(|e| DeliveryError::Failed(e.to_string()))?;
             got.lock()
                 .unwrap()
                 .push(String::from_utf8_lossy(&m.payload).into());

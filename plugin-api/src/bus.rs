@@ -37,25 +37,14 @@ impl ExchangeType {
     }
 }
 
-/// The most bytes an exchange name or routing key may have: AMQP sends them as short strings
-/// (a length byte and the bytes).
-const MAX_NAME_BYTES: usize = 255;
-
-/// Checks an exchange name or routing key as the host does: at most [`MAX_NAME_BYTES`] bytes,
-/// no control characters. The host checks again whatever a plugin sends; this only lets a
-/// plugin fail early, with the field named.
+/// Checks an exchange name or routing key as the host does (`plugin_abi::amqp`: at most 255
+/// bytes, no control characters). The host checks again whatever a plugin sends; this only
+/// lets a plugin fail early, with the field named.
 fn check_name(field: &str, value: &str) -> Result<()> {
-    let problem = if value.len() > MAX_NAME_BYTES {
-        format!(
-            "{field} is {} bytes long; AMQP names hold at most {MAX_NAME_BYTES} bytes",
-            value.len()
-        )
-    } else if let Some(c) = value.chars().find(|c| c.is_control()) {
-        format!("{field} contains the control character {c:?}")
-    } else {
-        return Ok(());
-    };
-    Err(Error::invalid(problem).field(field))
+    match abi::amqp::name_problem(value) {
+        None => Ok(()),
+        Some(problem) => Err(Error::invalid(format!("{field} {problem}")).field(field)),
+    }
 }
 
 /// A message to publish, for the options [`Context::publish`](crate::Context::publish)

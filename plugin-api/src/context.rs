@@ -170,7 +170,11 @@ impl<S> Context<S> {
         F: Future + Send + 'static,
         F::Output: TaskOutput,
     {
-        let task = runtime::into_ffi(async move { task.await.into_task_result() });
+        let task = runtime::into_ffi(async move {
+            task.await
+                .into_task_result()
+                .map_err(abi_stable::std_types::RString::from)
+        });
         TaskHandle::new(self.inner.host.spawn(name.into(), task))
     }
 
@@ -201,7 +205,11 @@ impl<S> Context<S> {
             inner.host.repeater_failed(counted.as_str().into());
             std::future::ready(())
         };
-        let task = runtime::into_ffi(repeater::drive(owned, repeater, failed));
+        let driven = repeater::drive(owned, repeater, failed);
+        let task =
+            runtime::into_ffi(
+                async move { driven.await.map_err(abi_stable::std_types::RString::from) },
+            );
         TaskHandle::new(self.inner.host.spawn(name.into(), task))
     }
 

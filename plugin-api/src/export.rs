@@ -159,7 +159,12 @@ pub mod __private {
     impl<P: Plugin> abi::PluginInstance for Instance<P> {
         fn startup(&self) -> FfiFuture<RResult<(), RString>> {
             let (plugin, ctx) = (Arc::clone(&self.plugin), self.ctx.clone());
-            runtime::into_ffi(async move { plugin.startup(&ctx).await.map_err(|e| e.to_string()) })
+            runtime::into_ffi(async move {
+                plugin
+                    .startup(&ctx)
+                    .await
+                    .map_err(|e| RString::from(e.to_string()))
+            })
         }
 
         fn before_shutdown(&self) -> FfiFuture<RResult<(), RString>> {
@@ -168,13 +173,18 @@ pub mod __private {
                 plugin
                     .before_shutdown(&ctx)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| RString::from(e.to_string()))
             })
         }
 
         fn shutdown(&self) -> FfiFuture<RResult<(), RString>> {
             let (plugin, ctx) = (Arc::clone(&self.plugin), self.ctx.clone());
-            runtime::into_ffi(async move { plugin.shutdown(&ctx).await.map_err(|e| e.to_string()) })
+            runtime::into_ffi(async move {
+                plugin
+                    .shutdown(&ctx)
+                    .await
+                    .map_err(|e| RString::from(e.to_string()))
+            })
         }
     }
 

@@ -71,9 +71,9 @@ impl Feature {
                 Error::invalid(format!("feature \"{}\" answered: {err}", self.name))
             }),
             // The feature's error kind survives; the message says which feature.
-            RResult::RErr(err) => Err(Error::from_ffi(FfiError::new(
-                err.code,
-                format!("feature \"{}\": {}", self.name, err.message),
+            RResult::RErr(failure) => Err(Error::from_ffi(FfiError::new(
+                failure.error.code,
+                format!("feature \"{}\": {}", self.name, failure.error.message),
             ))),
         }
     }

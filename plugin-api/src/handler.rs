@@ -40,19 +40,53 @@ impl Input for Request {
 }
 
 impl Input for Message {
-    type Output = Result<()>;
+    type Output = std::result::Result<(), Failure>;
 
-    fn reject(err: Error) -> Result<()> {
-        Err(err)
+    fn reject(err: Error) -> Self::Output {
+        Err(Failure::refused(err))
     }
 }
 
 impl Input for Call {
     /// The feature's answer as JSON text.
-    type Output = Result<String>;
+    type Output = std::result::Result<String, Failure>;
 
-    fn reject(err: Error) -> Result<String> {
-        Err(err)
+    fn reject(err: Error) -> Self::Output {
+        Err(Failure::refused(err))
+    }
+}
+
+/// A subscription's or feature's error, with whether an extractor refused the input before
+/// the handler ran: the host counts the two apart (a refused message is "dropped", a failed
+/// one "failed"), from this type rather than from the error's words.
+#[doc(hidden)]
+pub struct Failure {
+    refused: bool,
+    error: Error,
+}
+
+impl Failure {
+    fn refused(error: Error) -> Self {
+        Failure {
+            refused: true,
+            error,
+        }
+    }
+
+    fn failed(error: impl Into<Error>) -> Self {
+        Failure {
+            refused: false,
+            error: error.into(),
+        }
+    }
+
+    /// The ABI's form: the kind of failure, the error with its kind as the code.
+    pub(crate) fn into_ffi(self) -> abi::FfiFailure {
+        let kind = match self.refused {
+            true => abi::failure::REFUSED,
+            false => abi::failure::FAILED,
+        };
+        abi::FfiFailure::new(kind, self.error.to_ffi())
     }
 }
 
@@ -82,38 +116,38 @@ impl<R: IntoResponse> Reply<Request> for R {
 }
 
 impl Reply<Message> for () {
-    fn into_output(self) -> Result<()> {
+    fn into_output(self) -> std::result::Result<(), Failure> {
         Ok(())
     }
 }
 
 impl<E: Into<Error>> Reply<Message> for Result<(), E> {
-    fn into_output(self) -> Result<()> {
-        self.map_err(Into::into)
+    fn into_output(self) -> std::result::Result<(), Failure> {
+        self.map_err(Failure::failed)
     }
 }
 
 impl<T: Serialize> Reply<Call> for Json<T> {
-    fn into_output(self) -> Result<String> {
-        Ok(serde_json::to_string(&self.0)?)
+    fn into_output(self) -> std::result::Result<String, Failure> {
+        serde_json::to_string(&self.0).map_err(Failure::failed)
     }
 }
 
 impl Reply<Call> for serde_json::Value {
-    fn into_output(self) -> Result<String> {
+    fn into_output(self) -> std::result::Result<String, Failure> {
         Ok(self.to_string())
     }
 }
 
 impl Reply<Call> for () {
-    fn into_output(self) -> Result<String> {
+    fn into_output(self) -> std::result::Result<String, Failure> {
         Ok("null".to_owned())
     }
 }
 
 impl<T: Reply<Call>, E: Into<Error>> Reply<Call> for Result<T, E> {
-    fn into_output(self) -> Result<String> {
-        self.map_err(Into::into)?.into_output()
+    fn into_output(self) -> std::result::Result<String, Failure> {
+        self.map_err(Failure::failed)?.into_output()
     }
 }
 
@@ -234,7 +268,10 @@ where
     S: Send + Sync + 'static,
     T: 'static,
 {
-    fn handle(&self, request: abi::FfiRequest) -> FfiFuture<RResult<abi::FfiResponse, RString>> {
+    fn handle(
+        &self,
+        request: abi::FfiRequest,
+    ) -> FfiFuture<RResult<abi::FfiResponse, abi::FfiFailure>> {
         let bound = Arc::clone(&self.0);
         // Everything of the plugin's — extracting, the handler — runs inside the guard.
         runtime::into_ffi(async move {
@@ -243,7 +280,7 @@ where
                 .call(Request::from_ffi(request), &bound.state)
                 .await;
             match response.internal_error {
-                Some(reason) => Err(reason),
+                Some(error) => Err(abi::FfiFailure::new(abi::failure::FAILED, error)),
                 None => Ok(response.into_ffi()),
             }
         })
@@ -261,15 +298,12 @@ where
         subscription: abi::HostSubscriptionArc,
         topic: RString,
         payload: RVec<u8>,
-    ) -> FfiFuture<RResult<(), RString>> {
+    ) -> FfiFuture<RResult<(), abi::FfiFailure>> {
         let bound = Arc::clone(&self.0);
         runtime::into_ffi(async move {
             let message = Message::received(topic, payload, Subscription::new(subscription));
-            bound
-                .handler
-                .call(message, &bound.state)
-                .await
-                .map_err(|err| err.to_string())
+            let handled = bound.handler.call(message, &bound.state).await;
+            handled.map_err(Failure::into_ffi)
         })
     }
 }
@@ -280,27 +314,14 @@ where
     S: Send + Sync + 'static,
     T: 'static,
 {
-    fn call(&self, input: RString) -> FfiFuture<RResult<RString, abi::FfiError>> {
+    fn call(&self, input: RString) -> FfiFuture<RResult<RString, abi::FfiFailure>> {
         let bound = Arc::clone(&self.0);
-        let guarded = runtime::into_ffi(async move {
+        runtime::into_ffi(async move {
             let answer = bound
                 .handler
                 .call(Call::new(input.into_string()), &bound.state)
                 .await;
-            // The error's kind crosses as the FfiError's code.
-            Ok(match answer {
-                Ok(output) => RResult::ROk(RString::from(output)),
-                Err(err) => RResult::RErr(err.to_ffi()),
-            })
-        });
-        FfiFuture::new(async move {
-            match guarded.await {
-                RResult::ROk(answer) => answer,
-                // A panic in the feature, caught by the guard.
-                RResult::RErr(panic) => {
-                    RResult::RErr(abi::FfiError::new(abi::error_code::OTHER, panic))
-                }
-            }
+            answer.map(RString::from).map_err(Failure::into_ffi)
         })
     }
 }

@@ -85,7 +85,7 @@ mod timestamp;
 
 pub use abi::{panic_text, Arg, ArgKind};
 pub use bus::{ExchangeType, Publish, Subscription};
-pub use config::Config;
+pub use config::{AmqpSettings, Config, MqttSettings, ServiceConfig};
 pub use context::Context;
 pub use error::{Error, ErrorKind, Result};
 #[doc(hidden)]

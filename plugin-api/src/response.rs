@@ -24,7 +24,7 @@ pub struct Response {
     status: StatusCode,
     /// An internal error (a 500 the handler did not choose): the host logs it with the
     /// plugin's name and answers `500: <message>`, as for any failed handler.
-    pub(crate) internal_error: Option<String>,
+    pub(crate) internal_error: Option<crate::abi::FfiError>,
     /// Header names and values back to back, indexed by `headers` (see `FfiSpan`).
     text: Vec<u8>,
     headers: Vec<FfiPair>,
@@ -292,7 +292,10 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let mut response = Response::json(&self.json_body()).with_status(self.status());
         if self.status() == StatusCode::INTERNAL_SERVER_ERROR && !self.has_chosen_status() {
-            response.internal_error = Some(self.to_string());
+            response.internal_error = Some(crate::abi::FfiError::new(
+                crate::abi::error_code::OTHER,
+                self.to_string(),
+            ));
         }
         response
     }

@@ -19,7 +19,7 @@ use std::{
 
 use abi_stable::std_types::{RResult, RString};
 
-use crate::abi::panics;
+use crate::abi::{self, panics};
 
 static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
 static PLUGIN_NAME: OnceLock<String> = OnceLock::new();
@@ -73,6 +73,24 @@ pub(crate) fn guard_sync<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     panics::catch(f)
 }
 
+/// What a guarded future's error becomes when the plugin code panicked instead.
+pub(crate) trait FromPanic {
+    /// `report` is the one-line description (`panicked: …`).
+    fn from_panic(report: String) -> Self;
+}
+
+impl FromPanic for RString {
+    fn from_panic(report: String) -> Self {
+        report.into()
+    }
+}
+
+impl FromPanic for abi::FfiFailure {
+    fn from_panic(report: String) -> Self {
+        abi::FfiFailure::panicked(report)
+    }
+}
+
 /// A plugin future made safe for the host: runs in the plugin runtime, never unwinds.
 ///
 /// The future is kept inline (the FFI future boxes the whole `Guarded` once), polled in
@@ -87,18 +105,20 @@ impl<F> Guarded<F> {
     }
 }
 
-impl<F, T> Future for Guarded<F>
+impl<F, T, E> Future for Guarded<F>
 where
-    F: Future<Output = Result<T, String>>,
+    F: Future<Output = Result<T, E>>,
+    E: FromPanic,
 {
-    type Output = RResult<T, RString>;
+    type Output = RResult<T, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // SAFETY: `fut` is structurally pinned: it is never moved out of `self`, only polled
         // through this pin and dropped where it is (by `drop_in_place_guarded`).
         let this = unsafe { self.get_unchecked_mut() };
         let Some(fut) = this.fut.as_mut() else {
-            return Poll::Ready(RResult::RErr("future polled after completion".into()));
+            let report = "panicked: future polled after completion".to_owned();
+            return Poll::Ready(RResult::RErr(E::from_panic(report)));
         };
         let polled = {
             let _enter = enter();
@@ -108,8 +128,8 @@ where
         };
         let output = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(result)) => result.map_err(RString::from).into(),
-            Err(report) => RResult::RErr(report.into()),
+            Ok(Poll::Ready(result)) => result.into(),
+            Err(report) => RResult::RErr(E::from_panic(report)),
         };
         drop_in_place_guarded(&mut this.fut);
         Poll::Ready(output)
@@ -133,11 +153,12 @@ fn drop_in_place_guarded<T>(slot: &mut Option<T>) {
     }
 }
 
-/// Wraps a plugin future into an FFI future the host can poll.
-pub(crate) fn into_ffi<F, T>(fut: F) -> async_ffi::FfiFuture<RResult<T, RString>>
+/// Wraps a plugin future into an FFI future the host can poll; a panic becomes `E`.
+pub(crate) fn into_ffi<F, T, E>(fut: F) -> async_ffi::FfiFuture<RResult<T, E>>
 where
-    F: Future<Output = Result<T, String>> + Send + 'static,
+    F: Future<Output = Result<T, E>> + Send + 'static,
     T: 'static,
+    E: FromPanic + 'static,
 {
     async_ffi::FfiFuture::new(Guarded::new(fut))
 }

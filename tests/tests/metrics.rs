@@ -340,7 +340,17 @@ fn eventbus_messages_publishes_and_reconnects_are_counted() {
     assert!(active, "{}", host.stderr.text());
 
     let peer = SyncPeer::connect();
-    for message in ["\"a\"", "1", "\"fail\"", "\"panic\"", "{\"b\": 2}"] {
+    // A handler's own error is a failure whatever its words: the host counts from the
+    // type of the outcome, not from the message.
+    let handled = [
+        "\"a\"",
+        "1",
+        "\"fail\"",
+        "\"fail-as-not-json\"",
+        "\"panic\"",
+        "{\"b\": 2}",
+    ];
+    for message in handled {
         peer.publish(&exchange, "k", message.as_bytes());
     }
     peer.publish(&exchange, "k", b"not json {");
@@ -354,10 +364,10 @@ fn eventbus_messages_publishes_and_reconnects_are_counted() {
     // In order within a subscription: once the marker was handled, everything before was.
     let delivered = |s: &Scrape| value(s, "eventbus_messages_delivered_total", &sub);
     let done =
-        integration_tests::wait_until(Duration::from_secs(15), || delivered(&scrape(&host)) == 6.0);
+        integration_tests::wait_until(Duration::from_secs(15), || delivered(&scrape(&host)) == 7.0);
     let after = scrape(&host);
     assert!(done, "{}", delivered(&after));
-    assert_eq!(value(&after, "eventbus_messages_failed_total", &sub), 2.0);
+    assert_eq!(value(&after, "eventbus_messages_failed_total", &sub), 3.0);
     let not_json: Vec<_> = sub
         .iter()
         .copied()
@@ -378,7 +388,7 @@ fn eventbus_messages_publishes_and_reconnects_are_counted() {
     );
     assert_eq!(
         value(&after, "eventbus_handler_duration_seconds", &sub),
-        6.0
+        7.0
     );
     assert_eq!(
         value(&after, "eventbus_unacked_messages", &[("bus", "amqp")]),
@@ -588,11 +598,23 @@ fn mqtt_messages_publishes_and_the_connection_are_counted() {
         "/kit/mqtt/subscribe",
         json!({"filter": "count/#", "tag": "a"}),
     );
+    post(
+        "/kit/mqtt/subscribe",
+        json!({"filter": "json/#", "tag": "j", "json": true}),
+    );
     let peer = rt.block_on(Peer::connect(broker.port, &[]));
     rt.block_on(async {
         for n in 0..3 {
             peer.client
                 .publish(format!("count/{n}"), QoS::AtLeastOnce, false, "1")
+                .await
+                .unwrap();
+        }
+        // Refused by the handler's `Json` extractor, then one it takes: in order within
+        // the subscription, so once the second is recorded the first was counted.
+        for payload in ["not json {", "{\"a\": 1}"] {
+            peer.client
+                .publish("json/x", QoS::AtLeastOnce, false, payload)
                 .await
                 .unwrap();
         }
@@ -602,7 +624,7 @@ fn mqtt_messages_publishes_and_the_connection_are_counted() {
             .json::<Vec<serde_json::Value>>()
             .unwrap()
             .len()
-            >= 3
+            >= 4
     }));
     let answer = post(
         "/kit/mqtt/publish",
@@ -623,6 +645,24 @@ fn mqtt_messages_publishes_and_the_connection_are_counted() {
     assert_eq!(
         value(&after, "eventbus_handler_duration_seconds", &sub),
         3.0
+    );
+    let json_sub = [
+        ("bus", "mqtt"),
+        ("routing", "json/#"),
+        ("plugin", "testkit-plugin"),
+    ];
+    let not_json: Vec<_> = json_sub
+        .iter()
+        .copied()
+        .chain([("reason", "not_json")])
+        .collect();
+    assert_eq!(
+        value(&after, "eventbus_messages_dropped_total", &not_json),
+        1.0
+    );
+    assert_eq!(
+        value(&after, "eventbus_messages_delivered_total", &json_sub),
+        1.0
     );
     assert_eq!(
         value(

@@ -32,6 +32,7 @@ use super::config::{declare_exchange_like_original, BusConfig};
 use super::connection::{wait_true, Link, LinkStatus, Live};
 use super::error::BusError;
 use super::subscription::{Subscription, SubscriptionState};
+use crate::delivery::DeliveryError;
 use crate::metrics::bus::Dropped;
 use crate::sync::Unpoisoned;
 
@@ -499,26 +500,19 @@ async fn relay(sub: &Subscription, delivery: Delivery, limit: usize) {
     let sink = sub.sink();
     let started = std::time::Instant::now();
     // A panic is described on one line, with its location, and logged once: below.
+    let panicked = |report| Err(DeliveryError::Panicked(format!("handler {report}")));
     let outcome = match panics::catch(|| sink.deliver(sub, routing_key.as_str(), data)) {
-        Ok(fut) => panics::catch_future(fut)
-            .await
-            .unwrap_or_else(|report| Err(format!("handler {report}"))),
-        Err(report) => Err(format!("handler {report}")),
+        Ok(fut) => panics::catch_future(fut).await.unwrap_or_else(panicked),
+        Err(report) => panicked(report),
     };
     match &outcome {
-        Err(err) if is_not_json(err) => metrics.dropped(Dropped::NotJson),
+        Err(err) if err.is_refusal() => metrics.dropped(Dropped::NotJson),
         _ => metrics.handled(started.elapsed(), outcome.is_ok()),
     }
     if let Err(err) = outcome {
         error!("Exception relaying message in {sub}: {err}");
     }
     settle(sub, "Ack", acker.ack(BasicAckOptions::default())).await;
-}
-
-/// Whether a sink's error says the message never reached a handler because it is not JSON:
-/// the SDK (in the plugin) and the host's debug sink decode the body first and word it so.
-fn is_not_json(error: &str) -> bool {
-    error.contains("message is not JSON") || error.contains("empty message body")
 }
 
 /// Sends a delivery's ack or reject, bounded. A failure is only worth a debug line: the

@@ -1,35 +1,18 @@
-//! The names the bus sends to the broker as AMQP short strings.
-//!
-//! An AMQP 0-9-1 short string is a length byte followed by that many bytes, so it carries at
-//! most 255 bytes. Handed a longer name, the AMQP encoder writes the length modulo 256 and
-//! then the whole name: the broker reads the rest of the name as the frame's next fields, so a
-//! crafted name declares whatever the caller chose, and a long one breaks the connection.
-//! Every exchange name and routing key is therefore checked here, by the bus itself (a
+//! The names the bus sends to the broker as AMQP short strings, checked by the bus itself (a
 //! [`Subscription`](super::Subscription) cannot be made, nor a publish sent, with a name that
-//! fails), before anything reaches lapin.
-//!
-//! Control characters (U+0000–U+001F, U+007F–U+009F) are refused as well: the broker would
-//! accept them, but these names are written into log lines (`<routing @ exchange>`), where a
-//! newline would forge a line, and no brewblox service uses them.
+//! fails) before anything reaches lapin. The rule and its reasons are plugin-abi's
+//! (`plugin_abi::amqp`), which the SDK and its test host apply too.
 
 use super::error::BusError;
 
-/// The most bytes an AMQP short string holds.
-pub const MAX_NAME_BYTES: usize = 255;
+pub use plugin_abi::amqp::MAX_NAME_BYTES;
 
 /// Checks one name; `field` names it in the error (`exchange`, `routing`, `vhost`, …).
 pub fn check_short_string(field: &'static str, value: &str) -> Result<(), BusError> {
-    let reason = if value.len() > MAX_NAME_BYTES {
-        format!(
-            "is {} bytes long; AMQP names hold at most {MAX_NAME_BYTES} bytes",
-            value.len()
-        )
-    } else if let Some(c) = value.chars().find(|c| c.is_control()) {
-        format!("contains the control character {c:?}")
-    } else {
-        return Ok(());
-    };
-    Err(BusError::InvalidName { field, reason })
+    match plugin_abi::amqp::name_problem(value) {
+        None => Ok(()),
+        Some(reason) => Err(BusError::InvalidName { field, reason }),
+    }
 }
 
 /// Checks an exchange name and a routing key (or binding pattern) together.

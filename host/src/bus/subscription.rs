@@ -17,19 +17,20 @@ use tracing::info;
 use super::config::ExchangeKind;
 use super::error::BusError;
 use super::names::check_names;
+use crate::delivery::Delivered;
 use crate::sync::{Unpoisoned, UnpoisonedRw};
 
 /// What a subscription calls for each delivered message. Implemented by the host's plugin glue.
 ///
-/// `body` is the raw payload; decoding (JSON) is the sink's job, and an `Err` (bad JSON, handler
-/// failure) is logged as `Exception relaying message in <r @ e>: <err>` and the message dropped.
+/// `body` is the raw payload; decoding (JSON) is the sink's job, and an `Err` (refused, failed,
+/// panicked) is logged as `Exception relaying message in <r @ e>: <err>` and the message dropped.
 pub trait MessageSink: Send + Sync + 'static {
     fn deliver(
         &self,
         sub: &Subscription,
         routing_key: &str,
         body: Vec<u8>,
-    ) -> BoxFuture<'static, Result<(), String>>;
+    ) -> BoxFuture<'static, Delivered>;
 
     /// The plugin the messages go to, if a plugin's; shown in health.
     fn owner(&self) -> Option<&str> {
@@ -322,12 +323,7 @@ mod tests {
 
     struct Nop;
     impl MessageSink for Nop {
-        fn deliver(
-            &self,
-            _: &Subscription,
-            _: &str,
-            _: Vec<u8>,
-        ) -> BoxFuture<'static, Result<(), String>> {
+        fn deliver(&self, _: &Subscription, _: &str, _: Vec<u8>) -> BoxFuture<'static, Delivered> {
             Box::pin(async { Ok(()) })
         }
     }

@@ -30,11 +30,15 @@ use values::{
 };
 
 /// The default service name, as `python -m brewblox_service` used.
-pub const DEFAULT_NAME: &str = "_service";
+pub use plugin_abi::config::DEFAULT_NAME;
+use plugin_abi::config::{
+    AmqpSettings, MqttSettings, PluginConfig, ServiceConfig, DEFAULT_AMQP_PORT,
+    DEFAULT_BROKER_HOST, DEFAULT_HISTORY_TOPIC, DEFAULT_HTTP_HOST, DEFAULT_STATE_TOPIC,
+};
 /// The default plugins folder.
 pub const DEFAULT_PLUGINS: &str = "./plugins";
 /// The default port, the original's.
-pub const DEFAULT_PORT: u16 = 5000;
+pub use plugin_abi::config::DEFAULT_HTTP_PORT as DEFAULT_PORT;
 /// The default largest request body: 1 MiB.
 pub const DEFAULT_MAX_BODY_SIZE: usize = 1 << 20;
 
@@ -45,7 +49,7 @@ pub struct Settings {
     #[arg(
         short = 'H',
         long,
-        default_value = "0.0.0.0",
+        default_value = DEFAULT_HTTP_HOST,
         help = "Host to which the app binds."
     )]
     pub host: String,
@@ -71,13 +75,13 @@ pub struct Settings {
     pub debug: bool,
     #[arg(
         long,
-        default_value = "eventbus",
+        default_value = DEFAULT_BROKER_HOST,
         help = "Hostname at which the eventbus can be reached"
     )]
     pub eventbus_host: String,
     #[arg(
         long,
-        default_value_t = 5672,
+        default_value_t = DEFAULT_AMQP_PORT,
         value_parser = parse_broker_port,
         help = "Port at which the eventbus can be reached"
     )]
@@ -141,7 +145,7 @@ pub struct Settings {
     pub mqtt_protocol: Protocol,
     #[arg(
         long,
-        default_value = "eventbus",
+        default_value = DEFAULT_BROKER_HOST,
         value_parser = parse_mqtt_host,
         help = "Hostname of the MQTT broker"
     )]
@@ -188,14 +192,14 @@ pub struct Settings {
     pub mqtt_tls_verify: bool,
     #[arg(
         long,
-        default_value = "brewcast/history",
+        default_value = DEFAULT_HISTORY_TOPIC,
         value_parser = parse_topic,
         help = "MQTT topic under which history events are published"
     )]
     pub history_topic: String,
     #[arg(
         long,
-        default_value = "brewcast/state",
+        default_value = DEFAULT_STATE_TOPIC,
         value_parser = parse_topic,
         help = "MQTT topic under which state events are published"
     )]
@@ -259,9 +263,10 @@ pub struct Settings {
         help = "Seconds a client may pause between two parts of a request's body; then 408 and the connection is closed"
     )]
     pub http_body_idle_timeout: Duration,
-    /// The configuration handed to plugins (JSON object, original key order first).
+    /// The configuration handed to plugins: the common settings typed, and the plugins'
+    /// argument values.
     #[arg(skip)]
-    pub config: Map<String, Value>,
+    pub config: PluginConfig,
     /// The eventbuses the options chose.
     #[arg(skip)]
     pub fleet: Fleet,
@@ -344,27 +349,23 @@ impl Settings {
         }
     }
 
-    /// The configuration plugins get: the original's keys in its order, then the plugins'.
-    fn plugin_config(&self, plugin_values: Map<String, Value>) -> Map<String, Value> {
-        let mut config = Map::new();
-        config.insert("host".into(), self.host.clone().into());
-        config.insert("port".into(), self.port.into());
-        config.insert(
-            "output".into(),
-            self.output
-                .as_ref()
-                .map_or(Value::Null, |p| p.display().to_string().into()),
-        );
-        config.insert("name".into(), self.name.clone().into());
-        config.insert("debug".into(), self.debug.into());
-        config.insert("eventbus_host".into(), self.eventbus_host.clone().into());
-        config.insert("eventbus_port".into(), self.eventbus_port.into());
-        config.insert("amqp".into(), self.fleet.amqp.into());
-        config.insert("mqtt".into(), self.fleet.mqtt.into());
-        config.insert("history_topic".into(), self.history_topic.clone().into());
-        config.insert("state_topic".into(), self.state_topic.clone().into());
-        config.extend(plugin_values);
-        config
+    /// The configuration plugins get: the common settings, then the plugins' arguments.
+    fn plugin_config(&self, args: Map<String, Value>) -> PluginConfig {
+        let service = ServiceConfig {
+            name: self.name.clone(),
+            host: self.host.clone(),
+            port: self.port,
+            debug: self.debug,
+            amqp: self.fleet.amqp.then(|| AmqpSettings {
+                host: self.eventbus_host.clone(),
+                port: self.eventbus_port,
+            }),
+            mqtt: self.fleet.mqtt.then(|| MqttSettings {
+                history_topic: self.history_topic.clone(),
+                state_topic: self.state_topic.clone(),
+            }),
+        };
+        PluginConfig { service, args }
     }
 }
 
@@ -598,23 +599,9 @@ mod tests {
             (s.eventbus_host.as_str(), s.eventbus_port),
             ("eventbus", 5672)
         );
-        let keys: Vec<_> = s.config.keys().cloned().collect();
-        assert_eq!(
-            keys,
-            [
-                "host",
-                "port",
-                "output",
-                "name",
-                "debug",
-                "eventbus_host",
-                "eventbus_port",
-                "amqp",
-                "mqtt",
-                "history_topic",
-                "state_topic"
-            ]
-        );
+        // The record plugins get is the one plugin-abi describes with the same defaults.
+        assert_eq!(s.config.service, ServiceConfig::default());
+        assert!(s.config.args.is_empty());
     }
 
     #[test]
@@ -643,10 +630,7 @@ mod tests {
         // The topics are not connection options: they select nothing.
         assert_eq!(fleet(&["--state-topic", "x/state"]), amqp);
         let s = parse(&args(&["--mqtt-protocol", "wss", "--mqtt-host", "h"]), &[]).unwrap();
-        assert_eq!(
-            (s.config["mqtt"].clone(), s.config["amqp"].clone()),
-            (true.into(), false.into())
-        );
+        assert!(s.config.service.mqtt.is_some() && s.config.service.amqp.is_none());
         let cfg = s.mqtt_config();
         assert_eq!(cfg.endpoint(), "wss://h:443/eventbus");
         assert!(!cfg.tls_verify);
@@ -754,9 +738,9 @@ mod tests {
             },
         ];
         let s = parse(&args(&["--update-interval", "2.5", "--dry-run"]), &specs).unwrap();
-        assert_eq!(s.config["update_interval"], 2.5);
-        assert_eq!(s.config["dry_run"], true);
-        assert_eq!(s.config["count"], Value::Null);
+        assert_eq!(s.config.args["update_interval"], 2.5);
+        assert_eq!(s.config.args["dry_run"], true);
+        assert_eq!(s.config.args["count"], Value::Null);
         assert!(parse(&args(&["--update-interval", "fast"]), &specs).is_err());
         assert!(parse(&args(&["--update-interval", "NaN"]), &specs).is_err());
         assert!(parse(&args(&["--update-interval", "inf"]), &specs).is_err());

@@ -73,7 +73,7 @@ pub fn add_plugin_args(
     plugin: &str,
     args: &[PluginArg],
 ) -> Result<(), String> {
-    let key = |name: &str| name.replace('-', "_");
+    let key = |name: &str| plugin_abi::config::arg_key(name);
     let builtin: Vec<String> = builtin_names().iter().map(|n| key(n)).collect();
     for arg in args {
         let name = arg.name();
@@ -103,7 +103,12 @@ pub fn add_plugin_args(
 pub(super) fn values(matches: &ArgMatches, specs: &[PluginArgSpec]) -> Map<String, Value> {
     specs
         .iter()
-        .map(|spec| (spec.arg.name().replace('-', "_"), spec.value(matches)))
+        .map(|spec| {
+            (
+                plugin_abi::config::arg_key(spec.arg.name()),
+                spec.value(matches),
+            )
+        })
         .collect()
 }
 

@@ -23,6 +23,7 @@ use super::{
     shared_wait::{Joined, SharedWaits},
 };
 use crate::bus::{BusError, EventBus, ExchangeKind, MessageSink, Subscription};
+use crate::delivery::{Delivered, DeliveryError};
 
 /// The original's empty 200: `application/octet-stream`, no body.
 pub(super) fn empty_ok() -> Response {
@@ -268,7 +269,7 @@ impl MessageSink for LogSink {
         sub: &Subscription,
         routing_key: &str,
         body: Vec<u8>,
-    ) -> BoxFuture<'static, Result<(), String>> {
+    ) -> BoxFuture<'static, Delivered> {
         let result = match serde_json::from_slice::<Value>(&body) {
             Ok(message) => {
                 tracing::info!(
@@ -276,7 +277,9 @@ impl MessageSink for LogSink {
                 );
                 Ok(())
             }
-            Err(err) => Err(format!("message is not JSON: {err}")),
+            Err(err) => Err(DeliveryError::Refused(format!(
+                "message is not JSON: {err}"
+            ))),
         };
         async move { result }.boxed()
     }

@@ -137,7 +137,7 @@ impl MqttSink for LogSink {
         &self,
         sub: &MqttSubscription,
         message: MqttMessage,
-    ) -> BoxFuture<'static, Result<(), String>> {
+    ) -> BoxFuture<'static, crate::delivery::Delivered> {
         tracing::info!(
             "Unhandled event: subscription={sub}, topic={}, message={}",
             message.topic,

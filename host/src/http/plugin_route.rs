@@ -16,10 +16,6 @@ use plugin_abi::{routes, FfiPair, FfiRequest, FfiResponse, FfiSpan};
 use super::errors::{self, FromPlugin};
 use crate::plugins::routes::RouteEntry;
 
-/// How the SDK words a panic it caught in a handler (`panicked: <message>`): counted as a
-/// panic in the metrics rather than as a handler's error.
-const SDK_PANIC_PREFIX: &str = "panicked: ";
-
 /// What the router needs to call one plugin route.
 pub struct PluginRoute {
     pub plugin: String,
@@ -52,15 +48,17 @@ pub async fn serve(
     let outcome = plugin_abi::panics::catch_future(route.entry.handler.handle(request)).await;
     let mut response = match outcome {
         Ok(RResult::ROk(response)) => into_response(&route, response),
-        Ok(RResult::RErr(reason)) => {
+        Ok(RResult::RErr(failure)) => {
+            let reason = failure.error.message.as_str();
             tracing::error!(
                 "plugin {}: {} {} failed: {reason}",
                 route.plugin,
                 parts.method,
                 parts.uri.path()
             );
-            let mut response = errors::text(StatusCode::INTERNAL_SERVER_ERROR, &reason);
-            if reason.starts_with(SDK_PANIC_PREFIX) {
+            let mut response = errors::text(StatusCode::INTERNAL_SERVER_ERROR, reason);
+            // Counted as a panic in the metrics, rather than as the handler's error.
+            if failure.is_panic() {
                 response.extensions_mut().insert(super::front::Panicked);
             }
             response

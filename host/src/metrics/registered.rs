@@ -18,13 +18,8 @@ use prometheus_client::{
     metrics::{counter::Counter, gauge::Gauge, histogram::Histogram, MetricType},
 };
 
-pub const MAX_FAMILIES: usize = 100;
-pub const MAX_SERIES: usize = 1000;
-const MAX_NAME: usize = 100;
-const MAX_LABELS: usize = 8;
-const MAX_LABEL_VALUE: usize = 256;
-const MAX_HELP: usize = 1024;
-const MAX_BUCKETS: usize = 64;
+use plugin_abi::metrics::{self as rules, MetricSpec};
+pub use plugin_abi::metrics::{MAX_FAMILIES, MAX_SERIES};
 
 /// Default histogram buckets: Prometheus's usual ones.
 const DEFAULT_BUCKETS: [f64; 11] = [
@@ -39,6 +34,15 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The ABI's code for the kind, which the shared rules speak.
+    fn code(self) -> u8 {
+        match self {
+            Kind::Counter => plugin_abi::metric_kind::COUNTER,
+            Kind::Gauge => plugin_abi::metric_kind::GAUGE,
+            Kind::Histogram => plugin_abi::metric_kind::HISTOGRAM,
+        }
+    }
+
     fn metric_type(self) -> MetricType {
         match self {
             Kind::Counter => MetricType::Counter,
@@ -119,12 +123,6 @@ pub struct Registered {
     families: Arc<Mutex<BTreeMap<String, Family>>>,
 }
 
-fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 /// `plugin_<plugin>_<name>`: the plugin's name in metric-name characters.
 pub fn full_name(plugin: &str, name: &str) -> String {
     let plugin: String = plugin
@@ -134,66 +132,15 @@ pub fn full_name(plugin: &str, name: &str) -> String {
     format!("plugin_{plugin}_{name}")
 }
 
+/// The shared rules (`plugin_abi::metrics`), which the SDK's test host applies too.
 fn check(spec: &Spec) -> Result<(), String> {
-    let name = spec.name;
-    if name.is_empty() || name.len() > MAX_NAME || !valid_name(name) || name.starts_with("__") {
-        return Err(format!(
-            "invalid metric name {name:?}: 1 to {MAX_NAME} ASCII letters, digits and '_', \
-             not starting with a digit or '__'"
-        ));
-    }
-    for suffix in ["_total", "_bucket", "_sum", "_count", "_created", "_info"] {
-        if name.ends_with(suffix) {
-            return Err(format!(
-                "invalid metric name {name:?}: the suffix {suffix} is added by the exposition \
-                 format where it belongs"
-            ));
-        }
-    }
-    if spec.help.len() > MAX_HELP || spec.help.chars().any(char::is_control) {
-        return Err(format!(
-            "invalid help of metric {name:?}: at most {MAX_HELP} bytes, no control characters"
-        ));
-    }
-    if spec.labels.len() > MAX_LABELS {
-        return Err(format!(
-            "metric {name:?} has {} labels; at most {MAX_LABELS}",
-            spec.labels.len()
-        ));
-    }
-    for (label, value) in &spec.labels {
-        if label.is_empty()
-            || label.len() > MAX_NAME
-            || !valid_name(label)
-            || label.starts_with("__")
-            || (spec.kind == Kind::Histogram && *label == "le")
-        {
-            return Err(format!(
-                "invalid label name {label:?} of metric {name:?}: 1 to {MAX_NAME} ASCII \
-                 letters, digits and '_', not starting with a digit or '__' (and not 'le' \
-                 on a histogram)"
-            ));
-        }
-        if value.len() > MAX_LABEL_VALUE || value.chars().any(char::is_control) {
-            return Err(format!(
-                "invalid value of label {label:?} of metric {name:?}: at most \
-                 {MAX_LABEL_VALUE} bytes, no control characters"
-            ));
-        }
-    }
-    let names: Vec<&str> = spec.labels.iter().map(|(l, _)| *l).collect();
-    if (1..names.len()).any(|i| names[..i].contains(&names[i])) {
-        return Err(format!("metric {name:?} names a label twice"));
-    }
-    if spec.buckets.len() > MAX_BUCKETS
-        || spec.buckets.iter().any(|b| !b.is_finite())
-        || spec.buckets.windows(2).any(|w| w[0] >= w[1])
-    {
-        return Err(format!(
-            "invalid buckets of metric {name:?}: at most {MAX_BUCKETS} finite bounds, ascending"
-        ));
-    }
-    Ok(())
+    rules::check(&MetricSpec {
+        kind: spec.kind.code(),
+        name: spec.name,
+        help: spec.help,
+        labels: &spec.labels,
+        buckets: spec.buckets,
+    })
 }
 
 impl Registered {
@@ -216,10 +163,7 @@ impl Registered {
                 .filter(|f| f.plugin == spec.plugin)
                 .count();
             if owned >= MAX_FAMILIES {
-                return Err(format!(
-                    "plugin {} has {MAX_FAMILIES} metrics already; {full} is one too many",
-                    spec.plugin
-                ));
+                return Err(rules::too_many_families(spec.plugin, spec.name));
             }
         }
         let family = families.entry(full.clone()).or_insert_with(|| Family {
@@ -238,10 +182,12 @@ impl Registered {
             ));
         }
         if family.kind != spec.kind || family.label_names != label_names {
-            return Err(format!(
-                "metric {full} exists as a {:?} with labels {:?}; it cannot also be a {:?} \
-                 with labels {:?}",
-                family.kind, family.label_names, spec.kind, label_names
+            let registered: Vec<&str> = family.label_names.iter().map(String::as_str).collect();
+            let wanted: Vec<&str> = label_names.iter().map(String::as_str).collect();
+            return Err(rules::clash(
+                spec.name,
+                (family.kind.code(), &registered),
+                (spec.kind.code(), &wanted),
             ));
         }
         if family.kind == Kind::Histogram && family.buckets != buckets {
@@ -251,9 +197,7 @@ impl Registered {
             return Ok(series.clone());
         }
         if family.series.len() >= MAX_SERIES {
-            return Err(format!(
-                "metric {full} has {MAX_SERIES} label sets already; this one is too many"
-            ));
+            return Err(rules::too_many_series(spec.name));
         }
         let series = match spec.kind {
             Kind::Counter => Series::Counter(Counter::default()),

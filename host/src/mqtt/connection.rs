@@ -361,7 +361,6 @@ fn dispatch(shared: &Shared, publish: rumqttc::Publish) {
         let message = MqttMessage {
             topic: topic.to_owned(),
             payload: publish.payload.clone(),
-            retain: publish.retain,
         };
         if let Err(TrySendError::Full(_)) = queue.try_send(message) {
             sub.metrics().dropped(Dropped::QueueFull);

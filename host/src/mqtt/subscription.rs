@@ -10,6 +10,9 @@ use std::{
 };
 
 use futures::future::BoxFuture;
+
+use crate::delivery::{Delivered, DeliveryError};
+use crate::metrics::bus::Dropped;
 use plugin_abi::panics;
 use tokio::sync::{mpsc, watch};
 
@@ -18,7 +21,6 @@ use tokio::sync::{mpsc, watch};
 pub struct MqttMessage {
     pub topic: String,
     pub payload: bytes::Bytes,
-    pub retain: bool,
 }
 
 /// Where a subscription's messages go. A failure or a panic is logged and the next message
@@ -28,7 +30,7 @@ pub trait MqttSink: Send + Sync + 'static {
         &self,
         sub: &MqttSubscription,
         message: MqttMessage,
-    ) -> BoxFuture<'static, Result<(), String>>;
+    ) -> BoxFuture<'static, Delivered>;
     /// The plugin that made the subscription, for health and logs.
     fn owner(&self) -> Option<&str> {
         None
@@ -145,15 +147,16 @@ pub(crate) async fn consume(
         let started = std::time::Instant::now();
         let topic = message.topic.clone();
         // A panic is described on one line, with its location, and logged once: below.
+        let panicked = |report| Err(DeliveryError::Panicked(format!("handler {report}")));
         let outcome = match panics::catch(|| sink.deliver(&sub, message)) {
-            Ok(future) => panics::catch_future(future)
-                .await
-                .unwrap_or_else(|report| Err(format!("handler {report}"))),
-            Err(report) => Err(format!("handler {report}")),
+            Ok(future) => panics::catch_future(future).await.unwrap_or_else(panicked),
+            Err(report) => panicked(report),
         };
-        metrics
-            .get_or_insert_with(|| sub.metrics())
-            .handled(started.elapsed(), outcome.is_ok());
+        let metrics = metrics.get_or_insert_with(|| sub.metrics());
+        match &outcome {
+            Err(err) if err.is_refusal() => metrics.dropped(Dropped::NotJson),
+            _ => metrics.handled(started.elapsed(), outcome.is_ok()),
+        }
         if let Err(err) = outcome {
             tracing::error!(
                 target: "brewblox_host::mqtt",

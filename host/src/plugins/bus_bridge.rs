@@ -18,12 +18,16 @@ use abi_stable::{
 use async_ffi::FfiFuture;
 use futures::{future::BoxFuture, task::AtomicWaker, FutureExt};
 use plugin_abi::{
-    error_code, FfiError, FfiPublish, FfiSubscribe, HostSubscription, HostSubscriptionArc,
-    HostSubscription_TO, MessageHandlerBox,
+    error_code, FfiError, FfiFailure, FfiPublish, FfiSubscribe, HostSubscription,
+    HostSubscriptionArc, HostSubscription_TO, MessageHandlerBox,
 };
 use tokio::runtime::Handle;
 
-use crate::bus::{BusError, EventBus, ExchangeKind, MessageSink, Subscription, SubscriptionState};
+use crate::bus::{
+    config::ParseExchangeKindError, BusError, EventBus, ExchangeKind, MessageSink, Subscription,
+    SubscriptionState,
+};
+use crate::delivery::{Delivered, DeliveryError};
 use crate::sync::Unpoisoned;
 
 /// The eventbus as one generation of plugins reaches it, and the subscriptions the
@@ -134,15 +138,7 @@ impl BusBridge {
             }
             let kind: ExchangeKind = match message.exchange_type.parse() {
                 Ok(kind) => kind,
-                Err(_) => {
-                    return RResult::RErr(FfiError::new(
-                        error_code::INVALID,
-                        format!(
-                            "unknown exchange type \"{}\" (topic, fanout or direct)",
-                            message.exchange_type
-                        ),
-                    ))
-                }
+                Err(err) => return RResult::RErr(FfiError::new(error_code::INVALID, err.0)),
             };
             bus.publish(
                 &message.exchange,
@@ -168,15 +164,10 @@ impl BusBridge {
         if !self.enabled {
             return Err(not_in_use());
         }
-        let kind: ExchangeKind = request.exchange_type.parse().map_err(|_| {
-            FfiError::new(
-                error_code::INVALID,
-                format!(
-                    "unknown exchange type \"{}\" (topic, fanout or direct)",
-                    request.exchange_type
-                ),
-            )
-        })?;
+        let kind: ExchangeKind = request
+            .exchange_type
+            .parse()
+            .map_err(|err: ParseExchangeKindError| FfiError::new(error_code::INVALID, err.0))?;
         if request.exchange.is_empty() {
             return Err(FfiError::new(
                 error_code::INVALID,
@@ -295,7 +286,7 @@ impl MessageSink for PluginSink {
         sub: &Subscription,
         routing_key: &str,
         body: Vec<u8>,
-    ) -> BoxFuture<'static, Result<(), String>> {
+    ) -> BoxFuture<'static, Delivered> {
         let handle = self
             .handle
             .get_or_init(|| host_subscription(&self.plugin, &self.bus, sub.clone()));
@@ -316,12 +307,14 @@ impl MessageSink for PluginSink {
 /// plugin (both eventbuses deliver through this).
 pub(crate) async fn handled(
     plugin: String,
-    delivery: FfiFuture<RResult<(), RString>>,
-) -> Result<(), String> {
+    delivery: FfiFuture<RResult<(), FfiFailure>>,
+) -> Delivered {
     match plugin_abi::panics::catch_future(delivery).await {
         Ok(RResult::ROk(())) => Ok(()),
-        Ok(RResult::RErr(err)) => Err(format!("plugin {plugin}: {err}")),
-        Err(report) => Err(format!("plugin {plugin}: handler {report}")),
+        Ok(RResult::RErr(failure)) => Err(DeliveryError::from_plugin(&plugin, failure)),
+        Err(report) => Err(DeliveryError::Panicked(format!(
+            "plugin {plugin}: handler {report}"
+        ))),
     }
 }
 

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
-    std_types::{RResult, RString, RVec},
+    std_types::{RResult, RString},
 };
 use async_ffi::FfiFuture;
 use plugin_abi::{
@@ -16,8 +16,9 @@ use tokio::runtime::Handle;
 
 use super::bus_bridge::BusBridge;
 use super::mqtt_bridge::{self, MqttBridge};
-use super::{features::FeatureRegistry, routes::RouteTable, tasks::TaskSet};
+use super::{routes::RouteTable, tasks::TaskSet};
 use crate::sync::Unpoisoned;
+use plugin_abi::features::FeatureRegistry;
 
 /// Services shared by every plugin of the host.
 pub struct HostServices {
@@ -129,15 +130,6 @@ impl HostContext for PluginContext {
 
     fn get_feature(&self, name: RString) -> RResult<FeatureArc, FfiError> {
         self.host.features.get(&name).into()
-    }
-
-    fn feature_names(&self) -> RVec<RString> {
-        self.host
-            .features
-            .list()
-            .into_iter()
-            .map(|(name, _)| RString::from(name))
-            .collect()
     }
 
     fn publish(&self, message: FfiPublish) -> FfiFuture<RResult<(), FfiError>> {

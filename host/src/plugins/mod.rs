@@ -3,7 +3,6 @@
 pub mod bus_bridge;
 pub mod context;
 pub mod elf_check;
-pub mod features;
 pub mod lifecycle;
 pub mod loader;
 pub mod logger;

@@ -200,7 +200,7 @@ impl MqttSink for PluginSink {
         &self,
         sub: &MqttSubscription,
         message: MqttMessage,
-    ) -> BoxFuture<'static, Result<(), String>> {
+    ) -> BoxFuture<'static, crate::delivery::Delivered> {
         let handler = self.handler.locked().clone();
         let handle = self.handle(sub);
         let delivery = handler.on_message(

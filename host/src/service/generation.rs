@@ -2,6 +2,7 @@
 //! its routes. Boot starts the first; every reload starts the next beside the current one
 //! and stops the old one only once the new one serves.
 
+use plugin_abi::features::FeatureRegistry;
 use std::{
     sync::{Arc, Mutex},
     time::Duration,
@@ -17,7 +18,6 @@ use crate::{
     plugins::{
         bus_bridge::BusBridge,
         context::HostServices,
-        features::FeatureRegistry,
         lifecycle::{self, RunningPlugin},
         loader::{shown, LoadedSet},
         mqtt_bridge::MqttBridge,
@@ -55,7 +55,8 @@ impl Generation {
         log_plugins(&loaded);
         let host = Arc::new(HostServices {
             runtime: tokio::runtime::Handle::current(),
-            config_json: serde_json::Value::Object(settings.config.clone()).to_string(),
+            config_json: serde_json::to_string(&settings.config)
+                .expect("a configuration of strings, numbers and JSON values serialises"),
             routes: Mutex::new(RouteTable::default()),
             features: FeatureRegistry::default(),
             bus: BusBridge::new(bus.clone()).enabled(settings.fleet.amqp),

@@ -13,6 +13,7 @@ use brewblox_host::bus::{BusConfig, MessageSink, Subscription};
 
 pub mod amqp;
 pub use amqp::*;
+use brewblox_host::delivery::{Delivered, DeliveryError};
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
@@ -148,7 +149,7 @@ impl MessageSink for ChanSink {
         sub: &Subscription,
         routing_key: &str,
         body: Vec<u8>,
-    ) -> BoxFuture<'static, Result<(), String>> {
+    ) -> BoxFuture<'static, Delivered> {
         let got = Got {
             sub: sub.to_string(),
             routing_key: routing_key.to_string(),
@@ -161,7 +162,7 @@ impl MessageSink for ChanSink {
         Box::pin(async move {
             if json {
                 serde_json::from_slice::<serde_json::Value>(&got.body)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| DeliveryError::Failed(e.to_string()))?;
             }
             if let Some(s) = started {
                 let _ = s.send(());
@@ -169,7 +170,8 @@ impl MessageSink for ChanSink {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            tx.send(got).map_err(|_| "test receiver gone".to_string())
+            tx.send(got)
+                .map_err(|_| DeliveryError::Failed("test receiver gone".into()))
         })
     }
 }

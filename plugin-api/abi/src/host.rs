@@ -2,7 +2,7 @@
 
 use abi_stable::{
     sabi_trait,
-    std_types::{RArc, RBox, RResult, RStr, RString, RVec},
+    std_types::{RArc, RBox, RResult, RStr, RString},
 };
 use async_ffi::FfiFuture;
 
@@ -82,8 +82,6 @@ pub trait HostContext: Send + Sync {
     ) -> RResult<bool, FfiError>;
     /// Look up a named feature.
     fn get_feature(&self, name: RString) -> RResult<FeatureArc, FfiError>;
-    /// Names of all registered features.
-    fn feature_names(&self) -> RVec<RString>;
     /// Publish to the eventbus; resolves once the broker confirmed.
     fn publish(&self, message: FfiPublish) -> FfiFuture<RResult<(), FfiError>>;
     /// Subscribe to the eventbus. Never fails for broker reasons: the host retries.

@@ -25,9 +25,13 @@
 //!   plugins built against another minor version, so every plugin is rebuilt, and each vtable
 //!   marks its last method as its last prefix field (every method is required).
 
+pub mod amqp;
 mod args;
+pub mod config;
+pub mod features;
 #[allow(non_local_definitions)] // abi_stable 0.11's `sabi_trait` expansion; harmless
 mod host;
+pub mod metrics;
 pub mod mqtt_names;
 pub mod openapi;
 pub mod panics;

@@ -11,26 +11,29 @@ use abi_stable::{
 use async_ffi::FfiFuture;
 
 use super::host::{HostContextArc, HostLoggerBox, HostSubscriptionArc};
-use super::{FfiError, FfiRequest, FfiResponse, PluginInfo};
+use super::{FfiFailure, FfiRequest, FfiResponse, PluginInfo};
 
-/// A route handler. `Err` is an internal error: the host answers `500: <message>`.
+/// A route handler. `Err` is an internal error or a panic: the host answers
+/// `500: <message>`. (An input an extractor refuses is an ordinary 400 response.)
 #[sabi_trait]
 pub trait RouteHandler: Send + Sync {
     #[sabi(last_prefix_field)]
-    fn handle(&self, request: FfiRequest) -> FfiFuture<RResult<FfiResponse, RString>>;
+    fn handle(&self, request: FfiRequest) -> FfiFuture<RResult<FfiResponse, FfiFailure>>;
 }
 pub type RouteHandlerBox = RouteHandler_TO<'static, RBox<()>>;
 
 /// A named service one plugin offers to others: JSON in, JSON out. An error keeps its kind
-/// (the [`FfiError`] code) on its way to the calling plugin.
+/// (the [`FfiError`] code) on its way to the calling plugin, and says whether the input was
+/// refused or the feature panicked.
 #[sabi_trait]
 pub trait Feature: Send + Sync {
     #[sabi(last_prefix_field)]
-    fn call(&self, input: RString) -> FfiFuture<RResult<RString, FfiError>>;
+    fn call(&self, input: RString) -> FfiFuture<RResult<RString, FfiFailure>>;
 }
 pub type FeatureArc = Feature_TO<'static, RArc<()>>;
 
-/// Receives eventbus messages of one subscription.
+/// Receives eventbus messages of one subscription. `Err` says whether the message was
+/// refused (not JSON, not of the handler's type), the handler failed, or it panicked.
 #[sabi_trait]
 pub trait MessageHandler: Send + Sync {
     #[sabi(last_prefix_field)]
@@ -39,7 +42,7 @@ pub trait MessageHandler: Send + Sync {
         subscription: HostSubscriptionArc,
         routing_key: RString,
         body: RVec<u8>,
-    ) -> FfiFuture<RResult<(), RString>>;
+    ) -> FfiFuture<RResult<(), FfiFailure>>;
 }
 pub type MessageHandlerBox = MessageHandler_TO<'static, RBox<()>>;
 

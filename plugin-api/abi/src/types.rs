@@ -124,6 +124,50 @@ impl FfiError {
     }
 }
 
+/// Why a plugin's handler (route, message or feature) did not succeed, in a type: the host
+/// counts and logs by [`kind`](FfiFailure::kind), never by the message's wording.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct FfiFailure {
+    /// One of [`failure`].
+    pub kind: u8,
+    /// What went wrong; its code is the SDK error's kind (a panic's is
+    /// [`error_code::OTHER`]).
+    pub error: FfiError,
+}
+
+/// The kinds of [`FfiFailure`].
+pub mod failure {
+    /// The handler ran and returned an error.
+    pub const FAILED: u8 = 0;
+    /// The handler panicked; the SDK caught it.
+    pub const PANICKED: u8 = 1;
+    /// The input was refused before the handler ran: an extractor could not read it (a
+    /// message that is not JSON, or not of the handler's type).
+    pub const REFUSED: u8 = 2;
+}
+
+impl FfiFailure {
+    pub fn new(kind: u8, error: FfiError) -> Self {
+        FfiFailure { kind, error }
+    }
+
+    /// A panic the SDK caught, described by `report` (`panicked: …`).
+    pub fn panicked(report: impl Into<String>) -> Self {
+        FfiFailure::new(failure::PANICKED, FfiError::new(error_code::OTHER, report))
+    }
+
+    /// Whether the handler panicked.
+    pub fn is_panic(&self) -> bool {
+        self.kind == failure::PANICKED
+    }
+
+    /// Whether the input was refused before the handler ran.
+    pub fn is_refusal(&self) -> bool {
+        self.kind == failure::REFUSED
+    }
+}
+
 /// A log event forwarded from a plugin to the host's subscriber.
 #[repr(C)]
 #[derive(StableAbi, Debug)]

@@ -15,7 +15,7 @@ use async_ffi::FfiFuture;
 
 use crate::{
     abi::{
-        error_code, mqtt_names, FfiError, FfiMqttPublish, FfiPublish, FfiSubscribe,
+        amqp, error_code, mqtt_names, FfiError, FfiMqttPublish, FfiPublish, FfiSubscribe,
         HostSubscription, HostSubscriptionArc, HostSubscription_TO, MessageHandlerBox,
     },
     Error, Result,
@@ -198,13 +198,8 @@ impl Bus {
 
     pub fn publish(&self, message: FfiPublish) -> Result<(), FfiError> {
         self.usable(false)?;
-        if !["topic", "fanout", "direct"].contains(&message.exchange_type.as_str()) {
-            let kind = &message.exchange_type;
-            return Err(FfiError::new(
-                error_code::INVALID,
-                format!("unknown exchange type \"{kind}\" (topic, fanout or direct)"),
-            ));
-        }
+        amqp::exchange_type(&message.exchange_type)?;
+        check_amqp_names(&message.exchange, &message.routing)?;
         self.check_up()?;
         lock(&self.published).push(Published {
             exchange: message.exchange.into_string(),
@@ -222,17 +217,12 @@ impl Bus {
         handler: MessageHandlerBox,
     ) -> Result<HostSubscriptionArc, FfiError> {
         self.usable(false)?;
-        let kind = request.exchange_type.into_string();
-        if !["topic", "fanout", "direct"].contains(&kind.as_str()) {
-            return Err(FfiError::new(
-                error_code::INVALID,
-                format!("unknown exchange type \"{kind}\" (topic, fanout or direct)"),
-            ));
-        }
+        let kind = amqp::EXCHANGE_TYPES[amqp::exchange_type(&request.exchange_type)?].to_owned();
         if request.exchange.is_empty() {
             let message = "exchange name must not be empty";
             return Err(FfiError::new(error_code::INVALID, message));
         }
+        check_amqp_names(&request.exchange, &request.routing)?;
         let info = TestSubscription {
             exchange: request.exchange.into_string(),
             exchange_type: kind,
@@ -321,11 +311,22 @@ impl Bus {
             let delivery = handler.on_message(handle(&sub), key.into(), RVec::from(body.clone()));
             results.push(match delivery.await {
                 RResult::ROk(()) => Ok(()),
-                RResult::RErr(reason) => Err(Error::msg(reason)),
+                RResult::RErr(failure) => Err(Error::from_ffi(failure.error)),
             });
         }
         results
     }
+}
+
+/// The host's check of an exchange name and routing key, in the host's words.
+fn check_amqp_names(exchange: &str, routing: &str) -> Result<(), FfiError> {
+    for (field, value) in [("exchange", exchange), ("routing", routing)] {
+        if let Some(reason) = amqp::name_problem(value) {
+            let message = format!("invalid {field}: {reason}");
+            return Err(FfiError::new(error_code::INVALID, message));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,61 +1,90 @@
-//! The configuration JSON the kit hands the plugin: what the host would build from its
-//! command line, with the host's defaults, the plugin's argument defaults and the test's
-//! overrides.
+//! The configuration the kit hands the plugin: what the host would build from its command
+//! line, with the host's defaults (plugin-abi's, which the host's command line uses too), the
+//! plugin's argument defaults and the test's overrides.
 
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
+use crate::abi::config::{arg_key, MqttSettings, PluginConfig, ServiceConfig};
 use crate::{Arg, ArgKind, Error, Result};
 
-/// The common options every service has, in the host's order. `amqp` and `mqtt` say which
-/// eventbuses are in use: both, under the kit, unless a test turns one off.
-fn common() -> Map<String, Value> {
-    let common = json!({
-        "host": "0.0.0.0",
-        "port": 5000,
-        "output": null,
-        "name": "test",
-        "debug": false,
-        "eventbus_host": "eventbus",
-        "eventbus_port": 5672,
-        "amqp": true,
-        "mqtt": true,
-        "history_topic": "brewcast/history",
-        "state_topic": "brewcast/state",
-    });
-    match common {
-        Value::Object(map) => map,
-        _ => Map::new(),
+/// The common settings under the kit: the host's defaults, the service named `test`, and both
+/// eventbuses in use unless a test turns one off.
+fn common() -> ServiceConfig {
+    ServiceConfig {
+        name: "test".to_owned(),
+        mqtt: Some(MqttSettings::default()),
+        ..ServiceConfig::default()
     }
-}
-
-/// A config key: the argument's name without dashes in front, `-` as `_`.
-fn key(name: &str) -> String {
-    name.trim_start_matches('-').replace('-', "_")
 }
 
 /// The configuration for a plugin declaring `args`, with `overrides` (name, value) applied.
 /// An override for an argument nobody declares, or of the wrong type, is an `Invalid` error,
 /// as the host's command-line parser would refuse it.
-pub(super) fn build(args: &[Arg], overrides: &[(String, Value)]) -> Result<Map<String, Value>> {
-    let mut config = common();
+pub(super) fn build(args: &[Arg], overrides: &[(String, Value)]) -> Result<PluginConfig> {
+    let mut config = PluginConfig {
+        service: common(),
+        args: Default::default(),
+    };
     for arg in args {
         let value = match (arg.default_value(), arg.kind()) {
             (Some(default), _) => default.clone(),
             (None, ArgKind::Flag) => Value::Bool(false),
             (None, _) => Value::Null,
         };
-        config.insert(key(arg.name()), value);
+        config.args.insert(arg_key(arg.name()), value);
     }
     for (name, value) in overrides {
-        let key = key(name);
-        let value = match args.iter().find(|arg| self::key(arg.name()) == key) {
-            Some(arg) => typed(arg, value)?,
-            None if config.contains_key(&key) => value.clone(),
-            None => return Err(invalid(format!("unknown argument --{name}"))),
-        };
-        config.insert(key, value);
+        let key = arg_key(name);
+        match args.iter().find(|arg| arg_key(arg.name()) == key) {
+            Some(arg) => {
+                config.args.insert(key, typed(arg, value)?);
+            }
+            None => set_common(&mut config.service, name, &key, value)?,
+        }
     }
     Ok(config)
+}
+
+/// Sets one of the common settings from a test's override.
+fn set_common(service: &mut ServiceConfig, name: &str, key: &str, value: &Value) -> Result<()> {
+    let text = || -> Result<String> {
+        match value {
+            Value::String(text) => Ok(text.clone()),
+            other => Err(invalid(format!(
+                "argument --{name} takes text, not {other}"
+            ))),
+        }
+    };
+    let flag = || typed(&Arg::flag(name), value).map(|v| v.as_bool() == Some(true));
+    let port = || -> Result<u16> {
+        let number = typed(&Arg::int(name), value)?;
+        let port = number.as_u64().and_then(|n| u16::try_from(n).ok());
+        port.ok_or_else(|| invalid(format!("argument --{name} takes a port, not {value}")))
+    };
+    match key {
+        "name" => service.name = text()?,
+        "host" => service.host = text()?,
+        "port" => service.port = port()?,
+        "debug" => service.debug = flag()?,
+        "amqp" => service.amqp = flag()?.then(Default::default),
+        "mqtt" => service.mqtt = flag()?.then(Default::default),
+        "eventbus_host" => service.amqp.get_or_insert_with(Default::default).host = text()?,
+        "eventbus_port" => service.amqp.get_or_insert_with(Default::default).port = port()?,
+        "state_topic" => {
+            service
+                .mqtt
+                .get_or_insert_with(Default::default)
+                .state_topic = text()?
+        }
+        "history_topic" => {
+            service
+                .mqtt
+                .get_or_insert_with(Default::default)
+                .history_topic = text()?
+        }
+        _ => return Err(invalid(format!("unknown argument --{name}"))),
+    }
+    Ok(())
 }
 
 /// `value` as the host's parser would type it for `arg`; text is parsed.
@@ -97,6 +126,7 @@ fn invalid(message: String) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn defaults_overrides_and_types() {
@@ -112,15 +142,18 @@ mod tests {
                 ("device-id".into(), json!("f1")),
                 ("retries".into(), json!("7")),
                 ("name".into(), json!("svc")),
+                ("amqp".into(), json!("false")),
             ],
         )
         .unwrap();
-        assert_eq!(config["update_interval"], json!(5.0));
-        assert_eq!(config["device_id"], json!("f1"));
-        assert_eq!(config["simulate"], json!(false));
-        assert_eq!(config["retries"], json!(7));
-        assert_eq!(config["name"], json!("svc"));
-        assert_eq!(config["state_topic"], json!("brewcast/state"));
+        assert_eq!(config.args["update_interval"], json!(5.0));
+        assert_eq!(config.args["device_id"], json!("f1"));
+        assert_eq!(config.args["simulate"], json!(false));
+        assert_eq!(config.args["retries"], json!(7));
+        assert_eq!(config.service.name, "svc");
+        assert!(config.service.amqp.is_none());
+        let mqtt = config.service.mqtt.unwrap();
+        assert_eq!(mqtt.state_topic, "brewcast/state");
 
         let err = build(&args, &[("nope".into(), json!(1))]).unwrap_err();
         assert_eq!(err.message(), "unknown argument --nope");
@@ -131,5 +164,7 @@ mod tests {
         );
         let err = build(&args, &[("device-id".into(), json!(5))]).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::Invalid);
+        let err = build(&args, &[("port".into(), json!(70000))]).unwrap_err();
+        assert!(err.message().contains("takes a port"), "{err}");
     }
 }

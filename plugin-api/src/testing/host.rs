@@ -1,19 +1,15 @@
 //! The kit's side of `HostContext`: what the plugin asks of its host, answered in-process
 //! with the real host's rules and wording where a test may see them.
 
-use std::{
-    collections::BTreeMap,
-    sync::{Mutex, MutexGuard, PoisonError},
-};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use abi_stable::std_types::{RResult, RString, RVec};
+use abi_stable::std_types::{RResult, RString};
 use async_ffi::FfiFuture;
-use serde_json::{Map, Value};
 
 use crate::abi::{
-    error_code, FeatureArc, Feature_TO, FfiError, FfiMetric, FfiMqttPublish, FfiPublish,
-    FfiSubscribe, HostContext, HostMetricArc, HostSubscriptionArc, MessageHandlerBox,
-    RouteHandlerBox, TaskHandleBox,
+    config::PluginConfig, features::FeatureRegistry, FeatureArc, FfiError, FfiMetric,
+    FfiMqttPublish, FfiPublish, FfiSubscribe, HostContext, HostMetricArc, HostSubscriptionArc,
+    MessageHandlerBox, RouteHandlerBox, TaskHandleBox,
 };
 
 use super::{bus::Bus, metrics::Metrics, routes::RouteTable, tasks::Tasks};
@@ -31,28 +27,24 @@ pub(super) struct State {
     pub config_json: String,
     pub runtime: tokio::runtime::Handle,
     routes: Mutex<RouteTable>,
-    pub features: Features,
+    pub features: FeatureRegistry,
     pub tasks: Tasks,
     pub bus: Bus,
     pub metrics: Metrics,
 }
 
 impl State {
-    pub fn new(plugin: &str, config: &Map<String, Value>, runtime: tokio::runtime::Handle) -> Self {
-        let flag = |key: &str| config.get(key).and_then(Value::as_bool).unwrap_or(false);
+    pub fn new(plugin: &str, config: &PluginConfig, runtime: tokio::runtime::Handle) -> Self {
+        let service = &config.service;
         State {
             plugin: plugin.to_owned(),
-            service: config
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            config_json: Value::Object(config.clone()).to_string(),
+            service: service.name.clone(),
+            config_json: serde_json::to_string(config).unwrap_or_default(),
             runtime,
             routes: Mutex::default(),
-            features: Features::default(),
+            features: FeatureRegistry::default(),
             tasks: Tasks::default(),
-            bus: Bus::new(flag("amqp"), flag("mqtt")),
+            bus: Bus::new(service.amqp.is_some(), service.mqtt.is_some()),
             metrics: Metrics::default(),
         }
     }
@@ -65,63 +57,8 @@ impl State {
     pub fn release(&self) {
         *self.routes() = RouteTable::default();
         lock(&self.bus.subs).clear();
-        lock(&self.features.map).clear();
+        self.features.clear();
     }
-}
-
-/// Named features, with the host's add/get semantics and wording.
-#[derive(Default)]
-pub(super) struct Features {
-    map: Mutex<BTreeMap<String, (String, FeatureArc)>>,
-}
-
-impl Features {
-    pub fn add(
-        &self,
-        owner: &str,
-        name: &str,
-        exist_ok: bool,
-        feature: FeatureArc,
-    ) -> Result<bool, FfiError> {
-        if name.is_empty() {
-            return Err(no_identifier());
-        }
-        let mut map = lock(&self.map);
-        if let Some((existing, _)) = map.get(name) {
-            if exist_ok {
-                return Ok(false);
-            }
-            return Err(FfiError::new(
-                error_code::CONFLICT,
-                format!("Feature \"{name}\" already registered (by plugin {existing})"),
-            ));
-        }
-        map.insert(name.to_owned(), (owner.to_owned(), feature));
-        Ok(true)
-    }
-
-    pub fn get(&self, name: &str) -> Result<FeatureArc, FfiError> {
-        if name.is_empty() {
-            return Err(no_identifier());
-        }
-        lock(&self.map)
-            .get(name)
-            .map(|(_, feature)| Feature_TO::from_sabi(feature.obj.shallow_clone()))
-            .ok_or_else(|| {
-                FfiError::new(
-                    error_code::NOT_FOUND,
-                    format!("No feature found for \"{name}\""),
-                )
-            })
-    }
-
-    pub fn names(&self) -> Vec<String> {
-        lock(&self.map).keys().cloned().collect()
-    }
-}
-
-fn no_identifier() -> FfiError {
-    FfiError::new(error_code::INVALID, "No feature identifier provided")
 }
 
 /// The `HostContext` object the plugin's `Context` talks to.
@@ -167,15 +104,6 @@ impl HostContext for KitHost {
         self.0.features.get(&name).into()
     }
 
-    fn feature_names(&self) -> RVec<RString> {
-        self.0
-            .features
-            .names()
-            .into_iter()
-            .map(RString::from)
-            .collect()
-    }
-
     fn publish(&self, message: FfiPublish) -> FfiFuture<RResult<(), FfiError>> {
         let result = self.0.bus.publish(message);
         FfiFuture::new(async move { result.into() })
@@ -193,7 +121,7 @@ impl HostContext for KitHost {
     fn repeater_failed(&self, _name: RString) {}
 
     fn metric(&self, metric: FfiMetric) -> RResult<HostMetricArc, FfiError> {
-        self.0.metrics.register(&metric).into()
+        self.0.metrics.register(&self.0.plugin, &metric).into()
     }
 
     fn mqtt_publish(&self, message: FfiMqttPublish) -> FfiFuture<RResult<(), FfiError>> {

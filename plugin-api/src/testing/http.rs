@@ -346,7 +346,7 @@ impl<P: Plugin> TestHost<P> {
         let ffi = request.into_ffi(&self.state.service, &params);
         let mut response = match handler.handle(ffi).await {
             RResult::ROk(response) => TestResponse::from_ffi(response),
-            RResult::RErr(reason) => TestResponse::error(500, &reason),
+            RResult::RErr(failure) => TestResponse::error(500, &failure.error.message),
         };
         if head {
             response.body.clear();

@@ -1,5 +1,5 @@
 //! Metrics under the kit: every series the plugin registers, recorded for the test to read,
-//! with the host's checks of names and labels.
+//! checked by the host's own rules (`plugin_abi::metrics`).
 
 use std::sync::{Arc, Mutex};
 
@@ -12,9 +12,7 @@ use crate::{
 
 use super::{host::lock, TestHost};
 
-const MAX_NAME: usize = 100;
-const MAX_LABELS: usize = 8;
-const MAX_LABEL_VALUE: usize = 256;
+use crate::abi::metrics::{self as rules, MetricSpec};
 
 /// One series: a counter's or gauge's value, a histogram's observations.
 struct Series {
@@ -66,49 +64,15 @@ impl HostMetric for Handle {
     }
 }
 
-fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    let first = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_');
-    first
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !name.starts_with("__")
-        && name.len() <= MAX_NAME
-}
-
-/// The host's checks, in short; `Err` is the message of an `Invalid` error.
-fn check(metric: &FfiMetric) -> Result<(), String> {
-    let name = metric.name.as_str();
-    let suffixes = ["_total", "_bucket", "_sum", "_count", "_created", "_info"];
-    if !valid_name(name) || suffixes.iter().any(|s| name.ends_with(s)) {
-        return Err(format!("invalid metric name {name:?}"));
-    }
-    if metric.kind > metric_kind::HISTOGRAM {
-        return Err(format!("unknown metric kind {}", metric.kind));
-    }
-    let (names, values) = (&metric.label_names, &metric.label_values);
-    if names.len() != values.len() || names.len() > MAX_LABELS {
-        return Err(format!(
-            "metric {name:?}: at most {MAX_LABELS} labels, names and values paired"
-        ));
-    }
-    for (index, (label, value)) in names.iter().zip(values.iter()).enumerate() {
-        let le = metric.kind == metric_kind::HISTOGRAM && label.as_str() == "le";
-        if !valid_name(label) || le || names[..index].contains(label) {
-            return Err(format!("invalid label name {label:?} of metric {name:?}"));
-        }
-        if value.len() > MAX_LABEL_VALUE || value.chars().any(char::is_control) {
-            return Err(format!(
-                "invalid value of label {label:?} of metric {name:?}"
-            ));
-        }
-    }
-    let buckets = &metric.buckets;
-    if buckets.iter().any(|b| !b.is_finite()) || buckets.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(format!(
-            "invalid buckets of metric {name:?}: finite bounds, ascending"
-        ));
-    }
-    Ok(())
+/// The host's checks; `Err` is the message of an `Invalid` error.
+fn check(metric: &FfiMetric, labels: &[(&str, &str)]) -> Result<(), String> {
+    rules::check(&MetricSpec {
+        kind: metric.kind,
+        name: metric.name.as_str(),
+        help: metric.help.as_str(),
+        labels,
+        buckets: &metric.buckets,
+    })
 }
 
 /// Every series the plugin registered.
@@ -119,36 +83,62 @@ pub(super) struct Metrics {
 
 impl Metrics {
     /// Registers a series, or finds it again (same name, kind and labels).
-    pub fn register(&self, metric: &FfiMetric) -> Result<HostMetricArc, FfiError> {
-        check(metric).map_err(|message| FfiError::new(error_code::INVALID, message))?;
-        let labels: Vec<(String, String)> = metric
-            .label_names
-            .iter()
-            .zip(metric.label_values.iter())
-            .map(|(n, v)| (n.to_string(), v.to_string()))
+    pub fn register(&self, plugin: &str, metric: &FfiMetric) -> Result<HostMetricArc, FfiError> {
+        let invalid = |message| FfiError::new(error_code::INVALID, message);
+        let pairs = metric.label_names.len().min(metric.label_values.len());
+        if metric.label_names.len() != metric.label_values.len() {
+            let name = metric.name.as_str();
+            return Err(invalid(format!(
+                "metric {name:?}: label names and values must pair up"
+            )));
+        }
+        let wanted: Vec<(&str, &str)> = (0..pairs)
+            .map(|i| {
+                (
+                    metric.label_names[i].as_str(),
+                    metric.label_values[i].as_str(),
+                )
+            })
             .collect();
-        let wanted: Vec<(&str, &str)> = labels
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
+        check(metric, &wanted).map_err(invalid)?;
         let names: Vec<&str> = wanted.iter().map(|(n, _)| *n).collect();
         let mut all = lock(&self.series);
-        for series in all.iter().filter(|s| s.name == metric.name.as_str()) {
+        let mut same_name = all
+            .iter()
+            .filter(|s| s.name == metric.name.as_str())
+            .peekable();
+        if same_name.peek().is_none() {
+            let families = distinct_names(&all);
+            if families >= rules::MAX_FAMILIES {
+                let message = rules::too_many_families(plugin, &metric.name);
+                return Err(invalid(message));
+            }
+        }
+        let mut count = 0;
+        for series in same_name {
             if series.kind != metric.kind || series.label_names() != names {
-                let name = &series.name;
-                let message = format!(
-                    "metric {name:?} is registered already with another kind or other labels"
+                let message = rules::clash(
+                    &series.name,
+                    (series.kind, &series.label_names()),
+                    (metric.kind, &names),
                 );
-                return Err(FfiError::new(error_code::INVALID, message));
+                return Err(invalid(message));
             }
             if series.has_labels(&wanted) {
                 return Ok(handle(series));
             }
+            count += 1;
+        }
+        if count >= rules::MAX_SERIES {
+            return Err(invalid(rules::too_many_series(&metric.name)));
         }
         let series = Arc::new(Series {
             kind: metric.kind,
             name: metric.name.to_string(),
-            labels,
+            labels: wanted
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
             value: Mutex::new(0.0),
             observed: Mutex::default(),
         });
@@ -162,6 +152,14 @@ impl Metrics {
             .find(|s| s.name == name && s.has_labels(labels))
             .cloned()
     }
+}
+
+/// How many metrics (distinct names) are registered.
+fn distinct_names(all: &[Arc<Series>]) -> usize {
+    let mut names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    names.len()
 }
 
 fn handle(series: &Arc<Series>) -> HostMetricArc {

@@ -388,7 +388,8 @@ impl<P: Plugin> TestHost<P> {
 
     /// The names of every registered feature, in name order.
     pub fn feature_names(&self) -> Vec<String> {
-        self.state.features.names()
+        let features = self.state.features.list();
+        features.into_iter().map(|(name, _)| name).collect()
     }
 
     /// The names of the tasks still running ([`Context::spawn`]; repeaters are not tasks
@@ -433,9 +434,10 @@ impl<P> Drop for TestHost<P> {
 
 /// Runs plugin code as the SDK's adapters do: a panic becomes an error (`panicked: …`).
 async fn guarded<T>(fut: impl Future<Output = Result<T>>) -> Result<T> {
-    match runtime::Guarded::new(async { Ok::<_, String>(fut.await) }).await {
+    match runtime::Guarded::new(async { Ok::<_, abi_stable::std_types::RString>(fut.await) }).await
+    {
         RResult::ROk(result) => result,
-        RResult::RErr(panic) => Err(Error::msg(panic)),
+        RResult::RErr(panic) => Err(Error::msg(panic.into_string())),
     }
 }
 

@@ -235,9 +235,10 @@ async fn configuration_has_the_host_options_the_defaults_and_the_overrides() {
     assert_eq!(config.get::<String>("device-id").unwrap(), "f1");
     assert_eq!(config.get::<f64>("interval").unwrap(), 0.5);
     assert!(!config.get::<bool>("fail-startup").unwrap());
-    assert_eq!(
-        config.get::<String>("state-topic").unwrap(),
-        "brewcast/state"
+    assert_eq!(config.state_topic().as_deref(), Some("brewcast/state/lab"));
+    assert!(
+        config.get::<String>("state-topic").is_err(),
+        "a common setting, not an argument"
     );
     assert_eq!(log(&host), ["startup f1"]);
     let err = TestHost::builder(Lab::default())

@@ -400,10 +400,7 @@ impl Plugin for DevicePlugin {
 
         let targets = Targets {
             service: routing.clone(),
-            amqp: config
-                .get::<Option<bool>>("amqp")?
-                .unwrap_or(true)
-                .then(|| exchange.clone()),
+            amqp: config.amqp().map(|_| exchange.clone()),
             mqtt: mqtt_topics(ctx, &routing)?,
         };
         let (updates, receiver) = watch::channel(None);
@@ -439,13 +436,10 @@ impl Plugin for DevicePlugin {
 /// retained) set: announced by the broker if the service dies, published by the host at a
 /// clean stop.
 fn mqtt_topics(ctx: &Context, service: &str) -> Result<Option<events::Topics>> {
-    let config = ctx.config();
-    if !config.get::<Option<bool>>("mqtt")?.unwrap_or(false) {
+    let Some(mqtt) = ctx.config().mqtt() else {
         return Ok(None);
-    }
-    let history: String = config.get("history_topic")?;
-    let state: String = config.get("state_topic")?;
-    let topics = events::Topics::new(&history, &state, service);
+    };
+    let topics = events::Topics::new(&mqtt.history_topic, &mqtt.state_topic, service);
     let will = serde_json::to_vec(&events::state(service, None))?;
     ctx.mqtt_set_will(&topics.state, will, true)?;
     Ok(Some(topics))

@@ -463,12 +463,12 @@ impl Plugin for HistoryPlugin {
 
         // Each eventbus the service uses: AMQP messages are keyed by routing key, MQTT
         // messages by topic.
-        if config.get::<Option<bool>>("amqp")?.unwrap_or(true) {
+        if config.amqp().is_some() {
             subscriptions
                 .subscribe(startup)
                 .map_err(|err| Error::msg(err.message()))?;
         }
-        if config.get::<Option<bool>>("mqtt")?.unwrap_or(false) {
+        if config.mqtt().is_some() {
             let filter: String = config.get("history-mqtt-filter")?;
             let subscription = recorder
                 .mqtt_subscribe(&filter, record_mqtt)

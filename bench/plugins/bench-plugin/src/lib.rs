@@ -280,11 +280,11 @@ impl Plugin for Bench {
         // without them no MQTT eventbus: subscribe to what the service uses.
         let config = ctx.config();
         let with_state = ctx.with_state(state);
-        if config.get::<Option<bool>>("amqp")?.unwrap_or(true) {
+        if config.amqp().is_some() {
             let exchange: String = config.get("bench-exchange")?;
             with_state.subscribe(&exchange, "#", on_message)?;
         }
-        if config.get::<Option<bool>>("mqtt")?.unwrap_or(false) {
+        if config.mqtt().is_some() {
             with_state.mqtt_subscribe(MQTT_FILTER, on_mqtt_message)?;
         }
         with_state.route(Route::get("/bench/stats"), stats)?;

@@ -3,6 +3,7 @@
 //! (strictly: a field the document lacks is an error too), and the request bodies the
 //! document describes are the ones the handlers accept.
 
+use plugin_abi::features::FeatureRegistry;
 use std::sync::Arc;
 
 use axum::{
@@ -32,7 +33,6 @@ use crate::{
     plugins::{
         bus_bridge::BusBridge,
         context::{HostServices, PluginState, PluginStatus},
-        features::FeatureRegistry,
         routes::RouteTable,
     },
     service::reloads::{LastReload, ReloadLog, ReloadReport},

@@ -1,18 +1,33 @@
-//! Named features shared between plugins (the original's add/get semantics and wording).
+//! Named features shared between plugins: the registry every host keeps, written once so that
+//! the real host and the SDK's test host answer `add_feature`/`get_feature` alike (the
+//! add/get semantics and wording of brewblox-service's features).
 
-use std::{collections::BTreeMap, sync::Mutex};
+use std::{
+    collections::BTreeMap,
+    sync::{Mutex, MutexGuard, PoisonError},
+};
 
-use crate::sync::Unpoisoned;
-use plugin_abi::{error_code, FeatureArc, Feature_TO, FfiError};
+use crate::{error_code, FeatureArc, Feature_TO, FfiError};
 
+/// Features by name, each with the plugin that added it.
 #[derive(Default)]
 pub struct FeatureRegistry {
     features: Mutex<BTreeMap<String, (String, FeatureArc)>>,
 }
 
+fn no_identifier() -> FfiError {
+    FfiError::new(error_code::INVALID, "No feature identifier provided")
+}
+
 impl FeatureRegistry {
-    /// Adds `feature` under `name`. A taken name is an error unless `exist_ok`, in which case
-    /// the existing feature stays and `Ok(false)` says so.
+    /// Every step below leaves the map consistent, so a panic elsewhere while it was held
+    /// (poison) changes nothing.
+    fn locked(&self) -> MutexGuard<'_, BTreeMap<String, (String, FeatureArc)>> {
+        self.features.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds `feature` under `name` for `plugin`. A taken name is an error unless `exist_ok`,
+    /// in which case the existing feature stays and `Ok(false)` says so.
     pub fn add(
         &self,
         plugin: &str,
@@ -21,12 +36,9 @@ impl FeatureRegistry {
         feature: FeatureArc,
     ) -> Result<bool, FfiError> {
         if name.is_empty() {
-            return Err(FfiError::new(
-                error_code::INVALID,
-                "No feature identifier provided",
-            ));
+            return Err(no_identifier());
         }
-        let mut features = self.features.locked();
+        let mut features = self.locked();
         if let Some((owner, _)) = features.get(name) {
             if exist_ok {
                 return Ok(false);
@@ -40,15 +52,12 @@ impl FeatureRegistry {
         Ok(true)
     }
 
+    /// The feature registered under `name`.
     pub fn get(&self, name: &str) -> Result<FeatureArc, FfiError> {
         if name.is_empty() {
-            return Err(FfiError::new(
-                error_code::INVALID,
-                "No feature identifier provided",
-            ));
+            return Err(no_identifier());
         }
-        let features = self.features.locked();
-        features
+        self.locked()
             .get(name)
             .map(|(_, feature)| Feature_TO::from_sabi(feature.obj.shallow_clone()))
             .ok_or_else(|| {
@@ -61,10 +70,14 @@ impl FeatureRegistry {
 
     /// (name, owning plugin) pairs, in name order.
     pub fn list(&self) -> Vec<(String, String)> {
-        let features = self.features.locked();
-        features
+        self.locked()
             .iter()
             .map(|(name, (owner, _))| (name.clone(), owner.clone()))
             .collect()
+    }
+
+    /// Drops every feature (and so the plugins' feature objects).
+    pub fn clear(&self) {
+        self.locked().clear();
     }
 }
