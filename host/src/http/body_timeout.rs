@@ -70,7 +70,9 @@ pub struct TimedBody {
     limits: BodyTimeouts,
     /// When the whole body must have arrived by.
     total: Instant,
-    timer: Pin<Box<Sleep>>,
+    /// Made at the first read that has to wait: a body that is there already (most are,
+    /// small ones arrive with the head) costs no timer.
+    timer: Option<Pin<Box<Sleep>>>,
     /// When the next chunk must arrive by.
     idle: Instant,
 }
@@ -84,7 +86,7 @@ impl TimedBody {
             inner,
             limits,
             total,
-            timer: Box::pin(tokio::time::sleep_until(total.min(idle))),
+            timer: None,
             idle,
         }
     }
@@ -126,10 +128,13 @@ impl hyper::body::Body for TimedBody {
                     return Poll::Ready(Some(Err(axum::Error::new(timeout))));
                 }
                 let deadline = this.total.min(this.idle);
-                if this.timer.deadline() != deadline {
-                    this.timer.as_mut().reset(deadline);
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if timer.deadline() != deadline {
+                    timer.as_mut().reset(deadline);
                 }
-                match this.timer.as_mut().poll(cx) {
+                match timer.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(()) => continue,
                 }
