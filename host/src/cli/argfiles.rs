@@ -46,10 +46,13 @@ impl Origins {
     pub fn redact(&self, text: &str) -> String {
         let mut text = text.to_owned();
         for (arg, origin) in &self.0 {
+            // Our own value parsers show a value escaped (`escape_debug`).
+            let escaped = arg.escape_debug().to_string();
             for quoted in [
                 format!("'{arg}'"),
                 format!("'-- {arg}'"),
                 format!("\"{arg}\""),
+                format!("'{escaped}'"),
             ] {
                 text = text.replace(&quoted, &format!("'<{origin}>'"));
             }
