@@ -333,15 +333,17 @@ async fn the_will_is_published_at_a_clean_stop_and_cancel_unsubscribes() {
     let broker = Mosquitto::start();
     let mut peer = Peer::connect(broker.port, &["w/#"]).await;
     let bus = MqttBus::new(config(broker.port)).unwrap();
-    bus.set_will(Some(Will {
+    let will = Will {
         topic: "w/svc".into(),
         payload: b"{\"data\":null}".to_vec(),
         retain: true,
-    }))
-    .unwrap();
+    };
     let (sink, mut rx) = forward();
     let sub = bus.subscribe("w/#", QoS::AtLeastOnce, sink).unwrap();
     bus.start();
+    bus.hold_wills(&[("p".into(), will)]).await.unwrap();
+    assert!(bus.wills_held(Duration::from_secs(5)).await);
+    assert!(bus.health().wills[0].held);
     bus.ready(&sub).await.unwrap();
     sub.cancel();
     bus.publish("w/alive", "yes", QoS::AtLeastOnce, true)

@@ -13,7 +13,8 @@ use crate::{
     repeater::{self, Repeater},
     runtime,
     task::{TaskHandle, TaskOutput},
-    Config, Error, ExchangeType, Message, Publish, QoS, Request, Result, Route, Subscription,
+    Config, Error, ExchangeType, HandedOver, Handover, Message, Publish, QoS, Request, Result,
+    Route, Subscription,
 };
 
 /// Everything a plugin can do with its host: routes, configuration, background tasks,
@@ -147,6 +148,12 @@ impl<S> Context<S> {
     /// Runs `task` in the background. The host logs its failure or panic with the plugin's
     /// name and cancels it when the plugin shuts down.
     ///
+    /// A task spawned in `startup` starts at once, before the service serves (the HTTP
+    /// listener is bound after every plugin's `startup`): one that calls the service's own
+    /// routes, or must not run beside the previous generation during a hot swap, awaits
+    /// [`serving`](Context::serving) first; one that publishes periodically checks
+    /// [`is_retiring`](Context::is_retiring), or is a [`Repeater`], which does both.
+    ///
     /// The task returns `()` or a `Result<(), E>`. An async block whose end cannot be
     /// reached — it ends in `loop { … }` without a `break`, or in `panic!()` — has the never
     /// type as its output, which is neither; rustc (1.95 and later) then refuses it with
@@ -205,7 +212,15 @@ impl<S> Context<S> {
             inner.host.repeater_failed(counted.as_str().into());
             std::future::ready(())
         };
-        let driven = repeater::drive(owned, repeater, failed);
+        let inner = Arc::clone(&self.inner);
+        // Runs start once the generation serves, and pause while it is retiring.
+        let gate = move || {
+            let inner = Arc::clone(&inner);
+            async move {
+                wait_phase(&inner.host, |p| p == abi::phase::SERVING).await == abi::phase::SERVING
+            }
+        };
+        let driven = repeater::drive(owned, repeater, failed, gate);
         let task =
             runtime::into_ffi(
                 async move { driven.await.map_err(abi_stable::std_types::RString::from) },
@@ -318,9 +333,16 @@ impl<S> Context<S> {
         self.mqtt_publish(topic, payload, qos, retain).await
     }
 
-    /// Sets the service's MQTT will: the broker publishes it when the service's connection
-    /// dies, and the host publishes it itself at a clean stop. Set it in `startup`: it is
-    /// registered with the broker when the host connects, after every plugin started.
+    /// Declares this plugin's MQTT will: what the broker publishes when the service's
+    /// connection dies (the host publishes it itself at a clean stop). Each plugin has its
+    /// own will, on its own topic, held by the broker on a connection of its own, so two
+    /// plugins of one service each announce their own death; a topic another plugin's will
+    /// has is refused with a [`Conflict`](crate::ErrorKind::Conflict) error naming it, and a
+    /// retained publish there is refused too (it would overwrite that plugin's state). The
+    /// BrewBlox convention: `brewcast/state/<service>` for the service's main state,
+    /// `brewcast/state/<service>/<plugin>` for another plugin's. Set it in `startup`; calling
+    /// it again replaces this plugin's own will, and an empty topic removes it. See
+    /// `docs/lifecycle.md` in the repository.
     ///
     /// ```no_run
     /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
@@ -339,6 +361,105 @@ impl<S> Context<S> {
             .mqtt_set_will(will)
             .into_result()
             .map_err(Error::from_ffi)
+    }
+
+    /// What the previous generation of this plugin handed over at a hot swap
+    /// ([`Plugin::handover`](crate::Plugin::handover)), read as JSON of format `version`:
+    /// another version or JSON that is not a `T` is [`Refused`](HandedOver::Refused). The
+    /// outcome is reported to the host (its log, and the reload's health). Call it once, in
+    /// `startup`: a second call finds [`Nothing`](HandedOver::Nothing).
+    ///
+    /// ```no_run
+    /// use plugin_api::HandedOver;
+    /// # fn demo(ctx: plugin_api::Context) {
+    /// let readings: Vec<f64> = match ctx.handed_over(1) {
+    ///     HandedOver::Accepted(readings) => readings,
+    ///     HandedOver::Nothing | HandedOver::Refused(_) => Vec::new(),
+    /// };
+    /// # }
+    /// ```
+    pub fn handed_over<T: serde::de::DeserializeOwned>(&self, version: u32) -> HandedOver<T> {
+        self.handed_over_with(|handover| crate::handover::read_json(version, handover))
+    }
+
+    /// As [`handed_over`](Context::handed_over), with the plugin's own reader: it gets the
+    /// [`Handover`] (version and bytes) and returns the state, or why it cannot use it
+    /// (e.g. to migrate an older version).
+    ///
+    /// ```no_run
+    /// use plugin_api::HandedOver;
+    /// # fn demo(ctx: plugin_api::Context) {
+    /// let count: HandedOver<u64> = ctx.handed_over_with(|handover| match handover.version() {
+    ///     1 | 2 => serde_json::from_slice(handover.data()).map_err(|e| e.to_string()),
+    ///     other => Err(format!("unknown state version {other}")),
+    /// });
+    /// # }
+    /// ```
+    pub fn handed_over_with<T>(
+        &self,
+        read: impl FnOnce(&Handover) -> std::result::Result<T, String>,
+    ) -> HandedOver<T> {
+        let Some(handover) = Option::from(self.inner.host.handed_over()) else {
+            return HandedOver::Nothing;
+        };
+        let handover = Handover::from_ffi(handover);
+        match read(&handover) {
+            Ok(state) => {
+                self.inner
+                    .host
+                    .handover_outcome(abi::handover_outcome::ACCEPTED, "".into());
+                HandedOver::Accepted(state)
+            }
+            Err(why) => {
+                self.inner
+                    .host
+                    .handover_outcome(abi::handover_outcome::REFUSED, why.as_str().into());
+                HandedOver::Refused(why)
+            }
+        }
+    }
+
+    /// Whether this generation of the plugin is on its way out: a reload took its state and
+    /// started the next generation, which serves (or is about to) beside it. The SDK's
+    /// repeaters pause while it is true; a task of the plugin's own that publishes
+    /// periodically should check it too, so that the overlap does not publish everything
+    /// twice. It turns false again if that reload fails and this generation goes on.
+    ///
+    /// ```no_run
+    /// # async fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// if !ctx.is_retiring() {
+    ///     ctx.publish("brewcast", "me", &1).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn is_retiring(&self) -> bool {
+        self.inner.host.phase() == abi::phase::RETIRING
+    }
+
+    /// Resolves once the service serves this generation: the HTTP listener is bound and
+    /// requests come to this generation's routes. `startup` runs before that (the host
+    /// builds its router from what `startup` registered), so a task spawned there that
+    /// needs the service up — a self-probe, an announcement — awaits this first. An error
+    /// if this generation stops without ever serving (its reload failed, or the service
+    /// stopped during startup). [Repeaters](Context::repeat) wait for it on their own.
+    ///
+    /// ```no_run
+    /// # fn demo(ctx: plugin_api::Context) {
+    /// let me = ctx.clone();
+    /// ctx.spawn("announce", async move {
+    ///     me.serving().await?;
+    ///     me.publish("brewcast", "me", &"up").await
+    /// });
+    /// # }
+    /// ```
+    pub async fn serving(&self) -> Result<()> {
+        match wait_phase(&self.inner.host, |p| p != abi::phase::STARTING).await {
+            abi::phase::STOPPED => Err(Error::from_ffi(abi::FfiError::new(
+                abi::error_code::WRONG_PHASE,
+                "this generation of the plugin stopped without serving",
+            ))),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -570,6 +691,15 @@ impl<S: Clone + Send + Sync + 'static> Context<S> {
     ) -> abi::MessageHandlerBox {
         abi::MessageHandler_TO::from_value(Adapter::new(handler, self.state.clone()), TD_Opaque)
     }
+}
+
+/// Waits until the generation's phase satisfies `done` (or it stopped); the phase then.
+pub(crate) async fn wait_phase(host: &abi::HostContextArc, done: impl Fn(u8) -> bool) -> u8 {
+    let mut now = host.phase();
+    while !done(now) && now != abi::phase::STOPPED {
+        now = host.phase_changed(now).await;
+    }
+    now
 }
 
 impl<S> fmt::Debug for Context<S> {

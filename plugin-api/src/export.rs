@@ -68,7 +68,7 @@ pub mod __private {
         library::CheckTypeLayout,
         prefix_type::PrefixTypeTrait,
         sabi_trait::TD_Opaque,
-        std_types::{RResult, RString},
+        std_types::{ROption, RResult, RString},
     };
     use async_ffi::FfiFuture;
 
@@ -184,6 +184,16 @@ pub mod __private {
                     .shutdown(&ctx)
                     .await
                     .map_err(|e| RString::from(e.to_string()))
+            })
+        }
+
+        fn handover(&self) -> FfiFuture<RResult<ROption<abi::FfiHandover>, RString>> {
+            let (plugin, ctx) = (Arc::clone(&self.plugin), self.ctx.clone());
+            runtime::into_ffi(async move {
+                match plugin.handover(&ctx).await {
+                    Ok(state) => Ok(state.map(crate::Handover::into_ffi).into()),
+                    Err(err) => Err(RString::from(err.to_string())),
+                }
             })
         }
     }

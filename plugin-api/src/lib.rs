@@ -67,6 +67,7 @@ mod export;
 mod extract;
 mod feature;
 mod handler;
+mod handover;
 mod logging;
 mod message;
 pub mod metrics;
@@ -93,6 +94,7 @@ pub use export::__private;
 pub use extract::{ByRef, Call, Extract, ExtractOwned, Json, Path, Query, State, Topic, Whole};
 pub use feature::Feature;
 pub use handler::{Handler, Input, Reply};
+pub use handover::{HandedOver, Handover, MAX_HANDOVER_BYTES};
 /// The `http` crate: [`StatusCode`](http::StatusCode), [`Method`](http::Method),
 /// [`HeaderMap`](http::HeaderMap) (an extractor), and `http::Request`/`http::Response`,
 /// which convert to and from the SDK's [`Request`] and [`Response`].
@@ -141,8 +143,8 @@ const fn same_text(a: &str, b: &str) -> bool {
 /// `schemars` into scope, which `#[derive(JsonSchema)]` expands to.
 pub mod prelude {
     pub use crate::{
-        export_plugin, http::StatusCode, schemars, Arg, Context, Error, ErrorKind, IntoResponse,
-        Json, JsonSchema, Message, Path, Plugin, QoS, Query, Repeat, Repeater, Request, Response,
-        Result, Route, State, Subscription, Topic,
+        export_plugin, http::StatusCode, schemars, Arg, Context, Error, ErrorKind, HandedOver,
+        Handover, IntoResponse, Json, JsonSchema, Message, Path, Plugin, QoS, Query, Repeat,
+        Repeater, Request, Response, Result, Route, State, Subscription, Topic,
     };
 }

@@ -10,9 +10,12 @@
 //! for generics). A type that serde reads and writes differently (a `default` field is
 //! optional in a request and always present in an answer; `skip_serializing_if`, `rename`
 //! by direction, …) has two schemas: `Reading-Input` as it is read ([`INPUT_SUFFIX`]) and
-//! `Reading-Output` as it is written ([`OUTPUT_SUFFIX`]), whichever of them a route uses;
-//! the names depend on the type only. The host qualifies a name that different plugins use
-//! for different schemas (`<plugin>.<Name>`; see its README, "API documentation").
+//! `Reading-Output` as it is written ([`OUTPUT_SUFFIX`]), whichever of them a route uses.
+//! In the service's document, a suffixed name whose other form the document does not show
+//! loses its suffix (a response type that also derives `Deserialize` is `Reading`, not
+//! `Reading-Output`), so a suffix always comes with its counterpart. The host qualifies a
+//! name that different plugins use for different schemas (`<plugin>.<Name>`; see its README,
+//! "API documentation").
 
 mod forms;
 

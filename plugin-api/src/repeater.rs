@@ -25,6 +25,13 @@ pub enum Repeat {
 /// once per series of failures and retried after a growing pause (100 ms doubling to 30 s),
 /// so a `run` that fails instantly is never a hot loop. `run` paces itself when it succeeds.
 ///
+/// On the host, the first `run` waits until the service serves (the HTTP listener is bound
+/// and this generation's routes are the ones served, see [`Context::serving`](crate::Context::serving)),
+/// and `run` is not called while the generation is retiring (a hot swap has started the
+/// next one: see [`Context::is_retiring`](crate::Context::is_retiring)), so two generations
+/// never repeat side by side. `prepare` runs at once. Under the test kit a test steps
+/// repeaters itself ([`TestHost::step`](crate::testing::TestHost::step)).
+///
 /// ```
 /// use plugin_api::{Repeat, Repeater, Result};
 /// use std::time::Duration;
@@ -61,12 +68,20 @@ pub(crate) fn backoff(failures: u32) -> Duration {
 }
 
 /// The repeater's loop, run as a host task. `failed` is awaited after each failed `run`
-/// (the host counts them in its metrics).
-pub(crate) async fn drive<R, F, Fut>(name: String, mut repeater: R, failed: F) -> Result<(), String>
+/// (the host counts them in its metrics); `gate` before each `run`: it waits until the
+/// generation serves, and `false` ends the repeater (the generation stopped).
+pub(crate) async fn drive<R, F, Fut, G, GFut>(
+    name: String,
+    mut repeater: R,
+    failed: F,
+    gate: G,
+) -> Result<(), String>
 where
     R: Repeater,
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = ()>,
+    G: Fn() -> GFut,
+    GFut: std::future::Future<Output = bool>,
 {
     match repeater.prepare().await {
         Ok(Repeat::Continue) => {}
@@ -79,6 +94,9 @@ where
     }
     let mut failures = 0u32;
     loop {
+        if !gate().await {
+            return Ok(());
+        }
         match repeater.run().await {
             Ok(Repeat::Continue) => {
                 if failures > 0 {
@@ -151,7 +169,12 @@ mod tests {
             .build()
             .unwrap();
         let result = tracing::subscriber::with_default(CountEvents(Arc::clone(&events)), || {
-            runtime.block_on(drive("poller".into(), FailsToPrepare, || async {}))
+            runtime.block_on(drive(
+                "poller".into(),
+                FailsToPrepare,
+                || async {},
+                || async { true },
+            ))
         });
         assert_eq!(result, Err("poller error during setup: no device".into()));
         assert_eq!(
@@ -159,6 +182,41 @@ mod tests {
             0,
             "the host logs the failed task"
         );
+    }
+
+    /// Counts its runs; never fails.
+    struct Counting(Arc<AtomicUsize>);
+
+    impl Repeater for Counting {
+        async fn run(&mut self) -> Result<Repeat> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(Repeat::Continue)
+        }
+    }
+
+    #[test]
+    fn the_gate_is_passed_before_every_run_and_a_closed_one_ends_the_repeater() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let gates = Arc::new(AtomicUsize::new(0));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let passed = Arc::clone(&gates);
+        // Open three times (three runs), then closed: the generation stopped.
+        let gate = move || {
+            let n = passed.fetch_add(1, Ordering::SeqCst);
+            async move { n < 3 }
+        };
+        let result = runtime.block_on(drive(
+            "counting".into(),
+            Counting(Arc::clone(&runs)),
+            || async {},
+            gate,
+        ));
+        assert_eq!(result, Ok(()));
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+        assert_eq!(gates.load(Ordering::SeqCst), 4);
     }
 
     #[test]

@@ -207,24 +207,41 @@ impl IntoResponse for Response {
     }
 }
 
+/// Text: documented as `text/plain` under the route's success status.
 impl IntoResponse for String {
     fn into_response(self) -> Response {
         Response::text(self)
     }
+
+    fn document(route: &mut Route) {
+        route.document_media_response("text/plain", serde_json::json!({"type": "string"}));
+    }
 }
 
+/// Text: documented as `text/plain` under the route's success status.
 impl IntoResponse for &'static str {
     fn into_response(self) -> Response {
         Response::text(self)
     }
+
+    fn document(route: &mut Route) {
+        String::document(route);
+    }
 }
 
 impl IntoResponse for Vec<u8> {
-    /// 200 with the bytes as `application/octet-stream`.
+    /// 200 with the bytes as `application/octet-stream` (so documented).
     fn into_response(self) -> Response {
         Response::new(StatusCode::OK)
             .header("content-type", "application/octet-stream")
             .body(self)
+    }
+
+    fn document(route: &mut Route) {
+        route.document_media_response(
+            "application/octet-stream",
+            serde_json::json!({"type": "string", "format": "binary"}),
+        );
     }
 }
 
@@ -239,9 +256,13 @@ impl IntoResponse for Value {
 }
 
 impl IntoResponse for () {
-    /// 204 No Content.
+    /// 204 No Content (so documented, whatever the route's declared status).
     fn into_response(self) -> Response {
         Response::new(StatusCode::NO_CONTENT)
+    }
+
+    fn document(route: &mut Route) {
+        route.document_empty_response(StatusCode::NO_CONTENT);
     }
 }
 

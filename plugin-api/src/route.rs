@@ -50,6 +50,9 @@ pub struct Route {
     docs: Map<String, Value>,
     /// Named schemas the docs refer to (`#/components/schemas/<name>`).
     schemas: Map<String, Value>,
+    /// What of the request the handler's extractors may refuse with a 400 (path, query,
+    /// body), in the order they were documented; empty when the author declared the 400.
+    refusals: Vec<&'static str>,
 }
 
 // The host documents its own error answers with a type of the same name, fields and words
@@ -85,6 +88,7 @@ impl Route {
             success_description: None,
             docs: Map::new(),
             schemas: Map::new(),
+            refusals: Vec::new(),
         }
     }
 
@@ -167,7 +171,10 @@ impl Route {
     }
 
     /// The status a successful answer has (200 unless set), under which the documentation
-    /// lists the handler's return type, and what that answer is.
+    /// lists the handler's return type, and what that answer is. The status is documented
+    /// whatever the handler returns: with the return type's body for [`Json<T>`](crate::Json)
+    /// or text, without a body for a handler that returns a
+    /// [`StatusCode`](http::StatusCode) or `Result<StatusCode>`.
     ///
     /// ```
     /// use plugin_api::{http::StatusCode, Route};
@@ -269,6 +276,17 @@ impl Route {
     /// ```
     pub fn docs(&self) -> Value {
         let mut docs = self.docs.clone();
+        if let Some(description) = &self.success_description {
+            // Declared, but no return type documented a body under it.
+            let responses = docs
+                .entry("responses")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(responses) = responses {
+                responses
+                    .entry(self.success.as_u16().to_string())
+                    .or_insert_with(|| json!({ "description": description }));
+            }
+        }
         if !self.schemas.is_empty() {
             docs.insert(SCHEMAS_KEY.into(), Value::Object(self.schemas.clone()));
         }
@@ -300,7 +318,7 @@ impl Route {
     }
 
     pub(crate) fn docs_json(&self) -> String {
-        if self.docs.is_empty() && self.schemas.is_empty() {
+        if self.docs.is_empty() && self.schemas.is_empty() && self.success_description.is_none() {
             String::new()
         } else {
             self.docs().to_string()
@@ -326,21 +344,44 @@ impl Route {
         });
         merge_schemas(&mut self.schemas, definitions, &mut [&mut body], "");
         self.docs.insert("requestBody".into(), body);
-        self.document_bad_request(
-            "The body is not JSON of the expected shape; `field` names the field at fault",
-        );
+        self.document_bad_request("the body is not JSON of the expected shape");
     }
 
-    /// Documents the success response as `T` is serialized (by [`Json<T>`](crate::Json)).
-    pub(crate) fn document_response<T: JsonSchema + ?Sized>(&mut self) {
-        let description = match &self.success_description {
+    /// Documents a success response that is not JSON: `media_type` with `schema`, under the
+    /// route's success status.
+    pub(crate) fn document_media_response(&mut self, media_type: &str, schema: Value) {
+        let description = self.success_description();
+        let response = json!({
+            "description": description,
+            "content": { media_type: { "schema": schema } },
+        });
+        self.set_response(self.success, response);
+    }
+
+    /// Documents a response without a body (`()` answers 204 whatever the route says).
+    pub(crate) fn document_empty_response(&mut self, status: StatusCode) {
+        let description = if status == self.success {
+            self.success_description()
+        } else {
+            status.canonical_reason().unwrap_or("Success").to_owned()
+        };
+        self.set_response(status, json!({ "description": description }));
+    }
+
+    fn success_description(&self) -> String {
+        match &self.success_description {
             Some(description) => description.clone(),
             None => self
                 .success
                 .canonical_reason()
                 .unwrap_or("Success")
                 .to_owned(),
-        };
+        }
+    }
+
+    /// Documents the success response as `T` is serialized (by [`Json<T>`](crate::Json)).
+    pub(crate) fn document_response<T: JsonSchema + ?Sized>(&mut self) {
+        let description = self.success_description();
         self.add_response::<T>(Contract::Serialize, self.success, description);
     }
 
@@ -361,9 +402,7 @@ impl Route {
             })],
         };
         self.add_parameters(&mut parameters, definitions);
-        self.document_bad_request(
-            "A query parameter is missing or not of its type; `field` names it",
-        );
+        self.document_bad_request("a query parameter is missing or not of its type");
     }
 
     /// Documents the path parameters' types: a struct's fields by name, a tuple's items by
@@ -400,21 +439,40 @@ impl Route {
             }
         }
         self.add_parameters(&mut parameters, definitions);
-        self.document_bad_request("A path parameter is not of its type; `field` names it");
+        self.document_bad_request("a path parameter is not of its type");
     }
 
-    fn document_bad_request(&mut self, description: &str) {
+    /// Adds `refusal` to the 400 the extractors answer, whose description lists every one
+    /// (path, query, body); a 400 the author declared is left as it is.
+    fn document_bad_request(&mut self, refusal: &'static str) {
         let documented = self
             .docs
             .get("responses")
             .and_then(|responses| responses.get("400"))
             .is_some();
-        if !documented {
-            self.add_response::<ErrorBody>(
-                Contract::Serialize,
-                StatusCode::BAD_REQUEST,
-                description.to_owned(),
-            );
+        if documented && self.refusals.is_empty() {
+            return;
+        }
+        if !self.refusals.contains(&refusal) {
+            self.refusals.push(refusal);
+        }
+        let description = format!(
+            "The request is refused: {}; `field` names what is at fault",
+            self.refusals.join("; or ")
+        );
+        self.add_response::<ErrorBody>(Contract::Serialize, StatusCode::BAD_REQUEST, description);
+    }
+
+    fn set_response(&mut self, status: StatusCode, response: Value) {
+        let responses = self
+            .docs
+            .entry("responses")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !responses.is_object() {
+            *responses = Value::Object(Map::new());
+        }
+        if let Value::Object(responses) = responses {
+            responses.insert(status.as_u16().to_string(), response);
         }
     }
 
@@ -430,16 +488,7 @@ impl Route {
             "content": { "application/json": { "schema": schema } },
         });
         merge_schemas(&mut self.schemas, definitions, &mut [&mut response], "");
-        let responses = self
-            .docs
-            .entry("responses")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if !responses.is_object() {
-            *responses = Value::Object(Map::new());
-        }
-        if let Value::Object(responses) = responses {
-            responses.insert(status.as_u16().to_string(), response);
-        }
+        self.set_response(status, response);
     }
 
     fn add_parameters(&mut self, parameters: &mut [Value], definitions: Map<String, Value>) {
@@ -513,6 +562,7 @@ fn object_parameters(schema: &Value, location: &str) -> Option<Vec<Value>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Result;
     use schemars::JsonSchema;
 
     #[derive(serde::Deserialize, JsonSchema)]
@@ -521,6 +571,57 @@ mod tests {
         /// Most entries to return.
         limit: Option<u32>,
         key: String,
+    }
+
+    /// The route's docs once a handler of return type `R` documented itself.
+    fn documented<R: crate::IntoResponse>(route: Route) -> Value {
+        let mut route = route;
+        R::document(&mut route);
+        route.docs()
+    }
+
+    #[test]
+    fn a_declared_status_is_documented_whatever_the_handler_returns() {
+        let route = Route::delete("/x/{id}").status(StatusCode::NO_CONTENT, "Deleted");
+        let docs = documented::<Result<StatusCode>>(route);
+        assert_eq!(docs["responses"]["204"], json!({"description": "Deleted"}));
+    }
+
+    #[test]
+    fn text_is_text_plain_and_nothing_is_a_204() {
+        let docs = documented::<String>(Route::get("/t"));
+        assert_eq!(
+            docs["responses"]["200"]["content"],
+            json!({"text/plain": {"schema": {"type": "string"}}})
+        );
+        let docs = documented::<Result<()>>(Route::post("/n"));
+        assert_eq!(
+            docs["responses"]["204"],
+            json!({"description": "No Content"})
+        );
+    }
+
+    #[test]
+    fn the_400_names_every_part_an_extractor_can_refuse() {
+        let mut route = Route::post("/r/{id}");
+        route.document_path::<u32>();
+        route.document_query::<Paging>();
+        route.document_request_body::<Paging>();
+        let description = route.docs()["responses"]["400"]["description"].clone();
+        assert_eq!(
+            description,
+            "The request is refused: a path parameter is not of its type; or a query \
+             parameter is missing or not of its type; or the body is not JSON of the expected \
+             shape; `field` names what is at fault"
+        );
+        // One the author declared stays.
+        let mut route =
+            Route::post("/r").error_response(StatusCode::BAD_REQUEST, "Not a usable name");
+        route.document_request_body::<Paging>();
+        assert_eq!(
+            route.docs()["responses"]["400"]["description"],
+            "Not a usable name"
+        );
     }
 
     #[test]

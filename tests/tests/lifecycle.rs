@@ -235,3 +235,19 @@ fn port_in_use_is_a_clear_error() {
         out.stderr
     );
 }
+
+/// A task spawned in `startup` that awaits `ctx.serving()` reaches the service's own routes:
+/// the listener is bound and the generation's routes are served by then.
+#[test]
+fn a_task_that_awaits_serving_reaches_the_services_own_routes() {
+    let dir = PluginDir::with(&["testkit-plugin"]);
+    let mut host = Host::builder(dir.path()).start();
+    let mut probe = serde_json::Value::Null;
+    let done = wait_until(Duration::from_secs(10), || {
+        probe = host.get("/kit/self-probe").json().unwrap();
+        probe.get("pending").is_none()
+    });
+    assert!(done, "{probe}");
+    assert_eq!(probe, serde_json::json!({"status": 200}));
+    assert_eq!(host.stop().code(), Some(0));
+}

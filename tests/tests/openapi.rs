@@ -774,3 +774,113 @@ fn ui_renders_in_headless_chromium() {
         }
     }
 }
+
+/// Every response a route answers is documented with its status and media type: a declared
+/// status the handler returns bare, text, nothing, and a 400 that names every part of the
+/// request the extractors can refuse. Each documented answer is checked against a real one.
+#[test]
+fn the_document_says_what_each_handler_shape_answers() {
+    let (host, _dir) = docs_host();
+    let doc = fetch_document(&host);
+    let send = |method: reqwest::Method, path: &str, body: Option<&str>| {
+        let mut request = host.client.request(method, host.url(path));
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+        }
+        request.send().expect("request")
+    };
+    use reqwest::Method as M;
+
+    // A declared status, handler `Result<StatusCode>`: the 204 is there, with its words.
+    let responses = &op(&doc, "delete", "/kit/docs/item/{id}")["responses"];
+    assert_eq!(
+        responses["204"],
+        json!({"description": "Deleted"}),
+        "{responses}"
+    );
+    assert!(responses["404"].is_object(), "{responses}");
+    assert_eq!(send(M::DELETE, "/kit/docs/item/4", None).status(), 204);
+    let answer = send(M::DELETE, "/kit/docs/item/0", None);
+    assert_eq!(answer.status(), 404);
+    assert_matches(
+        &doc,
+        "delete",
+        "/kit/docs/item/{id}",
+        404,
+        &answer.json().unwrap(),
+    );
+
+    // `String`: text/plain, not "Not documented by the plugin".
+    let responses = &op(&doc, "get", "/kit/docs/text")["responses"];
+    assert_eq!(
+        responses["200"]["content"],
+        json!({"text/plain": {"schema": {"type": "string"}}}),
+        "{responses}"
+    );
+    let answer = send(M::GET, "/kit/docs/text", None);
+    assert_eq!(answer.status(), 200);
+    let content_type = answer.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+
+    // `()`: 204 without a body.
+    let responses = &op(&doc, "post", "/kit/docs/nothing")["responses"];
+    assert_eq!(responses["204"]["description"], "No Content", "{responses}");
+    assert_eq!(send(M::POST, "/kit/docs/nothing", None).status(), 204);
+
+    // Path, query and body can each be refused: the 400 says so, and each refusal is one.
+    let path = "/kit/docs/scaled/{id}";
+    let bad = op(&doc, "post", path)["responses"]["400"]["description"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for part in ["path parameter", "query parameter", "body"] {
+        assert!(bad.contains(part), "{part} missing from: {bad}");
+    }
+    for (url, body) in [
+        ("/kit/docs/scaled/x?factor=2", r#"{"value": 1}"#),
+        ("/kit/docs/scaled/1?factor=two", r#"{"value": 1}"#),
+        ("/kit/docs/scaled/1?factor=2", r#"{"value": "one"}"#),
+    ] {
+        let answer = send(M::POST, url, Some(body));
+        assert_eq!(answer.status(), 400, "{url} {body}");
+        assert_matches(&doc, "post", path, 400, &answer.json().unwrap());
+    }
+    let answer = send(
+        M::POST,
+        "/kit/docs/scaled/1?factor=2",
+        Some(r#"{"value": 1.5}"#),
+    );
+    assert_eq!(answer.status(), 200);
+    assert_matches(&doc, "post", path, 200, &answer.json().unwrap());
+
+    // Schema names a reader can predict: a type used one way only has its own name, and a
+    // form suffix comes with its counterpart, unless the plain name is another schema's.
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    assert!(schemas.contains_key("Reading"), "{:?}", schemas.keys());
+    assert!(schemas.contains_key("Sample"), "{:?}", schemas.keys());
+    assert!(!schemas.contains_key("Sample-Output"));
+    for name in schemas.keys() {
+        for (mine, theirs) in [("-Output", "-Input"), ("-Input", "-Output")] {
+            if let Some(base) = name.strip_suffix(mine) {
+                let other = format!("{base}{theirs}");
+                assert!(
+                    schemas.contains_key(&other) || schemas.contains_key(base),
+                    "{name} without {other} or {base}"
+                );
+            }
+        }
+    }
+    let answer = send(M::GET, "/kit/docs/sample", None);
+    assert_matches(
+        &doc,
+        "get",
+        "/kit/docs/sample",
+        200,
+        &answer.json().unwrap(),
+    );
+}

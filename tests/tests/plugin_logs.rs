@@ -79,11 +79,13 @@ fn every_line_of_the_plugin_names_it() {
         ));
     });
     let repeater = only_line(&log, "kit-failing-repeater error during runtime");
+    // Under the plugin's target, testkit_plugin::plugin_api::repeater (the log's target
+    // column shortens it to its end), so that RUST_LOG=testkit_plugin=… shows it.
     assert!(
-        repeater.contains(&format!(
-            " ERROR    plugin_api::repeater            {PLUGIN}kit-failing-repeater error during \
-             runtime: always failing"
-        )),
+        repeater.contains(" ERROR    ...lugin::plugin_api::repeater  ")
+            && repeater.contains(&format!(
+                "{PLUGIN}kit-failing-repeater error during runtime: always failing"
+            )),
         "{repeater}"
     );
     let own = only_line(&log, "kit info line");
@@ -98,7 +100,7 @@ fn every_line_of_the_plugin_names_it() {
         .lines()
         .filter(|l| {
             l.get(29..).is_some_and(|rest| {
-                rest.starts_with("testkit_plugin") || rest.starts_with("plugin_api")
+                rest.starts_with("testkit_plugin") || rest.starts_with("...lugin::plugin_api")
             })
         })
         .collect();
@@ -145,4 +147,24 @@ fn health_and_the_load_line_show_the_build_of_the_library() {
         );
     }
     assert_eq!(builds, [expected.clone(), expected]);
+}
+
+#[test]
+fn rust_log_for_the_plugin_shows_the_sdks_lines_on_its_behalf() {
+    let dir = PluginDir::with(&["testkit-plugin"]);
+    // Everything off but the plugin's own target.
+    let mut host = Host::builder(dir.path())
+        .env("RUST_LOG", "off,testkit_plugin=error")
+        .start();
+    assert!(
+        host.stderr.wait_for(
+            "kit-failing-repeater error during runtime",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        host.stderr.text()
+    );
+    assert!(host.stop().success());
+    let log = host.stderr.text();
+    assert!(!log.contains("kit info line"), "info is off: {log}");
 }

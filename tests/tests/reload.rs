@@ -373,6 +373,22 @@ fn watch_reloads_once_a_slowly_copied_file_is_complete() {
         (0, 0),
         "nothing reloaded from a half file"
     );
+    let log = kit.host.stderr.text();
+    let line = log
+        .lines()
+        .find(|line| line.contains("libpeer.so is not ready"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("WARNING") && line.contains("is not ready: truncated"),
+        "a warning that says the file is short: {line}"
+    );
+    let (status, body) = kit.host.health();
+    assert_eq!(status, 200);
+    let waiting = body["reload"]["waiting"].as_str().unwrap_or_default();
+    assert!(
+        waiting.contains("libpeer.so is not ready: truncated"),
+        "{body}"
+    );
     use std::io::Write;
     let mut handle = fs::OpenOptions::new().append(true).open(&file).unwrap();
     handle.write_all(&bytes[bytes.len() / 2..]).unwrap();
@@ -380,6 +396,7 @@ fn watch_reloads_once_a_slowly_copied_file_is_complete() {
     wait_reloads(&kit.host, (1, 0));
     assert_eq!(kit.host.get("/peer/missing").status(), 200);
     assert_eq!(tag(&kit.host), "a");
+    assert!(kit.host.health().1["reload"]["waiting"].is_null());
 }
 
 #[test]
@@ -581,4 +598,207 @@ fn a_fifo_as_argument_file_at_start_is_a_usage_error() {
         "{}",
         exited.stderr
     );
+}
+
+fn count(host: &Host) -> Value {
+    host.get("/reload/count").json().unwrap()
+}
+
+#[test]
+fn a_reload_hands_the_plugins_state_to_the_new_generation() {
+    let mut kit = kit(&["--reload-tag=a"]);
+    assert_eq!(count(&kit.host)["handed"], "nothing", "the first start");
+    for _ in 0..3 {
+        let answer = kit.host.post_json("/reload/count", json!(null));
+        assert_eq!(answer.status(), 200);
+    }
+    write_args(&kit.args, &["--reload-tag=b"]);
+    reload(&kit, (1, 0));
+    let now = count(&kit.host);
+    assert_eq!(now["tag"], "b", "the new generation serves");
+    assert_eq!(now["count"], 3, "with the old generation's count: {now}");
+    assert_eq!(now["handed"], "accepted");
+    let (_, body) = kit.host.health();
+    let handovers = &body["reload"]["last"]["handovers"];
+    assert_eq!(
+        handovers,
+        &json!([{"plugin": "reload-plugin", "outcome": "accepted", "detail": null}])
+    );
+    assert!(kit.host.stop().success());
+}
+
+#[test]
+fn a_new_version_that_cannot_read_the_old_state_starts_empty_and_says_why() {
+    let mut kit = kit(&["--reload-tag=a"]);
+    kit.host.post_json("/reload/count", json!(null));
+    write_args(&kit.args, &["--reload-tag=b", "--reload-state-version=2"]);
+    reload(&kit, (1, 0));
+    let now = count(&kit.host);
+    assert_eq!(
+        (now["tag"].as_str(), now["count"].as_u64()),
+        (Some("b"), Some(0))
+    );
+    let why = "state version 1 was handed over; this build reads version 2";
+    assert_eq!(now["handed"], format!("refused: {why}"));
+    let (status, body) = kit.host.health();
+    assert_eq!(
+        status, 200,
+        "a refused state is not a failed reload: {body}"
+    );
+    let last = &body["reload"]["last"];
+    assert_eq!(last["ok"], true);
+    assert_eq!(
+        last["handovers"],
+        json!([{"plugin": "reload-plugin", "outcome": "refused", "detail": why}])
+    );
+    let log = kit.host.stderr.text();
+    assert!(
+        log.contains("refused the previous generation's state") && log.contains(why),
+        "{log}"
+    );
+    assert!(kit.host.stop().success());
+}
+
+#[test]
+fn a_failed_reload_leaves_the_old_generation_its_state() {
+    let mut kit = kit(&["--reload-tag=a"]);
+    kit.host.post_json("/reload/count", json!(null));
+    write_args(&kit.args, &["--reload-tag=b", "--reload-fail=panic"]);
+    reload(&kit, (0, 1));
+    kit.host.post_json("/reload/count", json!(null));
+    let now = count(&kit.host);
+    assert_eq!(
+        (now["tag"].as_str(), now["count"].as_u64()),
+        (Some("a"), Some(2))
+    );
+    write_args(&kit.args, &["--reload-tag=c"]);
+    reload(&kit, (1, 1));
+    let now = count(&kit.host);
+    assert_eq!(
+        (now["tag"].as_str(), now["count"].as_u64()),
+        (Some("c"), Some(2))
+    );
+    assert!(kit.host.stop().success());
+}
+
+/// Whether health shows an active AMQP subscription to `exchange`.
+fn subscribed(host: &Host, exchange: &str) -> bool {
+    let (_, body) = host.health();
+    body["eventbus"]["subscriptions"]
+        .as_array()
+        .is_some_and(|subs| {
+            subs.iter()
+                .any(|s| s["exchange"] == exchange && s["state"] == "active")
+        })
+}
+
+#[test]
+fn the_bundled_plugins_keep_their_state_across_a_hot_swap() {
+    let exchange = amqp::unique("handover");
+    let dir = PluginDir::with(&["history-plugin", "device-plugin"]);
+    let args_dir = tempfile::tempdir().unwrap();
+    let file = args_dir.path().join("args");
+    let history = format!("--history-exchange={exchange}");
+    write_args(&file, &[&history, "--update-interval=0"]);
+    let mut host = Host::builder(dir.path())
+        .arg(&format!("@{}", file.display()))
+        .start();
+    assert!(wait_until(Duration::from_secs(20), || subscribed(
+        &host, &exchange
+    )));
+    let peer = amqp::SyncPeer::connect();
+    peer.publish_json(&exchange, "fermenter", &json!({"t": 20}));
+    peer.publish_json(&exchange, "kettle", &json!({"t": 70}));
+    let last = || -> Value { host.get("/history/last").json().unwrap() };
+    assert!(wait_until(Duration::from_secs(10), || last()
+        .as_object()
+        .unwrap()
+        .len()
+        == 2));
+    let put = host
+        .client
+        .put(host.url("/device/setpoint"))
+        .json(&json!({"setpoint": 25.5}))
+        .send()
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let recent_before: Value = host.get("/history/recent/kettle").json().unwrap();
+
+    host.signal(libc::SIGHUP);
+    wait_reloads(&host, (1, 0));
+    let (_, body) = host.health();
+    let mut handovers: Vec<Value> = body["reload"]["last"]["handovers"]
+        .as_array()
+        .unwrap()
+        .clone();
+    handovers.sort_by_key(|h| h["plugin"].as_str().unwrap_or_default().to_owned());
+    assert_eq!(
+        handovers,
+        [
+            json!({"plugin": "device-plugin", "outcome": "accepted", "detail": null}),
+            json!({"plugin": "history-plugin", "outcome": "accepted", "detail": null}),
+        ]
+    );
+    assert_eq!(last(), json!({"fermenter": {"t": 20}, "kettle": {"t": 70}}));
+    let recent_after: Value = host.get("/history/recent/kettle").json().unwrap();
+    assert_eq!(
+        recent_after, recent_before,
+        "with the times it was received"
+    );
+    let device: Value = host.get("/device/state").json().unwrap();
+    assert_eq!(device["setpoint"], 25.5);
+    // The new generation records as the old one did.
+    peer.publish_json(&exchange, "mash", &json!({"t": 65}));
+    assert!(wait_until(Duration::from_secs(10), || last()
+        .as_object()
+        .unwrap()
+        .len()
+        == 3));
+    assert!(host.stop().success());
+}
+
+/// From the moment a reload takes its state, the old generation's repeaters stop: the beats
+/// it publishes end with the one it counted when it handed over (one run already past its
+/// check may finish), although the new generation takes 1.5 s to start — without the pause
+/// the old one would beat ~150 more times meanwhile.
+#[test]
+fn a_retiring_generations_repeaters_stop_publishing() {
+    let exchange = amqp::unique("beat");
+    let beat = format!("--reload-beat={exchange}");
+    let consumer = amqp::SyncPeer::connect();
+    consumer.declare_like_original(&exchange, lapin::ExchangeKind::Topic);
+    let mut beats = consumer.consume(&exchange, "#");
+    let mut kit = kit(&["--reload-tag=a", &beat]);
+    // The first generation beats.
+    let first = beats.recv(Duration::from_secs(10), "a first beat");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&first.data).unwrap()["tag"],
+        "a"
+    );
+    write_args(
+        &kit.args,
+        &["--reload-tag=b", &beat, "--reload-startup-ms=1500"],
+    );
+    reload(&kit, (1, 0));
+    let handed = count(&kit.host)["handed_beats"].as_u64().unwrap();
+    assert!(handed >= 1);
+    // A marker after the reload: every beat of the old generation came before it.
+    consumer.publish_json(&exchange, "marker", &json!({"tag": "marker"}));
+    let mut last_a = 0;
+    let mut b_beats = 0;
+    for _ in 0..10_000 {
+        let delivery = beats.recv(Duration::from_secs(10), "beats up to the marker");
+        let body: Value = serde_json::from_slice(&delivery.data).unwrap();
+        match body["tag"].as_str() {
+            Some("a") => last_a = last_a.max(body["n"].as_u64().unwrap()),
+            Some("b") => b_beats += 1,
+            _ => break,
+        }
+    }
+    assert!(
+        last_a <= handed + 1,
+        "the old generation beat on: {last_a} after handing over at {handed}"
+    );
+    assert!(b_beats > 0 || count(&kit.host)["tag"] == "b");
+    assert!(kit.host.stop().success());
 }

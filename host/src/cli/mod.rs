@@ -227,7 +227,7 @@ pub struct Settings {
         long,
         default_value = "10",
         value_parser = parse_seconds,
-        help = "Seconds a plugin's shutdown hook (and its startup at a reload) may take before it is abandoned"
+        help = "Seconds a plugin's shutdown or handover hook (and its startup at a reload) may take before it is abandoned"
     )]
     pub hook_timeout: Duration,
     #[arg(

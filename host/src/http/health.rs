@@ -17,18 +17,24 @@
 //!  "buses": ["amqp", "mqtt"],
 //!  "mqtt": null | {"state": "disabled" | "connecting" | "connected" | "closed",
 //!           "broker": "mqtt://eventbus:1883", "reconnects": 0, "last_error": null | "…",
-//!           "will": null | "brewcast/state/my_service",
+//!           "wills": [{"plugin": "device-plugin", "topic": "brewcast/state/my_service",
+//!                      "held": true}],
 //!           "subscriptions": [{"id": 1, "filter": "brewcast/#", "plugin": "history-plugin" | null,
 //!                              "state": "pending" | "active" | "failed", "error": null | "…",
 //!                              "dropped": 0}]},
-//!  "reload": {"succeeded": 0, "failed": 1,
-//!             "last": null | {"time": "…", "ok": false, "error": null | "…"}}}
+//!  "reload": {"succeeded": 0, "failed": 1, "waiting": null | "libx.so is not ready: …",
+//!             "last": null | {"time": "…", "ok": false, "error": null | "…",
+//!                             "handovers": [{"plugin": "history-plugin",
+//!                                            "outcome": "accepted" | "refused" | "failed" | "unread",
+//!                                            "detail": null | "…"}]}}}
 //! ```
 //! A failed reload does not make the service unhealthy: the plugins from before it serve.
 //! Unhealthy (503): a plugin failed, the eventbus is in use but not connected, or a
 //! subscription was refused by the broker; the MQTT eventbus, when the options selected it,
 //! is not connected or refused a subscription. `disabled` means nothing has used the bus.
-//! `buses` names the eventbuses the options selected.
+//! `buses` names the eventbuses the options selected. A will is `held` while the broker
+//! holds it (its connection is acknowledged): what the broker would announce if the service
+//! died now.
 
 use std::sync::Arc;
 

@@ -3,10 +3,7 @@
 //! every connect, completes publishes when sent or acknowledged, and routes each message to
 //! the queue of every subscription whose filter matches its topic.
 //!
-//! The pause grows whatever the reason for a drop, and starts again from nothing only after
-//! a connection stayed up for [`STABLE_AFTER`]: a broker that accepts and then closes at once
-//! (it dislikes something we sent, or it is overloaded) must not be hammered in a tight loop,
-//! each attempt announcing the service's will to every subscriber.
+//! The pauses between attempts are [`super::backoff`]'s.
 
 use crate::metrics::bus::Dropped;
 use std::{sync::Arc, time::Duration};
@@ -26,10 +23,6 @@ const REQUEST_CAPACITY: usize = 1024;
 /// What a packet may hold beyond its payload: a topic of [`topic::MAX_TOPIC_BYTES`] with its
 /// length prefix, the packet id and the fixed header, rounded up.
 const PACKET_OVERHEAD: usize = 2 * 65536;
-const FIRST_PAUSE: Duration = Duration::from_millis(50);
-/// How long a connection must have stayed up for the reconnect pause to start again from
-/// nothing at its loss; a shorter one makes the next pause longer.
-pub(super) const STABLE_AFTER: Duration = Duration::from_secs(30);
 
 /// The largest packet taken from the broker, in either direction: the payload limit plus
 /// [`PACKET_OVERHEAD`]. A payload over the limit that fits is dropped by the host with a log
@@ -39,7 +32,7 @@ pub(super) fn max_packet(cfg: &MqttConfig) -> usize {
     cfg.max_message_size.saturating_add(PACKET_OVERHEAD)
 }
 
-fn client_id(cfg: &MqttConfig) -> String {
+pub(super) fn client_id(cfg: &MqttConfig) -> String {
     cfg.client_id.clone().unwrap_or_else(|| {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -53,14 +46,32 @@ fn client_id(cfg: &MqttConfig) -> String {
     })
 }
 
-/// The rumqttc client and its event loop for `cfg`.
+/// The rumqttc client and its event loop for `cfg`: the service's main connection, which
+/// carries no will (the wills have connections of their own, see `will`).
 pub(super) fn client(cfg: &MqttConfig) -> Result<(AsyncClient, EventLoop), String> {
+    client_with(cfg, client_id(cfg), None)
+}
+
+/// A client for `cfg` with client id `id` and, if given, a will.
+pub(super) fn client_with(
+    cfg: &MqttConfig,
+    id: String,
+    will: Option<&super::Will>,
+) -> Result<(AsyncClient, EventLoop), String> {
     let host = if cfg.protocol.is_websocket() {
         format!("{}://{}:{}{}", cfg.protocol, cfg.host, cfg.port(), cfg.path)
     } else {
         cfg.host.clone()
     };
-    let mut options = MqttOptions::new(client_id(cfg), host, cfg.port());
+    let mut options = MqttOptions::new(id, host, cfg.port());
+    if let Some(will) = will {
+        options.set_last_will(LastWill::new(
+            will.topic.clone(),
+            will.payload.clone(),
+            QoS::AtLeastOnce,
+            will.retain,
+        ));
+    }
     options
         .set_keep_alive(ping_interval(cfg.keepalive))
         .set_clean_session(true)
@@ -124,18 +135,16 @@ pub(super) fn forget(shared: &Shared, id: u64) {
 /// Runs until told to stop or the client is disconnected at a clean stop.
 pub(super) async fn run(shared: Arc<Shared>, mut eventloop: EventLoop) {
     let mut stop = shared.stop.subscribe();
-    let mut pause: Option<Duration> = None;
-    let mut up_since: Option<std::time::Instant> = None;
+    let mut backoff = super::backoff::Backoff::new(shared.cfg.reconnect_interval);
     let mut warned = false;
     loop {
-        update_will(&shared, &mut eventloop);
         let event = tokio::select! {
             _ = stop.changed() => break,
             event = eventloop.poll() => event,
         };
         match event {
             Ok(Event::Incoming(Incoming::ConnAck(_))) => {
-                up_since = Some(std::time::Instant::now());
+                backoff.connected();
                 warned = false;
                 connected(&shared);
             }
@@ -176,14 +185,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut eventloop: EventLoop) {
                     break;
                 }
                 lost(&shared, &mut eventloop, &err, &mut warned);
-                if up_since
-                    .take()
-                    .is_some_and(|since| since.elapsed() >= STABLE_AFTER)
-                {
-                    pause = None;
-                }
-                let wait = pause.map_or(Duration::ZERO, jittered);
-                pause = Some(next_pause(pause, shared.cfg.reconnect_interval));
+                let wait = backoff.next_wait();
                 tokio::select! {
                     _ = stop.changed() => break,
                     _ = tokio::time::sleep(wait) => {}
@@ -193,37 +195,6 @@ pub(super) async fn run(shared: Arc<Shared>, mut eventloop: EventLoop) {
     }
     fail_all(&shared, &mut shared.lock(), "MQTT bus is shutting down");
     shared.connected.send_replace(false);
-}
-
-fn next_pause(pause: Option<Duration>, longest: Duration) -> Duration {
-    match pause {
-        None => FIRST_PAUSE.min(longest),
-        Some(pause) => (pause * 2).min(longest),
-    }
-}
-
-/// `pause` less up to a quarter, so that many hosts dropped together do not come back in step.
-fn jittered(pause: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    pause.mul_f64(1.0 - f64::from(nanos % 1000) / 4000.0)
-}
-
-fn update_will(shared: &Shared, eventloop: &mut EventLoop) {
-    let mut state = shared.lock();
-    if !std::mem::take(&mut state.will_changed) {
-        return;
-    }
-    // rumqttc cannot unset a will: once registered it stays for later connections.
-    if let Some(will) = &state.will {
-        eventloop.mqtt_options.set_last_will(LastWill::new(
-            will.topic.clone(),
-            will.payload.clone(),
-            QoS::AtLeastOnce,
-            will.retain,
-        ));
-    }
 }
 
 fn connected(shared: &Shared) {
@@ -383,24 +354,6 @@ fn dispatch(shared: &Shared, publish: rumqttc::Publish) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_pause_doubles_up_to_the_longest_and_jitter_only_shortens_it() {
-        let longest = Duration::from_secs(2);
-        let mut pause = None;
-        let mut seen = Vec::new();
-        for _ in 0..10 {
-            pause = Some(next_pause(pause, longest));
-            seen.push(pause.unwrap());
-        }
-        assert_eq!(seen[0], FIRST_PAUSE);
-        assert_eq!(seen[1], FIRST_PAUSE * 2);
-        assert_eq!(seen[9], longest);
-        for pause in seen {
-            let jittered = jittered(pause);
-            assert!(jittered <= pause && jittered >= pause * 3 / 4, "{pause:?}");
-        }
-    }
 
     #[test]
     fn pings_at_half_the_keepalive_in_whole_seconds() {

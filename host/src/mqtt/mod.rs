@@ -7,6 +7,8 @@
 //! - [`subscription`]: a subscription's handle, state and in-order consumer task;
 //! - `connection`: the task that drives the client: connects, reconnects (at once, then with
 //!   back-off), subscribes again on every connect, and routes acknowledgements and messages;
+//! - `backoff`: the pause before each connection attempt (the main connection's and each
+//!   will's), which resets only after a connection stayed up a while;
 //! - `tls`: rustls, with or without certificate checks.
 //!
 //! Guarantees: a publish is `Ok` once written to the broker (QoS 0) or acknowledged by it
@@ -16,11 +18,13 @@
 //! no other; when its queue is full, new messages for it are dropped, counted (health) and
 //! logged. Nothing is queued in the host while the broker is down.
 
+mod backoff;
 pub mod config;
 mod connection;
 pub mod subscription;
 mod tls;
 pub mod topic;
+mod will;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -39,6 +43,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use config::{MqttConfig, Protocol, Will};
 pub use subscription::{MqttMessage, MqttSink, MqttSubState, MqttSubscription};
 pub use topic::{matches, validate_filter, validate_topic, TopicError, MAX_TOPIC_BYTES};
+pub use will::WillHealth;
+use will::WillHolder;
 
 use crate::sync::Unpoisoned;
 use subscription::SubInner;
@@ -82,8 +88,9 @@ pub struct MqttHealth {
     pub broker: String,
     pub reconnects: u64,
     pub last_error: Option<String>,
-    /// The topic of the service's last will, if it has one.
-    pub will: Option<String>,
+    /// The wills the service declared (one per plugin that declared one), each with
+    /// whether the broker holds it now.
+    pub wills: Vec<WillHealth>,
     pub subscriptions: Vec<MqttSubHealth>,
 }
 
@@ -117,8 +124,6 @@ pub(crate) struct State {
     /// Filters asked for, in order, until the event loop gives them a packet id.
     pub subscribing: VecDeque<String>,
     pub suback: HashMap<u16, String>,
-    pub will: Option<Will>,
-    pub will_changed: bool,
     /// Set at the start of a clean stop: only the will may still be published, so that no
     /// message sent after it (a state update) can replace it.
     pub closing: bool,
@@ -133,6 +138,11 @@ pub(crate) struct Shared {
     pub eventloop: Mutex<Option<EventLoop>>,
     pub stop: watch::Sender<bool>,
     pub task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The connections that carry the service's wills.
+    wills: tokio::sync::Mutex<Vec<WillHolder>>,
+    /// Health's copy of the wills (the async lock above is held across connects).
+    will_health: Mutex<Vec<WillHealth>>,
+    next_will: AtomicU64,
     next_id: AtomicU64,
     runtime: Option<tokio::runtime::Handle>,
 }
@@ -180,8 +190,6 @@ impl MqttBus {
                     unacked: HashMap::new(),
                     subscribing: VecDeque::new(),
                     suback: HashMap::new(),
-                    will: None,
-                    will_changed: false,
                     closing: false,
                     stopping: false,
                 }),
@@ -189,6 +197,9 @@ impl MqttBus {
                 eventloop: Mutex::new(Some(eventloop)),
                 stop: watch::channel(false).0,
                 task: Mutex::new(None),
+                wills: tokio::sync::Mutex::new(Vec::new()),
+                will_health: Mutex::new(Vec::new()),
+                next_will: AtomicU64::new(1),
                 next_id: AtomicU64::new(1),
                 runtime: tokio::runtime::Handle::try_current().ok(),
             }),
@@ -220,17 +231,100 @@ impl MqttBus {
         *self.inner.connected.borrow()
     }
 
-    /// The will the broker publishes if the connection dies, and the host publishes at a
-    /// clean stop. It is registered with the broker at the next connection.
-    pub fn set_will(&self, will: Option<Will>) -> Result<(), MqttError> {
-        if let Some(will) = &will {
-            validate_topic(&will.topic).map_err(|e| MqttError::Invalid(e.to_string()))?;
-            self.check_size(will.payload.len())?;
+    /// Makes the broker hold `wanted` (plugin, will) pairs: a connection is opened for each
+    /// will not held yet ([`wills_held`](Self::wills_held) waits for them). Connections of
+    /// wills no longer wanted stay until [`release_wills`](Self::release_wills). Errors: a
+    /// will the bus refuses (topic, size) or a TLS set-up that cannot be made.
+    pub async fn hold_wills(&self, wanted: &[(String, Will)]) -> Result<(), MqttError> {
+        for (_, will) in wanted {
+            self.check_will(will)?;
         }
-        let mut state = self.inner.lock();
-        state.will = will;
-        state.will_changed = true;
+        let mut holders = self.inner.wills.lock().await;
+        for (plugin, will) in wanted {
+            if holders
+                .iter()
+                .any(|h| &h.plugin == plugin && &h.will == will)
+            {
+                continue;
+            }
+            let n = self.inner.next_will.fetch_add(1, Ordering::Relaxed);
+            let holder = WillHolder::start(&self.inner.cfg, plugin, will.clone(), n)
+                .map_err(MqttError::Unavailable)?;
+            tracing::info!(
+                target: "brewblox_host::mqtt",
+                "MQTT will of plugin {plugin} on '{}': connecting its connection",
+                will.topic.escape_debug()
+            );
+            holders.push(holder);
+        }
+        self.refresh_will_health(&holders);
         Ok(())
+    }
+
+    /// Waits at most `timeout` until the broker holds every will; `false` if one is not.
+    pub async fn wills_held(&self, timeout: Duration) -> bool {
+        let holders = self.inner.wills.lock().await;
+        let held = futures::future::join_all(holders.iter().map(|h| h.wait_held(timeout))).await;
+        self.refresh_will_health(&holders);
+        held.into_iter().all(|h| h)
+    }
+
+    /// Closes the connections of wills not in `wanted` (the broker drops them unannounced).
+    /// A will whose topic no plugin declares any more is published first: the plugin that
+    /// declared it is gone, and its retained state with it.
+    pub async fn release_wills(&self, wanted: &[(String, Will)]) {
+        let mut holders = self.inner.wills.lock().await;
+        let (keep, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut *holders)
+            .into_iter()
+            .partition(|h| wanted.iter().any(|(p, w)| p == &h.plugin && w == &h.will));
+        *holders = keep;
+        self.refresh_will_health(&holders);
+        for holder in gone {
+            let announce = !wanted.iter().any(|(_, w)| w.topic == holder.will.topic);
+            if announce && !self.announce(&holder.will).await {
+                holder.abandon();
+                continue;
+            }
+            holder.release().await;
+        }
+    }
+
+    fn refresh_will_health(&self, holders: &[WillHolder]) {
+        *self.inner.will_health.locked() = holders.iter().map(WillHolder::health).collect();
+    }
+
+    /// Publishes a will on the main connection (QoS 1, bounded), and logs the outcome;
+    /// whether it was published.
+    async fn announce(&self, will: &Will) -> bool {
+        let sent = self
+            .send(
+                &will.topic,
+                will.payload.clone(),
+                QoS::AtLeastOnce,
+                will.retain,
+                true,
+            )
+            .await;
+        match &sent {
+            Ok(()) => tracing::info!(
+                target: "brewblox_host::mqtt",
+                "Published the MQTT will on '{}'",
+                will.topic.escape_debug()
+            ),
+            Err(err) => tracing::warn!(
+                target: "brewblox_host::mqtt",
+                "MQTT will on '{}' not published: {err}; its connection is dropped, for the \
+                 broker to announce it",
+                will.topic.escape_debug()
+            ),
+        }
+        sent.is_ok()
+    }
+
+    /// A will's topic and size, as [`hold_wills`](Self::hold_wills) checks them.
+    pub fn check_will(&self, will: &Will) -> Result<(), MqttError> {
+        validate_topic(&will.topic).map_err(|e| MqttError::Invalid(e.to_string()))?;
+        self.check_size(will.payload.len())
     }
 
     fn check_size(&self, len: usize) -> Result<(), MqttError> {
@@ -412,6 +506,15 @@ impl MqttBus {
             .collect()
     }
 
+    /// The wills and whether the broker holds each now.
+    fn current_wills(&self) -> Vec<WillHealth> {
+        let mut wills = self.inner.will_health.locked().clone();
+        if let Ok(holders) = self.inner.wills.try_lock() {
+            wills = holders.iter().map(WillHolder::health).collect();
+        }
+        wills
+    }
+
     pub fn health(&self) -> MqttHealth {
         let state = self.inner.lock();
         MqttHealth {
@@ -419,7 +522,7 @@ impl MqttBus {
             broker: self.inner.cfg.endpoint(),
             reconnects: state.reconnects,
             last_error: state.last_error.clone(),
-            will: state.will.as_ref().map(|w| w.topic.clone()),
+            wills: self.current_wills(),
             subscriptions: state
                 .subs
                 .iter()
@@ -443,41 +546,32 @@ impl MqttBus {
         }
     }
 
-    /// Clean stop: publishes the will itself (bounded), disconnects (so the broker does not
-    /// announce it again), and ends the connection task. Subscriptions are cancelled; a
-    /// handler still running is left to finish on its own. Idempotent; at most about
-    /// `deadline` plus the configured timeout.
+    /// Clean stop: publishes every will itself (bounded), closes the will connections and
+    /// then the main one with a DISCONNECT (so the broker announces nothing again), and ends
+    /// the connection task. Subscriptions are cancelled; a handler still running is left to
+    /// finish on its own. Idempotent; at most about `deadline` plus the configured timeout.
     pub async fn shutdown(&self, deadline: Duration) {
-        let will = {
+        {
             let mut state = self.inner.lock();
             if state.stopping || state.closing {
                 return;
             }
             state.closing = true;
-            state.will.clone()
-        };
-        if let Some(will) = will {
-            match self
-                .send(
-                    &will.topic,
-                    will.payload.clone(),
-                    QoS::AtLeastOnce,
-                    will.retain,
-                    true,
-                )
-                .await
-            {
-                Ok(()) => tracing::info!(
-                    target: "brewblox_host::mqtt",
-                    "Published the MQTT will on '{}'",
-                    will.topic.escape_debug()
-                ),
-                Err(err) => tracing::warn!(
-                    target: "brewblox_host::mqtt",
-                    "MQTT will not published at stop: {err}"
-                ),
+        }
+        let holders = std::mem::take(&mut *self.inner.wills.lock().await);
+        self.refresh_will_health(&[]);
+        let announced =
+            futures::future::join_all(holders.iter().map(|h| self.announce(&h.will))).await;
+        let mut releases = Vec::new();
+        for (holder, announced) in holders.into_iter().zip(announced) {
+            // A will the host could not publish is left to the broker: no DISCONNECT.
+            if announced {
+                releases.push(holder.release());
+            } else {
+                holder.abandon();
             }
         }
+        futures::future::join_all(releases).await;
         let subs = {
             let mut state = self.inner.lock();
             state.stopping = true;

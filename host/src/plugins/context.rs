@@ -4,17 +4,18 @@ use std::sync::{Arc, Mutex};
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
-    std_types::{RResult, RString},
+    std_types::{ROption, RResult, RString},
 };
 use async_ffi::FfiFuture;
 use plugin_abi::{
-    error_code, metric_kind, FeatureArc, FfiError, FfiMetric, FfiMqttPublish, FfiPublish,
-    FfiSubscribe, HostContext, HostMetric, HostMetricArc, HostMetric_TO, HostSubscriptionArc,
-    MessageHandlerBox, RouteHandlerBox, TaskHandleBox,
+    error_code, metric_kind, FeatureArc, FfiError, FfiHandover, FfiMetric, FfiMqttPublish,
+    FfiPublish, FfiSubscribe, HostContext, HostMetric, HostMetricArc, HostMetric_TO,
+    HostSubscriptionArc, MessageHandlerBox, RouteHandlerBox, TaskHandleBox,
 };
 use tokio::runtime::Handle;
 
 use super::bus_bridge::BusBridge;
+use super::handover::GenerationLife;
 use super::mqtt_bridge::{self, MqttBridge};
 use super::{routes::RouteTable, tasks::TaskSet};
 use crate::sync::Unpoisoned;
@@ -31,6 +32,8 @@ pub struct HostServices {
     pub bus: BusBridge,
     /// The MQTT eventbus, when the options selected it.
     pub mqtt: Option<MqttBridge>,
+    /// The generation's phase and the states handed to it.
+    pub life: Arc<GenerationLife>,
 }
 
 /// Where a plugin is in its life, for logs and the health report.
@@ -157,7 +160,12 @@ impl HostContext for PluginContext {
     }
 
     fn mqtt_publish(&self, message: FfiMqttPublish) -> FfiFuture<RResult<(), FfiError>> {
-        mqtt_bridge::publish(self.host.mqtt.as_ref(), &self.host.runtime, message)
+        mqtt_bridge::publish(
+            self.host.mqtt.as_ref(),
+            &self.plugin.name,
+            &self.host.runtime,
+            message,
+        )
     }
 
     fn mqtt_subscribe(
@@ -177,9 +185,33 @@ impl HostContext for PluginContext {
     }
 
     fn mqtt_set_will(&self, will: FfiMqttPublish) -> RResult<(), FfiError> {
-        mqtt_bridge::set_will(self.host.mqtt.as_ref(), will).into()
+        mqtt_bridge::set_will(self.host.mqtt.as_ref(), &self.plugin.name, will).into()
+    }
+
+    fn handed_over(&self) -> ROption<FfiHandover> {
+        self.host.life.take(&self.plugin.name).into()
+    }
+
+    fn handover_outcome(&self, outcome: u8, detail: RString) {
+        let detail: String = detail.chars().take(MAX_DETAIL_CHARS).collect();
+        self.host.life.report(
+            &self.plugin.name,
+            outcome,
+            &detail.escape_debug().to_string(),
+        );
+    }
+
+    fn phase(&self) -> u8 {
+        self.host.life.phase()
+    }
+
+    fn phase_changed(&self, seen: u8) -> FfiFuture<u8> {
+        FfiFuture::new(self.host.life.changed(seen))
     }
 }
+
+/// How much of a plugin's reason for refusing a handover the log and health keep.
+const MAX_DETAIL_CHARS: usize = 500;
 
 /// Registers (or finds) a plugin metric's series and wraps it for the plugin.
 fn plugin_metric(plugin: &str, metric: &FfiMetric) -> Result<HostMetricArc, String> {

@@ -195,7 +195,7 @@ fn check_segments(
 ) -> Result<(), String> {
     let truncated = |end: u64| {
         format!(
-            "truncated or still being written: its headers reach byte {end}, the file has {size} bytes; copy it complete (install to a temporary name, then mv)"
+            "truncated or still being written: the file has {size} bytes, but its program headers need {end}; copy it complete (install to a temporary name, then mv)"
         )
     };
     let segments = header

@@ -4,17 +4,18 @@
 //! plugin rely on the ones
 //! loaded before it until it is gone).
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
-    std_types::{RArc, RResult, RString},
+    std_types::{RArc, ROption, RResult, RString},
 };
 use async_ffi::FfiFuture;
-use plugin_abi::{HostContext_TO, PluginInstanceBox};
+use plugin_abi::{FfiHandover, HostContext_TO, PluginInstanceBox, MAX_HANDOVER_BYTES};
 
 use super::{
     context::{HostServices, PluginContext, PluginState, PluginStatus},
+    handover::HandoverReport,
     loader::LoadedPlugin,
     logger,
 };
@@ -121,6 +122,63 @@ pub async fn before_shutdown_all(plugins: &[RunningPlugin], timeout: Duration) {
         }
     });
     futures::future::join_all(hooks).await;
+}
+
+/// Asks every plugin for the state to hand to its next generation (concurrently, each
+/// bounded by `timeout` and by [`MAX_HANDOVER_BYTES`]): the states by plugin name, and a
+/// report for each one that failed (the next generation of that plugin starts empty).
+pub async fn handover_all(
+    plugins: &[RunningPlugin],
+    timeout: Duration,
+) -> (HashMap<String, FfiHandover>, Vec<HandoverReport>) {
+    let hooks = plugins.iter().map(|plugin| async move {
+        let name = plugin.state.name.clone();
+        let future = plugin.instance.handover();
+        let guarded = plugin_abi::panics::catch_future(future);
+        let outcome = match tokio::time::timeout(timeout, guarded).await {
+            Err(_) => Err(format!(
+                "handover did not finish within {:.1} s",
+                timeout.as_secs_f64()
+            )),
+            Ok(Err(report)) => Err(format!("handover {report}")),
+            Ok(Ok(RResult::RErr(err))) => Err(format!("handover failed: {err}")),
+            Ok(Ok(RResult::ROk(ROption::RNone))) => Ok(None),
+            Ok(Ok(RResult::ROk(ROption::RSome(state))))
+                if state.data.len() > MAX_HANDOVER_BYTES =>
+            {
+                Err(format!(
+                    "handover of {} bytes is larger than the limit of {MAX_HANDOVER_BYTES} bytes",
+                    state.data.len()
+                ))
+            }
+            Ok(Ok(RResult::ROk(ROption::RSome(state)))) => Ok(Some(state)),
+        };
+        (name, outcome)
+    });
+    let mut states = HashMap::new();
+    let mut failed = Vec::new();
+    for (name, outcome) in futures::future::join_all(hooks).await {
+        match outcome {
+            Ok(Some(state)) => {
+                tracing::debug!(
+                    "plugin {name}: handed over {} bytes (state version {})",
+                    state.data.len(),
+                    state.version
+                );
+                states.insert(name, state);
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tracing::error!("plugin {name}: {err}; its next generation starts empty");
+                failed.push(HandoverReport {
+                    plugin: name,
+                    outcome: "failed",
+                    detail: Some(err),
+                });
+            }
+        }
+    }
+    (states, failed)
 }
 
 /// Cancels each plugin's tasks and calls its `shutdown`, in reverse load order.

@@ -5,6 +5,13 @@
 //! by `RUST_LOG` like any other target, and share the host's format. Each message starts
 //! with `plugin <name>: `, like the host's own lines about a plugin, so every line a plugin
 //! writes names it.
+//!
+//! The SDK's own lines (its repeaters' errors, under `plugin_api::repeater`) and its panic
+//! hook's (`panic`) are put under the plugin's target (`device_plugin::plugin_api::repeater`,
+//! `device_plugin::panic`), so that `RUST_LOG=device_plugin=debug` shows everything the
+//! plugin logs, the SDK's lines on its behalf included.
+
+use std::borrow::Cow;
 
 use abi_stable::std_types::RStr;
 use plugin_abi::{level, FfiLogRecord, HostLogger, HostLoggerBox, HostLogger_TO};
@@ -24,12 +31,26 @@ fn log_level(level: u8) -> log::Level {
     }
 }
 
+impl PluginLogger {
+    /// The target a plugin's record is logged under (see the module docs).
+    fn target<'a>(&self, target: &'a str) -> Cow<'a, str> {
+        let crate_name = || self.plugin.replace('-', "_");
+        if target == "panic" {
+            Cow::Owned(format!("{}::panic", crate_name()))
+        } else if target == "plugin_api" || target.starts_with("plugin_api::") {
+            Cow::Owned(format!("{}::{target}", crate_name()))
+        } else {
+            Cow::Borrowed(target)
+        }
+    }
+}
+
 impl HostLogger for PluginLogger {
     fn enabled(&self, level: u8, target: RStr<'_>) -> bool {
         log::logger().enabled(
             &log::Metadata::builder()
                 .level(log_level(level))
-                .target(target.as_str())
+                .target(&self.target(target.as_str()))
                 .build(),
         )
     }
@@ -46,24 +67,14 @@ impl HostLogger for PluginLogger {
     }
 
     fn log(&self, record: FfiLogRecord) {
-        // The SDK's panic hook logs under the fixed target "panic"; name the plugin instead.
-        // The target alone does not always tell the plugin (the SDK's repeaters log as
-        // `plugin_api::repeater`, a dependency under its own name): the message says it, in
-        // the words of the host's own lines about a plugin.
-        let panic_target;
-        let target = if record.target.as_str() == "panic" {
-            panic_target = format!("{}::panic", self.plugin.replace('-', "_"));
-            panic_target.as_str()
-        } else {
-            record.target.as_str()
-        };
+        let target = self.target(record.target.as_str());
         let file = (!record.file.is_empty()).then_some(record.file.as_str());
         let module = (!record.module_path.is_empty()).then_some(record.module_path.as_str());
         log::logger().log(
             &log::Record::builder()
                 .args(format_args!("plugin {}: {}", self.plugin, record.message))
                 .level(log_level(record.level))
-                .target(target)
+                .target(&target)
                 .module_path(module)
                 .file(file)
                 .line(Some(record.line))
@@ -80,4 +91,26 @@ pub fn for_plugin(plugin: &str) -> HostLoggerBox {
         },
         abi_stable::sabi_trait::TD_Opaque,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sdks_lines_go_under_the_plugins_target() {
+        let logger = PluginLogger {
+            plugin: "device-plugin".into(),
+        };
+        assert_eq!(
+            logger.target("plugin_api::repeater"),
+            "device_plugin::plugin_api::repeater"
+        );
+        assert_eq!(logger.target("panic"), "device_plugin::panic");
+        assert_eq!(
+            logger.target("device_plugin::chamber"),
+            "device_plugin::chamber"
+        );
+        assert_eq!(logger.target("plugin_apis"), "plugin_apis");
+    }
 }

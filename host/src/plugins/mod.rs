@@ -3,6 +3,7 @@
 pub mod bus_bridge;
 pub mod context;
 pub mod elf_check;
+pub mod handover;
 pub mod lifecycle;
 pub mod loader;
 pub mod logger;

@@ -27,6 +27,8 @@ use crate::sync::Unpoisoned;
 pub struct MqttBridge {
     bus: MqttBus,
     made: Mutex<Vec<MqttSubscription>>,
+    /// The wills this generation's plugins declared, by plugin, in declaration order.
+    wills: Mutex<Vec<(String, Will)>>,
 }
 
 impl MqttBridge {
@@ -34,6 +36,7 @@ impl MqttBridge {
         MqttBridge {
             bus,
             made: Mutex::new(Vec::new()),
+            wills: Mutex::new(Vec::new()),
         }
     }
 
@@ -75,6 +78,58 @@ impl MqttBridge {
         true
     }
 
+    /// The wills this generation's plugins declared: what the broker must hold for it.
+    pub fn wills(&self) -> Vec<(String, Will)> {
+        self.wills.locked().clone()
+    }
+
+    /// Sets (or with `None` removes) `plugin`'s will. A topic another plugin's will has is
+    /// refused (`CONFLICT`): one will per topic, never a silent replacement.
+    fn set_will(&self, plugin: &str, will: Option<Will>) -> Result<(), FfiError> {
+        let mut wills = self.wills.locked();
+        if let Some(will) = &will {
+            if let Some((owner, _)) = wills
+                .iter()
+                .find(|(p, w)| p != plugin && w.topic == will.topic)
+            {
+                let message = format!(
+                    "the MQTT will on '{}' is plugin {owner}'s; each plugin declares its own \
+                     will on its own topic, e.g. '<state-topic>/<service>/{plugin}'",
+                    will.topic.escape_debug()
+                );
+                tracing::error!("plugin {plugin}: {message}");
+                return Err(FfiError::new(error_code::CONFLICT, message));
+            }
+        }
+        let index = wills.iter().position(|(p, _)| p == plugin);
+        match (index, will) {
+            (Some(i), Some(will)) => {
+                tracing::info!(
+                    "plugin {plugin}: its MQTT will on '{}' replaces its will on '{}'",
+                    will.topic.escape_debug(),
+                    wills[i].1.topic.escape_debug()
+                );
+                wills[i].1 = will;
+            }
+            (None, Some(will)) => wills.push((plugin.to_owned(), will)),
+            (Some(i), None) => {
+                wills.remove(i);
+            }
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    /// The plugin whose will is on `topic`, if it is not `plugin`: a retained message there
+    /// from `plugin` would overwrite that plugin's state.
+    fn will_owner(&self, plugin: &str, topic: &str) -> Option<String> {
+        self.wills
+            .locked()
+            .iter()
+            .find(|(p, w)| p != plugin && w.topic == topic)
+            .map(|(p, _)| p.clone())
+    }
+
     /// Cancels every subscription this generation made: nothing more reaches its handlers
     /// (a message already in a handler finishes).
     pub fn cancel_all(&self) {
@@ -91,9 +146,25 @@ impl MqttBridge {
 /// instructions (see BENCHMARKS.md, row 3e).
 pub fn publish(
     bridge: Option<&MqttBridge>,
+    plugin: &str,
     runtime: &Handle,
     message: FfiMqttPublish,
 ) -> FfiFuture<RResult<(), FfiError>> {
+    if let Some(owner) = bridge
+        .filter(|_| message.retain)
+        .and_then(|b| b.will_owner(plugin, &message.topic))
+    {
+        let err = FfiError::new(
+            error_code::INVALID,
+            format!(
+                "'{}' is plugin {owner}'s state topic (its will is there): a retained message \
+                 from plugin {plugin} would overwrite that plugin's state; publish on a topic \
+                 of your own, e.g. '<state-topic>/<service>/{plugin}'",
+                message.topic.escape_debug()
+            ),
+        );
+        return FfiFuture::new(async move { RResult::RErr(err) });
+    }
     let bus = bridge.map(|b| b.bus.clone());
     let job = async move {
         let Some(bus) = bus else {
@@ -140,15 +211,23 @@ pub fn subscribe(
     Ok(HostSubscription_TO::from_sabi(handle.obj.shallow_clone()))
 }
 
-/// Sets (or, with an empty topic, removes) the service's will.
-pub fn set_will(bridge: Option<&MqttBridge>, will: FfiMqttPublish) -> Result<(), FfiError> {
+/// Sets (or, with an empty topic, removes) `plugin`'s will, after the bus's checks of its
+/// topic and size. The broker is given it when the generation starts serving.
+pub fn set_will(
+    bridge: Option<&MqttBridge>,
+    plugin: &str,
+    will: FfiMqttPublish,
+) -> Result<(), FfiError> {
     let bridge = bridge.ok_or_else(not_in_use)?;
     let will = (!will.topic.is_empty()).then(|| Will {
         topic: will.topic.into_string(),
         payload: will.payload.into_vec(),
         retain: will.retain,
     });
-    bridge.bus.set_will(will).map_err(|e| ffi_error(&e))
+    if let Some(will) = &will {
+        bridge.bus.check_will(will).map_err(|e| ffi_error(&e))?;
+    }
+    bridge.set_will(plugin, will)
 }
 
 fn not_in_use() -> FfiError {

@@ -9,6 +9,7 @@ use std::{
 };
 
 use axum::routing::{get, post};
+use plugin_abi::phase;
 
 use crate::{
     bus::{BusState, EventBus},
@@ -18,6 +19,7 @@ use crate::{
     plugins::{
         bus_bridge::BusBridge,
         context::HostServices,
+        handover::{GenerationLife, HandoverReport},
         lifecycle::{self, RunningPlugin},
         loader::{shown, LoadedSet},
         mqtt_bridge::MqttBridge,
@@ -50,6 +52,7 @@ impl Generation {
         bus: &EventBus,
         mqtt: Option<&MqttBus>,
         reloads: &Arc<ReloadLog>,
+        life: GenerationLife,
         startup_timeout: Option<Duration>,
     ) -> Result<Generation, String> {
         log_plugins(&loaded);
@@ -61,6 +64,7 @@ impl Generation {
             features: FeatureRegistry::default(),
             bus: BusBridge::new(bus.clone()).enabled(settings.fleet.amqp),
             mqtt: mqtt.map(|mqtt| MqttBridge::new(mqtt.clone())),
+            life: Arc::new(life),
         });
         let plugins = lifecycle::create_all(&loaded.plugins, &host)?;
         let metrics = crate::metrics::global().plugins.track(
@@ -77,6 +81,7 @@ impl Generation {
             if let Some(mqtt) = &host.mqtt {
                 mqtt.cancel_all();
             }
+            host.life.set_phase(phase::STOPPED);
             return Err(err);
         }
         let app = build_app(&settings, &loaded, &host, &plugins, reloads);
@@ -113,6 +118,34 @@ impl Generation {
         }
     }
 
+    /// Marks this generation as serving: the listener is bound and requests come to it.
+    pub fn serving(&self) {
+        self.host.life.set_phase(phase::SERVING);
+    }
+
+    /// Takes the state every plugin hands to its next generation; this generation is
+    /// retiring from then on (until [`serving`](Self::serving) again, if the next one fails).
+    pub async fn hand_over(&self) -> GenerationLife {
+        self.host.life.set_phase(phase::RETIRING);
+        let (states, failed) =
+            lifecycle::handover_all(&self.plugins, self.settings.hook_timeout).await;
+        GenerationLife::new(states, failed)
+    }
+
+    /// The MQTT wills this generation's plugins declared, by plugin.
+    pub fn mqtt_wills(&self) -> Vec<(String, crate::mqtt::Will)> {
+        self.host
+            .mqtt
+            .as_ref()
+            .map(|mqtt| mqtt.wills())
+            .unwrap_or_default()
+    }
+
+    /// What this generation's plugins made of the states handed to them.
+    pub fn handover_reports(&self) -> Vec<HandoverReport> {
+        self.host.life.reports()
+    }
+
     /// `before_shutdown` on every plugin.
     pub async fn before_shutdown(&self) {
         lifecycle::before_shutdown_all(&self.plugins, self.settings.hook_timeout).await;
@@ -127,11 +160,14 @@ impl Generation {
         }
         self.host.bus.cancel_all(timeout).await;
         lifecycle::shutdown_all(&self.plugins, timeout).await;
+        self.host.life.set_phase(phase::STOPPED);
     }
 
     /// Only the plugins' shutdown, for the final stop (the bus is already shut down).
     pub async fn stop_plugins(self) {
+        self.host.life.set_phase(phase::RETIRING);
         lifecycle::shutdown_all(&self.plugins, self.settings.hook_timeout).await;
+        self.host.life.set_phase(phase::STOPPED);
     }
 }
 

@@ -18,6 +18,7 @@ use std::{ffi::OsString, future::Future, process::ExitCode, sync::Arc};
 use arc_swap::ArcSwap;
 use tokio::{net::TcpListener, sync::mpsc};
 
+use crate::plugins::handover::{GenerationLife, HandoverReport};
 use crate::{
     app::{self, EXIT_FAILURE},
     bus::EventBus,
@@ -124,7 +125,15 @@ pub async fn run(boot: Boot, signals: &mut Signals) -> ExitCode {
     let reloads = Arc::new(ReloadLog::default());
     let mut pending = Pending::default();
     let hook_timeout = settings.hook_timeout;
-    let start = Generation::start(settings, loaded, &bus, mqtt.as_ref(), &reloads, None);
+    let start = Generation::start(
+        settings,
+        loaded,
+        &bus,
+        mqtt.as_ref(),
+        &reloads,
+        GenerationLife::default(),
+        None,
+    );
     let generation = match answering(start, signals, &mut pending, "startup", false).await {
         Some(Ok(generation)) => generation,
         Some(Err(err)) => {
@@ -134,10 +143,11 @@ pub async fn run(boot: Boot, signals: &mut Signals) -> ExitCode {
         }
         None => return ExitCode::SUCCESS,
     };
-    // Connected once the plugins' startup has run, so that the will they set is registered
-    // with the broker from the first connection on.
+    // Connected once the plugins' startup has run, so that the first connection subscribes
+    // to everything at once; the wills they declared get their own connections.
     if let Some(mqtt) = &mqtt {
         mqtt.start();
+        hold_wills(mqtt, &generation).await;
     }
     let listener = match bind(&generation.settings).await {
         Ok(listener) => listener,
@@ -157,10 +167,11 @@ pub async fn run(boot: Boot, signals: &mut Signals) -> ExitCode {
         Arc::clone(&current),
         server_config(&generation.settings),
     );
+    generation.serving();
     let watcher = generation
         .settings
         .watch
-        .then(|| watch::spawn(generation.settings.plugins.clone()));
+        .then(|| watch::spawn(generation.settings.plugins.clone(), Arc::clone(&reloads)));
     let service = Service {
         generation,
         bus,
@@ -269,7 +280,7 @@ impl Service {
 
     /// Starts the folder's plugins beside the current ones and switches to them; on any
     /// failure the current ones go on. `Err` says why, for the log and health.
-    async fn reload(&mut self) -> Result<(), String> {
+    async fn reload(&mut self) -> Result<Vec<HandoverReport>, String> {
         let args = self.args.clone();
         let prepared = tokio::task::spawn_blocking(move || app::prepare(args))
             .await
@@ -280,12 +291,14 @@ impl Service {
                 err
             })?;
         warn_restart_only(&self.generation.settings, &prepared.settings);
+        let handed = self.generation.hand_over().await;
         let next = Generation::start(
             prepared.settings,
             prepared.loaded,
             &self.bus,
             self.mqtt.as_ref(),
             &self.reloads,
+            handed,
             // A plugin's startup during a reload is bounded like the other hooks: the
             // running plugins serve meanwhile, and a reload must end.
             Some(self.generation.settings.hook_timeout),
@@ -293,15 +306,29 @@ impl Service {
         .await
         .map_err(|err| {
             tracing::error!("Reload failed; the running plugins go on: {err}");
+            self.generation.serving();
             err
         })?;
         next.wait_subscriptions_bound(next.settings.hook_timeout)
             .await;
+        if let Some(mqtt) = &self.mqtt {
+            hold_wills(mqtt, &next).await;
+            if mqtt.is_connected() && !mqtt.wills_held(next.settings.hook_timeout).await {
+                tracing::warn!(
+                    "Reload: the broker did not acknowledge every new MQTT will in time; going on"
+                );
+            }
+        }
         self.current.store(Arc::clone(&next.served));
+        next.serving();
+        let handovers = next.handover_reports();
         let previous = std::mem::replace(&mut self.generation, next);
         retire(previous).await;
+        if let Some(mqtt) = &self.mqtt {
+            mqtt.release_wills(&self.generation.mqtt_wills()).await;
+        }
         tracing::info!("Reloaded");
-        Ok(())
+        Ok(handovers)
     }
 
     /// Stop accepting, `before_shutdown` while in-flight requests drain, the bus, then the
@@ -361,6 +388,13 @@ async fn retire(previous: Generation) {
         );
     }
     previous.stop().await;
+}
+
+/// Gives the broker the wills `generation` declared (each on its own connection).
+async fn hold_wills(mqtt: &MqttBus, generation: &Generation) {
+    if let Err(err) = mqtt.hold_wills(&generation.mqtt_wills()).await {
+        tracing::error!("MQTT wills not given to the broker: {err}");
+    }
 }
 
 async fn next_change(watcher: &mut Option<mpsc::Receiver<()>>) -> Option<()> {

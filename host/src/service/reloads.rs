@@ -4,6 +4,7 @@
 
 use std::sync::Mutex;
 
+use crate::plugins::handover::HandoverReport;
 use crate::sync::Unpoisoned;
 use serde::Serialize;
 
@@ -15,6 +16,9 @@ pub struct LastReload {
     pub ok: bool,
     /// Why it failed; the old plugins kept serving.
     pub error: Option<String>,
+    /// What became of each state handed from the old plugins to the new ones (plugins that
+    /// handed nothing over are not listed).
+    pub handovers: Vec<HandoverReport>,
 }
 
 /// Reloads since the process started.
@@ -23,6 +27,10 @@ pub struct ReloadReport {
     pub succeeded: u64,
     pub failed: u64,
     pub last: Option<LastReload>,
+    /// With `--watch`: a changed file that is not a complete plugin yet (truncated, still
+    /// being copied), and why; no reload is made until the next change. Cleared by the next
+    /// reload.
+    pub waiting: Option<String>,
 }
 
 /// Shared between the service loop, which records, and every generation's health route.
@@ -32,18 +40,29 @@ pub struct ReloadLog {
 }
 
 impl ReloadLog {
-    pub fn record(&self, outcome: Result<(), String>) {
+    pub fn record(&self, outcome: Result<Vec<HandoverReport>, String>) {
         crate::metrics::global().plugins.reloaded(outcome.is_ok());
         let mut report = self.report.locked();
+        report.waiting = None;
         match &outcome {
-            Ok(()) => report.succeeded += 1,
+            Ok(_) => report.succeeded += 1,
             Err(_) => report.failed += 1,
         }
+        let (error, handovers) = match outcome {
+            Ok(handovers) => (None, handovers),
+            Err(err) => (Some(err), Vec::new()),
+        };
         report.last = Some(LastReload {
             time: now_rfc3339(),
-            ok: outcome.is_ok(),
-            error: outcome.err(),
+            ok: error.is_none(),
+            error,
+            handovers,
         });
+    }
+
+    /// A folder change that is not ready to reload, for health.
+    pub fn waiting(&self, why: String) {
+        self.report.locked().waiting = Some(why);
     }
 
     pub fn report(&self) -> ReloadReport {
@@ -71,7 +90,7 @@ mod tests {
         let last = report.last.unwrap();
         assert!(!last.ok);
         assert_eq!(last.error.as_deref(), Some("libx.so: truncated"));
-        log.record(Ok(()));
+        log.record(Ok(Vec::new()));
         let last = log.report().last.unwrap();
         assert!(last.ok && last.error.is_none());
     }

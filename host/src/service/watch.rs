@@ -5,8 +5,9 @@
 //! folders often live, and one `readdir` plus a `stat` per file twice a second costs nothing.
 //! A change is acted on once the folder has been quiet for a second (a build writes a file
 //! in many steps) and every changed file passes the checks made before loading (a complete
-//! ELF plugin: a half-copied file waits). A file that never passes them is logged once and
-//! waits for the next change.
+//! ELF plugin: a half-copied file waits). A file that does not pass them is logged once, as a
+//! warning, and shown in health (`reload.waiting`) until the next reload; it waits for the
+//! next change.
 
 use std::{
     collections::BTreeMap,
@@ -16,8 +17,11 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 
+use super::reloads::ReloadLog;
 use crate::plugins::{elf_check, loader::shown};
 
 const POLL: Duration = Duration::from_millis(500);
@@ -56,8 +60,9 @@ fn incomplete(
         })
 }
 
-/// Polls `dir`; each message on the receiver is a change worth a reload.
-pub fn spawn(dir: PathBuf) -> mpsc::Receiver<()> {
+/// Polls `dir`; each message on the receiver is a change worth a reload. A change that is
+/// not ready is put in `reloads` for health.
+pub fn spawn(dir: PathBuf, reloads: Arc<ReloadLog>) -> mpsc::Receiver<()> {
     let (tx, rx) = mpsc::channel(1);
     tokio::spawn(async move {
         let mut loaded = snapshot(&dir);
@@ -77,10 +82,12 @@ pub fn spawn(dir: PathBuf) -> mpsc::Receiver<()> {
             }
             if let Some((file, why)) = incomplete(&dir, &loaded, &seen) {
                 if logged.as_ref() != Some(&seen) {
-                    tracing::info!(
-                        "Plugins folder changed, but {} is not ready: {why}; waiting for the next change",
+                    let message = format!(
+                        "{} is not ready: {why}; waiting for the next change",
                         shown(&file)
                     );
+                    tracing::warn!("Plugins folder changed, but {message}");
+                    reloads.waiting(message);
                     logged = Some(seen.clone());
                 }
                 continue;

@@ -11,8 +11,9 @@ use serde_json::Value;
 #[serde(rename_all = "lowercase")]
 ///
 /// ```
-/// let arg = plugin_abi::Arg::float("ratio");
-/// assert_eq!(arg.kind(), plugin_abi::ArgKind::Float);
+/// # use plugin_abi as plugin_api; // what a plugin writes: plugin_api::Arg
+/// let arg = plugin_api::Arg::float("ratio");
+/// assert_eq!(arg.kind(), plugin_api::ArgKind::Float);
 /// ```
 pub enum ArgKind {
     /// Any text.
@@ -32,7 +33,8 @@ pub enum ArgKind {
 /// `plugin_api::Config::get`.
 ///
 /// ```
-/// use plugin_abi::Arg;
+/// # use plugin_abi as plugin_api; // what a plugin writes: plugin_api::Arg
+/// use plugin_api::Arg;
 ///
 /// let args = vec![
 ///     Arg::float("update-interval").default(5.0).help("Seconds between updates"),
@@ -64,8 +66,9 @@ impl Arg {
     /// A text argument, `--name VALUE`.
     ///
     /// ```
-    /// let arg = plugin_abi::Arg::string("device-id");
-    /// assert_eq!(arg.kind(), plugin_abi::ArgKind::String);
+    /// # use plugin_abi as plugin_api; // what a plugin writes: plugin_api::Arg
+    /// let arg = plugin_api::Arg::string("device-id");
+    /// assert_eq!(arg.kind(), plugin_api::ArgKind::String);
     /// ```
     pub fn string(name: &str) -> Self {
         Arg::new(name, ArgKind::String)
@@ -74,7 +77,8 @@ impl Arg {
     /// An integer argument.
     ///
     /// ```
-    /// let arg = plugin_abi::Arg::int("retries").default(3);
+    /// # use plugin_abi as plugin_api; // what a plugin writes: plugin_api::Arg
+    /// let arg = plugin_api::Arg::int("retries").default(3);
     /// ```
     pub fn int(name: &str) -> Self {
         Arg::new(name, ArgKind::Int)
@@ -83,7 +87,8 @@ impl Arg {
     /// A float argument.
     ///
     /// ```
-    /// let arg = plugin_abi::Arg::float("update-interval").default(2.5);
+    /// # use plugin_abi as plugin_api; // what a plugin writes: plugin_api::Arg
+    /// let arg = plugin_api::Arg::float("update-interval").default(2.5);
     /// ```
     pub fn float(name: &str) -> Self {
         Arg::new(name, ArgKind::Float)
@@ -92,7 +97,8 @@ impl Arg {
     /// A switch without a value; `true` when given.
     ///
     /// ```
-    /// let arg = plugin_abi::Arg::flag("dry-run").help("Change nothing");
+    /// # use plugin_abi as plugin_api; // what a plugin writes: plugin_api::Arg
+    /// let arg = plugin_api::Arg::flag("dry-run").help("Change nothing");
     /// ```
     pub fn flag(name: &str) -> Self {
         Arg::new(name, ArgKind::Flag)
@@ -101,7 +107,8 @@ impl Arg {
     /// The help text shown by `--help`.
     ///
     /// ```
-    /// let arg = plugin_abi::Arg::string("x").help("An example");
+    /// # use plugin_abi as plugin_api; // what a plugin writes: plugin_api::Arg
+    /// let arg = plugin_api::Arg::string("x").help("An example");
     /// assert_eq!(arg.help_text(), "An example");
     /// ```
     pub fn help(mut self, help: impl Into<String>) -> Self {
@@ -112,7 +119,8 @@ impl Arg {
     /// The value used when the argument is not given.
     ///
     /// ```
-    /// let arg = plugin_abi::Arg::int("retries").default(3);
+    /// # use plugin_abi as plugin_api; // what a plugin writes: plugin_api::Arg
+    /// let arg = plugin_api::Arg::int("retries").default(3);
     /// ```
     pub fn default(mut self, value: impl Into<Value>) -> Self {
         self.default = Some(value.into());
@@ -122,7 +130,8 @@ impl Arg {
     /// The argument's name, without dashes.
     ///
     /// ```
-    /// assert_eq!(plugin_abi::Arg::int("--retries").name(), "retries");
+    /// # use plugin_abi as plugin_api; // what a plugin writes: plugin_api::Arg
+    /// assert_eq!(plugin_api::Arg::int("--retries").name(), "retries");
     /// ```
     pub fn name(&self) -> &str {
         &self.name
@@ -131,7 +140,8 @@ impl Arg {
     /// The value type.
     ///
     /// ```
-    /// assert_eq!(plugin_abi::Arg::flag("x").kind(), plugin_abi::ArgKind::Flag);
+    /// # use plugin_abi as plugin_api; // what a plugin writes: plugin_api::Arg
+    /// assert_eq!(plugin_api::Arg::flag("x").kind(), plugin_api::ArgKind::Flag);
     /// ```
     pub fn kind(&self) -> ArgKind {
         self.kind
@@ -140,7 +150,8 @@ impl Arg {
     /// The help text.
     ///
     /// ```
-    /// assert_eq!(plugin_abi::Arg::flag("x").help_text(), "");
+    /// # use plugin_abi as plugin_api; // what a plugin writes: plugin_api::Arg
+    /// assert_eq!(plugin_api::Arg::flag("x").help_text(), "");
     /// ```
     pub fn help_text(&self) -> &str {
         &self.help
@@ -149,7 +160,8 @@ impl Arg {
     /// The default value, if any.
     ///
     /// ```
-    /// assert_eq!(plugin_abi::Arg::int("x").default(1).default_value(), Some(&1.into()));
+    /// # use plugin_abi as plugin_api; // what a plugin writes: plugin_api::Arg
+    /// assert_eq!(plugin_api::Arg::int("x").default(1).default_value(), Some(&1.into()));
     /// ```
     pub fn default_value(&self) -> Option<&Value> {
         self.default.as_ref()

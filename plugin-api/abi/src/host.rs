@@ -2,12 +2,14 @@
 
 use abi_stable::{
     sabi_trait,
-    std_types::{RArc, RBox, RResult, RStr, RString},
+    std_types::{RArc, RBox, ROption, RResult, RStr, RString},
 };
 use async_ffi::FfiFuture;
 
 use super::plugin::{FeatureArc, MessageHandlerBox, RouteHandlerBox};
-use super::{FfiError, FfiLogRecord, FfiMetric, FfiMqttPublish, FfiPublish, FfiSubscribe};
+use super::{
+    FfiError, FfiHandover, FfiLogRecord, FfiMetric, FfiMqttPublish, FfiPublish, FfiSubscribe,
+};
 
 /// Where a plugin's log events go. Handed over once, before anything else runs.
 #[sabi_trait]
@@ -107,10 +109,22 @@ pub trait HostContext: Send + Sync {
         qos: u8,
         handler: MessageHandlerBox,
     ) -> RResult<HostSubscriptionArc, FfiError>;
-    /// The service's MQTT will (`qos` is ignored): announced by the broker when the service
-    /// dies, published by the host at a clean stop. An empty topic removes it.
-    #[sabi(last_prefix_field)]
+    /// This plugin's part of the service's MQTT will (`qos` is ignored): announced by the
+    /// broker when the service dies, published by the host at a clean stop. An empty topic
+    /// removes it. Each plugin has its own will on its own topic: `CONFLICT` when another
+    /// plugin's will has that topic already.
     fn mqtt_set_will(&self, will: FfiMqttPublish) -> RResult<(), FfiError>;
+    /// What the previous generation of this plugin handed over at a hot swap; `RNone` at the
+    /// first start, when it handed nothing, or when it is asked a second time.
+    fn handed_over(&self) -> ROption<FfiHandover>;
+    /// What the plugin made of the handover (one of
+    /// [`handover_outcome`](crate::handover_outcome)), for the log and the reload's health.
+    fn handover_outcome(&self, outcome: u8, detail: RString);
+    /// The generation's [`phase`](crate::phase) now.
+    fn phase(&self) -> u8;
+    /// Resolves with the phase once it is no longer `seen`.
+    #[sabi(last_prefix_field)]
+    fn phase_changed(&self, seen: u8) -> FfiFuture<u8>;
 }
 pub type HostContextArc = HostContext_TO<'static, RArc<()>>;
 

@@ -45,7 +45,13 @@ pub use host::*;
 pub use plugin::*;
 pub use types::*;
 
+// Re-exported for the SDK and its macro expansion, not for plugin authors: hidden from the
+// docs. (rustdoc lists the blanket impls of every crate in the dependency graph on every
+// type — abi_stable's `AlignerFor`, `SelfOps`, tracing's `Instrument` — whatever is
+// re-exported; see docs/plugin-abi.md, "Reading the SDK's rustdoc".)
+#[doc(hidden)]
 pub use abi_stable;
+#[doc(hidden)]
 pub use async_ffi;
 
 pub use panics::panic_text;

@@ -26,6 +26,43 @@ pub const SCHEMAS_KEY: &str = "x-schemas";
 /// ```
 pub const SCHEMA_REF_PREFIX: &str = "#/components/schemas/";
 
+/// Appended to the name of a type's form as it is read (request bodies, query strings),
+/// when serde reads the type differently from how it writes it.
+pub const INPUT_SUFFIX: &str = "-Input";
+/// Appended to the name of a type's form as it is written (response bodies), when serde
+/// writes the type differently from how it reads it.
+pub const OUTPUT_SUFFIX: &str = "-Output";
+
+/// The names of a document's schemas to use without their form suffix: `X-Output` (or
+/// `X-Input`) becomes `X` when the document has neither the other form nor a plain `X`.
+/// A suffix then always means "this type has another form, and the document shows it too";
+/// a type used one way only is named after the type, as a reader expects.
+///
+/// ```
+/// use plugin_abi::openapi::plain_names;
+///
+/// let names = ["Reading-Output", "Setpoint-Input", "Setpoint-Output", "Log-Input", "Log"];
+/// let renames = plain_names(names.iter().copied());
+/// assert_eq!(renames.get("Reading-Output").map(String::as_str), Some("Reading"));
+/// assert_eq!(renames.len(), 1, "both forms shown, or the plain name taken: kept");
+/// ```
+pub fn plain_names<'a>(names: impl Iterator<Item = &'a str> + Clone) -> BTreeMap<String, String> {
+    let present: HashSet<&str> = names.clone().collect();
+    let mut renames = BTreeMap::new();
+    for name in names {
+        for (mine, theirs) in [(OUTPUT_SUFFIX, INPUT_SUFFIX), (INPUT_SUFFIX, OUTPUT_SUFFIX)] {
+            let Some(base) = name.strip_suffix(mine) else {
+                continue;
+            };
+            let other = format!("{base}{theirs}");
+            if !base.is_empty() && !present.contains(base) && !present.contains(other.as_str()) {
+                renames.insert(name.to_owned(), base.to_owned());
+            }
+        }
+    }
+    renames
+}
+
 /// Whether `name` may be a key of `components/schemas` (OpenAPI: `^[a-zA-Z0-9.\-_]+$`).
 ///
 /// ```

@@ -5,13 +5,13 @@ use abi_stable::{
     library::RootModule,
     package_version_strings, sabi_trait,
     sabi_types::VersionStrings,
-    std_types::{RArc, RBox, RResult, RString, RVec},
+    std_types::{RArc, RBox, ROption, RResult, RString, RVec},
     StableAbi,
 };
 use async_ffi::FfiFuture;
 
 use super::host::{HostContextArc, HostLoggerBox, HostSubscriptionArc};
-use super::{FfiFailure, FfiRequest, FfiResponse, PluginInfo};
+use super::{FfiFailure, FfiHandover, FfiRequest, FfiResponse, PluginInfo};
 
 /// A route handler. `Err` is an internal error or a panic: the host answers
 /// `500: <message>`. (An input an extractor refuses is an ordinary 400 response.)
@@ -46,13 +46,18 @@ pub trait MessageHandler: Send + Sync {
 }
 pub type MessageHandlerBox = MessageHandler_TO<'static, RBox<()>>;
 
-/// A created plugin: the three lifecycle hooks of a brewblox feature.
+/// A created plugin: the three lifecycle hooks of a brewblox feature, and the handover of
+/// its state to its next generation at a hot swap.
 #[sabi_trait]
 pub trait PluginInstance: Send + Sync {
     fn startup(&self) -> FfiFuture<RResult<(), RString>>;
     fn before_shutdown(&self) -> FfiFuture<RResult<(), RString>>;
-    #[sabi(last_prefix_field)]
     fn shutdown(&self) -> FfiFuture<RResult<(), RString>>;
+    /// The state to hand to the plugin of the same name in the next generation (`RNone`:
+    /// nothing). Called on the outgoing generation before the next one starts, bounded by
+    /// the host's hook timeout and [`MAX_HANDOVER_BYTES`](crate::MAX_HANDOVER_BYTES).
+    #[sabi(last_prefix_field)]
+    fn handover(&self) -> FfiFuture<RResult<ROption<FfiHandover>, RString>>;
 }
 pub type PluginInstanceBox = PluginInstance_TO<'static, RBox<()>>;
 

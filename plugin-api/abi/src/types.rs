@@ -263,3 +263,36 @@ pub struct FfiMqttPublish {
     pub qos: u8,
     pub retain: bool,
 }
+
+/// The state one generation of a plugin hands to the next at a hot swap: the plugin's own
+/// serialisation of it and the version of that format (the plugin's to choose and check).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct FfiHandover {
+    pub version: u32,
+    pub data: RVec<u8>,
+}
+
+/// The most bytes a handover may hold (16 MiB): a larger one is refused by the host (the
+/// new generation starts empty, the reload goes on) rather than held twice in memory.
+pub const MAX_HANDOVER_BYTES: usize = 16 << 20;
+
+/// What the new generation made of a handover, as it reports it with
+/// `HostContext::handover_outcome` (for the log and the reload's health).
+pub mod handover_outcome {
+    /// Read and used.
+    pub const ACCEPTED: u8 = 0;
+    /// Not used: another version, or data the new generation cannot read. The detail says why.
+    pub const REFUSED: u8 = 1;
+}
+
+/// Where a generation of plugins is in its life (`HostContext::phase`). A generation starts
+/// in `STARTING`, is `SERVING` once the HTTP listener is bound and it is the generation
+/// requests go to, `RETIRING` once a reload took its state and started the next one (it may
+/// go back to `SERVING` if that reload fails), and `STOPPED` after its `shutdown`.
+pub mod phase {
+    pub const STARTING: u8 = 0;
+    pub const SERVING: u8 = 1;
+    pub const RETIRING: u8 = 2;
+    pub const STOPPED: u8 = 3;
+}

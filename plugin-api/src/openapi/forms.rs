@@ -14,10 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::abi::openapi::{ref_map, rewrite_refs};
 
-/// Appended to the name of a type's form as it is read (request bodies, query strings).
-pub const INPUT_SUFFIX: &str = "-Input";
-/// Appended to the name of a type's form as it is written (response bodies).
-pub const OUTPUT_SUFFIX: &str = "-Output";
+pub use crate::abi::openapi::{INPUT_SUFFIX, OUTPUT_SUFFIX};
 
 /// The suffix of `contract`'s form of a type whose forms differ.
 pub(super) fn suffix(contract: &Contract) -> &'static str {

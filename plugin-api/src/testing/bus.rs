@@ -151,6 +151,8 @@ pub(super) struct Bus {
     pub published: Mutex<Vec<Published>>,
     pub mqtt_published: Mutex<Vec<MqttPublished>>,
     pub will: Mutex<Option<MqttPublished>>,
+    /// Bumped at every publish, so that a test can wait for one.
+    pub publishes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Bus {
@@ -164,6 +166,7 @@ impl Bus {
             published: Mutex::default(),
             mqtt_published: Mutex::default(),
             will: Mutex::default(),
+            publishes: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -208,6 +211,7 @@ impl Bus {
             exchange_type: message.exchange_type.into_string(),
             declare_exchange: message.declare_exchange,
         });
+        self.publishes.send_modify(|n| *n += 1);
         Ok(())
     }
 
@@ -244,6 +248,7 @@ impl Bus {
         }
         self.check_up()?;
         lock(&self.mqtt_published).push(MqttPublished::from_ffi(message));
+        self.publishes.send_modify(|n| *n += 1);
         Ok(())
     }
 
@@ -288,6 +293,7 @@ impl Bus {
         }
         if let Some(will) = lock(&self.will).clone() {
             lock(&self.mqtt_published).push(will);
+            self.publishes.send_modify(|n| *n += 1);
         }
     }
 

@@ -236,6 +236,124 @@ impl<P: Plugin> TestHost<P> {
         std::mem::take(&mut *lock(&self.state.bus.mqtt_published))
     }
 
+    /// Waits until the plugin has published (to AMQP) a message for which `wanted` is true
+    /// — already, or later from a task or handler — and returns the first such; a
+    /// [`Timeout`](crate::ErrorKind::Timeout) error listing what was published if none comes
+    /// within `timeout`. Instead of sleeping in a test and hoping the task ran.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use plugin_api::{testing::TestHost, Context, Plugin, Result};
+    /// #[derive(Default)]
+    /// struct Later;
+    /// impl Plugin for Later {
+    ///     async fn startup(self: std::sync::Arc<Self>, ctx: &Context) -> Result<()> {
+    ///         let me = ctx.clone();
+    ///         ctx.spawn("announce", async move {
+    ///             me.serving().await?;
+    ///             tokio::time::sleep(Duration::from_millis(20)).await;
+    ///             me.publish("brewcast", "later", &"up").await
+    ///         });
+    ///         Ok(())
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<()> {
+    /// let host = TestHost::start(Later).await?;
+    /// let message = host
+    ///     .wait_published(Duration::from_secs(5), |m| m.routing == "later")
+    ///     .await?;
+    /// assert_eq!(message.json::<String>()?, "up");
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_published(
+        &self,
+        timeout: std::time::Duration,
+        wanted: impl Fn(&Published) -> bool,
+    ) -> Result<Published> {
+        self.wait_for(timeout, || {
+            lock(&self.state.bus.published)
+                .iter()
+                .find(|m| wanted(m))
+                .cloned()
+        })
+        .await
+        .map_err(|()| {
+            let seen: Vec<String> = self
+                .published()
+                .iter()
+                .map(|m| format!("{} {}", m.exchange, m.routing))
+                .collect();
+            timed_out(timeout, &seen)
+        })
+    }
+
+    /// [`wait_published`](TestHost::wait_published) for MQTT: the first message published
+    /// on MQTT for which `wanted` is true.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use plugin_api::{testing::TestHost, Context, Plugin, QoS, Result};
+    /// #[derive(Default)]
+    /// struct Later;
+    /// impl Plugin for Later {
+    ///     async fn startup(self: std::sync::Arc<Self>, ctx: &Context) -> Result<()> {
+    ///         let me = ctx.clone();
+    ///         ctx.spawn("state", async move {
+    ///             me.mqtt_publish("brewcast/state/me", "{}", QoS::AtLeastOnce, true).await
+    ///         });
+    ///         Ok(())
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<()> {
+    /// let host = TestHost::builder(Later).arg("mqtt", true).start().await?;
+    /// let state = host
+    ///     .wait_mqtt_published(Duration::from_secs(5), |m| m.topic == "brewcast/state/me")
+    ///     .await?;
+    /// assert!(state.retain);
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_mqtt_published(
+        &self,
+        timeout: std::time::Duration,
+        wanted: impl Fn(&MqttPublished) -> bool,
+    ) -> Result<MqttPublished> {
+        self.wait_for(timeout, || {
+            lock(&self.state.bus.mqtt_published)
+                .iter()
+                .find(|m| wanted(m))
+                .cloned()
+        })
+        .await
+        .map_err(|()| {
+            let seen: Vec<String> = self.mqtt_published().into_iter().map(|m| m.topic).collect();
+            timed_out(timeout, &seen)
+        })
+    }
+
+    /// Checks `found` after every publish until it finds something, at most `timeout`.
+    async fn wait_for<T>(
+        &self,
+        timeout: std::time::Duration,
+        found: impl Fn() -> Option<T>,
+    ) -> std::result::Result<T, ()> {
+        let mut publishes = self.state.bus.publishes.subscribe();
+        let wait = async {
+            loop {
+                publishes.borrow_and_update();
+                if let Some(found) = found() {
+                    return found;
+                }
+                if publishes.changed().await.is_err() {
+                    // The bus lives as long as the host: cannot happen while we hold it.
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.map_err(|_| ())
+    }
+
     /// The MQTT will the plugin set, if any (`qos` is always `AtLeastOnce`).
     pub fn mqtt_will(&self) -> Option<MqttPublished> {
         lock(&self.state.bus.will).clone()
@@ -286,4 +404,11 @@ impl<P: Plugin> TestHost<P> {
     pub fn set_eventbus_down(&self, down: bool) {
         self.state.bus.down.store(down, Ordering::SeqCst);
     }
+}
+
+fn timed_out(timeout: std::time::Duration, seen: &[String]) -> crate::Error {
+    crate::Error::timeout(format!(
+        "nothing wanted was published within {:.1} s; published: {seen:?}",
+        timeout.as_secs_f64()
+    ))
 }

@@ -3,13 +3,13 @@
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use abi_stable::std_types::{RResult, RString};
+use abi_stable::std_types::{ROption, RResult, RString};
 use async_ffi::FfiFuture;
 
 use crate::abi::{
-    config::PluginConfig, features::FeatureRegistry, FeatureArc, FfiError, FfiMetric,
-    FfiMqttPublish, FfiPublish, FfiSubscribe, HostContext, HostMetricArc, HostSubscriptionArc,
-    MessageHandlerBox, RouteHandlerBox, TaskHandleBox,
+    config::PluginConfig, features::FeatureRegistry, handover_outcome, phase, FeatureArc, FfiError,
+    FfiHandover, FfiMetric, FfiMqttPublish, FfiPublish, FfiSubscribe, HostContext, HostMetricArc,
+    HostSubscriptionArc, MessageHandlerBox, RouteHandlerBox, TaskHandleBox,
 };
 
 use super::{bus::Bus, metrics::Metrics, routes::RouteTable, tasks::Tasks};
@@ -31,6 +31,11 @@ pub(super) struct State {
     pub tasks: Tasks,
     pub bus: Bus,
     pub metrics: Metrics,
+    /// What the builder hands over, taken once.
+    pub handed: Mutex<Option<FfiHandover>>,
+    /// What the plugin made of it: (accepted, detail).
+    pub handover_outcome: Mutex<Option<(bool, String)>>,
+    pub phase: tokio::sync::watch::Sender<u8>,
 }
 
 impl State {
@@ -46,6 +51,9 @@ impl State {
             tasks: Tasks::default(),
             bus: Bus::new(service.amqp.is_some(), service.mqtt.is_some()),
             metrics: Metrics::default(),
+            handed: Mutex::default(),
+            handover_outcome: Mutex::default(),
+            phase: tokio::sync::watch::channel(phase::STARTING).0,
         }
     }
 
@@ -140,5 +148,28 @@ impl HostContext for KitHost {
 
     fn mqtt_set_will(&self, will: FfiMqttPublish) -> RResult<(), FfiError> {
         self.0.bus.set_will(will).into()
+    }
+
+    fn handed_over(&self) -> ROption<FfiHandover> {
+        lock(&self.0.handed).take().into()
+    }
+
+    fn handover_outcome(&self, outcome: u8, detail: RString) {
+        let accepted = outcome == handover_outcome::ACCEPTED;
+        *lock(&self.0.handover_outcome) = Some((accepted, detail.into_string()));
+    }
+
+    fn phase(&self) -> u8 {
+        *self.0.phase.borrow()
+    }
+
+    fn phase_changed(&self, seen: u8) -> FfiFuture<u8> {
+        let mut rx = self.0.phase.subscribe();
+        FfiFuture::new(async move {
+            match rx.wait_for(|now| *now != seen).await {
+                Ok(now) => *now,
+                Err(_) => phase::STOPPED,
+            }
+        })
     }
 }

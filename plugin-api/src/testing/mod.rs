@@ -42,6 +42,13 @@
 //! `test-util` feature in the plugin's dev-dependencies), and its repeaters, which do not
 //! loop on their own under the kit: the test runs them one step at a time with
 //! [`TestHost::step`].
+//!
+//! What a task publishes later is awaited with [`TestHost::wait_published`] and
+//! [`TestHost::wait_mqtt_published`] (bounded by a timeout), not slept for. A hot swap's
+//! state handover is tested with [`TestHost::handover`] on the old plugin and
+//! [`TestHostBuilder::handed_over`] for the new one, whose
+//! [`handover_outcome`](TestHost::handover_outcome) says what it made of it. Under the kit
+//! the plugin serves ([`Context::serving`]) as soon as `startup` returned.
 
 mod bus;
 mod config;
@@ -73,7 +80,7 @@ use serde_json::Value;
 use crate::{
     abi::{self, error_code, FfiError},
     handler::{Adapter, Handler},
-    runtime, Call, Config, Context, Error, Plugin, Result,
+    runtime, Call, Config, Context, Error, HandedOver, Handover, Plugin, Result,
 };
 
 pub use eventbus::{MqttPublished, Published, TestSubscription};
@@ -115,6 +122,7 @@ pub struct TestHostBuilder<P> {
     plugin_name: String,
     args: Vec<(String, Value)>,
     features: Vec<(String, abi::FeatureArc)>,
+    handover: Option<Handover>,
 }
 
 impl<P: Plugin> TestHostBuilder<P> {
@@ -198,6 +206,45 @@ impl<P: Plugin> TestHostBuilder<P> {
         self
     }
 
+    /// Hands `state` to the plugin as its previous generation would at a hot swap: its
+    /// `startup` finds it with [`Context::handed_over`]. Take it from another `TestHost`
+    /// with [`TestHost::handover`] to test a whole swap.
+    ///
+    /// ```
+    /// # use std::sync::{Arc, Mutex};
+    /// # use plugin_api::{testing::TestHost, Context, HandedOver, Handover, Plugin, Result};
+    /// #[derive(Default)]
+    /// struct Counter { count: Mutex<u64> }
+    /// impl Plugin for Counter {
+    ///     async fn startup(self: Arc<Self>, ctx: &Context) -> Result<()> {
+    ///         if let HandedOver::Accepted(n) = ctx.handed_over(1) {
+    ///             *self.count.lock().unwrap() = n;
+    ///         }
+    ///         Ok(())
+    ///     }
+    ///     async fn handover(&self, _: &Context) -> Result<Option<Handover>> {
+    ///         Handover::json(1, &*self.count.lock().unwrap()).map(Some)
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<()> {
+    /// let old = TestHost::start(Counter { count: Mutex::new(41) }).await?;
+    /// let state = old.handover().await?.expect("a state");
+    /// let new = TestHost::builder(Counter::default()).handed_over(state).start().await?;
+    /// assert_eq!(*new.plugin().count.lock().unwrap(), 41);
+    /// assert_eq!(new.handover_outcome(), HandedOver::Accepted(()));
+    /// let refused = TestHost::builder(Counter::default())
+    ///     .handed_over(Handover::json(2, &41)?)
+    ///     .start()
+    ///     .await?;
+    /// assert!(matches!(refused.handover_outcome(), HandedOver::Refused(_)));
+    /// # Ok(()) }
+    /// ```
+    pub fn handed_over(mut self, state: Handover) -> Self {
+        self.handover = Some(state);
+        self
+    }
+
     /// Runs the plugin's `startup` on the fake host; its error (or panic, as an error) is
     /// returned, as the host would refuse to start. Needs a tokio runtime (`#[tokio::test]`).
     /// Routes can be added only until `startup` returns, as on the host.
@@ -223,6 +270,7 @@ impl<P: Plugin> TestHostBuilder<P> {
             .map_err(|_| Error::msg("TestHost needs a tokio runtime (use #[tokio::test])"))?;
         let config = config::build(&P::args(), &self.args)?;
         let state = Arc::new(State::new(&self.plugin_name, &config, handle));
+        *host::lock(&state.handed) = self.handover.map(Handover::into_ffi);
         for (name, feature) in self.features {
             let added = state.features.add("another plugin", &name, false, feature);
             added.map_err(Error::from_ffi)?;
@@ -235,8 +283,11 @@ impl<P: Plugin> TestHostBuilder<P> {
         state.routes().freeze();
         if let Err(err) = started {
             state.tasks.cancel_all();
+            state.phase.send_replace(abi::phase::STOPPED);
             return Err(err);
         }
+        // Serving as soon as startup returned, as the host is once it bound its listener.
+        state.phase.send_replace(abi::phase::SERVING);
         Ok(TestHost {
             plugin,
             ctx,
@@ -265,6 +316,7 @@ impl<P: Plugin> TestHost<P> {
             plugin_name: DEFAULT_PLUGIN_NAME.to_owned(),
             args: Vec::new(),
             features: Vec::new(),
+            handover: None,
         }
     }
 
@@ -356,7 +408,37 @@ impl<P: Plugin> TestHost<P> {
         self.state.tasks.cancel_all();
         self.repeaters.cancel_all();
         let after = guarded(self.plugin.shutdown(&self.ctx)).await;
+        self.state.phase.send_replace(abi::phase::STOPPED);
         before.and(after)
+    }
+
+    /// Calls the plugin's [`Plugin::handover`] as the host does at a hot swap: the plugin
+    /// is retiring from then on ([`Context::is_retiring`]). The state is checked against
+    /// [`MAX_HANDOVER_BYTES`](crate::MAX_HANDOVER_BYTES) as the host checks it. Give it to
+    /// the next generation with [`TestHostBuilder::handed_over`].
+    pub async fn handover(&self) -> Result<Option<Handover>> {
+        self.state.phase.send_replace(abi::phase::RETIRING);
+        let state = guarded(self.plugin.handover(&self.ctx)).await?;
+        if let Some(state) = &state {
+            if state.data().len() > crate::MAX_HANDOVER_BYTES {
+                return Err(Error::invalid(format!(
+                    "handover of {} bytes is larger than the limit of {} bytes",
+                    state.data().len(),
+                    crate::MAX_HANDOVER_BYTES
+                )));
+            }
+        }
+        Ok(state)
+    }
+
+    /// What the plugin made of the state given with [`TestHostBuilder::handed_over`]:
+    /// `Nothing` if it never asked (or nothing was given), else whether it accepted it.
+    pub fn handover_outcome(&self) -> HandedOver<()> {
+        match host::lock(&self.state.handover_outcome).clone() {
+            None => HandedOver::Nothing,
+            Some((true, _)) => HandedOver::Accepted(()),
+            Some((false, why)) => HandedOver::Refused(why),
+        }
     }
 
     /// Calls a feature by name (registered by the plugin, or given to the builder) with

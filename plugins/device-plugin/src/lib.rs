@@ -10,6 +10,10 @@
 //! - `GET /device/state` → the [`DeviceState`] as JSON;
 //! - `PUT /device/setpoint` with `{"setpoint": <°C>}` → the new [`DeviceState`]; a missing,
 //!   mistyped or out-of-range setpoint → 400 `{"error": ..., "field": "setpoint"}`.
+//!
+//! At a hot swap the chamber (setpoint, simulated temperature, ambient, heater and cooler)
+//! is handed to the new generation as JSON of [`STATE_VERSION`]; during the overlap the
+//! outgoing generation's simulation pauses, so only one generation publishes.
 
 pub mod chamber;
 pub mod events;
@@ -337,9 +341,51 @@ async fn put_setpoint(
 }
 
 /// The plugin: all of its state lives in the `Device` that `startup` makes from the
-/// configuration and hands to the routes, the feature and the repeater.
+/// configuration and hands to the routes, the feature and the repeater; it is kept here too
+/// for the handover at a hot swap.
 #[derive(Default)]
-pub struct DevicePlugin;
+pub struct DevicePlugin {
+    device: std::sync::OnceLock<Arc<Device>>,
+}
+
+/// The format of the chamber handed over at a hot swap; a build that changes it moves this
+/// on (the new generation then starts from the defaults, and the host logs why).
+pub const STATE_VERSION: u32 = 1;
+
+/// The chamber as handed over.
+#[derive(Serialize, Deserialize)]
+struct HandedChamber {
+    temperature: f64,
+    setpoint: f64,
+    ambient: f64,
+    heater: bool,
+    cooler: bool,
+}
+
+impl HandedChamber {
+    fn of(chamber: &Chamber) -> Self {
+        HandedChamber {
+            temperature: chamber.temperature,
+            setpoint: chamber.setpoint,
+            ambient: chamber.ambient,
+            heater: chamber.heater,
+            cooler: chamber.cooler,
+        }
+    }
+
+    /// The chamber, if its values are ones this build accepts.
+    fn chamber(self) -> std::result::Result<Chamber, String> {
+        let setpoint = chamber::validate_setpoint(self.setpoint)?;
+        if !(self.temperature.is_finite() && self.ambient.is_finite()) {
+            return Err("the temperatures handed over are not finite".into());
+        }
+        let mut chamber = Chamber::new(self.ambient, setpoint);
+        chamber.temperature = self.temperature;
+        chamber.heater = self.heater;
+        chamber.cooler = self.cooler;
+        Ok(chamber)
+    }
+}
 
 impl Plugin for DevicePlugin {
     fn args() -> Vec<Arg> {
@@ -371,9 +417,30 @@ impl Plugin for DevicePlugin {
             gauges: Some(Gauges::register(ctx, &id)?),
             ..Device::new(id.clone())
         };
+        let handed = ctx.handed_over_with(|handover| {
+            if handover.version() != STATE_VERSION {
+                return Err(format!(
+                    "state version {} was handed over; this build reads version {STATE_VERSION}",
+                    handover.version()
+                ));
+            }
+            serde_json::from_slice::<HandedChamber>(handover.data())
+                .map_err(|err| err.to_string())
+                .and_then(HandedChamber::chamber)
+        });
+        if let HandedOver::Accepted(chamber) = handed {
+            tracing::info!(
+                "Device {id} took over the previous generation's chamber (setpoint {} °C, \
+                 temperature {:.2} °C)",
+                chamber.setpoint,
+                chamber.temperature
+            );
+            device.lock().chamber = chamber;
+        }
         // The gauges show the state from the start.
         device.state();
         let device = Arc::new(device);
+        let _ = self.device.set(Arc::clone(&device));
 
         let api = ctx.with_state(Arc::clone(&device));
         api.route(
@@ -403,6 +470,7 @@ impl Plugin for DevicePlugin {
             amqp: config.amqp().map(|_| exchange.clone()),
             mqtt: mqtt_topics(ctx, &routing)?,
         };
+        let destinations = describe(&targets);
         let (updates, receiver) = watch::channel(None);
         if interval.is_some() {
             ctx.spawn(
@@ -422,13 +490,43 @@ impl Plugin for DevicePlugin {
 
         match interval {
             Some(interval) => tracing::info!(
-                "Device {id} simulating, updating every {:.3} s, publishing to exchange \
-                 \"{exchange}\" with routing key \"{routing}\"",
-                interval.as_secs_f64()
+                "Device {id} simulating, updating every {:.3} s, publishing to {}",
+                interval.as_secs_f64(),
+                destinations
             ),
             None => tracing::info!("Device {id} ready, updates disabled"),
         }
         Ok(())
+    }
+
+    async fn handover(&self, _ctx: &Context) -> Result<Option<Handover>> {
+        let Some(device) = self.device.get() else {
+            return Ok(None);
+        };
+        let handed = HandedChamber::of(&device.lock().chamber);
+        Handover::json(STATE_VERSION, &handed).map(Some)
+    }
+}
+
+/// Where the states go, for the start's log line: only the eventbuses in use.
+fn describe(targets: &Targets) -> String {
+    let mut parts = Vec::new();
+    if let Some(exchange) = &targets.amqp {
+        parts.push(format!(
+            "AMQP exchange \"{exchange}\" with routing key \"{}\"",
+            targets.service
+        ));
+    }
+    if let Some(topics) = &targets.mqtt {
+        parts.push(format!(
+            "MQTT topics \"{}\" and \"{}\"",
+            topics.history, topics.state
+        ));
+    }
+    if parts.is_empty() {
+        "no eventbus (none in use)".to_owned()
+    } else {
+        parts.join(" and ")
     }
 }
 

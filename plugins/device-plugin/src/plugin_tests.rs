@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::{DevicePlugin, DeviceState};
 
 async fn start(update_interval: f64) -> TestHost<DevicePlugin> {
-    TestHost::builder(DevicePlugin)
+    TestHost::builder(DevicePlugin::default())
         .name("fermenter")
         .arg("device-id", "f1")
         .arg("update-interval", update_interval)
@@ -113,4 +113,52 @@ async fn each_update_goes_to_both_eventbuses_and_the_will_clears_the_state() {
     let will = host.mqtt_will().expect("a will");
     assert_eq!(will.topic, "brewcast/state/fermenter");
     assert_eq!(will.json::<Value>().unwrap()["data"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_hot_swap_keeps_the_setpoint_and_the_simulated_temperature() {
+    let old = start(0.0).await;
+    let response = old
+        .put_json("/device/setpoint", &json!({"setpoint": 30.5}))
+        .await;
+    assert_eq!(response.status(), 200);
+    old.plugin()
+        .device
+        .get()
+        .unwrap()
+        .advance(Duration::from_secs(120));
+    let before: DeviceState = old.get("/device/state").await.json().unwrap();
+    let state = old.handover().await.unwrap().expect("a state");
+    assert!(old.context().is_retiring());
+
+    let new = TestHost::builder(DevicePlugin::default())
+        .arg("update-interval", 0.0)
+        .handed_over(state)
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(new.handover_outcome(), plugin_api::HandedOver::Accepted(()));
+    let after: DeviceState = new.get("/device/state").await.json().unwrap();
+    assert_eq!(after.setpoint, 30.5);
+    assert_eq!(after.temperature, before.temperature);
+    assert_eq!((after.heater, after.cooler), (before.heater, before.cooler));
+}
+
+#[tokio::test]
+async fn a_handed_over_setpoint_out_of_range_is_refused() {
+    let bad = json!({"temperature": 20.0, "setpoint": 500.0, "ambient": 20.0,
+                     "heater": false, "cooler": false});
+    let state = plugin_api::Handover::json(crate::STATE_VERSION, &bad).unwrap();
+    let new = TestHost::builder(DevicePlugin::default())
+        .arg("update-interval", 0.0)
+        .handed_over(state)
+        .start()
+        .await
+        .unwrap();
+    assert!(matches!(
+        new.handover_outcome(),
+        plugin_api::HandedOver::Refused(_)
+    ));
+    let after: DeviceState = new.get("/device/state").await.json().unwrap();
+    assert_eq!(after.setpoint, crate::chamber::DEFAULT_SETPOINT);
 }

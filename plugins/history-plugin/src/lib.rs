@@ -23,6 +23,12 @@
 //!
 //! Handlers that read or record messages have only the `Messages` as their state, so that
 //! they can be called without a host; only the subscription routes hold a context.
+//!
+//! At a hot swap the history is handed to the new generation (see `src/handover.rs`): its
+//! messages, with the times they were received, and the subscriptions added with
+//! `POST /history/subscribe`, which the new generation makes again.
+
+mod handover;
 
 pub mod store;
 
@@ -423,9 +429,14 @@ fn subscription_routes(ctx: &Context<Arc<Subscriptions>>) -> Result<()> {
     )
 }
 
-/// The plugin: all of its state lives in what `startup` hands to routes and handlers.
+/// The plugin: its state lives in what `startup` hands to routes and handlers, and is kept
+/// here too for the handover at a hot swap.
 #[derive(Default)]
-pub struct HistoryPlugin;
+pub struct HistoryPlugin {
+    /// The messages, the subscriptions, and how many of those `startup` made from the
+    /// command line (the others were added over HTTP).
+    kept: std::sync::OnceLock<(Arc<Messages>, Arc<Subscriptions>, usize)>,
+}
 
 impl Plugin for HistoryPlugin {
     fn args() -> Vec<Arg> {
@@ -460,6 +471,7 @@ impl Plugin for HistoryPlugin {
             ctx: recorder.clone(),
             made: Mutex::new(Vec::new()),
         });
+        let added = handover::take(ctx, recorder.state(), size);
 
         // Each eventbus the service uses: AMQP messages are keyed by routing key, MQTT
         // messages by topic.
@@ -476,6 +488,19 @@ impl Plugin for HistoryPlugin {
             tracing::info!("History subscribed to MQTT {subscription}");
         }
 
+        let from_startup = lock(&subscriptions.made).len();
+        // The subscriptions the previous generation had added: the host waits until they
+        // are bound before the swap.
+        for request in added {
+            if let Err(err) = subscriptions.subscribe(request) {
+                tracing::warn!("History subscription not made again: {}", err.message());
+            }
+        }
+        let _ = self.kept.set((
+            Arc::clone(recorder.state()),
+            Arc::clone(&subscriptions),
+            from_startup,
+        ));
         message_routes(&recorder)?;
         subscription_routes(&recorder.with_state(subscriptions))?;
         tracing::info!(
@@ -484,6 +509,18 @@ impl Plugin for HistoryPlugin {
             store::MAX_BYTES / (1024 * 1024)
         );
         Ok(())
+    }
+
+    async fn handover(&self, _ctx: &Context) -> Result<Option<Handover>> {
+        let Some((messages, subscriptions, from_startup)) = self.kept.get() else {
+            return Ok(None);
+        };
+        let added: Vec<SubscribeRequest> = lock(&subscriptions.made)
+            .iter()
+            .skip(*from_startup)
+            .map(|known| known.request.clone())
+            .collect();
+        handover::give(messages, added).map(Some)
     }
 }
 

@@ -13,13 +13,13 @@ use serde_json::{json, Value};
 use crate::{HistoryPlugin, MAX_SUBSCRIPTIONS};
 
 async fn start() -> TestHost<HistoryPlugin> {
-    TestHost::start(HistoryPlugin)
+    TestHost::start(HistoryPlugin::default())
         .await
         .expect("the history plugin starts")
 }
 
 async fn start_with(args: &[(&str, Value)]) -> TestHost<HistoryPlugin> {
-    let mut builder = TestHost::builder(HistoryPlugin);
+    let mut builder = TestHost::builder(HistoryPlugin::default());
     for (name, value) in args {
         builder = builder.arg(name, value.clone());
     }
@@ -251,7 +251,7 @@ async fn bad_startup_options_refuse_to_start() {
             "--history-mqtt-filter",
         ),
     ] {
-        let started = TestHost::builder(HistoryPlugin)
+        let started = TestHost::builder(HistoryPlugin::default())
             .arg(name, value.clone())
             .start()
             .await;
@@ -428,4 +428,58 @@ async fn stopping_ends_the_subscriptions() {
     assert!(host.subscriptions().iter().all(|s| s.cancelled));
     assert!(host.deliver("brewcast", "k", &1).await.is_empty());
     assert!(host.mqtt_deliver("brewcast/x", "1").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_hot_swap_keeps_the_messages_their_times_and_the_added_subscriptions() {
+    let old = start().await;
+    old.deliver("brewcast", "a", &1).await;
+    old.deliver("brewcast", "b", &2).await;
+    old.deliver("brewcast", "a", &3).await;
+    let body = json!({"exchange": "spark", "routing": "block.#"});
+    assert_eq!(
+        old.post_json("/history/subscribe", &body).await.status(),
+        200
+    );
+    let before = old.get("/history/recent/a").await.json::<Value>().unwrap();
+    let state = old.handover().await.unwrap().expect("a state");
+    assert_eq!(state.version(), crate::handover::STATE_VERSION);
+
+    let new = TestHost::builder(HistoryPlugin::default())
+        .handed_over(state)
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(new.handover_outcome(), plugin_api::HandedOver::Accepted(()));
+    let after = new.get("/history/recent/a").await.json::<Value>().unwrap();
+    assert_eq!(after, before, "same messages, same receive times");
+    assert_eq!(last(&new).await, json!({"a": 3, "b": 2}));
+    let subscriptions = new
+        .get("/history/subscriptions")
+        .await
+        .json::<Value>()
+        .unwrap();
+    assert_eq!(
+        subscriptions,
+        json!([{"exchange": "brewcast", "routing": "#"}, body]),
+        "the added subscription is made again, once"
+    );
+    assert_eq!(new.deliver("spark", "block.t", &7).await.len(), 1);
+    assert_eq!(recent(&new, "block.t").await, [json!(7)]);
+}
+
+#[tokio::test]
+async fn another_state_version_is_refused_and_the_history_starts_empty() {
+    let state =
+        plugin_api::Handover::json(99, &json!({"messages": [], "subscriptions": []})).unwrap();
+    let new = TestHost::builder(HistoryPlugin::default())
+        .handed_over(state)
+        .start()
+        .await
+        .unwrap();
+    let plugin_api::HandedOver::Refused(why) = new.handover_outcome() else {
+        panic!("accepted");
+    };
+    assert!(why.contains("state version 99"), "{why}");
+    assert_eq!(last(&new).await, json!({}));
 }

@@ -227,6 +227,22 @@ impl Store {
         keys
     }
 
+    /// The newest `per_key` messages of every key, as (key, entry), in the order they were
+    /// received: recording them in this order into an empty store rebuilds this one (to
+    /// within those `per_key`), which is how a hot swap hands the history over.
+    pub fn in_order(&self, per_key: usize) -> Vec<(&str, &Entry)> {
+        let mut all: Vec<(&str, &Entry)> = self
+            .keys
+            .iter()
+            .flat_map(|(key, ring)| {
+                let skip = ring.len().saturating_sub(per_key);
+                ring.iter().skip(skip).map(move |entry| (&**key, entry))
+            })
+            .collect();
+        all.sort_unstable_by_key(|(_, entry)| entry.seq);
+        all
+    }
+
     /// The newest `limit` messages of `key` (all of them for `None`), oldest first;
     /// `None` for a key never seen (or forgotten).
     pub fn recent(&self, key: &str, limit: Option<usize>) -> Option<Vec<Entry>> {

@@ -154,6 +154,7 @@ fn unhealthy() -> HealthSources {
             features: FeatureRegistry::default(),
             bus: BusBridge::new(EventBus::new(BusConfig::default())).enabled(true),
             mqtt: None,
+            life: Default::default(),
         }),
         plugins: vec![Arc::new(PluginState::new("fine", "1.0.0")), failed],
         builds: vec![("fine".into(), Some("15a7".into()))],
@@ -388,7 +389,11 @@ fn full_report() -> HealthReport {
             broker: "mqtt://eventbus:1883".into(),
             reconnects: 0,
             last_error: None,
-            will: Some("brewcast/state/svc".into()),
+            wills: vec![crate::mqtt::WillHealth {
+                plugin: "device-plugin".into(),
+                topic: "brewcast/state/svc".into(),
+                held: true,
+            }],
             subscriptions: vec![MqttSubHealth {
                 id: 1,
                 filter: "a/#".into(),
@@ -405,7 +410,13 @@ fn full_report() -> HealthReport {
                 time: "2026-01-01T00:00:00Z".into(),
                 ok: false,
                 error: Some("bad".into()),
+                handovers: vec![crate::plugins::handover::HandoverReport {
+                    plugin: "history-plugin".into(),
+                    outcome: "refused",
+                    detail: Some("state version 1 was handed over".into()),
+                }],
             }),
+            waiting: Some("libx.so is not ready: truncated".into()),
         },
     }
 }

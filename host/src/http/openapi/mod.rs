@@ -374,8 +374,28 @@ pub fn document(info: &DocInfo<'_>, plugin_routes: &[RouteEntry]) -> Value {
         "paths": paths.into_value(),
         "components": { "schemas": named.components },
     });
+    plain_schema_names(&mut doc);
     doc_links::strip_descriptions(&mut doc);
     doc
+}
+
+/// Drops the form suffix of a schema whose other form the document does not show
+/// (`Reading-Output` alone becomes `Reading`; see `plugin_abi::openapi::plain_names`).
+fn plain_schema_names(doc: &mut Value) {
+    let Some(Value::Object(components)) = doc.pointer_mut("/components/schemas") else {
+        return;
+    };
+    let renames = plugin_abi::openapi::plain_names(components.keys().map(String::as_str));
+    if renames.is_empty() {
+        return;
+    }
+    let old = std::mem::take(components);
+    *components = old
+        .into_iter()
+        .map(|(name, schema)| (renames.get(&name).cloned().unwrap_or(name), schema))
+        .collect();
+    let refs = plugin_abi::openapi::ref_map(&renames);
+    plugin_abi::openapi::rewrite_refs(doc, &refs);
 }
 
 #[cfg(test)]
