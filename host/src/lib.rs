@@ -13,6 +13,7 @@
 //! - [`app`], [`check`] and [`shutdown`]: the process, `brewblox-host check`, and signals.
 
 pub mod app;
+pub mod broker;
 pub mod bus;
 pub mod check;
 pub mod cli;
@@ -26,3 +27,4 @@ pub mod plugins;
 pub mod service;
 pub mod shutdown;
 pub mod sync;
+pub mod window;

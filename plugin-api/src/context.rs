@@ -363,6 +363,32 @@ impl<S> Context<S> {
             .map_err(Error::from_ffi)
     }
 
+    /// Declares that the plugin publishes messages of type `T` on a channel, for the
+    /// service's AsyncAPI document (`/api/asyncapi.json`): the channel with its bindings, and
+    /// `T`'s JSON Schema as the payload. Documentation only: publishing is unchanged. Call it
+    /// during `startup`. Errors: [`ErrorKind::Invalid`](crate::ErrorKind::Invalid) for a
+    /// channel the host refuses (see [`crate::abi::asyncapi`]) or more than 100 declarations.
+    ///
+    /// ```no_run
+    /// use plugin_api::{Publishes, QoS};
+    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// ctx.declare_publish::<f64>(Publishes::mqtt("brewcast/temp/me", QoS::AtMostOnce, false))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn declare_publish<T: schemars::JsonSchema + ?Sized>(
+        &self,
+        publishes: crate::Publishes,
+    ) -> Result<()> {
+        let declaration = publishes.declaration::<T>();
+        let json = serde_json::to_string(&declaration)
+            .map_err(|err| Error::new(crate::ErrorKind::Invalid, err.to_string()))?;
+        self.inner
+            .host
+            .declare_publish(json.into())
+            .into_result()
+            .map_err(Error::from_ffi)
+    }
+
     /// What the previous generation of this plugin handed over at a hot swap
     /// ([`Plugin::handover`](crate::Plugin::handover)), read as JSON of format `version`:
     /// another version or JSON that is not a `T` is [`Refused`](HandedOver::Refused). The

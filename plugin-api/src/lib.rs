@@ -73,6 +73,7 @@ mod message;
 pub mod metrics;
 mod mqtt;
 pub mod openapi;
+pub mod publishes;
 
 mod plugin;
 mod repeater;
@@ -103,6 +104,7 @@ pub use message::Message;
 pub use metrics::{Counter, Gauge, Histogram};
 pub use mqtt::QoS;
 pub use plugin::Plugin;
+pub use publishes::Publishes;
 pub use repeater::{Repeat, Repeater};
 pub use request::{Request, RequestBuilder};
 pub use response::{IntoResponse, Response};
@@ -144,7 +146,7 @@ const fn same_text(a: &str, b: &str) -> bool {
 pub mod prelude {
     pub use crate::{
         export_plugin, http::StatusCode, schemars, Arg, Context, Error, ErrorKind, HandedOver,
-        Handover, IntoResponse, Json, JsonSchema, Message, Path, Plugin, QoS, Query, Repeat,
-        Repeater, Request, Response, Result, Route, State, Subscription, Topic,
+        Handover, IntoResponse, Json, JsonSchema, Message, Path, Plugin, Publishes, QoS, Query,
+        Repeat, Repeater, Request, Response, Result, Route, State, Subscription, Topic,
     };
 }

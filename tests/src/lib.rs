@@ -4,6 +4,7 @@
 //! Every wait here is bounded: a latch with a deadline, never a sleep that hopes.
 
 pub mod amqp;
+pub mod browser;
 pub mod mqtt;
 
 use std::{

@@ -9,16 +9,12 @@
 //! - the UI is served from the binary, and headless Chromium renders it (device routes
 //!   listed) without the page requesting anything but this service.
 
-use std::{
-    collections::BTreeSet,
-    fs::File,
-    os::unix::process::CommandExt,
-    path::{Path, PathBuf},
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::collections::BTreeSet;
 
-use integration_tests::{wait_until, workspace_root, Host, PluginDir};
+use integration_tests::{
+    browser::{chromium, render},
+    workspace_root, Host, PluginDir,
+};
 use serde_json::{json, Value};
 
 const NAME: &str = "test_svc";
@@ -605,131 +601,6 @@ fn ui_is_served_from_the_binary() {
     assert_eq!(head.status(), 200);
 }
 
-/// Debian's Chromium, or a clear failure: CI installs it (`.ci/run`).
-fn chromium() -> PathBuf {
-    let candidates = [
-        PathBuf::from("/usr/bin/chromium"),
-        PathBuf::from("/usr/bin/chromium-browser"),
-    ];
-    let on_path = std::env::var_os("PATH")
-        .map(|paths| {
-            std::env::split_paths(&paths)
-                .flat_map(|dir| [dir.join("chromium"), dir.join("chromium-browser")])
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    candidates
-        .into_iter()
-        .chain(on_path)
-        .find(|path| path.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "headless Chromium is needed for this test and was not found (looked for \
-                 /usr/bin/chromium and chromium or chromium-browser on PATH). Install Debian's \
-                 package: `apt-get update && apt-get install -y chromium` (.ci/run does this)"
-            )
-        })
-}
-
-/// What Chromium did with one page.
-struct Rendered {
-    dom: String,
-    /// URLs the page itself requested (initiator = the page's origin), from the net log.
-    page_requests: Vec<String>,
-    /// Every URL any part of the browser requested.
-    all_requests: Vec<String>,
-}
-
-/// Opens `url` in headless Chromium, lets the page run (10 s of virtual time, at most 120 s
-/// of real time) and returns the DOM and the requests. The browser and its helper processes
-/// run in their own process group, killed at the end whatever happens.
-fn render(url: &str, origin: &str) -> Rendered {
-    let work = tempfile::tempdir().expect("temp dir");
-    let profile = work.path().join("profile");
-    let net_log = work.path().join("net-log.json");
-    let dom_file = work.path().join("dom.html");
-    let err_file = work.path().join("stderr.txt");
-    let mut child = Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--disable-dev-shm-usage",
-            // The browser's own calls home (update checks, accounts) go nowhere.
-            "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--log-net-log={}", net_log.display()))
-        .args(["--dump-dom", "--virtual-time-budget=10000", url])
-        .stdin(Stdio::null())
-        .stdout(File::create(&dom_file).unwrap())
-        .stderr(File::create(&err_file).unwrap())
-        .process_group(0)
-        .spawn()
-        .unwrap_or_else(|err| panic!("cannot start Chromium: {err}"));
-    let group = child.id() as i32;
-    let kill_group = || {
-        // SAFETY: kill(2) on the process group we created.
-        unsafe {
-            libc::kill(-group, libc::SIGKILL);
-        }
-    };
-    let mut status = None;
-    let finished = wait_until(Duration::from_secs(120), || {
-        status = child.try_wait().ok().flatten();
-        status.is_some()
-    });
-    kill_group();
-    let _ = child.wait();
-    let stderr = std::fs::read_to_string(&err_file).unwrap_or_default();
-    let tail: String = stderr
-        .lines()
-        .rev()
-        .take(20)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect::<Vec<_>>()
-        .join("\n");
-    assert!(finished, "Chromium did not finish within 120 s:\n{tail}");
-    let dom = std::fs::read_to_string(&dom_file).unwrap_or_default();
-    assert!(
-        status.is_some_and(|s| s.success()) && !dom.is_empty(),
-        "Chromium failed ({status:?}):\n{tail}"
-    );
-    let (page_requests, all_requests) = requests(&net_log, origin);
-    Rendered {
-        dom,
-        page_requests,
-        all_requests,
-    }
-}
-
-/// The URLs of the net log's requests: those the page made, and all.
-fn requests(net_log: &Path, origin: &str) -> (Vec<String>, Vec<String>) {
-    let text = std::fs::read_to_string(net_log).expect("Chromium wrote a net log");
-    let log: Value = serde_json::from_str(&text).expect("the net log is JSON");
-    let start_job = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"].clone();
-    let (mut page, mut all) = (Vec::new(), Vec::new());
-    for event in log["events"].as_array().into_iter().flatten() {
-        if event["type"] != start_job {
-            continue;
-        }
-        let Some(url) = event["params"]["url"].as_str() else {
-            continue;
-        };
-        all.push(url.to_owned());
-        if event["params"]["initiator"] == origin {
-            page.push(url.to_owned());
-        }
-    }
-    (page, all)
-}
-
 #[test]
 fn ui_renders_in_headless_chromium() {
     let browser = chromium();
@@ -737,7 +608,7 @@ fn ui_renders_in_headless_chromium() {
     let origin = host.raw_url("");
     let origin = origin.trim_end_matches('/');
     for page in ["/api/doc", "/api/doc/"] {
-        let rendered = render(&host.url(page), origin);
+        let rendered = render(&host.url(page), origin, &[]);
         let dom = &rendered.dom;
 
         // Swagger UI rendered the document: the title and the device plugin's routes.

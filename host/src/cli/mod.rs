@@ -138,6 +138,15 @@ pub struct Settings {
     pub eventbus_max_message_size: usize,
     #[arg(
         long,
+        num_args = 0..=1,
+        default_missing_value = crate::broker::DEFAULT_ADDRESS,
+        value_parser = clap::value_parser!(std::net::SocketAddr),
+        conflicts_with_all = ["mqtt_host", "mqtt_port", "mqtt_protocol", "mqtt_path"],
+        help = "Run an MQTT broker inside the host on HOST:PORT (127.0.0.1:1883 without a value) and use it as the MQTT eventbus: for a first run with no broker installed"
+    )]
+    pub embedded_broker: Option<std::net::SocketAddr>,
+    #[arg(
+        long,
         default_value = "mqtt",
         value_parser = clap::builder::ValueParser::new(|t: &str| t.parse::<Protocol>()),
         help = "MQTT transport: mqtt, mqtts, ws or wss. Any --mqtt-* option selects the MQTT eventbus"
@@ -293,7 +302,7 @@ impl Fleet {
                     )
             })
         };
-        let mqtt = given("mqtt_");
+        let mqtt = given("mqtt_") || given("embedded_broker");
         Fleet {
             amqp: given("eventbus_") || !mqtt,
             mqtt,
@@ -510,6 +519,14 @@ pub fn parse(args: &[OsString], plugin_args: &[PluginArgSpec]) -> Result<Setting
         .map_err(|err| name_the_variable(err, &command))?;
     let mut settings = Settings::from_arg_matches(&matches)?;
     settings.fleet = Fleet::from_matches(&matches);
+    if let Some(address) = settings.embedded_broker {
+        // The host's own client uses the embedded broker (on loopback if it listens on all).
+        settings.mqtt_host = match address.ip().is_unspecified() {
+            true => "127.0.0.1".to_owned(),
+            false => address.ip().to_string(),
+        };
+        settings.mqtt_port = Some(address.port());
+    }
     settings.config = settings.plugin_config(plugin_args::values(&matches, plugin_args));
     settings.check_eventbus()?;
     settings.check_mqtt_path(&matches)?;
@@ -629,6 +646,18 @@ mod tests {
         );
         // The topics are not connection options: they select nothing.
         assert_eq!(fleet(&["--state-topic", "x/state"]), amqp);
+        // The embedded broker selects MQTT, and the host's client uses it.
+        let s = parse(&args(&["--embedded-broker", "--name", "x"]), &[]).unwrap();
+        assert_eq!((s.fleet.mqtt, s.fleet.amqp), (true, false));
+        assert_eq!(s.mqtt_config().endpoint(), "mqtt://127.0.0.1:1883");
+        let s = parse(&args(&["--embedded-broker", "0.0.0.0:1999"]), &[]).unwrap();
+        assert_eq!(s.mqtt_config().endpoint(), "mqtt://127.0.0.1:1999");
+        for wrong in [
+            &["--embedded-broker", "nowhere"][..],
+            &["--embedded-broker", "--mqtt-host", "h"],
+        ] {
+            assert!(parse(&args(wrong), &[]).is_err(), "{wrong:?}");
+        }
         let s = parse(&args(&["--mqtt-protocol", "wss", "--mqtt-host", "h"]), &[]).unwrap();
         assert!(s.config.service.mqtt.is_some() && s.config.service.amqp.is_none());
         let cfg = s.mqtt_config();

@@ -121,7 +121,7 @@ fn waits() -> &'static SharedWaits<MqttError> {
 }
 
 /// The owner name that marks `/_debug/subscribe`'s subscriptions.
-const DEBUG_OWNER: &str = "_debug";
+pub(crate) const DEBUG_OWNER: &str = "_debug";
 
 fn log_sink() -> Arc<dyn MqttSink> {
     static SINK: OnceLock<Arc<dyn MqttSink>> = OnceLock::new();

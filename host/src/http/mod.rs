@@ -2,6 +2,7 @@
 //! [`front`] layer (CORS and error bodies as the original, the body limit, the access log).
 
 pub mod access_log;
+pub mod asyncapi;
 pub mod body;
 pub mod body_timeout;
 pub mod conn_timeout;
@@ -19,6 +20,7 @@ pub mod server;
 pub mod shared_wait;
 pub mod status;
 pub mod swagger_ui;
+pub mod ui;
 
 use std::{collections::BTreeMap, sync::Arc};
 

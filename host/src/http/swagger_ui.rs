@@ -31,9 +31,9 @@ pub const SWAGGER_UI_VERSION: &str = "5.35.0";
 const INDEX_TEMPLATE: &str = include_str!("../../assets/swagger-ui/index.html");
 
 /// Cache policy of the UI's files: their URLs carry a content hash.
-const CACHE_IMMUTABLE: &str = "public, max-age=31536000, immutable";
+pub(crate) const CACHE_IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// Cache policy of the page and the document: revalidate every time.
-const CACHE_REVALIDATE: &str = "no-cache";
+pub(crate) const CACHE_REVALIDATE: &str = "no-cache";
 
 /// The vendored files: name, bytes, content type.
 const FILES: &[(&str, &[u8], &str)] = &[
@@ -70,13 +70,13 @@ const FILES: &[(&str, &[u8], &str)] = &[
 ];
 
 /// Bytes served with their type, validator and cache policy.
-struct Asset {
+pub(crate) struct Asset {
     body: Bytes,
     content_type: HeaderValue,
     etag: HeaderValue,
     cache_control: HeaderValue,
     /// The hash in the ETag, for cache-busting URLs.
-    hash: String,
+    pub(crate) hash: String,
 }
 
 /// FNV-1a, 64 bits: stable across builds and platforms, enough to tell versions apart.
@@ -87,7 +87,11 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 impl Asset {
-    fn new(body: Bytes, content_type: &'static str, cache_control: &'static str) -> Self {
+    pub(crate) fn new(
+        body: Bytes,
+        content_type: &'static str,
+        cache_control: &'static str,
+    ) -> Self {
         let hash = format!("{:016x}", fnv1a(&body));
         Asset {
             etag: HeaderValue::from_str(&format!("\"{hash}\"")).expect("hex is a valid header"),
@@ -99,7 +103,7 @@ impl Asset {
     }
 
     /// 200 with the body, or 304 when the client's `If-None-Match` has it already.
-    fn serve(&self, request: &HeaderMap) -> Response {
+    pub(crate) fn serve(&self, request: &HeaderMap) -> Response {
         let fresh = request
             .get_all(header::IF_NONE_MATCH)
             .iter()
@@ -143,7 +147,7 @@ static STATIC_FILES: LazyLock<HashMap<&'static str, Asset>> = LazyLock::new(|| {
 });
 
 /// Escapes text for HTML.
-fn escape_html(text: &str) -> String {
+pub(crate) fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

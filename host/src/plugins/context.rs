@@ -52,6 +52,8 @@ pub struct PluginState {
     pub version: String,
     pub tasks: TaskSet,
     pub status: Mutex<PluginStatus>,
+    /// What the plugin declared it publishes, for the AsyncAPI document.
+    pub publications: Mutex<Vec<plugin_abi::asyncapi::Publication>>,
 }
 
 impl PluginState {
@@ -61,6 +63,7 @@ impl PluginState {
             version: version.to_owned(),
             tasks: TaskSet::default(),
             status: Mutex::new(PluginStatus::Loaded),
+            publications: Mutex::default(),
         }
     }
 
@@ -207,6 +210,15 @@ impl HostContext for PluginContext {
 
     fn phase_changed(&self, seen: u8) -> FfiFuture<u8> {
         FfiFuture::new(self.host.life.changed(seen))
+    }
+
+    fn declare_publish(&self, declaration_json: RString) -> RResult<(), FfiError> {
+        let mut declared = self.plugin.publications.locked();
+        let result = plugin_abi::asyncapi::declare(&mut declared, &declaration_json);
+        if let Err(err) = &result {
+            tracing::error!("plugin {}: {}", self.plugin.name, err.message);
+        }
+        result.into()
     }
 }
 

@@ -219,6 +219,7 @@ fn build_app(
             .collect(),
         reloads: Arc::clone(reloads),
     });
+    let health_for_page = Arc::clone(&health);
     let buses = http::debug::DebugBuses {
         amqp: host.bus.is_enabled().then(|| host.bus.bus().clone()),
         mqtt: host.mqtt.as_ref().map(|m| m.bus().clone()),
@@ -253,6 +254,12 @@ fn build_app(
         &plugin_routes,
     );
     extra.extend(http::swagger_ui::routes(&settings.name, &api_doc));
+    extra.extend(operator_page(
+        settings,
+        &plugin_routes,
+        &api_doc,
+        health_for_page,
+    ));
     http::app(AppSpec {
         name: settings.name.clone(),
         max_body_size: settings.max_body_size,
@@ -264,4 +271,43 @@ fn build_app(
         plugin_routes,
         extra,
     })
+}
+
+/// The operator page's routes (`/_service/ui`, `/_service/overview`) and its sampler, and
+/// the AsyncAPI document (`/api/asyncapi.json`) it shows.
+fn operator_page(
+    settings: &Settings,
+    plugin_routes: &[crate::plugins::routes::RouteEntry],
+    api_doc: &serde_json::Value,
+    health: Arc<HealthSources>,
+) -> Vec<(String, axum::routing::MethodRouter)> {
+    use http::{health::BusKind, ui::overview};
+    crate::window::start();
+    let mut brokers = Vec::new();
+    if settings.fleet.amqp {
+        brokers.push((BusKind::Amqp, settings.bus_config().endpoint()));
+    }
+    if settings.fleet.mqtt {
+        brokers.push((BusKind::Mqtt, settings.mqtt_config().endpoint()));
+    }
+    let routes = plugin_routes
+        .iter()
+        .map(|route| overview::RouteLink::new(&settings.name, route, api_doc))
+        .collect();
+    let asyncapi = Arc::new(http::asyncapi::AsyncApiSources {
+        health: Arc::clone(&health),
+        servers: brokers.clone(),
+        vhost: settings.eventbus_vhost.clone(),
+    });
+    let mut page = http::ui::routes(overview::OverviewSources {
+        health,
+        routes,
+        brokers,
+        links: overview::Links::default(),
+    });
+    page.push((
+        "/api/asyncapi.json".to_owned(),
+        get(move || http::asyncapi::serve(Arc::clone(&asyncapi))),
+    ));
+    page
 }

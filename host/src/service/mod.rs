@@ -114,6 +114,14 @@ pub async fn run(boot: Boot, signals: &mut Signals) -> ExitCode {
         "Service info: {}",
         std::env::var("SERVICE_INFO").unwrap_or_else(|_| "UNKNOWN".into())
     );
+    // The operator page's window counts the uptime from here.
+    crate::window::global();
+    if let Some(address) = settings.embedded_broker {
+        if let Err(err) = crate::broker::start(address) {
+            tracing::error!("Service not started: {err}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    }
     let bus = EventBus::new(settings.bus_config());
     let mqtt = match start_mqtt(&settings) {
         Ok(mqtt) => mqtt,

@@ -33,10 +33,15 @@ pub struct ReloadReport {
     pub waiting: Option<String>,
 }
 
+/// Reloads the operator page lists, newest first.
+pub const RECENT: usize = 10;
+
 /// Shared between the service loop, which records, and every generation's health route.
 #[derive(Debug, Default)]
 pub struct ReloadLog {
     report: Mutex<ReloadReport>,
+    /// The last [`RECENT`] reloads, newest first.
+    recent: Mutex<std::collections::VecDeque<LastReload>>,
 }
 
 impl ReloadLog {
@@ -52,12 +57,22 @@ impl ReloadLog {
             Ok(handovers) => (None, handovers),
             Err(err) => (Some(err), Vec::new()),
         };
-        report.last = Some(LastReload {
+        let last = LastReload {
             time: now_rfc3339(),
             ok: error.is_none(),
             error,
             handovers,
-        });
+        };
+        report.last = Some(last.clone());
+        drop(report);
+        let mut recent = self.recent.locked();
+        recent.push_front(last);
+        recent.truncate(RECENT);
+    }
+
+    /// The last [`RECENT`] reloads, newest first.
+    pub fn recent(&self) -> Vec<LastReload> {
+        self.recent.locked().iter().cloned().collect()
     }
 
     /// A folder change that is not ready to reload, for health.
@@ -93,5 +108,12 @@ mod tests {
         log.record(Ok(Vec::new()));
         let last = log.report().last.unwrap();
         assert!(last.ok && last.error.is_none());
+        let recent = log.recent();
+        assert_eq!(recent.len(), 2);
+        assert!(recent[0].ok && !recent[1].ok, "newest first");
+        for _ in 0..RECENT {
+            log.record(Ok(Vec::new()));
+        }
+        assert_eq!(log.recent().len(), RECENT, "bounded");
     }
 }

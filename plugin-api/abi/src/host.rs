@@ -123,8 +123,12 @@ pub trait HostContext: Send + Sync {
     /// The generation's [`phase`](crate::phase) now.
     fn phase(&self) -> u8;
     /// Resolves with the phase once it is no longer `seen`.
-    #[sabi(last_prefix_field)]
     fn phase_changed(&self, seen: u8) -> FfiFuture<u8>;
+    /// Declares what the plugin publishes, for the AsyncAPI document: a
+    /// [`Publication`](crate::asyncapi::Publication) as JSON. `INVALID` when it breaks the
+    /// rule of [`crate::asyncapi`] or the plugin declared too many.
+    #[sabi(last_prefix_field)]
+    fn declare_publish(&self, declaration_json: RString) -> RResult<(), FfiError>;
 }
 pub type HostContextArc = HostContext_TO<'static, RArc<()>>;
 

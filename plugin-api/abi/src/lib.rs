@@ -27,6 +27,7 @@
 
 pub mod amqp;
 mod args;
+pub mod asyncapi;
 pub mod config;
 pub mod features;
 #[allow(non_local_definitions)] // abi_stable 0.11's `sabi_trait` expansion; harmless

@@ -23,7 +23,7 @@ pub trait RouteHandler: Send + Sync {
 pub type RouteHandlerBox = RouteHandler_TO<'static, RBox<()>>;
 
 /// A named service one plugin offers to others: JSON in, JSON out. An error keeps its kind
-/// (the [`FfiError`] code) on its way to the calling plugin, and says whether the input was
+/// (the [`FfiError`](crate::FfiError) code) on its way to the calling plugin, and says whether the input was
 /// refused or the feature panicked.
 #[sabi_trait]
 pub trait Feature: Send + Sync {

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use crate::{error_code, FfiError};
 
 /// Paths the host serves itself; plugins may not use them or anything below them.
-pub const RESERVED_PREFIXES: &[&str] = &["/_service", "/_debug", "/api/doc"];
+pub const RESERVED_PREFIXES: &[&str] = &["/_service", "/_debug", "/api/doc", "/api/asyncapi.json"];
 
 /// The statuses a route's response may have: a final status (1xx are the server's to send,
 /// and 101 would switch the connection to a protocol nobody speaks) of a class HTTP defines

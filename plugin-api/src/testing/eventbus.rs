@@ -215,6 +215,12 @@ impl<P: Plugin> TestHost<P> {
         self.mqtt_deliver(topic, json_bytes(message)).await
     }
 
+    /// What the plugin declared it publishes ([`Context::declare_publish`](crate::Context::declare_publish)),
+    /// in the order declared: the channels of the service's AsyncAPI document.
+    pub fn declared_publications(&self) -> Vec<crate::abi::asyncapi::Publication> {
+        lock(&self.state.publications).clone()
+    }
+
     /// Everything the plugin published to AMQP exchanges so far, oldest first.
     pub fn published(&self) -> Vec<Published> {
         lock(&self.state.bus.published).clone()

@@ -31,6 +31,8 @@ pub(super) struct State {
     pub tasks: Tasks,
     pub bus: Bus,
     pub metrics: Metrics,
+    /// What the plugin declared it publishes.
+    pub publications: Mutex<Vec<crate::abi::asyncapi::Publication>>,
     /// What the builder hands over, taken once.
     pub handed: Mutex<Option<FfiHandover>>,
     /// What the plugin made of it: (accepted, detail).
@@ -51,6 +53,7 @@ impl State {
             tasks: Tasks::default(),
             bus: Bus::new(service.amqp.is_some(), service.mqtt.is_some()),
             metrics: Metrics::default(),
+            publications: Mutex::default(),
             handed: Mutex::default(),
             handover_outcome: Mutex::default(),
             phase: tokio::sync::watch::channel(phase::STARTING).0,
@@ -148,6 +151,10 @@ impl HostContext for KitHost {
 
     fn mqtt_set_will(&self, will: FfiMqttPublish) -> RResult<(), FfiError> {
         self.0.bus.set_will(will).into()
+    }
+
+    fn declare_publish(&self, declaration_json: RString) -> RResult<(), FfiError> {
+        crate::abi::asyncapi::declare(&mut lock(&self.0.publications), &declaration_json).into()
     }
 
     fn handed_over(&self) -> ROption<FfiHandover> {

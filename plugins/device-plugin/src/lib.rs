@@ -470,6 +470,12 @@ impl Plugin for DevicePlugin {
             amqp: config.amqp().map(|_| exchange.clone()),
             mqtt: mqtt_topics(ctx, &routing)?,
         };
+        if let Some(exchange) = &targets.amqp {
+            ctx.declare_publish::<DeviceState>(
+                Publishes::amqp(exchange, &routing)
+                    .summary("The device state on every update, as brewblox services broadcast"),
+            )?;
+        }
         let destinations = describe(&targets);
         let (updates, receiver) = watch::channel(None);
         if interval.is_some() {
@@ -540,6 +546,16 @@ fn mqtt_topics(ctx: &Context, service: &str) -> Result<Option<events::Topics>> {
     let topics = events::Topics::new(&mqtt.history_topic, &mqtt.state_topic, service);
     let will = serde_json::to_vec(&events::state(service, None))?;
     ctx.mqtt_set_will(&topics.state, will, true)?;
+    ctx.declare_publish::<events::HistoryEvent>(
+        Publishes::mqtt(&topics.history, QoS::AtMostOnce, false)
+            .summary("A history event on every update (the readings, units in the names)"),
+    )?;
+    ctx.declare_publish::<events::StateEvent>(
+        Publishes::mqtt(&topics.state, QoS::AtLeastOnce, true).summary(
+            "The state on every update, retained; also the will (data null) when the service \
+             is gone",
+        ),
+    )?;
     Ok(Some(topics))
 }
 

@@ -7,6 +7,7 @@ use crate::http::{
     json_body::ErrorBody,
     metrics,
     status::ServiceStatus,
+    ui::overview::Overview,
 };
 
 /// The original's empty 200 of the `_debug` routes.
@@ -17,6 +18,7 @@ const BAD_BODY: &str = "The body is not one of the two forms; `field` names the 
 /// Every built-in route, in the order the document lists them.
 pub fn routes() -> Vec<Operation> {
     let mut routes = vec![status(), health(), prometheus(), publish(), subscribe()];
+    routes.extend(operator_page());
     routes.extend(docs());
     routes
 }
@@ -104,6 +106,39 @@ fn subscribe() -> Operation {
         )
 }
 
+/// The operator page and the data behind it.
+fn operator_page() -> Vec<Operation> {
+    vec![
+        Operation::new(&["get"], "/_service/ui")
+            .tag(TAG_SERVICE)
+            .summary("Operator page")
+            .description(
+                "A live page of the service for people: health, plugins, subscriptions and \
+                 their counts, rates and gauges of the last minutes, recorded history, reloads \
+                 and the eventbus channels. Served from the binary; it reads \
+                 `/_service/overview` and changes nothing.",
+            )
+            .string_response(200, "text/html", "The page"),
+        Operation::new(&["get"], "/_service/ui/{file}")
+            .tag(TAG_SERVICE)
+            .summary("Operator page (files)")
+            .description("The page's script and style sheet.")
+            .path_param("file", "`ui.js` or `ui.css`")
+            .empty_response(200, "The file")
+            .text_response(404, "No such file"),
+        Operation::new(&["get"], "/_service/overview")
+            .tag(TAG_SERVICE)
+            .summary("Everything the operator page shows")
+            .description(
+                "The service, every plugin with its routes and subscriptions (counts since the \
+                 process started, from the metrics), the last reloads, and the window of the \
+                 last 10 minutes (one sample every 2 s): running totals to make rates from, \
+                 and the plugins' gauges.",
+            )
+            .json_response::<Overview>(200, "The overview"),
+    ]
+}
+
 /// The documentation's own routes.
 fn docs() -> Vec<Operation> {
     vec![
@@ -122,6 +157,19 @@ fn docs() -> Vec<Operation> {
             .json_response::<serde_json::Map<String, serde_json::Value>>(
                 200,
                 "The OpenAPI document",
+            ),
+        Operation::new(&["get"], "/api/asyncapi.json")
+            .tag(TAG_DOCS)
+            .summary("Eventbus documentation (AsyncAPI document)")
+            .description(
+                "The eventbus side of the service, AsyncAPI 3.0: the brokers, a `send` \
+                 operation for every channel a plugin declared it publishes on (payload schema \
+                 from the plugin's Rust type) and a `receive` operation for every live \
+                 subscription, with AMQP and MQTT bindings. Built at each request.",
+            )
+            .json_response::<serde_json::Map<String, serde_json::Value>>(
+                200,
+                "The AsyncAPI document",
             ),
         Operation::new(&["get"], "/api/doc/swagger_static/{file}")
             .tag(TAG_DOCS)

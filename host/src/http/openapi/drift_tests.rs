@@ -109,6 +109,15 @@ fn operation<'a>(doc: &'a Value, method: &str, path: &str) -> &'a Value {
 /// eventbus in use.
 fn app(health: HealthSources) -> http::App {
     let health = Arc::new(health);
+    let page = http::ui::routes(http::ui::overview::OverviewSources {
+        health: Arc::clone(&health),
+        routes: Vec::new(),
+        brokers: vec![(
+            http::health::BusKind::Amqp,
+            "amqp://guest@eventbus:5672/".into(),
+        )],
+        links: Default::default(),
+    });
     let buses = DebugBuses {
         amqp: None,
         mqtt: None,
@@ -129,6 +138,7 @@ fn app(health: HealthSources) -> http::App {
         ),
     ];
     extra.extend(http::swagger_ui::routes(NAME, &doc()));
+    extra.extend(page);
     http::app(AppSpec {
         name: NAME.into(),
         max_body_size: 1 << 20,
@@ -249,6 +259,32 @@ async fn every_built_in_route_answers_as_documented() {
         ("/api/doc/swagger_static/LICENSE", 200),
         ("/api/doc/swagger_static/nope.js", 404),
     ] {
+        let (status, _) = served(&doc, &app, Method::GET, (file, uri), None).await;
+        assert_eq!(status, expected, "{uri}");
+    }
+    // The operator page: the overview matches its schema, even with a failed plugin.
+    let overview = "/_service/overview";
+    let (status, body) = served(&doc, &app, Method::GET, (overview, overview), None).await;
+    assert_eq!(status, 200);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["service"]["status"], "unhealthy");
+    assert_eq!(
+        body["service"]["brokers"][0]["url"],
+        "amqp://eventbus:5672/"
+    );
+    assert_eq!(body["plugins"][1]["state"], "failed");
+    assert_eq!(body["reloads"][0]["ok"], false);
+    let (status, _) = served(
+        &doc,
+        &app,
+        Method::GET,
+        ("/_service/ui", "/_service/ui"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let file = "/_service/ui/{file}";
+    for (uri, expected) in [("/_service/ui/ui.js", 200), ("/_service/ui/x.js", 404)] {
         let (status, _) = served(&doc, &app, Method::GET, (file, uri), None).await;
         assert_eq!(status, expected, "{uri}");
     }
