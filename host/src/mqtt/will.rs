@@ -51,7 +51,7 @@ impl WillHolder {
         let mut stopped = stop.subscribe();
         let (longest, topic) = (cfg.reconnect_interval, will.topic.clone());
         let task = tokio::spawn(async move {
-            let mut pause = Duration::ZERO;
+            let mut backoff = super::backoff::Backoff::new(longest);
             loop {
                 let event = tokio::select! {
                     _ = stopped.changed() => break,
@@ -59,7 +59,7 @@ impl WillHolder {
                 };
                 match event {
                     Ok(Event::Incoming(Incoming::ConnAck(_))) => {
-                        pause = Duration::ZERO;
+                        backoff.connected();
                         held_tx.send_replace(true);
                     }
                     Ok(Event::Outgoing(Outgoing::Disconnect)) => {
@@ -78,11 +78,11 @@ impl WillHolder {
                             );
                         }
                         eventloop.clean();
+                        let wait = backoff.next_wait();
                         tokio::select! {
                             _ = stopped.changed() => break,
-                            _ = tokio::time::sleep(pause) => {}
+                            _ = tokio::time::sleep(wait) => {}
                         }
-                        pause = (pause * 2).max(Duration::from_millis(50)).min(longest);
                     }
                 }
             }
