@@ -76,8 +76,9 @@ pub enum PrepareError {
     Refused(Vec<LoadError>),
     /// The plugins' arguments clash with each other or the host's.
     PluginArgs(String),
-    /// The command line is wrong, or asks for `--help`/`--version` (clap's answer).
-    Usage(clap::Error),
+    /// The command line is wrong, or asks for `--help`/`--version` (clap's answer), and
+    /// what came from argument files, never to be shown.
+    Usage(clap::Error, cli::argfiles::Origins),
 }
 
 impl fmt::Display for PrepareError {
@@ -89,8 +90,8 @@ impl fmt::Display for PrepareError {
                 let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
                 f.write_str(&lines.join("; "))
             }
-            PrepareError::Usage(err) => {
-                let text = err.to_string();
+            PrepareError::Usage(err, origins) => {
+                let text = origins.redact(&err.to_string());
                 f.write_str(text.lines().next().unwrap_or("bad command line").trim())
             }
         }
@@ -124,8 +125,12 @@ impl PrepareError {
                 eprintln!("error: {}", logging::escape(&err));
                 ExitCode::from(EXIT_FAILURE)
             }
-            PrepareError::Usage(err) => {
-                let _ = err.print();
+            PrepareError::Usage(err, origins) => {
+                if err.use_stderr() {
+                    eprint!("{}", origins.redact(&err.render().to_string()));
+                } else {
+                    let _ = err.print();
+                }
                 ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(EXIT_USAGE))
             }
         }
@@ -135,7 +140,8 @@ impl PrepareError {
 /// Expands `@file` arguments, loads the plugins folder (every check before any plugin code
 /// runs) and parses the command line with the plugins' arguments.
 pub fn prepare(args: Vec<OsString>) -> Result<Prepared, PrepareError> {
-    let args = cli::expand_argfiles(args).map_err(PrepareError::ArgFile)?;
+    let (args, origins) =
+        cli::argfiles::expand_with_origins(args).map_err(PrepareError::ArgFile)?;
     let explicit_dir = cli::prescan_plugins(&args);
     let plugins_dir = explicit_dir
         .clone()
@@ -143,7 +149,8 @@ pub fn prepare(args: Vec<OsString>) -> Result<Prepared, PrepareError> {
     let loaded =
         loader::load_dir(&plugins_dir, explicit_dir.is_none()).map_err(PrepareError::Refused)?;
     let plugin_args = plugin_arg_specs(&loaded).map_err(PrepareError::PluginArgs)?;
-    let settings = cli::parse(&args, &plugin_args).map_err(PrepareError::Usage)?;
+    let settings =
+        cli::parse(&args, &plugin_args).map_err(|err| PrepareError::Usage(err, origins))?;
     Ok(Prepared { settings, loaded })
 }
 

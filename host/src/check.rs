@@ -1,6 +1,8 @@
 //! `brewblox-host check --plugins DIR`: every check the host makes when it loads a plugins
 //! folder, without running anything — no startup hook, no socket, no broker. A deploy
-//! script runs it before sending SIGHUP; exit 1 if the host would refuse the folder.
+//! script runs it before sending SIGHUP; exit 1 if the host would refuse the folder, or if
+//! it would load no plugin while skipping some `*.so` entry that is no regular file (a
+//! symlink loop, a dangling symlink, a FIFO, a device: each named with its reason).
 //!
 //! For each plugin it prints its name, version, build id, the plugin-api version it was
 //! built against, whether its ABI fingerprint matches this host's, and its arguments.
@@ -64,11 +66,23 @@ pub fn main(args: &[OsString]) -> ExitCode {
     for plugin in &loaded.plugins {
         print!("{}", describe(plugin));
     }
+    for skipped in &loaded.skipped {
+        println!("skipped  {skipped}");
+    }
     println!(
-        "{} plugin(s) in {} would be loaded",
+        "{} plugin(s) in {} would be loaded{}",
         loaded.plugins.len(),
-        shown(&dir)
+        shown(&dir),
+        match loaded.skipped.len() {
+            0 => String::new(),
+            n => format!(", {n} file(s) skipped"),
+        }
     );
+    // Skipped files beside loaded plugins are worth a look; skipped files and nothing loaded
+    // is a folder that does not do what its owner meant.
+    if loaded.plugins.is_empty() && !loaded.skipped.is_empty() {
+        return ExitCode::from(EXIT_FAILURE);
+    }
     ExitCode::SUCCESS
 }
 

@@ -14,8 +14,8 @@
 //! In the service's document, a suffixed name whose other form the document does not show
 //! loses its suffix (a response type that also derives `Deserialize` is `Reading`, not
 //! `Reading-Output`), so a suffix always comes with its counterpart. The host qualifies a
-//! name that different plugins use for different schemas (`<plugin>.<Name>`; see its README,
-//! "API documentation").
+//! name that different plugins use for different schemas (`<plugin>.<Name>`; see "API documentation" in
+//! `docs/writing-plugins.md`).
 
 mod forms;
 

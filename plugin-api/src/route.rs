@@ -29,7 +29,7 @@ use crate::openapi::{merge_schemas, schema_for, SCHEMAS_KEY};
 /// query) and `Reading-Output` as answered. In the service's document, a name that different
 /// plugins use for different schemas is qualified with the plugin's name
 /// (`fermenter-log.Reading`), as is one that clashes with a host schema; identical schemas
-/// are shared. The README's "API documentation" has the full rule.
+/// are shared. "API documentation" in `docs/writing-plugins.md` has the full rule.
 ///
 /// ```
 /// use plugin_api::{http::StatusCode, Route};

@@ -137,7 +137,7 @@ fn argument_files_that_never_end_are_usage_errors() {
     // run_to_exit gives up after 30 s: a host that spins or fills memory fails the test.
     for (arg, expected) in [
         (format!("@{}", looping.display()), "nested more than"),
-        ("@/dev/zero".to_owned(), "bytes in total"),
+        ("@/dev/zero".to_owned(), "not a regular file"),
     ] {
         let out = Host::builder(dir.path()).arg(&arg).run_to_exit();
         assert_eq!(out.code(), Some(2), "{arg}: {}", out.stderr);
@@ -218,5 +218,80 @@ fn a_malformed_eventbus_url_is_a_usage_error_that_does_not_print_the_password() 
         );
         assert!(!out.stderr.contains("S3cr"), "{}", out.stderr);
         assert!(!out.stdout.contains("S3cr"), "{}", out.stdout);
+    }
+}
+
+#[test]
+fn an_argument_file_content_is_never_echoed() {
+    let dir = PluginDir::new();
+    // The environment as a file: NUL-separated, with a secret in it.
+    let out = Host::builder(dir.path())
+        .env("BREWBLOX_TEST_SECRET", "hunter2")
+        .arg("@/proc/self/environ")
+        .run_to_exit();
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("/proc/self/environ line 1"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("hunter2"), "{}", out.stderr);
+    // A line the parser refuses is named by its file and line, never shown.
+    let file = dir.path().join("secret-args");
+    std::fs::write(&file, "--mqtt-port\nhunter2\n").unwrap();
+    let out = Host::builder(dir.path())
+        .arg(&format!("@{}", file.display()))
+        .run_to_exit();
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("secret-args line 2"), "{}", out.stderr);
+    assert!(!out.stderr.contains("hunter2"), "{}", out.stderr);
+    std::fs::write(&file, "--bogus=hunter3\n").unwrap();
+    let out = Host::builder(dir.path())
+        .arg(&format!("@{}", file.display()))
+        .run_to_exit();
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    // clap names only the option here (`'--bogus'`), never its value.
+    assert!(out.stderr.contains("'--bogus'"), "{}", out.stderr);
+    assert!(!out.stderr.contains("hunter3"), "{}", out.stderr);
+}
+
+#[test]
+fn a_variable_that_is_not_utf8_is_named() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = PluginDir::new();
+    let out = std::process::Command::new(integration_tests::host_bin())
+        .args(["--plugins", &dir.path().display().to_string()])
+        .env(
+            "BREWBLOX_MQTT_HOST",
+            std::ffi::OsStr::from_bytes(b"broker\xff"),
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("environment variable BREWBLOX_MQTT_HOST is not valid UTF-8"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn ports_0_and_a_path_without_websockets_are_usage_errors() {
+    let dir = PluginDir::new();
+    for (args, expected) in [
+        (&["--mqtt-port", "0"][..], "port 0 reaches no broker"),
+        (&["--eventbus-port", "0"], "port 0 reaches no broker"),
+        (
+            &["--mqtt-protocol", "ws", "--mqtt-path", "eventbus"],
+            "must start with '/'",
+        ),
+        (
+            &["--mqtt-path", "/eventbus"],
+            "needs --mqtt-protocol ws or wss",
+        ),
+    ] {
+        let out = Host::builder(dir.path()).args(args).run_to_exit();
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(expected), "{args:?}: {}", out.stderr);
     }
 }

@@ -145,7 +145,7 @@ fn port_0_prints_the_port_it_bound() {
 #[test]
 fn errors_hyper_answers_itself_are_bare() {
     // A request line that cannot be parsed never reaches the app: hyper answers it, without
-    // CORS headers or the "<code>: <reason>" body (the README says so).
+    // CORS headers or the "<code>: <reason>" body (docs/operating.md says so).
     let (host, _dir) = host_with(&[]);
     let mut stream = TcpStream::connect(("127.0.0.1", host.port)).unwrap();
     stream.write_all(b"NOT A REQUEST\r\n\r\n").unwrap();

@@ -32,6 +32,11 @@ fn debug_subscribe_to_an_exchange_the_broker_refuses_is_409_and_leaves_nothing()
     let (status, report) = host.health();
     assert_eq!(status, 200, "{report}");
     assert_eq!(subscriptions(&host), Vec::<Value>::new(), "{report}");
+    let metrics = || host.get("/_service/metrics").text().unwrap();
+    assert!(
+        !metrics().contains(&fanout),
+        "a refused subscription leaves no series"
+    );
     // Once the exchange is gone the same subscription works.
     peer.delete_exchange(&fanout);
     let res = host.post_json("/_debug/subscribe", body);
@@ -39,6 +44,8 @@ fn debug_subscribe_to_an_exchange_the_broker_refuses_is_409_and_leaves_nothing()
     let subs = subscriptions(&host);
     assert_eq!(subs.len(), 1);
     assert_eq!(subs[0]["state"], "active", "answered once bound");
+    // The sentinel: bound, it has its series (at zero) at once.
+    assert!(metrics().contains(&fanout), "{}", metrics());
 }
 
 #[test]
@@ -116,4 +123,37 @@ fn ready_reports_a_refusal_to_the_plugin() {
         res["error"].as_str().unwrap_or_default().contains("406"),
         "{res}"
     );
+}
+
+#[test]
+fn concurrent_debug_subscribes_to_a_refused_exchange_all_get_the_refusal() {
+    let (host, _dir) = kit("", &[]);
+    let peer = SyncPeer::connect();
+    let fanout = amqp::unique("ex-race-fanout");
+    peer.declare_like_original(&fanout, lapin::ExchangeKind::Fanout);
+    let _bound = peer.consume(&fanout, "");
+    // A few rounds of four identical requests released together, so that they overlap.
+    for round in 0..5 {
+        let body = json!({"exchange": fanout, "routing": format!("r{round}.#")});
+        let barrier = std::sync::Barrier::new(4);
+        let answers: Vec<(u16, String)> = std::thread::scope(|scope| {
+            let calls: Vec<_> = (0..4)
+                .map(|_| {
+                    let (host, body, barrier) = (&host, body.clone(), &barrier);
+                    scope.spawn(move || {
+                        barrier.wait();
+                        let res = host.post_json("/_debug/subscribe", body);
+                        (res.status().as_u16(), res.text().unwrap())
+                    })
+                })
+                .collect();
+            calls.into_iter().map(|c| c.join().unwrap()).collect()
+        });
+        for (status, text) in answers {
+            assert_eq!(status, 409, "round {round}: {text}");
+            assert!(text.starts_with("409: ") && text.contains("406"), "{text}");
+        }
+    }
+    assert_eq!(subscriptions(&host), Vec::<Value>::new());
+    peer.delete_exchange(&fanout);
 }

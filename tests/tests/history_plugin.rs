@@ -511,3 +511,49 @@ fn a_subscription_the_broker_refuses_is_409_and_leaves_nothing() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["added"], true, "{answer}");
 }
+
+/// `count` identical POSTs at once (released together by a barrier); their statuses and
+/// answers.
+fn post_together(host: &Host, path: &str, body: &str, count: usize) -> Vec<(u16, Value)> {
+    let barrier = std::sync::Barrier::new(count);
+    std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..count)
+            .map(|_| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    barrier.wait();
+                    post(host, path, body)
+                })
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn concurrent_requests_for_a_refused_subscription_all_get_the_refusal() {
+    let setup = start(&[]);
+    let host = &setup.host;
+    let fanout = unique("history-test-race");
+    setup
+        .peer
+        .declare_like_original(&fanout, lapin::ExchangeKind::Fanout);
+    let _bound = setup.peer.consume(&fanout, "");
+    // A few rounds, so that the requests overlap in at least some of them.
+    for round in 0..5 {
+        let body = json!({"exchange": fanout, "routing": format!("r{round}.#")}).to_string();
+        for (status, answer) in post_together(host, "/history/subscribe", &body, 4) {
+            assert_eq!(status, 409, "round {round}: {answer}");
+            let error = answer["error"].as_str().unwrap_or_default();
+            assert!(error.contains("406"), "round {round}: {answer}");
+        }
+    }
+    // Nothing stayed: only the startup subscription.
+    assert_eq!(
+        get_json(host, "/history/subscriptions", 200)
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    setup.peer.delete_exchange(&fanout);
+}

@@ -262,3 +262,56 @@ fn get_routes_answer_head() {
     assert_eq!(res.status(), 200);
     assert_eq!(text(res), "");
 }
+
+#[test]
+fn plugin_statuses_outside_200_to_599_are_a_500_with_the_json_error_body() {
+    let (host, _dir) = kit();
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for code in [100, 101, 103, 600, 999] {
+        let res = client
+            .get(host.url(&format!("/kit/status/{code}")))
+            .send()
+            .unwrap();
+        assert_eq!(res.status(), 500, "{code}");
+        assert_cors(&res);
+        let body: Value = res.json().unwrap();
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains(&format!("status {code}")), "{code}: {body}");
+    }
+    assert!(host.stderr.wait_for(
+        "invalid response: status 999",
+        std::time::Duration::from_secs(5)
+    ));
+    for code in [204, 304] {
+        let res = client
+            .get(host.url(&format!("/kit/status/{code}")))
+            .send()
+            .unwrap();
+        assert_eq!(res.status(), code);
+        assert_cors(&res);
+        let length = res.headers().get("content-length").cloned();
+        assert!(
+            length.is_none() || length.as_ref().is_some_and(|l| l == "0"),
+            "{code}: {length:?}"
+        );
+        assert_eq!(text(res), "", "{code}");
+    }
+}
+
+#[test]
+fn a_path_that_is_not_utf8_once_decoded_is_the_json_400() {
+    let (host, _dir) = kit();
+    for path in ["/kit/echo/%FF", "/api/doc/swagger_static/%FF"] {
+        let res = host.get(path);
+        assert_eq!(res.status(), 400, "{path}");
+        assert_cors(&res);
+        let body: Value = res.json().unwrap();
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.starts_with("path: "), "{path}: {body}");
+    }
+    // A valid path goes on working.
+    assert_eq!(host.get("/kit/echo/%C3%A9").status(), 200);
+}

@@ -450,3 +450,74 @@ fn check_refuses_what_the_host_would_refuse() {
         "{stdout}"
     );
 }
+
+/// A folder of `*.so` entries that are no regular file: a symlink loop, a dangling symlink,
+/// a FIFO and a link to a device.
+fn odd_entries(dir: &PluginDir) {
+    let path = dir.path();
+    std::os::unix::fs::symlink(path.join("b-loop.so"), path.join("a-loop.so")).unwrap();
+    std::os::unix::fs::symlink(path.join("a-loop.so"), path.join("b-loop.so")).unwrap();
+    std::os::unix::fs::symlink(path.join("gone"), path.join("dangling.so")).unwrap();
+    std::os::unix::fs::symlink("/dev/null", path.join("device.so")).unwrap();
+    let fifo = std::ffi::CString::new(path.join("fifo.so").as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+}
+
+#[test]
+fn check_names_every_skipped_file_and_fails_when_nothing_loads() {
+    let dir = PluginDir::new();
+    odd_entries(&dir);
+    let check = || {
+        std::process::Command::new(integration_tests::host_bin())
+            .args(["check", "--plugins"])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = check();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    for (file, reason) in [
+        ("a-loop.so", "a symlink loop"),
+        ("b-loop.so", "a symlink loop"),
+        ("dangling.so", "a dangling symlink"),
+        ("device.so", "a device"),
+        ("fifo.so", "a FIFO"),
+    ] {
+        assert!(
+            stdout.contains(&format!("{file}: not a regular file ({reason})")),
+            "{file}: {stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("0 plugin(s)") && stdout.contains("5 file(s) skipped"),
+        "{stdout}"
+    );
+    // With a plugin beside them: it loads, they are still named, and the check passes.
+    dir.add("hello-plugin");
+    let out = check();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("skipped") && stdout.contains("fifo.so"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_start_log_names_every_skipped_file() {
+    let dir = PluginDir::with(&["hello-plugin"]);
+    odd_entries(&dir);
+    let mut host = Host::builder(dir.path()).start();
+    assert!(host
+        .stderr
+        .wait_for("Loaded plugin hello-plugin", Duration::from_secs(10)));
+    let log = host.stderr.text();
+    assert_eq!(log.matches("Skipped ").count(), 5, "{log}");
+    assert!(
+        log.contains("fifo.so: not a regular file (a FIFO)"),
+        "{log}"
+    );
+    assert!(host.stop().success());
+}

@@ -685,3 +685,53 @@ fn mqtt_messages_publishes_and_the_connection_are_counted() {
         1.0
     );
 }
+
+/// Every value of label `label` in the scrape.
+fn values_of(scrape: &Scrape, label: &str) -> Vec<String> {
+    scrape
+        .families
+        .values()
+        .flat_map(|f| f.iter_samples())
+        .filter_map(|s| {
+            let set = s.get_labelset().expect("labels");
+            set.get_label_value(label).map(str::to_owned)
+        })
+        .collect()
+}
+
+#[test]
+fn subscriptions_that_never_became_active_leave_no_series() {
+    let mut broker = Mosquitto::later();
+    let plugins = PluginDir::new();
+    let host = Host::builder(plugins.path())
+        .without_amqp()
+        .mqtt(broker.port)
+        .start();
+    // The broker is down: each waits its 5 s and fails; all at once, so the test waits once.
+    let failed: Vec<u16> = std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..4)
+            .map(|n| {
+                let host = &host;
+                scope.spawn(move || {
+                    host.post_json("/_debug/subscribe", json!({ "topic": format!("gone/{n}") }))
+                        .status()
+                        .as_u16()
+                })
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    assert_eq!(failed, [503; 4]);
+    broker.up();
+    let secs = Duration::from_secs(10);
+    assert!(wait_until(secs, || host.get("/_service/health").status() == 200));
+    let ok = host.post_json("/_debug/subscribe", json!({"topic": "kept/#"}));
+    assert_eq!(ok.status(), 200);
+    let routing = values_of(&scrape(&host), "routing");
+    // The sentinel: the one that became active has its series, at zero.
+    assert!(routing.iter().any(|r| r == "kept/#"), "{routing:?}");
+    assert!(
+        !routing.iter().any(|r| r.starts_with("gone/")),
+        "{routing:?}"
+    );
+}

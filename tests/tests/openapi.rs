@@ -230,7 +230,7 @@ fn document_lists_every_route() {
     assert_eq!(body["required"], json!(["exchange", "routing"]));
 
     // The history's SubscribeRequest and the host's have the same name but differ: the
-    // host's keeps the name, the plugin's is qualified with the plugin's name (README, "API
+    // host's keeps the name, the plugin's is qualified with the plugin's name (`docs/writing-plugins.md`, "API
     // documentation"). Read as a request and written in a list, it is one schema.
     let host_subscribe = resolve(
         &doc,

@@ -312,7 +312,7 @@ fn sigterm_during_a_reload_stops_cleanly() {
     assert_eq!(status.code(), Some(0), "{}", kit.host.stderr.text());
     let log = kit.host.stderr.text();
     assert!(
-        log.contains("Received SIGTERM during a reload; stopping after it"),
+        log.contains("Received SIGTERM during a reload; abandoning it and stopping"),
         "{log}"
     );
     assert!(log.contains("Service stopped"), "{log}");
@@ -521,6 +521,83 @@ fn a_client_that_never_finishes_its_headers_does_not_hold_a_reload() {
     reload(&kit, (1, 0));
     assert_eq!(tag(&kit.host), "b");
     drop(slow);
+}
+
+#[test]
+fn a_reload_whose_startup_hangs_is_refused_after_the_hook_timeout() {
+    let kit = kit_with(&["--reload-tag=a"], &["--hook-timeout", "1"], false);
+    write_args(&kit.args, &["--reload-tag=b", "--reload-startup-ms=60000"]);
+    reload(&kit, (0, 1));
+    assert_eq!(tag(&kit.host), "a", "the old generation goes on");
+    let (_, body) = kit.host.health();
+    let error = body["reload"]["last"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("startup did not finish within 1.0 s"),
+        "{body}"
+    );
+}
+
+#[test]
+fn sigterm_stops_at_once_whatever_the_reload_is_doing() {
+    // Startup of the new plugins takes 60 s and the hooks may take as long: only
+    // abandoning the reload lets the stop come in time.
+    let mut kit = kit_with(&["--reload-tag=a"], &["--hook-timeout", "60"], false);
+    write_args(&kit.args, &["--reload-tag=b", "--reload-startup-ms=60000"]);
+    kit.host.signal(libc::SIGHUP);
+    // The new generation is starting once its plugin is logged as loaded (the second time).
+    assert!(wait_until(Duration::from_secs(10), || kit
+        .host
+        .stderr
+        .count(&["Loaded plugin reload-plugin"])
+        >= 2));
+    kit.host.signal(libc::SIGTERM);
+    let status = kit.host.wait_exit(Duration::from_secs(30));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "{}",
+        kit.host.stderr.text()
+    );
+    assert!(kit.host.stderr.text().contains("Service stopped"));
+}
+
+/// Makes a FIFO at `path` (nothing ever writes to it).
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+#[test]
+fn an_argument_file_replaced_by_a_fifo_refuses_the_reload_and_sigterm_stops() {
+    let mut kit = kit(&["--reload-tag=a"]);
+    fs::remove_file(&kit.args).unwrap();
+    mkfifo(&kit.args);
+    reload(&kit, (0, 1));
+    assert_eq!(tag(&kit.host), "a", "the old generation goes on");
+    let (_, body) = kit.host.health();
+    let error = body["reload"]["last"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("not a regular file"), "{body}");
+    kit.host.signal(libc::SIGTERM);
+    let status = kit.host.wait_exit(Duration::from_secs(30));
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+}
+
+#[test]
+fn a_fifo_as_argument_file_at_start_is_a_usage_error() {
+    let dir = PluginDir::new();
+    let args_dir = tempfile::tempdir().unwrap();
+    let fifo = args_dir.path().join("args");
+    mkfifo(&fifo);
+    let exited = Host::builder(dir.path())
+        .arg(&format!("@{}", fifo.display()))
+        .run_to_exit();
+    assert_eq!(exited.code(), Some(2), "{}", exited.stderr);
+    assert!(
+        exited.stderr.contains("not a regular file"),
+        "{}",
+        exited.stderr
+    );
 }
 
 fn count(host: &Host) -> Value {

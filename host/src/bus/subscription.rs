@@ -288,6 +288,8 @@ impl Subscription {
         *self.inner.refusal.locked() = None;
         *self.last_logged_error() = None;
         info!("Declared event bus subscription {self} as queue {queue}");
+        // Its series appear now, at zero; one the broker never took has none.
+        self.metrics();
         self.set_state(SubscriptionState::Active {
             queue: queue.to_owned(),
         });

@@ -2,14 +2,24 @@
 //! that starts with `@` is replaced by the lines of that file, one argument per line, and
 //! arguments in the file that start with `@` are read in turn.
 //!
-//! Unlike argparse, reading is bounded: a file that names itself, or a device that never
-//! ends (`@/dev/zero`), is a usage error instead of a process that spins or fills memory.
+//! Unlike argparse, reading is bounded: a file that names itself, or one that never ends, is
+//! a usage error instead of a process that spins or fills memory. Only regular files are
+//! read: a FIFO, a device or a socket (`@/dev/zero`, a pipe nobody writes to) is refused
+//! before it is opened, and the open itself never waits (`O_NONBLOCK`), so that a FIFO put
+//! in the file's place between the check and the open cannot hold the process either (the
+//! signal handlers are installed by then, and a reload reads the files again).
+//!
+//! An argument file may hold secrets (a password option): its content is never shown in an
+//! error. Errors name the file and the line; a line with a control character (the NULs of
+//! `/proc/self/environ`) is refused as such, and [`Origins::redact`] replaces every
+//! argument that came from a file in the command-line parser's messages by its file and
+//! line.
 
 use std::{
     ffi::{OsStr, OsString},
-    fs::File,
+    fs::OpenOptions,
     io::Read,
-    os::unix::ffi::OsStrExt,
+    os::unix::{ffi::OsStrExt, fs::OpenOptionsExt},
     path::Path,
 };
 
@@ -23,13 +33,48 @@ pub const MAX_LINE_BYTES: usize = 4096;
 /// Replaces every `@path` argument by the lines of that file. The first argument is the
 /// program name and is never expanded.
 pub fn expand(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
+    expand_with_origins(args).map(|(args, _)| args)
+}
+
+/// Where each argument that came from a file came from, to keep it out of error messages.
+#[derive(Debug, Default, Clone)]
+pub struct Origins(Vec<(String, String)>);
+
+impl Origins {
+    /// `text` with every quoted argument that came from a file (`'value'`, as clap quotes
+    /// them) replaced by `<argument file F line N>`.
+    pub fn redact(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        for (arg, origin) in &self.0 {
+            // Our own value parsers show a value escaped (`escape_debug`).
+            let escaped = arg.escape_debug().to_string();
+            for quoted in [
+                format!("'{arg}'"),
+                format!("'-- {arg}'"),
+                format!("\"{arg}\""),
+                format!("'{escaped}'"),
+            ] {
+                text = text.replace(&quoted, &format!("'<{origin}>'"));
+            }
+        }
+        text
+    }
+}
+
+/// [`expand`], and where each argument read from a file came from.
+pub fn expand_with_origins(args: Vec<OsString>) -> Result<(Vec<OsString>, Origins), String> {
     let mut args = args.into_iter();
     let mut out: Vec<OsString> = args.next().into_iter().collect();
+    let mut origins = Origins::default();
     let mut budget = MAX_TOTAL_BYTES;
     for arg in args {
-        expand_one(arg, 0, &mut budget, &mut out)?;
+        expand_one(arg, 0, &mut budget, &mut out, &mut origins)?;
     }
-    Ok(out)
+    // The longest first, so that a value inside another is not replaced within it.
+    origins
+        .0
+        .sort_by_key(|(arg, _)| std::cmp::Reverse(arg.len()));
+    Ok((out, origins))
 }
 
 fn file_of(arg: &OsStr) -> Option<&Path> {
@@ -43,6 +88,7 @@ fn expand_one(
     depth: usize,
     budget: &mut usize,
     out: &mut Vec<OsString>,
+    origins: &mut Origins,
 ) -> Result<(), String> {
     let Some(path) = file_of(&arg) else {
         out.push(arg);
@@ -57,14 +103,20 @@ fn expand_one(
     }
     let text = read_bounded(path, budget)?;
     for (index, line) in text.lines().enumerate() {
+        let at = format!("argument file {} line {}", path.display(), index + 1);
         if line.len() > MAX_LINE_BYTES {
+            return Err(format!("{at}: longer than {MAX_LINE_BYTES} bytes"));
+        }
+        // Never the line itself: it may hold a secret.
+        if line.chars().any(|c| c.is_control() && c != '\t') {
             return Err(format!(
-                "argument file {} line {}: longer than {MAX_LINE_BYTES} bytes",
-                path.display(),
-                index + 1
+                "{at}: contains a control character (is it an argument file?)"
             ));
         }
-        expand_one(line.into(), depth + 1, budget, out)?;
+        if !line.is_empty() && !line.starts_with('@') {
+            origins.0.push((line.to_owned(), at));
+        }
+        expand_one(line.into(), depth + 1, budget, out, origins)?;
     }
     Ok(())
 }
@@ -74,7 +126,23 @@ fn read_bounded(path: &Path, budget: &mut usize) -> Result<String, String> {
     let cannot = |err: &dyn std::fmt::Display| {
         format!("cannot read argument file {}: {err}", path.display())
     };
-    let file = File::open(path).map_err(|err| cannot(&err))?;
+    let regular = |metadata: std::fs::Metadata| {
+        if metadata.is_file() {
+            Ok(())
+        } else {
+            Err(cannot(
+                &"not a regular file (a FIFO, device, socket or folder)",
+            ))
+        }
+    };
+    regular(std::fs::metadata(path).map_err(|err| cannot(&err))?)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|err| cannot(&err))?;
+    // Again on what was opened: the path may have been replaced since the check.
+    regular(file.metadata().map_err(|err| cannot(&err))?)?;
     let mut bytes = Vec::new();
     file.take(*budget as u64 + 1)
         .read_to_end(&mut bytes)
@@ -124,9 +192,43 @@ mod tests {
     }
 
     #[test]
+    fn only_regular_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        for path in [
+            fifo.display().to_string(),
+            "/dev/zero".into(),
+            "/tmp".into(),
+        ] {
+            let err = expand_strs(&["prog", &format!("@{path}")]).unwrap_err();
+            assert!(err.contains("not a regular file"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_file_content_is_never_shown_in_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secrets");
+        std::fs::write(&file, "--name\nx\n--mqtt-password\nhunter2\0PATH=/bin\n").unwrap();
+        let err = expand_strs(&["prog", &format!("@{}", file.display())]).unwrap_err();
+        assert!(
+            err.contains("line 4: contains a control character"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2") && !err.contains("PATH"), "{err}");
+        std::fs::write(&file, "--bogus-option=hunter2\n").unwrap();
+        let arg = format!("@{}", file.display());
+        let (_, origins) = expand_with_origins(vec!["prog".into(), arg.into()]).unwrap();
+        let text = origins.redact("error: unexpected argument '--bogus-option=hunter2' found");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("secrets line 1"), "{text}");
+    }
+
+    #[test]
     fn endless_and_huge_files_are_refused() {
-        let err = expand_strs(&["prog", "@/dev/zero"]).unwrap_err();
-        assert!(err.contains("more than 1048576 bytes"), "{err}");
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("long");
         std::fs::write(&file, "x".repeat(MAX_LINE_BYTES + 1)).unwrap();

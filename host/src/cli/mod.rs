@@ -24,7 +24,10 @@ use crate::mqtt::{MqttConfig, Protocol};
 
 pub use plugin_args::{add_plugin_args, PluginArgSpec};
 pub use values::FLAG_VALUES;
-use values::{parse_broker_address, parse_client_id, parse_name, parse_seconds, parse_topic};
+use values::{
+    parse_broker_address, parse_broker_port, parse_client_id, parse_mqtt_path, parse_name,
+    parse_seconds, parse_topic,
+};
 
 /// The default service name, as `python -m brewblox_service` used.
 pub use plugin_abi::config::DEFAULT_NAME;
@@ -82,6 +85,7 @@ pub struct Settings {
     #[arg(
         long,
         default_value_t = DEFAULT_AMQP_PORT,
+        value_parser = parse_broker_port,
         help = "Port at which the eventbus can be reached"
     )]
     pub eventbus_port: u16,
@@ -165,14 +169,15 @@ pub struct Settings {
     pub mqtt_host: Vec<String>,
     #[arg(
         long,
+        value_parser = parse_broker_port,
         help = "Port of the MQTT broker; by protocol 1883, 8883, 80 or 443"
     )]
     pub mqtt_port: Option<u16>,
     #[arg(
         long,
         default_value = "/eventbus",
-        value_parser = parse_topic,
-        help = "Path of the MQTT websocket (ws, wss)"
+        value_parser = parse_mqtt_path,
+        help = "Path of the MQTT websocket, starting with '/' (ws and wss only)"
     )]
     pub mqtt_path: String,
     #[arg(long, value_parser = parse_client_id, help = "MQTT user name")]
@@ -239,7 +244,7 @@ pub struct Settings {
         long,
         default_value = "10",
         value_parser = parse_seconds,
-        help = "Seconds a plugin's shutdown or handover hook may take before it is abandoned"
+        help = "Seconds a plugin's shutdown or handover hook (and its startup at a reload) may take before it is abandoned"
     )]
     pub hook_timeout: Duration,
     #[arg(
@@ -261,6 +266,20 @@ pub struct Settings {
         help = "Seconds a keep-alive connection may wait for its next request before it is closed"
     )]
     pub http_idle_timeout: Duration,
+    #[arg(
+        long,
+        default_value = "60",
+        value_parser = parse_seconds,
+        help = "Seconds a client may take to send a request's body, from its headers; then 408 and the connection is closed"
+    )]
+    pub http_body_timeout: Duration,
+    #[arg(
+        long,
+        default_value = "30",
+        value_parser = parse_seconds,
+        help = "Seconds a client may pause between two parts of a request's body; then 408 and the connection is closed"
+    )]
+    pub http_body_idle_timeout: Duration,
     /// The configuration handed to plugins: the common settings typed, and the plugins'
     /// argument values.
     #[arg(skip)]
@@ -498,7 +517,11 @@ fn host_option(arg: clap::Arg) -> clap::Arg {
 
 /// Parses `args` (program name first). clap errors carry exit code 2, help and version 0.
 pub fn parse(args: &[OsString], plugin_args: &[PluginArgSpec]) -> Result<Settings, clap::Error> {
-    let matches = command(plugin_args).try_get_matches_from(args)?;
+    let command = command(plugin_args);
+    let matches = command
+        .clone()
+        .try_get_matches_from(args)
+        .map_err(|err| name_the_variable(err, &command))?;
     let mut settings = Settings::from_arg_matches(&matches)?;
     settings.fleet = Fleet::from_matches(&matches);
     if let Some(address) = settings.embedded_broker {
@@ -511,10 +534,52 @@ pub fn parse(args: &[OsString], plugin_args: &[PluginArgSpec]) -> Result<Setting
     }
     settings.config = settings.plugin_config(plugin_args::values(&matches, plugin_args));
     settings.check_eventbus()?;
+    settings.check_mqtt_path(&matches)?;
     Ok(settings)
 }
 
+/// clap's "invalid UTF-8 was detected" names no argument; when it came from the environment,
+/// the error names the variable (never its value).
+fn name_the_variable(err: clap::Error, command: &Command) -> clap::Error {
+    if err.kind() != clap::error::ErrorKind::InvalidUtf8 {
+        return err;
+    }
+    let culprit = command
+        .get_arguments()
+        .filter_map(clap::Arg::get_env)
+        .find(|var| std::env::var_os(var).is_some_and(|value| value.to_str().is_none()));
+    match culprit {
+        Some(var) => clap::Error::raw(
+            clap::error::ErrorKind::InvalidUtf8,
+            format!(
+                "environment variable {} is not valid UTF-8\n",
+                var.to_string_lossy()
+            ),
+        ),
+        None => err,
+    }
+}
+
 impl Settings {
+    /// `--mqtt-path` only means something for a websocket: given with `mqtt` or `mqtts` it
+    /// is a usage error rather than a setting silently ignored.
+    fn check_mqtt_path(&self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        let given = matches!(
+            matches.value_source("mqtt_path"),
+            Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+        );
+        if given && !self.mqtt_protocol.is_websocket() {
+            return Err(clap::Error::raw(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "--mqtt-path is the websocket path: it needs --mqtt-protocol ws or wss, not {}\n",
+                    self.mqtt_protocol
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The eventbus settings make a usable broker address: a malformed `--eventbus-url` is a
     /// usage error at start, not a reconnect loop. Not a `value_parser`: clap's message
     /// would quote the value, password included; this one never does.
@@ -705,6 +770,12 @@ mod tests {
             &["--history-topic", ""],
             &["--mqtt-client-id", "a\nb"],
             &["--mqtt-keepalive", "soon"],
+            &["--mqtt-port", "0"],
+            &["--eventbus-port", "0"],
+            &["--mqtt-protocol", "ws", "--mqtt-path", "eventbus"],
+            &["--mqtt-protocol", "ws", "--mqtt-path", "/a\u{1}"],
+            &["--mqtt-path", "/eventbus"],
+            &["--mqtt-protocol", "mqtts", "--mqtt-path", "/x"],
         ] {
             assert_eq!(
                 parse(&args(bad), &[]).unwrap_err().exit_code(),
@@ -712,6 +783,23 @@ mod tests {
                 "{bad:?}"
             );
         }
+        let err = parse(&args(&["--mqtt-port", "0"]), &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("port 0 reaches no broker"),
+            "{err}"
+        );
+        let err = parse(&args(&["--mqtt-path", "/eventbus"]), &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("needs --mqtt-protocol ws or wss"),
+            "{err}"
+        );
+        let ok = parse(
+            &args(&["--mqtt-protocol", "wss", "--mqtt-path", "/mq"]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(ok.mqtt_config().path, "/mq");
+        assert!(parse(&args(&["--mqtt-port", "1"]), &[]).is_ok());
     }
 
     #[test]
@@ -851,6 +939,8 @@ mod tests {
         assert!(!s.watch);
         assert_eq!(s.http_header_timeout, Duration::from_secs(30));
         assert_eq!(s.http_idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.http_body_timeout, Duration::from_secs(60));
+        assert_eq!(s.http_body_idle_timeout, Duration::from_secs(30));
         let s = parse(
             &args(&[
                 "--watch",
@@ -858,6 +948,10 @@ mod tests {
                 "2.5",
                 "--http-idle-timeout",
                 "5",
+                "--http-body-timeout",
+                "7",
+                "--http-body-idle-timeout",
+                "0.5",
             ]),
             &[],
         )
@@ -865,7 +959,13 @@ mod tests {
         assert!(s.watch);
         assert_eq!(s.http_header_timeout, Duration::from_millis(2500));
         assert_eq!(s.http_idle_timeout, Duration::from_secs(5));
-        for bad in ["--http-header-timeout=-1", "--http-idle-timeout=soon"] {
+        assert_eq!(s.http_body_timeout, Duration::from_secs(7));
+        assert_eq!(s.http_body_idle_timeout, Duration::from_millis(500));
+        for bad in [
+            "--http-header-timeout=-1",
+            "--http-idle-timeout=soon",
+            "--http-body-timeout=-2",
+        ] {
             assert_eq!(
                 parse(&args(&[bad]), &[]).unwrap_err().exit_code(),
                 2,

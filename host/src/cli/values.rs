@@ -30,6 +30,31 @@ pub(crate) fn parse_topic(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
+/// A broker's port: 1 to 65535 (port 0 means "any free port" to a server, and reaches no
+/// broker).
+pub(crate) fn parse_broker_port(text: &str) -> Result<u16, String> {
+    match text.trim().parse::<u16>() {
+        Ok(0) => Err("port 0 reaches no broker: 1 to 65535".into()),
+        Ok(port) => Ok(port),
+        Err(_) => Err(format!(
+            "invalid port '{}': 1 to 65535",
+            text.escape_debug()
+        )),
+    }
+}
+
+/// The websocket path of `--mqtt-path`: it starts with `/` (it is appended to
+/// `ws://host:port`), and is otherwise what an MQTT topic may be (no control characters).
+pub(crate) fn parse_mqtt_path(text: &str) -> Result<String, String> {
+    if !text.starts_with('/') {
+        return Err(format!(
+            "websocket path '{}' must start with '/'",
+            text.escape_debug()
+        ));
+    }
+    parse_topic(text)
+}
+
 /// One broker of `--eventbus-host` or `--mqtt-host`: `host[:port]`, checked by
 /// [`crate::broker_list::parse_address`] (host 1 to 255 letters, digits, `-`, `.`, `_`, or an
 /// IPv6 address; port 1 to 65535). Spaces around it are ignored.

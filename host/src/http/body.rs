@@ -14,7 +14,10 @@ use axum::{
 };
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 
-use super::errors;
+use super::{
+    body_timeout::{BodyTimeout, BodyTimeouts, TimedBody},
+    errors,
+};
 
 /// Reads the whole body; a 413 past the limit, a 400 for a broken upload.
 pub async fn read(mut body: Body) -> Result<Bytes, Response> {
@@ -34,6 +37,9 @@ pub async fn read(mut body: Body) -> Result<Bytes, Response> {
                 drain(body);
                 return Err(too_large());
             }
+            Err(err) if error_chain(&err).any(|e| e.is::<BodyTimeout>()) => {
+                return Err(too_slow(&err));
+            }
             Err(err) => {
                 return Err(errors::text(
                     StatusCode::BAD_REQUEST,
@@ -50,9 +56,14 @@ pub async fn read(mut body: Body) -> Result<Bytes, Response> {
     })
 }
 
-/// Puts the limit on `request`'s body: a declared length over it is refused at once (the
-/// original's 413, without reading); a body without one is cut off at the limit while read.
-pub(super) fn limit(request: Request, max: usize) -> Result<Request, Box<Response>> {
+/// Puts the limits on `request`'s body: a declared length over `max` is refused at once (the
+/// original's 413, without reading); a body without one is cut off at `max` while read; the
+/// time to receive it is bounded by `timeouts`.
+pub(super) fn limit(
+    request: Request,
+    max: usize,
+    timeouts: BodyTimeouts,
+) -> Result<Request, Box<Response>> {
     if request.body().is_end_stream() {
         return Ok(request);
     }
@@ -63,7 +74,7 @@ pub(super) fn limit(request: Request, max: usize) -> Result<Request, Box<Respons
         }
         return Err(Box::new(too_large()));
     }
-    Ok(request.map(|body| Body::new(Limited::new(body, max))))
+    Ok(request.map(|body| Body::new(Limited::new(TimedBody::new(body, timeouts), max))))
 }
 
 /// How much of a refused body is read and thrown away, so that the client, still sending,
@@ -93,6 +104,19 @@ fn drain(mut body: Body) {
 
 fn declared_length(value: Option<&HeaderValue>) -> Option<u64> {
     value?.to_str().ok()?.trim().parse().ok()
+}
+
+/// A 408 for a body that did not arrive in time, closing the connection: what is left of the
+/// body may still come, and nothing would tell it from the next request.
+fn too_slow(err: &axum::Error) -> Response {
+    let reason = error_chain(err)
+        .find(|e| e.is::<BodyTimeout>())
+        .map_or_else(|| err.to_string(), |e| e.to_string());
+    let mut response = errors::text(StatusCode::REQUEST_TIMEOUT, &reason);
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// The original's 413.

@@ -20,6 +20,7 @@ use super::{
     debug_mqtt::{MqttPublishRequest, MqttSubscribeRequest},
     errors,
     json_body::{self, BadRequest},
+    shared_wait::{Joined, SharedWaits},
 };
 use crate::bus::{BusError, EventBus, ExchangeKind, MessageSink, Subscription};
 use crate::delivery::{Delivered, DeliveryError};
@@ -197,28 +198,29 @@ pub async fn subscribe(buses: DebugBuses, body: Body) -> Response {
         return BadRequest::new("exchange name must not be empty", Some("exchange"))
             .into_response();
     }
-    let (sub, added) = match find_or_add(&bus, &request.exchange, &request.routing).await {
+    let (sub, joined) = match find_or_add(&bus, &request.exchange, &request.routing).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    match bus.ready(&sub).await {
+    match joined.answer(bus.ready(&sub), || sub.cancel()).await {
         Ok(()) => empty_ok(),
-        Err(err) => {
-            if added {
-                sub.cancel();
-            }
-            bus_error(err)
-        }
+        Err(err) => bus_error(err),
     }
 }
 
+/// The waits of `/_debug/subscribe`'s AMQP subscriptions.
+fn waits() -> &'static SharedWaits<BusError> {
+    static WAITS: OnceLock<SharedWaits<BusError>> = OnceLock::new();
+    WAITS.get_or_init(SharedWaits::new)
+}
+
 /// The `/_debug/subscribe` subscription to `exchange` and `routing`, made if there is none
-/// (and the cap allows); `true` if made now.
+/// (and the cap allows), and the wait for it this request joined.
 async fn find_or_add(
     bus: &EventBus,
     exchange: &str,
     routing: &str,
-) -> Result<(Subscription, bool), Response> {
+) -> Result<(Subscription, Joined<'static, BusError>), Response> {
     // Finding and adding are one step: two identical requests make one subscription.
     static ADDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _adding = ADDING.lock().await;
@@ -232,7 +234,7 @@ async fn find_or_add(
         .iter()
         .find(|sub| sub.exchange() == exchange && sub.routing() == routing)
     {
-        return Ok((sub.clone(), false));
+        return Ok((sub.clone(), waits().join(sub.id(), false)));
     }
     if mine.len() >= MAX_DEBUG_SUBSCRIPTIONS {
         return Err(errors::text(
@@ -244,7 +246,10 @@ async fn find_or_add(
         ));
     }
     match bus.subscribe(exchange, routing, ExchangeKind::Topic, sink) {
-        Ok(sub) => Ok((sub, true)),
+        Ok(sub) => {
+            let joined = waits().join(sub.id(), true);
+            Ok((sub, joined))
+        }
         Err(err) => Err(bus_error(err)),
     }
 }

@@ -14,7 +14,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{errors, json_body::BadRequest};
+use super::{errors, json_body::BadRequest, shared_wait::SharedWaits};
 use crate::mqtt::{MqttBus, MqttError, MqttMessage, MqttSink, MqttSubscription, QoS};
 
 /// The MQTT form of `POST /_debug/publish`.
@@ -104,16 +104,20 @@ pub async fn subscribe(mqtt: Option<MqttBus>, request: MqttSubscribeRequest) -> 
             Err(err) => return mqtt_error(err),
         },
     };
+    // Joined under the lock: no request finds the subscription before its wait exists.
+    let joined = waits().join(sub.id(), added);
     drop(adding);
-    match mqtt.ready(&sub).await {
+    match joined.answer(mqtt.ready(&sub), || sub.cancel()).await {
         Ok(()) => super::debug::empty_ok(),
-        Err(err) => {
-            if added {
-                sub.cancel();
-            }
-            mqtt_error(err)
-        }
+        Err(err) => mqtt_error(err),
     }
+}
+
+/// The waits of `/_debug/subscribe`'s MQTT subscriptions: concurrent requests for one filter
+/// share one answer.
+fn waits() -> &'static SharedWaits<MqttError> {
+    static WAITS: OnceLock<SharedWaits<MqttError>> = OnceLock::new();
+    WAITS.get_or_init(SharedWaits::new)
 }
 
 /// The owner name that marks `/_debug/subscribe`'s subscriptions.

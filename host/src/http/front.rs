@@ -26,7 +26,7 @@ use axum::{
 use futures::{future::BoxFuture, FutureExt};
 use tower::{Layer, Service};
 
-use super::{access_log, body, cors, errors};
+use super::{access_log, body, body_timeout::BodyTimeouts, cors, errors};
 use crate::metrics::http::{Outcome, RouteMatcher};
 
 /// Marks a response whose handler panicked (a plugin's, caught in the plugin route), so
@@ -39,6 +39,8 @@ pub struct Panicked;
 pub struct FrontLayer {
     /// `--max-body-size`.
     pub max_body_size: usize,
+    /// `--http-body-timeout` and `--http-body-idle-timeout`.
+    pub body_timeouts: BodyTimeouts,
     /// Write aiohttp's access-log lines (`--debug`; the original muted them otherwise).
     pub access_log: bool,
     /// The metrics series of the app's routes.
@@ -52,6 +54,7 @@ impl<S> Layer<S> for FrontLayer {
         Front {
             inner,
             max_body_size: self.max_body_size,
+            body_timeouts: self.body_timeouts,
             access_log: self.access_log,
             routes: Arc::clone(&self.routes),
         }
@@ -63,6 +66,7 @@ impl<S> Layer<S> for FrontLayer {
 pub struct Front<S> {
     inner: S,
     max_body_size: usize,
+    body_timeouts: BodyTimeouts,
     access_log: bool,
     routes: Arc<RouteMatcher>,
 }
@@ -90,7 +94,7 @@ where
         let pending = if request.method() == Method::OPTIONS {
             Err(cors::preflight())
         } else {
-            body::limit(request, self.max_body_size)
+            body::limit(request, self.max_body_size, self.body_timeouts)
                 .map_err(|refused| *refused)
                 .map(|request| {
                     // The service that was polled ready is the one called; a clone stays.
@@ -173,6 +177,7 @@ mod tests {
     fn front<S>(inner: S) -> Front<S> {
         FrontLayer {
             max_body_size: 10,
+            body_timeouts: BodyTimeouts::default(),
             access_log: false,
             routes: Arc::new(RouteMatcher::new(
                 &crate::metrics::global().http,

@@ -4,6 +4,7 @@
 pub mod access_log;
 pub mod asyncapi;
 pub mod body;
+pub mod body_timeout;
 pub mod conn_timeout;
 pub mod cors;
 pub mod debug;
@@ -16,6 +17,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod plugin_route;
 pub mod server;
+pub mod shared_wait;
 pub mod status;
 pub mod swagger_ui;
 pub mod ui;
@@ -23,7 +25,7 @@ pub mod ui;
 use std::{collections::BTreeMap, sync::Arc};
 
 use axum::{
-    extract::{RawPathParams, Request},
+    extract::{rejection::RawPathParamsRejection, RawPathParams, Request},
     http::StatusCode,
     routing::{get, MethodFilter, MethodRouter},
     Router,
@@ -41,6 +43,8 @@ pub type App = Front<Router>;
 pub struct AppSpec {
     pub name: String,
     pub max_body_size: usize,
+    /// `--http-body-timeout` and `--http-body-idle-timeout`.
+    pub body_timeouts: body_timeout::BodyTimeouts,
     pub debug: bool,
     pub plugin_routes: Vec<RouteEntry>,
     /// Built-in routes added by other parts of the host (eventbus, docs), relative paths.
@@ -101,7 +105,8 @@ pub fn app(spec: AppSpec) -> App {
             plugin: entry.plugin.clone(),
             entry,
         });
-        let handler = move |params: RawPathParams, request: Request| {
+        let handler = move |params: Result<RawPathParams, RawPathParamsRejection>,
+                            request: Request| {
             plugin_route::serve(Arc::clone(&route), params, request)
         };
         let current = by_path.remove(&path).unwrap_or_default();
@@ -127,6 +132,7 @@ pub fn app(spec: AppSpec) -> App {
     );
     FrontLayer {
         max_body_size: spec.max_body_size,
+        body_timeouts: spec.body_timeouts,
         access_log: spec.debug,
         routes: Arc::new(routes),
     }

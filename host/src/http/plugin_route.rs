@@ -7,11 +7,11 @@ use std::sync::Arc;
 use abi_stable::std_types::{RResult, RVec};
 use axum::{
     body::{Body, Bytes},
-    extract::{RawPathParams, Request},
+    extract::{rejection::RawPathParamsRejection, RawPathParams, Request},
     http::{HeaderName, HeaderValue, StatusCode},
-    response::Response,
+    response::{IntoResponse, Response},
 };
-use plugin_abi::{FfiPair, FfiRequest, FfiResponse, FfiSpan};
+use plugin_abi::{routes, FfiPair, FfiRequest, FfiResponse, FfiSpan};
 
 use super::errors::{self, FromPlugin};
 use crate::plugins::routes::RouteEntry;
@@ -22,7 +22,23 @@ pub struct PluginRoute {
     pub entry: RouteEntry,
 }
 
-pub async fn serve(route: Arc<PluginRoute>, params: RawPathParams, request: Request) -> Response {
+pub async fn serve(
+    route: Arc<PluginRoute>,
+    params: Result<RawPathParams, RawPathParamsRejection>,
+    request: Request,
+) -> Response {
+    // A path segment that is not UTF-8 once decoded (`%FF`): the same JSON 400 as the SDK's
+    // extractors give, rather than axum's own plain text.
+    let params = match params {
+        Ok(params) => params,
+        Err(rejection) => {
+            return super::json_body::BadRequest::new(
+                format!("path: {}", rejection.body_text()),
+                None,
+            )
+            .into_response()
+        }
+    };
     let (parts, body) = request.into_parts();
     let body = match super::body::read(body).await {
         Ok(bytes) => bytes,
@@ -118,29 +134,51 @@ fn ffi_request(
 }
 
 fn into_response(route: &PluginRoute, ffi: FfiResponse) -> Response {
-    let invalid = |what: String| {
-        tracing::error!("plugin {}: invalid response: {what}", route.plugin);
-        errors::text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("plugin returned an invalid response: {what}"),
-        )
+    let invalid = |error: String| {
+        tracing::error!("plugin {}: {error}", route.plugin);
+        let body = super::json_body::ErrorBody { error, field: None };
+        (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
     };
-    let Ok(status) = StatusCode::from_u16(ffi.status) else {
-        return invalid(format!("status {}", ffi.status));
+    let status = match StatusCode::from_u16(ffi.status) {
+        Ok(status) if routes::RESPONSE_STATUSES.contains(&ffi.status) => status,
+        _ => return invalid(routes::invalid_status(ffi.status)),
     };
+    // 204 and 304 have no body (RFC 9110): whatever the plugin gave is dropped, and no
+    // Content-Length it set goes out.
+    let bodiless = matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
+    if bodiless && !ffi.body.is_empty() {
+        tracing::warn!(
+            "plugin {}: a {status} response carries no body; its {} byte(s) dropped",
+            route.plugin,
+            ffi.body.len()
+        );
+    }
     // The plugin's buffer becomes the body as it is (`into_vec` would copy it: the RVec was
     // allocated by another library).
-    let mut response = Response::new(Body::from(Bytes::from_owner(ffi.body)));
+    let body = if bodiless {
+        Body::empty()
+    } else {
+        Body::from(Bytes::from_owner(ffi.body))
+    };
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     let headers = response.headers_mut();
     for pair in ffi.headers.iter() {
         let (name, value) = (pair.name.get(&ffi.text), pair.value.get(&ffi.text));
         let Ok(name) = HeaderName::from_bytes(name) else {
-            return invalid(format!("header name {:?}", String::from_utf8_lossy(name)));
+            return invalid(format!(
+                "plugin returned an invalid response: header name {:?}",
+                String::from_utf8_lossy(name)
+            ));
         };
         let Ok(value) = header_value(value) else {
-            return invalid(format!("value of header {name}"));
+            return invalid(format!(
+                "plugin returned an invalid response: value of header {name}"
+            ));
         };
+        if bodiless && name == axum::http::header::CONTENT_LENGTH {
+            continue;
+        }
         headers.append(name, value);
     }
     response

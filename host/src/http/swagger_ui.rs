@@ -178,7 +178,15 @@ fn index_page(service_name: &str, base: &str) -> String {
 }
 
 /// `GET /api/doc/swagger_static/{file}`.
-async fn static_file(Path(file): Path<String>, headers: HeaderMap) -> Response {
+async fn static_file(
+    file: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    // `%FF`: the JSON 400 every other bad path gets, not axum's plain text.
+    let Ok(Path(file)) = file else {
+        let bad = super::json_body::BadRequest::new("path: not valid UTF-8 once decoded", None);
+        return axum::response::IntoResponse::into_response(bad);
+    };
     match STATIC_FILES.get(file.as_str()) {
         Some(asset) => asset.serve(&headers),
         None => errors::text(StatusCode::NOT_FOUND, "Not Found"),

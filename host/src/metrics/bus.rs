@@ -11,17 +11,34 @@
 //! - publishes by outcome, and the time from sending to the broker's confirm;
 //! - messages received and not yet acknowledged (being handled).
 //!
+//! A subscription's series are made when it first becomes active (or a message for it
+//! arrives), never for one the broker never took. Its label values come from outside and are
+//! bounded and escaped ([`super::label_value`]); at most [`MAX_SUBSCRIPTION_SERIES`] label
+//! sets are kept per family, whatever callers do: later subscriptions share one set whose
+//! `exchange`, `routing` and `plugin` are all [`OVERFLOW`].
+//!
 //! A bus records through [`BusMetrics::connection`], [`BusMetrics::subscription`] (resolve
 //! once per subscription, then [`SubscriptionSeries`] is a few atomic adds per message),
 //! [`BusMetrics::published`] and [`BusMetrics::unacked`].
 
-use std::time::Duration;
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use crate::sync::Unpoisoned;
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
+
+/// The most subscription label sets kept (each has a few series in each family).
+pub const MAX_SUBSCRIPTION_SERIES: usize = 1000;
+/// The label values of the set every subscription past [`MAX_SUBSCRIPTION_SERIES`] shares.
+pub const OVERFLOW: &str = "_overflow";
 
 /// Handler and confirm latency buckets in seconds: 1 ms to 30 s.
 const BUCKETS: [f64; 11] = [
@@ -108,6 +125,8 @@ pub struct BusMetrics {
     publishes: Family<PublishLabels, Counter>,
     confirm_duration: Family<BusLabel, Histogram, fn() -> Histogram>,
     unacked: Family<BusLabel, Gauge>,
+    /// The subscription label sets made so far, up to [`MAX_SUBSCRIPTION_SERIES`].
+    known: Arc<Mutex<HashSet<SubscriptionLabels>>>,
 }
 
 impl BusMetrics {
@@ -123,6 +142,7 @@ impl BusMetrics {
             publishes: Family::default(),
             confirm_duration: Family::new_with_constructor(histogram as fn() -> Histogram),
             unacked: Family::default(),
+            known: Arc::default(),
         };
         registry.register(
             "eventbus_connection_up",
@@ -209,18 +229,36 @@ impl BusMetrics {
         routing: &str,
         plugin: Option<&str>,
     ) -> SubscriptionSeries {
-        let labels = SubscriptionLabels {
+        let labels = self.bounded(SubscriptionLabels {
             bus,
-            exchange: exchange.to_owned(),
-            routing: routing.to_owned(),
-            plugin: plugin.unwrap_or(super::http::HOST).to_owned(),
-        };
+            exchange: super::label_value(exchange),
+            routing: super::label_value(routing),
+            plugin: super::label_value(plugin.unwrap_or(super::http::HOST)),
+        });
         SubscriptionSeries {
             delivered: self.delivered.get_or_create_owned(&labels),
             failed: self.failed.get_or_create_owned(&labels),
             duration: self.handler_duration.get_or_create_owned(&labels),
             labels,
             metrics: self.clone(),
+        }
+    }
+
+    /// `labels`, or the overflow set once [`MAX_SUBSCRIPTION_SERIES`] others exist.
+    fn bounded(&self, labels: SubscriptionLabels) -> SubscriptionLabels {
+        let mut known = self.known.locked();
+        if known.contains(&labels) {
+            return labels;
+        }
+        if known.len() < MAX_SUBSCRIPTION_SERIES {
+            known.insert(labels.clone());
+            return labels;
+        }
+        SubscriptionLabels {
+            bus: labels.bus,
+            exchange: OVERFLOW.into(),
+            routing: OVERFLOW.into(),
+            plugin: OVERFLOW.into(),
         }
     }
 
@@ -283,5 +321,31 @@ impl SubscriptionSeries {
             reason: why.label(),
         };
         self.metrics.dropped.get_or_create(&labels).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscription_series_are_bounded_and_their_labels_escaped() {
+        let metrics = BusMetrics::register(&mut Registry::default());
+        let first = metrics.subscription("mqtt", "", "a\r\u{1b}", Some("p"));
+        assert_eq!(first.labels.routing, "a\\r\\u{1b}");
+        let long = metrics.subscription("mqtt", "", &"x".repeat(60_000), None);
+        assert!(long.labels.routing.len() < 200);
+        for n in 2..MAX_SUBSCRIPTION_SERIES {
+            metrics.subscription("mqtt", "", &format!("f/{n}"), None);
+        }
+        let over = metrics.subscription("mqtt", "", "one/more", None);
+        assert_eq!(
+            (over.labels.routing.as_str(), over.labels.plugin.as_str()),
+            (OVERFLOW, OVERFLOW)
+        );
+        // A label set made before the bound is still its own.
+        let again = metrics.subscription("mqtt", "", "f/2", None);
+        assert_eq!(again.labels.routing, "f/2");
+        assert_eq!(metrics.known.locked().len(), MAX_SUBSCRIPTION_SERIES);
     }
 }

@@ -24,6 +24,32 @@ use http::HttpMetrics;
 use plugins::PluginMetrics;
 use registered::Registered;
 
+/// The longest label value taken from outside (a filter, a routing key, an exchange, a
+/// plugin's name), in bytes; a longer one is cut at a character boundary and marked with `…`.
+pub const MAX_LABEL_VALUE_BYTES: usize = 128;
+
+/// A label value from outside, made safe for a scrape: at most [`MAX_LABEL_VALUE_BYTES`]
+/// (cut with a `…` marker), every control character (CR, ESC, NEL, …) written as its Rust
+/// escape (`\r`, `\u{1b}`, `\u{85}`) so that no scraper sees it raw. The exposition's own
+/// escaping (`\`, `"`, newline) comes on top.
+pub fn label_value(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(MAX_LABEL_VALUE_BYTES + 3));
+    for c in text.chars() {
+        let before = out.len();
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+        if out.len() > MAX_LABEL_VALUE_BYTES {
+            out.truncate(before);
+            out.push('…');
+            break;
+        }
+    }
+    out
+}
+
 /// The content type of an OpenMetrics answer.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -109,5 +135,24 @@ impl Metrics {
             tracing::error!("Encoding the metrics failed: {err}");
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::*;
+
+    #[test]
+    fn label_values_from_outside_are_bounded_and_escaped() {
+        assert_eq!(label_value("a/b"), "a/b");
+        assert_eq!(label_value("a\rb\u{1b}c\u{85}"), "a\\rb\\u{1b}c\\u{85}");
+        let long = label_value(&"é".repeat(200));
+        assert!(
+            long.len() <= MAX_LABEL_VALUE_BYTES + '…'.len_utf8(),
+            "{}",
+            long.len()
+        );
+        assert!(long.ends_with('…'));
+        assert!(!label_value("x\ny").contains('\n'));
     }
 }

@@ -1,8 +1,11 @@
 //! The task that drives the MQTT client: connects, notices a loss, reconnects (to the next
 //! broker of the list at once; after a full round of failures it pauses, the pauses doubling
-//! from 50 ms to the reconnect interval), subscribes again on every connect,
+//! from 50 ms to the reconnect interval, with jitter), subscribes again on every connect,
 //! completes publishes when sent or acknowledged, and routes each message to the queue of
 //! every subscription whose filter matches its topic.
+//!
+//! The pauses between rounds are [`super::backoff`]'s; the order of the brokers is
+//! [`crate::broker_list`]'s.
 
 use crate::metrics::bus::Dropped;
 use std::{sync::Arc, time::Duration};
@@ -20,11 +23,17 @@ use crate::broker_list::{Address, Brokers};
 
 /// Requests (publishes, subscriptions) the client holds before the event loop takes them.
 const REQUEST_CAPACITY: usize = 1024;
-/// The largest packet accepted from the broker; larger payloads than the configured limit
-/// are dropped by the host with a log line, so that one oversized retained message cannot
-/// make the connection fail again and again.
-const MAX_INCOMING_PACKET: usize = 256 << 20;
-const FIRST_PAUSE: Duration = Duration::from_millis(50);
+/// What a packet may hold beyond its payload: a topic of [`topic::MAX_TOPIC_BYTES`] with its
+/// length prefix, the packet id and the fixed header, rounded up.
+const PACKET_OVERHEAD: usize = 2 * 65536;
+
+/// The largest packet taken from the broker, in either direction: the payload limit plus
+/// [`PACKET_OVERHEAD`]. A payload over the limit that fits is dropped by the host with a log
+/// line and the connection goes on; a larger packet is refused by rumqttc from its header
+/// alone (nothing of it is buffered), which ends the connection: it reconnects with back-off.
+pub(super) fn max_packet(cfg: &MqttConfig) -> usize {
+    cfg.max_message_size.saturating_add(PACKET_OVERHEAD)
+}
 
 pub(super) fn client_id(cfg: &MqttConfig) -> String {
     cfg.client_id.clone().unwrap_or_else(|| {
@@ -109,7 +118,7 @@ fn options(
     options
         .set_keep_alive(ping_interval(cfg.keepalive))
         .set_clean_session(true)
-        .set_max_packet_size(MAX_INCOMING_PACKET, cfg.max_message_size + 2 * 65536)
+        .set_max_packet_size(max_packet(cfg), max_packet(cfg))
         .set_request_channel_capacity(REQUEST_CAPACITY);
     if let (Some(user), password) = (&cfg.user, &cfg.password) {
         options.set_credentials(user.clone(), password.clone().unwrap_or_default());
@@ -166,7 +175,7 @@ pub(super) fn forget(shared: &Shared, id: u64) {
 /// Runs until told to stop or the client is disconnected at a clean stop.
 pub(super) async fn run(shared: Arc<Shared>, mut eventloop: EventLoop) {
     let mut stop = shared.stop.subscribe();
-    let mut pause: Option<Duration> = None;
+    let mut backoff = super::backoff::Backoff::new(shared.cfg.reconnect_interval);
     let mut warned = false;
     loop {
         let event = tokio::select! {
@@ -175,7 +184,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut eventloop: EventLoop) {
         };
         match event {
             Ok(Event::Incoming(Incoming::ConnAck(_))) => {
-                pause = None;
+                backoff.connected();
                 warned = false;
                 connected(&shared);
             }
@@ -220,8 +229,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut eventloop: EventLoop) {
                     // The next broker of the list, at once.
                     continue;
                 }
-                let wait = pause.unwrap_or(Duration::ZERO);
-                pause = Some(next_pause(pause, shared.cfg.reconnect_interval));
+                let wait = backoff.next_wait();
                 tokio::select! {
                     _ = stop.changed() => break,
                     _ = tokio::time::sleep(wait) => {}
@@ -231,13 +239,6 @@ pub(super) async fn run(shared: Arc<Shared>, mut eventloop: EventLoop) {
     }
     fail_all(&shared, &mut shared.lock(), "MQTT bus is shutting down");
     shared.connected.send_replace(false);
-}
-
-fn next_pause(pause: Option<Duration>, longest: Duration) -> Duration {
-    match pause {
-        None => FIRST_PAUSE.min(longest),
-        Some(pause) => (pause * 2).min(longest),
-    }
 }
 
 fn connected(shared: &Shared) {
@@ -290,6 +291,10 @@ fn suback(shared: &Shared, ack: rumqttc::SubAck) {
         MqttSubState::Active
     };
     for (sub, _) in state.subs.iter().filter(|(s, _)| s.filter() == filter) {
+        if new_state == MqttSubState::Active {
+            // Its series appear now, at zero; one that never became active has none.
+            sub.metrics();
+        }
         sub.inner.state.send_replace(new_state.clone());
     }
 }
@@ -302,7 +307,17 @@ fn lost(shared: &Shared, eventloop: &mut EventLoop, err: &ConnectionError, warne
     eventloop.clean();
     eventloop.pending.clear();
     let was_connected = state.status == MqttState::Connected;
-    let text = format!("{}: {err}", shared.brokers.current_label());
+    let text = match err {
+        ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+            rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(size),
+        )) => format!(
+            "the broker sent a packet of {size} bytes, larger than {} bytes (the message limit \
+             plus room for the topic)",
+            max_packet(&shared.cfg)
+        ),
+        other => format!("{other}"),
+    };
+    let text = format!("{}: {text}", shared.brokers.current_label());
     if was_connected || !*warned {
         tracing::warn!(
             target: "brewblox_host::mqtt",

@@ -7,6 +7,8 @@
 //! - [`subscription`]: a subscription's handle, state and in-order consumer task;
 //! - `connection`: the task that drives the client: connects, reconnects (at once, then with
 //!   back-off), subscribes again on every connect, and routes acknowledgements and messages;
+//! - `backoff`: the pause before each connection attempt (the main connection's and each
+//!   will's), which resets only after a connection stayed up a while;
 //! - `tls`: rustls, with or without certificate checks.
 //!
 //! Guarantees: a publish is `Ok` once written to the broker (QoS 0) or acknowledged by it
@@ -16,6 +18,7 @@
 //! no other; when its queue is full, new messages for it are dropped, counted (health) and
 //! logged. Nothing is queued in the host while the broker is down.
 
+mod backoff;
 pub mod config;
 mod connection;
 pub mod subscription;
@@ -460,7 +463,11 @@ impl MqttBus {
                 .iter()
                 .find(|(s, _)| s.filter() == filter && s.id() != id)
             {
-                sub.inner.state.send_replace(other.state());
+                let state = other.state();
+                if state == MqttSubState::Active {
+                    sub.metrics();
+                }
+                sub.inner.state.send_replace(state);
             }
         }
         tracing::info!(target: "brewblox_host::mqtt", "MQTT subscription {sub} registered");

@@ -137,7 +137,8 @@ pub(crate) async fn consume(
     sink: Arc<dyn MqttSink>,
     mut queue: mpsc::Receiver<MqttMessage>,
 ) {
-    let metrics = sub.metrics();
+    // Made at the first message: a subscription that never became active leaves no series.
+    let mut metrics = None;
     while let Some(message) = queue.recv().await {
         if sub.is_cancelled() {
             break;
@@ -151,6 +152,7 @@ pub(crate) async fn consume(
             Ok(future) => panics::catch_future(future).await.unwrap_or_else(panicked),
             Err(report) => panicked(report),
         };
+        let metrics = metrics.get_or_insert_with(|| sub.metrics());
         match &outcome {
             Err(err) if err.is_refusal() => metrics.dropped(Dropped::NotJson),
             _ => metrics.handled(started.elapsed(), outcome.is_ok()),

@@ -55,7 +55,7 @@ impl WillHolder {
         let mut stopped = stop.subscribe();
         let (longest, topic) = (cfg.reconnect_interval, will.topic.clone());
         let task = tokio::spawn(async move {
-            let mut pause = Duration::ZERO;
+            let mut backoff = super::backoff::Backoff::new(longest);
             loop {
                 let event = tokio::select! {
                     _ = stopped.changed() => break,
@@ -63,7 +63,7 @@ impl WillHolder {
                 };
                 match event {
                     Ok(Event::Incoming(Incoming::ConnAck(_))) => {
-                        pause = Duration::ZERO;
+                        backoff.connected();
                         brokers.connected();
                         held_tx.send_replace(true);
                     }
@@ -91,11 +91,11 @@ impl WillHolder {
                         ) {
                             continue;
                         }
+                        let wait = backoff.next_wait();
                         tokio::select! {
                             _ = stopped.changed() => break,
-                            _ = tokio::time::sleep(pause) => {}
+                            _ = tokio::time::sleep(wait) => {}
                         }
-                        pause = (pause * 2).max(Duration::from_millis(50)).min(longest);
                     }
                 }
             }

@@ -135,13 +135,22 @@ pub fn mapped_end(path: &Path) -> Option<u64> {
     (end <= size).then_some(end)
 }
 
+/// Opens `path` without waiting (a FIFO put in a plugin's place must not hold a start or a
+/// reload in `open`), and only if it is a regular file.
 fn open(path: &Path) -> Result<(File, u64), String> {
-    let file = File::open(path).map_err(|err| format!("cannot read: {err}"))?;
-    let size = file
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|err| format!("cannot read: {err}"))?;
+    let meta = file
         .metadata()
-        .map_err(|err| format!("cannot read: {err}"))?
-        .len();
-    Ok((file, size))
+        .map_err(|err| format!("cannot read: {err}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    Ok((file, meta.len()))
 }
 
 /// The ELF header, if it is that of a shared library for this machine.

@@ -82,13 +82,19 @@ async fn run_hook(
     }
 }
 
-/// Starts every plugin in load order. On a failure, the plugins already started are shut
-/// down again and the error names the plugin.
-pub async fn startup_all(plugins: &[RunningPlugin], hook_timeout: Duration) -> Result<(), String> {
+/// Starts every plugin in load order, each `startup` bounded by `startup_timeout` if given
+/// (a reload: one past it is abandoned and the reload refused). On a failure, the plugins
+/// already started are shut down again and the error names the plugin.
+pub async fn startup_all(
+    plugins: &[RunningPlugin],
+    hook_timeout: Duration,
+    startup_timeout: Option<Duration>,
+) -> Result<(), String> {
     for (index, plugin) in plugins.iter().enumerate() {
         let name = &plugin.state.name;
         tracing::debug!("--> startup {name}");
-        if let Err(err) = run_hook(name, "startup", plugin.instance.startup(), None).await {
+        let started = run_hook(name, "startup", plugin.instance.startup(), startup_timeout);
+        if let Err(err) = started.await {
             plugin.state.set_status(PluginStatus::Failed(err.clone()));
             plugin.state.tasks.cancel_all();
             shutdown_all(&plugins[..index], hook_timeout).await;

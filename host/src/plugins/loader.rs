@@ -85,7 +85,61 @@ impl LoadError {
 /// whole copies let backtraces show plugin symbols; it is removed when the set is dropped.
 pub struct LoadedSet {
     pub plugins: Vec<LoadedPlugin>,
+    /// `*.so` entries that are not regular files, each with the reason: not loaded, and
+    /// reported (the start log, `check`), never passed over in silence.
+    pub skipped: Vec<Skipped>,
     _private: Option<TempDir>,
+}
+
+/// A `*.so` entry of the plugins folder that is no file to load.
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    pub file: PathBuf,
+    /// What it is instead: `a symlink loop`, `a dangling symlink`, `a FIFO`, …
+    pub reason: String,
+}
+
+impl fmt::Display for Skipped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: not a regular file ({})",
+            shown(&self.file),
+            self.reason
+        )
+    }
+}
+
+/// Why `path` is no regular file to load, or `None` if it is one (through symlinks).
+fn not_regular(path: &Path) -> Option<String> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = match fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.raw_os_error() == Some(libc::ELOOP) => {
+            return Some("a symlink loop".into())
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Some("a dangling symlink".into())
+        }
+        Err(err) => return Some(format!("cannot be read: {err}")),
+    };
+    let kind = meta.file_type();
+    Some(
+        if kind.is_file() {
+            return None;
+        } else if kind.is_dir() {
+            "a folder"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a file"
+        }
+        .into(),
+    )
 }
 
 /// Loads every `*.so` in `dir`, in file-name order, each file once.
@@ -98,6 +152,7 @@ pub fn load_dir(dir: &Path, missing_ok: bool) -> Result<LoadedSet, Vec<LoadError
         Err(err) if missing_ok && err.kind() == std::io::ErrorKind::NotFound => {
             return Ok(LoadedSet {
                 plugins: Vec::new(),
+                skipped: Vec::new(),
                 _private: None,
             });
         }
@@ -113,7 +168,7 @@ pub fn load_dir(dir: &Path, missing_ok: bool) -> Result<LoadedSet, Vec<LoadError
     }
     permissions::check(dir, &meta).map_err(|reason| vec![LoadError::new(dir, reason)])?;
 
-    let files = plugin_files(dir).map_err(|err| vec![err])?;
+    let (files, skipped) = plugin_files(dir).map_err(|err| vec![err])?;
     let private = tempfile::Builder::new()
         .prefix("brewblox-host-")
         .tempdir()
@@ -150,6 +205,7 @@ pub fn load_dir(dir: &Path, missing_ok: bool) -> Result<LoadedSet, Vec<LoadError
     if errors.is_empty() {
         Ok(LoadedSet {
             plugins,
+            skipped,
             // Without whole copies the folder is empty by now: remove it at once.
             _private: whole.then_some(private),
         })
@@ -158,22 +214,30 @@ pub fn load_dir(dir: &Path, missing_ok: bool) -> Result<LoadedSet, Vec<LoadError
     }
 }
 
-/// The `.so` files of `dir`, sorted by name, symlinks to the same file counted once.
-fn plugin_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
+/// The `.so` files of `dir`, sorted by name, symlinks to the same file counted once, and
+/// the `.so` entries that are no regular file (with the reason).
+fn plugin_files(dir: &Path) -> Result<(Vec<PathBuf>, Vec<Skipped>), LoadError> {
     let entries = fs::read_dir(dir)
         .map_err(|err| LoadError::new(dir, format!("cannot list plugins folder: {err}")))?;
-    let mut files: Vec<PathBuf> = entries
+    let mut candidates: Vec<PathBuf> = entries
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|path| path.extension().is_some_and(|ext| ext == "so"))
-        .filter(|path| path.is_file())
         .collect();
-    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    candidates.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    let mut files = Vec::new();
+    let mut skipped = Vec::new();
+    for path in candidates {
+        match not_regular(&path) {
+            None => files.push(path),
+            Some(reason) => skipped.push(Skipped { file: path, reason }),
+        }
+    }
     let mut seen = std::collections::HashSet::new();
     files.retain(|path| match fs::metadata(path) {
         Ok(meta) => seen.insert((meta.dev(), meta.ino())),
         Err(_) => true,
     });
-    Ok(files)
+    Ok((files, skipped))
 }
 
 fn load_file(

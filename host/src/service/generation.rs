@@ -45,6 +45,7 @@ pub struct Generation {
 impl Generation {
     /// Creates and starts every plugin of `loaded`, then builds the app. On a failure the
     /// plugins already started are stopped again and their subscriptions cancelled.
+    /// `startup_timeout` bounds each plugin's `startup` (at a reload; none at the start).
     pub async fn start(
         settings: Settings,
         loaded: LoadedSet,
@@ -52,6 +53,7 @@ impl Generation {
         mqtt: Option<&MqttBus>,
         reloads: &Arc<ReloadLog>,
         life: GenerationLife,
+        startup_timeout: Option<Duration>,
     ) -> Result<Generation, String> {
         log_plugins(&loaded);
         let host = Arc::new(HostServices {
@@ -72,7 +74,9 @@ impl Generation {
                 .map(|(running, plugin)| (Arc::clone(&running.state), plugin.build_id.clone()))
                 .collect(),
         );
-        if let Err(err) = lifecycle::startup_all(&plugins, settings.hook_timeout).await {
+        if let Err(err) =
+            lifecycle::startup_all(&plugins, settings.hook_timeout, startup_timeout).await
+        {
             host.bus.cancel_all(settings.hook_timeout, false).await;
             if let Some(mqtt) = &host.mqtt {
                 mqtt.cancel_all();
@@ -169,6 +173,9 @@ impl Generation {
 }
 
 fn log_plugins(loaded: &LoadedSet) {
+    for skipped in &loaded.skipped {
+        tracing::warn!("Skipped {skipped}");
+    }
     for plugin in &loaded.plugins {
         tracing::info!(
             "Loaded plugin {} {} (build {}) from {}",
@@ -257,6 +264,10 @@ fn build_app(
     http::app(AppSpec {
         name: settings.name.clone(),
         max_body_size: settings.max_body_size,
+        body_timeouts: http::body_timeout::BodyTimeouts {
+            total: settings.http_body_timeout,
+            idle: settings.http_body_idle_timeout,
+        },
         debug: settings.debug,
         plugin_routes,
         extra,

@@ -51,12 +51,15 @@ struct Pending {
 
 /// Runs `work` while receiving signals: SIGHUP is kept for a reload after it; a first
 /// SIGINT/SIGTERM is kept for a stop after it; another one while a stop is kept ends the
-/// wait at once (`None`): the operator asked twice.
+/// wait at once (`None`): the operator asked twice. With `abandon_on_stop` (a reload) a
+/// first SIGINT/SIGTERM already ends the wait (`None`, the stop kept): whatever the new
+/// plugins are doing, the stop must not wait for them.
 async fn answering<F: Future>(
     work: F,
     signals: &mut Signals,
     pending: &mut Pending,
     during: &str,
+    abandon_on_stop: bool,
 ) -> Option<F::Output> {
     tokio::pin!(work);
     loop {
@@ -69,6 +72,11 @@ async fn answering<F: Future>(
                 (Received::Reload, None) => {
                     tracing::info!("Received SIGHUP during {during}; reloading after it");
                     pending.reload = true;
+                }
+                (Received::Stop(name), None) if abandon_on_stop => {
+                    tracing::warn!("Received {name} during {during}; abandoning it and stopping");
+                    pending.stop = Some(name);
+                    return None;
                 }
                 (Received::Stop(name), None) => {
                     tracing::info!("Received {name} during {during}; stopping after it");
@@ -132,8 +140,9 @@ pub async fn run(boot: Boot, signals: &mut Signals) -> ExitCode {
         mqtt.as_ref(),
         &reloads,
         GenerationLife::default(),
+        None,
     );
-    let generation = match answering(start, signals, &mut pending, "startup").await {
+    let generation = match answering(start, signals, &mut pending, "startup", false).await {
         Some(Ok(generation)) => generation,
         Some(Err(err)) => {
             tracing::error!("Service not started: {err}");
@@ -242,9 +251,13 @@ impl Service {
             }
             if std::mem::take(&mut pending.reload) {
                 let reload = self.reload();
-                match answering(reload, signals, &mut pending, "a reload").await {
+                match answering(reload, signals, &mut pending, "a reload", true).await {
                     Some(outcome) => self.reloads.record(outcome),
-                    None => return ExitCode::SUCCESS,
+                    // Abandoned for a stop: the new plugins are dropped unstarted (the bus
+                    // shutdown cancels what they subscribed), the running ones stop as usual.
+                    None => self
+                        .reloads
+                        .record(Err("abandoned: the service is stopping".into())),
                 }
                 continue;
             }
@@ -294,6 +307,9 @@ impl Service {
             self.mqtt.as_ref(),
             &self.reloads,
             handed,
+            // A plugin's startup during a reload is bounded like the other hooks: the
+            // running plugins serve meanwhile, and a reload must end.
+            Some(self.generation.settings.hook_timeout),
         )
         .await
         .map_err(|err| {
@@ -354,7 +370,7 @@ impl Service {
             tokio::join!(bus.shutdown(settings.hook_timeout), mqtt_closed);
             generation.stop_plugins().await;
         };
-        if answering(drain, signals, &mut pending, "the shutdown")
+        if answering(drain, signals, &mut pending, "the shutdown", false)
             .await
             .is_some()
         {

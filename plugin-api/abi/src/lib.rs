@@ -12,6 +12,8 @@
 //!   `build.rs`);
 //! - the JSON contracts the host reads: the argument specs a plugin declares ([`Arg`]) and
 //!   how a route's documentation carries its schemas ([`openapi`]);
+//! - [`mqtt_names`]: which MQTT topics and filters may be sent to a broker (the host and the
+//!   SDK's test kit both apply it);
 //! - [`panics`]: how both sides catch a panic and describe it on one line ([`panic_text`]).
 //!
 //! Design rules, learnt the hard way (the reasons are in `docs/plugin-abi.md`):
@@ -31,6 +33,7 @@ pub mod features;
 #[allow(non_local_definitions)] // abi_stable 0.11's `sabi_trait` expansion; harmless
 mod host;
 pub mod metrics;
+pub mod mqtt_names;
 pub mod openapi;
 pub mod panics;
 #[allow(non_local_definitions)]

@@ -13,6 +13,17 @@ use crate::{error_code, FfiError};
 /// Paths the host serves itself; plugins may not use them or anything below them.
 pub const RESERVED_PREFIXES: &[&str] = &["/_service", "/_debug", "/api/doc", "/api/asyncapi.json"];
 
+/// The statuses a route's response may have: a final status (1xx are the server's to send,
+/// and 101 would switch the connection to a protocol nobody speaks) of a class HTTP defines
+/// (600 and above mean nothing to a client). Any other is answered 500 with the JSON error
+/// body `{"error": "plugin returned an invalid response: status …"}`.
+pub const RESPONSE_STATUSES: std::ops::RangeInclusive<u16> = 200..=599;
+
+/// The answer's words for a response status outside [`RESPONSE_STATUSES`].
+pub fn invalid_status(status: u16) -> String {
+    format!("plugin returned an invalid response: status {status} (a plugin answers 200 to 599)")
+}
+
 /// The methods a route may have (`*`: every method).
 pub const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "*"];
 

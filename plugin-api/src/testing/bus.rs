@@ -15,8 +15,8 @@ use async_ffi::FfiFuture;
 
 use crate::{
     abi::{
-        amqp, error_code, FfiError, FfiMqttPublish, FfiPublish, FfiSubscribe, HostSubscription,
-        HostSubscriptionArc, HostSubscription_TO, MessageHandlerBox,
+        amqp, error_code, mqtt_names, FfiError, FfiMqttPublish, FfiPublish, FfiSubscribe,
+        HostSubscription, HostSubscriptionArc, HostSubscription_TO, MessageHandlerBox,
     },
     Error, Result,
 };
@@ -122,47 +122,20 @@ fn topic_matches(pattern: &str, key: &str) -> bool {
     words(&pattern, &key)
 }
 
-/// Whether an MQTT topic `filter` matches `topic`: `+` one level, `#` the rest (the parent
-/// level included); a `$` topic matches no filter that starts with a wildcard.
+/// Whether an MQTT topic `filter` matches `topic`, by the host's rule.
 fn mqtt_matches(filter: &str, topic: &str) -> bool {
-    if topic.starts_with('$') && filter.starts_with(['+', '#']) {
-        return false;
-    }
-    let mut levels = topic.split('/');
-    for level in filter.split('/') {
-        match (level, levels.next()) {
-            ("#", _) => return true,
-            ("+", Some(_)) => {}
-            (expected, Some(actual)) if expected == actual => {}
-            _ => return false,
-        }
-    }
-    levels.next().is_none()
+    mqtt_names::matches(filter, topic)
 }
 
-/// The host's checks of an MQTT topic (`filter`: wildcards allowed as whole levels).
+/// The host's checks of an MQTT topic (`filter`: wildcards allowed as whole levels): the same
+/// rule, so a plugin's test fails where the host would refuse.
 fn check_mqtt(text: &str, filter: bool) -> Result<(), FfiError> {
-    let what = if filter { "topic filter" } else { "topic" };
-    let problem = if text.is_empty() || text.len() > 65535 || text.contains('\0') {
-        format!("MQTT {what} must be 1 to 65535 bytes without NUL")
-    } else if !filter && text.contains(['+', '#']) {
-        format!(
-            "MQTT topic '{text}' contains a wildcard ('+' or '#'); wildcards are for subscriptions"
-        )
-    } else if filter && !valid_filter(text) {
-        format!("MQTT topic filter '{text}': wildcards must be whole levels, '#' the last")
+    let checked = if filter {
+        mqtt_names::validate_filter(text)
     } else {
-        return Ok(());
+        mqtt_names::validate_topic(text)
     };
-    Err(FfiError::new(error_code::INVALID, problem))
-}
-
-fn valid_filter(filter: &str) -> bool {
-    let levels: Vec<&str> = filter.split('/').collect();
-    levels.iter().enumerate().all(|(index, level)| {
-        let whole = !level.contains(['+', '#']) || *level == "+" || *level == "#";
-        whole && (*level != "#" || index + 1 == levels.len())
-    })
+    checked.map_err(|err| FfiError::new(error_code::INVALID, err.0))
 }
 
 fn unavailable(message: &str) -> FfiError {
@@ -420,5 +393,9 @@ mod tests {
         assert!(check_mqtt("a/+/#", true).is_ok());
         assert!(check_mqtt("a/+", false).is_err());
         assert!(check_mqtt("", false).is_err());
+        let err = check_mqtt("x/\u{2}", true).unwrap_err();
+        let host = mqtt_names::validate_filter("x/\u{2}").unwrap_err();
+        assert_eq!(err.message.as_str(), host.0);
+        assert!(check_mqtt(&vec!["a"; 202].join("/"), false).is_err());
     }
 }

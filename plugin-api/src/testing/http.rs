@@ -217,18 +217,32 @@ impl TestResponse {
     }
 
     fn from_ffi(ffi: FfiResponse) -> Self {
-        if !(100..=999).contains(&ffi.status) {
-            let what = format!("plugin returned an invalid response: status {}", ffi.status);
-            return TestResponse::error(500, &what);
+        if !crate::abi::routes::RESPONSE_STATUSES.contains(&ffi.status) {
+            // As the host answers it: the JSON error body.
+            let error = crate::abi::routes::invalid_status(ffi.status);
+            return TestResponse {
+                status: 500,
+                headers: vec![("content-type".into(), b"application/json".to_vec())],
+                body: serde_json::json!({ "error": error })
+                    .to_string()
+                    .into_bytes(),
+            };
         }
-        let headers = ffi.headers.iter().map(|pair| {
+        // As the host sends them: 204 and 304 without a body or a Content-Length.
+        let bodiless = matches!(ffi.status, 204 | 304);
+        let headers = ffi.headers.iter().filter_map(|pair| {
             let name = pair.name.str(&ffi.text).to_ascii_lowercase();
-            (name, pair.value.get(&ffi.text).to_vec())
+            let dropped = bodiless && name == "content-length";
+            (!dropped).then(|| (name, pair.value.get(&ffi.text).to_vec()))
         });
         TestResponse {
             status: ffi.status,
             headers: headers.collect(),
-            body: ffi.body.into_vec(),
+            body: if bodiless {
+                Vec::new()
+            } else {
+                ffi.body.into_vec()
+            },
         }
     }
 

@@ -496,6 +496,16 @@ async fn an_eventbus_not_in_use_or_down_is_unavailable() {
     ctx.publish("x", "y", &1).await.unwrap();
     let wildcard = ctx.mqtt_publish("lab/#", "1", QoS::AtMostOnce, false).await;
     assert_eq!(wildcard.unwrap_err().kind(), ErrorKind::Invalid);
+    // What a broker would drop the connection for is refused as the host refuses it.
+    let control = ctx
+        .mqtt_publish("lab/\u{2}", "1", QoS::AtMostOnce, false)
+        .await;
+    let err = control.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    assert!(err.message().contains("control character U+0002"), "{err}");
+    let deep = vec!["a"; 202].join("/");
+    let refused = ctx.mqtt_subscribe(&deep, |_: crate::Message| async {});
+    assert_eq!(refused.unwrap_err().kind(), ErrorKind::Invalid);
 }
 
 #[tokio::test(start_paused = true)]

@@ -221,16 +221,32 @@ async fn recent(
 struct Subscriptions {
     /// Subscribes [`record`] with the messages as its state.
     ctx: Context<Arc<Messages>>,
-    made: Mutex<Vec<(SubscribeRequest, Subscription)>>,
+    made: Mutex<Vec<Made>>,
 }
 
+/// One subscription made, and the broker's answer to it.
+struct Made {
+    request: SubscribeRequest,
+    subscription: Subscription,
+    /// Set once, by the first caller that waits for the broker; every caller that asked for
+    /// the same subscription meanwhile waits for it and gets the same answer, so a refusal
+    /// reaches them all (none is told "subscribed already" of what was never made).
+    bound: Arc<tokio::sync::OnceCell<Bound>>,
+}
+
+/// The broker's answer: bound, or the error (its kind and message) every caller gets.
+type Bound = std::result::Result<(), (ErrorKind, String)>;
+
 impl Subscriptions {
-    /// Subscribes to `request` unless subscribed already; returns the new subscription, or
-    /// `None` if it was subscribed already.
-    fn subscribe(&self, request: SubscribeRequest) -> Result<Option<Subscription>> {
+    /// Subscribes to `request` unless subscribed already; returns the subscription, its
+    /// shared answer, and whether it was made now.
+    fn subscribe(
+        &self,
+        request: SubscribeRequest,
+    ) -> Result<(Subscription, Arc<tokio::sync::OnceCell<Bound>>, bool)> {
         let mut made = lock(&self.made);
-        if made.iter().any(|(known, _)| *known == request) {
-            return Ok(None);
+        if let Some(known) = made.iter().find(|known| known.request == request) {
+            return Ok((known.subscription.clone(), known.bound.clone(), false));
         }
         if made.len() >= MAX_SUBSCRIPTIONS {
             return Err(Error::conflict(format!(
@@ -242,23 +258,36 @@ impl Subscriptions {
             .subscribe(&request.exchange, &request.routing, record)
             .map_err(|err| subscribe_error(&request, &err))?;
         tracing::info!("History subscribed to {subscription}");
-        made.push((request, subscription.clone()));
-        Ok(Some(subscription))
+        let bound = Arc::new(tokio::sync::OnceCell::new());
+        made.push(Made {
+            request,
+            subscription: subscription.clone(),
+            bound: bound.clone(),
+        });
+        Ok((subscription, bound, true))
     }
 
     /// Subscribes as [`Subscriptions::subscribe`] and waits until the broker bound it; if
-    /// it refuses, nothing stays behind. Returns whether it was added.
+    /// it refuses, nothing stays behind and every caller waiting for it gets the refusal.
+    /// Returns whether it was added by this call.
     async fn subscribe_bound(&self, request: SubscribeRequest) -> Result<bool> {
-        let Some(subscription) = self.subscribe(request.clone())? else {
-            return Ok(false);
-        };
-        if let Err(err) = subscription.ready().await {
-            subscription.cancel();
-            lock(&self.made).retain(|(known, _)| *known != request);
-            tracing::warn!("History subscription to {subscription} not made: {err}");
-            return Err(subscribe_error(&request, &err));
+        let (subscription, bound, added) = self.subscribe(request.clone())?;
+        let outcome = bound
+            .get_or_init(|| async {
+                let Err(err) = subscription.ready().await else {
+                    return Ok(());
+                };
+                subscription.cancel();
+                lock(&self.made).retain(|known| !Arc::ptr_eq(&known.bound, &bound));
+                tracing::warn!("History subscription to {subscription} not made: {err}");
+                let err = subscribe_error(&request, &err);
+                Err((err.kind(), err.message().to_owned()))
+            })
+            .await;
+        match outcome {
+            Ok(()) => Ok(added),
+            Err((kind, message)) => Err(Error::new(*kind, message)),
         }
-        Ok(true)
     }
 }
 
@@ -279,7 +308,7 @@ async fn subscription_list(
     State(subscriptions): State<Arc<Subscriptions>>,
 ) -> Json<Vec<SubscribeRequest>> {
     let made = lock(&subscriptions.made);
-    Json(made.iter().map(|(request, _)| request.clone()).collect())
+    Json(made.iter().map(|known| known.request.clone()).collect())
 }
 
 /// The answer for a subscription that could not be made: 400 for a name the bus refuses,
@@ -489,7 +518,7 @@ impl Plugin for HistoryPlugin {
         let added: Vec<SubscribeRequest> = lock(&subscriptions.made)
             .iter()
             .skip(*from_startup)
-            .map(|(request, _)| request.clone())
+            .map(|known| known.request.clone())
             .collect();
         handover::give(messages, added).map(Some)
     }

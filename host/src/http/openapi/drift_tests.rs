@@ -142,6 +142,7 @@ fn app(health: HealthSources) -> http::App {
     http::app(AppSpec {
         name: NAME.into(),
         max_body_size: 1 << 20,
+        body_timeouts: Default::default(),
         debug: false,
         plugin_routes: Vec::new(),
         extra,
