@@ -6,7 +6,8 @@
 //! - [`names`]: the rules for service, plugin and argument names;
 //! - [`plugins`]: loading libraries and the services plugins get (routes, tasks, features);
 //! - [`http`]: the axum app (prefix, CORS, error bodies, status, plugin routes);
-//! - [`bus`]: the AMQP eventbus; [`mqtt`]: the MQTT eventbus; [`delivery`]: how a message's
+//! - [`bus`]: the AMQP eventbus; [`mqtt`]: the MQTT eventbus; [`broker_list`]: the broker
+//!   address lists both try in turn; [`delivery`]: how a message's
 //!   delivery to a handler ended, for both;
 //! - [`metrics`]: the Prometheus metrics of the process;
 //! - [`service`]: the running service, its generations of plugins and hot reload;
@@ -14,6 +15,7 @@
 
 pub mod app;
 pub mod broker;
+pub mod broker_list;
 pub mod bus;
 pub mod check;
 pub mod cli;

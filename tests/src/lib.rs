@@ -5,6 +5,7 @@
 
 pub mod amqp;
 pub mod browser;
+pub mod cluster;
 pub mod mqtt;
 
 use std::{

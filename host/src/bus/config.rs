@@ -90,13 +90,16 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 16 << 20;
 /// Everything the bus needs to reach the broker. `Default` gives the original's values.
 #[derive(Clone)]
 pub struct BusConfig {
+    /// One broker, or several comma-separated `host[:port]` entries tried in turn (see
+    /// [`crate::broker_list`]); `port` is the port of an entry without one.
     pub host: String,
     pub port: u16,
     pub user: String,
     /// Never logged: `Debug` prints `***`.
     pub password: String,
     pub vhost: String,
-    /// `amqp://user:pass@host:port/vhost`; when set it replaces host/port/user/password/vhost.
+    /// `amqp://user:pass@host:port/vhost`, or several comma-separated, tried in turn; when
+    /// set it replaces host/port/user/password/vhost.
     pub url: Option<String>,
     /// Pause between connection attempts (the original's `RECONNECT_INTERVAL`, 1 s).
     pub reconnect_interval: Duration,
@@ -147,7 +150,7 @@ impl fmt::Debug for BusConfig {
             .field("user", &self.user)
             .field("password", &"***")
             .field("vhost", &self.vhost)
-            .field("url", &self.url.as_deref().map(redact_url))
+            .field("url", &self.url.as_ref().map(|_| self.endpoints()))
             .field("reconnect_interval", &self.reconnect_interval)
             .field("heartbeat", &self.heartbeat)
             .field("prefetch", &self.prefetch)
@@ -160,63 +163,96 @@ impl fmt::Debug for BusConfig {
 }
 
 impl BusConfig {
-    /// Checks what can be checked before connecting: the URL parses, the vhost fits in an
-    /// AMQP short string. For a CLI to refuse bad settings at start; the error never holds
-    /// the password.
+    /// Checks what can be checked before connecting: every URL of the list parses, every
+    /// `host[:port]` entry is valid, the vhost fits in an AMQP short string. For a CLI to
+    /// refuse bad settings at start; the error never holds a password.
     pub fn validate(&self) -> Result<(), BusError> {
-        self.amqp_uri().map(|_| ())
+        self.amqp_uris().map(|_| ())
     }
 
-    /// The parsed connection target, with our heartbeat unless the URL names its own.
-    pub(crate) fn amqp_uri(&self) -> Result<AMQPUri, BusError> {
-        let mut uri = match &self.url {
-            Some(url) => parse_eventbus_url(url)?,
+    /// The connection targets, in the order they are tried: one per URL of `url`, or else
+    /// one per `host[:port]` entry of `host` (port defaulting to `port`). Each has our
+    /// heartbeat and frame size unless its URL names its own.
+    pub(crate) fn amqp_uris(&self) -> Result<Vec<AMQPUri>, BusError> {
+        let invalid =
+            |err: String| BusError::InvalidConfig(format!("invalid eventbus list: {err}"));
+        let mut uris = match &self.url {
+            Some(list) => crate::broker_list::split_list(list)
+                .map_err(invalid)?
+                .into_iter()
+                .map(parse_eventbus_url)
+                .collect::<Result<Vec<_>, _>>()?,
             None => {
                 check_short_string("vhost", &self.vhost)
                     .map_err(|err| BusError::InvalidConfig(err.to_string()))?;
-                AMQPUri {
-                    scheme: AMQPScheme::AMQP,
-                    authority: AMQPAuthority {
-                        userinfo: AMQPUserInfo {
-                            username: self.user.clone(),
-                            password: self.password.clone(),
-                        },
-                        host: self.host.clone(),
-                        port: self.port,
-                    },
-                    vhost: self.vhost.clone(),
-                    query: AMQPQueryString::default(),
-                }
+                crate::broker_list::parse_addresses(&self.host)
+                    .map_err(invalid)?
+                    .into_iter()
+                    .map(|address| self.uri_for(address))
+                    .collect()
             }
         };
-        if uri.query.heartbeat.is_none() {
-            uri.query.heartbeat = Some(self.heartbeat);
+        for uri in &mut uris {
+            if uri.query.heartbeat.is_none() {
+                uri.query.heartbeat = Some(self.heartbeat);
+            }
+            if uri.query.frame_max.is_none() {
+                uri.query.frame_max = Some(FRAME_MAX);
+            }
         }
-        if uri.query.frame_max.is_none() {
-            uri.query.frame_max = Some(FRAME_MAX);
-        }
-        Ok(uri)
+        Ok(uris)
     }
 
-    /// Where we connect, for logs and health: no password.
-    pub fn endpoint(&self) -> String {
-        match &self.url {
-            Some(url) => redact_url(url),
-            None => format!(
-                "amqp://{}@{}:{}/{}",
-                self.user,
-                self.host,
-                self.port,
-                self.vhost.replace('/', "%2f")
-            ),
+    /// The target for one `--eventbus-host` entry, with the other eventbus options.
+    fn uri_for(&self, address: crate::broker_list::Address) -> AMQPUri {
+        AMQPUri {
+            scheme: AMQPScheme::AMQP,
+            authority: AMQPAuthority {
+                userinfo: AMQPUserInfo {
+                    username: self.user.clone(),
+                    password: self.password.clone(),
+                },
+                port: address.port.unwrap_or(self.port),
+                host: address.host,
+            },
+            vhost: self.vhost.clone(),
+            query: AMQPQueryString::default(),
         }
+    }
+
+    /// Each broker of the list as logs, health and metrics show it: no password. Same
+    /// order and length as the connection targets when the settings are valid.
+    pub fn endpoints(&self) -> Vec<String> {
+        match &self.url {
+            Some(list) => list.split(',').map(|url| redact_url(url.trim())).collect(),
+            None => {
+                let vhost = self.vhost.replace('/', "%2f");
+                self.host
+                    .split(',')
+                    .map(|entry| {
+                        let entry = entry.trim();
+                        let authority = match crate::broker_list::parse_address(entry) {
+                            Ok(address) => address.authority(self.port),
+                            Err(_) => entry.to_owned(),
+                        };
+                        format!("amqp://{}@{authority}/{vhost}", self.user)
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Where we connect, for logs: every broker of the list, no password.
+    pub fn endpoint(&self) -> String {
+        self.endpoints().join(", ")
     }
 
     /// `text` with the password (as given, and as written in the URL) replaced by `***`: for
     /// error texts of the AMQP library, which may quote what it was given.
     pub(crate) fn scrub(&self, text: &str) -> String {
         let mut secrets = vec![self.password.clone()];
-        if let Some(url) = self.url.as_deref().and_then(|u| Url::parse(u).ok()) {
+        let urls = self.url.as_deref().unwrap_or_default().split(',');
+        for url in urls.filter_map(|u| Url::parse(u.trim()).ok()) {
             secrets.extend(url.password().map(str::to_owned));
             secrets.extend(
                 url.password()
@@ -234,7 +270,8 @@ impl BusConfig {
 
 /// What `--eventbus-url` must look like, for error messages.
 const URL_FORM: &str = "expected amqp[s]://user:password@host:port/vhost, with any of \
-    @ : / ? # % in the user name or password percent-encoded (/ as %2F, @ as %40)";
+    @ : / ? # % , in the user name or password percent-encoded (/ as %2F, @ as %40, \
+    , as %2C)";
 
 /// Parses `--eventbus-url` (`amqp[s]://user:password@host:port/vhost?heartbeat=…`), with
 /// percent-escapes in the user name, password and vhost decoded. The error never holds the
@@ -286,6 +323,9 @@ pub fn parse_eventbus_url(text: &str) -> Result<AMQPUri, BusError> {
         }
     };
     let port = url.port().unwrap_or_else(|| scheme.default_port());
+    if port == 0 {
+        return Err(invalid("port 0; a port is 1 to 65535"));
+    }
     Ok(AMQPUri {
         scheme,
         authority: AMQPAuthority {
@@ -350,6 +390,77 @@ pub(crate) async fn declare_exchange_like_original(
 mod tests {
     use super::*;
 
+    fn first_uri(cfg: &BusConfig) -> AMQPUri {
+        cfg.amqp_uris().expect("uri").remove(0)
+    }
+
+    #[test]
+    fn lists_of_urls_and_hosts() {
+        let cfg = BusConfig {
+            url: Some("amqp://a:s3cret@n1:5701/%2f, amqps://b:p%2Cw@n2/v".into()),
+            ..BusConfig::default()
+        };
+        let uris = cfg.amqp_uris().expect("two urls");
+        assert_eq!(uris.len(), 2);
+        assert_eq!(
+            (uris[0].authority.host.as_str(), uris[0].authority.port),
+            ("n1", 5701)
+        );
+        assert_eq!(
+            (uris[1].authority.host.as_str(), uris[1].authority.port),
+            ("n2", 5671)
+        );
+        assert_eq!(uris[1].authority.userinfo.password, "p,w");
+        assert_eq!(uris[1].query.heartbeat, Some(cfg.heartbeat));
+        assert_eq!(
+            cfg.endpoints(),
+            ["amqp://a:***@n1:5701/%2f", "amqps://b:***@n2/v"]
+        );
+        assert_eq!(cfg.scrub("s3cret p,w"), "*** ***");
+
+        let cfg = BusConfig {
+            host: "n1,n2:5702,[::1]".into(),
+            port: 5700,
+            ..BusConfig::default()
+        };
+        let ports: Vec<_> = cfg
+            .amqp_uris()
+            .expect("three hosts")
+            .into_iter()
+            .map(|u| (u.authority.host, u.authority.port))
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                ("n1".into(), 5700),
+                ("n2".into(), 5702),
+                ("::1".into(), 5700)
+            ]
+        );
+        assert_eq!(
+            cfg.endpoints(),
+            [
+                "amqp://guest@n1:5700/%2f",
+                "amqp://guest@n2:5702/%2f",
+                "amqp://guest@[::1]:5700/%2f"
+            ]
+        );
+        for (host, url) in [("n1,", None), ("n1:0", None), ("a b", None)] {
+            let cfg = BusConfig {
+                host: host.into(),
+                url,
+                ..BusConfig::default()
+            };
+            assert!(cfg.validate().is_err(), "{host}");
+        }
+        let cfg = BusConfig {
+            url: Some("amqp://u:s3cret@n1/,amqp://u:s3cret@n2:0/".into()),
+            ..BusConfig::default()
+        };
+        let err = cfg.validate().expect_err("port 0").to_string();
+        assert!(err.contains("port 0") && !err.contains("s3cret"), "{err}");
+    }
+
     #[test]
     fn exchange_kind_parses_and_prints() {
         for k in [
@@ -375,6 +486,16 @@ mod tests {
         assert!(!text.contains("hunter2"), "{text}");
         assert!(!text.contains("s3cret"), "{text}");
         assert!(!cfg.endpoint().contains("s3cret"));
+        // Every URL of a list is redacted, not only the first.
+        let cfg = BusConfig {
+            url: Some("amqp://bob:s3cret@n1/%2f,amqp://eve:t0psecret@n2/%2f".into()),
+            ..BusConfig::default()
+        };
+        let text = format!("{cfg:?} {}", cfg.endpoint());
+        assert!(
+            !text.contains("s3cret") && !text.contains("t0psecret"),
+            "{text}"
+        );
         assert_eq!(
             redact_url("amqp://bob:s3cret@broker:5672/%2f"),
             "amqp://bob:***@broker:5672/%2f"
@@ -393,7 +514,7 @@ mod tests {
             heartbeat: 7,
             ..BusConfig::default()
         };
-        let uri = cfg.amqp_uri().expect("uri");
+        let uri = first_uri(&cfg);
         assert_eq!(uri.authority.host, "h");
         assert_eq!(uri.authority.port, 1234);
         assert_eq!(uri.authority.userinfo.password, "p");
@@ -404,7 +525,7 @@ mod tests {
             url: Some("amqp://a:b@c:99/%2f?heartbeat=3".into()),
             ..BusConfig::default()
         };
-        let uri = cfg.amqp_uri().expect("uri");
+        let uri = first_uri(&cfg);
         assert_eq!(uri.authority.host, "c");
         assert_eq!(uri.vhost, "/");
         assert_eq!(uri.query.heartbeat, Some(3));
@@ -413,7 +534,7 @@ mod tests {
             url: Some("nope://x:secret@y".into()),
             ..BusConfig::default()
         };
-        let err = bad.amqp_uri().expect_err("bad url").to_string();
+        let err = bad.amqp_uris().expect_err("bad url").to_string();
         assert!(!err.contains("secret"), "{err}");
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! A background task connects, publishes the live connection on a `watch`, notices loss at
 //! once through lapin's connection error callback (a broker close, a socket error or two
-//! missed heartbeats all end up there), and reconnects until closed: at once after a loss,
-//! then with pauses doubling up to `reconnect_interval`. It warns once per outage; repeats
-//! go to debug so a long outage does not spam.
+//! missed heartbeats all end up there), and reconnects until closed. With a list of brokers
+//! it moves to the next one at once when an attempt is refused or the connection is lost
+//! (see [`crate::broker_list`]); after a full round of failures it pauses, the pauses doubling up
+//! to `reconnect_interval`. It warns once per outage; repeats go to debug so a long outage
+//! does not spam.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,6 +21,7 @@ use tracing::{debug, info, warn};
 use super::config::BusConfig;
 use super::error::BusError;
 use super::health::BusState;
+use crate::broker_list::Brokers;
 use crate::sync::Unpoisoned;
 
 /// The `bus` label of this bus's metrics.
@@ -90,11 +93,14 @@ pub(crate) struct LinkHealth {
     pub reconnects: u64,
     pub last_error: Option<(String, Instant)>,
     pub blocked: bool,
+    /// The broker of the list in use, while connected.
+    pub broker: Option<String>,
 }
 
 pub(crate) struct Link {
     role: &'static str,
     cfg: Arc<BusConfig>,
+    brokers: Brokers,
     status_tx: watch::Sender<LinkStatus>,
     stats: Mutex<Stats>,
     nudge: Notify,
@@ -108,6 +114,7 @@ impl Link {
     pub fn new(role: &'static str, cfg: Arc<BusConfig>) -> Arc<Self> {
         Arc::new(Link {
             role,
+            brokers: Brokers::new(BUS, Some(role), cfg.endpoints()),
             cfg,
             status_tx: watch::channel(LinkStatus::Idle).0,
             stats: Mutex::new(Stats::default()),
@@ -168,6 +175,7 @@ impl Link {
             reconnects: stats.reconnects,
             last_error: stats.last_error.clone(),
             blocked,
+            broker: self.brokers.in_use(),
         }
     }
 
@@ -192,7 +200,15 @@ impl Link {
     }
 
     async fn connect(&self) -> Result<Connection, BusError> {
-        let uri = self.cfg.amqp_uri()?;
+        let index = self.brokers.current();
+        let uri = self
+            .cfg
+            .amqp_uris()?
+            .into_iter()
+            .nth(index)
+            .ok_or_else(|| {
+                BusError::InvalidConfig(format!("no broker number {} in the list", index + 1))
+            })?;
         let name = format!("{}:{}", self.cfg.connection_name, self.role);
         let props = ConnectionProperties::default()
             .with_connection_name(name.into())
@@ -208,14 +224,16 @@ impl Link {
             Ok(Err(e)) => Err(BusError::from(e)),
             Err(_) => Err(BusError::Unavailable(format!(
                 "no answer from {} within {:?}",
-                self.cfg.endpoint(),
+                self.brokers.current_label(),
                 self.cfg.connect_timeout
             ))),
         }
     }
 
-    /// Connect, watch, and reconnect until closed. After a loss the first attempt is made at
-    /// once, then the pauses double from [`FIRST_PAUSE`] up to `reconnect_interval`.
+    /// Connect, watch, and reconnect until closed. After a loss or a refusal the next broker
+    /// of the list is tried at once; after a full round of failures (with one broker: after
+    /// each) the supervisor pauses, the pauses doubling from zero through [`FIRST_PAUSE`] up
+    /// to `reconnect_interval`.
     async fn supervise(self: Arc<Self>) {
         let mut close_rx = self.close_tx.subscribe();
         let interval = self.cfg.reconnect_interval;
@@ -228,7 +246,7 @@ impl Link {
                 _ = wait_true(&mut close_rx) => break,
                 r = self.connect() => r,
             };
-            match attempt {
+            let round_done = match attempt {
                 Ok(conn) => {
                     generation += 1;
                     let watched = self.connected(conn, generation);
@@ -237,14 +255,20 @@ impl Link {
                         info!("Closed event bus {} {}", self.role, self.name());
                         break;
                     }
-                    self.report_loss(&watched);
-                    outage_warned = true;
                     pause = Duration::ZERO;
+                    let round_done = self.brokers.failed();
+                    self.report_loss(&watched);
+                    round_done
                 }
                 Err(err) => {
                     self.report_failure(&err, outage_warned);
-                    outage_warned = true;
+                    self.brokers.failed()
                 }
+            };
+            outage_warned = true;
+            if !round_done {
+                // The next broker of the list, at once.
+                continue;
             }
             tokio::select! {
                 biased;
@@ -297,11 +321,12 @@ impl Link {
                 .bus
                 .connection(BUS, self.role, true, reconnect);
         }
+        self.brokers.connected();
         info!(
             "Connected event bus {} {} to {} (connection {generation})",
             self.role,
             self.name(),
-            self.cfg.endpoint()
+            self.brokers.current_label()
         );
         self.status_tx.send_replace(LinkStatus::Connected(Live {
             conn: conn.clone(),
@@ -323,10 +348,11 @@ impl Link {
             .bus
             .connection(BUS, self.role, false, false);
         warn!(
-            "Connection lost in event bus {} {}: {reason}; reconnecting at once, then every \
-             {:?} at most",
+            "Connection lost in event bus {} {}: {reason}; reconnecting at once (to {}), then \
+             every {:?} at most",
             self.role,
             self.name(),
+            self.brokers.current_label(),
             self.cfg.reconnect_interval
         );
         let seq = self.failed_attempts();
@@ -336,7 +362,8 @@ impl Link {
 
     /// An attempt failed: record it, warn once per outage (repeats go to debug).
     fn report_failure(&self, err: &BusError, outage_warned: bool) {
-        let text = self.cfg.scrub(&err.to_string());
+        let broker = self.brokers.current_label();
+        let text = self.cfg.scrub(&format!("{broker}: {err}"));
         self.record_error(&text);
         let seq = {
             let mut stats = self.stats.locked();

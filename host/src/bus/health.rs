@@ -3,8 +3,11 @@
 //! Format (stable; new fields may be added):
 //! ```json
 //! {"state": "disabled"|"connecting"|"connected", "reconnects": 0, "last_error": null,
-//!  "listener":  {"state": "...", "reconnects": 0, "last_error": null, "blocked": false},
-//!  "publisher": {"state": "...", "reconnects": 0, "last_error": null, "blocked": false},
+//!  "broker": "amqp://guest@node1:5672/%2f"|null,
+//!  "listener":  {"state": "...", "reconnects": 0, "last_error": null, "blocked": false,
+//!                "broker": "amqp://guest@node1:5672/%2f"|null},
+//!  "publisher": {"state": "...", "reconnects": 0, "last_error": null, "blocked": false,
+//!                "broker": null},
 //!  "subscriptions": [{"id": 1, "exchange": "brewcast", "routing": "#", "exchange_type": "topic",
 //!                     "state": "pending"|"active"|"failed", "queue": "amq.gen-…"|null,
 //!                     "error": null|"…", "plugin": "history-plugin"|null}]}
@@ -12,7 +15,9 @@
 //! `state` is `disabled` while nothing needed the broker (no subscription, nothing published),
 //! `connected` when every connection in use is up, `connecting` otherwise. `reconnects` sums
 //! both connections; `last_error` is the most recent connection-level error (kept after
-//! recovery, for diagnosis). A `failed` subscription is one the broker refused to declare
+//! recovery, for diagnosis). `broker` is the broker of the address list a connection uses
+//! now (no password), null while it is not connected; the top-level one is the listener's,
+//! else the publisher's. A `failed` subscription is one the broker refused to declare
 //! (e.g. exchange type mismatch); it is retried with back-off.
 
 use schemars::JsonSchema;
@@ -40,6 +45,8 @@ pub struct ConnectionHealth {
     pub last_error: Option<String>,
     /// The broker sent `connection.blocked` (memory/disk alarm): publishes will time out.
     pub blocked: bool,
+    /// The broker of the address list in use (no password); null while not connected.
+    pub broker: Option<String>,
 }
 
 /// One AMQP subscription: a plugin's or one made with `/_debug/subscribe`.
@@ -67,6 +74,8 @@ pub struct BusHealth {
     pub reconnects: u64,
     /// The most recent connection error, kept after recovery for diagnosis.
     pub last_error: Option<String>,
+    /// The broker the listener uses, else the one the publisher uses (no password).
+    pub broker: Option<String>,
     pub listener: ConnectionHealth,
     pub publisher: ConnectionHealth,
     pub subscriptions: Vec<SubscriptionHealth>,
@@ -106,11 +115,13 @@ pub(crate) fn combine(
         reconnects: h.reconnects,
         last_error: h.last_error.as_ref().map(|e| e.0.clone()),
         blocked: h.blocked,
+        broker: h.broker.clone(),
     };
     BusHealth {
         state,
         reconnects: listener.reconnects + publisher.reconnects,
         last_error,
+        broker: listener.broker.clone().or_else(|| publisher.broker.clone()),
         listener: conn(&listener),
         publisher: conn(&publisher),
         subscriptions: subs
@@ -150,6 +161,7 @@ mod tests {
             reconnects: 1,
             last_error: err.map(|(e, t)| (e.to_string(), t)),
             blocked: false,
+            broker: None,
         }
     }
 

@@ -25,7 +25,7 @@ use crate::mqtt::{MqttConfig, Protocol};
 pub use plugin_args::{add_plugin_args, PluginArgSpec};
 pub use values::FLAG_VALUES;
 use values::{
-    parse_broker_port, parse_client_id, parse_mqtt_host, parse_mqtt_path, parse_name,
+    parse_broker_address, parse_broker_port, parse_client_id, parse_mqtt_path, parse_name,
     parse_seconds, parse_topic,
 };
 
@@ -76,9 +76,12 @@ pub struct Settings {
     #[arg(
         long,
         default_value = DEFAULT_BROKER_HOST,
-        help = "Hostname at which the eventbus can be reached"
+        value_delimiter = ',',
+        value_parser = parse_broker_address,
+        help = "Hostname at which the eventbus can be reached; several host[:port] brokers, \
+                comma-separated or repeated, are tried in turn"
     )]
-    pub eventbus_host: String,
+    pub eventbus_host: Vec<String>,
     #[arg(
         long,
         default_value_t = DEFAULT_AMQP_PORT,
@@ -100,9 +103,12 @@ pub struct Settings {
     #[arg(
         long,
         hide_env_values = true,
-        help = "AMQP URL (amqp://user:pass@host:port/vhost); overrides the other eventbus options"
+        value_delimiter = ',',
+        help = "AMQP URL (amqp://user:pass@host:port/vhost); overrides the other eventbus \
+                options. Several, comma-separated or repeated, are tried in turn (a ',' in a \
+                password as %2C)"
     )]
-    pub eventbus_url: Option<String>,
+    pub eventbus_url: Vec<String>,
     #[arg(
         long,
         default_value = "1",
@@ -155,10 +161,12 @@ pub struct Settings {
     #[arg(
         long,
         default_value = DEFAULT_BROKER_HOST,
-        value_parser = parse_mqtt_host,
-        help = "Hostname of the MQTT broker"
+        value_delimiter = ',',
+        value_parser = parse_broker_address,
+        help = "Hostname of the MQTT broker; several host[:port] brokers, comma-separated or \
+                repeated, are tried in turn"
     )]
-    pub mqtt_host: String,
+    pub mqtt_host: Vec<String>,
     #[arg(
         long,
         value_parser = parse_broker_port,
@@ -324,12 +332,12 @@ impl Settings {
     /// set.
     pub fn bus_config(&self) -> BusConfig {
         BusConfig {
-            host: self.eventbus_host.clone(),
+            host: self.eventbus_host.join(","),
             port: self.eventbus_port,
             user: self.eventbus_user.clone(),
             password: self.eventbus_password.clone(),
             vhost: self.eventbus_vhost.clone(),
-            url: self.eventbus_url.clone(),
+            url: (!self.eventbus_url.is_empty()).then(|| self.eventbus_url.join(",")),
             reconnect_interval: self.eventbus_reconnect_interval,
             heartbeat: self.eventbus_heartbeat,
             prefetch: self.eventbus_prefetch,
@@ -345,7 +353,7 @@ impl Settings {
     pub fn mqtt_config(&self) -> MqttConfig {
         MqttConfig {
             protocol: self.mqtt_protocol,
-            host: self.mqtt_host.clone(),
+            host: self.mqtt_host.join(","),
             port: self.mqtt_port,
             path: self.mqtt_path.clone(),
             user: self.mqtt_user.clone(),
@@ -365,10 +373,7 @@ impl Settings {
             host: self.host.clone(),
             port: self.port,
             debug: self.debug,
-            amqp: self.fleet.amqp.then(|| AmqpSettings {
-                host: self.eventbus_host.clone(),
-                port: self.eventbus_port,
-            }),
+            amqp: self.fleet.amqp.then(|| self.first_amqp_broker()),
             mqtt: self.fleet.mqtt.then(|| MqttSettings {
                 history_topic: self.history_topic.clone(),
                 state_topic: self.state_topic.clone(),
@@ -521,10 +526,10 @@ pub fn parse(args: &[OsString], plugin_args: &[PluginArgSpec]) -> Result<Setting
     settings.fleet = Fleet::from_matches(&matches);
     if let Some(address) = settings.embedded_broker {
         // The host's own client uses the embedded broker (on loopback if it listens on all).
-        settings.mqtt_host = match address.ip().is_unspecified() {
+        settings.mqtt_host = vec![match address.ip().is_unspecified() {
             true => "127.0.0.1".to_owned(),
             false => address.ip().to_string(),
-        };
+        }];
         settings.mqtt_port = Some(address.port());
     }
     settings.config = settings.plugin_config(plugin_args::values(&matches, plugin_args));
@@ -585,10 +590,35 @@ impl Settings {
                 format!("invalid eventbus settings: {err}\n"),
             )
         };
-        if let Some(url) = &self.eventbus_url {
-            crate::bus::parse_eventbus_url(url).map_err(invalid)?;
+        for (n, url) in self.eventbus_url.iter().enumerate() {
+            crate::bus::parse_eventbus_url(url).map_err(|err| {
+                let text = match err {
+                    crate::bus::BusError::InvalidConfig(text) => text,
+                    other => other.to_string(),
+                };
+                invalid(crate::bus::BusError::InvalidConfig(format!(
+                    "URL {}: {text}",
+                    n + 1
+                )))
+            })?;
         }
         self.bus_config().validate().map_err(invalid)
+    }
+
+    /// What plugins are told of the AMQP broker: the first of `--eventbus-host` (the
+    /// others are the host's business).
+    fn first_amqp_broker(&self) -> AmqpSettings {
+        let first = self.eventbus_host.first().map(String::as_str);
+        match first.map(crate::broker_list::parse_address) {
+            Some(Ok(address)) => AmqpSettings {
+                port: address.port.unwrap_or(self.eventbus_port),
+                host: address.host,
+            },
+            _ => AmqpSettings {
+                host: first.unwrap_or(DEFAULT_BROKER_HOST).to_owned(),
+                port: self.eventbus_port,
+            },
+        }
     }
 }
 
@@ -613,8 +643,8 @@ mod tests {
         );
         assert!(!s.debug && s.output.is_none());
         assert_eq!(
-            (s.eventbus_host.as_str(), s.eventbus_port),
-            ("eventbus", 5672)
+            (s.eventbus_host.join(","), s.eventbus_port),
+            ("eventbus".to_owned(), 5672)
         );
         // The record plugins get is the one plugin-abi describes with the same defaults.
         assert_eq!(s.config.service, ServiceConfig::default());
@@ -664,6 +694,70 @@ mod tests {
         assert_eq!(cfg.endpoint(), "wss://h:443/eventbus");
         assert!(!cfg.tls_verify);
         assert_eq!(cfg.keepalive, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn broker_lists_are_comma_separated_or_repeated() {
+        let s = parse(
+            &args(&["--mqtt-host", "a:1884, b", "--mqtt-host", "[::1]:9"]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            s.mqtt_config().endpoints(),
+            ["mqtt://a:1884", "mqtt://b:1883", "mqtt://[::1]:9"]
+        );
+        let s = parse(
+            &args(&["--eventbus-host", "n1:5701,n2", "--eventbus-port", "5700"]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            s.bus_config().endpoints(),
+            ["amqp://guest@n1:5701/%2f", "amqp://guest@n2:5700/%2f"]
+        );
+        let service = s.config.service.amqp.expect("amqp");
+        assert_eq!((service.host.as_str(), service.port), ("n1", 5701));
+        let s = parse(
+            &args(&[
+                "--eventbus-url",
+                "amqp://u:s3cret@n1/,amqp://u:s3cret@n2:5702/",
+                "--eventbus-url",
+                "amqp://n3",
+            ]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            s.bus_config().endpoints(),
+            ["amqp://u:***@n1/", "amqp://u:***@n2:5702/", "amqp://n3"]
+        );
+        for bad in [
+            &["--mqtt-host", "a,,b"][..],
+            &["--mqtt-host", "a:0"],
+            &["--mqtt-host", "a:65536"],
+            &["--eventbus-host", "a,b c"],
+            &["--eventbus-host", "a:x"],
+        ] {
+            let err = parse(&args(bad), &[]).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+            assert!(err.to_string().contains("invalid broker address"), "{err}");
+        }
+        let err = parse(
+            &args(&[
+                "--eventbus-url",
+                "amqp://u:s3cret@n1/,amqp://u:s3cret@n2:0/",
+            ]),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let text = err.to_string();
+        assert!(text.contains("URL 2") && !text.contains("s3cret"), "{text}");
+        // A raw ',' in a password splits the URL; neither half is printed.
+        let err = parse(&args(&["--eventbus-url", "amqp://u:s3c,Ret@n1/%2f"]), &[]).unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains("s3c") && !text.contains("Ret"), "{text}");
     }
 
     #[test]

@@ -55,18 +55,12 @@ pub(crate) fn parse_mqtt_path(text: &str) -> Result<String, String> {
     parse_topic(text)
 }
 
-/// A broker host name: 1 to 255 bytes of letters, digits, `-`, `.`, `_` and `:` (IPv6).
-pub(crate) fn parse_mqtt_host(text: &str) -> Result<String, String> {
-    let ok = (1..=255).contains(&text.len())
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
-    if !ok {
-        return Err(format!(
-            "invalid host '{}': 1 to 255 letters, digits, '-', '.', '_' or ':'",
-            text.escape_debug()
-        ));
-    }
+/// One broker of `--eventbus-host` or `--mqtt-host`: `host[:port]`, checked by
+/// [`crate::broker_list::parse_address`] (host 1 to 255 letters, digits, `-`, `.`, `_`, or an
+/// IPv6 address; port 1 to 65535). Spaces around it are ignored.
+pub(crate) fn parse_broker_address(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    crate::broker_list::parse_address(text)?;
     Ok(text.to_owned())
 }
 

@@ -2,7 +2,8 @@
 //! (`amqp`, and `mqtt` for an MQTT bus), so one set of families serves them all.
 //!
 //! - per connection (`connection`: `listener`, `publisher`, or the bus's own name for it):
-//!   whether it is up, and how often it came back;
+//!   whether it is up, how often it came back, and which broker of its address list it
+//!   uses (`eventbus_broker_info{broker}`: 1 in use, 0 used before);
 //! - per subscription (`exchange` and `routing` — for MQTT the topic filter as `routing` and
 //!   an empty `exchange` — and `plugin`, `host` for the host's own): messages delivered to
 //!   the handler, failed (the handler returned an error or panicked), dropped before it (not
@@ -52,6 +53,14 @@ fn histogram() -> Histogram {
 pub struct ConnectionLabels {
     pub bus: &'static str,
     pub connection: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BrokerLabels {
+    pub bus: &'static str,
+    pub connection: String,
+    /// The broker's address as shown in health: never a password.
+    pub broker: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -107,6 +116,7 @@ impl Dropped {
 #[derive(Debug, Clone)]
 pub struct BusMetrics {
     up: Family<ConnectionLabels, Gauge>,
+    broker: Family<BrokerLabels, Gauge>,
     reconnects: Family<ConnectionLabels, Counter>,
     delivered: Family<SubscriptionLabels, Counter>,
     failed: Family<SubscriptionLabels, Counter>,
@@ -123,6 +133,7 @@ impl BusMetrics {
     pub fn register(registry: &mut Registry) -> BusMetrics {
         let metrics = BusMetrics {
             up: Family::default(),
+            broker: Family::default(),
             reconnects: Family::default(),
             delivered: Family::default(),
             failed: Family::default(),
@@ -137,6 +148,11 @@ impl BusMetrics {
             "eventbus_connection_up",
             "1 while the connection to the broker is up, 0 while it is down",
             metrics.up.clone(),
+        );
+        registry.register(
+            "eventbus_broker_info",
+            "1 for the broker of the address list a connection uses now, 0 for one it used before",
+            metrics.broker.clone(),
         );
         registry.register(
             "eventbus_reconnects",
@@ -193,6 +209,16 @@ impl BusMetrics {
         if up && reconnect {
             reconnects.inc();
         }
+    }
+
+    /// Records that `connection` now uses `broker` (`in_use`), or no longer does.
+    pub fn broker(&self, bus: &'static str, connection: &str, broker: &str, in_use: bool) {
+        let labels = BrokerLabels {
+            bus,
+            connection: connection.to_owned(),
+            broker: broker.to_owned(),
+        };
+        self.broker.get_or_create(&labels).set(i64::from(in_use));
     }
 
     /// The series of one subscription, resolved once.

@@ -3,6 +3,8 @@
 
 use std::{fmt, str::FromStr, time::Duration};
 
+use crate::broker_list::Address;
+
 /// How the client reaches the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -81,8 +83,10 @@ pub struct Will {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MqttConfig {
     pub protocol: Protocol,
+    /// One broker, or several comma-separated `host[:port]` entries tried in turn (see
+    /// [`crate::broker_list`]).
     pub host: String,
-    /// `None`: the protocol's default port.
+    /// The port of an entry without one; `None`: the protocol's default port.
     pub port: Option<u16>,
     /// The websocket path.
     pub path: String,
@@ -136,8 +140,29 @@ impl MqttConfig {
         self.port.unwrap_or(self.protocol.default_port())
     }
 
-    /// The broker's address as shown in logs and health (never with a password).
-    pub fn endpoint(&self) -> String {
+    /// The brokers of `host`, in the order they are tried. A list that does not parse (the
+    /// CLI refuses one) is taken as one host, which then fails to connect with a reason.
+    pub fn addresses(&self) -> Vec<Address> {
+        crate::broker_list::parse_addresses(&self.host).unwrap_or_else(|_| {
+            vec![Address {
+                host: self.host.clone(),
+                port: None,
+            }]
+        })
+    }
+
+    /// The URL of the websocket at `address` (ws, wss).
+    pub(crate) fn websocket_url(&self, address: &Address) -> String {
+        format!(
+            "{}://{}{}",
+            self.protocol,
+            address.authority(self.port()),
+            self.path
+        )
+    }
+
+    /// One broker's address as shown in logs, health and metrics (never with a password).
+    pub fn endpoint_of(&self, address: &Address) -> String {
         let user = self
             .user
             .as_deref()
@@ -149,11 +174,23 @@ impl MqttConfig {
             ""
         };
         format!(
-            "{}://{user}{}:{}{path}",
+            "{}://{user}{}{path}",
             self.protocol,
-            self.host,
-            self.port()
+            address.authority(self.port())
         )
+    }
+
+    /// Every broker of the list as [`endpoint_of`](Self::endpoint_of) shows it.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.addresses()
+            .iter()
+            .map(|address| self.endpoint_of(address))
+            .collect()
+    }
+
+    /// The brokers' addresses as shown in logs (never with a password).
+    pub fn endpoint(&self) -> String {
+        self.endpoints().join(", ")
     }
 }
 
@@ -179,5 +216,14 @@ mod tests {
             ..MqttConfig::default()
         };
         assert_eq!(cfg.endpoint(), "wss://u@eventbus:1/eventbus");
+        let cfg = MqttConfig {
+            host: "a,b:1884,[::1]".into(),
+            ..MqttConfig::default()
+        };
+        assert_eq!(
+            cfg.endpoints(),
+            ["mqtt://a:1883", "mqtt://b:1884", "mqtt://[::1]:1883"]
+        );
+        assert_eq!(cfg.addresses()[1].port, Some(1884));
     }
 }

@@ -1,9 +1,11 @@
-//! The task that drives the MQTT client: connects, notices a loss, reconnects (at once, then
-//! pauses doubling from 50 ms to the reconnect interval, with jitter), subscribes again on
-//! every connect, completes publishes when sent or acknowledged, and routes each message to
-//! the queue of every subscription whose filter matches its topic.
+//! The task that drives the MQTT client: connects, notices a loss, reconnects (to the next
+//! broker of the list at once; after a full round of failures it pauses, the pauses doubling
+//! from 50 ms to the reconnect interval, with jitter), subscribes again on every connect,
+//! completes publishes when sent or acknowledged, and routes each message to the queue of
+//! every subscription whose filter matches its topic.
 //!
-//! The pauses between attempts are [`super::backoff`]'s.
+//! The pauses between rounds are [`super::backoff`]'s; the order of the brokers is
+//! [`crate::broker_list`]'s.
 
 use crate::metrics::bus::Dropped;
 use std::{sync::Arc, time::Duration};
@@ -17,6 +19,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use super::{
     config::MqttConfig, tls, topic, MqttError, MqttMessage, MqttState, MqttSubState, Shared, State,
 };
+use crate::broker_list::{Address, Brokers};
 
 /// Requests (publishes, subscriptions) the client holds before the event loop takes them.
 const REQUEST_CAPACITY: usize = 1024;
@@ -58,12 +61,52 @@ pub(super) fn client_with(
     id: String,
     will: Option<&super::Will>,
 ) -> Result<(AsyncClient, EventLoop), String> {
+    let first = cfg.addresses().swap_remove(0);
+    let options = options(cfg, id, will, &first)?;
+    let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+    let timeout = cfg.timeout.as_secs().max(1);
+    eventloop.network_options.set_connection_timeout(timeout);
+    Ok((client, eventloop))
+}
+
+/// After a failed attempt or a lost connection: moves `brokers` on and points `eventloop`
+/// at the next broker (same client id and will). True when every broker of the list failed
+/// in a row: the caller then pauses.
+pub(super) fn next_broker(
+    cfg: &MqttConfig,
+    brokers: &Brokers,
+    eventloop: &mut EventLoop,
+    will: Option<&super::Will>,
+) -> bool {
+    let round_done = brokers.failed();
+    let addresses = cfg.addresses();
+    if let (true, Some(address)) = (addresses.len() > 1, addresses.get(brokers.current())) {
+        let id = eventloop.mqtt_options.client_id();
+        match options(cfg, id, will, address) {
+            Ok(options) => eventloop.mqtt_options = options,
+            Err(err) => tracing::warn!(
+                target: "brewblox_host::mqtt",
+                "MQTT broker {} skipped: {err}",
+                brokers.current_label()
+            ),
+        }
+    }
+    round_done
+}
+
+/// The client options for the broker at `address`.
+fn options(
+    cfg: &MqttConfig,
+    id: String,
+    will: Option<&super::Will>,
+    address: &Address,
+) -> Result<MqttOptions, String> {
     let host = if cfg.protocol.is_websocket() {
-        format!("{}://{}:{}{}", cfg.protocol, cfg.host, cfg.port(), cfg.path)
+        cfg.websocket_url(address)
     } else {
-        cfg.host.clone()
+        address.host.clone()
     };
-    let mut options = MqttOptions::new(id, host, cfg.port());
+    let mut options = MqttOptions::new(id, host, address.port.unwrap_or(cfg.port()));
     if let Some(will) = will {
         options.set_last_will(LastWill::new(
             will.topic.clone(),
@@ -87,10 +130,7 @@ pub(super) fn client_with(
         super::Protocol::Wss => Transport::wss_with_config(rustls_config(cfg)?),
     };
     options.set_transport(transport);
-    let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
-    let timeout = cfg.timeout.as_secs().max(1);
-    eventloop.network_options.set_connection_timeout(timeout);
-    Ok((client, eventloop))
+    Ok(options)
 }
 
 /// rumqttc pings after one interval of silence and gives up when the next comes without an
@@ -185,6 +225,10 @@ pub(super) async fn run(shared: Arc<Shared>, mut eventloop: EventLoop) {
                     break;
                 }
                 lost(&shared, &mut eventloop, &err, &mut warned);
+                if !next_broker(&shared.cfg, &shared.brokers, &mut eventloop, None) {
+                    // The next broker of the list, at once.
+                    continue;
+                }
                 let wait = backoff.next_wait();
                 tokio::select! {
                     _ = stop.changed() => break,
@@ -207,10 +251,11 @@ fn connected(shared: &Shared) {
         .bus
         .connection(super::BUS, super::BUS, true, reconnect);
     state.status = MqttState::Connected;
+    shared.brokers.connected();
     tracing::info!(
         target: "brewblox_host::mqtt",
         "Connected to MQTT broker {}",
-        shared.cfg.endpoint()
+        shared.brokers.current_label()
     );
     let mut asked: Vec<(String, QoS)> = Vec::new();
     for (sub, _) in &state.subs {
@@ -272,11 +317,11 @@ fn lost(shared: &Shared, eventloop: &mut EventLoop, err: &ConnectionError, warne
         ),
         other => format!("{other}"),
     };
+    let text = format!("{}: {text}", shared.brokers.current_label());
     if was_connected || !*warned {
         tracing::warn!(
             target: "brewblox_host::mqtt",
-            "MQTT broker {} {}: {text}; reconnecting",
-            shared.cfg.endpoint(),
+            "MQTT broker {}: {text}; reconnecting",
             if was_connected { "lost" } else { "unreachable" },
         );
         *warned = true;

@@ -84,7 +84,8 @@ pub enum MqttState {
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MqttHealth {
     pub state: MqttState,
-    /// The broker's URL.
+    /// The broker of the address list in use (no password); while not connected, the one
+    /// tried next.
     pub broker: String,
     pub reconnects: u64,
     pub last_error: Option<String>,
@@ -132,6 +133,8 @@ pub(crate) struct State {
 
 pub(crate) struct Shared {
     pub cfg: MqttConfig,
+    /// The broker list of the main connection: the one tried next, or in use.
+    pub brokers: crate::broker_list::Brokers,
     pub client: AsyncClient,
     pub state: Mutex<State>,
     pub connected: watch::Sender<bool>,
@@ -179,6 +182,7 @@ impl MqttBus {
         let (client, eventloop) = connection::client(&cfg)?;
         Ok(MqttBus {
             inner: Arc::new(Shared {
+                brokers: crate::broker_list::Brokers::new(BUS, Some(BUS), cfg.endpoints()),
                 cfg,
                 client,
                 state: Mutex::new(State {
@@ -519,7 +523,11 @@ impl MqttBus {
         let state = self.inner.lock();
         MqttHealth {
             state: state.status,
-            broker: self.inner.cfg.endpoint(),
+            broker: self
+                .inner
+                .brokers
+                .in_use()
+                .unwrap_or_else(|| self.inner.brokers.current_label().to_owned()),
             reconnects: state.reconnects,
             last_error: state.last_error.clone(),
             wills: self.current_wills(),

@@ -20,6 +20,7 @@ use serde::Serialize;
 use tokio::{sync::watch, task::JoinHandle};
 
 use super::{config::MqttConfig, connection, Will};
+use crate::broker_list::Brokers;
 
 /// One will in `/_service/health`'s `mqtt.wills`.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -46,6 +47,9 @@ impl WillHolder {
     pub fn start(cfg: &MqttConfig, plugin: &str, will: Will, n: u64) -> Result<Self, String> {
         let id = format!("{}-will-{n}", connection::client_id(cfg));
         let (client, mut eventloop) = connection::client_with(cfg, id, Some(&will))?;
+        // A will's connection follows the broker list on its own; it has no metrics.
+        let brokers = Brokers::new(super::BUS, None, cfg.endpoints());
+        let (cfg, last_will) = (cfg.clone(), will.clone());
         let (held_tx, held) = watch::channel(false);
         let stop = watch::channel(false).0;
         let mut stopped = stop.subscribe();
@@ -60,6 +64,7 @@ impl WillHolder {
                 match event {
                     Ok(Event::Incoming(Incoming::ConnAck(_))) => {
                         backoff.connected();
+                        brokers.connected();
                         held_tx.send_replace(true);
                     }
                     Ok(Event::Outgoing(Outgoing::Disconnect)) => {
@@ -78,6 +83,14 @@ impl WillHolder {
                             );
                         }
                         eventloop.clean();
+                        if !connection::next_broker(
+                            &cfg,
+                            &brokers,
+                            &mut eventloop,
+                            Some(&last_will),
+                        ) {
+                            continue;
+                        }
                         let wait = backoff.next_wait();
                         tokio::select! {
                             _ = stopped.changed() => break,

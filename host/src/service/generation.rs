@@ -284,12 +284,14 @@ fn operator_page(
 ) -> Vec<(String, axum::routing::MethodRouter)> {
     use http::{health::BusKind, ui::overview};
     crate::window::start();
+    // With a broker list, the first broker stands for the list (health shows the one in use).
+    let first = |endpoints: Vec<String>| endpoints.into_iter().next().unwrap_or_default();
     let mut brokers = Vec::new();
     if settings.fleet.amqp {
-        brokers.push((BusKind::Amqp, settings.bus_config().endpoint()));
+        brokers.push((BusKind::Amqp, first(settings.bus_config().endpoints())));
     }
     if settings.fleet.mqtt {
-        brokers.push((BusKind::Mqtt, settings.mqtt_config().endpoint()));
+        brokers.push((BusKind::Mqtt, first(settings.mqtt_config().endpoints())));
     }
     let routes = plugin_routes
         .iter()

@@ -385,6 +385,7 @@ fn full_report() -> HealthReport {
         reconnects: 1,
         last_error: Some("reset".into()),
         blocked: false,
+        broker: Some("amqp://guest@eventbus:5672/%2f".into()),
     };
     HealthReport {
         status: HealthStatus::Unhealthy,
@@ -407,6 +408,7 @@ fn full_report() -> HealthReport {
             state: BusState::Connected,
             reconnects: 2,
             last_error: None,
+            broker: Some("amqp://guest@eventbus:5672/%2f".into()),
             listener: link.clone(),
             publisher: link,
             subscriptions: vec![SubscriptionHealth {
