@@ -506,3 +506,35 @@ pub fn urlencode(text: &str) -> String {
         })
         .collect()
 }
+
+/// A multi-threaded tokio runtime for a test's async peers (MQTT clients, AMQP consumers),
+/// beside the synchronous host harness.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a test's tokio runtime")
+}
+
+/// Reads from a raw client connection until the server closes it (`Ok` with what came) or
+/// `limit` passes (`Err`).
+pub fn read_until_closed(
+    stream: &mut std::net::TcpStream,
+    limit: Duration,
+) -> std::io::Result<String> {
+    use std::io::Read;
+    stream.set_read_timeout(Some(limit))?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return Ok(String::from_utf8_lossy(&got).into_owned()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Ok(String::from_utf8_lossy(&got).into_owned())
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}

@@ -8,7 +8,7 @@ use std::{collections::HashSet, time::Duration};
 
 use futures::StreamExt;
 use integration_tests::{
-    amqp::unique, cluster::RabbitCluster, testkit_received, wait_until, Host, PluginDir,
+    amqp::unique, cluster::RabbitCluster, runtime, testkit_received, wait_until, Host, PluginDir,
 };
 use lapin::{
     options::{BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
@@ -19,14 +19,6 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 const SECS: Duration = Duration::from_secs(30);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// A consumer on `url` of everything on `exchange` (declared like the host does), its
 /// messages' bodies in the channel. The connection lives as long as the runtime.

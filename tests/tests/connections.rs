@@ -1,30 +1,9 @@
 //! Clients that never finish, file-descriptor exhaustion, and the listening address: the
 //! server bounds every wait on a client and keeps accepting whatever clients do.
 
-use std::{
-    io::{Read, Write},
-    net::TcpStream,
-    time::Duration,
-};
+use std::{io::Write, net::TcpStream, time::Duration};
 
-use integration_tests::{wait_until, Host, PluginDir};
-
-/// Reads until the server closes the connection (`Ok` with what came) or `limit` passes.
-fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> std::io::Result<String> {
-    stream.set_read_timeout(Some(limit))?;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return Ok(String::from_utf8_lossy(&got).into_owned()),
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => {
-                return Ok(String::from_utf8_lossy(&got).into_owned())
-            }
-            Err(err) => return Err(err),
-        }
-    }
-}
+use integration_tests::{read_until_closed, wait_until, Host, PluginDir};
 
 fn host_with(args: &[&str]) -> (Host, PluginDir) {
     let dir = PluginDir::new();

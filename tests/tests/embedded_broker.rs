@@ -6,7 +6,7 @@
 
 use std::{net::TcpListener, time::Duration};
 
-use integration_tests::{free_port, mqtt::Peer, wait_until, Host, PluginDir};
+use integration_tests::{free_port, mqtt::Peer, runtime, wait_until, Host, PluginDir};
 use serde_json::Value;
 
 const NAME: &str = "embedded_svc";
@@ -14,14 +14,6 @@ const NAME: &str = "embedded_svc";
 fn state_data(publish: &rumqttc::Publish) -> Value {
     let event: Value = serde_json::from_slice(&publish.payload).expect("JSON state event");
     event["data"].clone()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 #[test]

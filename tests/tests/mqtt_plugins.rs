@@ -7,19 +7,11 @@ use std::time::Duration;
 
 use integration_tests::{
     mqtt::{rumqttc::QoS, Mosquitto, Peer},
-    wait_until, Host, PluginDir,
+    runtime, wait_until, Host, PluginDir,
 };
 use serde_json::{json, Value};
 
 const SECS: Duration = Duration::from_secs(10);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn device_host(broker: &Mosquitto, name: &str) -> Host {
     let plugins = PluginDir::with(&["device-plugin"]);

@@ -10,19 +10,11 @@ use std::time::{Duration, Instant};
 
 use integration_tests::{
     mqtt::{rumqttc::QoS, Mosquitto, Peer},
-    wait_until, Host, PluginDir,
+    runtime, wait_until, Host, PluginDir,
 };
 use serde_json::{json, Value};
 
 const SECS: Duration = Duration::from_secs(10);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn json_of(p: &integration_tests::mqtt::rumqttc::Publish) -> Value {
     serde_json::from_slice(&p.payload).unwrap_or(Value::Null)

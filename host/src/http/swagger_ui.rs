@@ -134,8 +134,14 @@ impl Asset {
 }
 
 /// The vendored files by name, hashed once per process.
-static STATIC_FILES: LazyLock<HashMap<&'static str, Asset>> = LazyLock::new(|| {
-    FILES
+static STATIC_FILES: LazyLock<HashMap<&'static str, Asset>> = LazyLock::new(|| immutable(FILES));
+
+/// Embedded files, `(name, bytes, content type)`, as assets by name that never change for the
+/// life of the process (their URLs carry a content hash).
+pub(crate) fn immutable(
+    files: &'static [(&'static str, &'static [u8], &'static str)],
+) -> HashMap<&'static str, Asset> {
+    files
         .iter()
         .map(|(name, bytes, content_type)| {
             (
@@ -144,7 +150,7 @@ static STATIC_FILES: LazyLock<HashMap<&'static str, Asset>> = LazyLock::new(|| {
             )
         })
         .collect()
-});
+}
 
 /// Escapes text for HTML.
 pub(crate) fn escape_html(text: &str) -> String {

@@ -28,7 +28,7 @@ use axum::{
 
 use super::{
     errors,
-    swagger_ui::{escape_html, Asset, CACHE_IMMUTABLE, CACHE_REVALIDATE},
+    swagger_ui::{escape_html, immutable, Asset, CACHE_REVALIDATE},
 };
 use overview::OverviewSources;
 
@@ -54,17 +54,7 @@ const FILES: &[(&str, &[u8], &str)] = &[
     ),
 ];
 
-static STATIC_FILES: LazyLock<HashMap<&'static str, Asset>> = LazyLock::new(|| {
-    FILES
-        .iter()
-        .map(|(name, bytes, content_type)| {
-            (
-                *name,
-                Asset::new(Bytes::from_static(bytes), content_type, CACHE_IMMUTABLE),
-            )
-        })
-        .collect()
-});
+static STATIC_FILES: LazyLock<HashMap<&'static str, Asset>> = LazyLock::new(|| immutable(FILES));
 
 /// The page of service `name`, its files referred to with their content hash.
 fn index_page(name: &str) -> String {
