@@ -13,7 +13,7 @@ use clap::{Arg, Command};
 use plugin_abi::ArgKind;
 
 use crate::{
-    app::{plugin_arg_specs, EXIT_FAILURE, EXIT_USAGE},
+    boot::{plugin_arg_specs, EXIT_FAILURE, EXIT_USAGE},
     cli::DEFAULT_PLUGINS,
     plugins::loader::{self, shown, LoadedPlugin},
 };

@@ -11,9 +11,12 @@
 //!   delivery to a handler ended, for both;
 //! - [`metrics`]: the Prometheus metrics of the process;
 //! - [`service`]: the running service, its generations of plugins and hot reload;
-//! - [`app`], [`check`] and [`shutdown`]: the process, `brewblox-host check`, and signals.
+//! - [`reloads`]: the record of reloads that health and the operator page show;
+//! - [`app`], [`boot`], [`check`] and [`shutdown`]: the process, what a start and a reload
+//!   read and load, `brewblox-host check`, and signals.
 
 pub mod app;
+pub mod boot;
 pub mod broker;
 pub mod broker_list;
 pub mod bus;
@@ -26,6 +29,7 @@ pub mod metrics;
 pub mod mqtt;
 pub mod names;
 pub mod plugins;
+pub mod reloads;
 pub mod service;
 pub mod shutdown;
 pub mod sync;

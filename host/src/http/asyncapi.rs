@@ -429,7 +429,7 @@ mod tests {
             context::{HostServices, PluginState},
             routes::RouteTable,
         },
-        service::reloads::ReloadLog,
+        reloads::ReloadLog,
     };
 
     /// A plugin `name` that declared `declarations` (JSON).

@@ -50,7 +50,7 @@ use crate::{
     bus::{BusHealth, BusState},
     mqtt::{MqttHealth, MqttState},
     plugins::context::{HostServices, PluginState, PluginStatus},
-    service::reloads::{ReloadLog, ReloadReport},
+    reloads::{ReloadLog, ReloadReport},
 };
 
 /// What the health report reads.

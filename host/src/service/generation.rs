@@ -27,7 +27,7 @@ use crate::{
     },
 };
 
-use super::reloads::ReloadLog;
+use crate::reloads::ReloadLog;
 use crate::sync::Unpoisoned;
 
 /// A started plugin set and the app serving it.

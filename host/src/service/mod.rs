@@ -10,7 +10,7 @@
 //! listening socket, same eventbus connections throughout.
 
 pub mod generation;
-pub mod reloads;
+
 pub mod watch;
 
 use std::{ffi::OsString, future::Future, process::ExitCode, sync::Arc};
@@ -19,8 +19,9 @@ use arc_swap::ArcSwap;
 use tokio::{net::TcpListener, sync::mpsc};
 
 use crate::plugins::handover::{GenerationLife, HandoverReport};
+use crate::reloads::ReloadLog;
 use crate::{
-    app::{self, EXIT_FAILURE},
+    boot::{self, EXIT_FAILURE},
     bus::EventBus,
     cli::Settings,
     http::{
@@ -31,7 +32,6 @@ use crate::{
     shutdown::{Received, Signals},
 };
 use generation::Generation;
-use reloads::ReloadLog;
 
 /// What the process has when the service starts.
 pub struct Boot {
@@ -290,7 +290,7 @@ impl Service {
     /// failure the current ones go on. `Err` says why, for the log and health.
     async fn reload(&mut self) -> Result<Vec<HandoverReport>, String> {
         let args = self.args.clone();
-        let prepared = tokio::task::spawn_blocking(move || app::prepare(args))
+        let prepared = tokio::task::spawn_blocking(move || boot::prepare(args))
             .await
             .map_err(|err| format!("loading panicked: {err}"))?
             .map_err(|err| {

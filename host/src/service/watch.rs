@@ -21,8 +21,8 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::reloads::ReloadLog;
 use crate::plugins::{elf_check, loader::shown};
+use crate::reloads::ReloadLog;
 
 const POLL: Duration = Duration::from_millis(500);
 const QUIET: Duration = Duration::from_secs(1);

@@ -35,7 +35,7 @@ use crate::{
         context::{HostServices, PluginState, PluginStatus},
         routes::RouteTable,
     },
-    service::reloads::{LastReload, ReloadLog, ReloadReport},
+    reloads::{LastReload, ReloadLog, ReloadReport},
 };
 
 const NAME: &str = "svc";

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::{
     http::health::{self, BusKind, HealthReport, HealthSources, HealthStatus, PluginStateName},
-    service::reloads::LastReload,
+    reloads::LastReload,
     window::{
         self,
         prom_text::{Sample, Scrape},
