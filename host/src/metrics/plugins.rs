@@ -18,7 +18,6 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::plugins::context::{PluginState, PluginStatus};
 use crate::sync::Unpoisoned;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -31,17 +30,28 @@ pub struct ReloadLabel {
     pub outcome: &'static str,
 }
 
+/// What the metrics read of a running plugin. Implemented by the plugins layer, which
+/// depends on the metrics and not the other way round.
+pub trait PluginView: Send + Sync {
+    fn name(&self) -> &str;
+    fn version(&self) -> &str;
+    /// `loaded`, `running`, `failed`, `stopping` or `stopped`.
+    fn state_name(&self) -> &'static str;
+    /// Its background tasks (and repeaters) running now.
+    fn running_tasks(&self) -> usize;
+}
+
 /// A plugin of a live generation, as the collector reads it.
 struct Tracked {
     generation: u64,
     build: String,
-    state: Arc<PluginState>,
+    state: Arc<dyn PluginView>,
 }
 
 impl std::fmt::Debug for Tracked {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tracked")
-            .field("plugin", &self.state.name)
+            .field("plugin", &self.state.name())
             .field("generation", &self.generation)
             .finish()
     }
@@ -95,7 +105,7 @@ impl PluginMetrics {
 
     /// Shows the plugins of a new generation until the returned guard is dropped.
     /// `plugins`: each plugin's state and build id.
-    pub fn track(&self, plugins: Vec<(Arc<PluginState>, Option<String>)>) -> Tracking {
+    pub fn track(&self, plugins: Vec<(Arc<dyn PluginView>, Option<String>)>) -> Tracking {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let mut live = self.live.plugins.locked();
         live.extend(plugins.into_iter().map(|(state, build)| Tracked {
@@ -163,16 +173,6 @@ struct TaskLabels {
     generation: u64,
 }
 
-fn state_name(status: &PluginStatus) -> &'static str {
-    match status {
-        PluginStatus::Loaded => "loaded",
-        PluginStatus::Running => "running",
-        PluginStatus::Failed(_) => "failed",
-        PluginStatus::Stopping => "stopping",
-        PluginStatus::Stopped => "stopped",
-    }
-}
-
 impl Collector for LiveCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         let live = self.0.plugins.locked();
@@ -184,11 +184,11 @@ impl Collector for LiveCollector {
         )?;
         for plugin in live.iter() {
             let labels = StateLabels {
-                plugin: plugin.state.name.clone(),
-                version: plugin.state.version.clone(),
+                plugin: plugin.state.name().to_owned(),
+                version: plugin.state.version().to_owned(),
                 build: plugin.build.clone(),
                 generation: plugin.generation,
-                state: state_name(&plugin.state.status()),
+                state: plugin.state.state_name(),
             };
             ConstGauge::new(1i64).encode(states.encode_family(&labels)?)?;
         }
@@ -200,10 +200,10 @@ impl Collector for LiveCollector {
         )?;
         for plugin in live.iter() {
             let labels = TaskLabels {
-                plugin: plugin.state.name.clone(),
+                plugin: plugin.state.name().to_owned(),
                 generation: plugin.generation,
             };
-            let running = plugin.state.tasks.running().len() as i64;
+            let running = plugin.state.running_tasks() as i64;
             ConstGauge::new(running).encode(tasks.encode_family(&labels)?)?;
         }
         Ok(())

@@ -56,6 +56,30 @@ pub struct PluginState {
     pub publications: Mutex<Vec<plugin_abi::asyncapi::Publication>>,
 }
 
+impl crate::metrics::plugins::PluginView for PluginState {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn version(&self) -> &str {
+        &self.version
+    }
+
+    fn state_name(&self) -> &'static str {
+        match self.status() {
+            PluginStatus::Loaded => "loaded",
+            PluginStatus::Running => "running",
+            PluginStatus::Failed(_) => "failed",
+            PluginStatus::Stopping => "stopping",
+            PluginStatus::Stopped => "stopped",
+        }
+    }
+
+    fn running_tasks(&self) -> usize {
+        self.tasks.running().len()
+    }
+}
+
 impl PluginState {
     pub fn new(name: &str, version: &str) -> Self {
         PluginState {

@@ -71,7 +71,11 @@ impl Generation {
             plugins
                 .iter()
                 .zip(&loaded.plugins)
-                .map(|(running, plugin)| (Arc::clone(&running.state), plugin.build_id.clone()))
+                .map(|(running, plugin)| {
+                    let view: Arc<dyn crate::metrics::plugins::PluginView> =
+                        Arc::clone(&running.state) as _;
+                    (view, plugin.build_id.clone())
+                })
                 .collect(),
         );
         if let Err(err) =
