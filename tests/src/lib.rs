@@ -412,6 +412,19 @@ impl Host {
             .expect("POST")
     }
 
+    /// `POST` of `body`'s JSON text, with no content type (as the original's clients send
+    /// it): the status code and the answer's text.
+    pub fn post_text(&self, path: &str, body: serde_json::Value) -> (u16, String) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .body(body.to_string())
+            .send()
+            .expect("POST");
+        let status = response.status().as_u16();
+        (status, response.text().expect("an answer's text"))
+    }
+
     /// `GET /_service/health`: its status code and its report.
     pub fn health(&self) -> (u16, serde_json::Value) {
         let response = self.get("/_service/health");

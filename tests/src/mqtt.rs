@@ -282,3 +282,29 @@ impl Drop for Peer {
         self.task.abort();
     }
 }
+
+/// Publishes `topic` on `broker` from a fresh client and waits (at most `timeout`) until the
+/// history plugin of `host` holds it.
+pub fn reaches_history(
+    rt: &tokio::runtime::Runtime,
+    broker: &Mosquitto,
+    host: &crate::Host,
+    topic: &str,
+    timeout: Duration,
+) {
+    let peer = rt.block_on(Peer::connect(broker.port, &[]));
+    rt.block_on(async {
+        peer.client
+            .publish(topic, QoS::AtLeastOnce, false, "1")
+            .await
+            .expect("publish")
+    });
+    assert!(
+        crate::wait_until(timeout, || host
+            .get("/history/last")
+            .json::<serde_json::Value>()
+            .is_ok_and(|last| last.get(topic).is_some())),
+        "{topic} never reached the history:\n{}",
+        host.stderr.text()
+    );
+}

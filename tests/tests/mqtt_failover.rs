@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use integration_tests::{
-    mqtt::{rumqttc::QoS, Mosquitto, Peer},
+    mqtt::{reaches_history, Mosquitto, Peer},
     runtime, wait_until, Host, PluginDir,
 };
 use serde_json::Value;
@@ -51,25 +51,6 @@ fn uses(host: &Host, broker: &Mosquitto) {
     );
 }
 
-/// Publishes `topic` on `broker` from a fresh client and waits until the history holds it.
-fn reaches_history(rt: &tokio::runtime::Runtime, broker: &Mosquitto, host: &Host, topic: &str) {
-    let peer = rt.block_on(Peer::connect(broker.port, &[]));
-    rt.block_on(async {
-        peer.client
-            .publish(topic, QoS::AtLeastOnce, false, "1")
-            .await
-            .unwrap()
-    });
-    assert!(
-        wait_until(SECS, || host
-            .get("/history/last")
-            .json::<Value>()
-            .is_ok_and(|last| last.get(topic).is_some())),
-        "{topic} never reached the history:\n{}",
-        host.stderr.text()
-    );
-}
-
 /// The value of `eventbus_broker_info` for `broker` on the MQTT connection, if present.
 fn broker_info(host: &Host, broker: &Mosquitto) -> Option<String> {
     let text = host.get("/_service/metrics").text().unwrap();
@@ -90,13 +71,13 @@ fn the_host_moves_to_the_next_broker_when_the_one_in_use_dies_and_back() {
     let list = format!("127.0.0.1:{},127.0.0.1:{}", first.port, second.port);
     let host = history_host(("arg", &list));
     uses(&host, &first);
-    reaches_history(&rt, &first, &host, "brewcast/on/first");
+    reaches_history(&rt, &first, &host, "brewcast/on/first", SECS);
     assert_eq!(broker_info(&host, &first).as_deref(), Some("1"));
     assert_eq!(broker_info(&host, &second), None, "never used yet");
 
     first.down();
     uses(&host, &second);
-    reaches_history(&rt, &second, &host, "brewcast/on/second");
+    reaches_history(&rt, &second, &host, "brewcast/on/second", SECS);
     assert_eq!(broker_info(&host, &second).as_deref(), Some("1"));
     assert_eq!(broker_info(&host, &first).as_deref(), Some("0"));
     assert!(health(&host)["mqtt"]["reconnects"].as_u64() >= Some(1));
@@ -105,7 +86,7 @@ fn the_host_moves_to_the_next_broker_when_the_one_in_use_dies_and_back() {
     first.up();
     second.down();
     uses(&host, &first);
-    reaches_history(&rt, &first, &host, "brewcast/on/first/again");
+    reaches_history(&rt, &first, &host, "brewcast/on/first/again", SECS);
     assert_eq!(broker_info(&host, &first).as_deref(), Some("1"));
     assert_eq!(broker_info(&host, &second).as_deref(), Some("0"));
 }
@@ -118,7 +99,7 @@ fn a_broker_that_refuses_at_start_is_skipped_and_the_list_may_come_from_the_envi
     let list = format!("127.0.0.1:{}, 127.0.0.1:{}", dead.port, live.port);
     let host = history_host(("env", &list));
     uses(&host, &live);
-    reaches_history(&rt, &live, &host, "brewcast/on/live");
+    reaches_history(&rt, &live, &host, "brewcast/on/live", SECS);
     assert_eq!(broker_info(&host, &live).as_deref(), Some("1"));
     assert_eq!(broker_info(&host, &dead), None, "never in use");
 }

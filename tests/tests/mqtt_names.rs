@@ -12,23 +12,9 @@ use serde_json::{json, Value};
 
 const SECS: Duration = Duration::from_secs(10);
 
-fn post(host: &Host, path: &str, body: Value) -> (u16, String) {
-    let response = host
-        .client
-        .post(host.url(path))
-        .body(body.to_string())
-        .send()
-        .unwrap();
-    (response.status().as_u16(), response.text().unwrap())
-}
-
 #[test]
 fn names_the_broker_refuses_are_a_400_and_the_connection_stays_up() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = integration_tests::runtime();
     let broker = Mosquitto::start();
     let plugins = PluginDir::with(&["hello-plugin"]);
     let host = Host::builder(plugins.path())
@@ -46,19 +32,16 @@ fn names_the_broker_refuses_are_a_400_and_the_connection_stays_up() {
         "x/\u{fdd0}",
         &deep,
     ] {
-        let (status, text) = post(&host, "/_debug/subscribe", json!({ "topic": topic }));
+        let (status, text) = host.post_text("/_debug/subscribe", json!({ "topic": topic }));
         assert_eq!(status, 400, "{topic:?}: {text}");
         let error: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(error["field"], "topic", "{text}");
-        let (status, text) = post(
-            &host,
-            "/_debug/publish",
-            json!({ "topic": topic, "message": 1 }),
-        );
+        let (status, text) =
+            host.post_text("/_debug/publish", json!({ "topic": topic, "message": 1 }));
         assert_eq!(status, 400, "{topic:?}: {text}");
     }
     // The sentinel: a subscription made after them works, on the first connection.
-    let (status, text) = post(&host, "/_debug/subscribe", json!({"topic": "ok/#"}));
+    let (status, text) = host.post_text("/_debug/subscribe", json!({"topic": "ok/#"}));
     assert_eq!(status, 200, "{text}");
     let peer = rt.block_on(Peer::connect(broker.port, &[]));
     rt.block_on(async {

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use integration_tests::{
-    mqtt::{rumqttc::QoS, Mosquitto, Peer},
+    mqtt::{reaches_history, rumqttc::QoS, Mosquitto, Peer},
     runtime, wait_until, Host, PluginDir,
 };
 use serde_json::{json, Value};
@@ -191,16 +191,6 @@ fn history_records_mqtt_messages_of_any_payload_keyed_by_topic() {
     assert_eq!(recent[0]["message"], json!({"x": 1}));
 }
 
-fn post(host: &Host, path: &str, body: Value) -> (u16, String) {
-    let response = host
-        .client
-        .post(host.url(path))
-        .body(body.to_string())
-        .send()
-        .unwrap();
-    (response.status().as_u16(), response.text().unwrap())
-}
-
 #[test]
 fn debug_routes_speak_mqtt() {
     let rt = runtime();
@@ -213,8 +203,7 @@ fn debug_routes_speak_mqtt() {
     assert!(wait_until(SECS, || host.get("/_service/health").status() == 200));
     let mut peer = rt.block_on(Peer::connect(broker.port, &["dbg/#"]));
 
-    let (status, text) = post(
-        &host,
+    let (status, text) = host.post_text(
         "/_debug/publish",
         json!({"topic": "dbg/out", "message": {"a": 1}, "retain": true}),
     );
@@ -225,7 +214,7 @@ fn debug_routes_speak_mqtt() {
         ("dbg/out", json!({"a": 1}))
     );
 
-    let (status, text) = post(&host, "/_debug/subscribe", json!({"topic": "dbg/in/#"}));
+    let (status, text) = host.post_text("/_debug/subscribe", json!({"topic": "dbg/in/#"}));
     assert_eq!(status, 200, "{text}");
     rt.block_on(async {
         peer.client
@@ -247,13 +236,12 @@ fn debug_routes_speak_mqtt() {
             "retain",
         ),
     ] {
-        let (status, text) = post(&host, "/_debug/publish", body.clone());
+        let (status, text) = host.post_text("/_debug/publish", body.clone());
         assert_eq!(status, 400, "{body}: {text}");
         let error: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(error["field"], field, "{body}");
     }
-    let (status, text) = post(
-        &host,
+    let (status, text) = host.post_text(
         "/_debug/publish",
         json!({"exchange": "e", "routing": "r", "message": 1}),
     );
@@ -301,25 +289,6 @@ fn history_host(broker: &Mosquitto, extra: &[&str]) -> Host {
     host
 }
 
-/// Publishes `topic` from a fresh client and waits until the history holds it.
-fn reaches_history(rt: &tokio::runtime::Runtime, broker: &Mosquitto, host: &Host, topic: &str) {
-    let peer = rt.block_on(Peer::connect(broker.port, &[]));
-    rt.block_on(async {
-        peer.client
-            .publish(topic, QoS::AtLeastOnce, false, "1")
-            .await
-            .unwrap()
-    });
-    assert!(
-        wait_until(SECS, || host
-            .get("/history/last")
-            .json::<Value>()
-            .is_ok_and(|last| last.get(topic).is_some())),
-        "{topic} never reached the history:\n{}",
-        host.stderr.text()
-    );
-}
-
 #[test]
 fn a_connection_the_broker_kills_is_reconnected_and_resubscribed() {
     let rt = runtime();
@@ -332,7 +301,7 @@ fn a_connection_the_broker_kills_is_reconnected_and_resubscribed() {
         .is_some_and(|n| n >= 1)));
     drop(intruder);
     assert!(wait_until(SECS, || health(&host)["mqtt"]["state"] == "connected"));
-    reaches_history(&rt, &broker, &host, "brewcast/after/takeover");
+    reaches_history(&rt, &broker, &host, "brewcast/after/takeover", SECS);
 }
 
 #[test]
@@ -355,7 +324,7 @@ fn a_silent_broker_is_dropped_within_the_keepalive() {
     );
     broker.thaw();
     assert!(wait_until(SECS, || health(&host)["mqtt"]["state"] == "connected"));
-    reaches_history(&rt, &broker, &host, "brewcast/after/freeze");
+    reaches_history(&rt, &broker, &host, "brewcast/after/freeze", SECS);
 }
 
 #[test]
@@ -363,7 +332,7 @@ fn a_reload_moves_mqtt_subscriptions_to_the_new_plugins() {
     let rt = runtime();
     let broker = Mosquitto::start();
     let host = history_host(&broker, &[]);
-    reaches_history(&rt, &broker, &host, "brewcast/before/reload");
+    reaches_history(&rt, &broker, &host, "brewcast/before/reload", SECS);
     host.signal(libc::SIGHUP);
     assert!(
         host.stderr.wait_for("Reloaded", SECS),
@@ -375,7 +344,7 @@ fn a_reload_moves_mqtt_subscriptions_to_the_new_plugins() {
     assert_eq!(subs.as_array().map(Vec::len), Some(1), "{subs}");
     assert_eq!(subs[0]["state"], "active", "{subs}");
     // The new history plugin receives, and kept what the old one recorded (handed over).
-    reaches_history(&rt, &broker, &host, "brewcast/after/reload");
+    reaches_history(&rt, &broker, &host, "brewcast/after/reload", SECS);
     let last: Value = host.get("/history/last").json().unwrap();
     assert!(last.get("brewcast/before/reload").is_some(), "{last}");
 }
