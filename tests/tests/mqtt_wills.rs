@@ -163,6 +163,35 @@ fn sigkill_makes_the_broker_announce_every_plugins_will() {
     assert!(retained(&rt, &broker, &kit)["data"].is_null());
 }
 
+/// The device's state updates sent while the broker was not reading them (frozen), then
+/// SIGKILL, then the broker reads everything: whichever socket it reads first, the will
+/// comes after the last state update, because both travel on the will's connection.
+#[test]
+fn a_state_update_sent_just_before_a_sigkill_never_lands_after_the_will() {
+    let rt = runtime();
+    let broker = Mosquitto::start();
+    let service = "wills_order";
+    let mut peer = rt.block_on(Peer::connect(broker.port, &["brewcast/state/#"]));
+    let (mut host, _plugins) = two_plugin_host(&broker, service);
+    let device_topic = format!("brewcast/state/{service}");
+    wait_wills_held(
+        &host,
+        &[
+            ("device-plugin", &device_topic),
+            ("testkit-plugin", &kit_topic(service)),
+        ],
+    );
+    rt.block_on(peer.until(&device_topic, SECS));
+    broker.freeze();
+    // The device publishes every 50 ms: a few periods leave an update in the broker's socket.
+    std::thread::sleep(Duration::from_millis(200));
+    host.signal(libc::SIGKILL);
+    host.wait_exit(SECS).expect("killed");
+    broker.thaw();
+    until_nulls(&rt, &mut peer, &[&device_topic]);
+    assert!(retained(&rt, &broker, &device_topic)["data"].is_null());
+}
+
 #[test]
 fn a_will_on_another_plugins_topic_is_refused_with_a_clear_error() {
     let broker = Mosquitto::start();

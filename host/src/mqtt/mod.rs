@@ -44,7 +44,7 @@ pub use config::{MqttConfig, Protocol, Will};
 pub use subscription::{MqttMessage, MqttSink, MqttSubState, MqttSubscription};
 pub use topic::{matches, validate_filter, validate_topic, TopicError, MAX_TOPIC_BYTES};
 pub use will::WillHealth;
-use will::WillHolder;
+use will::{WillHolder, WillRoute};
 
 use crate::sync::Unpoisoned;
 use subscription::SubInner;
@@ -143,8 +143,9 @@ pub(crate) struct Shared {
     pub task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The connections that carry the service's wills.
     wills: tokio::sync::Mutex<Vec<WillHolder>>,
-    /// Health's copy of the wills (the async lock above is held across connects).
-    will_health: Mutex<Vec<WillHealth>>,
+    /// The publishing side of each will's connection, for publishes on a will topic and
+    /// for health (the async lock above is held across connects).
+    will_routes: Mutex<Vec<WillRoute>>,
     next_will: AtomicU64,
     next_id: AtomicU64,
     runtime: Option<tokio::runtime::Handle>,
@@ -202,7 +203,7 @@ impl MqttBus {
                 stop: watch::channel(false).0,
                 task: Mutex::new(None),
                 wills: tokio::sync::Mutex::new(Vec::new()),
-                will_health: Mutex::new(Vec::new()),
+                will_routes: Mutex::new(Vec::new()),
                 next_will: AtomicU64::new(1),
                 next_id: AtomicU64::new(1),
                 runtime: tokio::runtime::Handle::try_current().ok(),
@@ -261,7 +262,7 @@ impl MqttBus {
             );
             holders.push(holder);
         }
-        self.refresh_will_health(&holders);
+        self.refresh_will_routes(&holders);
         Ok(())
     }
 
@@ -269,7 +270,7 @@ impl MqttBus {
     pub async fn wills_held(&self, timeout: Duration) -> bool {
         let holders = self.inner.wills.lock().await;
         let held = futures::future::join_all(holders.iter().map(|h| h.wait_held(timeout))).await;
-        self.refresh_will_health(&holders);
+        self.refresh_will_routes(&holders);
         held.into_iter().all(|h| h)
     }
 
@@ -282,10 +283,10 @@ impl MqttBus {
             .into_iter()
             .partition(|h| wanted.iter().any(|(p, w)| p == &h.plugin && w == &h.will));
         *holders = keep;
-        self.refresh_will_health(&holders);
+        self.refresh_will_routes(&holders);
         for holder in gone {
             let announce = !wanted.iter().any(|(_, w)| w.topic == holder.will.topic);
-            if announce && !self.announce(&holder.will).await {
+            if announce && !self.announce(&holder).await {
                 holder.abandon();
                 continue;
             }
@@ -293,15 +294,19 @@ impl MqttBus {
         }
     }
 
-    fn refresh_will_health(&self, holders: &[WillHolder]) {
-        *self.inner.will_health.locked() = holders.iter().map(WillHolder::health).collect();
+    fn refresh_will_routes(&self, holders: &[WillHolder]) {
+        *self.inner.will_routes.locked() = holders.iter().map(|h| h.route().clone()).collect();
     }
 
-    /// Publishes a will on the main connection (QoS 1, bounded), and logs the outcome;
-    /// whether it was published.
-    async fn announce(&self, will: &Will) -> bool {
+    /// Publishes a will (QoS 1, bounded) on its own connection, after whatever the plugin
+    /// published there, or on the main connection while that one is down; logs the
+    /// outcome; whether it was published.
+    async fn announce(&self, holder: &WillHolder) -> bool {
+        let will = &holder.will;
+        let route = Some(holder.route()).filter(|r| r.is_held());
         let sent = self
-            .send(
+            .send_on(
+                route,
                 &will.topic,
                 will.payload.clone(),
                 QoS::AtLeastOnce,
@@ -361,6 +366,8 @@ impl MqttBus {
         sent
     }
 
+    /// Sends on the connection of the will whose topic this is, while the broker holds
+    /// it (so that the will can never overtake it), else on the main connection.
     async fn send(
         &self,
         topic: &str,
@@ -369,23 +376,51 @@ impl MqttBus {
         retain: bool,
         will: bool,
     ) -> Result<(), MqttError> {
+        let route = self.will_route(topic);
+        self.send_on(route.as_ref(), topic, payload, qos, retain, will)
+            .await
+    }
+
+    /// The held will connection for `topic`, if a will has that topic.
+    fn will_route(&self, topic: &str) -> Option<WillRoute> {
+        let routes = self.inner.will_routes.locked();
+        routes
+            .iter()
+            .find(|r| r.topic == topic && r.is_held())
+            .cloned()
+    }
+
+    async fn send_on(
+        &self,
+        route: Option<&WillRoute>,
+        topic: &str,
+        payload: Vec<u8>,
+        qos: QoS,
+        retain: bool,
+        will: bool,
+    ) -> Result<(), MqttError> {
         validate_topic(topic).map_err(|e| MqttError::Invalid(e.to_string()))?;
         self.check_size(payload.len())?;
-        let (tx, rx) = oneshot::channel();
-        {
+        let rx = {
             let mut state = self.inner.lock();
             if state.stopping || (state.closing && !will) {
                 return Err(MqttError::ShuttingDown);
             }
-            if state.status != MqttState::Connected {
-                return Err(MqttError::Unavailable(self.not_connected(&state)));
+            if let Some(route) = route {
+                route.send(topic, payload, qos, retain)?
+            } else {
+                if state.status != MqttState::Connected {
+                    return Err(MqttError::Unavailable(self.not_connected(&state)));
+                }
+                let (tx, rx) = oneshot::channel();
+                self.inner
+                    .client
+                    .try_publish(topic, qos, retain, payload)
+                    .map_err(|err| MqttError::Unavailable(format!("MQTT client busy: {err}")))?;
+                state.sending.push_back((qos, tx));
+                rx
             }
-            self.inner
-                .client
-                .try_publish(topic, qos, retain, payload)
-                .map_err(|err| MqttError::Unavailable(format!("MQTT client busy: {err}")))?;
-            state.sending.push_back((qos, tx));
-        }
+        };
         match tokio::time::timeout(self.inner.cfg.timeout, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(MqttError::Unavailable("connection lost".into())),
@@ -512,11 +547,8 @@ impl MqttBus {
 
     /// The wills and whether the broker holds each now.
     fn current_wills(&self) -> Vec<WillHealth> {
-        let mut wills = self.inner.will_health.locked().clone();
-        if let Ok(holders) = self.inner.wills.try_lock() {
-            wills = holders.iter().map(WillHolder::health).collect();
-        }
-        wills
+        let routes = self.inner.will_routes.locked();
+        routes.iter().map(WillRoute::health).collect()
     }
 
     pub fn health(&self) -> MqttHealth {
@@ -567,9 +599,8 @@ impl MqttBus {
             state.closing = true;
         }
         let holders = std::mem::take(&mut *self.inner.wills.lock().await);
-        self.refresh_will_health(&[]);
-        let announced =
-            futures::future::join_all(holders.iter().map(|h| self.announce(&h.will))).await;
+        self.refresh_will_routes(&[]);
+        let announced = futures::future::join_all(holders.iter().map(|h| self.announce(h))).await;
         let mut releases = Vec::new();
         for (holder, announced) in holders.into_iter().zip(announced) {
             // A will the host could not publish is left to the broker: no DISCONNECT.
