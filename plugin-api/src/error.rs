@@ -287,6 +287,12 @@ impl Error {
         self.status.unwrap_or_else(|| self.kind.status())
     }
 
+    /// The same error with `note` after its message, in parentheses.
+    pub(crate) fn noted(mut self, note: &str) -> Self {
+        self.message = format!("{} ({note})", self.message);
+        self
+    }
+
     /// Whether the handler chose the status with [`Error::with_status`].
     pub(crate) fn has_chosen_status(&self) -> bool {
         self.status.is_some()

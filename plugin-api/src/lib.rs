@@ -79,6 +79,7 @@ mod plugin;
 mod repeater;
 mod request;
 mod response;
+mod retry;
 mod route;
 mod runtime;
 mod task;
@@ -108,6 +109,7 @@ pub use publishes::Publishes;
 pub use repeater::{Repeat, Repeater};
 pub use request::{Request, RequestBuilder};
 pub use response::{IntoResponse, Response};
+pub use retry::{Retry, MAX_RETRY_ATTEMPTS};
 pub use route::Route;
 /// The schemars crate, which derives the JSON schemas of the API documentation. With
 /// `schemars` in scope (`use plugin_api::prelude::*`), `#[derive(JsonSchema)]` needs no

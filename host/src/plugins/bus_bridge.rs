@@ -39,12 +39,16 @@ pub struct BusBridge {
     enabled: bool,
 }
 
-/// The error code a plugin sees for a bus error.
+/// The error code a plugin sees for a bus error. A nack is `UNAVAILABLE`: the broker could
+/// not take the message now (a queue without its quorum, a full queue that rejects
+/// publishes), which trying again later can cure (the SDK's `Retry` does); a channel error
+/// (an exchange of another type) is `REJECTED`, which it cannot.
 pub fn ffi_error(err: &BusError) -> FfiError {
     let code = match err {
         BusError::Timeout => error_code::TIMEOUT,
         _ if err.is_unavailable() => error_code::UNAVAILABLE,
-        BusError::Rejected(_) | BusError::Channel { .. } => error_code::REJECTED,
+        BusError::Rejected(_) => error_code::UNAVAILABLE,
+        BusError::Channel { .. } => error_code::REJECTED,
         BusError::InvalidConfig(_) | BusError::InvalidName { .. } | BusError::TooLarge { .. } => {
             error_code::INVALID
         }
