@@ -39,6 +39,7 @@ pub mod panics;
 #[allow(non_local_definitions)]
 mod plugin;
 pub mod routes;
+pub mod sharing;
 mod types;
 
 pub use args::{Arg, ArgKind};

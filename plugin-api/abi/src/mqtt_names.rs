@@ -136,8 +136,14 @@ pub fn validate_filter(filter: &str) -> Result<(), TopicError> {
     Ok(())
 }
 
-/// Whether `topic` matches `filter` (both assumed valid). `a/b/#` matches `a/b` itself.
+/// Whether `topic` matches `filter` (both assumed valid). `a/b/#` matches `a/b` itself. A
+/// shared subscription's filter (`$share/<group>/<filter>`) matches what its inner filter
+/// matches: the broker delivers its messages on their plain topics.
 pub fn matches(filter: &str, topic: &str) -> bool {
+    let filter = match crate::sharing::split_mqtt_shared(filter) {
+        Some((_, inner)) => inner,
+        None => filter,
+    };
     if topic.starts_with('$') && filter.starts_with(['+', '#']) {
         return false;
     }
