@@ -18,6 +18,7 @@ use super::bus_bridge::BusBridge;
 use super::handover::GenerationLife;
 use super::mqtt_bridge::{self, MqttBridge};
 use super::{routes::RouteTable, tasks::TaskSet};
+use crate::metrics::{registered::Registered, Metrics};
 use crate::sync::Unpoisoned;
 use plugin_abi::features::FeatureRegistry;
 
@@ -34,6 +35,8 @@ pub struct HostServices {
     pub mqtt: Option<MqttBridge>,
     /// The generation's phase and the states handed to it.
     pub life: Arc<GenerationLife>,
+    /// The service's metrics: plugin tasks, repeaters and registered metrics count here.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Where a plugin is in its life, for logs and the health report.
@@ -131,9 +134,13 @@ impl HostContext for PluginContext {
     }
 
     fn spawn(&self, name: RString, task: FfiFuture<RResult<(), RString>>) -> TaskHandleBox {
-        self.plugin
-            .tasks
-            .spawn(&self.host.runtime, &self.plugin.name, &name, task)
+        self.plugin.tasks.spawn(
+            &self.host.runtime,
+            &self.host.metrics,
+            &self.plugin.name,
+            &name,
+            task,
+        )
     }
 
     fn repeater_failed(&self, name: RString) {
@@ -141,9 +148,7 @@ impl HostContext for PluginContext {
             "plugin {}: a run of repeater {name} failed",
             self.plugin.name
         );
-        crate::metrics::global()
-            .plugins
-            .repeater_failed(&self.plugin.name);
+        self.host.metrics.plugins.repeater_failed(&self.plugin.name);
     }
 
     fn add_feature(
@@ -178,7 +183,7 @@ impl HostContext for PluginContext {
     }
 
     fn metric(&self, metric: FfiMetric) -> RResult<HostMetricArc, FfiError> {
-        plugin_metric(&self.plugin.name, &metric)
+        plugin_metric(&self.host.metrics.registered, &self.plugin.name, &metric)
             .map_err(|message| {
                 tracing::error!("plugin {}: {message}", self.plugin.name);
                 FfiError::new(error_code::INVALID, message)
@@ -250,7 +255,11 @@ impl HostContext for PluginContext {
 const MAX_DETAIL_CHARS: usize = 500;
 
 /// Registers (or finds) a plugin metric's series and wraps it for the plugin.
-fn plugin_metric(plugin: &str, metric: &FfiMetric) -> Result<HostMetricArc, String> {
+fn plugin_metric(
+    registered: &Registered,
+    plugin: &str,
+    metric: &FfiMetric,
+) -> Result<HostMetricArc, String> {
     use crate::metrics::registered::{Kind, Spec};
     let kind = match metric.kind {
         metric_kind::COUNTER => Kind::Counter,
@@ -274,7 +283,7 @@ fn plugin_metric(plugin: &str, metric: &FfiMetric) -> Result<HostMetricArc, Stri
             .collect(),
         buckets: &metric.buckets,
     };
-    let series = crate::metrics::global().registered.series(&spec)?;
+    let series = registered.series(&spec)?;
     Ok(HostMetric_TO::from_ptr(
         abi_stable::std_types::RArc::new(MetricHandle(series)),
         TD_Opaque,

@@ -31,7 +31,7 @@ use crate::{
     mqtt::MqttBus,
     shutdown::{Received, Signals},
 };
-use generation::Generation;
+use generation::{Generation, Lasting};
 
 /// What the process has when the service starts.
 pub struct Boot {
@@ -130,7 +130,12 @@ pub async fn run(boot: Boot, signals: &mut Signals) -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    let reloads = Arc::new(ReloadLog::default());
+    // The registry the eventbus records into; the rest of the service is handed it from here.
+    let metrics = crate::metrics::service_registry();
+    let lasting = Lasting {
+        reloads: Arc::new(ReloadLog::new(Arc::clone(&metrics))),
+        metrics,
+    };
     let mut pending = Pending::default();
     let hook_timeout = settings.hook_timeout;
     let start = Generation::start(
@@ -138,7 +143,7 @@ pub async fn run(boot: Boot, signals: &mut Signals) -> ExitCode {
         loaded,
         &bus,
         mqtt.as_ref(),
-        &reloads,
+        &lasting,
         GenerationLife::default(),
         None,
     );
@@ -176,16 +181,18 @@ pub async fn run(boot: Boot, signals: &mut Signals) -> ExitCode {
         server_config(&generation.settings),
     );
     generation.serving();
-    let watcher = generation
-        .settings
-        .watch
-        .then(|| watch::spawn(generation.settings.plugins.clone(), Arc::clone(&reloads)));
+    let watcher = generation.settings.watch.then(|| {
+        watch::spawn(
+            generation.settings.plugins.clone(),
+            Arc::clone(&lasting.reloads),
+        )
+    });
     let service = Service {
         generation,
         bus,
         mqtt,
         current,
-        reloads,
+        lasting,
         args,
     };
     service.serve(server, watcher, signals, pending).await
@@ -232,7 +239,7 @@ struct Service {
     bus: EventBus,
     mqtt: Option<MqttBus>,
     current: Current,
-    reloads: Arc<ReloadLog>,
+    lasting: Lasting,
     args: Vec<OsString>,
 }
 
@@ -252,12 +259,13 @@ impl Service {
             if std::mem::take(&mut pending.reload) {
                 let reload = self.reload();
                 match answering(reload, signals, &mut pending, "a reload", true).await {
-                    Some(outcome) => self.reloads.record(outcome),
+                    Some(outcome) => self.lasting.reloads.record(outcome),
                     // Abandoned for a stop: the new plugins are dropped unstarted (the bus
                     // shutdown cancels what they subscribed), the running ones stop as usual.
                     None => self
+                        .lasting
                         .reloads
-                        .record(Err("abandoned: the service is stopping".into())),
+                        .record(Err("abandoned: the service is stopping")),
                 }
                 continue;
             }
@@ -305,7 +313,7 @@ impl Service {
             prepared.loaded,
             &self.bus,
             self.mqtt.as_ref(),
-            &self.reloads,
+            &self.lasting,
             handed,
             // A plugin's startup during a reload is bounded like the other hooks: the
             // running plugins serve meanwhile, and a reload must end.
