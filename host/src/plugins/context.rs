@@ -18,7 +18,10 @@ use super::bus_bridge::BusBridge;
 use super::handover::GenerationLife;
 use super::mqtt_bridge::{self, MqttBridge};
 use super::{routes::RouteTable, tasks::TaskSet};
-use crate::metrics::{registered::Registered, Metrics};
+use crate::metrics::{
+    registered::{MetricError, Registered},
+    Metrics,
+};
 use crate::sync::Unpoisoned;
 use plugin_abi::features::FeatureRegistry;
 
@@ -184,9 +187,9 @@ impl HostContext for PluginContext {
 
     fn metric(&self, metric: FfiMetric) -> RResult<HostMetricArc, FfiError> {
         plugin_metric(&self.host.metrics.registered, &self.plugin.name, &metric)
-            .map_err(|message| {
-                tracing::error!("plugin {}: {message}", self.plugin.name);
-                FfiError::new(error_code::INVALID, message)
+            .map_err(|err| {
+                tracing::error!("plugin {}: {err}", self.plugin.name);
+                FfiError::new(error_code::INVALID, err.to_string())
             })
             .into()
     }
@@ -259,16 +262,16 @@ fn plugin_metric(
     registered: &Registered,
     plugin: &str,
     metric: &FfiMetric,
-) -> Result<HostMetricArc, String> {
+) -> Result<HostMetricArc, MetricError> {
     use crate::metrics::registered::{Kind, Spec};
     let kind = match metric.kind {
         metric_kind::COUNTER => Kind::Counter,
         metric_kind::GAUGE => Kind::Gauge,
         metric_kind::HISTOGRAM => Kind::Histogram,
-        other => return Err(format!("unknown metric kind {other}")),
+        other => return Err(MetricError::UnknownKind(other)),
     };
     if metric.label_names.len() != metric.label_values.len() {
-        return Err("a metric's label names and values must pair up".into());
+        return Err(MetricError::UnpairedLabels);
     }
     let spec = Spec {
         plugin,

@@ -20,7 +20,7 @@ use crate::{
         bus_bridge::BusBridge,
         context::HostServices,
         handover::{GenerationLife, HandoverReport},
-        lifecycle::{self, RunningPlugin},
+        lifecycle::{self, HookError, RunningPlugin},
         loader::{shown, LoadedSet},
         mqtt_bridge::MqttBridge,
         routes::RouteTable,
@@ -63,7 +63,7 @@ impl Generation {
         lasting: &Lasting,
         life: GenerationLife,
         startup_timeout: Option<Duration>,
-    ) -> Result<Generation, String> {
+    ) -> Result<Generation, HookError> {
         log_plugins(&loaded);
         let host = Arc::new(HostServices {
             runtime: tokio::runtime::Handle::current(),
