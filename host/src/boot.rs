@@ -121,7 +121,8 @@ pub fn prepare(args: Vec<OsString>) -> Result<Prepared, PrepareError> {
 #[error("{}: {refused}", loader::shown(.file))]
 pub struct PluginArgsError {
     pub file: PathBuf,
-    pub refused: PluginArgError,
+    /// Boxed: the refusal is large, and an `Err` is best kept small.
+    pub refused: Box<PluginArgError>,
 }
 
 /// Every plugin argument, refusing invalid names and clashes with the host's or another
@@ -132,7 +133,7 @@ pub fn plugin_arg_specs(loaded: &LoadedSet) -> Result<Vec<PluginArgSpec>, Plugin
         cli::add_plugin_args(&mut specs, &plugin.name, &plugin.args).map_err(|refused| {
             PluginArgsError {
                 file: plugin.file.clone(),
-                refused,
+                refused: Box::new(refused),
             }
         })?;
     }

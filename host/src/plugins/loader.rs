@@ -93,8 +93,9 @@ pub enum Refusal {
     /// What the dynamic loader or abi_stable refused.
     #[error(transparent)]
     Library(#[from] LibraryRefusal),
+    /// Boxed: the two versions are large, and an `Err` is best kept small.
     #[error(transparent)]
-    Version(#[from] version::VersionError),
+    Version(Box<version::VersionError>),
     #[error("not a brewblox-host plugin (its root module is \"{0}\")")]
     OtherRootModule(String),
     #[error(
@@ -104,8 +105,9 @@ pub enum Refusal {
     PanicAbort,
     #[error("inconsistent plugin-api versions ({declared} and {header})")]
     InconsistentApi { declared: String, header: String },
+    /// Boxed: the name's error is large, and an `Err` is best kept small.
     #[error(transparent)]
-    Name(#[from] names::InvalidName),
+    Name(Box<names::InvalidName>),
     #[error("plugin name \"{name}\" is already used by {}; plugin names must be unique", shown(.first))]
     DuplicateName { name: String, first: PathBuf },
     /// The plugin's own error, as it gave it.
@@ -361,7 +363,7 @@ fn open_module(file: &Path, copy: &Path) -> Result<Opened, LoadError> {
     let strings = header.version_strings();
     let plugin_api = strings.version.as_str();
     version::check(plugin_api, version::host_api_version())
-        .map_err(|reason| LoadError::new(file, reason))?;
+        .map_err(|err| LoadError::new(file, Refusal::Version(Box::new(err))))?;
     if header.root_mod_consts().name().as_str() != PluginModRef::NAME {
         let name = header.root_mod_consts().name().as_str().to_owned();
         return Err(LoadError::new(file, Refusal::OtherRootModule(name)));
@@ -411,7 +413,8 @@ fn describe_module(
         ));
     }
     let name = info.name.to_string();
-    names::identifier("plugin name", &name).map_err(|err| LoadError::new(file, err))?;
+    names::identifier("plugin name", &name)
+        .map_err(|err| LoadError::new(file, Refusal::Name(Box::new(err))))?;
     let args_json = module.declare_args()().into_result().map_err(|err| {
         let (name, err) = (name.clone(), err.to_string());
         LoadError::new(file, Refusal::DeclareArgs { name, err })
