@@ -3,10 +3,10 @@
 //! ([`crate::app`]), the service ([`crate::service`], which reloads) and `brewblox-host check`
 //! ([`crate::check`]), so none of them reaches up into another.
 
-use std::{ffi::OsString, fmt, process::ExitCode};
+use std::{ffi::OsString, fmt, path::PathBuf, process::ExitCode};
 
 use crate::{
-    cli::{self, PluginArgSpec, Settings},
+    cli::{self, argfiles::ArgFileError, PluginArgError, PluginArgSpec, Settings},
     logging,
     plugins::loader::{self, LoadError, LoadedSet},
 };
@@ -22,34 +22,42 @@ pub struct Prepared {
     pub loaded: LoadedSet,
 }
 
-/// Why [`prepare`] failed.
+/// Why [`prepare`] failed; the message is one line (a reload's log and health show it).
+#[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
     /// An `@file` argument could not be read.
-    ArgFile(String),
+    #[error(transparent)]
+    ArgFile(ArgFileError),
     /// Plugin files were refused (each with its reason).
+    #[error("{} plugin file(s) refused: {}", .0.len(), Refusals(.0))]
     Refused(Vec<LoadError>),
     /// The plugins' arguments clash with each other or the host's.
-    PluginArgs(String),
+    #[error(transparent)]
+    PluginArgs(PluginArgsError),
     /// The command line is wrong, or asks for `--help`/`--version` (clap's answer), and
     /// what came from argument files, never to be shown.
+    #[error("{}", first_line(.0, .1))]
     Usage(clap::Error, cli::argfiles::Origins),
 }
 
-impl fmt::Display for PrepareError {
+/// Refused plugin files on one line, `; ` between them.
+struct Refusals<'a>(&'a [LoadError]);
+
+impl fmt::Display for Refusals<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PrepareError::ArgFile(err) | PrepareError::PluginArgs(err) => f.write_str(err),
-            PrepareError::Refused(errors) => {
-                write!(f, "{} plugin file(s) refused: ", errors.len())?;
-                let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                f.write_str(&lines.join("; "))
-            }
-            PrepareError::Usage(err, origins) => {
-                let text = origins.redact(&err.to_string());
-                f.write_str(text.lines().next().unwrap_or("bad command line").trim())
-            }
-        }
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&lines.join("; "))
     }
+}
+
+/// The first line of clap's message, without what came from argument files.
+fn first_line(err: &clap::Error, origins: &cli::argfiles::Origins) -> String {
+    let text = origins.redact(&err.to_string());
+    text.lines()
+        .next()
+        .unwrap_or("bad command line")
+        .trim()
+        .to_owned()
 }
 
 impl PrepareError {
@@ -58,7 +66,7 @@ impl PrepareError {
     pub fn exit(self, args: &[OsString]) -> ExitCode {
         match self {
             PrepareError::ArgFile(err) => {
-                eprintln!("error: {}", logging::escape(&err));
+                eprintln!("error: {}", logging::escape(&err.to_string()));
                 ExitCode::from(EXIT_USAGE)
             }
             PrepareError::Refused(errors) => {
@@ -76,7 +84,7 @@ impl PrepareError {
                 ExitCode::from(EXIT_FAILURE)
             }
             PrepareError::PluginArgs(err) => {
-                eprintln!("error: {}", logging::escape(&err));
+                eprintln!("error: {}", logging::escape(&err.to_string()));
                 ExitCode::from(EXIT_FAILURE)
             }
             PrepareError::Usage(err, origins) => {
@@ -108,13 +116,26 @@ pub fn prepare(args: Vec<OsString>) -> Result<Prepared, PrepareError> {
     Ok(Prepared { settings, loaded })
 }
 
+/// A plugin argument refused, and the file of the plugin that declares it.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {refused}", loader::shown(.file))]
+pub struct PluginArgsError {
+    pub file: PathBuf,
+    /// Boxed: the refusal is large, and an `Err` is best kept small.
+    pub refused: Box<PluginArgError>,
+}
+
 /// Every plugin argument, refusing invalid names and clashes with the host's or another
 /// plugin's.
-pub fn plugin_arg_specs(loaded: &LoadedSet) -> Result<Vec<PluginArgSpec>, String> {
+pub fn plugin_arg_specs(loaded: &LoadedSet) -> Result<Vec<PluginArgSpec>, PluginArgsError> {
     let mut specs = Vec::new();
     for plugin in &loaded.plugins {
-        cli::add_plugin_args(&mut specs, &plugin.name, &plugin.args)
-            .map_err(|err| format!("{}: {err}", loader::shown(&plugin.file)))?;
+        cli::add_plugin_args(&mut specs, &plugin.name, &plugin.args).map_err(|refused| {
+            PluginArgsError {
+                file: plugin.file.clone(),
+                refused: Box::new(refused),
+            }
+        })?;
     }
     Ok(specs)
 }

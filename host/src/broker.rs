@@ -67,18 +67,33 @@ fn config(address: SocketAddr) -> Config {
     }
 }
 
+/// Why the embedded broker did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error(
+        "cannot run the embedded MQTT broker on {address}: {err}. Is another broker (e.g. \
+         Mosquitto) listening there? Use it instead: leave out --embedded-broker and give \
+         --mqtt-host/--mqtt-port; or choose another address: --embedded-broker HOST:PORT"
+    )]
+    Bind {
+        address: SocketAddr,
+        err: std::io::Error,
+    },
+    #[error("cannot start the embedded MQTT broker: {0}")]
+    Thread(std::io::Error),
+    #[error(
+        "the embedded MQTT broker did not accept connections on {address} within {} s",
+        READY_TIMEOUT.as_secs()
+    )]
+    NotReady { address: SocketAddr },
+}
+
 /// Starts the broker on `address` and waits (at most 5 s) until it accepts connections.
 /// A port already taken (say, by the machine's Mosquitto) is an error that says so.
-pub fn start(address: SocketAddr) -> Result<(), String> {
+pub fn start(address: SocketAddr) -> Result<(), BrokerError> {
     // rumqttd only logs a failed bind, from its own thread: try it here first, for an error
     // the operator sees.
-    drop(TcpListener::bind(address).map_err(|err| {
-        format!(
-            "cannot run the embedded MQTT broker on {address}: {err}. Is another broker (e.g. \
-             Mosquitto) listening there? Use it instead: leave out --embedded-broker and give \
-             --mqtt-host/--mqtt-port; or choose another address: --embedded-broker HOST:PORT"
-        )
-    })?);
+    drop(TcpListener::bind(address).map_err(|err| BrokerError::Bind { address, err })?);
     let mut broker = Broker::new(config(address));
     std::thread::Builder::new()
         .name("embedded-broker".to_owned())
@@ -87,7 +102,7 @@ pub fn start(address: SocketAddr) -> Result<(), String> {
                 tracing::error!("The embedded MQTT broker stopped: {err}");
             }
         })
-        .map_err(|err| format!("cannot start the embedded MQTT broker: {err}"))?;
+        .map_err(BrokerError::Thread)?;
     let deadline = Instant::now() + READY_TIMEOUT;
     let target = match address.ip().is_unspecified() {
         true => SocketAddr::from(([127, 0, 0, 1], address.port())),
@@ -100,8 +115,5 @@ pub fn start(address: SocketAddr) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Err(format!(
-        "the embedded MQTT broker did not accept connections on {address} within {} s",
-        READY_TIMEOUT.as_secs()
-    ))
+    Err(BrokerError::NotReady { address })
 }

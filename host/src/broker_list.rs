@@ -12,6 +12,7 @@
 
 use std::sync::Mutex;
 
+use crate::metrics::bus::BusMetrics;
 use crate::sync::Unpoisoned;
 
 /// The most brokers one list may name.
@@ -42,26 +43,65 @@ impl Address {
     }
 }
 
+/// Why a broker list was refused. Counts are 1-based, as a person counts the entries; the
+/// list's own entries are never quoted (one may hold a password).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListError {
+    #[error("{0} brokers in the list; at most {MAX_BROKERS}")]
+    TooMany(usize),
+    #[error("broker {0} of the list is empty")]
+    Empty(usize),
+    #[error("broker {0} of the list is longer than {MAX_ENTRY_BYTES} bytes")]
+    TooLong(usize),
+    /// A `host[:port]` entry that does not parse (never one of a URL list).
+    #[error(transparent)]
+    Address(#[from] AddressError),
+}
+
+/// A `host[:port]` entry that does not parse, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid broker address '{}': {problem}", .text.escape_debug())]
+pub struct AddressError {
+    /// The entry as given.
+    pub text: String,
+    pub problem: AddressProblem,
+}
+
+/// What is wrong with a `host[:port]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressProblem {
+    #[error("'[' without ']'")]
+    UnclosedBracket,
+    #[error("expected ':port' after ']'")]
+    AfterBracket,
+    #[error(
+        "the host must be 1 to 255 letters, digits, '-', '.', '_' (or an IPv6 address, \
+         in [brackets] when a port follows)"
+    )]
+    Host,
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+/// A port that is not a number from 1 to 65535 (as given).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("port '{}' is not a number from 1 to 65535", .0.escape_debug())]
+pub struct PortError(pub String);
+
 /// The entries of a comma-separated list (spaces around an entry are ignored). Errors: an
 /// empty entry, more than [`MAX_BROKERS`] entries, an entry over [`MAX_ENTRY_BYTES`]. The
 /// error never quotes an entry (it may hold a password).
-pub fn split_list(text: &str) -> Result<Vec<&str>, String> {
+pub fn split_list(text: &str) -> Result<Vec<&str>, ListError> {
     let entries: Vec<&str> = text.split(',').map(str::trim).collect();
     if entries.len() > MAX_BROKERS {
-        return Err(format!(
-            "{} brokers in the list; at most {MAX_BROKERS}",
-            entries.len()
-        ));
+        return Err(ListError::TooMany(entries.len()));
     }
     for (n, entry) in entries.iter().enumerate() {
         if entry.is_empty() {
-            return Err(format!("broker {} of the list is empty", n + 1));
+            return Err(ListError::Empty(n + 1));
         }
         if entry.len() > MAX_ENTRY_BYTES {
-            return Err(format!(
-                "broker {} of the list is longer than {MAX_ENTRY_BYTES} bytes",
-                n + 1
-            ));
+            return Err(ListError::TooLong(n + 1));
         }
     }
     Ok(entries)
@@ -70,17 +110,20 @@ pub fn split_list(text: &str) -> Result<Vec<&str>, String> {
 /// Parses one `host[:port]` entry: `name`, `name:1883`, `10.0.0.1:1883`, `::1` or
 /// `[::1]:1883`. The host is 1 to 255 letters, digits, `-`, `.` and `_` (and `:` in a bare
 /// or bracketed IPv6 address); the port 1 to 65535.
-pub fn parse_address(text: &str) -> Result<Address, String> {
-    let invalid = |why: &str| format!("invalid broker address '{}': {why}", text.escape_debug());
+pub fn parse_address(text: &str) -> Result<Address, AddressError> {
+    let invalid = |problem: AddressProblem| AddressError {
+        text: text.to_owned(),
+        problem,
+    };
     let (host, port) = if let Some(rest) = text.strip_prefix('[') {
         let (host, after) = rest
             .split_once(']')
-            .ok_or_else(|| invalid("'[' without ']'"))?;
+            .ok_or_else(|| invalid(AddressProblem::UnclosedBracket))?;
         match after {
             "" => (host, None),
             _ => match after.strip_prefix(':') {
                 Some(port) => (host, Some(port)),
-                None => return Err(invalid("expected ':port' after ']'")),
+                None => return Err(invalid(AddressProblem::AfterBracket)),
             },
         }
     } else if text.matches(':').count() == 1 {
@@ -94,14 +137,11 @@ pub fn parse_address(text: &str) -> Result<Address, String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
     if !host_ok {
-        return Err(invalid(
-            "the host must be 1 to 255 letters, digits, '-', '.', '_' (or an IPv6 address, \
-             in [brackets] when a port follows)",
-        ));
+        return Err(invalid(AddressProblem::Host));
     }
     let port = match port {
         None => None,
-        Some(port) => Some(parse_port(port).map_err(|why| invalid(&why))?),
+        Some(port) => Some(parse_port(port).map_err(|err| invalid(err.into()))?),
     };
     Ok(Address {
         host: host.to_owned(),
@@ -110,19 +150,19 @@ pub fn parse_address(text: &str) -> Result<Address, String> {
 }
 
 /// A port: 1 to 65535, digits only.
-pub fn parse_port(text: &str) -> Result<u16, String> {
+pub fn parse_port(text: &str) -> Result<u16, PortError> {
     match text.parse::<u16>() {
         Ok(port) if port > 0 && text.bytes().all(|b| b.is_ascii_digit()) => Ok(port),
-        _ => Err(format!(
-            "port '{}' is not a number from 1 to 65535",
-            text.escape_debug()
-        )),
+        _ => Err(PortError(text.to_owned())),
     }
 }
 
 /// A comma-separated list of `host[:port]` entries (see [`parse_address`]).
-pub fn parse_addresses(text: &str) -> Result<Vec<Address>, String> {
-    split_list(text)?.into_iter().map(parse_address).collect()
+pub fn parse_addresses(text: &str) -> Result<Vec<Address>, ListError> {
+    split_list(text)?
+        .into_iter()
+        .map(|entry| parse_address(entry).map_err(ListError::from))
+        .collect()
 }
 
 /// Where a connection is in its list.
@@ -140,22 +180,35 @@ struct Cursor {
 #[derive(Debug)]
 pub struct Brokers {
     bus: &'static str,
-    /// The metrics' `connection` label; `None` for a connection without metrics (a will's).
-    connection: Option<String>,
+    /// Where the broker in use is shown, and the metrics' `connection` label; `None` for a
+    /// connection without metrics (a will's).
+    recorded: Option<(BusMetrics, String)>,
     labels: Vec<String>,
     cursor: Mutex<Cursor>,
 }
 
 impl Brokers {
-    /// A list of `labels` (what health and metrics show: never a password); an empty list
-    /// counts as one unnamed broker, so the cursor always points somewhere.
-    pub fn new(bus: &'static str, connection: Option<&str>, mut labels: Vec<String>) -> Self {
+    /// [`Brokers::recording`] into the registry the eventbus connections reach
+    /// ([`crate::metrics::global`]), for those that are not handed the service's registry.
+    pub fn new(bus: &'static str, connection: Option<&str>, labels: Vec<String>) -> Self {
+        let metrics = &crate::metrics::global().bus;
+        Brokers::recording(bus, connection.map(|c| (metrics, c)), labels)
+    }
+
+    /// A list of `labels` (what health and metrics show: never a password) whose broker in
+    /// use is recorded in `metrics` under a `connection` label (`None`: not recorded). An
+    /// empty list counts as one unnamed broker, so the cursor always points somewhere.
+    pub fn recording(
+        bus: &'static str,
+        metrics: Option<(&BusMetrics, &str)>,
+        mut labels: Vec<String>,
+    ) -> Self {
         if labels.is_empty() {
             labels.push("<none>".to_owned());
         }
         Brokers {
             bus,
-            connection: connection.map(str::to_owned),
+            recorded: metrics.map(|(metrics, connection)| (metrics.clone(), connection.to_owned())),
             labels,
             cursor: Mutex::new(Cursor::default()),
         }
@@ -216,10 +269,8 @@ impl Brokers {
     }
 
     fn record(&self, index: usize, in_use: bool) {
-        if let Some(connection) = &self.connection {
-            crate::metrics::global()
-                .bus
-                .broker(self.bus, connection, &self.labels[index], in_use);
+        if let Some((metrics, connection)) = &self.recorded {
+            metrics.broker(self.bus, connection, &self.labels[index], in_use);
         }
     }
 }
@@ -265,17 +316,29 @@ mod tests {
             ("[::1", "without ']'"),
             ("[::1]x", "':port'"),
         ] {
-            let err = parse_address(text).expect_err(text);
+            let err = parse_address(text).expect_err(text).to_string();
             assert!(err.contains(why), "{text}: {err}");
         }
         assert!(parse_address(&"h".repeat(256)).is_err());
         assert!(parse_address(&"h".repeat(255)).is_ok());
         let err = parse_addresses("a,,b").expect_err("empty entry");
-        assert!(err.contains("broker 2 of the list is empty"), "{err}");
+        assert_eq!(err.to_string(), "broker 2 of the list is empty");
         let many = vec!["h"; MAX_BROKERS + 1].join(",");
-        assert!(parse_addresses(&many)
-            .expect_err("too many")
-            .contains("at most"));
+        assert_eq!(
+            parse_addresses(&many).expect_err("too many").to_string(),
+            format!(
+                "{} brokers in the list; at most {MAX_BROKERS}",
+                MAX_BROKERS + 1
+            )
+        );
+        assert_eq!(
+            parse_address("b:x").expect_err("port").to_string(),
+            "invalid broker address 'b:x': port 'x' is not a number from 1 to 65535"
+        );
+        assert_eq!(
+            split_list(&"h".repeat(MAX_ENTRY_BYTES + 1)),
+            Err(ListError::TooLong(1))
+        );
         assert!(parse_addresses(&vec!["h"; MAX_BROKERS].join(",")).is_ok());
     }
 
@@ -312,6 +375,21 @@ mod tests {
         assert_eq!(b.current_label(), "b0");
         assert!(b.failed(), "b1, b2 and b0 failed in a row");
         assert_eq!(b.current_label(), "b1");
+    }
+
+    #[test]
+    fn the_broker_in_use_is_recorded_in_the_registry_given_only() {
+        let (ours, other) = (
+            crate::metrics::Metrics::new(),
+            crate::metrics::Metrics::new(),
+        );
+        let b = Brokers::recording("test", Some((&ours.bus, "conn")), vec!["b0".into()]);
+        b.connected();
+        let series = "eventbus_broker_info{bus=\"test\",connection=\"conn\",broker=\"b0\"} 1";
+        let scrape = ours.encode(crate::metrics::Format::Prometheus);
+        assert!(scrape.contains(series), "{scrape}");
+        let scrape = other.encode(crate::metrics::Format::Prometheus);
+        assert!(!scrape.contains("connection=\"conn\""), "{scrape}");
     }
 
     #[test]

@@ -29,8 +29,27 @@ pub struct InvalidName {
     /// The name as given.
     pub name: String,
     /// What is wrong with it.
-    pub reason: String,
+    pub reason: NameProblem,
     rule: &'static str,
+}
+
+/// What is wrong with a name, as the error's middle part says it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameProblem {
+    #[error("it is empty")]
+    Empty,
+    #[error("it is {0} bytes long, more than {MAX_NAME_BYTES}")]
+    TooLong(usize),
+    #[error("it contains {0:?}")]
+    Char(char),
+    #[error("it ends in '/'")]
+    EndsInSlash,
+    #[error("it has an empty path segment ('//')")]
+    EmptySegment,
+    #[error("'{0}' is not a path segment")]
+    DotSegment(String),
+    #[error("it does not start with a letter or digit")]
+    Start,
 }
 
 impl fmt::Display for InvalidName {
@@ -48,7 +67,7 @@ impl std::error::Error for InvalidName {}
 
 /// Checks a service name and returns it without leading `/`.
 pub fn service_name(text: &str) -> Result<String, InvalidName> {
-    let invalid = |reason: String| InvalidName {
+    let invalid = |reason: NameProblem| InvalidName {
         what: "service name",
         name: text.to_owned(),
         reason,
@@ -58,9 +77,9 @@ pub fn service_name(text: &str) -> Result<String, InvalidName> {
     check_length(name).map_err(invalid)?;
     for segment in name.split('/') {
         match segment {
-            "" if name.ends_with('/') => return Err(invalid("it ends in '/'".into())),
-            "" => return Err(invalid("it has an empty path segment ('//')".into())),
-            "." | ".." => return Err(invalid(format!("'{segment}' is not a path segment"))),
+            "" if name.ends_with('/') => return Err(invalid(NameProblem::EndsInSlash)),
+            "" => return Err(invalid(NameProblem::EmptySegment)),
+            "." | ".." => return Err(invalid(NameProblem::DotSegment(segment.to_owned()))),
             _ => check_chars(segment, |c| c == '.').map_err(invalid)?,
         }
     }
@@ -69,7 +88,7 @@ pub fn service_name(text: &str) -> Result<String, InvalidName> {
 
 /// Checks a plugin or argument name; `what` names it in the error ("plugin name").
 pub fn identifier(what: &'static str, text: &str) -> Result<(), InvalidName> {
-    let invalid = |reason: String| InvalidName {
+    let invalid = |reason: NameProblem| InvalidName {
         what,
         name: text.to_owned(),
         reason,
@@ -78,28 +97,26 @@ pub fn identifier(what: &'static str, text: &str) -> Result<(), InvalidName> {
     check_length(text).map_err(invalid)?;
     check_chars(text, |_| false).map_err(invalid)?;
     if !text.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return Err(invalid("it does not start with a letter or digit".into()));
+        return Err(invalid(NameProblem::Start));
     }
     Ok(())
 }
 
-fn check_length(name: &str) -> Result<(), String> {
+fn check_length(name: &str) -> Result<(), NameProblem> {
     match name.len() {
-        0 => Err("it is empty".into()),
-        len if len > MAX_NAME_BYTES => Err(format!(
-            "it is {len} bytes long, more than {MAX_NAME_BYTES}"
-        )),
+        0 => Err(NameProblem::Empty),
+        len if len > MAX_NAME_BYTES => Err(NameProblem::TooLong(len)),
         _ => Ok(()),
     }
 }
 
 /// ASCII letters, digits, `-`, `_`, and what `also` allows.
-fn check_chars(name: &str, also: impl Fn(char) -> bool) -> Result<(), String> {
+fn check_chars(name: &str, also: impl Fn(char) -> bool) -> Result<(), NameProblem> {
     match name
         .chars()
         .find(|&c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || also(c)))
     {
-        Some(c) => Err(format!("it contains {c:?}")),
+        Some(c) => Err(NameProblem::Char(c)),
         None => Ok(()),
     }
 }
@@ -139,7 +156,7 @@ mod tests {
             assert!(service_name(bad).is_err(), "{bad:?}");
         }
         let err = service_name(&"s".repeat(256)).unwrap_err();
-        assert!(err.reason.contains("256 bytes"), "{err}");
+        assert_eq!(err.reason, NameProblem::TooLong(256), "{err}");
     }
 
     #[test]

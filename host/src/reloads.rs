@@ -2,8 +2,12 @@
 //! one (a failed reload stays visible until the next good one). Each is also counted in the
 //! metrics (`brewblox_reloads_total`).
 
-use std::sync::Mutex;
+use std::{
+    fmt,
+    sync::{Arc, Mutex},
+};
 
+use crate::metrics::Metrics;
 use crate::plugins::handover::HandoverReport;
 use crate::sync::Unpoisoned;
 use serde::Serialize;
@@ -37,16 +41,28 @@ pub struct ReloadReport {
 pub const RECENT: usize = 10;
 
 /// Shared between the service loop, which records, and every generation's health route.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ReloadLog {
+    /// Where each reload is counted.
+    metrics: Arc<Metrics>,
     report: Mutex<ReloadReport>,
     /// The last [`RECENT`] reloads, newest first.
     recent: Mutex<std::collections::VecDeque<LastReload>>,
 }
 
 impl ReloadLog {
-    pub fn record(&self, outcome: Result<Vec<HandoverReport>, String>) {
-        crate::metrics::global().plugins.reloaded(outcome.is_ok());
+    /// An empty log that counts reloads in `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        ReloadLog {
+            metrics,
+            report: Mutex::default(),
+            recent: Mutex::default(),
+        }
+    }
+
+    /// Records a reload: its handovers, or why it failed (as health shows it).
+    pub fn record<E: fmt::Display>(&self, outcome: Result<Vec<HandoverReport>, E>) {
+        self.metrics.plugins.reloaded(outcome.is_ok());
         let mut report = self.report.locked();
         report.waiting = None;
         match &outcome {
@@ -55,7 +71,7 @@ impl ReloadLog {
         }
         let (error, handovers) = match outcome {
             Ok(handovers) => (None, handovers),
-            Err(err) => (Some(err), Vec::new()),
+            Err(err) => (Some(err.to_string()), Vec::new()),
         };
         let last = LastReload {
             time: now_rfc3339(),
@@ -97,23 +113,38 @@ mod tests {
 
     #[test]
     fn a_failed_reload_stays_until_the_next_good_one() {
-        let log = ReloadLog::default();
+        let log = ReloadLog::new(Arc::new(Metrics::new()));
         assert_eq!(log.report(), ReloadReport::default());
-        log.record(Err("libx.so: truncated".into()));
+        log.record(Err("libx.so: truncated"));
         let report = log.report();
         assert_eq!((report.succeeded, report.failed), (0, 1));
         let last = report.last.unwrap();
         assert!(!last.ok);
         assert_eq!(last.error.as_deref(), Some("libx.so: truncated"));
-        log.record(Ok(Vec::new()));
+        log.record(Ok::<_, &str>(Vec::new()));
         let last = log.report().last.unwrap();
         assert!(last.ok && last.error.is_none());
         let recent = log.recent();
         assert_eq!(recent.len(), 2);
         assert!(recent[0].ok && !recent[1].ok, "newest first");
         for _ in 0..RECENT {
-            log.record(Ok(Vec::new()));
+            log.record(Ok::<_, &str>(Vec::new()));
         }
         assert_eq!(log.recent().len(), RECENT, "bounded");
+    }
+
+    #[test]
+    fn reloads_are_counted_in_the_logs_registry_only() {
+        let (ours, other) = (Arc::new(Metrics::new()), Metrics::new());
+        let log = ReloadLog::new(Arc::clone(&ours));
+        log.record(Err("refused"));
+        let counted = "brewblox_reloads_total{outcome=\"refused\"} 1";
+        let scrape = ours.encode(crate::metrics::Format::Prometheus);
+        assert!(scrape.contains(counted), "{scrape}");
+        let scrape = other.encode(crate::metrics::Format::Prometheus);
+        assert!(
+            scrape.contains("brewblox_reloads_total{outcome=\"refused\"} 0"),
+            "{scrape}"
+        );
     }
 }

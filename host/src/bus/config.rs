@@ -174,8 +174,9 @@ impl BusConfig {
     /// one per `host[:port]` entry of `host` (port defaulting to `port`). Each has our
     /// heartbeat and frame size unless its URL names its own.
     pub(crate) fn amqp_uris(&self) -> Result<Vec<AMQPUri>, BusError> {
-        let invalid =
-            |err: String| BusError::InvalidConfig(format!("invalid eventbus list: {err}"));
+        let invalid = |err: crate::broker_list::ListError| {
+            BusError::InvalidConfig(format!("invalid eventbus list: {err}"))
+        };
         let mut uris = match &self.url {
             Some(list) => crate::broker_list::split_list(list)
                 .map_err(invalid)?

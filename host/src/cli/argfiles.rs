@@ -20,7 +20,7 @@ use std::{
     fs::OpenOptions,
     io::Read,
     os::unix::{ffi::OsStrExt, fs::OpenOptionsExt},
-    path::Path,
+    path::{Path, PathBuf},
 };
 
 /// How deep argument files may name other argument files.
@@ -30,10 +30,41 @@ pub const MAX_TOTAL_BYTES: usize = 1 << 20;
 /// Bytes in one line (one argument) of an argument file.
 pub const MAX_LINE_BYTES: usize = 4096;
 
-/// Replaces every `@path` argument by the lines of that file. The first argument is the
-/// program name and is never expanded.
-pub fn expand(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
-    expand_with_origins(args).map(|(args, _)| args)
+/// Why the arguments could not be expanded. Each names the file (and the line), never
+/// what is in it.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgFileError {
+    #[error(
+        "argument file {}: argument files nested more than {MAX_DEPTH} deep \
+         (does one name itself?)",
+        .0.display()
+    )]
+    TooDeep(PathBuf),
+    #[error("argument file {} line {line}: longer than {MAX_LINE_BYTES} bytes", .file.display())]
+    LongLine { file: PathBuf, line: usize },
+    #[error(
+        "argument file {} line {line}: contains a control character (is it an argument file?)",
+        .file.display()
+    )]
+    ControlCharacter { file: PathBuf, line: usize },
+    #[error(
+        "argument file {}: argument files hold more than {MAX_TOTAL_BYTES} bytes in total",
+        .0.display()
+    )]
+    TooLarge(PathBuf),
+    #[error("cannot read argument file {}: {why}", .file.display())]
+    Unreadable { file: PathBuf, why: Unreadable },
+}
+
+/// Why an argument file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum Unreadable {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("not a regular file (a FIFO, device, socket or folder)")]
+    NotRegular,
+    #[error("not UTF-8 text")]
+    NotUtf8,
 }
 
 /// Where each argument that came from a file came from, to keep it out of error messages.
@@ -61,8 +92,10 @@ impl Origins {
     }
 }
 
-/// [`expand`], and where each argument read from a file came from.
-pub fn expand_with_origins(args: Vec<OsString>) -> Result<(Vec<OsString>, Origins), String> {
+/// Replaces every `@path` argument by the lines of that file (the first argument is the
+/// program name and is never expanded), and says where each argument read from a file came
+/// from.
+pub fn expand_with_origins(args: Vec<OsString>) -> Result<(Vec<OsString>, Origins), ArgFileError> {
     let mut args = args.into_iter();
     let mut out: Vec<OsString> = args.next().into_iter().collect();
     let mut origins = Origins::default();
@@ -89,31 +122,32 @@ fn expand_one(
     budget: &mut usize,
     out: &mut Vec<OsString>,
     origins: &mut Origins,
-) -> Result<(), String> {
+) -> Result<(), ArgFileError> {
     let Some(path) = file_of(&arg) else {
         out.push(arg);
         return Ok(());
     };
     if depth >= MAX_DEPTH {
-        return Err(format!(
-            "argument file {}: argument files nested more than {MAX_DEPTH} deep \
-             (does one name itself?)",
-            path.display()
-        ));
+        return Err(ArgFileError::TooDeep(path.to_owned()));
     }
     let text = read_bounded(path, budget)?;
     for (index, line) in text.lines().enumerate() {
-        let at = format!("argument file {} line {}", path.display(), index + 1);
+        let (file, line_number) = (path.to_owned(), index + 1);
         if line.len() > MAX_LINE_BYTES {
-            return Err(format!("{at}: longer than {MAX_LINE_BYTES} bytes"));
+            return Err(ArgFileError::LongLine {
+                file,
+                line: line_number,
+            });
         }
         // Never the line itself: it may hold a secret.
         if line.chars().any(|c| c.is_control() && c != '\t') {
-            return Err(format!(
-                "{at}: contains a control character (is it an argument file?)"
-            ));
+            return Err(ArgFileError::ControlCharacter {
+                file,
+                line: line_number,
+            });
         }
         if !line.is_empty() && !line.starts_with('@') {
+            let at = format!("argument file {} line {line_number}", path.display());
             origins.0.push((line.to_owned(), at));
         }
         expand_one(line.into(), depth + 1, budget, out, origins)?;
@@ -122,48 +156,48 @@ fn expand_one(
 }
 
 /// Reads at most `budget` bytes (and one more to notice a larger file), as UTF-8.
-fn read_bounded(path: &Path, budget: &mut usize) -> Result<String, String> {
-    let cannot = |err: &dyn std::fmt::Display| {
-        format!("cannot read argument file {}: {err}", path.display())
+fn read_bounded(path: &Path, budget: &mut usize) -> Result<String, ArgFileError> {
+    let cannot = |why: Unreadable| ArgFileError::Unreadable {
+        file: path.to_owned(),
+        why,
     };
+    let io = |err: std::io::Error| cannot(err.into());
     let regular = |metadata: std::fs::Metadata| {
         if metadata.is_file() {
             Ok(())
         } else {
-            Err(cannot(
-                &"not a regular file (a FIFO, device, socket or folder)",
-            ))
+            Err(cannot(Unreadable::NotRegular))
         }
     };
-    regular(std::fs::metadata(path).map_err(|err| cannot(&err))?)?;
+    regular(std::fs::metadata(path).map_err(io)?)?;
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
-        .map_err(|err| cannot(&err))?;
+        .map_err(io)?;
     // Again on what was opened: the path may have been replaced since the check.
-    regular(file.metadata().map_err(|err| cannot(&err))?)?;
+    regular(file.metadata().map_err(io)?)?;
     let mut bytes = Vec::new();
     file.take(*budget as u64 + 1)
         .read_to_end(&mut bytes)
-        .map_err(|err| cannot(&err))?;
+        .map_err(io)?;
     if bytes.len() > *budget {
-        return Err(format!(
-            "argument file {}: argument files hold more than {MAX_TOTAL_BYTES} bytes in total",
-            path.display()
-        ));
+        return Err(ArgFileError::TooLarge(path.to_owned()));
     }
     *budget -= bytes.len();
-    String::from_utf8(bytes).map_err(|_| cannot(&"not UTF-8 text"))
+    String::from_utf8(bytes).map_err(|_| cannot(Unreadable::NotUtf8))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The arguments expanded, or the error's message.
     fn expand_strs(args: &[&str]) -> Result<Vec<String>, String> {
         let args = args.iter().map(OsString::from).collect();
-        expand(args).map(|out| out.into_iter().map(|a| a.into_string().unwrap()).collect())
+        expand_with_origins(args)
+            .map(|(out, _)| out.into_iter().map(|a| a.into_string().unwrap()).collect())
+            .map_err(|err| err.to_string())
     }
 
     #[test]

@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use crate::bus::{BusConfig, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::mqtt::{MqttConfig, Protocol};
 
-pub use plugin_args::{add_plugin_args, PluginArgSpec};
+pub use plugin_args::{add_plugin_args, PluginArgError, PluginArgSpec};
 pub use values::FLAG_VALUES;
 use values::{
     parse_broker_address, parse_broker_port, parse_client_id, parse_mqtt_path, parse_name,
@@ -381,12 +381,6 @@ impl Settings {
         };
         PluginConfig { service, args }
     }
-}
-
-/// Replaces every `@path` argument by the lines of that file (see [`argfiles`]); an error is
-/// a usage error (exit 2).
-pub fn expand_argfiles(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
-    argfiles::expand(args)
 }
 
 /// Finds `--plugins` before the full parser exists (it decides which arguments exist).

@@ -11,6 +11,27 @@ use super::{
 };
 use crate::names;
 
+/// Why a plugin's argument was refused; each names the plugin and the argument.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginArgError {
+    #[error("plugin {plugin} declares an invalid argument: {name}")]
+    Invalid {
+        plugin: String,
+        name: names::InvalidName,
+    },
+    #[error("plugin {plugin} declares --{arg}, which the host already has")]
+    HostHas { plugin: String, arg: String },
+    #[error(
+        "plugin {plugin} declares --{arg}, which plugin {other} declares too (as --{other_arg})"
+    )]
+    Clash {
+        plugin: String,
+        arg: String,
+        other: String,
+        other_arg: String,
+    },
+}
+
 /// A plugin's argument, with the plugin that declared it (for clash messages).
 pub struct PluginArgSpec {
     pub plugin: String,
@@ -72,24 +93,28 @@ pub fn add_plugin_args(
     specs: &mut Vec<PluginArgSpec>,
     plugin: &str,
     args: &[PluginArg],
-) -> Result<(), String> {
+) -> Result<(), PluginArgError> {
     let key = |name: &str| plugin_abi::config::arg_key(name);
     let builtin: Vec<String> = builtin_names().iter().map(|n| key(n)).collect();
     for arg in args {
         let name = arg.name();
-        names::identifier("argument name", name)
-            .map_err(|err| format!("plugin {plugin} declares an invalid argument: {err}"))?;
+        names::identifier("argument name", name).map_err(|err| PluginArgError::Invalid {
+            plugin: plugin.to_owned(),
+            name: err,
+        })?;
         if builtin.contains(&key(name)) || name == "help" {
-            return Err(format!(
-                "plugin {plugin} declares --{name}, which the host already has"
-            ));
+            return Err(PluginArgError::HostHas {
+                plugin: plugin.to_owned(),
+                arg: name.to_owned(),
+            });
         }
         if let Some(other) = specs.iter().find(|s| key(s.arg.name()) == key(name)) {
-            return Err(format!(
-                "plugin {plugin} declares --{name}, which plugin {} declares too (as --{})",
-                other.plugin,
-                other.arg.name()
-            ));
+            return Err(PluginArgError::Clash {
+                plugin: plugin.to_owned(),
+                arg: name.to_owned(),
+                other: other.plugin.clone(),
+                other_arg: other.arg.name().to_owned(),
+            });
         }
         specs.push(PluginArgSpec {
             plugin: plugin.to_owned(),
@@ -138,7 +163,7 @@ mod tests {
             ),
         ] {
             let err = add_plugin_args(&mut specs, "b", &[PluginArg::string(arg)]).expect_err(arg);
-            assert!(err.contains(expected), "{arg}: {err}");
+            assert!(err.to_string().contains(expected), "{arg}: {err}");
         }
         assert_eq!(specs.len(), 1);
     }

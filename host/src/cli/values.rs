@@ -4,53 +4,74 @@ use std::time::Duration;
 
 use clap::{builder::ValueParser, Arg, ArgAction};
 
+/// Why an option's value was refused; clap shows it after the option's name.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ValueError {
+    #[error("invalid float value: '{0}'")]
+    Float(String),
+    #[error("not a duration in seconds: '{0}'")]
+    Duration(String),
+    #[error(transparent)]
+    Name(#[from] crate::names::InvalidName),
+    #[error(transparent)]
+    Topic(#[from] plugin_abi::mqtt_names::TopicError),
+    #[error("port 0 reaches no broker: 1 to 65535")]
+    PortZero,
+    #[error("invalid port '{}': 1 to 65535", .0.escape_debug())]
+    Port(String),
+    #[error("websocket path '{}' must start with '/'", .0.escape_debug())]
+    RelativePath(String),
+    #[error(transparent)]
+    BrokerAddress(#[from] crate::broker_list::AddressError),
+    /// Of a client id, user name or password: never quoted (it may be a secret).
+    #[error("must be 1 to 65535 bytes without control characters")]
+    MqttString,
+    /// A flag's environment variable with another value than [`FLAG_VALUES`].
+    #[error("{var}={text:?} is not a flag value: use {FLAG_VALUES}")]
+    Flag { var: String, text: String },
+}
+
 /// A finite float: NaN and infinity cannot reach plugins (their config is JSON).
-pub(crate) fn parse_float(text: &str) -> Result<f64, String> {
+pub(crate) fn parse_float(text: &str) -> Result<f64, ValueError> {
     match text.trim().parse::<f64>() {
         Ok(value) if value.is_finite() => Ok(value),
-        _ => Err(format!("invalid float value: '{text}'")),
+        _ => Err(ValueError::Float(text.to_owned())),
     }
 }
 
 /// A duration in (fractional) seconds.
-pub(crate) fn parse_seconds(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_seconds(text: &str) -> Result<Duration, ValueError> {
     let secs = parse_float(text)?;
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("not a duration in seconds: '{text}'"))
+    Duration::try_from_secs_f64(secs).map_err(|_| ValueError::Duration(text.to_owned()))
 }
 
 /// A service name: a usable URL path prefix and AMQP routing key (see [`crate::names`]).
-pub(crate) fn parse_name(text: &str) -> Result<String, String> {
-    crate::names::service_name(text).map_err(|err| err.to_string())
+pub(crate) fn parse_name(text: &str) -> Result<String, ValueError> {
+    Ok(crate::names::service_name(text)?)
 }
 
 /// An MQTT topic for `--history-topic`, `--state-topic` (and the websocket path): a topic
 /// the client may publish under.
-pub(crate) fn parse_topic(text: &str) -> Result<String, String> {
-    crate::mqtt::validate_topic(text).map_err(|err| err.to_string())?;
+pub(crate) fn parse_topic(text: &str) -> Result<String, ValueError> {
+    crate::mqtt::validate_topic(text)?;
     Ok(text.to_owned())
 }
 
 /// A broker's port: 1 to 65535 (port 0 means "any free port" to a server, and reaches no
 /// broker).
-pub(crate) fn parse_broker_port(text: &str) -> Result<u16, String> {
+pub(crate) fn parse_broker_port(text: &str) -> Result<u16, ValueError> {
     match text.trim().parse::<u16>() {
-        Ok(0) => Err("port 0 reaches no broker: 1 to 65535".into()),
+        Ok(0) => Err(ValueError::PortZero),
         Ok(port) => Ok(port),
-        Err(_) => Err(format!(
-            "invalid port '{}': 1 to 65535",
-            text.escape_debug()
-        )),
+        Err(_) => Err(ValueError::Port(text.to_owned())),
     }
 }
 
 /// The websocket path of `--mqtt-path`: it starts with `/` (it is appended to
 /// `ws://host:port`), and is otherwise what an MQTT topic may be (no control characters).
-pub(crate) fn parse_mqtt_path(text: &str) -> Result<String, String> {
+pub(crate) fn parse_mqtt_path(text: &str) -> Result<String, ValueError> {
     if !text.starts_with('/') {
-        return Err(format!(
-            "websocket path '{}' must start with '/'",
-            text.escape_debug()
-        ));
+        return Err(ValueError::RelativePath(text.to_owned()));
     }
     parse_topic(text)
 }
@@ -58,7 +79,7 @@ pub(crate) fn parse_mqtt_path(text: &str) -> Result<String, String> {
 /// One broker of `--eventbus-host` or `--mqtt-host`: `host[:port]`, checked by
 /// [`crate::broker_list::parse_address`] (host 1 to 255 letters, digits, `-`, `.`, `_`, or an
 /// IPv6 address; port 1 to 65535). Spaces around it are ignored.
-pub(crate) fn parse_broker_address(text: &str) -> Result<String, String> {
+pub(crate) fn parse_broker_address(text: &str) -> Result<String, ValueError> {
     let text = text.trim();
     crate::broker_list::parse_address(text)?;
     Ok(text.to_owned())
@@ -66,9 +87,9 @@ pub(crate) fn parse_broker_address(text: &str) -> Result<String, String> {
 
 /// A client id, user name or password: 1 to 65535 bytes of UTF-8 (an MQTT string) without
 /// control characters.
-pub(crate) fn parse_client_id(text: &str) -> Result<String, String> {
+pub(crate) fn parse_client_id(text: &str) -> Result<String, ValueError> {
     if text.is_empty() || text.len() > 65535 || text.chars().any(char::is_control) {
-        return Err("must be 1 to 65535 bytes without control characters".into());
+        return Err(ValueError::MqttString);
     }
     Ok(text.to_owned())
 }
@@ -94,8 +115,10 @@ pub(crate) fn flag(arg: Arg) -> Arg {
         .map(|var| var.to_string_lossy().into_owned())
         .unwrap_or_default();
     let parser = move |text: &str| {
-        parse_flag(text)
-            .ok_or_else(|| format!("{var}={text:?} is not a flag value: use {FLAG_VALUES}"))
+        parse_flag(text).ok_or_else(|| ValueError::Flag {
+            var: var.clone(),
+            text: text.to_owned(),
+        })
     };
     arg.action(ArgAction::SetTrue)
         .value_parser(ValueParser::new(parser))

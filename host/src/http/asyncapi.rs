@@ -442,6 +442,7 @@ mod tests {
     }
 
     fn sources(plugins: Vec<Arc<PluginState>>) -> AsyncApiSources {
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         AsyncApiSources {
             health: Arc::new(HealthSources {
                 name: "svc".into(),
@@ -453,10 +454,11 @@ mod tests {
                     bus: BusBridge::new(EventBus::new(BusConfig::default())).enabled(false),
                     mqtt: None,
                     life: Default::default(),
+                    metrics: Arc::clone(&metrics),
                 }),
                 plugins,
                 builds: Vec::new(),
-                reloads: Arc::new(ReloadLog::default()),
+                reloads: Arc::new(ReloadLog::new(metrics)),
             }),
             servers: vec![
                 (BusKind::Amqp, "amqp://user:pw@broker:5672/%2f".into()),

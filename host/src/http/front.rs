@@ -43,7 +43,7 @@ pub struct FrontLayer {
     pub body_timeouts: BodyTimeouts,
     /// Write aiohttp's access-log lines (`--debug`; the original muted them otherwise).
     pub access_log: bool,
-    /// The metrics series of the app's routes.
+    /// The metrics series of the app's routes (and its in-flight gauge).
     pub routes: Arc<RouteMatcher>,
 }
 
@@ -88,7 +88,7 @@ where
         let started = Instant::now();
         let series = Arc::clone(self.routes.series(request.uri().path()));
         let method = request.method().clone();
-        let in_flight = crate::metrics::global().http.in_flight();
+        let in_flight = self.routes.in_flight();
         let access = self.access_log.then(|| access_log::Entry::of(&request));
         let requested = cors::Requested::of(&request);
         let pending = if request.method() == Method::OPTIONS {
@@ -175,14 +175,16 @@ mod tests {
     }
 
     fn front<S>(inner: S) -> Front<S> {
+        front_recording(&crate::metrics::Metrics::new().http, inner)
+    }
+
+    /// The front of an app whose one route is `/x/{*rest}`, recording into `http`.
+    fn front_recording<S>(http: &crate::metrics::http::HttpMetrics, inner: S) -> Front<S> {
         FrontLayer {
             max_body_size: 10,
             body_timeouts: BodyTimeouts::default(),
             access_log: false,
-            routes: Arc::new(RouteMatcher::new(
-                &crate::metrics::global().http,
-                [("/x/{*rest}", None)],
-            )),
+            routes: Arc::new(RouteMatcher::new(http, [("/x/{*rest}", None)])),
         }
         .layer(inner)
     }
@@ -328,14 +330,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_panicking_host_handler_is_a_500_and_counted() {
-        let http = &crate::metrics::global().http;
-        let before = http.panics("/x/{*rest}", "host");
+    async fn a_panicking_host_handler_is_a_500_and_counted_in_its_apps_registry() {
+        let (ours, other) = (
+            crate::metrics::Metrics::new(),
+            crate::metrics::Metrics::new(),
+        );
+        let http = &ours.http;
         let at_call = service_fn(
             |_: Request| -> std::future::Ready<Result<Response, Infallible>> { panic!("at call") },
         );
         let at_x = || Request::builder().uri("/x/y").body(Body::empty()).unwrap();
-        let (status, headers, body) = answer(front(at_call), at_x()).await;
+        let (status, headers, body) = answer(front_recording(http, at_call), at_x()).await;
         assert_eq!(
             (status, body.as_str()),
             (
@@ -350,7 +355,7 @@ mod tests {
             }
             Ok::<Response, Infallible>(Response::new(Body::empty()))
         });
-        let (status, _, body) = answer(front(in_future), at_x()).await;
+        let (status, _, body) = answer(front_recording(http, in_future), at_x()).await;
         assert_eq!(
             (status, body.as_str()),
             (
@@ -358,7 +363,13 @@ mod tests {
                 "500: host handler panicked"
             )
         );
-        // No other test of this module panics on this route.
-        assert_eq!(http.panics("/x/{*rest}", "host"), before + 2);
+        assert_eq!(http.panics("/x/{*rest}", "host"), 2);
+        // A registry built apart shares nothing with the app's: nothing reaches a
+        // process-wide one.
+        assert_eq!(other.http.panics("/x/{*rest}", "host"), 0);
+        assert_eq!(
+            crate::metrics::global().http.panics("/x/{*rest}", "host"),
+            0
+        );
     }
 }

@@ -49,6 +49,8 @@ pub struct AppSpec {
     pub plugin_routes: Vec<RouteEntry>,
     /// Built-in routes added by other parts of the host (eventbus, docs), relative paths.
     pub extra: Vec<(String, MethodRouter)>,
+    /// The service's metrics: what the app records, and what its metrics routes serve.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 fn method_filter(method: &str) -> Option<MethodFilter> {
@@ -77,10 +79,11 @@ pub fn app(spec: AppSpec) -> App {
         (full(metrics::PREFIXED), None),
         (metrics::UNPREFIXED.to_owned(), None),
     ];
+    let serve_metrics = get(metrics::metrics).with_state(Arc::clone(&spec.metrics));
     let mut app = Router::new()
         .route(&full("/_service/status"), get(status::status))
-        .route(&full(metrics::PREFIXED), get(metrics::metrics))
-        .route(metrics::UNPREFIXED, get(metrics::metrics));
+        .route(&full(metrics::PREFIXED), serve_metrics.clone())
+        .route(metrics::UNPREFIXED, serve_metrics);
     #[cfg(feature = "bench-native")]
     {
         // The bench plugin's `/bench/plugin` handler, compiled in (bench/ compares the two).
@@ -125,7 +128,7 @@ pub fn app(spec: AppSpec) -> App {
 
     let router = app.fallback(|| async { errors::text(StatusCode::NOT_FOUND, "Not Found") });
     let routes = RouteMatcher::new(
-        &crate::metrics::global().http,
+        &spec.metrics.http,
         paths
             .iter()
             .map(|(p, plugin)| (p.as_str(), plugin.as_deref())),

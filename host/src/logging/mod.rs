@@ -7,7 +7,10 @@
 mod escape;
 mod format;
 
-use std::{io, path::Path};
+use std::{
+    io,
+    path::{Path, PathBuf},
+};
 
 use time::UtcOffset;
 use tracing::Subscriber;
@@ -27,6 +30,22 @@ const MUTED: &[&str] = &["lapin", "pinky_swear", "amq_protocol", "hyper", "h2", 
 /// The target of access-log lines, written only with `--debug`.
 pub const ACCESS_TARGET: &str = "brewblox_host::access";
 
+/// Why logging could not be set up (the process then stops, saying so on stderr).
+#[derive(Debug, thiserror::Error)]
+pub enum LoggingError {
+    #[error("invalid RUST_LOG: {0}")]
+    RustLog(#[from] tracing_subscriber::filter::ParseError),
+    #[error("--output {}: not a file name", .0.display())]
+    NotAFileName(PathBuf),
+    #[error("--output {}: {err}", .path.display())]
+    Output {
+        path: PathBuf,
+        err: tracing_appender::rolling::InitError,
+    },
+    #[error("cannot install the logger: {0}")]
+    Install(#[from] tracing_subscriber::util::TryInitError),
+}
+
 /// How the process logs.
 pub struct LogSettings<'a> {
     pub debug: bool,
@@ -36,7 +55,7 @@ pub struct LogSettings<'a> {
 }
 
 /// Builds the filter: the base level, muted dependencies, then `RUST_LOG`.
-pub fn filter(settings: &LogSettings<'_>) -> Result<EnvFilter, String> {
+pub fn filter(settings: &LogSettings<'_>) -> Result<EnvFilter, LoggingError> {
     let mut directives = vec![if settings.debug { "debug" } else { "info" }.to_owned()];
     if !settings.debug {
         directives.extend(MUTED.iter().map(|target| format!("{target}=warn")));
@@ -52,14 +71,12 @@ pub fn filter(settings: &LogSettings<'_>) -> Result<EnvFilter, String> {
     {
         directives.push(extra.to_owned());
     }
-    EnvFilter::builder()
-        .parse(directives.join(","))
-        .map_err(|err| format!("invalid RUST_LOG: {err}"))
+    Ok(EnvFilter::builder().parse(directives.join(","))?)
 }
 
 /// Installs the global subscriber. Call once, before threads are started, so that the local
 /// UTC offset can be read safely.
-pub fn init(settings: &LogSettings<'_>) -> Result<(), String> {
+pub fn init(settings: &LogSettings<'_>) -> Result<(), LoggingError> {
     let offset = UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC);
     let stderr = layer(offset, io::stderr);
     let file = match settings.output {
@@ -68,8 +85,7 @@ pub fn init(settings: &LogSettings<'_>) -> Result<(), String> {
     };
     tracing_subscriber::registry()
         .with(stderr.and_then(file).with_filter(filter(settings)?))
-        .try_init()
-        .map_err(|err| format!("cannot install the logger: {err}"))?;
+        .try_init()?;
     // A panic of the host's own is a log line too, not std's lines on stderr.
     plugin_abi::panics::install_hook();
     Ok(())
@@ -88,20 +104,25 @@ where
 }
 
 /// A file appender rotated daily, keeping 7 files: `PATH.YYYY-MM-DD`.
-fn rolling_file(path: &Path) -> Result<tracing_appender::rolling::RollingFileAppender, String> {
+fn rolling_file(
+    path: &Path,
+) -> Result<tracing_appender::rolling::RollingFileAppender, LoggingError> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
     let prefix = path
         .file_name()
-        .ok_or_else(|| format!("--output {}: not a file name", path.display()))?;
+        .ok_or_else(|| LoggingError::NotAFileName(path.to_owned()))?;
     tracing_appender::rolling::Builder::new()
         .rotation(tracing_appender::rolling::Rotation::DAILY)
         .filename_prefix(prefix.to_string_lossy())
         .max_log_files(7)
         .build(dir)
-        .map_err(|err| format!("--output {}: {err}", path.display()))
+        .map_err(|err| LoggingError::Output {
+            path: path.to_owned(),
+            err,
+        })
 }
 
 #[cfg(test)]
@@ -181,5 +202,12 @@ mod tests {
             rust_log: Some("device_plugin=warn".into()),
         };
         assert!(filter(&settings).is_ok());
+        let settings = LogSettings {
+            rust_log: Some("a=b=c".into()),
+            ..settings
+        };
+        let err = filter(&settings).expect_err("a bad directive");
+        assert!(matches!(err, LoggingError::RustLog(_)), "{err:?}");
+        assert!(err.to_string().starts_with("invalid RUST_LOG: "), "{err}");
     }
 }

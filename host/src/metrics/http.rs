@@ -194,11 +194,13 @@ impl RouteSeries {
 }
 
 /// Finds the series of a request's route: the app's routes, matched by path as the router
-/// does (same matcher, same templates).
+/// does (same matcher, same templates). It also holds the in-flight gauge of the registry
+/// the series belong to, so that the app records into one registry only.
 #[derive(Debug)]
 pub struct RouteMatcher {
     router: matchit::Router<Arc<RouteSeries>>,
     unmatched: Arc<RouteSeries>,
+    metrics: HttpMetrics,
 }
 
 impl RouteMatcher {
@@ -218,7 +220,13 @@ impl RouteMatcher {
         RouteMatcher {
             router,
             unmatched: metrics.route(UNMATCHED, HOST),
+            metrics: metrics.clone(),
         }
+    }
+
+    /// Counts a request in flight until the guard is dropped.
+    pub fn in_flight(&self) -> InFlight {
+        self.metrics.in_flight()
     }
 
     pub fn series(&self, path: &str) -> &Arc<RouteSeries> {

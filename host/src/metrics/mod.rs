@@ -1,10 +1,12 @@
 //! The process's metrics, served in the Prometheus text format (or OpenMetrics) at
 //! `/{name}/_service/metrics` and `/metrics`.
 //!
-//! One registry for the whole process ([`global`]): it is made once and outlives every
-//! generation of plugins, so counters do not reset on a reload. What belongs to one
-//! generation (the state of its plugins) is read at scrape time from the generations that are
-//! alive, so a stopped generation's series disappear with it.
+//! One registry for the whole service: the service makes it once and hands it ([`Metrics`]
+//! behind an `Arc`) to what records into it: the HTTP app, the plugins' context, the reload
+//! log, the operator page's sampler. It outlives every generation of plugins, so counters do
+//! not reset on a reload. What belongs to one generation (the state of its plugins) is read at
+//! scrape time from the generations that are alive, so a stopped generation's series
+//! disappear with it.
 
 pub mod bus;
 pub mod http;
@@ -12,7 +14,7 @@ pub mod plugins;
 pub mod process;
 pub mod registered;
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use prometheus_client::{
     encoding::{prometheus_text, text},
@@ -65,11 +67,18 @@ pub struct Metrics {
     pub registered: Registered,
 }
 
-static GLOBAL: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+static GLOBAL: LazyLock<Arc<Metrics>> = LazyLock::new(|| Arc::new(Metrics::new()));
 
-/// The process's metrics.
+/// The registry the eventbus connections record into: they are made below the service and
+/// reach it here. Nothing else does; everything else is handed the service's registry.
 pub fn global() -> &'static Metrics {
     &GLOBAL
+}
+
+/// The service's registry: the one [`global`] reaches, so that a scrape shows the eventbus's
+/// series beside the others. Taken once, where the service is built.
+pub fn service_registry() -> Arc<Metrics> {
+    Arc::clone(&GLOBAL)
 }
 
 /// The two exposition formats.

@@ -132,8 +132,32 @@ pub fn full_name(plugin: &str, name: &str) -> String {
     format!("plugin_{plugin}_{name}")
 }
 
+/// Why a plugin's metric was refused; the plugin gets the message as an `Invalid` error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetricError {
+    /// The metric's kind code is none the host knows.
+    #[error("unknown metric kind {0}")]
+    UnknownKind(u8),
+    #[error("a metric's label names and values must pair up")]
+    UnpairedLabels,
+    /// A rule shared with the SDK's test host (`plugin_abi::metrics`), which words it: a
+    /// name, label, help or bucket rule, a clash of kind or labels, too many series or
+    /// families.
+    #[error("{0}")]
+    Rule(String),
+    /// The metric's full name is another plugin's (the names differ only in characters
+    /// other than letters and digits).
+    #[error(
+        "metric {full} belongs to plugin {owner} (plugin names that differ only in \
+         characters other than letters and digits share metric names)"
+    )]
+    OtherPlugin { full: String, owner: String },
+    #[error("metric {0} exists with other buckets")]
+    OtherBuckets(String),
+}
+
 /// The shared rules (`plugin_abi::metrics`), which the SDK's test host applies too.
-fn check(spec: &Spec) -> Result<(), String> {
+fn check(spec: &Spec) -> Result<(), MetricError> {
     rules::check(&MetricSpec {
         kind: spec.kind.code(),
         name: spec.name,
@@ -141,12 +165,12 @@ fn check(spec: &Spec) -> Result<(), String> {
         labels: &spec.labels,
         buckets: spec.buckets,
     })
+    .map_err(MetricError::Rule)
 }
 
 impl Registered {
-    /// The series `spec` names, made on first use. `Err` is the message of an `Invalid`
-    /// error.
-    pub fn series(&self, spec: &Spec) -> Result<Series, String> {
+    /// The series `spec` names, made on first use.
+    pub fn series(&self, spec: &Spec) -> Result<Series, MetricError> {
         check(spec)?;
         let full = full_name(spec.plugin, spec.name);
         let label_names: Vec<String> = spec.labels.iter().map(|(l, _)| l.to_string()).collect();
@@ -163,7 +187,10 @@ impl Registered {
                 .filter(|f| f.plugin == spec.plugin)
                 .count();
             if owned >= MAX_FAMILIES {
-                return Err(rules::too_many_families(spec.plugin, spec.name));
+                return Err(MetricError::Rule(rules::too_many_families(
+                    spec.plugin,
+                    spec.name,
+                )));
             }
         }
         let family = families.entry(full.clone()).or_insert_with(|| Family {
@@ -175,29 +202,28 @@ impl Registered {
             series: BTreeMap::new(),
         });
         if family.plugin != spec.plugin {
-            return Err(format!(
-                "metric {full} belongs to plugin {} (plugin names that differ only in \
-                 characters other than letters and digits share metric names)",
-                family.plugin
-            ));
+            return Err(MetricError::OtherPlugin {
+                full,
+                owner: family.plugin.clone(),
+            });
         }
         if family.kind != spec.kind || family.label_names != label_names {
             let registered: Vec<&str> = family.label_names.iter().map(String::as_str).collect();
             let wanted: Vec<&str> = label_names.iter().map(String::as_str).collect();
-            return Err(rules::clash(
+            return Err(MetricError::Rule(rules::clash(
                 spec.name,
                 (family.kind.code(), &registered),
                 (spec.kind.code(), &wanted),
-            ));
+            )));
         }
         if family.kind == Kind::Histogram && family.buckets != buckets {
-            return Err(format!("metric {full} exists with other buckets"));
+            return Err(MetricError::OtherBuckets(full));
         }
         if let Some(series) = family.series.get(&values) {
             return Ok(series.clone());
         }
         if family.series.len() >= MAX_SERIES {
-            return Err(rules::too_many_series(spec.name));
+            return Err(MetricError::Rule(rules::too_many_series(spec.name)));
         }
         let series = match spec.kind {
             Kind::Counter => Series::Counter(Counter::default()),
@@ -248,17 +274,17 @@ mod tests {
     fn bad_names_and_labels_are_refused_with_the_reason() {
         let reg = Registered::default();
         for name in ["", "1x", "a-b", "a b", "__x", "x_total", &"x".repeat(101)] {
-            let err = reg.series(&spec(name, vec![])).unwrap_err();
+            let err = reg.series(&spec(name, vec![])).unwrap_err().to_string();
             assert!(err.contains("invalid metric name"), "{name}: {err}");
         }
         let err = reg.series(&spec("t", vec![("a-b", "1")])).unwrap_err();
-        assert!(err.contains("invalid label name"), "{err}");
+        assert!(err.to_string().contains("invalid label name"), "{err}");
         let err = reg.series(&spec("t", vec![("a", "x\ny")])).unwrap_err();
-        assert!(err.contains("invalid value of label"), "{err}");
+        assert!(err.to_string().contains("invalid value of label"), "{err}");
         let err = reg
             .series(&spec("t", vec![("a", "1"), ("a", "2")]))
             .unwrap_err();
-        assert!(err.contains("twice"), "{err}");
+        assert!(err.to_string().contains("twice"), "{err}");
     }
 
     #[test]
@@ -276,9 +302,19 @@ mod tests {
                 ..spec("temp", vec![("id", "1")])
             })
             .unwrap_err();
-        assert!(err.contains("cannot also be"), "{err}");
+        assert!(err.to_string().contains("cannot also be"), "{err}");
         let err = reg.series(&spec("temp", vec![("other", "1")])).unwrap_err();
-        assert!(err.contains("cannot also be"), "{err}");
+        assert!(err.to_string().contains("cannot also be"), "{err}");
+        let other_plugin = reg
+            .series(&Spec {
+                plugin: "device.plugin",
+                ..spec("temp", vec![("id", "1")])
+            })
+            .unwrap_err();
+        assert!(
+            matches!(&other_plugin, MetricError::OtherPlugin { owner, .. } if owner == "device-plugin"),
+            "{other_plugin}"
+        );
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &{
             let mut r = prometheus_client::registry::Registry::default();

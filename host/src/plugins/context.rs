@@ -18,6 +18,10 @@ use super::bus_bridge::BusBridge;
 use super::handover::GenerationLife;
 use super::mqtt_bridge::{self, MqttBridge};
 use super::{routes::RouteTable, tasks::TaskSet};
+use crate::metrics::{
+    registered::{MetricError, Registered},
+    Metrics,
+};
 use crate::sync::Unpoisoned;
 use plugin_abi::features::FeatureRegistry;
 
@@ -34,6 +38,8 @@ pub struct HostServices {
     pub mqtt: Option<MqttBridge>,
     /// The generation's phase and the states handed to it.
     pub life: Arc<GenerationLife>,
+    /// The service's metrics: plugin tasks, repeaters and registered metrics count here.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Where a plugin is in its life, for logs and the health report.
@@ -131,9 +137,13 @@ impl HostContext for PluginContext {
     }
 
     fn spawn(&self, name: RString, task: FfiFuture<RResult<(), RString>>) -> TaskHandleBox {
-        self.plugin
-            .tasks
-            .spawn(&self.host.runtime, &self.plugin.name, &name, task)
+        self.plugin.tasks.spawn(
+            &self.host.runtime,
+            &self.host.metrics,
+            &self.plugin.name,
+            &name,
+            task,
+        )
     }
 
     fn repeater_failed(&self, name: RString) {
@@ -141,9 +151,7 @@ impl HostContext for PluginContext {
             "plugin {}: a run of repeater {name} failed",
             self.plugin.name
         );
-        crate::metrics::global()
-            .plugins
-            .repeater_failed(&self.plugin.name);
+        self.host.metrics.plugins.repeater_failed(&self.plugin.name);
     }
 
     fn add_feature(
@@ -178,10 +186,10 @@ impl HostContext for PluginContext {
     }
 
     fn metric(&self, metric: FfiMetric) -> RResult<HostMetricArc, FfiError> {
-        plugin_metric(&self.plugin.name, &metric)
-            .map_err(|message| {
-                tracing::error!("plugin {}: {message}", self.plugin.name);
-                FfiError::new(error_code::INVALID, message)
+        plugin_metric(&self.host.metrics.registered, &self.plugin.name, &metric)
+            .map_err(|err| {
+                tracing::error!("plugin {}: {err}", self.plugin.name);
+                FfiError::new(error_code::INVALID, err.to_string())
             })
             .into()
     }
@@ -250,16 +258,20 @@ impl HostContext for PluginContext {
 const MAX_DETAIL_CHARS: usize = 500;
 
 /// Registers (or finds) a plugin metric's series and wraps it for the plugin.
-fn plugin_metric(plugin: &str, metric: &FfiMetric) -> Result<HostMetricArc, String> {
+fn plugin_metric(
+    registered: &Registered,
+    plugin: &str,
+    metric: &FfiMetric,
+) -> Result<HostMetricArc, MetricError> {
     use crate::metrics::registered::{Kind, Spec};
     let kind = match metric.kind {
         metric_kind::COUNTER => Kind::Counter,
         metric_kind::GAUGE => Kind::Gauge,
         metric_kind::HISTOGRAM => Kind::Histogram,
-        other => return Err(format!("unknown metric kind {other}")),
+        other => return Err(MetricError::UnknownKind(other)),
     };
     if metric.label_names.len() != metric.label_values.len() {
-        return Err("a metric's label names and values must pair up".into());
+        return Err(MetricError::UnpairedLabels);
     }
     let spec = Spec {
         plugin,
@@ -274,7 +286,7 @@ fn plugin_metric(plugin: &str, metric: &FfiMetric) -> Result<HostMetricArc, Stri
             .collect(),
         buckets: &metric.buckets,
     };
-    let series = crate::metrics::global().registered.series(&spec)?;
+    let series = registered.series(&spec)?;
     Ok(HostMetric_TO::from_ptr(
         abi_stable::std_types::RArc::new(MetricHandle(series)),
         TD_Opaque,

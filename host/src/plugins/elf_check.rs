@@ -21,6 +21,45 @@ use object::{
 pub const NOT_A_PLUGIN: &str =
     "not a brewblox-host plugin (it exports no plugin header; use plugin_api::export_plugin!)";
 
+/// Why a file cannot be a plugin, in one line. A truncated file ([`ElfError::Truncated`])
+/// is most often one still being copied.
+#[derive(Debug, thiserror::Error)]
+pub enum ElfError {
+    #[error("cannot read: {0}")]
+    Unreadable(#[from] std::io::Error),
+    #[error("not a regular file")]
+    NotRegular,
+    #[error("not a shared library (only {0} bytes)")]
+    TooShort(u64),
+    #[error("not a shared library (no 64-bit ELF header)")]
+    NoHeader,
+    #[error("not a shared library (unknown byte order)")]
+    UnknownByteOrder,
+    #[error("a shared library for a machine of the other byte order")]
+    OtherByteOrder,
+    #[error("not a shared library (ELF type {0})")]
+    NotShared(u16),
+    #[error(
+        "a shared library for another machine (ELF machine {machine}, this host is {})",
+        std::env::consts::ARCH
+    )]
+    OtherMachine { machine: u16 },
+    #[error(
+        "truncated or still being written: the file has {size} bytes, but its program headers \
+         need {needed}; copy it complete (install to a temporary name, then mv)"
+    )]
+    Truncated { size: u64, needed: u64 },
+    #[error("not a shared library (no program headers)")]
+    NoProgramHeaders,
+    #[error("not a shared library (corrupt program header)")]
+    CorruptProgramHeader,
+    /// What of the file could not be read: its section headers, its dynamic symbol table.
+    #[error("truncated or corrupt: cannot read its {0}")]
+    Corrupt(&'static str),
+    #[error("{NOT_A_PLUGIN}")]
+    NotAPlugin,
+}
+
 /// The ELF file header type of this machine's shared libraries.
 type Header = elf::FileHeader64<Endianness>;
 
@@ -51,7 +90,7 @@ pub struct ElfInfo {
 }
 
 /// Checks a plugin file; `Err` is why it cannot be one, in one line.
-pub fn check(path: &Path) -> Result<ElfInfo, String> {
+pub fn check(path: &Path) -> Result<ElfInfo, ElfError> {
     let (file, size) = open(path)?;
     let data = &ReadCache::new(file);
     let (header, endian) = parse_header(data, size)?;
@@ -105,7 +144,7 @@ fn build_id(header: &Header, endian: Endianness, data: &ReadCache<File>) -> Opti
 
 /// Checks that a file (a private copy, whose section headers are dropped) is a complete
 /// shared library for this machine, without looking for the plugin header.
-pub fn check_loadable(path: &Path) -> Result<(), String> {
+pub fn check_loadable(path: &Path) -> Result<(), ElfError> {
     let (file, size) = open(path)?;
     let data = &ReadCache::new(file);
     let (header, endian) = parse_header(data, size)?;
@@ -137,50 +176,38 @@ pub fn mapped_end(path: &Path) -> Option<u64> {
 
 /// Opens `path` without waiting (a FIFO put in a plugin's place must not hold a start or a
 /// reload in `open`), and only if it is a regular file.
-fn open(path: &Path) -> Result<(File, u64), String> {
+fn open(path: &Path) -> Result<(File, u64), ElfError> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|err| format!("cannot read: {err}"))?;
-    let meta = file
-        .metadata()
-        .map_err(|err| format!("cannot read: {err}"))?;
+        .open(path)?;
+    let meta = file.metadata()?;
     if !meta.is_file() {
-        return Err("not a regular file".into());
+        return Err(ElfError::NotRegular);
     }
     Ok((file, meta.len()))
 }
 
 /// The ELF header, if it is that of a shared library for this machine.
-fn parse_header(data: &ReadCache<File>, size: u64) -> Result<(&Header, Endianness), String> {
+fn parse_header(data: &ReadCache<File>, size: u64) -> Result<(&Header, Endianness), ElfError> {
     let header = Header::parse(data).map_err(|_| {
         if size < 64 {
-            format!("not a shared library (only {size} bytes)")
+            ElfError::TooShort(size)
         } else {
-            "not a shared library (no 64-bit ELF header)".to_owned()
+            ElfError::NoHeader
         }
     })?;
-    let endian = header
-        .endian()
-        .map_err(|_| "not a shared library (unknown byte order)".to_owned())?;
+    let endian = header.endian().map_err(|_| ElfError::UnknownByteOrder)?;
     if endian != Endianness::default() {
-        return Err("a shared library for a machine of the other byte order".into());
+        return Err(ElfError::OtherByteOrder);
     }
     if header.e_type(endian) != elf::ET_DYN {
-        return Err(format!(
-            "not a shared library (ELF type {})",
-            header.e_type(endian).0
-        ));
+        return Err(ElfError::NotShared(header.e_type(endian).0));
     }
     let machine = header.e_machine(endian);
     if host_machine().is_some_and(|host| host != machine) {
-        return Err(format!(
-            "a shared library for another machine (ELF machine {}, this host is {})",
-            machine.0,
-            std::env::consts::ARCH
-        ));
+        return Err(ElfError::OtherMachine { machine: machine.0 });
     }
     Ok((header, endian))
 }
@@ -192,17 +219,13 @@ fn check_segments(
     endian: Endianness,
     data: &ReadCache<File>,
     size: u64,
-) -> Result<(), String> {
-    let truncated = |end: u64| {
-        format!(
-            "truncated or still being written: the file has {size} bytes, but its program headers need {end}; copy it complete (install to a temporary name, then mv)"
-        )
-    };
+) -> Result<(), ElfError> {
+    let truncated = |needed: u64| ElfError::Truncated { size, needed };
     let segments = header
         .program_headers(endian, data)
         .map_err(|_| truncated(header.e_phoff.get(endian)))?;
     if segments.is_empty() {
-        return Err("not a shared library (no program headers)".into());
+        return Err(ElfError::NoProgramHeaders);
     }
     for segment in segments {
         if segment.p_type(endian) != elf::PT_LOAD {
@@ -211,7 +234,7 @@ fn check_segments(
         let end = segment
             .p_offset(endian)
             .checked_add(segment.p_filesz(endian))
-            .ok_or_else(|| "not a shared library (corrupt program header)".to_owned())?;
+            .ok_or(ElfError::CorruptProgramHeader)?;
         if end > size {
             return Err(truncated(end));
         }
@@ -220,15 +243,17 @@ fn check_segments(
 }
 
 /// The library defines abi_stable's root-module symbol, which `export_plugin!` exports.
-fn check_export(header: &Header, endian: Endianness, data: &ReadCache<File>) -> Result<(), String> {
-    let not_a_plugin = || NOT_A_PLUGIN.to_owned();
-    let corrupt = |what: &str| format!("truncated or corrupt: cannot read its {what}");
+fn check_export(
+    header: &Header,
+    endian: Endianness,
+    data: &ReadCache<File>,
+) -> Result<(), ElfError> {
     let sections = header
         .sections(endian, data)
-        .map_err(|_| corrupt("section headers"))?;
+        .map_err(|_| ElfError::Corrupt("section headers"))?;
     let symbols = sections
         .symbols(endian, data, elf::SHT_DYNSYM)
-        .map_err(|_| corrupt("dynamic symbol table"))?;
+        .map_err(|_| ElfError::Corrupt("dynamic symbol table"))?;
     let wanted = ROOT_MODULE_LOADER_NAME.as_bytes();
     let exported = symbols.iter().any(|symbol| {
         !symbol.st_shndx(endian).is_special()
@@ -239,7 +264,7 @@ fn check_export(header: &Header, endian: Endianness, data: &ReadCache<File>) -> 
     if exported {
         Ok(())
     } else {
-        Err(not_a_plugin())
+        Err(ElfError::NotAPlugin)
     }
 }
 
@@ -247,7 +272,7 @@ fn check_export(header: &Header, endian: Endianness, data: &ReadCache<File>) -> 
 mod tests {
     use std::io::Write;
 
-    use super::check;
+    use super::{check, ElfError};
 
     /// This test binary is an ELF file, but an executable.
     fn own_binary() -> std::path::PathBuf {
@@ -263,12 +288,14 @@ mod tests {
             "not a library at all, just some text to fill 64 bytes ......",
         )
         .unwrap();
-        assert!(check(&text)
-            .unwrap_err()
-            .starts_with("not a shared library"));
+        let err = check(&text).unwrap_err().to_string();
+        assert!(err.starts_with("not a shared library"), "{err}");
         let empty = dir.path().join("b.so");
         std::fs::write(&empty, "").unwrap();
-        assert!(check(&empty).unwrap_err().contains("only 0 bytes"));
+        assert_eq!(
+            check(&empty).unwrap_err().to_string(),
+            "not a shared library (only 0 bytes)"
+        );
     }
 
     #[test]
@@ -297,6 +324,7 @@ mod tests {
         let started = std::time::Instant::now();
         assert!(check(&sparse)
             .unwrap_err()
+            .to_string()
             .starts_with("not a shared library"));
         // Reading 1 GiB of zeros takes seconds; the headers take microseconds.
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
@@ -309,10 +337,10 @@ mod tests {
         // Test binaries are position-independent executables: ELF type DYN, no plugin header.
         let whole = dir.path().join("whole.so");
         std::fs::copy(&exe, &whole).unwrap();
-        assert!(check(&whole)
-            .unwrap_err()
-            .contains("not a brewblox-host plugin"));
-        assert_eq!(super::check_loadable(&whole), Ok(()));
+        let err = check(&whole).unwrap_err();
+        assert!(matches!(err, ElfError::NotAPlugin), "{err}");
+        assert_eq!(err.to_string(), super::NOT_A_PLUGIN);
+        assert!(super::check_loadable(&whole).is_ok());
 
         let bytes = std::fs::read(&exe).unwrap();
         let cut = dir.path().join("cut.so");
@@ -321,6 +349,7 @@ mod tests {
             .unwrap();
         drop(file);
         let err = check(&cut).unwrap_err();
-        assert!(err.contains("truncated"), "{err}");
+        assert!(matches!(err, ElfError::Truncated { .. }), "{err}");
+        assert!(err.to_string().starts_with("truncated"), "{err}");
     }
 }

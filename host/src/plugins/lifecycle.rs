@@ -20,6 +20,49 @@ use super::{
     logger,
 };
 
+/// Why a plugin could not be created, or one of its hooks did not succeed. The plugin's own
+/// words (its error, its panic's report) are kept as it gave them.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HookError {
+    #[error("plugin {plugin} could not be created: {err}")]
+    NotCreated { plugin: String, err: String },
+    #[error(
+        "plugin {plugin}: {hook} did not finish within {:.1} s and was abandoned",
+        .limit.as_secs_f64()
+    )]
+    TimedOut {
+        plugin: String,
+        hook: &'static str,
+        limit: Duration,
+    },
+    #[error("plugin {plugin}: {hook} failed: {err}")]
+    Failed {
+        plugin: String,
+        hook: &'static str,
+        err: String,
+    },
+    /// `report` says that it panicked, and where.
+    #[error("plugin {plugin}: {hook} {report}")]
+    Panicked {
+        plugin: String,
+        hook: &'static str,
+        report: String,
+    },
+}
+
+/// Why a plugin's state was not handed to its next generation (which then starts empty).
+#[derive(Debug, Clone, thiserror::Error)]
+enum HandoverError {
+    #[error("handover did not finish within {:.1} s", .0.as_secs_f64())]
+    TimedOut(Duration),
+    #[error("handover {0}")]
+    Panicked(String),
+    #[error("handover failed: {0}")]
+    Failed(String),
+    #[error("handover of {0} bytes is larger than the limit of {MAX_HANDOVER_BYTES} bytes")]
+    TooLarge(usize),
+}
+
 /// A created plugin.
 pub struct RunningPlugin {
     pub state: Arc<PluginState>,
@@ -30,7 +73,7 @@ pub struct RunningPlugin {
 pub fn create_all(
     loaded: &[LoadedPlugin],
     host: &Arc<HostServices>,
-) -> Result<Vec<RunningPlugin>, String> {
+) -> Result<Vec<RunningPlugin>, HookError> {
     let mut running = Vec::with_capacity(loaded.len());
     for plugin in loaded {
         (plugin.module.init_logging())(logger::for_plugin(&plugin.name));
@@ -45,10 +88,10 @@ pub fn create_all(
         match (plugin.module.create())(context) {
             RResult::ROk(instance) => running.push(RunningPlugin { state, instance }),
             RResult::RErr(err) => {
-                return Err(format!(
-                    "plugin {} could not be created: {err}",
-                    plugin.name
-                ))
+                return Err(HookError::NotCreated {
+                    plugin: plugin.name.clone(),
+                    err: err.to_string(),
+                })
             }
         }
     }
@@ -58,27 +101,37 @@ pub fn create_all(
 /// Awaits one hook, containing panics and bounding its time.
 async fn run_hook(
     plugin: &str,
-    hook: &str,
+    hook: &'static str,
     future: FfiFuture<RResult<(), RString>>,
     timeout: Option<Duration>,
-) -> Result<(), String> {
+) -> Result<(), HookError> {
+    let plugin = plugin.to_owned();
     let guarded = plugin_abi::panics::catch_future(future);
     let outcome = match timeout {
         Some(limit) => match tokio::time::timeout(limit, guarded).await {
             Ok(outcome) => outcome,
             Err(_) => {
-                return Err(format!(
-                    "plugin {plugin}: {hook} did not finish within {:.1} s and was abandoned",
-                    limit.as_secs_f64()
-                ))
+                return Err(HookError::TimedOut {
+                    plugin,
+                    hook,
+                    limit,
+                })
             }
         },
         None => guarded.await,
     };
     match outcome {
         Ok(RResult::ROk(())) => Ok(()),
-        Ok(RResult::RErr(err)) => Err(format!("plugin {plugin}: {hook} failed: {err}")),
-        Err(report) => Err(format!("plugin {plugin}: {hook} {report}")),
+        Ok(RResult::RErr(err)) => Err(HookError::Failed {
+            plugin,
+            hook,
+            err: err.into(),
+        }),
+        Err(report) => Err(HookError::Panicked {
+            plugin,
+            hook,
+            report,
+        }),
     }
 }
 
@@ -89,13 +142,15 @@ pub async fn startup_all(
     plugins: &[RunningPlugin],
     hook_timeout: Duration,
     startup_timeout: Option<Duration>,
-) -> Result<(), String> {
+) -> Result<(), HookError> {
     for (index, plugin) in plugins.iter().enumerate() {
         let name = &plugin.state.name;
         tracing::debug!("--> startup {name}");
         let started = run_hook(name, "startup", plugin.instance.startup(), startup_timeout);
         if let Err(err) = started.await {
-            plugin.state.set_status(PluginStatus::Failed(err.clone()));
+            plugin
+                .state
+                .set_status(PluginStatus::Failed(err.to_string()));
             plugin.state.tasks.cancel_all();
             shutdown_all(&plugins[..index], hook_timeout).await;
             return Err(err);
@@ -136,20 +191,14 @@ pub async fn handover_all(
         let future = plugin.instance.handover();
         let guarded = plugin_abi::panics::catch_future(future);
         let outcome = match tokio::time::timeout(timeout, guarded).await {
-            Err(_) => Err(format!(
-                "handover did not finish within {:.1} s",
-                timeout.as_secs_f64()
-            )),
-            Ok(Err(report)) => Err(format!("handover {report}")),
-            Ok(Ok(RResult::RErr(err))) => Err(format!("handover failed: {err}")),
+            Err(_) => Err(HandoverError::TimedOut(timeout)),
+            Ok(Err(report)) => Err(HandoverError::Panicked(report)),
+            Ok(Ok(RResult::RErr(err))) => Err(HandoverError::Failed(err.into())),
             Ok(Ok(RResult::ROk(ROption::RNone))) => Ok(None),
             Ok(Ok(RResult::ROk(ROption::RSome(state))))
                 if state.data.len() > MAX_HANDOVER_BYTES =>
             {
-                Err(format!(
-                    "handover of {} bytes is larger than the limit of {MAX_HANDOVER_BYTES} bytes",
-                    state.data.len()
-                ))
+                Err(HandoverError::TooLarge(state.data.len()))
             }
             Ok(Ok(RResult::ROk(ROption::RSome(state)))) => Ok(Some(state)),
         };
@@ -173,7 +222,7 @@ pub async fn handover_all(
                 failed.push(HandoverReport {
                     plugin: name,
                     outcome: "failed",
-                    detail: Some(err),
+                    detail: Some(err.to_string()),
                 });
             }
         }
@@ -193,7 +242,9 @@ pub async fn shutdown_all(plugins: &[RunningPlugin], timeout: Duration) {
             Ok(()) => plugin.state.set_status(PluginStatus::Stopped),
             Err(err) => {
                 tracing::error!("{err}");
-                plugin.state.set_status(PluginStatus::Failed(err));
+                plugin
+                    .state
+                    .set_status(PluginStatus::Failed(err.to_string()));
             }
         }
     }

@@ -54,7 +54,7 @@ pub struct LoadedPlugin {
 pub struct LoadError {
     pub file: PathBuf,
     /// One readable line.
-    pub reason: String,
+    pub reason: Refusal,
     /// The full diagnosis where there is more (abi_stable's layout report), for `--debug`.
     pub detail: Option<String>,
 }
@@ -71,8 +71,80 @@ pub fn shown(path: &Path) -> String {
     crate::logging::escape(&path.display().to_string()).into_owned()
 }
 
+/// Why a plugin file (or the folder) was refused, in one line.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("cannot open plugins folder: {0}")]
+    OpenFolder(std::io::Error),
+    #[error("not a folder")]
+    NotAFolder,
+    #[error("cannot list plugins folder: {0}")]
+    ListFolder(std::io::Error),
+    #[error("cannot create a private folder for plugins: {0}")]
+    PrivateFolder(std::io::Error),
+    #[error(transparent)]
+    Permissions(#[from] permissions::PermissionError),
+    #[error("cannot read: {0}")]
+    Unreadable(std::io::Error),
+    #[error(transparent)]
+    Elf(#[from] elf_check::ElfError),
+    #[error("cannot copy to {}: {err}", .copy.display())]
+    Copy { copy: PathBuf, err: std::io::Error },
+    /// What the dynamic loader or abi_stable refused.
+    #[error(transparent)]
+    Library(#[from] LibraryRefusal),
+    /// Boxed: the two versions are large, and an `Err` is best kept small.
+    #[error(transparent)]
+    Version(Box<version::VersionError>),
+    #[error("not a brewblox-host plugin (its root module is \"{0}\")")]
+    OtherRootModule(String),
+    #[error(
+        "built with panic = \"abort\"; a panic in it would take the host down. Build it with \
+         the default panic = \"unwind\""
+    )]
+    PanicAbort,
+    #[error("inconsistent plugin-api versions ({declared} and {header})")]
+    InconsistentApi { declared: String, header: String },
+    /// Boxed: the name's error is large, and an `Err` is best kept small.
+    #[error(transparent)]
+    Name(Box<names::InvalidName>),
+    #[error("plugin name \"{name}\" is already used by {}; plugin names must be unique", shown(.first))]
+    DuplicateName { name: String, first: PathBuf },
+    /// The plugin's own error, as it gave it.
+    #[error("plugin {name} failed to declare its arguments: {err}")]
+    DeclareArgs { name: String, err: String },
+    #[error("plugin {name} declared invalid arguments: {err}")]
+    BadArgs {
+        name: String,
+        err: serde_json::Error,
+    },
+}
+
+/// What opening a library refused, from abi_stable's errors (whose layout report runs to
+/// thousands of lines: [`LoadError::detail`] keeps it).
+#[derive(Debug, thiserror::Error)]
+pub enum LibraryRefusal {
+    /// The dynamic loader's words, last part.
+    #[error("not a shared library ({0})")]
+    NotShared(String),
+    #[error("cannot load: {0}")]
+    CannotLoad(String),
+    #[error("{}", elf_check::NOT_A_PLUGIN)]
+    NotAPlugin,
+    #[error(
+        "built against plugin-api {actual}, but this host loads plugin-api {expected}; \
+         rebuild the plugin"
+    )]
+    OtherVersion { actual: String, expected: String },
+    /// The gist of the layout report.
+    #[error("incompatible plugin ABI: {0}; rebuild the plugin against this host's plugin-api")]
+    Abi(String),
+    #[error("built with an incompatible abi_stable or compiler ABI; rebuild the plugin")]
+    CompilerAbi,
+}
+
 impl LoadError {
-    fn new(file: &Path, reason: impl Into<String>) -> Self {
+    fn new(file: &Path, reason: impl Into<Refusal>) -> Self {
         LoadError {
             file: file.to_owned(),
             reason: reason.into(),
@@ -156,15 +228,10 @@ pub fn load_dir(dir: &Path, missing_ok: bool) -> Result<LoadedSet, Vec<LoadError
                 _private: None,
             });
         }
-        Err(err) => {
-            return Err(vec![LoadError::new(
-                dir,
-                format!("cannot open plugins folder: {err}"),
-            )])
-        }
+        Err(err) => return Err(vec![LoadError::new(dir, Refusal::OpenFolder(err))]),
     };
     if !meta.is_dir() {
-        return Err(vec![LoadError::new(dir, "not a folder")]);
+        return Err(vec![LoadError::new(dir, Refusal::NotAFolder)]);
     }
     permissions::check(dir, &meta).map_err(|reason| vec![LoadError::new(dir, reason)])?;
 
@@ -172,12 +239,7 @@ pub fn load_dir(dir: &Path, missing_ok: bool) -> Result<LoadedSet, Vec<LoadError
     let private = tempfile::Builder::new()
         .prefix("brewblox-host-")
         .tempdir()
-        .map_err(|err| {
-            vec![LoadError::new(
-                dir,
-                format!("cannot create a private folder for plugins: {err}"),
-            )]
-        })?;
+        .map_err(|err| vec![LoadError::new(dir, Refusal::PrivateFolder(err))])?;
 
     let whole = whole_copies();
     let mut plugins: Vec<LoadedPlugin> = Vec::new();
@@ -188,11 +250,10 @@ pub fn load_dir(dir: &Path, missing_ok: bool) -> Result<LoadedSet, Vec<LoadError
             Ok(plugin) => match names.get(&plugin.name) {
                 Some(first) => errors.push(LoadError::new(
                     file,
-                    format!(
-                        "plugin name \"{}\" is already used by {}; plugin names must be unique",
-                        plugin.name,
-                        shown(first)
-                    ),
+                    Refusal::DuplicateName {
+                        name: plugin.name.clone(),
+                        first: first.clone(),
+                    },
                 )),
                 None => {
                     names.insert(plugin.name.clone(), file.clone());
@@ -217,8 +278,7 @@ pub fn load_dir(dir: &Path, missing_ok: bool) -> Result<LoadedSet, Vec<LoadError
 /// The `.so` files of `dir`, sorted by name, symlinks to the same file counted once, and
 /// the `.so` entries that are no regular file (with the reason).
 fn plugin_files(dir: &Path) -> Result<(Vec<PathBuf>, Vec<Skipped>), LoadError> {
-    let entries = fs::read_dir(dir)
-        .map_err(|err| LoadError::new(dir, format!("cannot list plugins folder: {err}")))?;
+    let entries = fs::read_dir(dir).map_err(|err| LoadError::new(dir, Refusal::ListFolder(err)))?;
     let mut candidates: Vec<PathBuf> = entries
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|path| path.extension().is_some_and(|ext| ext == "so"))
@@ -246,8 +306,7 @@ fn load_file(
     index: usize,
     whole: bool,
 ) -> Result<LoadedPlugin, LoadError> {
-    let meta =
-        fs::metadata(file).map_err(|err| LoadError::new(file, format!("cannot read: {err}")))?;
+    let meta = fs::metadata(file).map_err(|err| LoadError::new(file, Refusal::Unreadable(err)))?;
     permissions::check(file, &meta).map_err(|reason| LoadError::new(file, reason))?;
     let elf = elf_check::check(file).map_err(|reason| LoadError::new(file, reason))?;
     if let Some(opened) = elf.build_id.as_deref().and_then(already_opened) {
@@ -257,7 +316,10 @@ fn load_file(
     // The copy's name is ours: the original's may hold anything.
     let copy = private_dir.join(format!("{index:03}.so"));
     let loaded = private_copy(file, &copy, whole)
-        .map_err(|err| LoadError::new(file, format!("cannot copy to {}: {err}", copy.display())))
+        .map_err(|err| {
+            let copy = copy.clone();
+            LoadError::new(file, Refusal::Copy { copy, err })
+        })
         .and_then(|()| {
             // The file may have changed since it was checked: the copy is what is mapped.
             elf_check::check_loadable(&copy).map_err(|reason| LoadError::new(file, reason))?;
@@ -301,15 +363,10 @@ fn open_module(file: &Path, copy: &Path) -> Result<Opened, LoadError> {
     let strings = header.version_strings();
     let plugin_api = strings.version.as_str();
     version::check(plugin_api, version::host_api_version())
-        .map_err(|reason| LoadError::new(file, reason))?;
+        .map_err(|err| LoadError::new(file, Refusal::Version(Box::new(err))))?;
     if header.root_mod_consts().name().as_str() != PluginModRef::NAME {
-        return Err(LoadError::new(
-            file,
-            format!(
-                "not a brewblox-host plugin (its root module is \"{}\")",
-                header.root_mod_consts().name().as_str()
-            ),
-        ));
+        let name = header.root_mod_consts().name().as_str().to_owned();
+        return Err(LoadError::new(file, Refusal::OtherRootModule(name)));
     }
 
     let same_fingerprint = same_abi_fingerprint(copy);
@@ -344,33 +401,27 @@ fn describe_module(
     } = opened;
     let info = module.info()();
     if !info.panic_unwind {
-        return Err(LoadError::new(
-            file,
-            "built with panic = \"abort\"; a panic in it would take the host down. Build it with the default panic = \"unwind\"",
-        ));
+        return Err(LoadError::new(file, Refusal::PanicAbort));
     }
     if info.api_version.as_str() != plugin_api {
         return Err(LoadError::new(
             file,
-            format!(
-                "inconsistent plugin-api versions ({} and {plugin_api})",
-                info.api_version
-            ),
+            Refusal::InconsistentApi {
+                declared: info.api_version.to_string(),
+                header: plugin_api,
+            },
         ));
     }
     let name = info.name.to_string();
-    names::identifier("plugin name", &name).map_err(|err| LoadError::new(file, err.to_string()))?;
+    names::identifier("plugin name", &name)
+        .map_err(|err| LoadError::new(file, Refusal::Name(Box::new(err))))?;
     let args_json = module.declare_args()().into_result().map_err(|err| {
-        LoadError::new(
-            file,
-            format!("plugin {name} failed to declare its arguments: {err}"),
-        )
+        let (name, err) = (name.clone(), err.to_string());
+        LoadError::new(file, Refusal::DeclareArgs { name, err })
     })?;
     let args: Vec<Arg> = serde_json::from_str(&args_json).map_err(|err| {
-        LoadError::new(
-            file,
-            format!("plugin {name} declared invalid arguments: {err}"),
-        )
+        let name = name.clone();
+        LoadError::new(file, Refusal::BadArgs { name, err })
     })?;
     Ok(LoadedPlugin {
         name,
@@ -438,28 +489,32 @@ fn private_copy(file: &Path, copy: &Path, whole: bool) -> std::io::Result<()> {
 fn describe(file: &Path, err: LibraryError) -> LoadError {
     let reason = match &err {
         LibraryError::OpenError { err, .. } => {
+            // The dynamic loader says what is wrong in words only (dlerror).
             let text = err.to_string();
             if text.contains("invalid ELF header") || text.contains("file too short") {
-                format!("not a shared library ({})", last_part(&text))
+                LibraryRefusal::NotShared(last_part(&text).to_owned())
             } else {
-                format!("cannot load: {}", last_part(&text))
+                LibraryRefusal::CannotLoad(last_part(&text).to_owned())
             }
         }
-        LibraryError::GetSymbolError { .. } => elf_check::NOT_A_PLUGIN.to_owned(),
-        LibraryError::IncompatibleVersionNumber { expected_version, actual_version, .. } => format!(
-            "built against plugin-api {actual_version}, but this host loads plugin-api {expected_version}; rebuild the plugin"
-        ),
-        LibraryError::AbiInstability(report) => {
-            format!("incompatible plugin ABI: {}; rebuild the plugin against this host's plugin-api", summarize(&report.to_string()))
-        }
+        LibraryError::GetSymbolError { .. } => LibraryRefusal::NotAPlugin,
+        LibraryError::IncompatibleVersionNumber {
+            expected_version,
+            actual_version,
+            ..
+        } => LibraryRefusal::OtherVersion {
+            actual: actual_version.to_string(),
+            expected: expected_version.to_string(),
+        },
+        LibraryError::AbiInstability(report) => LibraryRefusal::Abi(summarize(&report.to_string())),
         LibraryError::InvalidAbiHeader(_) | LibraryError::InvalidCAbi { .. } => {
-            "built with an incompatible abi_stable or compiler ABI; rebuild the plugin".to_owned()
+            LibraryRefusal::CompilerAbi
         }
-        other => format!("cannot load: {}", summarize(&other.to_string())),
+        other => LibraryRefusal::CannotLoad(summarize(&other.to_string())),
     };
     LoadError {
         file: file.to_owned(),
-        reason,
+        reason: reason.into(),
         detail: Some(err.to_string()),
     }
 }

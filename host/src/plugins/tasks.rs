@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::metrics::Metrics;
 use crate::sync::Unpoisoned;
 use abi_stable::std_types::{RResult, RString};
 use async_ffi::FfiFuture;
@@ -18,28 +19,31 @@ pub struct TaskSet {
 
 impl TaskSet {
     /// Spawns `task` on `runtime` (never on the caller's thread, which may be a plugin's
-    /// own runtime thread where the host's tokio context does not exist).
+    /// own runtime thread where the host's tokio context does not exist). A failure is
+    /// counted in `metrics`.
     pub fn spawn(
         &self,
         runtime: &Handle,
+        metrics: &Arc<Metrics>,
         plugin: &str,
         name: &str,
         task: FfiFuture<RResult<(), RString>>,
     ) -> TaskHandleBox {
         let (plugin_name, task_name) = (plugin.to_owned(), name.to_owned());
+        let metrics = Arc::clone(metrics);
         let join = runtime.spawn(async move {
             match panics::catch_future(task).await {
                 Ok(RResult::ROk(())) => {
                     tracing::debug!("plugin {plugin_name}: task {task_name} finished")
                 }
                 Ok(RResult::RErr(err)) => {
-                    crate::metrics::global().plugins.task_failed(&plugin_name);
+                    metrics.plugins.task_failed(&plugin_name);
                     // A plugin's error may span lines (a panic's is folded already).
                     let err = panics::fold_lines(&err);
                     tracing::error!("plugin {plugin_name}: task {task_name} failed: {err}")
                 }
                 Err(report) => {
-                    crate::metrics::global().plugins.task_failed(&plugin_name);
+                    metrics.plugins.task_failed(&plugin_name);
                     tracing::error!("plugin {plugin_name}: task {task_name} {report}")
                 }
             }

@@ -20,15 +20,24 @@ use crate::{
         bus_bridge::BusBridge,
         context::HostServices,
         handover::{GenerationLife, HandoverReport},
-        lifecycle::{self, RunningPlugin},
+        lifecycle::{self, HookError, RunningPlugin},
         loader::{shown, LoadedSet},
         mqtt_bridge::MqttBridge,
         routes::RouteTable,
     },
 };
 
+use crate::metrics::Metrics;
 use crate::reloads::ReloadLog;
 use crate::sync::Unpoisoned;
+
+/// What lives as long as the service, shared by every generation: the reload log and the
+/// service's metrics.
+#[derive(Clone)]
+pub struct Lasting {
+    pub reloads: Arc<ReloadLog>,
+    pub metrics: Arc<Metrics>,
+}
 
 /// A started plugin set and the app serving it.
 pub struct Generation {
@@ -51,10 +60,10 @@ impl Generation {
         loaded: LoadedSet,
         bus: &EventBus,
         mqtt: Option<&MqttBus>,
-        reloads: &Arc<ReloadLog>,
+        lasting: &Lasting,
         life: GenerationLife,
         startup_timeout: Option<Duration>,
-    ) -> Result<Generation, String> {
+    ) -> Result<Generation, HookError> {
         log_plugins(&loaded);
         let host = Arc::new(HostServices {
             runtime: tokio::runtime::Handle::current(),
@@ -65,9 +74,10 @@ impl Generation {
             bus: BusBridge::new(bus.clone()).enabled(settings.fleet.amqp),
             mqtt: mqtt.map(|mqtt| MqttBridge::new(mqtt.clone())),
             life: Arc::new(life),
+            metrics: Arc::clone(&lasting.metrics),
         });
         let plugins = lifecycle::create_all(&loaded.plugins, &host)?;
-        let metrics = crate::metrics::global().plugins.track(
+        let metrics = lasting.metrics.plugins.track(
             plugins
                 .iter()
                 .zip(&loaded.plugins)
@@ -88,7 +98,7 @@ impl Generation {
             host.life.set_phase(phase::STOPPED);
             return Err(err);
         }
-        let app = build_app(&settings, &loaded, &host, &plugins, reloads);
+        let app = build_app(&settings, &loaded, &host, &plugins, &lasting.reloads);
         Ok(Generation {
             served: Served::new(app),
             settings,
@@ -275,6 +285,7 @@ fn build_app(
         debug: settings.debug,
         plugin_routes,
         extra,
+        metrics: Arc::clone(&host.metrics),
     })
 }
 
@@ -287,7 +298,7 @@ fn operator_page(
     health: Arc<HealthSources>,
 ) -> Vec<(String, axum::routing::MethodRouter)> {
     use http::{health::BusKind, ui::overview};
-    crate::window::start();
+    crate::window::start(Arc::clone(&health.host.metrics));
     // With a broker list, the first broker stands for the list (health shows the one in use).
     let first = |endpoints: Vec<String>| endpoints.into_iter().next().unwrap_or_default();
     let mut brokers = Vec::new();

@@ -31,7 +31,35 @@ use crate::{
     mqtt::MqttBus,
     shutdown::{Received, Signals},
 };
-use generation::Generation;
+use generation::{Generation, Lasting};
+
+/// Why the service did not start.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    /// The MQTT options, as the MQTT eventbus words what is wrong with them.
+    #[error("{0}")]
+    Mqtt(String),
+    #[error("cannot listen on {address}: {err}")]
+    Listen {
+        address: String,
+        err: std::io::Error,
+    },
+}
+
+/// Why a reload did not happen; the running plugins go on.
+#[derive(Debug, thiserror::Error)]
+enum ReloadError {
+    #[error("loading panicked: {0}")]
+    Panicked(tokio::task::JoinError),
+    /// The command line, the argument files or the plugins folder.
+    #[error(transparent)]
+    Refused(boot::PrepareError),
+    /// A new plugin could not be created or started.
+    #[error(transparent)]
+    Failed(crate::plugins::lifecycle::HookError),
+    #[error("abandoned: the service is stopping")]
+    Abandoned,
+}
 
 /// What the process has when the service starts.
 pub struct Boot {
@@ -130,7 +158,12 @@ pub async fn run(boot: Boot, signals: &mut Signals) -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    let reloads = Arc::new(ReloadLog::default());
+    // The registry the eventbus records into; the rest of the service is handed it from here.
+    let metrics = crate::metrics::service_registry();
+    let lasting = Lasting {
+        reloads: Arc::new(ReloadLog::new(Arc::clone(&metrics))),
+        metrics,
+    };
     let mut pending = Pending::default();
     let hook_timeout = settings.hook_timeout;
     let start = Generation::start(
@@ -138,7 +171,7 @@ pub async fn run(boot: Boot, signals: &mut Signals) -> ExitCode {
         loaded,
         &bus,
         mqtt.as_ref(),
-        &reloads,
+        &lasting,
         GenerationLife::default(),
         None,
     );
@@ -176,16 +209,18 @@ pub async fn run(boot: Boot, signals: &mut Signals) -> ExitCode {
         server_config(&generation.settings),
     );
     generation.serving();
-    let watcher = generation
-        .settings
-        .watch
-        .then(|| watch::spawn(generation.settings.plugins.clone(), Arc::clone(&reloads)));
+    let watcher = generation.settings.watch.then(|| {
+        watch::spawn(
+            generation.settings.plugins.clone(),
+            Arc::clone(&lasting.reloads),
+        )
+    });
     let service = Service {
         generation,
         bus,
         mqtt,
         current,
-        reloads,
+        lasting,
         args,
     };
     service.serve(server, watcher, signals, pending).await
@@ -193,14 +228,14 @@ pub async fn run(boot: Boot, signals: &mut Signals) -> ExitCode {
 
 /// The MQTT bus when the options selected it (not connected yet), and the start log line
 /// naming the buses in use.
-fn start_mqtt(settings: &Settings) -> Result<Option<MqttBus>, String> {
+fn start_mqtt(settings: &Settings) -> Result<Option<MqttBus>, StartError> {
     let fleet = settings.fleet;
     let mut buses = Vec::new();
     if fleet.amqp {
         buses.push(format!("AMQP ({})", settings.bus_config().endpoint()));
     }
     let mqtt = if fleet.mqtt {
-        let bus = MqttBus::new(settings.mqtt_config())?;
+        let bus = MqttBus::new(settings.mqtt_config()).map_err(StartError::Mqtt)?;
         buses.push(format!("MQTT ({})", bus.config().endpoint()));
         Some(bus)
     } else {
@@ -212,11 +247,12 @@ fn start_mqtt(settings: &Settings) -> Result<Option<MqttBus>, String> {
 
 /// Binds the listening socket and prints the original's banner with the real address
 /// (`--port 0` binds a free port).
-async fn bind(settings: &Settings) -> Result<TcpListener, String> {
+async fn bind(settings: &Settings) -> Result<TcpListener, StartError> {
     let address = format!("{}:{}", settings.host, settings.port);
-    let listener = TcpListener::bind(&address)
-        .await
-        .map_err(|err| format!("cannot listen on {address}: {err}"))?;
+    let listener = match TcpListener::bind(&address).await {
+        Ok(listener) => listener,
+        Err(err) => return Err(StartError::Listen { address, err }),
+    };
     let bound = listener
         .local_addr()
         .map(|a| a.to_string())
@@ -232,7 +268,7 @@ struct Service {
     bus: EventBus,
     mqtt: Option<MqttBus>,
     current: Current,
-    reloads: Arc<ReloadLog>,
+    lasting: Lasting,
     args: Vec<OsString>,
 }
 
@@ -252,12 +288,10 @@ impl Service {
             if std::mem::take(&mut pending.reload) {
                 let reload = self.reload();
                 match answering(reload, signals, &mut pending, "a reload", true).await {
-                    Some(outcome) => self.reloads.record(outcome),
+                    Some(outcome) => self.lasting.reloads.record(outcome),
                     // Abandoned for a stop: the new plugins are dropped unstarted (the bus
                     // shutdown cancels what they subscribed), the running ones stop as usual.
-                    None => self
-                        .reloads
-                        .record(Err("abandoned: the service is stopping".into())),
+                    None => self.lasting.reloads.record(Err(ReloadError::Abandoned)),
                 }
                 continue;
             }
@@ -288,15 +322,14 @@ impl Service {
 
     /// Starts the folder's plugins beside the current ones and switches to them; on any
     /// failure the current ones go on. `Err` says why, for the log and health.
-    async fn reload(&mut self) -> Result<Vec<HandoverReport>, String> {
+    async fn reload(&mut self) -> Result<Vec<HandoverReport>, ReloadError> {
         let args = self.args.clone();
         let prepared = tokio::task::spawn_blocking(move || boot::prepare(args))
             .await
-            .map_err(|err| format!("loading panicked: {err}"))?
+            .map_err(ReloadError::Panicked)?
             .map_err(|err| {
-                let err = err.to_string();
                 tracing::error!("Reload refused; the running plugins go on: {err}");
-                err
+                ReloadError::Refused(err)
             })?;
         warn_restart_only(&self.generation.settings, &prepared.settings);
         let handed = self.generation.hand_over().await;
@@ -305,7 +338,7 @@ impl Service {
             prepared.loaded,
             &self.bus,
             self.mqtt.as_ref(),
-            &self.reloads,
+            &self.lasting,
             handed,
             // A plugin's startup during a reload is bounded like the other hooks: the
             // running plugins serve meanwhile, and a reload must end.
@@ -315,7 +348,7 @@ impl Service {
         .map_err(|err| {
             tracing::error!("Reload failed; the running plugins go on: {err}");
             self.generation.serving();
-            err
+            ReloadError::Failed(err)
         })?;
         next.wait_subscriptions_bound(next.settings.hook_timeout)
             .await;

@@ -51,7 +51,7 @@ fn incomplete(
     dir: &Path,
     before: &BTreeMap<OsString, Seen>,
     now: &BTreeMap<OsString, Seen>,
-) -> Option<(PathBuf, String)> {
+) -> Option<(PathBuf, elf_check::ElfError)> {
     now.iter()
         .filter(|(name, seen)| before.get(*name) != Some(seen))
         .find_map(|(name, _)| {

@@ -1,7 +1,10 @@
 //! The task that fills the window: every [`INTERVAL`](super::INTERVAL), the process's
 //! metrics are read back ([`super::prom_text`]) and reduced to the series the page plots.
 
+use std::sync::Arc;
+
 use super::prom_text::{self, Sample, Scrape};
+use crate::metrics::Metrics;
 
 /// Keys of the host's own series: running totals, whose differences are the page's rates.
 pub mod keys {
@@ -30,8 +33,9 @@ pub mod keys {
     pub const GAUGE: &str = "gauge:";
 }
 
-/// Starts the sampler on the current runtime, once per process; later calls do nothing.
-pub fn start() {
+/// Starts the sampler of `metrics` (the service's registry, which every generation shares)
+/// on the current runtime, once per process; later calls do nothing.
+pub fn start(metrics: Arc<Metrics>) {
     static STARTED: std::sync::Once = std::sync::Once::new();
     STARTED.call_once(|| {
         let window = super::global();
@@ -40,15 +44,15 @@ pub fn start() {
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
-                window.record(sample(&read_metrics()));
+                window.record(sample(&read_metrics(&metrics)));
             }
         });
     });
 }
 
-/// The process's metrics, read back.
-pub fn read_metrics() -> Scrape {
-    prom_text::parse(&crate::metrics::global().encode(crate::metrics::Format::Prometheus))
+/// `metrics`, read back.
+pub fn read_metrics(metrics: &Metrics) -> Scrape {
+    prom_text::parse(&metrics.encode(crate::metrics::Format::Prometheus))
 }
 
 /// The series of one sample: the totals, and every plugin gauge.

@@ -109,6 +109,7 @@ fn operation<'a>(doc: &'a Value, method: &str, path: &str) -> &'a Value {
 /// eventbus in use.
 fn app(health: HealthSources) -> http::App {
     let health = Arc::new(health);
+    let metrics = Arc::clone(&health.host.metrics);
     let page = http::ui::routes(http::ui::overview::OverviewSources {
         health: Arc::clone(&health),
         routes: Vec::new(),
@@ -146,6 +147,7 @@ fn app(health: HealthSources) -> http::App {
         debug: false,
         plugin_routes: Vec::new(),
         extra,
+        metrics,
     })
 }
 
@@ -153,8 +155,9 @@ fn app(health: HealthSources) -> http::App {
 fn unhealthy() -> HealthSources {
     let failed = Arc::new(PluginState::new("broken", "0.1.0"));
     failed.set_status(PluginStatus::Failed("no config".into()));
-    let reloads = Arc::new(ReloadLog::default());
-    reloads.record(Err("bad plugin file".into()));
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let reloads = Arc::new(ReloadLog::new(Arc::clone(&metrics)));
+    reloads.record(Err("bad plugin file"));
     HealthSources {
         name: NAME.into(),
         host: Arc::new(HostServices {
@@ -165,6 +168,7 @@ fn unhealthy() -> HealthSources {
             bus: BusBridge::new(EventBus::new(BusConfig::default())).enabled(true),
             mqtt: None,
             life: Default::default(),
+            metrics,
         }),
         plugins: vec![Arc::new(PluginState::new("fine", "1.0.0")), failed],
         builds: vec![("fine".into(), Some("15a7".into()))],

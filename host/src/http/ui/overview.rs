@@ -393,7 +393,7 @@ pub fn overview(sources: &OverviewSources, scrape: &Scrape) -> Overview {
 
 /// The handler: never cached, the page polls it.
 pub async fn serve(sources: Arc<OverviewSources>) -> Response {
-    let scrape = sampler::read_metrics();
+    let scrape = sampler::read_metrics(&sources.health.host.metrics);
     let mut response = Json(overview(&sources, &scrape)).into_response();
     response
         .headers_mut()
