@@ -12,6 +12,7 @@
 
 use std::sync::Mutex;
 
+use crate::metrics::bus::BusMetrics;
 use crate::sync::Unpoisoned;
 
 /// The most brokers one list may name.
@@ -140,8 +141,9 @@ struct Cursor {
 #[derive(Debug)]
 pub struct Brokers {
     bus: &'static str,
-    /// The metrics' `connection` label; `None` for a connection without metrics (a will's).
-    connection: Option<String>,
+    /// The metrics to record into and their `connection` label; `None` for a connection
+    /// without metrics (a will's).
+    recorded: Option<(BusMetrics, String)>,
     labels: Vec<String>,
     cursor: Mutex<Cursor>,
 }
@@ -149,13 +151,18 @@ pub struct Brokers {
 impl Brokers {
     /// A list of `labels` (what health and metrics show: never a password); an empty list
     /// counts as one unnamed broker, so the cursor always points somewhere.
-    pub fn new(bus: &'static str, connection: Option<&str>, mut labels: Vec<String>) -> Self {
+    pub fn new(
+        bus: &'static str,
+        recorded: Option<(&BusMetrics, &str)>,
+        mut labels: Vec<String>,
+    ) -> Self {
         if labels.is_empty() {
             labels.push("<none>".to_owned());
         }
         Brokers {
             bus,
-            connection: connection.map(str::to_owned),
+            recorded: recorded
+                .map(|(metrics, connection)| (metrics.clone(), connection.to_owned())),
             labels,
             cursor: Mutex::new(Cursor::default()),
         }
@@ -216,10 +223,8 @@ impl Brokers {
     }
 
     fn record(&self, index: usize, in_use: bool) {
-        if let Some(connection) = &self.connection {
-            crate::metrics::global()
-                .bus
-                .broker(self.bus, connection, &self.labels[index], in_use);
+        if let Some((metrics, connection)) = &self.recorded {
+            metrics.broker(self.bus, connection, &self.labels[index], in_use);
         }
     }
 }

@@ -19,7 +19,7 @@ use rumqttc::{AsyncClient, Event, Incoming, Outgoing};
 use serde::Serialize;
 use tokio::{sync::watch, task::JoinHandle};
 
-use super::{config::MqttConfig, connection, Will};
+use super::{config::MqttConfig, connection, tls::TlsError, Will};
 use crate::broker_list::Brokers;
 
 /// One will in `/_service/health`'s `mqtt.wills`.
@@ -44,7 +44,7 @@ pub(crate) struct WillHolder {
 
 impl WillHolder {
     /// Starts connecting, with client id `<the service's id>-will-<n>`.
-    pub fn start(cfg: &MqttConfig, plugin: &str, will: Will, n: u64) -> Result<Self, String> {
+    pub fn start(cfg: &MqttConfig, plugin: &str, will: Will, n: u64) -> Result<Self, TlsError> {
         let id = format!("{}-will-{n}", connection::client_id(cfg));
         let (client, mut eventloop) = connection::client_with(cfg, id, Some(&will))?;
         // A will's connection follows the broker list on its own; it has no metrics.

@@ -14,9 +14,8 @@ use plugin_abi::{
 };
 use tokio::runtime::Handle;
 
-use super::bus_bridge::BusBridge;
+use super::bridge::{self, BusBridge, MqttBridge};
 use super::handover::GenerationLife;
-use super::mqtt_bridge::{self, MqttBridge};
 use super::{routes::RouteTable, tasks::TaskSet};
 use crate::sync::Unpoisoned;
 use plugin_abi::features::FeatureRegistry;
@@ -34,6 +33,20 @@ pub struct HostServices {
     pub mqtt: Option<MqttBridge>,
     /// The generation's phase and the states handed to it.
     pub life: Arc<GenerationLife>,
+}
+
+impl HostServices {
+    /// Cancels the subscriptions the generation made on both buses and waits (at most
+    /// `timeout`, for both at once) for their in-flight handlers; `drain`: see
+    /// [`crate::eventbus::Subscription::retire`].
+    pub async fn cancel_subscriptions(&self, timeout: std::time::Duration, drain: bool) {
+        let mqtt = async {
+            if let Some(mqtt) = &self.mqtt {
+                mqtt.cancel_all(timeout, drain).await;
+            }
+        };
+        tokio::join!(self.bus.cancel_all(timeout, drain), mqtt);
+    }
 }
 
 /// Where a plugin is in its life, for logs and the health report.
@@ -187,7 +200,7 @@ impl HostContext for PluginContext {
     }
 
     fn mqtt_publish(&self, message: FfiMqttPublish) -> FfiFuture<RResult<(), FfiError>> {
-        mqtt_bridge::publish(
+        bridge::mqtt::publish(
             self.host.mqtt.as_ref(),
             &self.plugin.name,
             &self.host.runtime,
@@ -201,7 +214,7 @@ impl HostContext for PluginContext {
         qos: u8,
         handler: MessageHandlerBox,
     ) -> RResult<HostSubscriptionArc, FfiError> {
-        mqtt_bridge::subscribe(
+        bridge::mqtt::subscribe(
             self.host.mqtt.as_ref(),
             &self.plugin.name,
             &filter,
@@ -212,7 +225,7 @@ impl HostContext for PluginContext {
     }
 
     fn mqtt_set_will(&self, will: FfiMqttPublish) -> RResult<(), FfiError> {
-        mqtt_bridge::set_will(self.host.mqtt.as_ref(), &self.plugin.name, will).into()
+        bridge::mqtt::set_will(self.host.mqtt.as_ref(), &self.plugin.name, will).into()
     }
 
     fn handed_over(&self) -> ROption<FfiHandover> {

@@ -122,7 +122,7 @@ pub async fn run(boot: Boot, signals: &mut Signals) -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     }
-    let bus = EventBus::new(settings.bus_config());
+    let bus = EventBus::new(settings.bus_config(), crate::metrics::global().bus.clone());
     let mqtt = match start_mqtt(&settings) {
         Ok(mqtt) => mqtt,
         Err(err) => {
@@ -200,7 +200,8 @@ fn start_mqtt(settings: &Settings) -> Result<Option<MqttBus>, String> {
         buses.push(format!("AMQP ({})", settings.bus_config().endpoint()));
     }
     let mqtt = if fleet.mqtt {
-        let bus = MqttBus::new(settings.mqtt_config())?;
+        let bus = MqttBus::new(settings.mqtt_config(), crate::metrics::global().bus.clone())
+            .map_err(|err| err.to_string())?;
         buses.push(format!("MQTT ({})", bus.config().endpoint()));
         Some(bus)
     } else {
