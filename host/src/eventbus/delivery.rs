@@ -1,11 +1,11 @@
-//! How a message reaches its handler, for every transport: [`handle`] takes one message into
-//! the subscription's sink and [`consume`] hands a bounded queue's messages to it in order.
+//! How a message reaches its handler, for every transport: `handle` takes one message into
+//! the subscription's sink and `consume` hands a bounded queue's messages to it in order.
 //!
 //! One message's trip: counted as unacknowledged until settled; the sink is called with a
 //! panic in it (or in its future) contained; the outcome is counted (delivered with the
 //! handler's time, failed, or dropped when the handler refused the payload) and a failure
 //! logged in the transport's words; then the transport settles the message with the broker
-//! ([`Settle`]), after the handler, where it has acknowledgements.
+//! (`Settle`), after the handler, where it has acknowledgements.
 
 use std::future::Future;
 use std::time::Instant;

@@ -17,7 +17,7 @@
 //! A later feature that both transports need (a shared subscription with a group name,
 //! durable delivery with the acknowledgement after the handler) is added here once: the
 //! subscription's identity and options are common, and the delivery acknowledges through
-//! the transport's [`delivery::Settle`].
+//! the transport's `delivery::Settle`.
 
 pub mod delivery;
 pub mod error;

@@ -4,7 +4,7 @@
 //! until `cancel()` is called. Its state is a `watch`, so health and tests can both read it
 //! and wait for it without polling. What only one transport needs per subscription (AMQP's
 //! exchange type and connection generation, MQTT's QoS) is that transport's extension,
-//! reached with [`Subscription::extension`].
+//! reached with `Subscription::extension`.
 
 use std::any::Any;
 use std::fmt;

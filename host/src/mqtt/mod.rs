@@ -6,7 +6,7 @@
 //! - [`topic`]: checking topics and filters, and matching a topic against a filter;
 //! - [`subscription`]: what an MQTT subscription adds to the common
 //!   [`crate::eventbus::Subscription`] (its QoS); its in-order consumer task is
-//!   [`crate::eventbus::delivery::consume`];
+//!   `crate::eventbus::delivery::consume`;
 //! - `connection`: the task that drives the client: connects, reconnects (at once, then with
 //!   back-off), subscribes again on every connect, and routes acknowledgements and messages;
 //! - `backoff`: the pause before each connection attempt (the main connection's and each

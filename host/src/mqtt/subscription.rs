@@ -1,6 +1,6 @@
 //! What an MQTT subscription adds to the common [`Subscription`]: its QoS. Its messages wait
 //! in a bounded queue of its own, handed to the sink in order by
-//! [`crate::eventbus::delivery::consume`].
+//! `crate::eventbus::delivery::consume`.
 
 use std::sync::Arc;
 

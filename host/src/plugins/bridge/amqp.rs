@@ -77,7 +77,7 @@ impl BusBridge {
         self.made.cancel_all(timeout, drain).await
     }
 
-    /// Publishes with the host runtime entered around every poll ([`InRuntime`]).
+    /// Publishes with the host runtime entered around every poll (`InRuntime`: a plugin polls from its own runtime thread).
     pub fn publish(
         &self,
         runtime: &Handle,
