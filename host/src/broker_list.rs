@@ -180,27 +180,19 @@ struct Cursor {
 #[derive(Debug)]
 pub struct Brokers {
     bus: &'static str,
-    /// Where the broker in use is shown, and the metrics' `connection` label; `None` for a
-    /// connection without metrics (a will's).
+    /// The metrics to record into and their `connection` label; `None` for a connection
+    /// without metrics (a will's).
     recorded: Option<(BusMetrics, String)>,
     labels: Vec<String>,
     cursor: Mutex<Cursor>,
 }
 
 impl Brokers {
-    /// [`Brokers::recording`] into the registry the eventbus connections reach
-    /// ([`crate::metrics::global`]), for those that are not handed the service's registry.
-    pub fn new(bus: &'static str, connection: Option<&str>, labels: Vec<String>) -> Self {
-        let metrics = &crate::metrics::global().bus;
-        Brokers::recording(bus, connection.map(|c| (metrics, c)), labels)
-    }
-
-    /// A list of `labels` (what health and metrics show: never a password) whose broker in
-    /// use is recorded in `metrics` under a `connection` label (`None`: not recorded). An
-    /// empty list counts as one unnamed broker, so the cursor always points somewhere.
-    pub fn recording(
+    /// A list of `labels` (what health and metrics show: never a password); an empty list
+    /// counts as one unnamed broker, so the cursor always points somewhere.
+    pub fn new(
         bus: &'static str,
-        metrics: Option<(&BusMetrics, &str)>,
+        recorded: Option<(&BusMetrics, &str)>,
         mut labels: Vec<String>,
     ) -> Self {
         if labels.is_empty() {
@@ -208,7 +200,8 @@ impl Brokers {
         }
         Brokers {
             bus,
-            recorded: metrics.map(|(metrics, connection)| (metrics.clone(), connection.to_owned())),
+            recorded: recorded
+                .map(|(metrics, connection)| (metrics.clone(), connection.to_owned())),
             labels,
             cursor: Mutex::new(Cursor::default()),
         }
@@ -383,7 +376,7 @@ mod tests {
             crate::metrics::Metrics::new(),
             crate::metrics::Metrics::new(),
         );
-        let b = Brokers::recording("test", Some((&ours.bus, "conn")), vec!["b0".into()]);
+        let b = Brokers::new("test", Some((&ours.bus, "conn")), vec!["b0".into()]);
         b.connected();
         let series = "eventbus_broker_info{bus=\"test\",connection=\"conn\",broker=\"b0\"} 1";
         let scrape = ours.encode(crate::metrics::Format::Prometheus);

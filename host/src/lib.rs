@@ -6,9 +6,9 @@
 //! - [`names`]: the rules for service, plugin and argument names;
 //! - [`plugins`]: loading libraries and the services plugins get (routes, tasks, features);
 //! - [`http`]: the axum app (prefix, CORS, error bodies, status, plugin routes);
-//! - [`bus`]: the AMQP eventbus; [`mqtt`]: the MQTT eventbus; [`broker_list`]: the broker
-//!   address lists both try in turn; [`delivery`]: how a message's
-//!   delivery to a handler ended, for both;
+//! - [`eventbus`]: what both eventbuses share (a subscription, its sink, a message's
+//!   delivery into its handler); [`bus`]: the AMQP transport; [`mqtt`]: the MQTT transport;
+//!   [`broker_list`]: the broker address lists both try in turn;
 //! - [`metrics`]: the Prometheus metrics of the process;
 //! - [`service`]: the running service, its generations of plugins and hot reload;
 //! - [`reloads`]: the record of reloads that health and the operator page show;
@@ -22,7 +22,7 @@ pub mod broker_list;
 pub mod bus;
 pub mod check;
 pub mod cli;
-pub mod delivery;
+pub mod eventbus;
 pub mod http;
 pub mod logging;
 pub mod metrics;

@@ -79,7 +79,7 @@ async fn broker_down_at_boot() {
     let guard = stop_app().await;
     let cfg = test_config("boot");
     let name = cfg.connection_name.clone();
-    let bus = EventBus::new(cfg);
+    let bus = EventBus::new(cfg, BusMetrics::detached());
     let ex = unique("boot");
     let (s1, mut rx1) = ChanSink::new();
     let (s2, mut rx2) = ChanSink::new();
@@ -151,7 +151,7 @@ async fn broker_restart_while_connected() {
     logs();
     let cfg = test_config("restart");
     let name = cfg.connection_name.clone();
-    let bus = EventBus::new(cfg);
+    let bus = EventBus::new(cfg, BusMetrics::detached());
     let ex = unique("restart");
     let (s1, mut rx1) = ChanSink::new();
     let (s2, mut rx2) = ChanSink::new();
@@ -260,7 +260,7 @@ async fn blocked_broker_times_out_publish() {
     let mut cfg = test_config("blocked");
     cfg.publish_timeout = Duration::from_secs(2);
     let name = cfg.connection_name.clone();
-    let bus = EventBus::new(cfg);
+    let bus = EventBus::new(cfg, BusMetrics::detached());
     let ex = unique("blocked");
     let (sink, mut rx) = ChanSink::new();
     let sub = bus

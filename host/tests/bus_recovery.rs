@@ -29,7 +29,7 @@ async fn close_connection_recovers_listener_and_publisher() {
     let logs = logs();
     let cfg = test_config("close");
     let name = cfg.connection_name.clone();
-    let bus = EventBus::new(cfg);
+    let bus = EventBus::new(cfg, BusMetrics::detached());
     let ex = unique("close");
     let (sink, mut rx) = ChanSink::new();
     let sub = bus
@@ -110,7 +110,7 @@ async fn ten_recoveries_in_a_row_leak_nothing() {
     let cfg = test_config("ten");
     let name = cfg.connection_name.clone();
     let listener = format!("{name}:listener");
-    let bus = EventBus::new(cfg);
+    let bus = EventBus::new(cfg, BusMetrics::detached());
     let ex = unique("ten");
     let (s1, mut rx1) = ChanSink::new();
     let (s2, mut rx2) = ChanSink::new();
@@ -169,7 +169,7 @@ async fn churn_while_disconnected_restores_only_final_set() {
     cfg.port = proxy.port;
     let name = cfg.connection_name.clone();
     let listener = format!("{name}:listener");
-    let bus = EventBus::new(cfg);
+    let bus = EventBus::new(cfg, BusMetrics::detached());
     let ex = unique("churn");
     let (sa, mut rxa) = ChanSink::new();
     let (sb, mut rxb) = ChanSink::new();
@@ -350,7 +350,7 @@ async fn dead_peer_detected_within_two_heartbeats() {
     let mut cfg = test_config("hb");
     cfg.port = proxy.port;
     cfg.heartbeat = 2;
-    let bus = EventBus::new(cfg);
+    let bus = EventBus::new(cfg, BusMetrics::detached());
     let ex = unique("hb");
     let (sink, mut rx) = ChanSink::new();
     let sub = bus
@@ -404,7 +404,7 @@ async fn a_lost_connection_is_retried_at_once() {
         ..test_config("at-once")
     };
     let name = cfg.connection_name.clone();
-    let bus = EventBus::new(cfg);
+    let bus = EventBus::new(cfg, BusMetrics::detached());
     let ex = unique("at-once");
     let (sink, _rx) = ChanSink::new();
     let sub = bus

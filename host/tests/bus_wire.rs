@@ -17,7 +17,7 @@ async fn lazy_connections_health_and_clean_shutdown() {
     logs();
     let cfg = test_config("lazy");
     let name = cfg.connection_name.clone();
-    let bus = EventBus::new(cfg);
+    let bus = EventBus::new(cfg, BusMetrics::detached());
     let ex = unique("lazy");
 
     let h = bus.health();
@@ -76,7 +76,7 @@ async fn lazy_connections_health_and_clean_shutdown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wire_topology_matches_original() {
     logs();
-    let bus = EventBus::new(test_config("topo"));
+    let bus = EventBus::new(test_config("topo"), BusMetrics::detached());
     let ex = unique("topo");
     let ex_pub = unique("topo-pub");
     let (sink, _rx) = ChanSink::new();
@@ -136,7 +136,7 @@ async fn wire_topology_matches_original() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topic_wildcards_follow_rabbitmq() {
     logs();
-    let bus = EventBus::new(test_config("wild"));
+    let bus = EventBus::new(test_config("wild"), BusMetrics::detached());
     let ex = unique("wild");
     let (s1, mut star) = ChanSink::new();
     let (s2, mut hash) = ChanSink::new();
@@ -179,7 +179,7 @@ async fn topic_wildcards_follow_rabbitmq() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fanout_and_direct_exchanges() {
     logs();
-    let bus = EventBus::new(test_config("fd"));
+    let bus = EventBus::new(test_config("fd"), BusMetrics::detached());
     let fan = unique("fan");
     let dir = unique("dir");
     let (fs, mut frx) = ChanSink::new();
@@ -221,7 +221,7 @@ async fn fanout_and_direct_exchanges() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_values_round_trip_both_directions() {
     logs();
-    let bus = EventBus::new(test_config("json"));
+    let bus = EventBus::new(test_config("json"), BusMetrics::detached());
     let ex = unique("json");
     let values = vec![
         json!({"b": true, "n": null, "f": 1.5, "u": "é", "nested": {"l": [1, 2, 3]}}),
@@ -276,7 +276,7 @@ async fn json_values_round_trip_both_directions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_mib_message_round_trips() {
     logs();
-    let bus = EventBus::new(test_config("big"));
+    let bus = EventBus::new(test_config("big"), BusMetrics::detached());
     let ex = unique("big");
     let (sink, mut rx) = ChanSink::new();
     let sub = bus
@@ -316,7 +316,7 @@ async fn one_mib_message_round_trips() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_empty_messages_are_logged_and_dropped() {
     let logs = logs();
-    let bus = EventBus::new(test_config("bad"));
+    let bus = EventBus::new(test_config("bad"), BusMetrics::detached());
     let ex = unique("bad");
     let (sink, mut rx) = ChanSink::json();
     let sub = bus
@@ -350,7 +350,7 @@ async fn malformed_and_empty_messages_are_logged_and_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_handler_does_not_stall_other_subscriptions() {
     logs();
-    let bus = EventBus::new(test_config("slow"));
+    let bus = EventBus::new(test_config("slow"), BusMetrics::detached());
     let ex = unique("slow");
     let (slow, mut slow_rx, mut slow_started) = ChanSink::slow(Duration::from_secs(3));
     let (fast, mut fast_rx) = ChanSink::new();
@@ -397,7 +397,7 @@ async fn prefetch_bounds_unacked_messages() {
     logs();
     let mut cfg = test_config("qos");
     cfg.prefetch = 5;
-    let bus = EventBus::new(cfg);
+    let bus = EventBus::new(cfg, BusMetrics::detached());
     let ex = unique("qos");
     let (slow, _rx, mut started) = ChanSink::slow(Duration::from_secs(30));
     let s = bus
@@ -434,7 +434,7 @@ async fn cancel_removes_queue_and_set_sink_swaps() {
     logs();
     let cfg = test_config("cancel");
     let name = cfg.connection_name.clone();
-    let bus = EventBus::new(cfg);
+    let bus = EventBus::new(cfg, BusMetrics::detached());
     let ex = unique("cancel");
     let (s1, mut rx1) = ChanSink::new();
     let (s2, mut rx2) = ChanSink::new();
@@ -483,7 +483,7 @@ async fn publish_channel_errors_are_returned_and_next_publish_works() {
     logs();
     let cfg = test_config("chanerr");
     let name = cfg.connection_name.clone();
-    let bus = EventBus::new(cfg);
+    let bus = EventBus::new(cfg, BusMetrics::detached());
     let ex = unique("chanerr");
     let peer = Peer::connect().await;
     peer.declare_like_original(&ex, lapin::ExchangeKind::Fanout)
@@ -536,7 +536,7 @@ async fn subscribe_type_mismatch_fails_alone_and_is_logged_once() {
     let logs = logs();
     let cfg = test_config("submis");
     let name = cfg.connection_name.clone();
-    let bus = EventBus::new(cfg);
+    let bus = EventBus::new(cfg, BusMetrics::detached());
     let bad_ex = unique("submis-bad");
     let good_ex = unique("submis-good");
     let peer = Peer::connect().await;
@@ -611,7 +611,7 @@ async fn shutdown_lets_in_flight_handler_finish() {
     logs();
     let cfg = test_config("shut");
     let name = cfg.connection_name.clone();
-    let bus = EventBus::new(cfg);
+    let bus = EventBus::new(cfg, BusMetrics::detached());
     let ex = unique("shut");
     let (slow, mut rx, mut started) = ChanSink::slow(Duration::from_millis(700));
     let sub = bus
@@ -642,20 +642,21 @@ async fn shutdown_lets_in_flight_handler_finish() {
 /// A sink that panics on "boom" and forwards everything else.
 struct PanickySink(tokio::sync::mpsc::UnboundedSender<Vec<u8>>);
 
-impl brewblox_host::bus::MessageSink for PanickySink {
+impl brewblox_host::bus::Sink for PanickySink {
     fn deliver(
         &self,
         _sub: &brewblox_host::bus::Subscription,
         _routing_key: &str,
-        body: Vec<u8>,
-    ) -> futures::future::BoxFuture<'static, brewblox_host::delivery::Delivered> {
+        body: bytes::Bytes,
+    ) -> futures::future::BoxFuture<'static, brewblox_host::eventbus::Delivered> {
         let tx = self.0.clone();
+        let body = body.to_vec();
         Box::pin(async move {
             if body == b"boom" {
                 panic!("handler exploded");
             }
             tx.send(body)
-                .map_err(|e| brewblox_host::delivery::DeliveryError::Failed(e.to_string()))
+                .map_err(|e| brewblox_host::eventbus::DeliveryError::Failed(e.to_string()))
         })
     }
 }
@@ -687,7 +688,7 @@ fn quiet_expected_panic() {
 async fn panicking_handler_is_logged_and_consumer_goes_on() {
     let logs = logs();
     quiet_expected_panic();
-    let bus = EventBus::new(test_config("panic"));
+    let bus = EventBus::new(test_config("panic"), BusMetrics::detached());
     let ex = unique("panic");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let sub = bus
@@ -719,7 +720,7 @@ async fn panicking_handler_is_logged_and_consumer_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_waits_until_bound_and_reports_refusals_and_outages() {
-    let bus = EventBus::new(test_config("ready"));
+    let bus = EventBus::new(test_config("ready"), BusMetrics::detached());
     let peer = Peer::connect().await;
 
     // Bound: what is published right after reaches the subscription.
@@ -756,10 +757,13 @@ async fn ready_waits_until_bound_and_reports_refusals_and_outages() {
     bus.shutdown(Duration::from_secs(2)).await;
 
     // Unreachable: unavailable as soon as an attempt failed.
-    let dead = EventBus::new(brewblox_host::bus::BusConfig {
-        port: 1,
-        ..test_config("ready-dead")
-    });
+    let dead = EventBus::new(
+        brewblox_host::bus::BusConfig {
+            port: 1,
+            ..test_config("ready-dead")
+        },
+        BusMetrics::detached(),
+    );
     let (sink, _rx) = ChanSink::new();
     let pending = dead
         .subscribe(&ex, "k", ExchangeKind::Topic, sink)

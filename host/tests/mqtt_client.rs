@@ -6,11 +6,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use brewblox_host::delivery::{Delivered, DeliveryError};
-use brewblox_host::mqtt::{
-    MqttBus, MqttConfig, MqttError, MqttMessage, MqttSink, MqttState, MqttSubscription, Protocol,
-    Will,
-};
+use brewblox_host::eventbus::{Delivered, DeliveryError, Sink, Subscription};
+use brewblox_host::metrics::bus::BusMetrics;
+use brewblox_host::mqtt::{MqttBus, MqttConfig, MqttError, MqttState, Protocol, Will};
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use integration_tests::mqtt::{rumqttc::QoS, Mosquitto, Peer};
 use tokio::sync::{mpsc, Semaphore};
@@ -27,11 +26,27 @@ fn config(port: u16) -> MqttConfig {
     }
 }
 
+/// One message a sink got.
+#[derive(Debug)]
+struct MqttMessage {
+    topic: String,
+    payload: Bytes,
+}
+
 /// Forwards every message to a channel; a payload of `panic` panics, `fail` fails.
 struct Forward(mpsc::UnboundedSender<MqttMessage>);
 
-impl MqttSink for Forward {
-    fn deliver(&self, _: &MqttSubscription, m: MqttMessage) -> BoxFuture<'static, Delivered> {
+impl Sink for Forward {
+    fn deliver(
+        &self,
+        _: &Subscription,
+        topic: &str,
+        payload: Bytes,
+    ) -> BoxFuture<'static, Delivered> {
+        let m = MqttMessage {
+            topic: topic.to_owned(),
+            payload,
+        };
         if &m.payload[..] == b"panic" {
             panic!("handler panics on purpose");
         }
@@ -46,7 +61,7 @@ impl MqttSink for Forward {
     }
 }
 
-fn forward() -> (Arc<dyn MqttSink>, mpsc::UnboundedReceiver<MqttMessage>) {
+fn forward() -> (Arc<dyn Sink>, mpsc::UnboundedReceiver<MqttMessage>) {
     let (tx, rx) = mpsc::unbounded_channel();
     (Arc::new(Forward(tx)), rx)
 }
@@ -73,7 +88,7 @@ async fn connected(bus: &MqttBus) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wildcards_order_and_both_qos() {
     let broker = Mosquitto::start();
-    let bus = MqttBus::new(config(broker.port)).unwrap();
+    let bus = MqttBus::new(config(broker.port), BusMetrics::detached()).unwrap();
     let (sink, mut parent) = forward();
     let sub = bus.subscribe("t/a/#", QoS::AtLeastOnce, sink).unwrap();
     let (sink, mut plus) = forward();
@@ -127,10 +142,13 @@ async fn wildcards_order_and_both_qos() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_topics_sizes_and_qos_are_refused_before_sending() {
     let broker = Mosquitto::start();
-    let bus = MqttBus::new(MqttConfig {
-        max_message_size: 10,
-        ..config(broker.port)
-    })
+    let bus = MqttBus::new(
+        MqttConfig {
+            max_message_size: 10,
+            ..config(broker.port)
+        },
+        BusMetrics::detached(),
+    )
     .unwrap();
     bus.start();
     connected(&bus).await;
@@ -160,7 +178,7 @@ async fn bad_topics_sizes_and_qos_are_refused_before_sending() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payloads_of_any_kind_and_failing_handlers_do_not_stop_delivery() {
     let broker = Mosquitto::start();
-    let bus = MqttBus::new(config(broker.port)).unwrap();
+    let bus = MqttBus::new(config(broker.port), BusMetrics::detached()).unwrap();
     let (sink, mut rx) = forward();
     let sub = bus.subscribe("p/#", QoS::AtLeastOnce, sink).unwrap();
     bus.start();
@@ -191,7 +209,7 @@ async fn payloads_of_any_kind_and_failing_handlers_do_not_stop_delivery() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_down_at_start_then_restarted() {
     let mut broker = Mosquitto::later();
-    let bus = MqttBus::new(config(broker.port)).unwrap();
+    let bus = MqttBus::new(config(broker.port), BusMetrics::detached()).unwrap();
     let (sink, mut rx) = forward();
     let sub = bus.subscribe("r/#", QoS::AtLeastOnce, sink).unwrap();
     bus.start();
@@ -250,8 +268,8 @@ struct Slow {
     got: Arc<Mutex<Vec<String>>>,
 }
 
-impl MqttSink for Slow {
-    fn deliver(&self, _: &MqttSubscription, m: MqttMessage) -> BoxFuture<'static, Delivered> {
+impl Sink for Slow {
+    fn deliver(&self, _: &Subscription, _: &str, payload: Bytes) -> BoxFuture<'static, Delivered> {
         let (gate, got) = (self.gate.clone(), self.got.clone());
         Box::pin(async move {
             let _permit = gate
@@ -260,7 +278,7 @@ impl MqttSink for Slow {
                 .map_err(|e| DeliveryError::Failed(e.to_string()))?;
             got.lock()
                 .unwrap()
-                .push(String::from_utf8_lossy(&m.payload).into());
+                .push(String::from_utf8_lossy(&payload).into());
             Ok(())
         })
     }
@@ -269,10 +287,13 @@ impl MqttSink for Slow {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_into_a_slow_handler_is_bounded_and_others_go_on() {
     let broker = Mosquitto::start();
-    let bus = MqttBus::new(MqttConfig {
-        queue_size: 10,
-        ..config(broker.port)
-    })
+    let bus = MqttBus::new(
+        MqttConfig {
+            queue_size: 10,
+            ..config(broker.port)
+        },
+        BusMetrics::detached(),
+    )
     .unwrap();
     let gate = Arc::new(Semaphore::new(0));
     let got = Arc::new(Mutex::new(Vec::new()));
@@ -339,7 +360,7 @@ async fn a_flood_into_a_slow_handler_is_bounded_and_others_go_on() {
 async fn the_will_is_published_at_a_clean_stop_and_cancel_unsubscribes() {
     let broker = Mosquitto::start();
     let mut peer = Peer::connect(broker.port, &["w/#"]).await;
-    let bus = MqttBus::new(config(broker.port)).unwrap();
+    let bus = MqttBus::new(config(broker.port), BusMetrics::detached()).unwrap();
     let will = Will {
         topic: "w/svc".into(),
         payload: b"{\"data\":null}".to_vec(),
@@ -369,10 +390,13 @@ async fn the_will_is_published_at_a_clean_stop_and_cancel_unsubscribes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_over_the_limit_is_dropped_and_the_connection_goes_on() {
     let broker = Mosquitto::start();
-    let bus = MqttBus::new(MqttConfig {
-        max_message_size: 10,
-        ..config(broker.port)
-    })
+    let bus = MqttBus::new(
+        MqttConfig {
+            max_message_size: 10,
+            ..config(broker.port)
+        },
+        BusMetrics::detached(),
+    )
     .unwrap();
     let (sink, mut rx) = forward();
     let sub = bus.subscribe("big/#", QoS::AtLeastOnce, sink).unwrap();
@@ -410,18 +434,24 @@ async fn round_trip(bus: &MqttBus) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_without_verification_accepts_a_self_signed_broker_and_with_it_refuses() {
     let broker = Mosquitto::tls();
-    let bus = MqttBus::new(MqttConfig {
-        protocol: Protocol::Mqtts,
-        ..config(broker.port)
-    })
+    let bus = MqttBus::new(
+        MqttConfig {
+            protocol: Protocol::Mqtts,
+            ..config(broker.port)
+        },
+        BusMetrics::detached(),
+    )
     .unwrap();
     round_trip(&bus).await;
 
-    let checked = MqttBus::new(MqttConfig {
-        protocol: Protocol::Mqtts,
-        tls_verify: true,
-        ..config(broker.port)
-    })
+    let checked = MqttBus::new(
+        MqttConfig {
+            protocol: Protocol::Mqtts,
+            tls_verify: true,
+            ..config(broker.port)
+        },
+        BusMetrics::detached(),
+    )
     .unwrap();
     checked.start();
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+use brewblox_host::metrics::bus::BusMetrics;
 use brewblox_host::mqtt::{MqttBus, MqttConfig};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -74,7 +75,7 @@ async fn a_broker_that_closes_every_connection_is_not_hammered() {
     let port = listener.local_addr().unwrap().port();
     let count = Arc::new(AtomicUsize::new(0));
     let broker = tokio::spawn(accept_and_close(listener, count.clone()));
-    let bus = MqttBus::new(config(port)).unwrap();
+    let bus = MqttBus::new(config(port), BusMetrics::detached()).unwrap();
     bus.start();
     // A window of 4 s: the pause doubles from 50 ms to 2 s (less a quarter at most), so
     // about 8 connections fit; a pause reset at every CONNACK made hundreds.
@@ -119,7 +120,7 @@ async fn a_packet_far_over_the_message_limit_ends_the_connection_unread() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let broker = tokio::spawn(oversized_publish(listener));
-    let bus = MqttBus::new(config(port)).unwrap();
+    let bus = MqttBus::new(config(port), BusMetrics::detached()).unwrap();
     bus.start();
     let (written, _listener) = tokio::time::timeout(Duration::from_secs(20), broker)
         .await

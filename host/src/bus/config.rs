@@ -291,7 +291,7 @@ pub fn parse_eventbus_url(text: &str) -> Result<AMQPUri, BusError> {
         return Err(invalid(&format!("it has a '#' fragment; {URL_FORM}")));
     }
     let host = match url.host() {
-        Some(Host::Domain(name)) => decoded(name).map_err(|e| invalid(&e))?,
+        Some(Host::Domain(name)) => decoded(name).ok_or_else(|| invalid(NOT_UTF8))?,
         Some(Host::Ipv4(ip)) => ip.to_string(),
         Some(Host::Ipv6(ip)) => ip.to_string(),
         None => return Err(invalid(&format!("no host; {URL_FORM}"))),
@@ -302,15 +302,15 @@ pub fn parse_eventbus_url(text: &str) -> Result<AMQPUri, BusError> {
     let defaults = AMQPUri::default();
     let username = match url.username() {
         "" => defaults.authority.userinfo.username,
-        name => decoded(name).map_err(|e| invalid(&e))?,
+        name => decoded(name).ok_or_else(|| invalid(NOT_UTF8))?,
     };
     let password = match url.password() {
         None => defaults.authority.userinfo.password,
-        Some(password) => decoded(password).map_err(|e| invalid(&e))?,
+        Some(password) => decoded(password).ok_or_else(|| invalid(NOT_UTF8))?,
     };
     let vhost = match url.path().strip_prefix('/') {
         None => "/".to_owned(),
-        Some(path) => decoded(path).map_err(|e| invalid(&e))?,
+        Some(path) => decoded(path).ok_or_else(|| invalid(NOT_UTF8))?,
     };
     check_short_string("vhost", &vhost).map_err(|err| invalid(&err.to_string()))?;
     // The query options, parsed by the AMQP library from a URL with nothing secret in it.
@@ -339,11 +339,13 @@ pub fn parse_eventbus_url(text: &str) -> Result<AMQPUri, BusError> {
     })
 }
 
-fn decoded(text: &str) -> Result<String, String> {
-    decode(text)
-        .map(|text| text.into_owned())
-        .map_err(|_| "a percent-escape that is not UTF-8".to_owned())
+/// `text` with its percent-escapes decoded; `None` when they are not UTF-8.
+fn decoded(text: &str) -> Option<String> {
+    decode(text).ok().map(|text| text.into_owned())
 }
+
+/// Why a part of the URL does not decode.
+const NOT_UTF8: &str = "a percent-escape that is not UTF-8";
 
 /// `url` with its password replaced by `***`, for logs, health and errors. A URL that does
 /// not parse shows only its scheme and what follows its last `@`: where the password ends

@@ -22,10 +22,11 @@ use super::config::BusConfig;
 use super::error::BusError;
 use super::health::BusState;
 use crate::broker_list::Brokers;
+use crate::metrics::bus::BusMetrics;
 use crate::sync::Unpoisoned;
 
 /// The `bus` label of this bus's metrics.
-pub(crate) const BUS: &str = "amqp";
+pub(crate) const BUS: &str = crate::eventbus::Transport::Amqp.label();
 
 /// Safety net next to the error callback: how often the supervisor also looks at the
 /// connection status. Not the detection mechanism, just a bound if a callback were missed.
@@ -99,6 +100,7 @@ pub(crate) struct LinkHealth {
 
 pub(crate) struct Link {
     role: &'static str,
+    metrics: BusMetrics,
     cfg: Arc<BusConfig>,
     brokers: Brokers,
     status_tx: watch::Sender<LinkStatus>,
@@ -111,10 +113,11 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    pub fn new(role: &'static str, cfg: Arc<BusConfig>) -> Arc<Self> {
+    pub fn new(role: &'static str, cfg: Arc<BusConfig>, metrics: BusMetrics) -> Arc<Self> {
         Arc::new(Link {
             role,
-            brokers: Brokers::new(BUS, Some(role), cfg.endpoints()),
+            brokers: Brokers::new(BUS, Some((&metrics, role)), cfg.endpoints()),
+            metrics,
             cfg,
             status_tx: watch::channel(LinkStatus::Idle).0,
             stats: Mutex::new(Stats::default()),
@@ -317,9 +320,7 @@ impl Link {
                 stats.reconnects += 1;
             }
             stats.ever_connected = true;
-            crate::metrics::global()
-                .bus
-                .connection(BUS, self.role, true, reconnect);
+            self.metrics.connection(BUS, self.role, true, reconnect);
         }
         self.brokers.connected();
         info!(
@@ -344,9 +345,7 @@ impl Link {
     fn report_loss(&self, watched: &Watched) {
         // Already recorded where the loss was signalled.
         let reason = lost_reason(&watched.cause, &watched.conn);
-        crate::metrics::global()
-            .bus
-            .connection(BUS, self.role, false, false);
+        self.metrics.connection(BUS, self.role, false, false);
         warn!(
             "Connection lost in event bus {} {}: {reason}; reconnecting at once (to {}), then \
              every {:?} at most",

@@ -5,6 +5,8 @@
 
 use lapin::protocol::AMQPErrorKind;
 
+use crate::eventbus::{ErrorKind, EventbusError};
+
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
 pub enum BusError {
     /// Broker unreachable, connection lost or not (yet) connected.
@@ -64,6 +66,28 @@ impl BusError {
     pub fn channel_code(&self) -> Option<u16> {
         match self {
             BusError::Channel { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+impl EventbusError for BusError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            BusError::Unavailable(_) | BusError::ShuttingDown => ErrorKind::Unavailable,
+            BusError::Timeout => ErrorKind::Timeout,
+            BusError::Rejected(_) => ErrorKind::Nacked,
+            BusError::Channel { .. } => ErrorKind::Refused,
+            BusError::TooLarge { .. } => ErrorKind::TooLarge,
+            BusError::InvalidName { .. } | BusError::InvalidConfig(_) => ErrorKind::Invalid,
+            BusError::Cancelled => ErrorKind::Cancelled,
+            BusError::Protocol(_) => ErrorKind::Other,
+        }
+    }
+
+    fn field(&self) -> Option<&'static str> {
+        match self {
+            BusError::InvalidName { field, .. } => Some(field),
             _ => None,
         }
     }

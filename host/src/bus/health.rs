@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use super::config::ExchangeKind;
 use super::connection::LinkHealth;
-use super::subscription::{Subscription, SubscriptionState};
+use crate::eventbus::{Subscription, SubscriptionState};
 
 /// `disabled` while nothing needed the broker, `connected` when every connection in use is
 /// up, `connecting` otherwise.
@@ -133,7 +133,7 @@ pub(crate) fn combine(
                     id: s.id(),
                     exchange: s.exchange().to_string(),
                     routing: s.routing().to_string(),
-                    exchange_type: s.kind(),
+                    exchange_type: super::subscription::kind(s),
                     state: st.name(),
                     queue: match &st {
                         SubscriptionState::Active { queue } => Some(queue.clone()),
@@ -143,7 +143,7 @@ pub(crate) fn combine(
                         SubscriptionState::Failed { error } => Some(error),
                         _ => None,
                     },
-                    plugin: s.owner(),
+                    plugin: s.owner().map(str::to_owned),
                 }
             })
             .collect(),

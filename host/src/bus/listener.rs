@@ -4,7 +4,8 @@
 //! that subscription's channel, and a task per subscription means a slow handler only delays
 //! its own subscription. Within a task messages are handled one at a time, in order.
 //!
-//! Delivery: the message is acked *after* its handler returned (success or error), so the
+//! Delivery ([`crate::eventbus::delivery`]): the message is acked *after* its handler
+//! returned (success or error), so the
 //! broker's unacked count — bounded by `prefetch` — also covers the message being handled and
 //! memory stays bounded under a flood. Queues are exclusive and die with the connection, so
 //! delivery is at-most-once overall: messages published while disconnected, and those
@@ -22,7 +23,6 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
-use plugin_abi::panics;
 use tokio::runtime::Handle;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
@@ -31,9 +31,10 @@ use tracing::{debug, error, info, warn};
 use super::config::{declare_exchange_like_original, BusConfig};
 use super::connection::{wait_true, Link, LinkStatus, Live};
 use super::error::BusError;
-use super::subscription::{Subscription, SubscriptionState};
-use crate::delivery::DeliveryError;
-use crate::metrics::bus::Dropped;
+use super::subscription::{amqp, Amqp};
+use crate::eventbus::delivery::{self, Settle};
+use crate::eventbus::{Delivered, Subscription, SubscriptionState};
+use crate::metrics::bus::{BusMetrics, Dropped};
 use crate::sync::Unpoisoned;
 
 /// Longest pause between re-declaring a subscription the broker refused.
@@ -53,9 +54,13 @@ pub(crate) struct Listener {
 }
 
 impl Listener {
-    pub fn new(cfg: Arc<BusConfig>, stopping: watch::Receiver<bool>) -> Arc<Self> {
+    pub fn new(
+        cfg: Arc<BusConfig>,
+        stopping: watch::Receiver<bool>,
+        metrics: BusMetrics,
+    ) -> Arc<Self> {
         Arc::new(Listener {
-            link: Link::new("listener", cfg.clone()),
+            link: Link::new("listener", cfg.clone(), metrics),
             cfg,
             subs: Mutex::new(Vec::new()),
             changed: Notify::new(),
@@ -156,7 +161,8 @@ impl Listener {
         let mut tasks = self.tasks.locked();
         tasks.retain(|t| !t.is_finished());
         for sub in subs {
-            if sub.inner.generation.swap(live.generation, Ordering::SeqCst) == live.generation {
+            let Some(amqp) = amqp(&sub) else { continue };
+            if amqp.generation.swap(live.generation, Ordering::SeqCst) == live.generation {
                 continue;
             }
             tasks.push(tokio::spawn(run_subscription(
@@ -193,7 +199,8 @@ async fn declare(
     channel
         .basic_qos(prefetch, BasicQosOptions::default())
         .await?;
-    declare_exchange_like_original(&channel, sub.exchange(), sub.kind()).await?;
+    declare_exchange_like_original(&channel, sub.exchange(), super::subscription::kind(sub))
+        .await?;
     let queue = channel
         .queue_declare(
             "",
@@ -307,11 +314,12 @@ async fn run_subscription(
         stopping,
         live: live.clone(),
     };
+    let Some(amqp) = amqp(&sub) else { return };
     // Wait for the previous connection's task of this subscription (keeps order).
-    let _order = tokio::select! {
+    let _serving = tokio::select! {
         biased;
         _ = ends.any() => return,
-        guard = sub.inner.order.lock() => guard,
+        guard = sub.serve() => guard,
     };
     let mut backoff = Backoff::new(cfg.reconnect_interval.min(Duration::from_millis(100)));
     while !ends.over(&sub) {
@@ -319,13 +327,13 @@ async fn run_subscription(
             Ok(declared) => declared,
             Err(_) if live.is_lost() => break, // the supervisor reconnects and we come back
             Err(err) => {
-                report_declare_failure(&sub, err);
+                report_declare_failure(&sub, amqp, err);
                 ends.pause(backoff.next()).await;
                 continue;
             }
         };
         backoff.reset();
-        sub.declared(&declared.queue);
+        amqp.declared(&sub, &declared.queue);
         let end = consume(&sub, &mut declared, &live, cfg.max_message_size, &mut ends).await;
         match end {
             ConsumeEnd::Cancelled => {
@@ -376,10 +384,10 @@ async fn declare_bounded(
 }
 
 /// Marks the subscription failed, logging the error once (not at every retry).
-fn report_declare_failure(sub: &Subscription, err: BusError) {
+fn report_declare_failure(sub: &Subscription, amqp: &Amqp, err: BusError) {
     let text = err.to_string();
     {
-        let mut logged = sub.last_logged_error();
+        let mut logged = amqp.last_logged_error();
         if logged.as_deref() != Some(text.as_str()) {
             error!("Failed to declare event bus subscription {sub}: {text}");
             *logged = Some(text);
@@ -387,7 +395,7 @@ fn report_declare_failure(sub: &Subscription, err: BusError) {
             debug!("Declaring event bus subscription {sub} failed again: {text}");
         }
     }
-    sub.failed(err);
+    amqp.failed(sub, err);
 }
 
 /// How long a retiring subscription may take to hand over what its queue holds.
@@ -536,13 +544,9 @@ async fn delete_stale_queue(conn: &Connection, queue: &str) {
     }
 }
 
-/// Hand one message to the sink, then ack. A failing or panicking sink is logged (in the
-/// original's words) and the message dropped; the consumer goes on. A message over `limit`
+/// Hand one message to the sink ([`delivery::handle`]), then ack. A message over `limit`
 /// (0: none) never reaches the sink: it is logged and rejected without requeue, so a
 /// dead-letter exchange, if the operator set one by policy, keeps it.
-///
-/// Each message is counted in the metrics: delivered (with the handler's time) and failed,
-/// or dropped, and unacknowledged until it is settled.
 async fn relay(sub: &Subscription, delivery: Delivery, limit: usize) {
     let Delivery {
         routing_key,
@@ -550,9 +554,9 @@ async fn relay(sub: &Subscription, delivery: Delivery, limit: usize) {
         acker,
         ..
     } = delivery;
-    let metrics = sub.metrics();
-    let _unacked = crate::metrics::global().bus.unacked(super::connection::BUS);
     if limit > 0 && data.len() > limit {
+        let metrics = sub.metrics();
+        let _unacked = metrics.unacked();
         metrics.dropped(Dropped::TooLarge);
         error!(
             "Exception relaying message in {sub}: message with routing key '{routing_key}' \
@@ -563,22 +567,18 @@ async fn relay(sub: &Subscription, delivery: Delivery, limit: usize) {
         let reject = acker.reject(BasicRejectOptions { requeue: false });
         return settle(sub, "Reject", reject).await;
     }
-    let sink = sub.sink();
-    let started = std::time::Instant::now();
-    // A panic is described on one line, with its location, and logged once: below.
-    let panicked = |report| Err(DeliveryError::Panicked(format!("handler {report}")));
-    let outcome = match panics::catch(|| sink.deliver(sub, routing_key.as_str(), data)) {
-        Ok(fut) => panics::catch_future(fut).await.unwrap_or_else(panicked),
-        Err(report) => panicked(report),
-    };
-    match &outcome {
-        Err(err) if err.is_refusal() => metrics.dropped(Dropped::NotJson),
-        _ => metrics.handled(started.elapsed(), outcome.is_ok()),
+    // The body moves into the payload and, for a plugin, into its handler: never copied.
+    delivery::handle(sub, routing_key.as_str(), data.into(), Ack(acker)).await;
+}
+
+/// AMQP settles a message by acking it, whatever the handler's outcome: a failed message is
+/// not redelivered, as in the original.
+struct Ack(lapin::acker::Acker);
+
+impl Settle for Ack {
+    async fn settle(self, sub: &Subscription, _: &Delivered) {
+        settle(sub, "Ack", self.0.ack(BasicAckOptions::default())).await;
     }
-    if let Err(err) = outcome {
-        error!("Exception relaying message in {sub}: {err}");
-    }
-    settle(sub, "Ack", acker.ack(BasicAckOptions::default())).await;
 }
 
 /// Sends a delivery's ack or reject, bounded. A failure is only worth a debug line: the

@@ -5,9 +5,11 @@
 //! - [`config`] holds settings, the exchange type, URL parsing and password redaction;
 //! - [`names`] checks every name sent to the broker (AMQP short strings);
 //! - `connection` supervises one connection (connect, notice loss, reconnect);
-//! - `listener` gives each subscription a channel, an exclusive queue and a consumer task;
+//! - `listener` gives each subscription a channel, an exclusive queue and a consumer task,
+//!   which hands each message to [`crate::eventbus::delivery`] and acks after the handler;
 //! - `publisher` does confirmed publishes on a self-healing channel;
-//! - [`subscription`] has the caller's handle and the [`MessageSink`] trait;
+//! - [`subscription`] has what an AMQP subscription adds to the common
+//!   [`crate::eventbus::Subscription`] (its exchange type, the broker's refusal);
 //! - [`health`] builds the serialisable report;
 //! - [`error`] defines [`BusError`].
 //!
@@ -34,14 +36,15 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+pub use crate::eventbus::{Sink, Subscription, SubscriptionState};
 pub use config::{
     parse_eventbus_url, BusConfig, ExchangeKind, ParseExchangeKindError, DEFAULT_MAX_MESSAGE_SIZE,
 };
 pub use error::BusError;
 pub use health::{BusHealth, BusState, ConnectionHealth, SubscriptionHealth};
 pub use names::{check_names, validate_routing_key, MAX_NAME_BYTES};
-pub use subscription::{MessageSink, Subscription, SubscriptionState};
 
+use crate::metrics::bus::BusMetrics;
 use connection::LinkStatus;
 use listener::Listener;
 use publisher::Publisher;
@@ -62,18 +65,20 @@ struct Shared {
     stopping: watch::Sender<bool>,
     next_id: AtomicU64,
     runtime: Option<Handle>,
+    metrics: BusMetrics,
 }
 
 impl EventBus {
     /// Connects nothing yet: the listener connects at the first subscription, the publisher
-    /// at the first publish.
-    pub fn new(cfg: BusConfig) -> Self {
+    /// at the first publish. Everything it records goes to `metrics`.
+    pub fn new(cfg: BusConfig, metrics: BusMetrics) -> Self {
         let cfg = Arc::new(cfg);
         let stopping = watch::channel(false).0;
         EventBus {
             inner: Arc::new(Shared {
-                listener: Listener::new(cfg.clone(), stopping.subscribe()),
-                publisher: Publisher::new(cfg.clone(), stopping.subscribe()),
+                listener: Listener::new(cfg.clone(), stopping.subscribe(), metrics.clone()),
+                publisher: Publisher::new(cfg.clone(), stopping.subscribe(), metrics.clone()),
+                metrics,
                 cfg,
                 stopping,
                 next_id: AtomicU64::new(1),
@@ -105,10 +110,11 @@ impl EventBus {
         exchange: &str,
         routing: &str,
         kind: ExchangeKind,
-        sink: Arc<dyn MessageSink>,
+        sink: Arc<dyn Sink>,
     ) -> Result<Subscription, BusError> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let sub = Subscription::new(id, exchange, routing, kind, sink)?;
+        let metrics = self.inner.metrics.clone();
+        let sub = subscription::new(id, exchange, routing, kind, sink, metrics)?;
         if *self.inner.stopping.borrow() {
             warn!("Event bus is shut down; subscription {sub} ignored");
             sub.cancel();
@@ -157,7 +163,7 @@ impl EventBus {
         let mut status = link.subscribe();
         let seen = link.failed_attempts();
         link.nudge();
-        let bound = sub.bound();
+        let bound = subscription::bound(sub);
         let deadline = tokio::time::sleep(self.inner.cfg.publish_timeout);
         tokio::pin!(bound, deadline);
         loop {

@@ -20,6 +20,7 @@ use super::config::{declare_exchange_like_original, BusConfig, ExchangeKind};
 use super::connection::{Link, LinkStatus, Live, CLOSE_TIMEOUT};
 use super::error::BusError;
 use super::names::check_names;
+use crate::metrics::bus::BusMetrics;
 
 pub(crate) struct Publisher {
     pub(crate) link: Arc<Link>,
@@ -28,12 +29,14 @@ pub(crate) struct Publisher {
     /// In an `Arc`: a lapin `Channel` is some sixteen `Arc`s, cloned on every publish.
     channel: tokio::sync::Mutex<Option<(u64, Arc<Channel>)>>,
     stopping: watch::Receiver<bool>,
+    metrics: BusMetrics,
 }
 
 impl Publisher {
-    pub fn new(cfg: Arc<BusConfig>, stopping: watch::Receiver<bool>) -> Self {
+    pub fn new(cfg: Arc<BusConfig>, stopping: watch::Receiver<bool>, metrics: BusMetrics) -> Self {
         Publisher {
-            link: Link::new("publisher", cfg.clone()),
+            link: Link::new("publisher", cfg.clone(), metrics.clone()),
+            metrics,
             cfg,
             channel: tokio::sync::Mutex::new(None),
             stopping,
@@ -60,8 +63,7 @@ impl Publisher {
                 &mut confirmed,
             )
             .await;
-        crate::metrics::global()
-            .bus
+        self.metrics
             .published(super::connection::BUS, result.is_ok(), confirmed);
         result
     }
@@ -247,7 +249,7 @@ mod tests {
             ..BusConfig::default()
         });
         let (_stop, stopping) = watch::channel(false);
-        let publisher = Publisher::new(cfg, stopping);
+        let publisher = Publisher::new(cfg, stopping, BusMetrics::detached());
         let err = publisher
             .publish("ex", "k", &[b'x'; 11], ExchangeKind::Topic, true)
             .await
@@ -278,7 +280,7 @@ mod tests {
             ..BusConfig::default()
         });
         let (_stop, stopping) = watch::channel(false);
-        let publisher = Publisher::new(cfg, stopping);
+        let publisher = Publisher::new(cfg, stopping, BusMetrics::detached());
         let long = "s".repeat(256);
         for (exchange, routing, field) in
             [(&long[..], "k", "exchange"), ("e", &long[..], "routing")]

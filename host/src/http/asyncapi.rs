@@ -252,11 +252,8 @@ fn drafts(report: &HealthReport, declared: &[(String, Publication)]) -> Vec<Chan
     for s in report.mqtt.iter().flat_map(|m| &m.subscriptions) {
         let draft = channel(&mut channels, BusKind::Mqtt, "", "", &s.filter);
         let name = add_message(draft, "AnyPayload", any_bytes.clone());
-        // `/_debug/subscribe`'s MQTT subscriptions are owned by `_debug`: the host's.
-        let owner = match s.plugin.as_deref() {
-            None | Some(super::debug_mqtt::DEBUG_OWNER) => "host".to_owned(),
-            Some(plugin) => plugin.to_owned(),
-        };
+        // `/_debug/subscribe`'s subscriptions have no plugin: they are the host's.
+        let owner = s.plugin.clone().unwrap_or_else(|| "host".to_owned());
         draft
             .operations
             .push((owner, "receive", with_message(Map::new(), &name)));
@@ -425,7 +422,7 @@ mod tests {
     use crate::{
         bus::{BusConfig, EventBus},
         plugins::{
-            bus_bridge::BusBridge,
+            bridge::BusBridge,
             context::{HostServices, PluginState},
             routes::RouteTable,
         },
@@ -451,7 +448,11 @@ mod tests {
                     config_json: "{}".into(),
                     routes: Mutex::new(RouteTable::default()),
                     features: FeatureRegistry::default(),
-                    bus: BusBridge::new(EventBus::new(BusConfig::default())).enabled(false),
+                    bus: BusBridge::new(EventBus::new(
+                        BusConfig::default(),
+                        crate::metrics::bus::BusMetrics::detached(),
+                    ))
+                    .enabled(false),
                     mqtt: None,
                     life: Default::default(),
                     metrics: Arc::clone(&metrics),

@@ -8,7 +8,6 @@ pub mod body_timeout;
 pub mod conn_timeout;
 pub mod cors;
 pub mod debug;
-pub mod debug_mqtt;
 pub mod errors;
 pub mod front;
 pub mod health;

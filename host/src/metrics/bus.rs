@@ -19,7 +19,7 @@
 //!
 //! A bus records through [`BusMetrics::connection`], [`BusMetrics::subscription`] (resolve
 //! once per subscription, then [`SubscriptionSeries`] is a few atomic adds per message),
-//! [`BusMetrics::published`] and [`BusMetrics::unacked`].
+//! [`BusMetrics::published`] and [`SubscriptionSeries::unacked`].
 
 use std::{
     collections::HashSet,
@@ -130,6 +130,12 @@ pub struct BusMetrics {
 }
 
 impl BusMetrics {
+    /// Families registered nowhere: counted, exported by no endpoint. For a bus made
+    /// outside the service (tests, tools), which still needs somewhere to count.
+    pub fn detached() -> BusMetrics {
+        BusMetrics::register(&mut Registry::default())
+    }
+
     pub fn register(registry: &mut Registry) -> BusMetrics {
         let metrics = BusMetrics {
             up: Family::default(),
@@ -239,6 +245,7 @@ impl BusMetrics {
             delivered: self.delivered.get_or_create_owned(&labels),
             failed: self.failed.get_or_create_owned(&labels),
             duration: self.handler_duration.get_or_create_owned(&labels),
+            unacked: self.unacked.get_or_create_owned(&BusLabel { bus }),
             labels,
             metrics: self.clone(),
         }
@@ -274,13 +281,6 @@ impl BusMetrics {
                 .observe(confirmed.as_secs_f64());
         }
     }
-
-    /// Counts a message as unacknowledged until the guard is dropped.
-    pub fn unacked(&self, bus: &'static str) -> Unacked {
-        let gauge = self.unacked.get_or_create_owned(&BusLabel { bus });
-        gauge.inc();
-        Unacked(gauge)
-    }
 }
 
 /// Decrements the unacked gauge when the message is settled.
@@ -299,10 +299,18 @@ pub struct SubscriptionSeries {
     delivered: Counter,
     failed: Counter,
     duration: Histogram,
+    /// The bus's unacked gauge, resolved once rather than looked up per message.
+    unacked: Gauge,
     metrics: BusMetrics,
 }
 
 impl SubscriptionSeries {
+    /// Counts a message of this subscription as unacknowledged until the guard is dropped.
+    pub fn unacked(&self) -> Unacked {
+        self.unacked.inc();
+        Unacked(self.unacked.clone())
+    }
+
     /// A message went to the handler, which took `took`; `ok`: it did not fail or panic.
     pub fn handled(&self, took: Duration, ok: bool) {
         self.delivered.inc();

@@ -14,7 +14,7 @@ pub mod plugins;
 pub mod process;
 pub mod registered;
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use prometheus_client::{
     encoding::{prometheus_text, text},
@@ -67,18 +67,12 @@ pub struct Metrics {
     pub registered: Registered,
 }
 
-static GLOBAL: LazyLock<Arc<Metrics>> = LazyLock::new(|| Arc::new(Metrics::new()));
-
-/// The registry the eventbus connections record into: they are made below the service and
-/// reach it here. Nothing else does; everything else is handed the service's registry.
-pub fn global() -> &'static Metrics {
-    &GLOBAL
-}
-
-/// The service's registry: the one [`global`] reaches, so that a scrape shows the eventbus's
-/// series beside the others. Taken once, where the service is built.
+/// The service's registry, made once where the service is built and handed to everything
+/// that records: the eventbus connections, the HTTP app, the plugins' context, the reload
+/// log. Nothing reaches a process-wide one, so two services in one process (the tests) keep
+/// their counts apart.
 pub fn service_registry() -> Arc<Metrics> {
-    Arc::clone(&GLOBAL)
+    Arc::new(Metrics::new())
 }
 
 /// The two exposition formats.

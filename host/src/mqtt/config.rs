@@ -53,19 +53,21 @@ impl fmt::Display for Protocol {
     }
 }
 
-impl FromStr for Protocol {
-    type Err = String;
+/// A `--mqtt-protocol` that is none of the four.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid MQTT protocol '{}': one of mqtt, mqtts, ws, wss", .0.escape_debug())]
+pub struct ParseProtocolError(String);
 
-    fn from_str(text: &str) -> Result<Self, String> {
+impl FromStr for Protocol {
+    type Err = ParseProtocolError;
+
+    fn from_str(text: &str) -> Result<Self, ParseProtocolError> {
         match text {
             "mqtt" => Ok(Protocol::Mqtt),
             "mqtts" => Ok(Protocol::Mqtts),
             "ws" => Ok(Protocol::Ws),
             "wss" => Ok(Protocol::Wss),
-            _ => Err(format!(
-                "invalid MQTT protocol '{}': one of mqtt, mqtts, ws, wss",
-                text.escape_debug()
-            )),
+            _ => Err(ParseProtocolError(text.to_owned())),
         }
     }
 }

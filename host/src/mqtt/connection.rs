@@ -16,10 +16,11 @@ use rumqttc::{
 };
 use tokio::sync::mpsc::error::TrySendError;
 
-use super::{
-    config::MqttConfig, tls, topic, MqttError, MqttMessage, MqttState, MqttSubState, Shared, State,
-};
+use super::tls::TlsError;
+use super::{config::MqttConfig, tls, topic, MqttError, MqttState, Shared, State};
 use crate::broker_list::{Address, Brokers};
+use crate::eventbus::delivery::Queued;
+use crate::eventbus::SubscriptionState;
 
 /// Requests (publishes, subscriptions) the client holds before the event loop takes them.
 const REQUEST_CAPACITY: usize = 1024;
@@ -51,7 +52,7 @@ pub(super) fn client_id(cfg: &MqttConfig) -> String {
 
 /// The rumqttc client and its event loop for `cfg`: the service's main connection, which
 /// carries no will (the wills have connections of their own, see `will`).
-pub(super) fn client(cfg: &MqttConfig) -> Result<(AsyncClient, EventLoop), String> {
+pub(super) fn client(cfg: &MqttConfig) -> Result<(AsyncClient, EventLoop), TlsError> {
     client_with(cfg, client_id(cfg), None)
 }
 
@@ -60,7 +61,7 @@ pub(super) fn client_with(
     cfg: &MqttConfig,
     id: String,
     will: Option<&super::Will>,
-) -> Result<(AsyncClient, EventLoop), String> {
+) -> Result<(AsyncClient, EventLoop), TlsError> {
     let first = cfg.addresses().swap_remove(0);
     let options = options(cfg, id, will, &first)?;
     let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
@@ -100,7 +101,7 @@ fn options(
     id: String,
     will: Option<&super::Will>,
     address: &Address,
-) -> Result<MqttOptions, String> {
+) -> Result<MqttOptions, TlsError> {
     let host = if cfg.protocol.is_websocket() {
         cfg.websocket_url(address)
     } else {
@@ -140,7 +141,7 @@ fn ping_interval(keepalive: Duration) -> Duration {
     Duration::from_secs((keepalive.as_secs() / 2).max(1))
 }
 
-fn rustls_config(cfg: &MqttConfig) -> Result<rumqttc::TlsConfiguration, String> {
+fn rustls_config(cfg: &MqttConfig) -> Result<rumqttc::TlsConfiguration, TlsError> {
     Ok(rumqttc::TlsConfiguration::Rustls(Arc::new(
         tls::client_config(cfg.tls_verify)?,
     )))
@@ -247,8 +248,8 @@ fn connected(shared: &Shared) {
     if reconnect {
         state.reconnects += 1;
     }
-    crate::metrics::global()
-        .bus
+    shared
+        .metrics
         .connection(super::BUS, super::BUS, true, reconnect);
     state.status = MqttState::Connected;
     shared.brokers.connected();
@@ -259,9 +260,9 @@ fn connected(shared: &Shared) {
     );
     let mut asked: Vec<(String, QoS)> = Vec::new();
     for (sub, _) in &state.subs {
-        sub.inner.state.send_replace(MqttSubState::Pending);
+        sub.set_state(SubscriptionState::Pending);
         if !asked.iter().any(|(f, _)| f == sub.filter()) {
-            asked.push((sub.filter().to_owned(), sub.inner.qos));
+            asked.push((sub.filter().to_owned(), super::subscription::qos(sub)));
         }
     }
     for (filter, qos) in asked {
@@ -286,16 +287,20 @@ fn suback(shared: &Shared, ack: rumqttc::SubAck) {
             "MQTT broker refused the subscription <{}>",
             filter.escape_debug()
         );
-        MqttSubState::Failed(format!("broker refused <{}>", filter.escape_debug()))
+        SubscriptionState::Failed {
+            error: format!("broker refused <{}>", filter.escape_debug()),
+        }
     } else {
-        MqttSubState::Active
+        SubscriptionState::Active {
+            queue: filter.clone(),
+        }
     };
     for (sub, _) in state.subs.iter().filter(|(s, _)| s.filter() == filter) {
-        if new_state == MqttSubState::Active {
+        if !refused {
             // Its series appear now, at zero; one that never became active has none.
             sub.metrics();
         }
-        sub.inner.state.send_replace(new_state.clone());
+        sub.set_state(new_state.clone());
     }
 }
 
@@ -328,12 +333,12 @@ fn lost(shared: &Shared, eventloop: &mut EventLoop, err: &ConnectionError, warne
     }
     state.status = MqttState::Connecting;
     state.last_error = Some(text.clone());
-    crate::metrics::global()
-        .bus
+    shared
+        .metrics
         .connection(super::BUS, super::BUS, false, false);
     fail_all(shared, &mut state, &format!("connection lost: {text}"));
     for (sub, _) in &state.subs {
-        sub.inner.state.send_replace(MqttSubState::Pending);
+        sub.set_state(SubscriptionState::Pending);
     }
     drop(state);
     shared.connected.send_replace(false);
@@ -351,7 +356,8 @@ fn fail_all(_shared: &Shared, state: &mut State, reason: &str) {
 }
 
 /// Hands a received message to every matching subscription's queue; a full queue drops it
-/// for that subscription (counted, logged at the first drop and every 1000th).
+/// for that subscription (counted, logged at the first drop and every 1000th). The topic and
+/// payload are shared between the queues, not copied.
 fn dispatch(shared: &Shared, publish: rumqttc::Publish) {
     let topic = publish.topic.as_str();
     let max = shared.cfg.max_message_size;
@@ -369,21 +375,19 @@ fn dispatch(shared: &Shared, publish: rumqttc::Publish) {
         );
         return;
     }
+    let mut shared_topic: Option<std::sync::Arc<str>> = None;
     let state = shared.lock();
     for (sub, queue) in &state.subs {
         if !topic::matches(sub.filter(), topic) {
             continue;
         }
-        let message = MqttMessage {
-            topic: topic.to_owned(),
+        let message = Queued {
+            topic: shared_topic.get_or_insert_with(|| topic.into()).clone(),
             payload: publish.payload.clone(),
         };
         if let Err(TrySendError::Full(_)) = queue.try_send(message) {
             sub.metrics().dropped(Dropped::QueueFull);
-            let dropped = sub
-                .inner
-                .dropped
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dropped = sub.count_dropped();
             if dropped % 1000 == 0 {
                 tracing::warn!(
                     target: "brewblox_host::mqtt",

@@ -4,7 +4,9 @@
 //! One job per module:
 //! - [`config`]: the settings and the protocol's default ports;
 //! - [`topic`]: checking topics and filters, and matching a topic against a filter;
-//! - [`subscription`]: a subscription's handle, state and in-order consumer task;
+//! - [`subscription`]: what an MQTT subscription adds to the common
+//!   [`crate::eventbus::Subscription`] (its QoS); its in-order consumer task is
+//!   `crate::eventbus::delivery::consume`;
 //! - `connection`: the task that drives the client: connects, reconnects (at once, then with
 //!   back-off), subscribes again on every connect, and routes acknowledgements and messages;
 //! - `backoff`: the pause before each connection attempt (the main connection's and each
@@ -40,21 +42,26 @@ use rumqttc::{AsyncClient, EventLoop};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use config::{MqttConfig, Protocol, Will};
-pub use subscription::{MqttMessage, MqttSink, MqttSubState, MqttSubscription};
+pub use config::{MqttConfig, ParseProtocolError, Protocol, Will};
+pub use tls::TlsError;
 pub use topic::{matches, validate_filter, validate_topic, TopicError, MAX_TOPIC_BYTES};
 pub use will::WillHealth;
 use will::{WillHolder, WillRoute};
 
+use crate::eventbus::delivery::{self, Queued};
+use crate::eventbus::{ErrorKind, EventbusError, Sink, Subscription, SubscriptionState};
+use crate::metrics::bus::BusMetrics;
 use crate::sync::Unpoisoned;
-use subscription::SubInner;
 
 /// What can go wrong for a caller of the MQTT bus.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum MqttError {
-    /// A topic, filter, QoS or size the bus refuses; nothing was sent.
+    /// A topic, filter or QoS the bus refuses; nothing was sent.
     #[error("{0}")]
     Invalid(String),
+    /// A message over the size limit; nothing was sent.
+    #[error("MQTT message of {size} bytes is larger than the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
     /// Not connected, or the connection was lost before the broker answered.
     #[error("MQTT broker unavailable: {0}")]
     Unavailable(String),
@@ -67,6 +74,24 @@ pub enum MqttError {
     Cancelled,
     #[error("MQTT bus is shutting down")]
     ShuttingDown,
+}
+
+impl EventbusError for MqttError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            MqttError::Invalid(_) => ErrorKind::Invalid,
+            MqttError::TooLarge { .. } => ErrorKind::TooLarge,
+            MqttError::Unavailable(_) | MqttError::ShuttingDown => ErrorKind::Unavailable,
+            MqttError::Rejected(_) => ErrorKind::Refused,
+            MqttError::Timeout => ErrorKind::Timeout,
+            MqttError::Cancelled => ErrorKind::Cancelled,
+        }
+    }
+
+    /// Every invalid request names a topic or filter.
+    fn field(&self) -> Option<&'static str> {
+        matches!(self, MqttError::Invalid(_)).then_some("topic")
+    }
 }
 
 /// The connection's state, as health shows it.
@@ -117,7 +142,7 @@ pub(crate) struct State {
     pub status: MqttState,
     pub reconnects: u64,
     pub last_error: Option<String>,
-    pub subs: Vec<(MqttSubscription, mpsc::Sender<MqttMessage>)>,
+    pub subs: Vec<(Subscription, mpsc::Sender<Queued>)>,
     /// Publishes handed to the client, in the order the event loop sends them.
     pub sending: VecDeque<(QoS, Waiter)>,
     /// QoS 1 publishes sent, by packet id, waiting for their PUBACK.
@@ -149,6 +174,7 @@ pub(crate) struct Shared {
     next_will: AtomicU64,
     next_id: AtomicU64,
     runtime: Option<tokio::runtime::Handle>,
+    pub metrics: BusMetrics,
 }
 
 impl Shared {
@@ -163,10 +189,10 @@ pub struct MqttBus {
     inner: Arc<Shared>,
 }
 
-/// QoS from a plugin's number.
 /// The `bus` label of the MQTT eventbus's metrics.
-pub(crate) const BUS: &str = "mqtt";
+pub(crate) const BUS: &str = crate::eventbus::Transport::Mqtt.label();
 
+/// QoS from a plugin's number.
 pub fn qos(level: u8) -> Result<QoS, MqttError> {
     match level {
         0 => Ok(QoS::AtMostOnce),
@@ -178,12 +204,18 @@ pub fn qos(level: u8) -> Result<QoS, MqttError> {
 }
 
 impl MqttBus {
-    /// Builds the client. Errors: a TLS set-up that cannot be made.
-    pub fn new(cfg: MqttConfig) -> Result<Self, String> {
+    /// Builds the client; everything it records goes to `metrics`. Errors: a TLS set-up that
+    /// cannot be made.
+    pub fn new(cfg: MqttConfig, metrics: BusMetrics) -> Result<Self, TlsError> {
         let (client, eventloop) = connection::client(&cfg)?;
         Ok(MqttBus {
             inner: Arc::new(Shared {
-                brokers: crate::broker_list::Brokers::new(BUS, Some(BUS), cfg.endpoints()),
+                brokers: crate::broker_list::Brokers::new(
+                    BUS,
+                    Some((&metrics, BUS)),
+                    cfg.endpoints(),
+                ),
+                metrics,
                 cfg,
                 client,
                 state: Mutex::new(State {
@@ -254,7 +286,7 @@ impl MqttBus {
             }
             let n = self.inner.next_will.fetch_add(1, Ordering::Relaxed);
             let holder = WillHolder::start(&self.inner.cfg, plugin, will.clone(), n)
-                .map_err(MqttError::Unavailable)?;
+                .map_err(|err| MqttError::Unavailable(err.to_string()))?;
             tracing::info!(
                 target: "brewblox_host::mqtt",
                 "MQTT will of plugin {plugin} on '{}': connecting its connection",
@@ -337,11 +369,9 @@ impl MqttBus {
     }
 
     fn check_size(&self, len: usize) -> Result<(), MqttError> {
-        let max = self.inner.cfg.max_message_size;
-        if len > max {
-            return Err(MqttError::Invalid(format!(
-                "MQTT message of {len} bytes is larger than the limit of {max} bytes"
-            )));
+        let limit = self.inner.cfg.max_message_size;
+        if len > limit {
+            return Err(MqttError::TooLarge { size: len, limit });
         }
         Ok(())
     }
@@ -360,8 +390,8 @@ impl MqttBus {
         let started = std::time::Instant::now();
         let sent = self.send(topic, payload.into(), qos, retain, false).await;
         let acknowledged = (sent.is_ok() && qos != QoS::AtMostOnce).then(|| started.elapsed());
-        crate::metrics::global()
-            .bus
+        self.inner
+            .metrics
             .published(BUS, sent.is_ok(), acknowledged);
         sent
     }
@@ -439,34 +469,26 @@ impl MqttBus {
 
     /// Subscribes `sink` to `filter`. Synchronous; works before the start and while
     /// disconnected: the broker subscription is made at every connection until cancelled.
-    /// Errors: only [`MqttError::Invalid`].
+    /// Errors: [`MqttError::Invalid`]; [`MqttError::Unavailable`] when no runtime can run
+    /// its consumer.
     pub fn subscribe(
         &self,
         filter: &str,
         qos: QoS,
-        sink: Arc<dyn MqttSink>,
-    ) -> Result<MqttSubscription, MqttError> {
+        sink: Arc<dyn Sink>,
+    ) -> Result<Subscription, MqttError> {
         validate_filter(filter).map_err(|e| MqttError::Invalid(e.to_string()))?;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let sub = MqttSubscription {
-            inner: Arc::new(SubInner {
-                id,
-                filter: filter.to_owned(),
-                qos,
-                state: watch::channel(MqttSubState::Pending).0,
-                cancelled: Default::default(),
-                dropped: AtomicU64::new(0),
-                owner: sink.owner().map(str::to_owned),
-                on_cancel: Mutex::new(None),
-            }),
-        };
-        let (tx, rx) = mpsc::channel(self.inner.cfg.queue_size.max(1));
         let weak = Arc::downgrade(&self.inner);
-        *sub.inner.on_cancel.locked() = Some(Box::new(move || {
+        let on_cancel = Box::new(move |sub: &Subscription| {
+            sub.set_state(SubscriptionState::Cancelled);
             if let Some(shared) = weak.upgrade() {
                 connection::forget(&shared, id);
             }
-        }));
+        });
+        let metrics = self.inner.metrics.clone();
+        let sub = subscription::new(id, filter, qos, sink, metrics, on_cancel);
+        let (tx, rx) = mpsc::channel(self.inner.cfg.queue_size.max(1));
         let mut state = self.inner.lock();
         if state.stopping {
             drop(state);
@@ -474,7 +496,7 @@ impl MqttBus {
             return Ok(sub);
         }
         // The caller may be on a plugin's own runtime thread, outside the host's runtime.
-        let consumer = subscription::consume(sub.clone(), sink, rx);
+        let consumer = delivery::consume(sub.clone(), rx);
         match tokio::runtime::Handle::try_current()
             .ok()
             .or_else(|| self.inner.runtime.clone())
@@ -499,10 +521,10 @@ impl MqttBus {
                 .find(|(s, _)| s.filter() == filter && s.id() != id)
             {
                 let state = other.state();
-                if state == MqttSubState::Active {
+                if matches!(state, SubscriptionState::Active { .. }) {
                     sub.metrics();
                 }
-                sub.inner.state.send_replace(state);
+                sub.set_state(state);
             }
         }
         tracing::info!(target: "brewblox_host::mqtt", "MQTT subscription {sub} registered");
@@ -511,15 +533,17 @@ impl MqttBus {
 
     /// Waits until the broker acknowledged `sub`, so that what is published from then on
     /// reaches it. Bounded by the configured timeout.
-    pub async fn ready(&self, sub: &MqttSubscription) -> Result<(), MqttError> {
-        let mut state = sub.inner.state.subscribe();
+    pub async fn ready(&self, sub: &Subscription) -> Result<(), MqttError> {
+        let mut state = sub.state_signal();
         let wait = async {
             loop {
                 match &*state.borrow_and_update() {
-                    MqttSubState::Active => return Ok(()),
-                    MqttSubState::Failed(err) => return Err(MqttError::Rejected(err.clone())),
-                    MqttSubState::Cancelled => return Err(MqttError::Cancelled),
-                    MqttSubState::Pending => {}
+                    SubscriptionState::Active { .. } => return Ok(()),
+                    SubscriptionState::Failed { error } => {
+                        return Err(MqttError::Rejected(error.clone()))
+                    }
+                    SubscriptionState::Cancelled => return Err(MqttError::Cancelled),
+                    SubscriptionState::Pending => {}
                 }
                 if state.changed().await.is_err() {
                     return Err(MqttError::Cancelled);
@@ -536,7 +560,7 @@ impl MqttBus {
     }
 
     /// Live subscriptions.
-    pub fn subscriptions(&self) -> Vec<MqttSubscription> {
+    pub fn subscriptions(&self) -> Vec<Subscription> {
         self.inner
             .lock()
             .subs
@@ -567,18 +591,16 @@ impl MqttBus {
                 .subs
                 .iter()
                 .map(|(sub, _)| {
-                    let (name, error) = match sub.state() {
-                        MqttSubState::Pending => ("pending", None),
-                        MqttSubState::Active => ("active", None),
-                        MqttSubState::Failed(err) => ("failed", Some(err)),
-                        MqttSubState::Cancelled => ("cancelled", None),
-                    };
+                    let state = sub.state();
                     MqttSubHealth {
                         id: sub.id(),
                         filter: sub.filter().to_owned(),
                         plugin: sub.owner().map(str::to_owned),
-                        state: name,
-                        error,
+                        state: state.name(),
+                        error: match state {
+                            SubscriptionState::Failed { error } => Some(error),
+                            _ => None,
+                        },
                         dropped: sub.dropped(),
                     }
                 })

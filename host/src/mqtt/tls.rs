@@ -10,12 +10,21 @@ use rustls::{
     ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 
+/// Why no TLS configuration could be made: retrying will not help.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TlsError {
+    #[error("TLS set-up: {0}")]
+    SetUp(rustls::Error),
+    #[error("MQTT TLS: no system root certificate found to verify the broker")]
+    NoRoots,
+}
+
 /// The rustls configuration for the broker's connection.
-pub fn client_config(verify: bool) -> Result<ClientConfig, String> {
+pub fn client_config(verify: bool) -> Result<ClientConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|err| format!("TLS set-up: {err}"))?;
+        .map_err(TlsError::SetUp)?;
     if verify {
         let mut roots = RootCertStore::empty();
         let found = rustls_native_certs::load_native_certs();
@@ -24,7 +33,7 @@ pub fn client_config(verify: bool) -> Result<ClientConfig, String> {
         }
         let (added, _ignored) = roots.add_parsable_certificates(found.certs);
         if added == 0 {
-            return Err("MQTT TLS: no system root certificate found to verify the broker".into());
+            return Err(TlsError::NoRoots);
         }
         Ok(builder.with_root_certificates(roots).with_no_client_auth())
     } else {

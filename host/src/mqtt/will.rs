@@ -33,7 +33,7 @@ use tokio::{
     task::JoinHandle,
 };
 
-use super::{config::MqttConfig, connection, MqttError, Waiter, Will};
+use super::{config::MqttConfig, connection, tls::TlsError, MqttError, Waiter, Will};
 use crate::{broker_list::Brokers, sync::Unpoisoned};
 
 /// One will in `/_service/health`'s `mqtt.wills`.
@@ -139,7 +139,7 @@ pub(crate) struct WillHolder {
 
 impl WillHolder {
     /// Starts connecting, with client id `<the service's id>-will-<n>`.
-    pub fn start(cfg: &MqttConfig, plugin: &str, will: Will, n: u64) -> Result<Self, String> {
+    pub fn start(cfg: &MqttConfig, plugin: &str, will: Will, n: u64) -> Result<Self, TlsError> {
         let id = format!("{}-will-{n}", connection::client_id(cfg));
         let (client, mut eventloop) = connection::client_with(cfg, id, Some(&will))?;
         // A will's connection follows the broker list on its own; it has no metrics.

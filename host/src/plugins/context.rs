@@ -14,9 +14,8 @@ use plugin_abi::{
 };
 use tokio::runtime::Handle;
 
-use super::bus_bridge::BusBridge;
+use super::bridge::{self, BusBridge, MqttBridge};
 use super::handover::GenerationLife;
-use super::mqtt_bridge::{self, MqttBridge};
 use super::{routes::RouteTable, tasks::TaskSet};
 use crate::metrics::{
     registered::{MetricError, Registered},
@@ -40,6 +39,20 @@ pub struct HostServices {
     pub life: Arc<GenerationLife>,
     /// The service's metrics: plugin tasks, repeaters and registered metrics count here.
     pub metrics: Arc<Metrics>,
+}
+
+impl HostServices {
+    /// Cancels the subscriptions the generation made on both buses and waits (at most
+    /// `timeout`, for both at once) for their in-flight handlers; `drain`: see
+    /// [`crate::eventbus::Subscription::retire`].
+    pub async fn cancel_subscriptions(&self, timeout: std::time::Duration, drain: bool) {
+        let mqtt = async {
+            if let Some(mqtt) = &self.mqtt {
+                mqtt.cancel_all(timeout, drain).await;
+            }
+        };
+        tokio::join!(self.bus.cancel_all(timeout, drain), mqtt);
+    }
 }
 
 /// Where a plugin is in its life, for logs and the health report.
@@ -195,7 +208,7 @@ impl HostContext for PluginContext {
     }
 
     fn mqtt_publish(&self, message: FfiMqttPublish) -> FfiFuture<RResult<(), FfiError>> {
-        mqtt_bridge::publish(
+        bridge::mqtt::publish(
             self.host.mqtt.as_ref(),
             &self.plugin.name,
             &self.host.runtime,
@@ -209,7 +222,7 @@ impl HostContext for PluginContext {
         qos: u8,
         handler: MessageHandlerBox,
     ) -> RResult<HostSubscriptionArc, FfiError> {
-        mqtt_bridge::subscribe(
+        bridge::mqtt::subscribe(
             self.host.mqtt.as_ref(),
             &self.plugin.name,
             &filter,
@@ -220,7 +233,7 @@ impl HostContext for PluginContext {
     }
 
     fn mqtt_set_will(&self, will: FfiMqttPublish) -> RResult<(), FfiError> {
-        mqtt_bridge::set_will(self.host.mqtt.as_ref(), &self.plugin.name, will).into()
+        bridge::mqtt::set_will(self.host.mqtt.as_ref(), &self.plugin.name, will).into()
     }
 
     fn handed_over(&self) -> ROption<FfiHandover> {

@@ -17,12 +17,11 @@ use crate::{
     http::{self, health::HealthSources, server::Served, AppSpec},
     mqtt::MqttBus,
     plugins::{
-        bus_bridge::BusBridge,
+        bridge::{BusBridge, MqttBridge},
         context::HostServices,
         handover::{GenerationLife, HandoverReport},
         lifecycle::{self, HookError, RunningPlugin},
         loader::{shown, LoadedSet},
-        mqtt_bridge::MqttBridge,
         routes::RouteTable,
     },
 };
@@ -91,10 +90,8 @@ impl Generation {
         if let Err(err) =
             lifecycle::startup_all(&plugins, settings.hook_timeout, startup_timeout).await
         {
-            host.bus.cancel_all(settings.hook_timeout, false).await;
-            if let Some(mqtt) = &host.mqtt {
-                mqtt.cancel_all();
-            }
+            host.cancel_subscriptions(settings.hook_timeout, false)
+                .await;
             host.life.set_phase(phase::STOPPED);
             return Err(err);
         }
@@ -169,11 +166,8 @@ impl Generation {
     /// tasks and `shutdown` hooks. The libraries stay mapped: abi_stable never unloads them.
     pub async fn stop(self) {
         let timeout = self.settings.hook_timeout;
-        if let Some(mqtt) = &self.host.mqtt {
-            mqtt.cancel_all();
-        }
         // A retiring generation's queues may hold messages the next one never got.
-        self.host.bus.cancel_all(timeout, true).await;
+        self.host.cancel_subscriptions(timeout, true).await;
         lifecycle::shutdown_all(&self.plugins, timeout).await;
         self.host.life.set_phase(phase::STOPPED);
     }

@@ -36,9 +36,9 @@ use generation::{Generation, Lasting};
 /// Why the service did not start.
 #[derive(Debug, thiserror::Error)]
 enum StartError {
-    /// The MQTT options, as the MQTT eventbus words what is wrong with them.
-    #[error("{0}")]
-    Mqtt(String),
+    /// The MQTT options' TLS files, as the MQTT eventbus words what is wrong with them.
+    #[error(transparent)]
+    Mqtt(#[from] crate::mqtt::TlsError),
     #[error("cannot listen on {address}: {err}")]
     Listen {
         address: String,
@@ -150,16 +150,16 @@ pub async fn run(boot: Boot, signals: &mut Signals) -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     }
-    let bus = EventBus::new(settings.bus_config());
-    let mqtt = match start_mqtt(&settings) {
+    // The service's registry: everything that records metrics is handed it from here.
+    let metrics = crate::metrics::service_registry();
+    let bus = EventBus::new(settings.bus_config(), metrics.bus.clone());
+    let mqtt = match start_mqtt(&settings, &metrics) {
         Ok(mqtt) => mqtt,
         Err(err) => {
             tracing::error!("Service not started: {err}");
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    // The registry the eventbus records into; the rest of the service is handed it from here.
-    let metrics = crate::metrics::service_registry();
     let lasting = Lasting {
         reloads: Arc::new(ReloadLog::new(Arc::clone(&metrics))),
         metrics,
@@ -228,14 +228,14 @@ pub async fn run(boot: Boot, signals: &mut Signals) -> ExitCode {
 
 /// The MQTT bus when the options selected it (not connected yet), and the start log line
 /// naming the buses in use.
-fn start_mqtt(settings: &Settings) -> Result<Option<MqttBus>, StartError> {
+fn start_mqtt(settings: &Settings, metrics: &crate::metrics::Metrics) -> Result<Option<MqttBus>, StartError> {
     let fleet = settings.fleet;
     let mut buses = Vec::new();
     if fleet.amqp {
         buses.push(format!("AMQP ({})", settings.bus_config().endpoint()));
     }
     let mqtt = if fleet.mqtt {
-        let bus = MqttBus::new(settings.mqtt_config()).map_err(StartError::Mqtt)?;
+        let bus = MqttBus::new(settings.mqtt_config(), metrics.bus.clone())?;
         buses.push(format!("MQTT ({})", bus.config().endpoint()));
         Some(bus)
     } else {

@@ -9,11 +9,12 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use brewblox_host::bus::{BusConfig, MessageSink, Subscription};
+use brewblox_host::bus::{BusConfig, Sink, Subscription};
+pub use brewblox_host::metrics::bus::BusMetrics;
 
 pub mod amqp;
 pub use amqp::*;
-use brewblox_host::delivery::{Delivered, DeliveryError};
+use brewblox_host::eventbus::{Delivered, DeliveryError};
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
@@ -143,17 +144,17 @@ impl ChanSink {
     }
 }
 
-impl MessageSink for ChanSink {
+impl Sink for ChanSink {
     fn deliver(
         &self,
         sub: &Subscription,
         routing_key: &str,
-        body: Vec<u8>,
+        body: bytes::Bytes,
     ) -> BoxFuture<'static, Delivered> {
         let got = Got {
             sub: sub.to_string(),
             routing_key: routing_key.to_string(),
-            body,
+            body: body.to_vec(),
         };
         let tx = self.tx.clone();
         let delay = self.delay;

@@ -29,9 +29,10 @@ use crate::{
         },
         AppSpec,
     },
+    metrics::bus::BusMetrics,
     mqtt::{MqttHealth, MqttState, MqttSubHealth},
     plugins::{
-        bus_bridge::BusBridge,
+        bridge::BusBridge,
         context::{HostServices, PluginState, PluginStatus},
         routes::RouteTable,
     },
@@ -165,7 +166,8 @@ fn unhealthy() -> HealthSources {
             config_json: "{}".into(),
             routes: std::sync::Mutex::new(RouteTable::default()),
             features: FeatureRegistry::default(),
-            bus: BusBridge::new(EventBus::new(BusConfig::default())).enabled(true),
+            bus: BusBridge::new(EventBus::new(BusConfig::default(), BusMetrics::detached()))
+                .enabled(true),
             mqtt: None,
             life: Default::default(),
             metrics,

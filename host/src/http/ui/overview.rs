@@ -369,7 +369,7 @@ pub fn overview(sources: &OverviewSources, scrape: &Scrape) -> Overview {
             subscriptions: by_owner.remove(&Some(p.name.clone())).unwrap_or_default(),
         })
         .collect();
-    // The host's own (`/_debug/subscribe`: no owner, or the MQTT side's `_debug`) and any of
+    // The host's own (`/_debug/subscribe`: no owner) and any of
     // a plugin no longer listed.
     let mut host_subscriptions: Vec<SubscriptionOverview> =
         by_owner.remove(&None).unwrap_or_default();

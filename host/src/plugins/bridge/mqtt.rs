@@ -1,41 +1,55 @@
-//! Connects one generation's plugins to the host's [`MqttBus`], and records the
-//! subscriptions they made, so that a reload can wait until the new generation's are
-//! acknowledged before it swaps and cancel the old generation's after.
+//! The MQTT calls of a plugin: publish, subscribe and its will. A generation's bridge also
+//! records the wills its plugins declared, so that a reload can hand the broker the new
+//! generation's before it swaps.
 
 use std::{
-    sync::{Arc, Mutex, OnceLock, Weak},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
-use abi_stable::{
-    sabi_trait::TD_Opaque,
-    std_types::{RArc, RResult, RString, RVec},
-};
+use abi_stable::std_types::RResult;
 use async_ffi::FfiFuture;
 use futures::{future::BoxFuture, FutureExt};
-use plugin_abi::{
-    error_code, FfiError, FfiMqttPublish, HostSubscription, HostSubscriptionArc,
-    HostSubscription_TO, MessageHandlerBox,
-};
+use plugin_abi::{error_code, FfiError, FfiMqttPublish, HostSubscriptionArc, MessageHandlerBox};
 use tokio::runtime::Handle;
 
-use super::bus_bridge::InRuntime;
-use crate::mqtt::{MqttBus, MqttError, MqttMessage, MqttSink, MqttSubscription, QoS, Will};
+use super::{ffi_error, host_subscription, Binder, InRuntime, Made, PluginSink};
+use crate::eventbus::Subscription;
+use crate::mqtt::{MqttBus, Will};
 use crate::sync::Unpoisoned;
+
+/// Why the MQTT eventbus refuses a call when the options did not select it.
+pub const MQTT_NOT_IN_USE: &str =
+    "the MQTT eventbus is not in use: start the service with --mqtt-* options";
 
 /// A generation's view of the MQTT bus.
 pub struct MqttBridge {
     bus: MqttBus,
-    made: Mutex<Vec<MqttSubscription>>,
+    binder: Arc<dyn Binder>,
+    made: Made,
     /// The wills this generation's plugins declared, by plugin, in declaration order.
     wills: Mutex<Vec<(String, Will)>>,
+}
+
+impl Binder for MqttBus {
+    fn runtime(&self) -> Option<Handle> {
+        Handle::try_current()
+            .ok()
+            .or_else(|| MqttBus::runtime(self))
+    }
+
+    fn ready(&self, sub: Subscription) -> BoxFuture<'static, Result<(), FfiError>> {
+        let bus = self.clone();
+        async move { bus.ready(&sub).await.map_err(|err| ffi_error(&err)) }.boxed()
+    }
 }
 
 impl MqttBridge {
     pub fn new(bus: MqttBus) -> Self {
         MqttBridge {
+            binder: Arc::new(bus.clone()),
             bus,
-            made: Mutex::new(Vec::new()),
+            made: Made::default(),
             wills: Mutex::new(Vec::new()),
         }
     }
@@ -44,38 +58,20 @@ impl MqttBridge {
         &self.bus
     }
 
-    fn live(&self) -> Vec<MqttSubscription> {
-        let mut made = self.made.locked();
-        made.retain(|sub| !sub.is_cancelled());
-        made.clone()
-    }
-
-    /// Subscribes through the bus and records the subscription as this generation's.
-    pub fn subscribe(
-        &self,
-        filter: &str,
-        qos: QoS,
-        sink: Arc<dyn MqttSink>,
-    ) -> Result<MqttSubscription, MqttError> {
-        let sub = self.bus.subscribe(filter, qos, sink)?;
-        self.made.locked().push(sub.clone());
-        Ok(sub)
-    }
-
     /// Waits (at most `timeout`) until every live subscription is acknowledged or refused;
     /// `false` on timeout. Returns at once while the bus is not connected.
     pub async fn wait_bound(&self, timeout: Duration) -> bool {
         if !self.bus.is_connected() {
             return true;
         }
-        let deadline = tokio::time::Instant::now() + timeout;
-        for sub in self.live() {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if !sub.settled(left).await {
-                return false;
-            }
-        }
-        true
+        self.made.wait_bound(timeout).await
+    }
+
+    /// Cancels every subscription this generation made: nothing more reaches its handlers;
+    /// waits (at most `timeout`) for a message already in a handler. `drain` is for the
+    /// transports with a broker-side queue; MQTT has none to hand over.
+    pub async fn cancel_all(&self, timeout: Duration, drain: bool) {
+        self.made.cancel_all(timeout, drain).await
     }
 
     /// The wills this generation's plugins declared: what the broker must hold for it.
@@ -128,14 +124,6 @@ impl MqttBridge {
             .iter()
             .find(|(p, w)| p != plugin && w.topic == topic)
             .map(|(p, _)| p.clone())
-    }
-
-    /// Cancels every subscription this generation made: nothing more reaches its handlers
-    /// (a message already in a handler finishes).
-    pub fn cancel_all(&self) {
-        for sub in self.live() {
-            sub.cancel();
-        }
     }
 }
 
@@ -197,18 +185,14 @@ pub fn subscribe(
 ) -> Result<HostSubscriptionArc, FfiError> {
     let bridge = bridge.ok_or_else(not_in_use)?;
     let qos = crate::mqtt::qos(qos).map_err(|e| ffi_error(&e))?;
-    let sink = Arc::new_cyclic(|me| PluginSink {
-        me: me.clone(),
-        plugin: plugin.to_owned(),
-        handler: Mutex::new(Arc::new(handler)),
-        handle: OnceLock::new(),
-        bus: bridge.bus.clone(),
-    });
+    let plugin: Arc<str> = plugin.into();
+    let sink = PluginSink::shared(&plugin, handler, &bridge.binder);
     let sub = bridge
-        .subscribe(filter, qos, sink.clone())
+        .bus
+        .subscribe(filter, qos, sink)
         .map_err(|e| ffi_error(&e))?;
-    let handle = sink.handle(&sub);
-    Ok(HostSubscription_TO::from_sabi(handle.obj.shallow_clone()))
+    bridge.made.record(&sub);
+    Ok(host_subscription(&plugin, &bridge.binder, sub))
 }
 
 /// Sets (or, with an empty topic, removes) `plugin`'s will, after the bus's checks of its
@@ -231,117 +215,5 @@ pub fn set_will(
 }
 
 fn not_in_use() -> FfiError {
-    FfiError::new(
-        error_code::UNAVAILABLE,
-        "the MQTT eventbus is not in use: start the service with --mqtt-* options",
-    )
-}
-
-/// The error code a plugin sees for an MQTT error.
-pub fn ffi_error(err: &MqttError) -> FfiError {
-    let code = match err {
-        MqttError::Invalid(_) => error_code::INVALID,
-        MqttError::Unavailable(_) | MqttError::ShuttingDown => error_code::UNAVAILABLE,
-        MqttError::Rejected(_) => error_code::REJECTED,
-        MqttError::Timeout => error_code::TIMEOUT,
-        MqttError::Cancelled => error_code::OTHER,
-    };
-    FfiError::new(code, err.to_string())
-}
-
-/// Delivers a subscription's messages to a plugin handler, which can be replaced.
-struct PluginSink {
-    me: Weak<PluginSink>,
-    plugin: String,
-    handler: Mutex<Arc<MessageHandlerBox>>,
-    /// The subscription as the plugin holds it, made once.
-    handle: OnceLock<HostSubscriptionArc>,
-    bus: MqttBus,
-}
-
-impl PluginSink {
-    fn handle(&self, sub: &MqttSubscription) -> &HostSubscriptionArc {
-        self.handle.get_or_init(|| {
-            HostSubscription_TO::from_ptr(
-                RArc::new(PluginSubscription {
-                    sink: self.me.clone(),
-                    sub: sub.clone(),
-                    bus: self.bus.clone(),
-                }),
-                TD_Opaque,
-            )
-        })
-    }
-}
-
-impl MqttSink for PluginSink {
-    fn deliver(
-        &self,
-        sub: &MqttSubscription,
-        message: MqttMessage,
-    ) -> BoxFuture<'static, crate::delivery::Delivered> {
-        let handler = self.handler.locked().clone();
-        let handle = self.handle(sub);
-        let delivery = handler.on_message(
-            HostSubscription_TO::from_sabi(handle.obj.shallow_clone()),
-            message.topic.into(),
-            RVec::from(message.payload.to_vec()),
-        );
-        let plugin = self.plugin.clone();
-        async move {
-            let _keep = handler;
-            super::bus_bridge::handled(plugin, delivery).await
-        }
-        .boxed()
-    }
-
-    fn owner(&self) -> Option<&str> {
-        Some(&self.plugin)
-    }
-}
-
-/// An MQTT subscription as a plugin holds it.
-struct PluginSubscription {
-    sink: Weak<PluginSink>,
-    sub: MqttSubscription,
-    bus: MqttBus,
-}
-
-impl HostSubscription for PluginSubscription {
-    fn exchange(&self) -> RString {
-        RString::new()
-    }
-
-    fn routing(&self) -> RString {
-        self.sub.filter().into()
-    }
-
-    fn set_handler(&self, handler: MessageHandlerBox) {
-        if let Some(sink) = self.sink.upgrade() {
-            *sink.handler.locked() = Arc::new(handler);
-        }
-    }
-
-    fn cancel(&self) {
-        self.sub.cancel();
-    }
-
-    fn is_cancelled(&self) -> bool {
-        self.sub.is_cancelled()
-    }
-
-    fn ready(&self) -> FfiFuture<RResult<(), FfiError>> {
-        let (bus, sub) = (self.bus.clone(), self.sub.clone());
-        let Ok(runtime) = Handle::try_current().or_else(|_| bus.runtime().ok_or(())) else {
-            let err = FfiError::new(error_code::UNAVAILABLE, "MQTT bus has no runtime");
-            return FfiFuture::new(async move { RResult::RErr(err) });
-        };
-        let task = runtime.spawn(async move { bus.ready(&sub).await.map_err(|e| ffi_error(&e)) });
-        FfiFuture::new(async move {
-            match task.await {
-                Ok(result) => result.into(),
-                Err(err) => RResult::RErr(FfiError::new(error_code::OTHER, err.to_string())),
-            }
-        })
-    }
+    FfiError::new(error_code::UNAVAILABLE, MQTT_NOT_IN_USE)
 }

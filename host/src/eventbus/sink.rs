@@ -1,0 +1,29 @@
+//! Where a subscription's messages go: a plugin's handler (through the plugin bridge) or
+//! `/_debug/subscribe`'s logger.
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
+use super::outcome::Delivered;
+use super::subscription::Subscription;
+
+/// What a subscription calls for each delivered message.
+///
+/// `topic` is the message's routing key (AMQP) or topic (MQTT); `payload` the raw body,
+/// shared, not copied, between every subscription it matched. Decoding (JSON) is the sink's
+/// job; its outcome says in a type whether the handler refused, failed or panicked, and the
+/// delivery counts and logs from that (see [`super::delivery`]).
+pub trait Sink: Send + Sync + 'static {
+    fn deliver(
+        &self,
+        sub: &Subscription,
+        topic: &str,
+        payload: Bytes,
+    ) -> BoxFuture<'static, Delivered>;
+
+    /// The plugin the messages go to, if a plugin's: shown in health and the metrics' `plugin`
+    /// label. Read once, when the subscription is made.
+    fn owner(&self) -> Option<&str> {
+        None
+    }
+}
