@@ -30,14 +30,24 @@ pub const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const PREFETCH: u16 = 100;
 
 pub async fn connect(name: &str) -> Result<Connection> {
+    connect_to(BROKER, name).await
+}
+
+/// A named connection to the broker at `url`, at most 10 s.
+pub async fn connect_to(url: &str, name: &str) -> Result<Connection> {
     let props = ConnectionProperties::default()
         .with_connection_name(name.into())
         .with_executor(tokio_executor_trait::Tokio::current())
         .with_reactor(tokio_reactor_trait::Tokio);
-    tokio::time::timeout(Duration::from_secs(10), Connection::connect(BROKER, props))
+    tokio::time::timeout(Duration::from_secs(10), Connection::connect(url, props))
         .await
-        .context("connect to RabbitMQ on 127.0.0.1:5672 timed out")?
-        .context("connect to RabbitMQ on 127.0.0.1:5672 (guest/guest)")
+        .with_context(|| format!("connect to RabbitMQ at {} timed out", shown(url)))?
+        .with_context(|| format!("connect to RabbitMQ at {} (guest/guest)", shown(url)))
+}
+
+/// An AMQP URL without its credentials, for a message.
+fn shown(url: &str) -> &str {
+    url.rsplit_once('@').map_or(url, |(_, rest)| rest)
 }
 
 /// Declares an exchange as brewblox-service 0.20.0 (and the host) do.
@@ -327,9 +337,10 @@ pub fn close_connection(name: &str) -> Result<usize> {
     Ok(closed)
 }
 
-/// The baseline of the recovery row: a bare-lapin subscriber that, when its connection is
-/// lost, reconnects at once (then every 10 ms) and binds a fresh exclusive queue, as the
-/// host's listener does. Records when each message arrived (Unix ns).
+/// The baseline of the recovery and failover rows: a bare-lapin subscriber that, when its
+/// connection is lost, reconnects at once (then every 10 ms) to the next broker of its list
+/// and binds a fresh exclusive queue, as the host's listener does. Records when each message
+/// arrived (Unix ns).
 pub struct ReconnectingConsumer {
     pub name: String,
     arrivals: Arc<Mutex<Vec<u64>>>,
@@ -338,7 +349,18 @@ pub struct ReconnectingConsumer {
 
 impl ReconnectingConsumer {
     pub async fn start(name: &str, exchange: &str, routing: &str) -> Result<Self> {
+        Self::start_on(&[BROKER.to_owned()], name, exchange, routing).await
+    }
+
+    /// On the brokers of `urls`, the first first.
+    pub async fn start_on(
+        urls: &[String],
+        name: &str,
+        exchange: &str,
+        routing: &str,
+    ) -> Result<Self> {
         let arrivals: Arc<Mutex<Vec<u64>>> = Arc::default();
+        let urls = urls.to_vec();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let task = {
             let (name, exchange, routing) =
@@ -347,8 +369,9 @@ impl ReconnectingConsumer {
             tokio::spawn(async move {
                 let mut ready = Some(ready_tx);
                 // Bounded: at most 10 minutes of reconnects at 10 ms.
-                for _ in 0..60_000 {
-                    let Ok((conn, mut consumer)) = subscribe(&name, &exchange, &routing).await
+                for attempt in 0..60_000 {
+                    let url = &urls[attempt % urls.len().max(1)];
+                    let Ok((conn, mut consumer)) = subscribe(url, &name, &exchange, &routing).await
                     else {
                         tokio::time::sleep(Duration::from_millis(10)).await;
                         continue;
@@ -403,11 +426,12 @@ impl Drop for ReconnectingConsumer {
 
 /// One connection with a consumer on a fresh exclusive queue bound to `exchange`.
 async fn subscribe(
+    url: &str,
     name: &str,
     exchange: &str,
     routing: &str,
 ) -> Result<(Connection, lapin::Consumer)> {
-    let conn = connect(name).await?;
+    let conn = connect_to(url, name).await?;
     let ch = conn.create_channel().await?;
     ch.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
     declare_exchange(&ch, exchange).await?;

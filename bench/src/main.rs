@@ -15,6 +15,7 @@
 
 mod amqp;
 mod baseline;
+mod failover;
 mod generate;
 mod load;
 mod mqtt;
@@ -111,6 +112,11 @@ fn one_line(text: &str) -> String {
     line.chars().take(160).collect()
 }
 
+/// The workspace root, for the cluster script (`tests/src/cluster.rs`, shared with the tests).
+fn workspace_root() -> PathBuf {
+    util::root()
+}
+
 fn verdict(ok: bool) -> String {
     if ok { "met" } else { "MISSED" }.into()
 }
@@ -178,7 +184,7 @@ fn main() -> ExitCode {
 }
 
 const USAGE: &str = "usage: bench [--quick] [--profile release|debug] [--rounds N] \
-[--connections N] [--only http,status,bus,mqtt,latency,startup,rss,recovery,reload] \
+[--connections N] [--only http,status,bus,mqtt,latency,startup,rss,recovery,failover,reload] \
 [--generate N]";
 
 fn run(args: &[String]) -> Result<bool> {
@@ -442,6 +448,14 @@ async fn measure_all(config: &Config) -> Vec<Row> {
             recovery_row(config, host)
                 .await
                 .unwrap_or_else(|err| Row::error("7", "recovery", &err)),
+        );
+    }
+    report(&rows, &mut reported);
+    if config.wants("failover") {
+        rows.push(
+            failover::row(config)
+                .await
+                .unwrap_or_else(|err| Row::error("9", "failover", &err)),
         );
     }
     report(&rows, &mut reported);
