@@ -75,7 +75,7 @@ impl Generation {
             life: Arc::new(life),
             metrics: Arc::clone(&lasting.metrics),
         });
-        let plugins = lifecycle::create_all(&loaded.plugins, &host)?;
+        let plugins = off_the_workers(|| lifecycle::create_all(&loaded.plugins, &host))?;
         let metrics = lasting.metrics.plugins.track(
             plugins
                 .iter()
@@ -95,7 +95,9 @@ impl Generation {
             host.life.set_phase(phase::STOPPED);
             return Err(err);
         }
-        let app = build_app(&settings, &loaded, &host, &plugins, &lasting.reloads);
+        let app = off_the_workers(|| {
+            build_app(&settings, &loaded, &host, &plugins, &lasting.reloads)
+        });
         Ok(Generation {
             served: Served::new(app),
             settings,
@@ -177,6 +179,17 @@ impl Generation {
         self.host.life.set_phase(phase::RETIRING);
         lifecycle::shutdown_all(&self.plugins, self.settings.hook_timeout).await;
         self.host.life.set_phase(phase::STOPPED);
+    }
+}
+
+/// Runs synchronous work of milliseconds (the plugins' constructors, which start their
+/// runtimes; building the router and the API documents) without holding up a runtime worker:
+/// during a reload the running generation serves requests on the same workers, and a request
+/// queued behind this work would wait for all of it.
+fn off_the_workers<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
     }
 }
 
