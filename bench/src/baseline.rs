@@ -1,5 +1,6 @@
-//! The baseline service: a bare axum app (and, with `--amqp`, a bare lapin consumer and
-//! publisher connection; with `--mqtt PORT`, a bare rumqttc subscriber to `bench/bare/#` on
+//! The baseline service: a bare axum app (with `--stack`, behind tower-http's CORS layer and
+//! axum-prometheus' metrics layer, the stack a user would put in front of the same routes;
+//! with `--amqp`, also a bare lapin consumer and publisher connection; with `--mqtt PORT`, a bare rumqttc subscriber to `bench/bare/#` on
 //! the Mosquitto at 127.0.0.1:PORT, its counters at `GET /{name}/bench/stats` as the bench
 //! plugin's) — what a user would write instead of using the host. The harness starts it as a
 //! separate process (`bench baseline-server …`) so it is measured like the host.
@@ -24,6 +25,8 @@ pub struct Options {
     pub name: String,
     pub amqp_exchange: Option<String>,
     pub mqtt_port: Option<u16>,
+    /// CORS and Prometheus metrics layers in front of the routes, `/metrics` beside them.
+    pub stack: bool,
 }
 
 pub fn parse(args: &[String]) -> Result<Options> {
@@ -32,6 +35,7 @@ pub fn parse(args: &[String]) -> Result<Options> {
         name: "bench_svc".into(),
         amqp_exchange: None,
         mqtt_port: None,
+        stack: false,
     };
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
@@ -40,6 +44,7 @@ pub fn parse(args: &[String]) -> Result<Options> {
             "--name" => options.name = iter.next().context("--name value")?.clone(),
             "--amqp" => options.amqp_exchange = Some(iter.next().context("--amqp value")?.clone()),
             "--mqtt" => options.mqtt_port = Some(iter.next().context("--mqtt value")?.parse()?),
+            "--stack" => options.stack = true,
             other => anyhow::bail!("unknown baseline-server argument {other}"),
         }
     }
@@ -96,6 +101,9 @@ pub fn serve(options: Options) -> Result<()> {
                     }),
                 );
         }
+        if options.stack {
+            app = with_stack(app);
+        }
         let listener =
             tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], options.port))).await?;
         axum::serve(listener, app)
@@ -108,4 +116,15 @@ pub fn serve(options: Options) -> Result<()> {
             .await?;
         Ok(())
     })
+}
+
+/// What a user writing the service by hand would put in front of it: CORS on every answer
+/// (tower-http, mirroring the request as the host's CORS does, with credentials) and
+/// Prometheus metrics per request (axum-prometheus: a counter and a latency histogram by
+/// method, matched route and status, and requests in flight), exported at `/metrics`.
+fn with_stack(app: Router) -> Router {
+    let (metrics, handle) = axum_prometheus::PrometheusMetricLayer::pair();
+    app.route("/metrics", get(move || async move { handle.render() }))
+        .layer(metrics)
+        .layer(tower_http::cors::CorsLayer::very_permissive())
 }

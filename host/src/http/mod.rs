@@ -125,7 +125,11 @@ pub fn app(spec: AppSpec) -> App {
         app = app.route(&full(&path), method_router);
     }
 
-    let router = app.fallback(|| async { errors::text(StatusCode::NOT_FOUND, "Not Found") });
+    // `with_state` turns every handler into its route once, here; a router left without it
+    // converts (clones and boxes) the matched handler on every request.
+    let router = app
+        .fallback(|| async { errors::text(StatusCode::NOT_FOUND, "Not Found") })
+        .with_state(());
     let routes = RouteMatcher::new(
         &spec.metrics.http,
         paths

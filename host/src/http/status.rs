@@ -3,9 +3,9 @@
 use std::sync::LazyLock;
 
 use axum::{
-    body::Bytes,
+    body::{Body, Bytes},
     http::{header, HeaderValue},
-    response::{IntoResponse, Response},
+    response::Response,
 };
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -33,7 +33,9 @@ static BODY: LazyLock<Bytes> = LazyLock::new(|| {
 });
 
 pub async fn status() -> Response {
-    let mut response = BODY.clone().into_response();
+    // Built directly: `Bytes::into_response` would set a content type only to have it
+    // replaced.
+    let mut response = Response::new(Body::from(BODY.clone()));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json; charset=utf-8"),

@@ -127,6 +127,18 @@ pub struct BusMetrics {
     unacked: Family<BusLabel, Gauge>,
     /// The subscription label sets made so far, up to [`MAX_SUBSCRIPTION_SERIES`].
     known: Arc<Mutex<HashSet<SubscriptionLabels>>>,
+    /// Each bus's publish series, resolved at its first publish: a family lookup hashes its
+    /// labels, a sixth of what the host adds to a publish.
+    publish_series: Arc<Mutex<Vec<(&'static str, PublishSeries)>>>,
+}
+
+/// One bus's publish counters and confirm histogram; each made at its first use, as the
+/// family would make it.
+#[derive(Debug, Default)]
+struct PublishSeries {
+    ok: Option<Counter>,
+    failed: Option<Counter>,
+    confirmed: Option<Histogram>,
 }
 
 impl BusMetrics {
@@ -149,6 +161,7 @@ impl BusMetrics {
             confirm_duration: Family::new_with_constructor(histogram as fn() -> Histogram),
             unacked: Family::default(),
             known: Arc::default(),
+            publish_series: Arc::default(),
         };
         registry.register(
             "eventbus_connection_up",
@@ -271,13 +284,28 @@ impl BusMetrics {
 
     /// Records a publish: `confirmed` is the time from sending to the confirm when it was ok.
     pub fn published(&self, bus: &'static str, ok: bool, confirmed: Option<Duration>) {
-        let outcome = if ok { "ok" } else { "failed" };
-        self.publishes
-            .get_or_create(&PublishLabels { bus, outcome })
-            .inc();
+        let mut resolved = self.publish_series.locked();
+        let index = match resolved.iter().position(|(b, _)| *b == bus) {
+            Some(index) => index,
+            None => {
+                resolved.push((bus, PublishSeries::default()));
+                resolved.len() - 1
+            }
+        };
+        let series = &mut resolved[index].1;
+        let (slot, outcome) = match ok {
+            true => (&mut series.ok, "ok"),
+            false => (&mut series.failed, "failed"),
+        };
+        slot.get_or_insert_with(|| {
+            self.publishes
+                .get_or_create_owned(&PublishLabels { bus, outcome })
+        })
+        .inc();
         if let Some(confirmed) = confirmed {
-            self.confirm_duration
-                .get_or_create(&BusLabel { bus })
+            series
+                .confirmed
+                .get_or_insert_with(|| self.confirm_duration.get_or_create_owned(&BusLabel { bus }))
                 .observe(confirmed.as_secs_f64());
         }
     }

@@ -34,6 +34,9 @@ pub fn name_problem(value: &str) -> Option<String> {
             value.len()
         ));
     }
+    if crate::printable_ascii(value) {
+        return None;
+    }
     let control = value.chars().find(|c| c.is_control())?;
     Some(format!("contains the control character {control:?}"))
 }

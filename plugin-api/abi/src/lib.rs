@@ -42,6 +42,13 @@ pub mod routes;
 pub mod sharing;
 mod types;
 
+/// Whether `text` is printable ASCII only (`' '..='~'`): the usual name, for which the
+/// per-character checks of names (control characters, noncharacters) have nothing to find.
+/// One pass over the bytes, where those checks decode characters; they run on every publish.
+pub(crate) fn printable_ascii(text: &str) -> bool {
+    text.bytes().all(|b| (b' '..=b'~').contains(&b))
+}
+
 pub use args::{Arg, ArgKind};
 pub use host::*;
 pub use plugin::*;

@@ -61,7 +61,11 @@ fn check_common(kind: &str, text: &str) -> Result<(), TopicError> {
             text.len()
         )));
     }
-    if let Some(c) = text.chars().find(|&c| is_refused_char(c)) {
+    let ascii = crate::printable_ascii(text);
+    if let Some(c) = (!ascii)
+        .then(|| text.chars().find(|&c| is_refused_char(c)))
+        .flatten()
+    {
         let what = if c == '\0' {
             "a NUL character".to_owned()
         } else if c.is_control() {
@@ -96,7 +100,8 @@ fn check_common(kind: &str, text: &str) -> Result<(), TopicError> {
 /// ```
 pub fn validate_topic(topic: &str) -> Result<(), TopicError> {
     check_common("topic", topic)?;
-    if topic.contains(['+', '#']) {
+    // Bytes, not `contains(['+', '#'])`: a char-set search decodes every character.
+    if topic.bytes().any(|b| b == b'+' || b == b'#') {
         return Err(TopicError(format!(
             "MQTT topic '{}' contains a wildcard ('+' or '#'); wildcards are for subscriptions",
             shown(topic)
