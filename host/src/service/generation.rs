@@ -95,9 +95,8 @@ impl Generation {
             host.life.set_phase(phase::STOPPED);
             return Err(err);
         }
-        let app = off_the_workers(|| {
-            build_app(&settings, &loaded, &host, &plugins, &lasting.reloads)
-        });
+        let app =
+            off_the_workers(|| build_app(&settings, &loaded, &host, &plugins, &lasting.reloads));
         Ok(Generation {
             served: Served::new(app),
             settings,
