@@ -27,5 +27,5 @@ pub mod subscription;
 
 pub use error::{ErrorKind, EventbusError};
 pub use outcome::{Delivered, DeliveryError};
-pub use sink::Sink;
+pub use sink::{Redelivery, Sink};
 pub use subscription::{Subscription, SubscriptionState, Transport};

@@ -228,7 +228,10 @@ pub async fn run(boot: Boot, signals: &mut Signals) -> ExitCode {
 
 /// The MQTT bus when the options selected it (not connected yet), and the start log line
 /// naming the buses in use.
-fn start_mqtt(settings: &Settings, metrics: &crate::metrics::Metrics) -> Result<Option<MqttBus>, StartError> {
+fn start_mqtt(
+    settings: &Settings,
+    metrics: &crate::metrics::Metrics,
+) -> Result<Option<MqttBus>, StartError> {
     let fleet = settings.fleet;
     let mut buses = Vec::new();
     if fleet.amqp {
