@@ -647,7 +647,7 @@ impl<S: Clone + Send + Sync + 'static> Context<S> {
     /// ```no_run
     /// use plugin_api::{Json, Message, Shared};
     ///
-    /// async fn on_job(message: Message, Json(job): Json<serde_json::Value>) {
+    /// async fn on_job(Json(job): Json<serde_json::Value>, message: Message) {
     ///     if message.redelivered() {
     ///         tracing::info!("job {job} may have been started before");
     ///     }
