@@ -31,7 +31,7 @@ pub const MAX_GROUP_BYTES: usize = 64;
 /// The prefix of an MQTT shared subscription's filter.
 pub const MQTT_SHARE_PREFIX: &str = "$share/";
 
-/// Why `group` cannot name a group, as a phrase after "group '<group>' ".
+/// Why `group` cannot name a group, as a phrase after `group '<group>' `.
 ///
 /// ```
 /// use plugin_abi::sharing::validate_group;
