@@ -14,7 +14,7 @@ use crate::{
     runtime,
     task::{TaskHandle, TaskOutput},
     Config, Error, ExchangeType, HandedOver, Handover, Message, Publish, QoS, Request, Result,
-    Route, Subscription,
+    Route, Shared, Subscription,
 };
 
 /// Everything a plugin can do with its host: routes, configuration, background tasks,
@@ -627,11 +627,51 @@ impl<S: Clone + Send + Sync + 'static> Context<S> {
         exchange_type: ExchangeType,
         handler: H,
     ) -> Result<Subscription> {
-        let request = abi::FfiSubscribe {
-            exchange: exchange.into(),
-            routing: routing.into(),
-            exchange_type: exchange_type.as_str().into(),
-        };
+        let request = Shared::default()
+            .exchange_type(exchange_type)
+            .amqp(exchange, routing);
+        self.subscribe_ffi(request, handler)
+    }
+
+    /// Subscribes as a [shared](Shared) or durable subscription: with
+    /// [`Shared::group`], each message goes to one of the service's instances subscribed in
+    /// the group; with [`Shared::durable`], what is published while the service is away
+    /// waits for it. Each message is acknowledged after its handler returned, so one whose
+    /// instance dies while handling it is delivered again (to another instance, or at the
+    /// next start): handlers must be idempotent, and
+    /// [`Message::redelivered`] tells them a message may have been handled before. Cancelling
+    /// it, a stop or a reload ends only this instance's consumer: the queue stays, with what
+    /// it holds, for the others and the next start. An option the host refuses is an
+    /// [`Invalid`](crate::ErrorKind::Invalid) error.
+    ///
+    /// ```no_run
+    /// use plugin_api::{Json, Message, Shared};
+    ///
+    /// async fn on_job(Json(job): Json<serde_json::Value>, message: Message) {
+    ///     if message.redelivered() {
+    ///         tracing::info!("job {job} may have been started before");
+    ///     }
+    /// }
+    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// ctx.subscribe_shared("jobs", "brew.#", Shared::group("workers").prefetch(1), on_job)?;
+    /// ctx.subscribe_shared("brewcast", "history.#", Shared::durable(), || async {})?;
+    /// # Ok(()) }
+    /// ```
+    pub fn subscribe_shared<T: 'static, H: Handler<Message, T, S>>(
+        &self,
+        exchange: &str,
+        routing: &str,
+        shared: Shared,
+        handler: H,
+    ) -> Result<Subscription> {
+        self.subscribe_ffi(shared.amqp(exchange, routing), handler)
+    }
+
+    fn subscribe_ffi<T: 'static, H: Handler<Message, T, S>>(
+        &self,
+        request: abi::FfiSubscribe,
+        handler: H,
+    ) -> Result<Subscription> {
         self.inner
             .host
             .subscribe(request, self.message_handler(handler))
@@ -682,9 +722,42 @@ impl<S: Clone + Send + Sync + 'static> Context<S> {
         qos: QoS,
         handler: H,
     ) -> Result<Subscription> {
+        self.mqtt_subscribe_ffi(Shared::default().mqtt(filter, qos.level()), handler)
+    }
+
+    /// Subscribes to an MQTT topic filter in a [group](Shared::group): the broker hands each
+    /// message to one of the group's subscribers (`$share/<group>/<filter>`, at QoS 1). The
+    /// subscription's [`routing`](Subscription::routing) is that shared filter; messages
+    /// arrive on their own topics. AMQP's queue options and
+    /// [`durable`](Shared::durable) are refused (an [`Invalid`](crate::ErrorKind::Invalid)
+    /// error).
+    ///
+    /// ```no_run
+    /// use plugin_api::{Json, Shared};
+    /// # fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// ctx.mqtt_subscribe_shared("brewcast/history/#", Shared::group("history"), |Json(v): Json<serde_json::Value>| async move {
+    ///     tracing::debug!("{v}");
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn mqtt_subscribe_shared<T: 'static, H: Handler<Message, T, S>>(
+        &self,
+        filter: &str,
+        shared: Shared,
+        handler: H,
+    ) -> Result<Subscription> {
+        let qos = QoS::AtLeastOnce.level();
+        self.mqtt_subscribe_ffi(shared.mqtt(filter, qos), handler)
+    }
+
+    fn mqtt_subscribe_ffi<T: 'static, H: Handler<Message, T, S>>(
+        &self,
+        request: abi::FfiMqttSubscribe,
+        handler: H,
+    ) -> Result<Subscription> {
         self.inner
             .host
-            .mqtt_subscribe(filter.into(), qos.level(), self.message_handler(handler))
+            .mqtt_subscribe(request, self.message_handler(handler))
             .into_result()
             .map(Subscription::new)
             .map_err(Error::from_ffi)

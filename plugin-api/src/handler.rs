@@ -3,7 +3,7 @@
 
 use std::{future::Future, marker::PhantomData, sync::Arc};
 
-use abi_stable::std_types::{RResult, RString, RVec};
+use abi_stable::std_types::{RResult, RString};
 use async_ffi::FfiFuture;
 use serde::Serialize;
 
@@ -296,12 +296,11 @@ where
     fn on_message(
         &self,
         subscription: abi::HostSubscriptionArc,
-        topic: RString,
-        payload: RVec<u8>,
+        message: abi::FfiMessage,
     ) -> FfiFuture<RResult<(), abi::FfiFailure>> {
         let bound = Arc::clone(&self.0);
         runtime::into_ffi(async move {
-            let message = Message::received(topic, payload, Subscription::new(subscription));
+            let message = Message::received(message, Subscription::new(subscription));
             let handled = bound.handler.call(message, &bound.state).await;
             handled.map_err(Failure::into_ffi)
         })

@@ -82,6 +82,7 @@ mod response;
 mod retry;
 mod route;
 mod runtime;
+mod shared;
 mod task;
 pub mod testing;
 mod timestamp;
@@ -118,6 +119,7 @@ pub use schemars;
 /// Derives a JSON schema for the API documentation of the types a handler takes and
 /// returns ([`Json`], [`Path`], [`Query`]).
 pub use schemars::JsonSchema;
+pub use shared::Shared;
 pub use task::{TaskHandle, TaskOutput};
 pub use timestamp::rfc3339;
 
@@ -149,6 +151,6 @@ pub mod prelude {
     pub use crate::{
         export_plugin, http::StatusCode, schemars, Arg, Context, Error, ErrorKind, HandedOver,
         Handover, IntoResponse, Json, JsonSchema, Message, Path, Plugin, Publishes, QoS, Query,
-        Repeat, Repeater, Request, Response, Result, Route, State, Subscription, Topic,
+        Repeat, Repeater, Request, Response, Result, Route, Shared, State, Subscription, Topic,
     };
 }

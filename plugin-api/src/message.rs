@@ -3,7 +3,7 @@
 use abi_stable::std_types::{RString, RVec};
 use serde::de::DeserializeOwned;
 
-use crate::{Error, Result, Subscription};
+use crate::{abi, Error, Result, Subscription};
 
 /// A received message: where it was published (the AMQP routing key or the MQTT topic) and
 /// its payload, readable as bytes, text or JSON. Payloads are passed through untouched, as
@@ -29,6 +29,8 @@ pub struct Message {
     topic: RString,
     payload: RVec<u8>,
     subscription: Option<Subscription>,
+    redelivered: bool,
+    delivery_count: Option<u32>,
 }
 
 impl Message {
@@ -43,15 +45,55 @@ impl Message {
             topic: topic.into().into(),
             payload: payload.into(),
             subscription: None,
+            redelivered: false,
+            delivery_count: None,
         }
     }
 
-    pub(crate) fn received(topic: RString, payload: RVec<u8>, subscription: Subscription) -> Self {
+    /// This message as a redelivery, for tests: [`redelivered`](Message::redelivered) is
+    /// true, and [`delivery_count`](Message::delivery_count) is `count`.
+    ///
+    /// ```
+    /// let m = plugin_api::Message::new("t", vec![]).redelivery(Some(1));
+    /// assert!(m.redelivered());
+    /// assert_eq!(m.delivery_count(), Some(1));
+    /// ```
+    pub fn redelivery(mut self, count: Option<u32>) -> Self {
+        self.redelivered = true;
+        self.delivery_count = count;
+        self
+    }
+
+    pub(crate) fn received(message: abi::FfiMessage, subscription: Subscription) -> Self {
         Message {
-            topic,
-            payload,
+            topic: message.routing_key,
+            payload: message.body,
             subscription: Some(subscription),
+            redelivered: message.redelivered,
+            delivery_count: message.delivery_count.into(),
         }
+    }
+
+    /// Whether the broker delivered this message before without an acknowledgement — to an
+    /// instance that died or stopped while handling it — so that it may have been handled
+    /// (in part) already. Only [shared and durable](crate::Shared) subscriptions, which
+    /// acknowledge after the handler, see redeliveries.
+    ///
+    /// ```
+    /// assert!(!plugin_api::Message::new("t", vec![]).redelivered());
+    /// ```
+    pub fn redelivered(&self) -> bool {
+        self.redelivered
+    }
+
+    /// How many times the broker delivered this message before, where it counts them (an
+    /// AMQP quorum queue's `x-delivery-count`, on a redelivery); `None` otherwise.
+    ///
+    /// ```
+    /// assert_eq!(plugin_api::Message::new("t", vec![]).delivery_count(), None);
+    /// ```
+    pub fn delivery_count(&self) -> Option<u32> {
+        self.delivery_count
     }
 
     /// The AMQP routing key or the MQTT topic it was published with.

@@ -17,7 +17,8 @@ use std::{future::Future, time::Duration};
 
 use crate::{Error, ErrorKind, Result};
 
-/// How often and how patiently to try again; see the [module](self) documentation.
+/// How often and how patiently to try again, for the eventbus errors a broker failover
+/// causes (`Unavailable`, `Timeout`).
 ///
 /// ```no_run
 /// use plugin_api::Retry;

@@ -557,3 +557,50 @@ fn concurrent_requests_for_a_refused_subscription_all_get_the_refusal() {
     );
     setup.peer.delete_exchange(&fanout);
 }
+
+/// `--history-durable`: what is published while the service is stopped is recorded when it
+/// is back (the durable queue `<service>:<exchange>:#` waits for it; deleted at the end).
+#[test]
+fn a_durable_history_misses_nothing_across_a_restart() {
+    let plugins = PluginDir::with(&["history-plugin"]);
+    let (service, exchange) = (unique("hist"), unique("history-test"));
+    let queue = format!("{service}:{exchange}:#");
+    struct DeleteQueue(String);
+    impl Drop for DeleteQueue {
+        fn drop(&mut self) {
+            let _ = std::panic::catch_unwind(|| {
+                integration_tests::amqp::ctl_blocking(&["delete_queue".into(), self.0.clone()]);
+            });
+        }
+    }
+    let _guard = DeleteQueue(queue.clone());
+    let start = || {
+        Host::builder(plugins.path())
+            .name(&service)
+            .args(&["--history-exchange", &exchange, "--history-durable"])
+            .start()
+    };
+    let mut first = start();
+    let peer = Peer::connect();
+    wait_subscribed(&first, &peer, &exchange, PROBE);
+    assert!(first.stop().success());
+    assert!(
+        peer.queue_exists(&queue),
+        "the durable queue outlives the service"
+    );
+    for n in 0..5 {
+        peer.publish_json(&exchange, &format!("away.{n}"), &json!({ "n": n }));
+    }
+    let second = start();
+    let all_in = wait_until(ARRIVAL_WAIT, || {
+        let keys: Vec<String> = second.get("/history/keys").json().unwrap_or_default();
+        keys.iter().filter(|k| k.starts_with("away.")).count() == 5
+    });
+    assert!(
+        all_in,
+        "keys after the restart: {}",
+        second.get("/history/keys").text().unwrap_or_default()
+    );
+    let list = get_json(&second, "/history/subscriptions", 200);
+    assert_eq!(list[0]["durable"], true, "{list}");
+}

@@ -14,20 +14,20 @@ use serde_json::{json, Value};
 const SECS: Duration = Duration::from_secs(10);
 const MESSAGES: usize = 200;
 
-fn instance(broker: &Mosquitto, plugins: &PluginDir) -> Host {
+/// An instance subscribed to `jobs/#` in group `workers`: through the raw `$share` filter,
+/// or (`sdk`) through `Context::mqtt_subscribe_shared`.
+fn instance(broker: &Mosquitto, plugins: &PluginDir, sdk: bool) -> Host {
     let host = Host::builder(plugins.path())
         .name("shared_svc")
         .without_amqp()
         .mqtt(broker.port)
         .start();
     assert!(wait_until(SECS, || host.get("/_service/health").status() == 200));
-    let answer: Value = host
-        .post_json(
-            "/kit/mqtt/subscribe",
-            json!({"filter": "$share/workers/jobs/#", "tag": "shared"}),
-        )
-        .json()
-        .unwrap();
+    let body = match sdk {
+        true => json!({"filter": "jobs/#", "group": "workers", "tag": "shared"}),
+        false => json!({"filter": "$share/workers/jobs/#", "tag": "shared"}),
+    };
+    let answer: Value = host.post_json("/kit/mqtt/subscribe", body).json().unwrap();
     assert_eq!(answer["index"], 0, "{answer}");
     host
 }
@@ -42,10 +42,22 @@ fn handled(host: &Host) -> Vec<u64> {
 
 #[test]
 fn two_instances_on_a_shared_subscription_handle_each_message_once_between_them() {
+    split_between_two(false);
+}
+
+#[test]
+fn two_instances_in_an_sdk_group_handle_each_message_once_between_them() {
+    split_between_two(true);
+}
+
+fn split_between_two(sdk: bool) {
     let rt = runtime();
     let broker = Mosquitto::start();
     let plugins = PluginDir::with(&["testkit-plugin"]);
-    let (a, b) = (instance(&broker, &plugins), instance(&broker, &plugins));
+    let (a, b) = (
+        instance(&broker, &plugins, sdk),
+        instance(&broker, &plugins, sdk),
+    );
     let peer = rt.block_on(Peer::connect(broker.port, &[]));
     rt.block_on(async {
         for n in 0..MESSAGES {

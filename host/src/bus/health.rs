@@ -58,7 +58,8 @@ pub struct SubscriptionHealth {
     pub exchange_type: ExchangeKind,
     /// `pending`, `active`, `failed` (refused by the broker, retried) or `cancelled`.
     pub state: &'static str,
-    /// The server-named queue while active.
+    /// The queue consumed while active: server-named, or a shared or durable subscription's
+    /// named queue.
     pub queue: Option<String>,
     /// Why the broker refused it.
     pub error: Option<String>,

@@ -4,6 +4,9 @@
 //! that subscription's channel, and a task per subscription means a slow handler only delays
 //! its own subscription. Within a task messages are handled one at a time, in order.
 //!
+//! A shared or durable subscription consumes a named queue instead (`super::shared_queue`),
+//! which a cancel, a retirement or a stop leaves in place.
+//!
 //! Delivery ([`crate::eventbus::delivery`]): the message is acked *after* its handler
 //! returned (success or error), so the
 //! broker's unacked count — bounded by `prefetch` — also covers the message being handled and
@@ -31,6 +34,7 @@ use tracing::{debug, error, info, warn};
 use super::config::{declare_exchange_like_original, BusConfig};
 use super::connection::{wait_true, Link, LinkStatus, Live};
 use super::error::BusError;
+use super::shared_queue;
 use super::subscription::{amqp, Amqp};
 use crate::eventbus::delivery::{self, Settle};
 use crate::eventbus::{Delivered, Subscription, SubscriptionState};
@@ -40,7 +44,7 @@ use crate::sync::Unpoisoned;
 /// Longest pause between re-declaring a subscription the broker refused.
 const MAX_DECLARE_BACKOFF: Duration = Duration::from_secs(30);
 /// Bound for the small per-channel RPCs done while tearing down (cancel, delete, close, ack).
-const OP_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const OP_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(crate) struct Listener {
     pub(crate) link: Arc<Link>,
@@ -183,35 +187,46 @@ enum ConsumeEnd {
     StreamEnded(String),
 }
 
-struct Declared {
-    channel: Channel,
-    consumer: Consumer,
-    queue: String,
+pub(super) struct Declared {
+    pub channel: Channel,
+    pub consumer: Consumer,
+    pub queue: String,
 }
 
-/// Declare exactly as brewblox-service 0.20.0 does, on a channel of its own.
+/// Declare exactly as brewblox-service 0.20.0 does, on a channel of its own; a shared or
+/// durable subscription declares its named queue instead (see [`shared_queue`]).
 async fn declare(
     conn: &Connection,
     sub: &Subscription,
     prefetch: u16,
 ) -> Result<Declared, BusError> {
     let channel = conn.create_channel().await?;
+    let shared = super::subscription::shared_queue(sub);
+    let prefetch = shared.and_then(|queue| queue.prefetch).unwrap_or(prefetch);
     channel
         .basic_qos(prefetch, BasicQosOptions::default())
         .await?;
     declare_exchange_like_original(&channel, sub.exchange(), super::subscription::kind(sub))
         .await?;
-    let queue = channel
-        .queue_declare(
-            "",
-            QueueDeclareOptions {
-                exclusive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    let queue = queue.name().as_str().to_string();
+    let queue = match shared {
+        Some(queue) => {
+            shared_queue::declare(&channel, queue).await?;
+            queue.name.clone()
+        }
+        None => channel
+            .queue_declare(
+                "",
+                QueueDeclareOptions {
+                    exclusive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?
+            .name()
+            .as_str()
+            .to_string(),
+    };
     channel
         .queue_bind(
             &queue,
@@ -337,10 +352,15 @@ async fn run_subscription(
         let end = consume(&sub, &mut declared, &live, cfg.max_message_size, &mut ends).await;
         match end {
             ConsumeEnd::Cancelled => {
-                if sub.drains() {
-                    drain(&sub, &mut declared, cfg.max_message_size).await;
+                let limit = cfg.max_message_size;
+                if amqp.shared.is_some() {
+                    shared_queue::leave(&sub, &mut declared, sub.drains(), limit).await;
+                } else {
+                    if sub.drains() {
+                        drain(&sub, &mut declared, limit).await;
+                    }
+                    cancel_consumer(&declared).await;
                 }
-                cancel_consumer(&declared).await;
                 info!("Cancelled event bus subscription {sub}");
                 break;
             }
@@ -360,7 +380,10 @@ async fn run_subscription(
                 sub.set_state(SubscriptionState::Pending);
                 let stale = std::mem::take(&mut declared.queue);
                 drop(declared);
-                delete_stale_queue(&live.conn, &stale).await;
+                // A named queue is the group's: its message goes to a consumer again.
+                if amqp.shared.is_none() {
+                    delete_stale_queue(&live.conn, &stale).await;
+                }
                 ends.pause(backoff.next()).await;
             }
         }
@@ -401,7 +424,7 @@ fn report_declare_failure(sub: &Subscription, amqp: &Amqp, err: BusError) {
 /// How long a retiring subscription may take to hand over what its queue holds.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// A drained queue is checked for messages left after this long without a delivery.
-const DRAIN_IDLE: Duration = Duration::from_millis(100);
+pub(super) const DRAIN_IDLE: Duration = Duration::from_millis(100);
 
 /// Before a retiring subscription's queue is deleted: unbind it, so that nothing new
 /// arrives, then relay what it holds (delivered or still ready) to the handler, until the
@@ -547,7 +570,8 @@ async fn delete_stale_queue(conn: &Connection, queue: &str) {
 /// Hand one message to the sink ([`delivery::handle`]), then ack. A message over `limit`
 /// (0: none) never reaches the sink: it is logged and rejected without requeue, so a
 /// dead-letter exchange, if the operator set one by policy, keeps it.
-async fn relay(sub: &Subscription, delivery: Delivery, limit: usize) {
+pub(super) async fn relay(sub: &Subscription, delivery: Delivery, limit: usize) {
+    let redelivery = shared_queue::redelivery(&delivery);
     let Delivery {
         routing_key,
         data,
@@ -568,7 +592,14 @@ async fn relay(sub: &Subscription, delivery: Delivery, limit: usize) {
         return settle(sub, "Reject", reject).await;
     }
     // The body moves into the payload and, for a plugin, into its handler: never copied.
-    delivery::handle(sub, routing_key.as_str(), data.into(), Ack(acker)).await;
+    delivery::handle(
+        sub,
+        routing_key.as_str(),
+        data.into(),
+        redelivery,
+        Ack(acker),
+    )
+    .await;
 }
 
 /// AMQP settles a message by acking it, whatever the handler's outcome: a failed message is

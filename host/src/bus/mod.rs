@@ -5,8 +5,11 @@
 //! - [`config`] holds settings, the exchange type, URL parsing and password redaction;
 //! - [`names`] checks every name sent to the broker (AMQP short strings);
 //! - `connection` supervises one connection (connect, notice loss, reconnect);
-//! - `listener` gives each subscription a channel, an exclusive queue and a consumer task,
+//! - `listener` gives each subscription a channel, a queue (exclusive, or the named durable
+//!   queue of a shared or durable subscription, see `shared_queue`) and a consumer task,
 //!   which hands each message to [`crate::eventbus::delivery`] and acks after the handler;
+//! - `shared_queue`: how a shared or durable subscription's named queue is declared,
+//!   consumed and left (never deleted);
 //! - `publisher` does confirmed publishes on a self-healing channel;
 //! - [`subscription`] has what an AMQP subscription adds to the common
 //!   [`crate::eventbus::Subscription`] (its exchange type, the broker's refusal);
@@ -15,7 +18,8 @@
 //!
 //! The original's quirks (numbered as in that page): the stuck publisher (5) is fixed; loss is
 //! noticed at once and dead peers within two heartbeats (6); ack is sent after the handler
-//! returns, but delivery stays at-most-once because queues are exclusive (7); handlers run
+//! returns, but delivery stays at-most-once because queues are exclusive (7) — except for the
+//! shared and durable subscriptions, whose named queues make it at-least-once; handlers run
 //! per subscription, not serially for all (8). Publish payloads carry no AMQP properties,
 //! exactly as the original (no content-type), so the wire is identical.
 
@@ -26,12 +30,14 @@ pub mod health;
 mod listener;
 pub mod names;
 mod publisher;
+mod shared_queue;
 pub mod subscription;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use plugin_abi::sharing::AmqpQueue;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -112,9 +118,35 @@ impl EventBus {
         kind: ExchangeKind,
         sink: Arc<dyn Sink>,
     ) -> Result<Subscription, BusError> {
+        self.subscribe_to(exchange, routing, kind, None, sink)
+    }
+
+    /// As [`subscribe`](EventBus::subscribe), consuming the named, durable `queue` of a
+    /// shared or durable subscription (see [`plugin_abi::sharing`]) rather than an exclusive
+    /// queue of its own: ack after the handler, `queue`'s prefetch, and a cancel, a
+    /// reconnect or a stop ends only the consumer, never the queue.
+    pub fn subscribe_shared(
+        &self,
+        exchange: &str,
+        routing: &str,
+        kind: ExchangeKind,
+        queue: AmqpQueue,
+        sink: Arc<dyn Sink>,
+    ) -> Result<Subscription, BusError> {
+        self.subscribe_to(exchange, routing, kind, Some(queue), sink)
+    }
+
+    fn subscribe_to(
+        &self,
+        exchange: &str,
+        routing: &str,
+        kind: ExchangeKind,
+        shared: Option<AmqpQueue>,
+        sink: Arc<dyn Sink>,
+    ) -> Result<Subscription, BusError> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let metrics = self.inner.metrics.clone();
-        let sub = subscription::new(id, exchange, routing, kind, sink, metrics)?;
+        let sub = subscription::new(id, exchange, routing, kind, shared, sink, metrics)?;
         if *self.inner.stopping.borrow() {
             warn!("Event bus is shut down; subscription {sub} ignored");
             sub.cancel();

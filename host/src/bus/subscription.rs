@@ -1,9 +1,11 @@
 //! What an AMQP subscription adds to the common [`Subscription`]: its exchange type, the
-//! connection generation whose task serves it, and the broker's refusal of its declaration.
+//! named queue of a shared or durable one, the connection generation whose task serves it,
+//! and the broker's refusal of its declaration.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use plugin_abi::sharing::AmqpQueue;
 use tracing::info;
 
 use super::config::ExchangeKind;
@@ -17,6 +19,9 @@ use crate::sync::Unpoisoned;
 /// The AMQP part of a subscription (its extension).
 pub(crate) struct Amqp {
     pub kind: ExchangeKind,
+    /// The named queue of a shared or durable subscription; `None`: a server-named,
+    /// exclusive queue of its own.
+    pub shared: Option<AmqpQueue>,
     /// Connection generation whose task serves this subscription (0 = none yet).
     pub generation: AtomicU64,
     /// Last declaration error that was logged, so a failing declare is logged once.
@@ -31,6 +36,7 @@ pub(crate) fn new(
     exchange: &str,
     routing: &str,
     kind: ExchangeKind,
+    shared: Option<AmqpQueue>,
     sink: Arc<dyn Sink>,
     metrics: BusMetrics,
 ) -> Result<Subscription, BusError> {
@@ -44,6 +50,7 @@ pub(crate) fn new(
         metrics,
         extension: Box::new(Amqp {
             kind,
+            shared,
             generation: AtomicU64::new(0),
             last_logged_error: Mutex::new(None),
             refusal: Mutex::new(None),
@@ -60,6 +67,12 @@ pub(crate) fn new(
 /// The AMQP part of `sub`; `None` for another transport's subscription.
 pub(crate) fn amqp(sub: &Subscription) -> Option<&Amqp> {
     sub.extension::<Amqp>()
+}
+
+/// The named queue of a shared or durable AMQP subscription (`None` for a plain one, and for
+/// another transport's).
+pub fn shared_queue(sub: &Subscription) -> Option<&AmqpQueue> {
+    amqp(sub).and_then(|amqp| amqp.shared.as_ref())
 }
 
 /// The exchange type of an AMQP subscription (`topic` for another transport's).
@@ -144,6 +157,7 @@ mod tests {
             exchange,
             routing,
             ExchangeKind::Topic,
+            None,
             Arc::new(Nop),
             BusMetrics::detached(),
         )

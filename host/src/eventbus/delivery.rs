@@ -15,6 +15,7 @@ use plugin_abi::panics;
 use tokio::sync::mpsc;
 
 use super::outcome::{Delivered, DeliveryError};
+use super::sink::Redelivery;
 use super::subscription::{Subscription, Transport};
 use crate::metrics::bus::Dropped;
 
@@ -29,14 +30,20 @@ impl Settle for () {
 }
 
 /// Hands one message to `sub`'s sink, then settles it (see the module's doc).
-pub(crate) async fn handle(sub: &Subscription, topic: &str, payload: Bytes, settle: impl Settle) {
+pub(crate) async fn handle(
+    sub: &Subscription,
+    topic: &str,
+    payload: Bytes,
+    redelivery: Redelivery,
+    settle: impl Settle,
+) {
     let metrics = sub.metrics();
     let _unacked = metrics.unacked();
     let sink = sub.sink();
     let started = Instant::now();
     // A panic is described on one line, with its location, and logged once: below.
     let panicked = |report| Err(DeliveryError::Panicked(format!("handler {report}")));
-    let outcome = match panics::catch(|| sink.deliver(sub, topic, payload)) {
+    let outcome = match panics::catch(|| sink.deliver_again(sub, topic, payload, redelivery)) {
         Ok(future) => panics::catch_future(future).await.unwrap_or_else(panicked),
         Err(report) => panicked(report),
     };
@@ -68,6 +75,8 @@ fn log_failure(sub: &Subscription, topic: &str, err: &DeliveryError) {
 pub(crate) struct Queued {
     pub topic: std::sync::Arc<str>,
     pub payload: Bytes,
+    /// The broker sent it before (MQTT `dup`).
+    pub redelivered: bool,
 }
 
 /// Hands the queued messages to `sub`'s sink one at a time, in order, until the queue closes
@@ -79,6 +88,10 @@ pub(crate) async fn consume(sub: Subscription, mut queue: mpsc::Receiver<Queued>
         if sub.is_cancelled() {
             break;
         }
-        handle(&sub, &message.topic, message.payload, ()).await;
+        let redelivery = Redelivery {
+            redelivered: message.redelivered,
+            count: None,
+        };
+        handle(&sub, &message.topic, message.payload, redelivery, ()).await;
     }
 }

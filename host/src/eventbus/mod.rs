@@ -14,10 +14,11 @@
 //! - [`error`]: the [`ErrorKind`] every transport error sorts into, which the plugin bridge
 //!   and `/_debug` act on.
 //!
-//! A later feature that both transports need (a shared subscription with a group name,
-//! durable delivery with the acknowledgement after the handler) is added here once: the
-//! subscription's identity and options are common, and the delivery acknowledges through
-//! the transport's `delivery::Settle`.
+//! Shared and durable subscriptions are written once where both transports meet: their
+//! rules and wire names in `plugin_abi::sharing` (which the plugin bridge applies), the
+//! redelivery a handler sees in [`sink::Redelivery`], the acknowledgement after the handler
+//! through the transport's `delivery::Settle`; each transport keeps only its wire form (a
+//! named durable queue on AMQP, `$share/<group>/<filter>` on MQTT).
 
 pub mod delivery;
 pub mod error;
@@ -27,5 +28,5 @@ pub mod subscription;
 
 pub use error::{ErrorKind, EventbusError};
 pub use outcome::{Delivered, DeliveryError};
-pub use sink::Sink;
+pub use sink::{Redelivery, Sink};
 pub use subscription::{Subscription, SubscriptionState, Transport};

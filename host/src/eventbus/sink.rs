@@ -21,9 +21,31 @@ pub trait Sink: Send + Sync + 'static {
         payload: Bytes,
     ) -> BoxFuture<'static, Delivered>;
 
+    /// As [`deliver`](Sink::deliver), with what the broker says of earlier deliveries of the
+    /// message (a shared or durable subscription's redelivery). A sink that shows it to its
+    /// handler (a plugin's) implements this; the others take [`deliver`](Sink::deliver).
+    fn deliver_again(
+        &self,
+        sub: &Subscription,
+        topic: &str,
+        payload: Bytes,
+        _redelivery: Redelivery,
+    ) -> BoxFuture<'static, Delivered> {
+        self.deliver(sub, topic, payload)
+    }
+
     /// The plugin the messages go to, if a plugin's: shown in health and the metrics' `plugin`
     /// label. Read once, when the subscription is made.
     fn owner(&self) -> Option<&str> {
         None
     }
+}
+
+/// What the broker says of a message's earlier deliveries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Redelivery {
+    /// Delivered before without an acknowledgement (AMQP `redelivered`, MQTT `dup`).
+    pub redelivered: bool,
+    /// How many times before, where the broker counts (a quorum queue's `x-delivery-count`).
+    pub count: Option<u32>,
 }

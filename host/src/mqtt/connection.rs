@@ -384,6 +384,7 @@ fn dispatch(shared: &Shared, publish: rumqttc::Publish) {
         let message = Queued {
             topic: shared_topic.get_or_insert_with(|| topic.into()).clone(),
             payload: publish.payload.clone(),
+            redelivered: publish.dup,
         };
         if let Err(TrySendError::Full(_)) = queue.try_send(message) {
             sub.metrics().dropped(Dropped::QueueFull);

@@ -9,8 +9,8 @@ use abi_stable::{
 use async_ffi::FfiFuture;
 use plugin_abi::{
     error_code, metric_kind, FeatureArc, FfiError, FfiHandover, FfiMetric, FfiMqttPublish,
-    FfiPublish, FfiSubscribe, HostContext, HostMetric, HostMetricArc, HostMetric_TO,
-    HostSubscriptionArc, MessageHandlerBox, RouteHandlerBox, TaskHandleBox,
+    FfiMqttSubscribe, FfiPublish, FfiSubscribe, HostContext, HostMetric, HostMetricArc,
+    HostMetric_TO, HostSubscriptionArc, MessageHandlerBox, RouteHandlerBox, TaskHandleBox,
 };
 use tokio::runtime::Handle;
 
@@ -218,15 +218,13 @@ impl HostContext for PluginContext {
 
     fn mqtt_subscribe(
         &self,
-        filter: RString,
-        qos: u8,
+        subscription: FfiMqttSubscribe,
         handler: MessageHandlerBox,
     ) -> RResult<HostSubscriptionArc, FfiError> {
         bridge::mqtt::subscribe(
             self.host.mqtt.as_ref(),
             &self.plugin.name,
-            &filter,
-            qos,
+            subscription,
             handler,
         )
         .into()

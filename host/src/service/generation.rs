@@ -70,7 +70,9 @@ impl Generation {
                 .expect("a configuration of strings, numbers and JSON values serialises"),
             routes: Mutex::new(RouteTable::default()),
             features: FeatureRegistry::default(),
-            bus: BusBridge::new(bus.clone()).enabled(settings.fleet.amqp),
+            bus: BusBridge::new(bus.clone())
+                .enabled(settings.fleet.amqp)
+                .service(&settings.name),
             mqtt: mqtt.map(|mqtt| MqttBridge::new(mqtt.clone())),
             life: Arc::new(life),
             metrics: Arc::clone(&lasting.metrics),

@@ -8,7 +8,8 @@ use async_ffi::FfiFuture;
 
 use super::plugin::{FeatureArc, MessageHandlerBox, RouteHandlerBox};
 use super::{
-    FfiError, FfiHandover, FfiLogRecord, FfiMetric, FfiMqttPublish, FfiPublish, FfiSubscribe,
+    FfiError, FfiHandover, FfiLogRecord, FfiMetric, FfiMqttPublish, FfiMqttSubscribe, FfiPublish,
+    FfiSubscribe,
 };
 
 /// Where a plugin's log events go. Handed over once, before anything else runs.
@@ -42,7 +43,8 @@ pub trait HostSubscription: Send + Sync {
     fn routing(&self) -> RString;
     /// Replace the handler; the next message goes to the new one.
     fn set_handler(&self, handler: MessageHandlerBox);
-    /// Stop receiving; the queue goes away and is not restored after a reconnect.
+    /// Stop receiving; not restored after a reconnect. A plain subscription's queue goes
+    /// away; a shared or durable one's stays, for the other consumers and the next start.
     fn cancel(&self);
     fn is_cancelled(&self) -> bool;
     /// Resolves once the subscription is bound (its queue receives what is published from
@@ -86,7 +88,8 @@ pub trait HostContext: Send + Sync {
     fn get_feature(&self, name: RString) -> RResult<FeatureArc, FfiError>;
     /// Publish to the eventbus; resolves once the broker confirmed.
     fn publish(&self, message: FfiPublish) -> FfiFuture<RResult<(), FfiError>>;
-    /// Subscribe to the eventbus. Never fails for broker reasons: the host retries.
+    /// Subscribe to the eventbus. Never fails for broker reasons: the host retries. `INVALID`
+    /// for names or sharing options the rules of [`crate::sharing`] refuse.
     fn subscribe(
         &self,
         subscription: FfiSubscribe,
@@ -101,12 +104,12 @@ pub trait HostContext: Send + Sync {
     /// topic, QoS or size the host refuses; nothing sent), `TIMEOUT`.
     fn mqtt_publish(&self, message: FfiMqttPublish) -> FfiFuture<RResult<(), FfiError>>;
     /// Subscribe to an MQTT topic filter. The handler gets the topic as `routing_key` and the
-    /// raw payload as `body`; the subscription's `routing()` is the filter and its
-    /// `exchange()` is empty. Errors: `UNAVAILABLE` (MQTT not in use), `INVALID`.
+    /// raw payload as `body`; the subscription's `routing()` is the filter as subscribed (a
+    /// shared one's `$share/<group>/<filter>`) and its `exchange()` is empty. Errors:
+    /// `UNAVAILABLE` (MQTT not in use), `INVALID`.
     fn mqtt_subscribe(
         &self,
-        filter: RString,
-        qos: u8,
+        subscription: FfiMqttSubscribe,
         handler: MessageHandlerBox,
     ) -> RResult<HostSubscriptionArc, FfiError>;
     /// This plugin's part of the service's MQTT will (`qos` is ignored): announced by the

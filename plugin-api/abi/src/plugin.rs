@@ -5,13 +5,13 @@ use abi_stable::{
     library::RootModule,
     package_version_strings, sabi_trait,
     sabi_types::VersionStrings,
-    std_types::{RArc, RBox, ROption, RResult, RString, RVec},
+    std_types::{RArc, RBox, ROption, RResult, RString},
     StableAbi,
 };
 use async_ffi::FfiFuture;
 
 use super::host::{HostContextArc, HostLoggerBox, HostSubscriptionArc};
-use super::{FfiFailure, FfiHandover, FfiRequest, FfiResponse, PluginInfo};
+use super::{FfiFailure, FfiHandover, FfiMessage, FfiRequest, FfiResponse, PluginInfo};
 
 /// A route handler. `Err` is an internal error or a panic: the host answers
 /// `500: <message>`. (An input an extractor refuses is an ordinary 400 response.)
@@ -40,8 +40,7 @@ pub trait MessageHandler: Send + Sync {
     fn on_message(
         &self,
         subscription: HostSubscriptionArc,
-        routing_key: RString,
-        body: RVec<u8>,
+        message: FfiMessage,
     ) -> FfiFuture<RResult<(), FfiFailure>>;
 }
 pub type MessageHandlerBox = MessageHandler_TO<'static, RBox<()>>;

@@ -20,7 +20,10 @@
 //! `.`: it is part of a queue name and of an MQTT filter level, where `/`, `+`, `#` and `:`
 //! would change what it means, and it is shown in logs and health.
 
-use crate::{amqp::MAX_NAME_BYTES, mqtt_names};
+use crate::{
+    amqp::{self, MAX_NAME_BYTES},
+    mqtt_names, FfiSharing,
+};
 
 /// The longest group name in bytes.
 pub const MAX_GROUP_BYTES: usize = 64;
@@ -28,7 +31,7 @@ pub const MAX_GROUP_BYTES: usize = 64;
 /// The prefix of an MQTT shared subscription's filter.
 pub const MQTT_SHARE_PREFIX: &str = "$share/";
 
-/// Why `group` cannot name a group, as a phrase after "group '<group>' ".
+/// Why `group` cannot name a group, as a phrase after `group '<group>' `.
 ///
 /// ```
 /// use plugin_abi::sharing::validate_group;
@@ -111,6 +114,123 @@ pub fn split_mqtt_shared(filter: &str) -> Option<(&str, &str)> {
     filter.strip_prefix(MQTT_SHARE_PREFIX)?.split_once('/')
 }
 
+/// The queue of a shared or durable AMQP subscription, as every host declares it: named,
+/// durable, neither exclusive nor auto-deleted, so that it outlives each consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmqpQueue {
+    /// [`amqp_queue`]'s name.
+    pub name: String,
+    /// `x-queue-type: quorum` (replicated on a cluster); false: a classic queue.
+    pub quorum: bool,
+    /// Unacknowledged messages per consumer; `None`: the host's prefetch.
+    pub prefetch: Option<u16>,
+    /// `x-delivery-limit` (quorum queues only).
+    pub delivery_limit: Option<u32>,
+    /// `x-dead-letter-exchange`.
+    pub dead_letter_exchange: Option<String>,
+}
+
+/// Whether `sharing` asks for nothing: a plain subscription.
+pub fn is_plain(sharing: &FfiSharing) -> bool {
+    *sharing == FfiSharing::default()
+}
+
+/// The queue a subscription of `service` to `exchange`/`routing` consumes, by the options of
+/// `sharing`: `None` for a plain subscription. A durable subscription without a group is in
+/// the group of its service. Errors (as a sentence): a bad group or dead-letter exchange
+/// name, queue options without a group or `durable` (a plain queue is the service's own and
+/// transient), a delivery limit on a classic queue (only quorum queues count deliveries).
+///
+/// ```
+/// use plugin_abi::{sharing::amqp_plan, FfiSharing};
+/// let durable = FfiSharing { durable: true, ..FfiSharing::default() };
+/// let queue = amqp_plan(&durable, "history", "brewcast", "#").unwrap().unwrap();
+/// assert_eq!((queue.name.as_str(), queue.quorum), ("history:brewcast:#", true));
+/// assert!(amqp_plan(&FfiSharing::default(), "history", "brewcast", "#").unwrap().is_none());
+/// let limit_only = FfiSharing { delivery_limit: 3, ..FfiSharing::default() };
+/// assert!(amqp_plan(&limit_only, "history", "brewcast", "#").is_err());
+/// ```
+pub fn amqp_plan(
+    sharing: &FfiSharing,
+    service: &str,
+    exchange: &str,
+    routing: &str,
+) -> Result<Option<AmqpQueue>, String> {
+    if is_plain(sharing) {
+        return Ok(None);
+    }
+    let group = match (sharing.group.as_str(), sharing.durable) {
+        ("", false) => {
+            return Err(
+                "queue options (classic, prefetch, delivery limit, dead-letter \
+                        exchange) need a group or a durable subscription"
+                    .into(),
+            )
+        }
+        ("", true) => service,
+        (group, _) => group,
+    };
+    if sharing.classic && sharing.delivery_limit > 0 {
+        return Err(
+            "a delivery limit needs a quorum queue (x-delivery-limit is counted by \
+                    quorum queues only)"
+                .into(),
+        );
+    }
+    let dead_letter_exchange = match sharing.dead_letter_exchange.as_str() {
+        "" => None,
+        name => match amqp::name_problem(name) {
+            Some(problem) => return Err(format!("dead-letter exchange {problem}")),
+            None => Some(name.to_owned()),
+        },
+    };
+    Ok(Some(AmqpQueue {
+        name: amqp_queue(group, exchange, routing)?,
+        quorum: !sharing.classic,
+        prefetch: (sharing.prefetch > 0).then_some(sharing.prefetch),
+        delivery_limit: (sharing.delivery_limit > 0).then_some(sharing.delivery_limit),
+        dead_letter_exchange,
+    }))
+}
+
+/// The filter an MQTT subscription to `filter` is made with, by the options of `sharing`:
+/// `$share/<group>/<filter>` in a group, `filter` itself otherwise. Errors (as a sentence):
+/// a bad group or filter, AMQP queue options, and `durable`, which needs a persistent
+/// session this host does not keep yet.
+///
+/// ```
+/// use plugin_abi::{sharing::mqtt_plan, FfiSharing};
+/// let shared = FfiSharing { group: "hist".into(), ..FfiSharing::default() };
+/// assert_eq!(mqtt_plan(&shared, "brewcast/#").unwrap(), "$share/hist/brewcast/#");
+/// assert_eq!(mqtt_plan(&FfiSharing::default(), "a/b").unwrap(), "a/b");
+/// ```
+pub fn mqtt_plan(sharing: &FfiSharing, filter: &str) -> Result<String, String> {
+    if sharing.classic
+        || sharing.prefetch > 0
+        || sharing.delivery_limit > 0
+        || !sharing.dead_letter_exchange.is_empty()
+    {
+        return Err(
+            "queue options (classic, prefetch, delivery limit, dead-letter exchange) \
+                    are AMQP's; an MQTT subscription takes a group only"
+                .into(),
+        );
+    }
+    if sharing.durable {
+        return Err(
+            "durable MQTT subscriptions (a persistent session) are not supported \
+                    yet; use a group, or AMQP for durable delivery"
+                .into(),
+        );
+    }
+    match sharing.group.as_str() {
+        "" => mqtt_names::validate_filter(filter)
+            .map(|()| filter.to_owned())
+            .map_err(|e| e.0),
+        group => mqtt_shared_filter(group, filter),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +265,64 @@ mod tests {
         );
         let long = amqp_queue("g", &"e".repeat(200), &"r".repeat(60)).unwrap_err();
         assert!(long.contains("at most 255 bytes"), "{long}");
+    }
+
+    fn sharing(group: &str) -> FfiSharing {
+        FfiSharing {
+            group: group.into(),
+            ..FfiSharing::default()
+        }
+    }
+
+    #[test]
+    fn an_amqp_plan_takes_the_options_that_go_together() {
+        let mut options = sharing("workers");
+        options.prefetch = 5;
+        options.delivery_limit = 3;
+        options.dead_letter_exchange = "dead".into();
+        let queue = amqp_plan(&options, "svc", "jobs", "a.#").unwrap().unwrap();
+        assert_eq!(
+            queue,
+            AmqpQueue {
+                name: "workers:jobs:a.#".into(),
+                quorum: true,
+                prefetch: Some(5),
+                delivery_limit: Some(3),
+                dead_letter_exchange: Some("dead".into()),
+            }
+        );
+        options.classic = true;
+        let err = amqp_plan(&options, "svc", "jobs", "a.#").unwrap_err();
+        assert!(err.contains("quorum"), "{err}");
+        options.delivery_limit = 0;
+        assert!(
+            !amqp_plan(&options, "svc", "jobs", "a")
+                .unwrap()
+                .unwrap()
+                .quorum
+        );
+        options.dead_letter_exchange = "a\nb".into();
+        assert!(amqp_plan(&options, "svc", "jobs", "a").is_err());
+        assert!(amqp_plan(&sharing("a/b"), "svc", "jobs", "a").is_err());
+        let classic_alone = FfiSharing {
+            classic: true,
+            ..FfiSharing::default()
+        };
+        let err = amqp_plan(&classic_alone, "svc", "jobs", "a").unwrap_err();
+        assert!(err.contains("need a group"), "{err}");
+    }
+
+    #[test]
+    fn an_mqtt_plan_takes_a_group_only() {
+        assert_eq!(mqtt_plan(&sharing("g"), "a/+").unwrap(), "$share/g/a/+");
+        let mut options = sharing("g");
+        options.prefetch = 1;
+        assert!(mqtt_plan(&options, "a").unwrap_err().contains("AMQP"));
+        let durable = FfiSharing {
+            durable: true,
+            ..FfiSharing::default()
+        };
+        assert!(mqtt_plan(&durable, "a").unwrap_err().contains("durable"));
+        assert!(mqtt_plan(&FfiSharing::default(), "a/#/b").is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! Plain data that crosses the boundary.
 
 use abi_stable::{
-    std_types::{RString, RVec},
+    std_types::{ROption, RString, RVec},
     StableAbi,
 };
 
@@ -216,6 +216,56 @@ pub struct FfiSubscribe {
     pub routing: RString,
     /// `topic`, `fanout` or `direct`.
     pub exchange_type: RString,
+    /// Shared with a group, kept while the service is away: see [`crate::sharing`]. The
+    /// default is a plain subscription (the service's own transient queue).
+    pub sharing: FfiSharing,
+}
+
+/// An MQTT subscription to make.
+#[repr(C)]
+#[derive(StableAbi, Debug)]
+pub struct FfiMqttSubscribe {
+    pub filter: RString,
+    /// 0 or 1.
+    pub qos: u8,
+    /// As for AMQP; only `group` and `durable` apply (see [`crate::sharing`]).
+    pub sharing: FfiSharing,
+}
+
+/// How a subscription is shared and kept, as a plugin asks for it. The rules (what goes
+/// with what, the names on the wire) are [`crate::sharing`]'s, applied by every host.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Default, PartialEq, Eq)]
+pub struct FfiSharing {
+    /// The group whose instances split the messages; empty: none.
+    pub group: RString,
+    /// Keep what is published while the service is away (without a group: the service's
+    /// name is the group).
+    pub durable: bool,
+    /// AMQP: a classic queue rather than a quorum queue.
+    pub classic: bool,
+    /// AMQP: messages a consumer holds unacknowledged at most; 0: the host's prefetch.
+    pub prefetch: u16,
+    /// AMQP quorum queues: deliveries after which a message goes to the dead-letter
+    /// exchange (or is dropped); 0: no limit.
+    pub delivery_limit: u32,
+    /// AMQP: where the broker sends a message over the delivery limit; empty: none.
+    pub dead_letter_exchange: RString,
+}
+
+/// A message delivered to a plugin's handler.
+#[repr(C)]
+#[derive(StableAbi, Debug)]
+pub struct FfiMessage {
+    /// The AMQP routing key or the MQTT topic.
+    pub routing_key: RString,
+    pub body: RVec<u8>,
+    /// The broker delivered it before (to this consumer or another) without an
+    /// acknowledgement: AMQP's `redelivered`, MQTT's `dup`.
+    pub redelivered: bool,
+    /// How many times the broker delivered it before, where it counts (the
+    /// `x-delivery-count` header of a quorum queue's redelivery).
+    pub delivery_count: ROption<u32>,
 }
 
 /// Level numbers used by [`FfiLogRecord::level`] and the host logger.

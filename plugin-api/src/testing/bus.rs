@@ -9,14 +9,15 @@ use std::sync::{
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
-    std_types::{RArc, RResult, RString, RVec},
+    std_types::{RArc, ROption, RResult, RString, RVec},
 };
 use async_ffi::FfiFuture;
 
 use crate::{
     abi::{
-        amqp, error_code, mqtt_names, FfiError, FfiMqttPublish, FfiPublish, FfiSubscribe,
-        HostSubscription, HostSubscriptionArc, HostSubscription_TO, MessageHandlerBox,
+        amqp, error_code, mqtt_names, sharing, FfiError, FfiMessage, FfiMqttPublish,
+        FfiMqttSubscribe, FfiPublish, FfiSubscribe, HostSubscription, HostSubscriptionArc,
+        HostSubscription_TO, MessageHandlerBox,
     },
     Error, Result,
 };
@@ -138,12 +139,19 @@ fn check_mqtt(text: &str, filter: bool) -> Result<(), FfiError> {
     checked.map_err(|err| FfiError::new(error_code::INVALID, err.0))
 }
 
+/// A sharing option the rules of `plugin_abi::sharing` refuse, as the host reports it.
+fn invalid(message: String) -> FfiError {
+    FfiError::new(error_code::INVALID, message)
+}
+
 fn unavailable(message: &str) -> FfiError {
     FfiError::new(error_code::UNAVAILABLE, message)
 }
 
 /// The eventbuses of the fake host.
 pub(super) struct Bus {
+    /// The service's name: the group of a durable subscription without one.
+    service: String,
     amqp: bool,
     mqtt: bool,
     pub down: Arc<AtomicBool>,
@@ -157,8 +165,9 @@ pub(super) struct Bus {
 
 impl Bus {
     /// A bus with AMQP and MQTT in use or not (`amqp`, `mqtt` of the configuration).
-    pub fn new(amqp: bool, mqtt: bool) -> Self {
+    pub fn new(service: &str, amqp: bool, mqtt: bool) -> Self {
         Bus {
+            service: service.to_owned(),
             amqp,
             mqtt,
             down: Arc::default(),
@@ -227,10 +236,18 @@ impl Bus {
             return Err(FfiError::new(error_code::INVALID, message));
         }
         check_amqp_names(&request.exchange, &request.routing)?;
+        let queue = sharing::amqp_plan(
+            &request.sharing,
+            &self.service,
+            &request.exchange,
+            &request.routing,
+        )
+        .map_err(invalid)?;
         let info = TestSubscription {
             exchange: request.exchange.into_string(),
             exchange_type: kind,
             routing: request.routing.into_string(),
+            queue: queue.map(|queue| queue.name),
             cancelled: false,
         };
         Ok(self.add(info, handler))
@@ -254,12 +271,13 @@ impl Bus {
 
     pub fn mqtt_subscribe(
         &self,
-        filter: &str,
-        qos: u8,
+        request: FfiMqttSubscribe,
         handler: MessageHandlerBox,
     ) -> Result<HostSubscriptionArc, FfiError> {
         self.usable(true)?;
-        check_mqtt(filter, true)?;
+        check_mqtt(&request.filter, true)?;
+        let filter = sharing::mqtt_plan(&request.sharing, &request.filter).map_err(invalid)?;
+        let qos = request.qos;
         if qos > 1 {
             return Err(FfiError::new(
                 error_code::INVALID,
@@ -269,7 +287,8 @@ impl Bus {
         let info = TestSubscription {
             exchange: String::new(),
             exchange_type: MQTT.into(),
-            routing: filter.to_owned(),
+            routing: filter,
+            queue: None,
             cancelled: false,
         };
         Ok(self.add(info, handler))
@@ -314,7 +333,13 @@ impl Bus {
         let mut results = Vec::with_capacity(targets.len());
         for sub in targets {
             let handler = Arc::clone(&lock(&sub.handler));
-            let delivery = handler.on_message(handle(&sub), key.into(), RVec::from(body.clone()));
+            let message = FfiMessage {
+                routing_key: key.into(),
+                body: RVec::from(body.clone()),
+                redelivered: false,
+                delivery_count: ROption::RNone,
+            };
+            let delivery = handler.on_message(handle(&sub), message);
             results.push(match delivery.await {
                 RResult::ROk(()) => Ok(()),
                 RResult::RErr(failure) => Err(Error::from_ffi(failure.error)),

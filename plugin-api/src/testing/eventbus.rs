@@ -105,8 +105,13 @@ pub struct TestSubscription {
     pub exchange: String,
     /// `topic`, `fanout`, `direct`, or `mqtt` for an MQTT subscription.
     pub exchange_type: String,
-    /// The binding key, or the MQTT topic filter.
+    /// The binding key, or the MQTT topic filter as subscribed (a shared one's
+    /// `$share/<group>/<filter>`).
     pub routing: String,
+    /// The named queue a shared or durable AMQP subscription consumes
+    /// ([`abi::sharing::amqp_queue`](crate::abi::sharing::amqp_queue)); `None` for a plain
+    /// one and for MQTT.
+    pub queue: Option<String>,
     pub cancelled: bool,
 }
 

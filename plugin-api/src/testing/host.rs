@@ -8,8 +8,9 @@ use async_ffi::FfiFuture;
 
 use crate::abi::{
     config::PluginConfig, features::FeatureRegistry, handover_outcome, phase, FeatureArc, FfiError,
-    FfiHandover, FfiMetric, FfiMqttPublish, FfiPublish, FfiSubscribe, HostContext, HostMetricArc,
-    HostSubscriptionArc, MessageHandlerBox, RouteHandlerBox, TaskHandleBox,
+    FfiHandover, FfiMetric, FfiMqttPublish, FfiMqttSubscribe, FfiPublish, FfiSubscribe,
+    HostContext, HostMetricArc, HostSubscriptionArc, MessageHandlerBox, RouteHandlerBox,
+    TaskHandleBox,
 };
 
 use super::{bus::Bus, metrics::Metrics, routes::RouteTable, tasks::Tasks};
@@ -51,7 +52,11 @@ impl State {
             routes: Mutex::default(),
             features: FeatureRegistry::default(),
             tasks: Tasks::default(),
-            bus: Bus::new(service.amqp.is_some(), service.mqtt.is_some()),
+            bus: Bus::new(
+                &service.name,
+                service.amqp.is_some(),
+                service.mqtt.is_some(),
+            ),
             metrics: Metrics::default(),
             publications: Mutex::default(),
             handed: Mutex::default(),
@@ -142,11 +147,10 @@ impl HostContext for KitHost {
 
     fn mqtt_subscribe(
         &self,
-        filter: RString,
-        qos: u8,
+        subscription: FfiMqttSubscribe,
         handler: MessageHandlerBox,
     ) -> RResult<HostSubscriptionArc, FfiError> {
-        self.0.bus.mqtt_subscribe(&filter, qos, handler).into()
+        self.0.bus.mqtt_subscribe(subscription, handler).into()
     }
 
     fn mqtt_set_will(&self, will: FfiMqttPublish) -> RResult<(), FfiError> {

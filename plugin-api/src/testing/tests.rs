@@ -627,3 +627,59 @@ async fn dropping_the_host_lets_go_of_the_plugins_handlers() {
         "a handler still holds the plugin's log"
     );
 }
+
+/// Subscribes shared and durable at startup, and keeps the refusals of bad options.
+#[derive(Default)]
+struct Sharer {
+    refusals: Mutex<Vec<String>>,
+}
+
+impl Plugin for Sharer {
+    async fn startup(self: Arc<Self>, ctx: &Context) -> Result<()> {
+        let shared = crate::Shared::group("workers").prefetch(2);
+        ctx.subscribe_shared("jobs", "brew.#", shared, |_: Message| async {})?;
+        ctx.subscribe_shared("brewcast", "#", crate::Shared::durable(), || async {})?;
+        ctx.mqtt_subscribe_shared("jobs/#", crate::Shared::group("workers"), || async {})?;
+        let bad = [
+            ctx.subscribe_shared("jobs", "#", crate::Shared::group("a/b"), || async {}),
+            ctx.subscribe_shared(
+                "jobs",
+                "#",
+                crate::Shared::group("g").classic().delivery_limit(3),
+                || async {},
+            ),
+            ctx.mqtt_subscribe_shared("a/#", crate::Shared::durable(), || async {}),
+            ctx.mqtt_subscribe_shared("a/#", crate::Shared::group("g").prefetch(1), || async {}),
+        ];
+        let mut refusals = self.refusals.lock().unwrap();
+        for made in bad {
+            let err = made.expect_err("a refused sharing option");
+            assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+            refusals.push(err.to_string());
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn shared_and_durable_subscriptions_follow_the_hosts_rules() {
+    let host = TestHost::builder(Sharer::default())
+        .name("svc")
+        .start()
+        .await
+        .unwrap();
+    let subs = host.subscriptions();
+    let queues: Vec<Option<&str>> = subs.iter().map(|s| s.queue.as_deref()).collect();
+    assert_eq!(
+        queues,
+        [Some("workers:jobs:brew.#"), Some("svc:brewcast:#"), None]
+    );
+    assert_eq!(subs[2].routing, "$share/workers/jobs/#");
+    assert_eq!(host.mqtt_deliver("jobs/1", "{}").await.len(), 1);
+    assert_eq!(host.deliver("jobs", "brew.a", &1).await.len(), 1);
+    let refusals = host.plugin().refusals.lock().unwrap().clone();
+    assert!(refusals[0].contains("group name"), "{refusals:?}");
+    assert!(refusals[1].contains("quorum"), "{refusals:?}");
+    assert!(refusals[2].contains("durable MQTT"), "{refusals:?}");
+    assert!(refusals[3].contains("AMQP"), "{refusals:?}");
+}

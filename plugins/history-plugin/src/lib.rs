@@ -18,6 +18,12 @@
 //!   brewblox-history allowed;
 //! - `GET /history/subscriptions`: the startup subscription, then those added.
 //!
+//! Shared and durable (see `docs/several-instances.md`): `--history-group NAME` makes the
+//! startup subscriptions in a group, so that history instances in it split the messages
+//! (each keeps what it received); `--history-durable` gives the AMQP one a durable queue, so
+//! that what is published while the service is stopped or reloading is recorded when it is
+//! back. `POST /history/subscribe` takes `group` and `durable` fields for the same.
+//!
 //! Two subscriptions whose patterns overlap (`#` and `a.#` on one exchange) each get a copy
 //! of a matching message, as with the original; both copies are recorded.
 //!
@@ -104,6 +110,27 @@ struct SubscribeRequest {
     exchange: String,
     /// Routing pattern (topic wildcards `*` and `#`), at most 255 bytes, no control characters.
     routing: String,
+    /// Share the subscription in this group: the history instances subscribed in it split
+    /// the messages (a named, durable queue on the broker). ASCII letters, digits, `-`, `_`
+    /// and `.`, at most 64 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    group: Option<String>,
+    /// Keep what is published while the service is stopped or reloading (a named, durable
+    /// queue of the service's own, or of the group's).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    durable: bool,
+}
+
+impl SubscribeRequest {
+    /// The sharing options, if any are asked for.
+    fn shared(&self) -> Option<Shared> {
+        match (&self.group, self.durable) {
+            (None, false) => None,
+            (None, true) => Some(Shared::durable()),
+            (Some(group), false) => Some(Shared::group(group)),
+            (Some(group), true) => Some(Shared::group(group).and_durable()),
+        }
+    }
 }
 
 /// The answer to `POST /history/subscribe`.
@@ -253,10 +280,12 @@ impl Subscriptions {
                 "already {MAX_SUBSCRIPTIONS} subscriptions, the most this plugin keeps"
             )));
         }
-        let subscription = self
-            .ctx
-            .subscribe(&request.exchange, &request.routing, record)
-            .map_err(|err| subscribe_error(&request, &err))?;
+        let (exchange, routing) = (&request.exchange, &request.routing);
+        let subscription = match request.shared() {
+            Some(shared) => self.ctx.subscribe_shared(exchange, routing, shared, record),
+            None => self.ctx.subscribe(exchange, routing, record),
+        }
+        .map_err(|err| subscribe_error(&request, &err))?;
         tracing::info!("History subscribed to {subscription}");
         let bound = Arc::new(tokio::sync::OnceCell::new());
         made.push(Made {
@@ -453,16 +482,25 @@ impl Plugin for HistoryPlugin {
             Arg::int("history-size")
                 .default(DEFAULT_SIZE)
                 .help("Recent messages kept per routing key (at least 1)"),
+            Arg::string("history-group")
+                .default("")
+                .help("Share the startup subscriptions in this group: the history instances in it split the messages"),
+            Arg::flag("history-durable")
+                .help("Keep what is published to the startup AMQP subscription while the service is away (a durable queue)"),
         ]
     }
 
     async fn startup(self: Arc<Self>, ctx: &Context) -> Result<()> {
         let config = ctx.config();
         let size = history_size(config.get("history-size")?)?;
+        let group: String = config.get("history-group")?;
         let startup = SubscribeRequest {
             exchange: config.get("history-exchange")?,
             routing: config.get("history-routing")?,
+            group: (!group.is_empty()).then_some(group),
+            durable: config.get("history-durable")?,
         };
+        let mqtt_group = startup.group.clone();
         check_name("--history-exchange", &startup.exchange, true)
             .and(check_name("--history-routing", &startup.routing, false))
             .map_err(|err| Error::msg(err.message()))?;
@@ -482,9 +520,19 @@ impl Plugin for HistoryPlugin {
         }
         if config.mqtt().is_some() {
             let filter: String = config.get("history-mqtt-filter")?;
-            let subscription = recorder
-                .mqtt_subscribe(&filter, record_mqtt)
-                .map_err(|err| Error::msg(format!("--history-mqtt-filter: {}", err.message())))?;
+            let subscription = match &mqtt_group {
+                Some(group) => {
+                    recorder.mqtt_subscribe_shared(&filter, Shared::group(group), record_mqtt)
+                }
+                None => recorder.mqtt_subscribe(&filter, record_mqtt),
+            }
+            .map_err(|err| Error::msg(format!("--history-mqtt-filter: {}", err.message())))?;
+            if config.get::<bool>("history-durable")? {
+                tracing::warn!(
+                    "--history-durable applies to the AMQP subscription only: the host keeps \
+                     no persistent MQTT session yet"
+                );
+            }
             tracing::info!("History subscribed to MQTT {subscription}");
         }
 

@@ -483,3 +483,63 @@ async fn another_state_version_is_refused_and_the_history_starts_empty() {
     assert!(why.contains("state version 99"), "{why}");
     assert_eq!(last(&new).await, json!({}));
 }
+
+#[tokio::test]
+async fn the_startup_subscriptions_can_be_shared_and_durable() {
+    let args = [
+        ("history-group", json!("hist")),
+        ("history-durable", json!(true)),
+    ];
+    let host = start_with(&args).await;
+    let subs = host.subscriptions();
+    let amqp = subs.iter().find(|s| s.exchange_type == "topic").unwrap();
+    assert_eq!(amqp.queue.as_deref(), Some("hist:brewcast:#"));
+    let mqtt = subs.iter().find(|s| s.exchange_type == "mqtt").unwrap();
+    assert_eq!(mqtt.routing, "$share/hist/brewcast/#");
+    delivered(host.deliver("brewcast", "fermenter", &1).await);
+    delivered(host.mqtt_deliver("brewcast/kettle", "2").await);
+    assert_eq!(
+        last(&host).await,
+        json!({"fermenter": 1, "brewcast/kettle": 2})
+    );
+    let list = json(&host.get("/history/subscriptions").await);
+    let expected =
+        json!([{"exchange": "brewcast", "routing": "#", "group": "hist", "durable": true}]);
+    assert_eq!(list, expected);
+
+    let bad = TestHost::builder(HistoryPlugin::default())
+        .arg("history-group", json!("a/b"))
+        .start()
+        .await;
+    assert!(bad.is_err(), "a group name with '/' is refused at start");
+}
+
+#[tokio::test]
+async fn a_subscription_added_over_http_takes_a_group_and_durable() {
+    let host = start().await;
+    let body = json!({"exchange": "spark", "routing": "#", "group": "hist"});
+    let response = host.post_json("/history/subscribe", &body).await;
+    assert_eq!(response.status(), 200, "{}", response.text());
+    assert_eq!(json(&response)["group"], "hist");
+    let body = json!({"exchange": "spark", "routing": "block.#", "durable": true});
+    let response = host.post_json("/history/subscribe", &body).await;
+    assert_eq!(response.status(), 200, "{}", response.text());
+    let queues: Vec<Option<String>> = host.subscriptions().into_iter().map(|s| s.queue).collect();
+    let service = host.config().name().to_owned();
+    assert!(
+        queues.contains(&Some("hist:spark:#".to_owned())),
+        "{queues:?}"
+    );
+    assert!(
+        queues.contains(&Some(format!("{service}:spark:block.#"))),
+        "a durable subscription without a group is in its service's: {queues:?}"
+    );
+    let body = json!({"exchange": "spark", "routing": "#", "group": "a b"});
+    let response = host.post_json("/history/subscribe", &body).await;
+    assert_eq!(response.status(), 400, "{}", response.text());
+    assert!(
+        response.text().contains("group name"),
+        "{}",
+        response.text()
+    );
+}

@@ -6,7 +6,7 @@ use abi_stable::std_types::RResult;
 use async_ffi::FfiFuture;
 use futures::{future::BoxFuture, FutureExt};
 use plugin_abi::{
-    error_code, FfiError, FfiPublish, FfiSubscribe, HostSubscriptionArc, MessageHandlerBox,
+    error_code, sharing, FfiError, FfiPublish, FfiSubscribe, HostSubscriptionArc, MessageHandlerBox,
 };
 use tokio::runtime::Handle;
 
@@ -22,6 +22,8 @@ pub const AMQP_NOT_IN_USE: &str =
 /// generation made (cancelled when it stops).
 pub struct BusBridge {
     bus: EventBus,
+    /// The service's name: the group of a durable subscription made without one.
+    service: String,
     binder: Arc<dyn Binder>,
     made: Made,
     /// False when the options selected only MQTT: the AMQP bus is never reached then.
@@ -44,9 +46,16 @@ impl BusBridge {
         BusBridge {
             binder: Arc::new(bus.clone()),
             bus,
+            service: String::new(),
             made: Made::default(),
             enabled: true,
         }
+    }
+
+    /// The service's name, for durable subscriptions made without a group.
+    pub fn service(mut self, name: &str) -> Self {
+        self.service = name.to_owned();
+        self
     }
 
     /// A bridge whose publishes and subscriptions fail with `Unavailable` when `enabled`
@@ -127,12 +136,23 @@ impl BusBridge {
                 "exchange name must not be empty",
             ));
         }
+        let queue = sharing::amqp_plan(
+            &request.sharing,
+            &self.service,
+            &request.exchange,
+            &request.routing,
+        )
+        .map_err(|err| FfiError::new(error_code::INVALID, err))?;
         let plugin: Arc<str> = plugin.into();
         let sink = PluginSink::shared(&plugin, handler, &self.binder);
-        let sub = self
-            .bus
-            .subscribe(&request.exchange, &request.routing, kind, sink)
-            .map_err(|err| ffi_error(&err))?;
+        let (exchange, routing) = (&request.exchange, &request.routing);
+        let sub = match queue {
+            Some(queue) => self
+                .bus
+                .subscribe_shared(exchange, routing, kind, queue, sink),
+            None => self.bus.subscribe(exchange, routing, kind, sink),
+        }
+        .map_err(|err| ffi_error(&err))?;
         self.made.record(&sub);
         Ok(host_subscription(&plugin, &self.binder, sub))
     }

@@ -26,8 +26,8 @@ use async_ffi::FfiFuture;
 use bytes::Bytes;
 use futures::{future::BoxFuture, FutureExt};
 use plugin_abi::{
-    error_code, FfiError, FfiFailure, HostSubscription, HostSubscriptionArc, HostSubscription_TO,
-    MessageHandlerBox,
+    error_code, FfiError, FfiFailure, FfiMessage, HostSubscription, HostSubscriptionArc,
+    HostSubscription_TO, MessageHandlerBox,
 };
 use tokio::runtime::Handle;
 
@@ -36,7 +36,8 @@ pub(crate) use in_runtime::InRuntime;
 pub use mqtt::{MqttBridge, MQTT_NOT_IN_USE};
 
 use crate::eventbus::{
-    Delivered, DeliveryError, ErrorKind, EventbusError, Sink, Subscription, SubscriptionState,
+    Delivered, DeliveryError, ErrorKind, EventbusError, Redelivery, Sink, Subscription,
+    SubscriptionState,
 };
 use crate::sync::Unpoisoned;
 
@@ -164,13 +165,28 @@ impl Sink for PluginSink {
         topic: &str,
         payload: Bytes,
     ) -> BoxFuture<'static, Delivered> {
+        self.deliver_again(sub, topic, payload, Redelivery::default())
+    }
+
+    fn deliver_again(
+        &self,
+        sub: &Subscription,
+        topic: &str,
+        payload: Bytes,
+        redelivery: Redelivery,
+    ) -> BoxFuture<'static, Delivered> {
         let handle = self
             .handle
             .get_or_init(|| host_subscription(&self.plugin, &self.bus, sub.clone()));
+        let message = FfiMessage {
+            routing_key: topic.into(),
+            body: RVec::from(Vec::from(payload)),
+            redelivered: redelivery.redelivered,
+            delivery_count: redelivery.count.into(),
+        };
         let delivery = self.handler.on_message(
             HostSubscription_TO::from_sabi(handle.obj.shallow_clone()),
-            topic.into(),
-            RVec::from(Vec::from(payload)),
+            message,
         );
         handled(self.plugin.clone(), delivery).boxed()
     }

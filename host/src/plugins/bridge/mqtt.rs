@@ -10,7 +10,9 @@ use std::{
 use abi_stable::std_types::RResult;
 use async_ffi::FfiFuture;
 use futures::{future::BoxFuture, FutureExt};
-use plugin_abi::{error_code, FfiError, FfiMqttPublish, HostSubscriptionArc, MessageHandlerBox};
+use plugin_abi::{
+    error_code, FfiError, FfiMqttPublish, FfiMqttSubscribe, HostSubscriptionArc, MessageHandlerBox,
+};
 use tokio::runtime::Handle;
 
 use super::{ffi_error, host_subscription, Binder, InRuntime, Made, PluginSink};
@@ -175,21 +177,23 @@ pub fn publish(
     FfiFuture::new(InRuntime::new(runtime.clone(), job))
 }
 
-/// Subscribes a plugin's handler to `filter`.
+/// Subscribes a plugin's handler to the filter of `request` (in a group: its
+/// `$share/<group>/<filter>`, see [`plugin_abi::sharing::mqtt_plan`]).
 pub fn subscribe(
     bridge: Option<&MqttBridge>,
     plugin: &str,
-    filter: &str,
-    qos: u8,
+    request: FfiMqttSubscribe,
     handler: MessageHandlerBox,
 ) -> Result<HostSubscriptionArc, FfiError> {
     let bridge = bridge.ok_or_else(not_in_use)?;
-    let qos = crate::mqtt::qos(qos).map_err(|e| ffi_error(&e))?;
+    let qos = crate::mqtt::qos(request.qos).map_err(|e| ffi_error(&e))?;
+    let filter = plugin_abi::sharing::mqtt_plan(&request.sharing, &request.filter)
+        .map_err(|err| FfiError::new(error_code::INVALID, err))?;
     let plugin: Arc<str> = plugin.into();
     let sink = PluginSink::shared(&plugin, handler, &bridge.binder);
     let sub = bridge
         .bus
-        .subscribe(filter, qos, sink)
+        .subscribe(&filter, qos, sink)
         .map_err(|e| ffi_error(&e))?;
     bridge.made.record(&sub);
     Ok(host_subscription(&plugin, &bridge.binder, sub))
