@@ -337,6 +337,46 @@ pub fn close_connection(name: &str) -> Result<usize> {
     Ok(closed)
 }
 
+/// A message to `exchange` with `routing` every 5 ms (at most 10 minutes' worth), publish
+/// errors ignored: the steady stream the recovery and failover rows measure silences in.
+pub struct Ticker {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Ticker {
+    pub fn start(ch: Channel, exchange: &str, routing: &str) -> Ticker {
+        let stop = tokio::sync::watch::channel(false).0;
+        let (mut stopped, exchange, routing) =
+            (stop.subscribe(), exchange.to_owned(), routing.to_owned());
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(5));
+            for seq in 0..120_000u64 {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stopped.changed() => break,
+                }
+                let _ = ch
+                    .basic_publish(
+                        &exchange,
+                        &routing,
+                        lapin::options::BasicPublishOptions::default(),
+                        &message(seq),
+                        lapin::BasicProperties::default(),
+                    )
+                    .await;
+            }
+        });
+        Ticker { stop, task }
+    }
+
+    /// Stops the stream and waits for its task.
+    pub async fn stop(self) {
+        self.stop.send_replace(true);
+        let _ = self.task.await;
+    }
+}
+
 /// The baseline of the recovery and failover rows: a bare-lapin subscriber that, when its
 /// connection is lost, reconnects at once (then every 10 ms) to the next broker of its list
 /// and binds a fresh exclusive queue, as the host's listener does. Records when each message

@@ -50,26 +50,7 @@ pub async fn row(config: &Config) -> Result<Row> {
     let bare =
         amqp::ReconnectingConsumer::start_on(&urls, "bench:bare-failover", &exchange, ROUTING)
             .await?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let sending = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(5));
-        // Bounded: at most 10 minutes of ticks.
-        for seq in 0..120_000u64 {
-            tick.tick().await;
-            if *stop_rx.borrow() {
-                break;
-            }
-            let _ = ch
-                .basic_publish(
-                    &exchange,
-                    ROUTING,
-                    lapin::options::BasicPublishOptions::default(),
-                    &amqp::message(seq),
-                    lapin::BasicProperties::default(),
-                )
-                .await;
-        }
-    });
+    let ticker = amqp::Ticker::start(ch, &exchange, ROUTING);
     let measured = async {
         wait_stats(&host, "", Duration::from_secs(30), |s| {
             u64_of(s, "count") > 0
@@ -93,8 +74,7 @@ pub async fn row(config: &Config) -> Result<Row> {
         Ok::<_, anyhow::Error>((host_gaps, bare_gaps))
     }
     .await;
-    stop_tx.send_replace(true);
-    let _ = sending.await;
+    ticker.stop().await;
     drop(bare);
     drop(host);
     drop(cluster);

@@ -1185,30 +1185,7 @@ async fn recovery_row(config: &Config, host: &BenchHost) -> Result<Row> {
     amqp::anchor(&ch, &host.exchange).await?;
     let confirm = amqp::confirm_channel(&conn).await?;
     wait_subscribed(host, &confirm).await?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let publisher = {
-        let ch = ch.clone();
-        let exchange = host.exchange.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(5));
-            // Bounded: at most 10 minutes of ticks.
-            for seq in 0..120_000u64 {
-                tick.tick().await;
-                if *stop_rx.borrow() {
-                    break;
-                }
-                let _ = ch
-                    .basic_publish(
-                        &exchange,
-                        "bench.rec",
-                        lapin::options::BasicPublishOptions::default(),
-                        &amqp::message(seq),
-                        lapin::BasicProperties::default(),
-                    )
-                    .await;
-            }
-        })
-    };
+    let ticker = amqp::Ticker::start(ch.clone(), &host.exchange, "bench.rec");
     let bare = amqp::ReconnectingConsumer::start(
         "bench:bare-recovery-listener",
         &host.exchange,
@@ -1228,8 +1205,7 @@ async fn recovery_row(config: &Config, host: &BenchHost) -> Result<Row> {
         Ok::<_, anyhow::Error>(())
     }
     .await;
-    stop_tx.send_replace(true);
-    let _ = publisher.await;
+    ticker.stop().await;
     result?;
     let (ms, bare_ms) = (median(&gaps), median(&bare_gaps));
     Ok(Row {

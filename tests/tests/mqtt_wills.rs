@@ -63,6 +63,18 @@ fn wait_wills_held(host: &Host, want: &[(&str, &str)]) {
     }
 }
 
+/// Waits until the two-plugin host's wills are both held, each on its own topic.
+fn both_wills_held(host: &Host, service: &str) {
+    let device_topic = format!("brewcast/state/{service}");
+    wait_wills_held(
+        host,
+        &[
+            ("device-plugin", &device_topic),
+            ("testkit-plugin", &kit_topic(service)),
+        ],
+    );
+}
+
 /// Collects messages until both `topics` carried `data: null`, at most 10 s; the messages.
 fn until_nulls(
     rt: &tokio::runtime::Runtime,
@@ -101,10 +113,7 @@ fn two_plugins_keep_their_own_state_and_will_and_a_clean_stop_publishes_both_onc
     let (mut host, _plugins) = two_plugin_host(&broker, service);
     let device_topic = format!("brewcast/state/{service}");
     let kit = kit_topic(service);
-    wait_wills_held(
-        &host,
-        &[("device-plugin", &device_topic), ("testkit-plugin", &kit)],
-    );
+    both_wills_held(&host, service);
     // MQTT only: the device says where it publishes, and no AMQP exchange.
     let log = host.stderr.text();
     let line = log
@@ -151,10 +160,7 @@ fn sigkill_makes_the_broker_announce_every_plugins_will() {
     let (mut host, _plugins) = two_plugin_host(&broker, service);
     let device_topic = format!("brewcast/state/{service}");
     let kit = kit_topic(service);
-    wait_wills_held(
-        &host,
-        &[("device-plugin", &device_topic), ("testkit-plugin", &kit)],
-    );
+    both_wills_held(&host, service);
     rt.block_on(peer.until(&kit, SECS));
     host.signal(libc::SIGKILL);
     host.wait_exit(SECS).expect("killed");
@@ -174,13 +180,7 @@ fn a_state_update_sent_just_before_a_sigkill_never_lands_after_the_will() {
     let mut peer = rt.block_on(Peer::connect(broker.port, &["brewcast/state/#"]));
     let (mut host, _plugins) = two_plugin_host(&broker, service);
     let device_topic = format!("brewcast/state/{service}");
-    wait_wills_held(
-        &host,
-        &[
-            ("device-plugin", &device_topic),
-            ("testkit-plugin", &kit_topic(service)),
-        ],
-    );
+    both_wills_held(&host, service);
     rt.block_on(peer.until(&device_topic, SECS));
     broker.freeze();
     // The device publishes every 50 ms: a few periods leave an update in the broker's socket.
@@ -218,13 +218,7 @@ fn a_retained_message_on_another_plugins_state_topic_is_refused() {
     let service = "wills_overwrite";
     let (mut host, _plugins) = two_plugin_host(&broker, service);
     let device_topic = format!("brewcast/state/{service}");
-    wait_wills_held(
-        &host,
-        &[
-            ("device-plugin", &device_topic),
-            ("testkit-plugin", &kit_topic(service)),
-        ],
-    );
+    both_wills_held(&host, service);
     let publish = |retain: bool| -> Value {
         host.client
             .post(host.url("/kit/mqtt/publish"))

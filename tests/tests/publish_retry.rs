@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use integration_tests::{amqp, runtime, testkit_host as kit};
 use lapin::{
-    options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueuePurgeOptions},
+    options::{QueueBindOptions, QueueDeclareOptions, QueuePurgeOptions},
     types::{AMQPValue, FieldTable},
     ExchangeKind,
 };
@@ -16,18 +16,9 @@ use serde_json::{json, Value};
 
 /// A topic exchange with one queue that holds a single message and nacks the rest.
 async fn full_queue(peer: &amqp::Peer, exchange: &str, queue: &str) {
+    peer.declare_like_original(exchange, ExchangeKind::Topic)
+        .await;
     let ch = &peer.ch;
-    ch.exchange_declare(
-        exchange,
-        ExchangeKind::Topic,
-        ExchangeDeclareOptions {
-            auto_delete: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("exchange");
     let mut args = FieldTable::default();
     args.insert("x-max-length".into(), AMQPValue::LongInt(1));
     args.insert(

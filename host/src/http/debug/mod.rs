@@ -3,7 +3,7 @@
 //! ([`amqp`]). Clear errors, from the eventbus error's kind: 400 naming the problem for bad
 //! input, 413 for a message over the limit, 409 for a broker's refusal and 503 when the bus
 //! cannot be reached or is not in use, where the original answered everything with 500
-//! (quirk 4 in `docs/brewblox-service-0.20.0.md`).
+//! (see "Debug routes" in `docs/brewblox-service-0.20.0.md`).
 
 pub mod amqp;
 pub mod mqtt;
