@@ -20,9 +20,10 @@
 //!
 //! Shared and durable (see `docs/several-instances.md`): `--history-group NAME` makes the
 //! startup subscriptions in a group, so that history instances in it split the messages
-//! (each keeps what it received); `--history-durable` gives the AMQP one a durable queue, so
-//! that what is published while the service is stopped or reloading is recorded when it is
-//! back. `POST /history/subscribe` takes `group` and `durable` fields for the same.
+//! (each keeps what it received); `--history-durable` makes them durable (on AMQP a durable
+//! queue, on MQTT the service's persistent session), so that what is published while the
+//! service is stopped or reloading is recorded when it is back. `POST /history/subscribe`
+//! takes `group` and `durable` fields for the same.
 //!
 //! Two subscriptions whose patterns overlap (`#` and `a.#` on one exchange) each get a copy
 //! of a matching message, as with the original; both copies are recorded.
@@ -486,7 +487,7 @@ impl Plugin for HistoryPlugin {
                 .default("")
                 .help("Share the startup subscriptions in this group: the history instances in it split the messages"),
             Arg::flag("history-durable")
-                .help("Keep what is published to the startup AMQP subscription while the service is away (a durable queue)"),
+                .help("Keep what is published to the startup subscriptions while the service is away (AMQP: a durable queue; MQTT: a persistent session)"),
         ]
     }
 
@@ -500,7 +501,7 @@ impl Plugin for HistoryPlugin {
             group: (!group.is_empty()).then_some(group),
             durable: config.get("history-durable")?,
         };
-        let mqtt_group = startup.group.clone();
+        let mqtt_shared = startup.shared();
         check_name("--history-exchange", &startup.exchange, true)
             .and(check_name("--history-routing", &startup.routing, false))
             .map_err(|err| Error::msg(err.message()))?;
@@ -520,19 +521,11 @@ impl Plugin for HistoryPlugin {
         }
         if config.mqtt().is_some() {
             let filter: String = config.get("history-mqtt-filter")?;
-            let subscription = match &mqtt_group {
-                Some(group) => {
-                    recorder.mqtt_subscribe_shared(&filter, Shared::group(group), record_mqtt)
-                }
+            let subscription = match mqtt_shared {
+                Some(shared) => recorder.mqtt_subscribe_shared(&filter, shared, record_mqtt),
                 None => recorder.mqtt_subscribe(&filter, record_mqtt),
             }
             .map_err(|err| Error::msg(format!("--history-mqtt-filter: {}", err.message())))?;
-            if config.get::<bool>("history-durable")? {
-                tracing::warn!(
-                    "--history-durable applies to the AMQP subscription only: the host keeps \
-                     no persistent MQTT session yet"
-                );
-            }
             tracing::info!("History subscribed to MQTT {subscription}");
         }
 

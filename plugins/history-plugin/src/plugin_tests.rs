@@ -496,6 +496,11 @@ async fn the_startup_subscriptions_can_be_shared_and_durable() {
     assert_eq!(amqp.queue.as_deref(), Some("hist:brewcast:#"));
     let mqtt = subs.iter().find(|s| s.exchange_type == "mqtt").unwrap();
     assert_eq!(mqtt.routing, "$share/hist/brewcast/#");
+    assert_eq!(
+        mqtt.session.as_deref(),
+        Some("brewblox-host-test-durable"),
+        "durable on MQTT too: on the service's persistent session"
+    );
     delivered(host.deliver("brewcast", "fermenter", &1).await);
     delivered(host.mqtt_deliver("brewcast/kettle", "2").await);
     assert_eq!(
