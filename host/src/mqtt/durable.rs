@@ -196,6 +196,7 @@ impl MqttBus {
             self.inner.metrics.clone(),
             id.clone(),
             Session::Persistent,
+            self.inner.runtime.clone(),
         )
         .map_err(|err| MqttError::Unavailable(err.to_string()))?;
         if self.started() {
@@ -296,4 +297,81 @@ fn follow(slot: &Subscription, lease: &Subscription, runtime: Option<tokio::runt
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eventbus::delivery;
+    use crate::metrics::bus::BusMetrics;
+    use crate::mqtt::MqttConfig;
+
+    /// Records the messages it gets under its tag.
+    struct Recording(&'static str, Arc<Mutex<Vec<String>>>);
+
+    impl Sink for Recording {
+        fn deliver(
+            &self,
+            _: &Subscription,
+            topic: &str,
+            _: Bytes,
+        ) -> BoxFuture<'static, Delivered> {
+            self.1.locked().push(format!("{}:{topic}", self.0));
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    fn bus() -> MqttBus {
+        let cfg = MqttConfig {
+            service: "svc".into(),
+            ..MqttConfig::default()
+        };
+        MqttBus::new(cfg, BusMetrics::detached()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_next_generation_takes_the_slot_over_and_a_failed_one_gives_it_back() {
+        let bus = bus();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = |tag| -> Arc<dyn Sink> { Arc::new(Recording(tag, seen.clone())) };
+        let old = bus.subscribe_durable("t/#", sink("old"), 1).unwrap();
+        let new = bus.subscribe_durable("t/#", sink("new"), 2).unwrap();
+        let session = bus.durable().unwrap();
+        assert_eq!(session.health().state, crate::mqtt::MqttState::Disabled);
+        assert_eq!(session.inner.client_id, "brewblox-host-svc-durable");
+        let slots = session.subscriptions();
+        assert_eq!(slots.len(), 1, "one slot, two leases");
+        let deliver = |topic: &'static str| {
+            delivery::handle(&slots[0], topic, Bytes::new(), Redelivery::default(), ())
+        };
+        deliver("t/1").await;
+        // The next generation failed: its lease goes, the old one holds the slot again.
+        new.cancel();
+        deliver("t/2").await;
+        assert!(!slots[0].is_cancelled());
+        // A second subscription of one generation gets a slot of its own.
+        let twin = bus.subscribe_durable("t/#", sink("twin"), 1).unwrap();
+        assert_eq!(session.subscriptions().len(), 2);
+        twin.cancel();
+        // The last lease goes: the slot is cancelled (and its filter unsubscribed).
+        old.cancel();
+        assert!(slots[0].is_cancelled());
+        assert!(session.subscriptions().is_empty());
+        assert_eq!(*seen.locked(), ["new:t/1", "old:t/2"]);
+    }
+
+    #[tokio::test]
+    async fn a_service_name_that_makes_no_client_id_is_refused() {
+        let cfg = MqttConfig {
+            service: "a b".into(),
+            ..MqttConfig::default()
+        };
+        let bus = MqttBus::new(cfg, BusMetrics::detached()).unwrap();
+        let sink: Arc<dyn Sink> = Arc::new(Recording("x", Arc::default()));
+        let err = bus.subscribe_durable("t", sink, 1).unwrap_err();
+        assert!(
+            matches!(&err, MqttError::Invalid(text) if text.contains("client id")),
+            "{err}"
+        );
+    }
 }

@@ -266,15 +266,18 @@ impl MqttBus {
     /// cannot be made.
     pub fn new(cfg: MqttConfig, metrics: BusMetrics) -> Result<Self, TlsError> {
         let id = connection::client_id(&cfg);
-        Self::with_session(cfg, metrics, id, Session::Clean)
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        Self::with_session(cfg, metrics, id, Session::Clean, runtime)
     }
 
-    /// A bus whose connection has client id `id` and keeps `session`.
+    /// A bus whose connection has client id `id` and keeps `session`, running its tasks on
+    /// `runtime` when called outside one.
     fn with_session(
         cfg: MqttConfig,
         metrics: BusMetrics,
         id: String,
         session: Session,
+        runtime: Option<tokio::runtime::Handle>,
     ) -> Result<Self, TlsError> {
         let (client, eventloop) = connection::client_with(&cfg, id.clone(), None, session)?;
         Ok(MqttBus {
@@ -309,7 +312,7 @@ impl MqttBus {
                 will_routes: Mutex::new(Vec::new()),
                 next_will: AtomicU64::new(1),
                 next_id: AtomicU64::new(1),
-                runtime: tokio::runtime::Handle::try_current().ok(),
+                runtime,
                 durable: Mutex::new(None),
             }),
         })
@@ -682,6 +685,8 @@ impl MqttBus {
     }
 
     pub fn health(&self) -> MqttHealth {
+        // Before the state's lock: `durable` is never locked while it is held.
+        let session = self.durable().map(|durable| durable.session_health());
         let state = self.inner.lock();
         MqttHealth {
             state: state.status,
@@ -694,7 +699,7 @@ impl MqttBus {
             last_error: state.last_error.clone(),
             wills: self.current_wills(),
             subscriptions: subscription_health(&state),
-            session: self.durable().map(|durable| durable.session_health()),
+            session,
         }
     }
 
