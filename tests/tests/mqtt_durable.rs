@@ -81,6 +81,11 @@ fn what_is_published_while_a_durable_subscriber_is_stopped_reaches_it_at_restart
         "the session's client id is stable: derived from the service name"
     );
     assert!(first.stop().success());
+    let log = first.stderr.text();
+    assert!(
+        !log.contains("durable handlers still running"),
+        "an idle durable subscription holds up no stop:\n{log}"
+    );
     let peer = rt.block_on(Peer::connect(broker.port, &[]));
     rt.block_on(async {
         for n in 0..MESSAGES {

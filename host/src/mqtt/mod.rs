@@ -758,17 +758,28 @@ impl MqttBus {
             }
         }
         futures::future::join_all(releases).await;
-        let subs = {
+        let subs: Vec<Subscription> = {
             let mut state = self.inner.lock();
             state.stopping = true;
+            // The queues' senders go with this: each consumer ends after its handler.
             std::mem::take(&mut state.subs)
+                .into_iter()
+                .map(|(sub, _)| sub)
+                .collect()
         };
-        for (sub, _) in &subs {
+        for sub in &subs {
             sub.cancel();
         }
         if self.inner.session == Session::Persistent {
-            let idle = futures::future::join_all(subs.iter().map(|(sub, _)| sub.idle()));
-            let _ = tokio::time::timeout(deadline, idle).await;
+            let idle = futures::future::join_all(subs.iter().map(Subscription::idle));
+            if tokio::time::timeout(deadline, idle).await.is_err() {
+                tracing::warn!(
+                    target: "brewblox_host::mqtt",
+                    "MQTT durable handlers still running {:.1} s into the stop; their messages \
+                     come again at the next start",
+                    deadline.as_secs_f64()
+                );
+            }
         }
         if self.is_connected() {
             let _ = self.inner.client.try_disconnect();

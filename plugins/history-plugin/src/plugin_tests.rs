@@ -520,6 +520,37 @@ async fn the_startup_subscriptions_can_be_shared_and_durable() {
 }
 
 #[tokio::test]
+async fn a_subscription_added_over_http_can_be_an_mqtt_durable_one() {
+    let host = start().await;
+    let body = json!({"filter": "spark/#", "durable": true});
+    let response = host.post_json("/history/subscribe", &body).await;
+    assert_eq!(response.status(), 200, "{}", response.text());
+    assert_eq!(
+        json(&response),
+        json!({"filter": "spark/#", "durable": true, "added": true})
+    );
+    let sub = host
+        .subscriptions()
+        .into_iter()
+        .find(|s| s.routing == "spark/#")
+        .expect("the MQTT subscription");
+    let session = format!("brewblox-host-{}-durable", host.config().name());
+    assert_eq!(sub.session, Some(session), "on the persistent session");
+    delivered(host.mqtt_deliver("spark/a", "3").await);
+    assert_eq!(last(&host).await["spark/a"], 3, "keyed by topic");
+    let list = json(&host.get("/history/subscriptions").await);
+    assert_eq!(list[1], body);
+    for bad in [
+        json!({"filter": ""}),
+        json!({"filter": "a", "exchange": "e", "routing": "#"}),
+    ] {
+        let response = host.post_json("/history/subscribe", &bad).await;
+        assert_eq!(response.status(), 400, "{bad}: {}", response.text());
+        assert_eq!(json(&response)["field"], "filter", "{bad}");
+    }
+}
+
+#[tokio::test]
 async fn a_subscription_added_over_http_takes_a_group_and_durable() {
     let host = start().await;
     let body = json!({"exchange": "spark", "routing": "#", "group": "hist"});
