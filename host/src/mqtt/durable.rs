@@ -114,10 +114,10 @@ impl Sink for LeaseSink {
         async move {
             for _ in 0..PICKS {
                 let Some(lease) = leases.current() else { break };
-                let _busy = lease.serve().await;
+                let busy = lease.serve().await;
                 if lease.is_cancelled() {
                     // Leaving: its generation may be gone once its last message returned.
-                    drop(_busy);
+                    drop(busy);
                     tokio::task::yield_now().await;
                     continue;
                 }
@@ -281,12 +281,12 @@ impl MqttBus {
 /// Makes `lease` show the state of `slot` (pending, active, failed) until either is
 /// cancelled.
 fn follow(slot: &Subscription, lease: &Subscription, runtime: Option<tokio::runtime::Handle>) {
-    let (mut state, mut cancelled) = (slot.state_signal(), lease.cancel_signal());
-    let (slot, lease) = (slot.clone(), lease.clone());
     let Some(runtime) = runtime else {
         lease.set_state(slot.state());
         return;
     };
+    let (mut state, mut cancelled) = (slot.state_signal(), lease.cancel_signal());
+    let lease = lease.clone();
     runtime.spawn(async move {
         loop {
             let now = state.borrow_and_update().clone();
