@@ -180,6 +180,66 @@ fn a_killed_instances_unacknowledged_message_comes_again_at_restart_as_a_redeliv
     assert_eq!(held, 1, "handled once after the restart");
 }
 
+#[test]
+fn a_stop_acknowledges_nothing_it_did_not_handle() {
+    const MESSAGES: u64 = 5;
+    let rt = runtime();
+    let broker = Mosquitto::start();
+    let plugins = PluginDir::with(&["testkit-plugin"]);
+    let (service, topic) = (unique("svc"), unique("queued"));
+    let filter = format!("{topic}/#");
+    let quick_stop = ["--hook-timeout", "1"];
+    let mut first = durable_instance(&broker, &plugins, &service, &filter, &quick_stop);
+    wait_session(&first, &filter);
+    let peer = rt.block_on(Peer::connect(broker.port, &[]));
+    let publish = |body: String| {
+        rt.block_on(
+            peer.client
+                .publish(format!("{topic}/1"), QoS::AtLeastOnce, false, body),
+        )
+        .unwrap();
+    };
+    // The first holds the handler through the stop; the others wait behind it.
+    publish(r#""hold:60000""#.to_owned());
+    for n in 0..MESSAGES {
+        publish(json!({ "n": n }).to_string());
+    }
+    let holding = wait_until(SECS, || {
+        let list: Vec<Value> = first.get("/kit/bus/holding").json().unwrap();
+        !list.is_empty()
+    });
+    assert!(holding, "the handler never started on the message");
+    assert!(first.stop().success());
+    assert!(
+        first
+            .stderr
+            .text()
+            .contains("durable handlers still running"),
+        "the stop gave the held handler its time:\n{}",
+        first.stderr.text()
+    );
+    let second = durable_instance(&broker, &plugins, &service, &filter, &quick_stop);
+    publish(r#"{"end": true}"#.to_owned());
+    let ended = wait_until(SECS, || {
+        testkit_received(&second)
+            .iter()
+            .any(|entry| entry["message"]["end"] == true)
+    });
+    let entries = testkit_received(&second);
+    assert!(ended, "the sentinel never came: {entries:?}");
+    let held: Vec<&Value> = entries
+        .iter()
+        .filter(|entry| entry["message"] == "hold:60000")
+        .collect();
+    assert_eq!(held.len(), 1, "the held message once: {entries:?}");
+    assert_eq!(held[0]["redelivered"], true, "{entries:?}");
+    assert_eq!(
+        numbers(&entries),
+        (0..MESSAGES).collect::<Vec<_>>(),
+        "what waited behind it: all, in order, once"
+    );
+}
+
 /// (succeeded, failed) reloads so far.
 fn reloads(host: &Host) -> (u64, u64) {
     let (_, body) = host.health();
