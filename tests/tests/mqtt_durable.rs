@@ -4,7 +4,7 @@
 //! message again at the restart, flagged as a redelivery, and a reload under a steady
 //! stream of messages hands the subscription to the new generation with none lost and none
 //! handled twice. The history plugin with `--history-durable` misses nothing across a
-//! restart.
+//! restart; two instances of a durable group each get their share of what was kept.
 
 use std::{collections::BTreeMap, thread, time::Duration};
 
@@ -237,6 +237,78 @@ fn a_stop_acknowledges_nothing_it_did_not_handle() {
         numbers(&entries),
         (0..MESSAGES).collect::<Vec<_>>(),
         "what waited behind it: all, in order, once"
+    );
+}
+
+/// Two instances in a group, each on its own persistent session (its own
+/// `--mqtt-client-id`), both stopped: Mosquitto hands what is published meanwhile round the
+/// group's sessions, and each instance gets its share at its restart; between them, every
+/// message once.
+#[test]
+fn a_durable_group_keeps_each_instances_share_for_it() {
+    const MESSAGES: u64 = 20;
+    let rt = runtime();
+    let broker = Mosquitto::start();
+    let plugins = PluginDir::with(&["testkit-plugin"]);
+    let (service, topic, group) = (unique("svc"), unique("jobs"), unique("workers"));
+    let filter = format!("{topic}/#");
+    let shared = format!("$share/{group}/{filter}");
+    let member = |id: &str| {
+        let client_id = format!("{service}-{id}");
+        let args = ["--testkit-group", &group, "--mqtt-client-id", &client_id];
+        durable_instance(&broker, &plugins, &service, &filter, &args)
+    };
+    let (mut a, mut b) = (member("a"), member("b"));
+    for host in [&a, &b] {
+        wait_session(host, &shared);
+    }
+    assert!(a.stop().success() && b.stop().success());
+    let peer = rt.block_on(Peer::connect(broker.port, &[]));
+    let publish = |body: String| {
+        rt.block_on(
+            peer.client
+                .publish(format!("{topic}/1"), QoS::AtLeastOnce, false, body),
+        )
+        .unwrap();
+    };
+    for n in 0..MESSAGES {
+        publish(json!({ "n": n }).to_string());
+    }
+    // Back one after the other; sentinels until each has handled one, so that each has
+    // handled what was kept for it.
+    let a = member("a");
+    let b = member("b");
+    let seen_end = |host: &Host| {
+        testkit_received(host)
+            .iter()
+            .any(|entry| entry["message"]["end"].is_u64())
+    };
+    let mut sentinels = 0;
+    let both = wait_until(SECS, || {
+        if seen_end(&a) && seen_end(&b) {
+            return true;
+        }
+        if sentinels < 50 {
+            publish(json!({ "end": sentinels }).to_string());
+            sentinels += 1;
+        }
+        false
+    });
+    let (x, y) = (
+        numbers(&testkit_received(&a)),
+        numbers(&testkit_received(&b)),
+    );
+    assert!(both, "a handled {x:?}, b {y:?}");
+    let mut all: Vec<u64> = x.iter().chain(&y).copied().collect();
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (0..MESSAGES).collect::<Vec<_>>(),
+        "each once: {x:?} {y:?}"
+    );
+    assert!(
+        !x.is_empty() && !y.is_empty(),
+        "each kept its share: {x:?} {y:?}"
     );
 }
 
