@@ -725,12 +725,14 @@ impl<S: Clone + Send + Sync + 'static> Context<S> {
         self.mqtt_subscribe_ffi(Shared::default().mqtt(filter, qos.level()), handler)
     }
 
-    /// Subscribes to an MQTT topic filter in a [group](Shared::group): the broker hands each
-    /// message to one of the group's subscribers (`$share/<group>/<filter>`, at QoS 1). The
-    /// subscription's [`routing`](Subscription::routing) is that shared filter; messages
-    /// arrive on their own topics. AMQP's queue options and
-    /// [`durable`](Shared::durable) are refused (an [`Invalid`](crate::ErrorKind::Invalid)
-    /// error).
+    /// Subscribes to an MQTT topic filter in a [group](Shared::group) and/or
+    /// [durable](Shared::durable), at QoS 1. In a group the broker hands each message to one
+    /// of the group's subscribers (`$share/<group>/<filter>`): the subscription's
+    /// [`routing`](Subscription::routing) is that shared filter; messages arrive on their own
+    /// topics. Durable, it is made on the service's persistent session, which keeps what is
+    /// published while the service is away and gets each message acknowledged after its
+    /// handler returned. AMQP's queue options are refused (an
+    /// [`Invalid`](crate::ErrorKind::Invalid) error).
     ///
     /// ```no_run
     /// use plugin_api::{Json, Shared};

@@ -13,9 +13,10 @@ use crate::{abi, ExchangeType};
 ///   (`<group>:<exchange>:<routing>`, a quorum queue unless [`classic`](Shared::classic)),
 ///   acknowledging each message after its handler returned; on MQTT they subscribe to
 ///   `$share/<group>/<filter>`.
-/// - **Durable** ([`Shared::durable`], AMQP): the same named queue, in the group of the
-///   service's own name, so what is published while the service is stopped or reloading
-///   waits for it.
+/// - **Durable** ([`Shared::durable`]): what is published while the service is stopped or
+///   reloading waits for it. On AMQP the same named queue, in the group of the service's own
+///   name; on MQTT the service's persistent session (a connection of its own with a stable
+///   client id, QoS 1, each message acknowledged after its handler returned).
 ///
 /// Delivery is at least once: a message whose instance dies in its handler is delivered
 /// again, to another instance of the group or at the next start, and

@@ -70,19 +70,22 @@ fn log_failure(sub: &Subscription, topic: &str, err: &DeliveryError) {
     }
 }
 
-/// One message waiting in a subscription's queue. The topic and payload are shared between
-/// every subscription the message matched.
-pub(crate) struct Queued {
+/// One message waiting in a subscription's queue, with how its transport settles it once
+/// handled (`S`: `()` where the client acknowledged on receipt). The topic and payload are
+/// shared between every subscription the message matched.
+pub(crate) struct Queued<S = ()> {
     pub topic: std::sync::Arc<str>,
     pub payload: Bytes,
     /// The broker sent it before (MQTT `dup`).
     pub redelivered: bool,
+    pub settle: S,
 }
 
 /// Hands the queued messages to `sub`'s sink one at a time, in order, until the queue closes
 /// or the subscription is cancelled: the consumer of a transport whose broker pushes
-/// without flow control (MQTT), whose queue bounds what the host holds.
-pub(crate) async fn consume(sub: Subscription, mut queue: mpsc::Receiver<Queued>) {
+/// without flow control (MQTT), whose queue bounds what the host holds. A message left in
+/// the queue at a cancel is dropped unsettled.
+pub(crate) async fn consume<S: Settle>(sub: Subscription, mut queue: mpsc::Receiver<Queued<S>>) {
     let _serving = sub.serve().await;
     while let Some(message) = queue.recv().await {
         if sub.is_cancelled() {
@@ -92,6 +95,13 @@ pub(crate) async fn consume(sub: Subscription, mut queue: mpsc::Receiver<Queued>
             redelivered: message.redelivered,
             count: None,
         };
-        handle(&sub, &message.topic, message.payload, redelivery, ()).await;
+        handle(
+            &sub,
+            &message.topic,
+            message.payload,
+            redelivery,
+            message.settle,
+        )
+        .await;
     }
 }

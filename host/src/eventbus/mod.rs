@@ -18,7 +18,8 @@
 //! rules and wire names in `plugin_abi::sharing` (which the plugin bridge applies), the
 //! redelivery a handler sees in [`sink::Redelivery`], the acknowledgement after the handler
 //! through the transport's `delivery::Settle`; each transport keeps only its wire form (a
-//! named durable queue on AMQP, `$share/<group>/<filter>` on MQTT).
+//! named durable queue on AMQP; `$share/<group>/<filter>` and the persistent session on
+//! MQTT, whose hand-over between generations swaps a subscription's handler).
 
 pub mod delivery;
 pub mod error;

@@ -251,7 +251,24 @@ fn mqtt_problems(health: &MqttHealth, problems: &mut Vec<String>) {
                 .unwrap_or_default()
         ));
     }
-    for sub in &health.subscriptions {
+    let session = health.session.as_ref();
+    if let Some(session) = session.filter(|s| s.state != MqttState::Connected) {
+        let state = serde_json::to_value(session.state).unwrap_or_default();
+        problems.push(format!(
+            "mqtt session {}: {}{}",
+            session.client_id,
+            state.as_str().unwrap_or("down"),
+            session
+                .last_error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        ));
+    }
+    let durable = session
+        .map(|s| s.subscriptions.as_slice())
+        .unwrap_or_default();
+    for sub in health.subscriptions.iter().chain(durable) {
         if let Some(error) = &sub.error {
             problems.push(format!(
                 "mqtt subscription <{}> failed: {error}",

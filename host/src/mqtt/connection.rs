@@ -2,7 +2,9 @@
 //! broker of the list at once; after a full round of failures it pauses, the pauses doubling
 //! from 50 ms to the reconnect interval, with jitter), subscribes again on every connect,
 //! completes publishes when sent or acknowledged, and routes each message to the queue of
-//! every subscription whose filter matches its topic.
+//! every subscription whose filter matches its topic. The same task drives the service's
+//! clean-session connection and its persistent session, whose messages are acknowledged
+//! after their handlers (see [`super::ack`]).
 //!
 //! The pauses between rounds are [`super::backoff`]'s; the order of the brokers is
 //! [`crate::broker_list`]'s.
@@ -16,8 +18,9 @@ use rumqttc::{
 };
 use tokio::sync::mpsc::error::TrySendError;
 
+use super::ack::PendingAck;
 use super::tls::TlsError;
-use super::{config::MqttConfig, tls, topic, MqttError, MqttState, Shared, State};
+use super::{config::MqttConfig, tls, topic, MqttError, MqttState, Session, Shared, State};
 use crate::broker_list::{Address, Brokers};
 use crate::eventbus::delivery::Queued;
 use crate::eventbus::SubscriptionState;
@@ -50,20 +53,16 @@ pub(super) fn client_id(cfg: &MqttConfig) -> String {
     })
 }
 
-/// The rumqttc client and its event loop for `cfg`: the service's main connection, which
-/// carries no will (the wills have connections of their own, see `will`).
-pub(super) fn client(cfg: &MqttConfig) -> Result<(AsyncClient, EventLoop), TlsError> {
-    client_with(cfg, client_id(cfg), None)
-}
-
-/// A client for `cfg` with client id `id` and, if given, a will.
+/// A client for `cfg` with client id `id`, keeping `session`, and, if given, a will (the
+/// service's connections carry none: the wills have connections of their own, see `will`).
 pub(super) fn client_with(
     cfg: &MqttConfig,
     id: String,
     will: Option<&super::Will>,
+    session: Session,
 ) -> Result<(AsyncClient, EventLoop), TlsError> {
     let first = cfg.addresses().swap_remove(0);
-    let options = options(cfg, id, will, &first)?;
+    let options = options(cfg, id, will, &first, session)?;
     let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
     let timeout = cfg.timeout.as_secs().max(1);
     eventloop.network_options.set_connection_timeout(timeout);
@@ -71,8 +70,8 @@ pub(super) fn client_with(
 }
 
 /// After a failed attempt or a lost connection: moves `brokers` on and points `eventloop`
-/// at the next broker (same client id and will). True when every broker of the list failed
-/// in a row: the caller then pauses.
+/// at the next broker (same client id, session and will). True when every broker of the
+/// list failed in a row: the caller then pauses.
 pub(super) fn next_broker(
     cfg: &MqttConfig,
     brokers: &Brokers,
@@ -83,7 +82,11 @@ pub(super) fn next_broker(
     let addresses = cfg.addresses();
     if let (true, Some(address)) = (addresses.len() > 1, addresses.get(brokers.current())) {
         let id = eventloop.mqtt_options.client_id();
-        match options(cfg, id, will, address) {
+        let session = match eventloop.mqtt_options.clean_session() {
+            true => Session::Clean,
+            false => Session::Persistent,
+        };
+        match options(cfg, id, will, address, session) {
             Ok(options) => eventloop.mqtt_options = options,
             Err(err) => tracing::warn!(
                 target: "brewblox_host::mqtt",
@@ -95,12 +98,14 @@ pub(super) fn next_broker(
     round_done
 }
 
-/// The client options for the broker at `address`.
+/// The client options for the broker at `address`. A persistent session acknowledges
+/// each message itself, after its handlers (see [`super::ack`]).
 fn options(
     cfg: &MqttConfig,
     id: String,
     will: Option<&super::Will>,
     address: &Address,
+    session: Session,
 ) -> Result<MqttOptions, TlsError> {
     let host = if cfg.protocol.is_websocket() {
         cfg.websocket_url(address)
@@ -118,7 +123,8 @@ fn options(
     }
     options
         .set_keep_alive(ping_interval(cfg.keepalive))
-        .set_clean_session(true)
+        .set_clean_session(session == Session::Clean)
+        .set_manual_acks(session == Session::Persistent)
         .set_max_packet_size(max_packet(cfg), max_packet(cfg))
         .set_request_channel_capacity(REQUEST_CAPACITY);
     if let (Some(user), password) = (&cfg.user, &cfg.password) {
@@ -159,7 +165,8 @@ pub(super) fn ask(shared: &Shared, state: &mut State, filter: &str, qos: QoS) {
     }
 }
 
-/// Forgets the subscription `id`; unsubscribes its filter when no other uses it.
+/// Forgets the subscription `id`; unsubscribes its filter when no other uses it, unless the
+/// bus is stopping (a persistent session keeps its filters for the next start).
 pub(super) fn forget(shared: &Shared, id: u64) {
     let mut state = shared.lock();
     let Some(index) = state.subs.iter().position(|(s, _)| s.id() == id) else {
@@ -167,7 +174,7 @@ pub(super) fn forget(shared: &Shared, id: u64) {
     };
     let (sub, _queue) = state.subs.remove(index);
     let still_used = state.subs.iter().any(|(s, _)| s.filter() == sub.filter());
-    if !still_used && state.status == MqttState::Connected {
+    if !still_used && state.status == MqttState::Connected && !state.stopping {
         let _ = shared.client.try_unsubscribe(sub.filter());
     }
     tracing::info!(target: "brewblox_host::mqtt", "MQTT subscription {sub} cancelled");
@@ -250,13 +257,14 @@ fn connected(shared: &Shared) {
     }
     shared
         .metrics
-        .connection(super::BUS, super::BUS, true, reconnect);
+        .connection(super::BUS, shared.session.label(), true, reconnect);
     state.status = MqttState::Connected;
     shared.brokers.connected();
     tracing::info!(
         target: "brewblox_host::mqtt",
-        "Connected to MQTT broker {}",
-        shared.brokers.current_label()
+        "Connected to MQTT broker {} as {}",
+        shared.brokers.current_label(),
+        shared.client_id
     );
     let mut asked: Vec<(String, QoS)> = Vec::new();
     for (sub, _) in &state.subs {
@@ -335,7 +343,7 @@ fn lost(shared: &Shared, eventloop: &mut EventLoop, err: &ConnectionError, warne
     state.last_error = Some(text.clone());
     shared
         .metrics
-        .connection(super::BUS, super::BUS, false, false);
+        .connection(super::BUS, shared.session.label(), false, false);
     fail_all(shared, &mut state, &format!("connection lost: {text}"));
     for (sub, _) in &state.subs {
         sub.set_state(SubscriptionState::Pending);
@@ -357,15 +365,24 @@ fn fail_all(_shared: &Shared, state: &mut State, reason: &str) {
 
 /// Hands a received message to every matching subscription's queue; a full queue drops it
 /// for that subscription (counted, logged at the first drop and every 1000th). The topic and
-/// payload are shared between the queues, not copied.
+/// payload are shared between the queues, not copied. On the persistent session a QoS 1
+/// message is acknowledged once every matching subscription handled it; one no
+/// subscription matches (a filter the session kept from an earlier run) or that is too large
+/// is acknowledged at once, so that the broker does not keep sending it.
 fn dispatch(shared: &Shared, publish: rumqttc::Publish) {
     let topic = publish.topic.as_str();
     let max = shared.cfg.max_message_size;
+    let state = shared.lock();
+    let matching = || {
+        state
+            .subs
+            .iter()
+            .filter(|(sub, _)| topic::matches(sub.filter(), topic))
+    };
+    let acknowledged = shared.session == Session::Persistent && publish.qos != QoS::AtMostOnce;
     if publish.payload.len() > max {
-        for (sub, _) in shared.lock().subs.iter() {
-            if topic::matches(sub.filter(), topic) {
-                sub.metrics().dropped(Dropped::TooLarge);
-            }
+        for (sub, _) in matching() {
+            sub.metrics().dropped(Dropped::TooLarge);
         }
         tracing::error!(
             target: "brewblox_host::mqtt",
@@ -373,20 +390,44 @@ fn dispatch(shared: &Shared, publish: rumqttc::Publish) {
             topic.escape_debug(),
             publish.payload.len()
         );
+        if acknowledged {
+            PendingAck::new(&shared.client, &publish, 0).send();
+        }
+        return;
+    }
+    let ack = acknowledged.then(|| PendingAck::new(&shared.client, &publish, matching().count()));
+    if let Some(ack) = ack.as_ref().filter(|_| matching().next().is_none()) {
+        tracing::debug!(
+            target: "brewblox_host::mqtt",
+            "MQTT message on '{}' matches no subscription of the session; acknowledged",
+            topic.escape_debug()
+        );
+        ack.send();
         return;
     }
     let mut shared_topic: Option<std::sync::Arc<str>> = None;
-    let state = shared.lock();
-    for (sub, queue) in &state.subs {
-        if !topic::matches(sub.filter(), topic) {
-            continue;
-        }
+    for (sub, queue) in matching() {
         let message = Queued {
             topic: shared_topic.get_or_insert_with(|| topic.into()).clone(),
             payload: publish.payload.clone(),
             redelivered: publish.dup,
+            settle: ack.clone(),
         };
-        if let Err(TrySendError::Full(_)) = queue.try_send(message) {
+        let full = match queue.try_send(message) {
+            Ok(()) => continue,
+            Err(TrySendError::Full(message)) => Some(message),
+            Err(TrySendError::Closed(message)) => {
+                // Its consumer ended (cancelled): not handled here.
+                if let Some(ack) = &message.settle {
+                    ack.abandon();
+                }
+                None
+            }
+        };
+        if let Some(message) = full {
+            if let Some(ack) = &message.settle {
+                ack.abandon();
+            }
             sub.metrics().dropped(Dropped::QueueFull);
             let dropped = sub.count_dropped();
             if dropped % 1000 == 0 {

@@ -7,8 +7,13 @@
 //! - [`subscription`]: what an MQTT subscription adds to the common
 //!   [`crate::eventbus::Subscription`] (its QoS); its in-order consumer task is
 //!   `crate::eventbus::delivery::consume`;
-//! - `connection`: the task that drives the client: connects, reconnects (at once, then with
+//! - `connection`: the task that drives a client: connects, reconnects (at once, then with
 //!   back-off), subscribes again on every connect, and routes acknowledgements and messages;
+//!   the same for the service's clean-session connection and its persistent session;
+//! - `durable`: the persistent session that carries durable subscriptions, and their
+//!   hand-over from one generation of plugins to the next;
+//! - `ack`: the acknowledgement of a persistent session's message, sent once every
+//!   subscription it matched handled it;
 //! - `backoff`: the pause before each connection attempt (the main connection's and each
 //!   will's), which resets only after a connection stayed up a while;
 //! - `tls`: rustls, with or without certificate checks.
@@ -19,10 +24,18 @@
 //! task, so messages are handled in order within a subscription and a slow handler holds up
 //! no other; when its queue is full, new messages for it are dropped, counted (health) and
 //! logged. Nothing is queued in the host while the broker is down.
+//!
+//! A durable subscription is made on the service's persistent session: a connection of its
+//! own (clean session off, client id `plugin_abi::sharing::mqtt_session_id`, the same broker
+//! list, TLS and credentials), opened at the first durable subscription. Its messages are
+//! acknowledged after their handler returned, so that the broker keeps what the service did
+//! not handle, and what is published while it is away, for the next connection.
 
+mod ack;
 mod backoff;
 pub mod config;
 mod connection;
+mod durable;
 pub mod subscription;
 mod tls;
 pub mod topic;
@@ -52,6 +65,7 @@ use crate::eventbus::delivery::{self, Queued};
 use crate::eventbus::{ErrorKind, EventbusError, Sink, Subscription, SubscriptionState};
 use crate::metrics::bus::BusMetrics;
 use crate::sync::Unpoisoned;
+use ack::Ack;
 
 /// What can go wrong for a caller of the MQTT bus.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -118,6 +132,23 @@ pub struct MqttHealth {
     /// whether the broker holds it now.
     pub wills: Vec<WillHealth>,
     pub subscriptions: Vec<MqttSubHealth>,
+    /// The persistent session of the durable subscriptions, once one was made.
+    pub session: Option<MqttSessionHealth>,
+}
+
+/// The persistent session's connection, in `/_service/health`'s "mqtt" section.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct MqttSessionHealth {
+    /// The session's client id (stable across restarts).
+    pub client_id: String,
+    pub state: MqttState,
+    /// The broker of the address list in use (no password).
+    pub broker: String,
+    pub reconnects: u64,
+    pub last_error: Option<String>,
+    /// The durable subscriptions: one per filter and plugin, whichever generation of the
+    /// plugin holds it now.
+    pub subscriptions: Vec<MqttSubHealth>,
 }
 
 /// One MQTT subscription: a plugin's or one made with `/_debug/subscribe`.
@@ -142,7 +173,7 @@ pub(crate) struct State {
     pub status: MqttState,
     pub reconnects: u64,
     pub last_error: Option<String>,
-    pub subs: Vec<(Subscription, mpsc::Sender<Queued>)>,
+    pub subs: Vec<(Subscription, mpsc::Sender<Queued<Ack>>)>,
     /// Publishes handed to the client, in the order the event loop sends them.
     pub sending: VecDeque<(QoS, Waiter)>,
     /// QoS 1 publishes sent, by packet id, waiting for their PUBACK.
@@ -156,8 +187,32 @@ pub(crate) struct State {
     pub stopping: bool,
 }
 
+/// The kind of session a connection keeps with the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Session {
+    /// The service's connection: the broker forgets it at each disconnect; messages are
+    /// acknowledged on receipt.
+    Clean,
+    /// The durable subscriptions' connection: the broker keeps the session and what it did
+    /// not acknowledge; messages are acknowledged after their handler.
+    Persistent,
+}
+
+impl Session {
+    /// The `connection` label of the connection's metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Session::Clean => BUS,
+            Session::Persistent => "mqtt-durable",
+        }
+    }
+}
+
 pub(crate) struct Shared {
     pub cfg: MqttConfig,
+    pub session: Session,
+    /// The client id (for health; the persistent session's is stable).
+    pub client_id: String,
     /// The broker list of the main connection: the one tried next, or in use.
     pub brokers: crate::broker_list::Brokers,
     pub client: AsyncClient,
@@ -175,6 +230,9 @@ pub(crate) struct Shared {
     next_id: AtomicU64,
     runtime: Option<tokio::runtime::Handle>,
     pub metrics: BusMetrics,
+    /// The persistent session of the durable subscriptions (the clean-session connection
+    /// only), opened at the first one.
+    durable: Mutex<Option<MqttBus>>,
 }
 
 impl Shared {
@@ -207,16 +265,32 @@ impl MqttBus {
     /// Builds the client; everything it records goes to `metrics`. Errors: a TLS set-up that
     /// cannot be made.
     pub fn new(cfg: MqttConfig, metrics: BusMetrics) -> Result<Self, TlsError> {
-        let (client, eventloop) = connection::client(&cfg)?;
+        let id = connection::client_id(&cfg);
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        Self::with_session(cfg, metrics, id, Session::Clean, runtime)
+    }
+
+    /// A bus whose connection has client id `id` and keeps `session`, running its tasks on
+    /// `runtime` when called outside one.
+    fn with_session(
+        cfg: MqttConfig,
+        metrics: BusMetrics,
+        id: String,
+        session: Session,
+        runtime: Option<tokio::runtime::Handle>,
+    ) -> Result<Self, TlsError> {
+        let (client, eventloop) = connection::client_with(&cfg, id.clone(), None, session)?;
         Ok(MqttBus {
             inner: Arc::new(Shared {
                 brokers: crate::broker_list::Brokers::new(
                     BUS,
-                    Some((&metrics, BUS)),
+                    Some((&metrics, session.label())),
                     cfg.endpoints(),
                 ),
                 metrics,
                 cfg,
+                session,
+                client_id: id,
                 client,
                 state: Mutex::new(State {
                     status: MqttState::Disabled,
@@ -238,7 +312,8 @@ impl MqttBus {
                 will_routes: Mutex::new(Vec::new()),
                 next_will: AtomicU64::new(1),
                 next_id: AtomicU64::new(1),
-                runtime: tokio::runtime::Handle::try_current().ok(),
+                runtime,
+                durable: Mutex::new(None),
             }),
         })
     }
@@ -247,21 +322,43 @@ impl MqttBus {
         &self.inner.cfg
     }
 
+    /// A new subscription id, unique on this connection.
+    fn next_id(&self) -> u64 {
+        self.inner.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// The runtime the bus was made in, for callers on other threads.
     pub fn runtime(&self) -> Option<tokio::runtime::Handle> {
         self.inner.runtime.clone()
     }
 
-    /// Starts connecting (in the current runtime). Idempotent.
+    /// Starts connecting (in the current runtime, else the one the bus was made in), and
+    /// the persistent session if a durable subscription was made. Idempotent.
     pub fn start(&self) {
         let eventloop = self.inner.eventloop.lock().ok().and_then(|mut e| e.take());
-        if let Some(eventloop) = eventloop {
+        let runtime = tokio::runtime::Handle::try_current()
+            .ok()
+            .or_else(|| self.inner.runtime.clone());
+        if let (Some(eventloop), Some(runtime)) = (eventloop, runtime) {
             self.inner.lock().status = MqttState::Connecting;
-            let task = tokio::spawn(connection::run(self.inner.clone(), eventloop));
+            let task = runtime.spawn(connection::run(self.inner.clone(), eventloop));
             if let Ok(mut slot) = self.inner.task.lock() {
                 *slot = Some(task);
             }
         }
+        if let Some(durable) = self.durable() {
+            durable.start();
+        }
+    }
+
+    /// Whether [`start`](Self::start) was called.
+    fn started(&self) -> bool {
+        self.inner.eventloop.locked().is_none()
+    }
+
+    /// The persistent session's bus, if a durable subscription opened it.
+    fn durable(&self) -> Option<MqttBus> {
+        self.inner.durable.locked().clone()
     }
 
     pub fn is_connected(&self) -> bool {
@@ -477,8 +574,19 @@ impl MqttBus {
         qos: QoS,
         sink: Arc<dyn Sink>,
     ) -> Result<Subscription, MqttError> {
+        self.subscribe_with(filter, qos, sink, None)
+    }
+
+    /// [`subscribe`](Self::subscribe), with the generations holding a durable subscription.
+    fn subscribe_with(
+        &self,
+        filter: &str,
+        qos: QoS,
+        sink: Arc<dyn Sink>,
+        leases: Option<Arc<durable::Leases>>,
+    ) -> Result<Subscription, MqttError> {
         validate_filter(filter).map_err(|e| MqttError::Invalid(e.to_string()))?;
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.next_id();
         let weak = Arc::downgrade(&self.inner);
         let on_cancel = Box::new(move |sub: &Subscription| {
             sub.set_state(SubscriptionState::Cancelled);
@@ -487,7 +595,8 @@ impl MqttBus {
             }
         });
         let metrics = self.inner.metrics.clone();
-        let sub = subscription::new(id, filter, qos, sink, metrics, on_cancel);
+        let extension = subscription::Mqtt { qos, leases };
+        let sub = subscription::new(id, filter, extension, sink, metrics, on_cancel);
         let (tx, rx) = mpsc::channel(self.inner.cfg.queue_size.max(1));
         let mut state = self.inner.lock();
         if state.stopping {
@@ -576,6 +685,8 @@ impl MqttBus {
     }
 
     pub fn health(&self) -> MqttHealth {
+        // Before the state's lock: `durable` is never locked while it is held.
+        let session = self.durable().map(|durable| durable.session_health());
         let state = self.inner.lock();
         MqttHealth {
             state: state.status,
@@ -587,24 +698,25 @@ impl MqttBus {
             reconnects: state.reconnects,
             last_error: state.last_error.clone(),
             wills: self.current_wills(),
-            subscriptions: state
-                .subs
-                .iter()
-                .map(|(sub, _)| {
-                    let state = sub.state();
-                    MqttSubHealth {
-                        id: sub.id(),
-                        filter: sub.filter().to_owned(),
-                        plugin: sub.owner().map(str::to_owned),
-                        state: state.name(),
-                        error: match state {
-                            SubscriptionState::Failed { error } => Some(error),
-                            _ => None,
-                        },
-                        dropped: sub.dropped(),
-                    }
-                })
-                .collect(),
+            subscriptions: subscription_health(&state),
+            session,
+        }
+    }
+
+    /// The persistent session's part of the health.
+    fn session_health(&self) -> MqttSessionHealth {
+        let state = self.inner.lock();
+        MqttSessionHealth {
+            client_id: self.inner.client_id.clone(),
+            state: state.status,
+            broker: self
+                .inner
+                .brokers
+                .in_use()
+                .unwrap_or_else(|| self.inner.brokers.current_label().to_owned()),
+            reconnects: state.reconnects,
+            last_error: state.last_error.clone(),
+            subscriptions: subscription_health(&state),
         }
     }
 
@@ -613,6 +725,19 @@ impl MqttBus {
     /// the connection task. Subscriptions are cancelled; a handler still running is left to
     /// finish on its own. Idempotent; at most about `deadline` plus the configured timeout.
     pub async fn shutdown(&self, deadline: Duration) {
+        let durable = async {
+            if let Some(durable) = self.durable() {
+                Box::pin(durable.shutdown(deadline)).await;
+            }
+        };
+        tokio::join!(self.close(deadline), durable);
+    }
+
+    /// [`shutdown`](Self::shutdown) of this bus's own connection. A persistent session's
+    /// in-flight handlers are waited for (bounded by `deadline`), so that what they handled
+    /// is acknowledged before the DISCONNECT; what its queues still hold is not, and comes
+    /// again at the next connection.
+    async fn close(&self, deadline: Duration) {
         {
             let mut state = self.inner.lock();
             if state.stopping || state.closing {
@@ -633,13 +758,28 @@ impl MqttBus {
             }
         }
         futures::future::join_all(releases).await;
-        let subs = {
+        let subs: Vec<Subscription> = {
             let mut state = self.inner.lock();
             state.stopping = true;
+            // The queues' senders go with this: each consumer ends after its handler.
             std::mem::take(&mut state.subs)
+                .into_iter()
+                .map(|(sub, _)| sub)
+                .collect()
         };
-        for (sub, _) in subs {
+        for sub in &subs {
             sub.cancel();
+        }
+        if self.inner.session == Session::Persistent {
+            let idle = futures::future::join_all(subs.iter().map(Subscription::idle));
+            if tokio::time::timeout(deadline, idle).await.is_err() {
+                tracing::warn!(
+                    target: "brewblox_host::mqtt",
+                    "MQTT durable handlers still running {:.1} s into the stop; their messages \
+                     come again at the next start",
+                    deadline.as_secs_f64()
+                );
+            }
         }
         if self.is_connected() {
             let _ = self.inner.client.try_disconnect();
@@ -660,6 +800,32 @@ impl MqttBus {
         }
         let mut state = self.inner.lock();
         state.status = MqttState::Closed;
-        tracing::info!(target: "brewblox_host::mqtt", "Closed MQTT connection");
+        tracing::info!(
+            target: "brewblox_host::mqtt",
+            "Closed MQTT connection {}",
+            self.inner.client_id
+        );
     }
+}
+
+/// The health of every subscription of one connection.
+fn subscription_health(state: &State) -> Vec<MqttSubHealth> {
+    state
+        .subs
+        .iter()
+        .map(|(sub, _)| {
+            let state = sub.state();
+            MqttSubHealth {
+                id: sub.id(),
+                filter: sub.filter().to_owned(),
+                plugin: sub.owner().map(str::to_owned),
+                state: state.name(),
+                error: match state {
+                    SubscriptionState::Failed { error } => Some(error),
+                    _ => None,
+                },
+                dropped: sub.dropped(),
+            }
+        })
+        .collect()
 }

@@ -141,7 +141,8 @@ impl WillHolder {
     /// Starts connecting, with client id `<the service's id>-will-<n>`.
     pub fn start(cfg: &MqttConfig, plugin: &str, will: Will, n: u64) -> Result<Self, TlsError> {
         let id = format!("{}-will-{n}", connection::client_id(cfg));
-        let (client, mut eventloop) = connection::client_with(cfg, id, Some(&will))?;
+        let (client, mut eventloop) =
+            connection::client_with(cfg, id, Some(&will), super::Session::Clean)?;
         // A will's connection follows the broker list on its own; it has no metrics.
         let brokers = Brokers::new(super::BUS, None, cfg.endpoints());
         let (cfg, last_will) = (cfg.clone(), will.clone());

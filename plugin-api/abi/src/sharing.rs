@@ -14,7 +14,9 @@
 //! - MQTT: `$share/<group>/<filter>` ([`mqtt_shared_filter`]), which brokers since MQTT 5
 //!   (Mosquitto 2.0 for MQTT 3.1.1 clients too) hand round the group's subscribers; the
 //!   messages arrive on their plain topics, which [`crate::mqtt_names::matches`] matches
-//!   against the filter inside.
+//!   against the filter inside. A durable subscription is made on the service's persistent
+//!   session (clean session off, client id [`mqtt_session_id`], QoS 1, acknowledged after
+//!   the handler), a connection beside the service's clean-session one ([`mqtt_plan`]).
 //!
 //! A group name is 1 to [`MAX_GROUP_BYTES`] bytes of ASCII letters, digits, `-`, `_` and
 //! `.`: it is part of a queue name and of an MQTT filter level, where `/`, `+`, `#` and `:`
@@ -193,18 +195,30 @@ pub fn amqp_plan(
     }))
 }
 
-/// The filter an MQTT subscription to `filter` is made with, by the options of `sharing`:
-/// `$share/<group>/<filter>` in a group, `filter` itself otherwise. Errors (as a sentence):
-/// a bad group or filter, AMQP queue options, and `durable`, which needs a persistent
-/// session this host does not keep yet.
+/// How an MQTT subscription is made: its filter and the session that carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttPlan {
+    /// `$share/<group>/<filter>` in a group, the filter itself otherwise.
+    pub filter: String,
+    /// On the service's persistent session ([`mqtt_session_id`]), QoS 1, acknowledged after
+    /// the handler; false: on the service's clean-session connection.
+    pub durable: bool,
+}
+
+/// The plan of an MQTT subscription to `filter`, by the options of `sharing`: in a group,
+/// `$share/<group>/<filter>`; durable, on the service's persistent session. Errors (as a
+/// sentence): a bad group or filter, and AMQP queue options.
 ///
 /// ```
 /// use plugin_abi::{sharing::mqtt_plan, FfiSharing};
 /// let shared = FfiSharing { group: "hist".into(), ..FfiSharing::default() };
-/// assert_eq!(mqtt_plan(&shared, "brewcast/#").unwrap(), "$share/hist/brewcast/#");
-/// assert_eq!(mqtt_plan(&FfiSharing::default(), "a/b").unwrap(), "a/b");
+/// assert_eq!(mqtt_plan(&shared, "brewcast/#").unwrap().filter, "$share/hist/brewcast/#");
+/// let plain = mqtt_plan(&FfiSharing::default(), "a/b").unwrap();
+/// assert_eq!((plain.filter.as_str(), plain.durable), ("a/b", false));
+/// let durable = FfiSharing { durable: true, ..FfiSharing::default() };
+/// assert!(mqtt_plan(&durable, "a/b").unwrap().durable);
 /// ```
-pub fn mqtt_plan(sharing: &FfiSharing, filter: &str) -> Result<String, String> {
+pub fn mqtt_plan(sharing: &FfiSharing, filter: &str) -> Result<MqttPlan, String> {
     if sharing.classic
         || sharing.prefetch > 0
         || sharing.delivery_limit > 0
@@ -212,23 +226,70 @@ pub fn mqtt_plan(sharing: &FfiSharing, filter: &str) -> Result<String, String> {
     {
         return Err(
             "queue options (classic, prefetch, delivery limit, dead-letter exchange) \
-                    are AMQP's; an MQTT subscription takes a group only"
+                    are AMQP's; an MQTT subscription takes a group and durable only"
                 .into(),
         );
     }
-    if sharing.durable {
-        return Err(
-            "durable MQTT subscriptions (a persistent session) are not supported \
-                    yet; use a group, or AMQP for durable delivery"
-                .into(),
-        );
-    }
-    match sharing.group.as_str() {
+    let filter = match sharing.group.as_str() {
         "" => mqtt_names::validate_filter(filter)
             .map(|()| filter.to_owned())
-            .map_err(|e| e.0),
-        group => mqtt_shared_filter(group, filter),
+            .map_err(|e| e.0)?,
+        group => mqtt_shared_filter(group, filter)?,
+    };
+    Ok(MqttPlan {
+        filter,
+        durable: sharing.durable,
+    })
+}
+
+/// The longest client id of a persistent session, in bytes. MQTT 3.1.1 obliges a broker to
+/// take 23 bytes of letters and digits and allows it more; Mosquitto, RabbitMQ's MQTT plugin,
+/// EMQX and HiveMQ take far longer ones of any UTF-8, and the host's other client ids are
+/// longer than 23 bytes already.
+pub const MAX_CLIENT_ID_BYTES: usize = 128;
+
+/// What ends the client id of a persistent session.
+pub const MQTT_SESSION_SUFFIX: &str = "-durable";
+
+/// The client id of the persistent session that carries a service's durable MQTT
+/// subscriptions: `<client-id>-durable` when the service was given a client id
+/// (`--mqtt-client-id`, one per instance), else `brewblox-host-<service>-durable`. It must be
+/// the same at every start of the service (the broker keeps the session under it) and
+/// another one for every instance (a second connection with the id takes the session from
+/// the first). Errors: an id longer than [`MAX_CLIENT_ID_BYTES`], or a character other than
+/// ASCII letters, digits, `-`, `_` and `.` (an id is shown in logs and health, and some
+/// brokers take no more).
+///
+/// ```
+/// use plugin_abi::sharing::mqtt_session_id;
+/// assert_eq!(mqtt_session_id("history", None).unwrap(), "brewblox-host-history-durable");
+/// assert_eq!(mqtt_session_id("history", Some("hist-2")).unwrap(), "hist-2-durable");
+/// assert!(mqtt_session_id("a/b", None).is_err());
+/// ```
+pub fn mqtt_session_id(service: &str, client_id: Option<&str>) -> Result<String, String> {
+    let id = match client_id {
+        Some(client_id) => format!("{client_id}{MQTT_SESSION_SUFFIX}"),
+        None => format!("brewblox-host-{service}{MQTT_SESSION_SUFFIX}"),
+    };
+    if id.len() > MAX_CLIENT_ID_BYTES {
+        return Err(format!(
+            "the MQTT client id of the durable session would be {} bytes; at most \
+             {MAX_CLIENT_ID_BYTES} (a shorter --name or --mqtt-client-id)",
+            id.len()
+        ));
     }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        let shown: String = id.chars().take(MAX_CLIENT_ID_BYTES).collect();
+        return Err(format!(
+            "the MQTT client id of the durable session '{}' contains {c:?}: a client id is \
+             ASCII letters, digits, '-', '_' and '.' (another --name or --mqtt-client-id)",
+            shown.escape_debug()
+        ));
+    }
+    Ok(id)
 }
 
 #[cfg(test)]
@@ -313,16 +374,49 @@ mod tests {
     }
 
     #[test]
-    fn an_mqtt_plan_takes_a_group_only() {
-        assert_eq!(mqtt_plan(&sharing("g"), "a/+").unwrap(), "$share/g/a/+");
+    fn an_mqtt_plan_takes_a_group_and_durable_only() {
+        assert_eq!(
+            mqtt_plan(&sharing("g"), "a/+").unwrap(),
+            MqttPlan {
+                filter: "$share/g/a/+".into(),
+                durable: false
+            }
+        );
         let mut options = sharing("g");
         options.prefetch = 1;
         assert!(mqtt_plan(&options, "a").unwrap_err().contains("AMQP"));
-        let durable = FfiSharing {
+        let mut durable = FfiSharing {
             durable: true,
             ..FfiSharing::default()
         };
-        assert!(mqtt_plan(&durable, "a").unwrap_err().contains("durable"));
+        assert_eq!(
+            mqtt_plan(&durable, "a/#").unwrap(),
+            MqttPlan {
+                filter: "a/#".into(),
+                durable: true
+            }
+        );
+        durable.group = "g".into();
+        assert_eq!(mqtt_plan(&durable, "a").unwrap().filter, "$share/g/a");
         assert!(mqtt_plan(&FfiSharing::default(), "a/#/b").is_err());
+    }
+
+    #[test]
+    fn a_session_id_is_stable_and_fits_mqtt() {
+        let id = mqtt_session_id("svc", None).unwrap();
+        assert_eq!(id, mqtt_session_id("svc", None).unwrap());
+        assert_ne!(id, mqtt_session_id("svc2", None).unwrap());
+        assert_eq!(
+            mqtt_session_id("x", Some("a.b_c")).unwrap(),
+            "a.b_c-durable"
+        );
+        for bad in ["a b", "a/b", "é", "a+", "a#"] {
+            let err = mqtt_session_id(bad, None).expect_err(bad);
+            assert!(err.contains("contains"), "{bad}: {err}");
+        }
+        let longest = "s".repeat(MAX_CLIENT_ID_BYTES - "-durable".len());
+        assert!(mqtt_session_id("", Some(&longest)).is_ok());
+        let err = mqtt_session_id("", Some(&format!("{longest}s"))).unwrap_err();
+        assert!(err.contains("at most 128"), "{err}");
     }
 }

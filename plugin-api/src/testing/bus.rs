@@ -248,6 +248,7 @@ impl Bus {
             exchange_type: kind,
             routing: request.routing.into_string(),
             queue: queue.map(|queue| queue.name),
+            session: None,
             cancelled: false,
         };
         Ok(self.add(info, handler))
@@ -276,7 +277,13 @@ impl Bus {
     ) -> Result<HostSubscriptionArc, FfiError> {
         self.usable(true)?;
         check_mqtt(&request.filter, true)?;
-        let filter = sharing::mqtt_plan(&request.sharing, &request.filter).map_err(invalid)?;
+        let plan = sharing::mqtt_plan(&request.sharing, &request.filter).map_err(invalid)?;
+        // The host's persistent session carries a durable one, under this client id.
+        let session = match plan.durable {
+            true => Some(sharing::mqtt_session_id(&self.service, None).map_err(invalid)?),
+            false => None,
+        };
+        let filter = plan.filter;
         let qos = request.qos;
         if qos > 1 {
             return Err(FfiError::new(
@@ -289,6 +296,7 @@ impl Bus {
             exchange_type: MQTT.into(),
             routing: filter,
             queue: None,
+            session,
             cancelled: false,
         };
         Ok(self.add(info, handler))

@@ -112,6 +112,10 @@ pub struct TestSubscription {
     /// ([`abi::sharing::amqp_queue`](crate::abi::sharing::amqp_queue)); `None` for a plain
     /// one and for MQTT.
     pub queue: Option<String>,
+    /// The client id of the persistent session a durable MQTT subscription is made on
+    /// ([`abi::sharing::mqtt_session_id`](crate::abi::sharing::mqtt_session_id)); `None`
+    /// otherwise.
+    pub session: Option<String>,
     pub cancelled: bool,
 }
 

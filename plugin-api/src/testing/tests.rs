@@ -640,6 +640,7 @@ impl Plugin for Sharer {
         ctx.subscribe_shared("jobs", "brew.#", shared, |_: Message| async {})?;
         ctx.subscribe_shared("brewcast", "#", crate::Shared::durable(), || async {})?;
         ctx.mqtt_subscribe_shared("jobs/#", crate::Shared::group("workers"), || async {})?;
+        ctx.mqtt_subscribe_shared("keep/#", crate::Shared::durable(), || async {})?;
         let bad = [
             ctx.subscribe_shared("jobs", "#", crate::Shared::group("a/b"), || async {}),
             ctx.subscribe_shared(
@@ -648,7 +649,6 @@ impl Plugin for Sharer {
                 crate::Shared::group("g").classic().delivery_limit(3),
                 || async {},
             ),
-            ctx.mqtt_subscribe_shared("a/#", crate::Shared::durable(), || async {}),
             ctx.mqtt_subscribe_shared("a/#", crate::Shared::group("g").prefetch(1), || async {}),
         ];
         let mut refusals = self.refusals.lock().unwrap();
@@ -672,14 +672,24 @@ async fn shared_and_durable_subscriptions_follow_the_hosts_rules() {
     let queues: Vec<Option<&str>> = subs.iter().map(|s| s.queue.as_deref()).collect();
     assert_eq!(
         queues,
-        [Some("workers:jobs:brew.#"), Some("svc:brewcast:#"), None]
+        [
+            Some("workers:jobs:brew.#"),
+            Some("svc:brewcast:#"),
+            None,
+            None
+        ]
     );
     assert_eq!(subs[2].routing, "$share/workers/jobs/#");
+    assert_eq!(subs[3].routing, "keep/#");
+    assert_eq!(
+        subs[3].session.as_deref(),
+        Some("brewblox-host-svc-durable")
+    );
+    assert_eq!(subs[2].session, None);
     assert_eq!(host.mqtt_deliver("jobs/1", "{}").await.len(), 1);
     assert_eq!(host.deliver("jobs", "brew.a", &1).await.len(), 1);
     let refusals = host.plugin().refusals.lock().unwrap().clone();
     assert!(refusals[0].contains("group name"), "{refusals:?}");
     assert!(refusals[1].contains("quorum"), "{refusals:?}");
-    assert!(refusals[2].contains("durable MQTT"), "{refusals:?}");
-    assert!(refusals[3].contains("AMQP"), "{refusals:?}");
+    assert!(refusals[2].contains("AMQP"), "{refusals:?}");
 }

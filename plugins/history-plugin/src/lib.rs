@@ -15,14 +15,15 @@
 //! - `GET /history/recent/{key}[?limit=N]`: the recent messages of one key, oldest first;
 //!   a key with `/` in it is percent-encoded (`%2F`), dots need nothing;
 //! - `POST /history/subscribe`: subscribes to another exchange at runtime, as
-//!   brewblox-history allowed;
+//!   brewblox-history allowed, or (`{"filter"}`) to another MQTT topic filter;
 //! - `GET /history/subscriptions`: the startup subscription, then those added.
 //!
 //! Shared and durable (see `docs/several-instances.md`): `--history-group NAME` makes the
 //! startup subscriptions in a group, so that history instances in it split the messages
-//! (each keeps what it received); `--history-durable` gives the AMQP one a durable queue, so
-//! that what is published while the service is stopped or reloading is recorded when it is
-//! back. `POST /history/subscribe` takes `group` and `durable` fields for the same.
+//! (each keeps what it received); `--history-durable` makes them durable (on AMQP a durable
+//! queue, on MQTT the service's persistent session), so that what is published while the
+//! service is stopped or reloading is recorded when it is back. `POST /history/subscribe`
+//! takes `group` and `durable` fields for the same.
 //!
 //! Two subscriptions whose patterns overlap (`#` and `a.#` on one exchange) each get a copy
 //! of a matching message, as with the original; both copies are recorded.
@@ -102,21 +103,30 @@ fn positive_limit<'de, D: Deserializer<'de>>(de: D) -> Result<Option<NonZeroUsiz
     }
 }
 
-/// The body of `POST /history/subscribe`, and one entry of `GET /history/subscriptions`.
+/// The body of `POST /history/subscribe`, and one entry of `GET /history/subscriptions`:
+/// AMQP (`exchange` and `routing`) or MQTT (`filter`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 struct SubscribeRequest {
-    /// Exchange name: not empty, not starting with `amq.`, at most 255 bytes, no control
-    /// characters.
+    /// AMQP: the exchange name: not empty, not starting with `amq.`, at most 255 bytes, no
+    /// control characters. Absent in the MQTT form.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     exchange: String,
-    /// Routing pattern (topic wildcards `*` and `#`), at most 255 bytes, no control characters.
+    /// AMQP: the routing pattern (topic wildcards `*` and `#`), at most 255 bytes, no control
+    /// characters. Absent in the MQTT form.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     routing: String,
+    /// MQTT: the topic filter (wildcards `+` and `#`) instead of `exchange` and `routing`;
+    /// its messages are keyed by topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    filter: Option<String>,
     /// Share the subscription in this group: the history instances subscribed in it split
     /// the messages (a named, durable queue on the broker). ASCII letters, digits, `-`, `_`
     /// and `.`, at most 64 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     group: Option<String>,
-    /// Keep what is published while the service is stopped or reloading (a named, durable
-    /// queue of the service's own, or of the group's).
+    /// Keep what is published while the service is stopped or reloading (AMQP: a named,
+    /// durable queue of the service's own, or of the group's; MQTT: the service's persistent
+    /// session).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     durable: bool,
 }
@@ -281,9 +291,13 @@ impl Subscriptions {
             )));
         }
         let (exchange, routing) = (&request.exchange, &request.routing);
-        let subscription = match request.shared() {
-            Some(shared) => self.ctx.subscribe_shared(exchange, routing, shared, record),
-            None => self.ctx.subscribe(exchange, routing, record),
+        let subscription = match (&request.filter, request.shared()) {
+            (Some(filter), Some(shared)) => {
+                self.ctx.mqtt_subscribe_shared(filter, shared, record_mqtt)
+            }
+            (Some(filter), None) => self.ctx.mqtt_subscribe(filter, record_mqtt),
+            (None, Some(shared)) => self.ctx.subscribe_shared(exchange, routing, shared, record),
+            (None, None) => self.ctx.subscribe(exchange, routing, record),
         }
         .map_err(|err| subscribe_error(&request, &err))?;
         tracing::info!("History subscribed to {subscription}");
@@ -324,8 +338,7 @@ async fn subscribe(
     State(subscriptions): State<Arc<Subscriptions>>,
     Json(request): Json<SubscribeRequest>,
 ) -> Result<Json<SubscribeResponse>> {
-    check_name("exchange", &request.exchange, true)?;
-    check_name("routing", &request.routing, false)?;
+    check_form(&request)?;
     let added = subscriptions.subscribe_bound(request.clone()).await?;
     Ok(Json(SubscribeResponse {
         subscription: request,
@@ -340,13 +353,39 @@ async fn subscription_list(
     Json(made.iter().map(|known| known.request.clone()).collect())
 }
 
+/// Checks a request's form: an MQTT filter alone, or an AMQP exchange and routing key; the
+/// error names the field. The filter's syntax is the host's to check (at subscribe).
+fn check_form(request: &SubscribeRequest) -> Result<()> {
+    match &request.filter {
+        Some(_) if !request.exchange.is_empty() || !request.routing.is_empty() => Err(
+            Error::invalid("give an MQTT filter, or an AMQP exchange and routing, not both")
+                .field("filter"),
+        ),
+        Some(filter) if filter.is_empty() => {
+            Err(Error::invalid("filter must not be empty").field("filter"))
+        }
+        Some(_) => Ok(()),
+        None => {
+            check_name("exchange", &request.exchange, true)?;
+            if request.routing.is_empty() {
+                let message = "routing is missing (an MQTT subscription takes a filter instead)";
+                return Err(Error::invalid(message).field("routing"));
+            }
+            check_name("routing", &request.routing, false)
+        }
+    }
+}
+
 /// The answer for a subscription that could not be made: 400 for a name the bus refuses,
 /// 409 for a broker's refusal, 503/504 when the broker cannot be reached in time.
 fn subscribe_error(request: &SubscribeRequest, err: &Error) -> Error {
-    let message = format!(
-        "cannot subscribe to exchange \"{}\" with routing \"{}\": {err}",
-        request.exchange, request.routing
-    );
+    let message = match &request.filter {
+        Some(filter) => format!("cannot subscribe to MQTT filter \"{filter}\": {err}"),
+        None => format!(
+            "cannot subscribe to exchange \"{}\" with routing \"{}\": {err}",
+            request.exchange, request.routing
+        ),
+    };
     match err.kind() {
         ErrorKind::Conflict | ErrorKind::Rejected => Error::conflict(message),
         kind => Error::new(kind, message),
@@ -425,11 +464,12 @@ fn message_routes(ctx: &Context<Arc<Messages>>) -> Result<()> {
 fn subscription_routes(ctx: &Context<Arc<Subscriptions>>) -> Result<()> {
     ctx.route(
         Route::post("/history/subscribe")
-            .summary("Subscribe to another exchange")
+            .summary("Subscribe to another exchange or MQTT filter")
             .description(
                 "Messages matching it are recorded from now on, like those of the startup \
-                 subscription. Answers once the broker bound it; if the broker refuses it \
-                 (e.g. the exchange exists with another type), nothing is kept.",
+                 subscription: AMQP with exchange and routing, MQTT with filter (keyed by \
+                 topic). Answers once the broker bound it; if the broker refuses it (e.g. \
+                 the exchange exists with another type), nothing is kept.",
             )
             .status(StatusCode::OK, "Subscribed, or subscribed already")
             .error_response(
@@ -486,7 +526,7 @@ impl Plugin for HistoryPlugin {
                 .default("")
                 .help("Share the startup subscriptions in this group: the history instances in it split the messages"),
             Arg::flag("history-durable")
-                .help("Keep what is published to the startup AMQP subscription while the service is away (a durable queue)"),
+                .help("Keep what is published to the startup subscriptions while the service is away (AMQP: a durable queue; MQTT: a persistent session)"),
         ]
     }
 
@@ -497,10 +537,11 @@ impl Plugin for HistoryPlugin {
         let startup = SubscribeRequest {
             exchange: config.get("history-exchange")?,
             routing: config.get("history-routing")?,
+            filter: None,
             group: (!group.is_empty()).then_some(group),
             durable: config.get("history-durable")?,
         };
-        let mqtt_group = startup.group.clone();
+        let mqtt_shared = startup.shared();
         check_name("--history-exchange", &startup.exchange, true)
             .and(check_name("--history-routing", &startup.routing, false))
             .map_err(|err| Error::msg(err.message()))?;
@@ -520,19 +561,11 @@ impl Plugin for HistoryPlugin {
         }
         if config.mqtt().is_some() {
             let filter: String = config.get("history-mqtt-filter")?;
-            let subscription = match &mqtt_group {
-                Some(group) => {
-                    recorder.mqtt_subscribe_shared(&filter, Shared::group(group), record_mqtt)
-                }
+            let subscription = match mqtt_shared {
+                Some(shared) => recorder.mqtt_subscribe_shared(&filter, shared, record_mqtt),
                 None => recorder.mqtt_subscribe(&filter, record_mqtt),
             }
             .map_err(|err| Error::msg(format!("--history-mqtt-filter: {}", err.message())))?;
-            if config.get::<bool>("history-durable")? {
-                tracing::warn!(
-                    "--history-durable applies to the AMQP subscription only: the host keeps \
-                     no persistent MQTT session yet"
-                );
-            }
             tracing::info!("History subscribed to MQTT {subscription}");
         }
 
@@ -624,14 +657,25 @@ mod tests {
             (r##"{"exchange": 1, "routing": "#"}"##, "exchange"),
             (r#"{"exchange": "e"}"#, "routing"),
             (r#"{"exchange": "e", "routing": null}"#, "routing"),
+            (r#"{"filter": ""}"#, "filter"),
+            (
+                r##"{"filter": "a", "exchange": "e", "routing": "#"}"##,
+                "filter",
+            ),
         ] {
             let req = Request::builder("POST", "/svc/history/subscribe")
                 .body(body)
                 .build();
-            let err = Json::<SubscribeRequest>::extract(&req, &()).unwrap_err();
+            // A field of the wrong type fails the decoding; a missing or empty one the form.
+            let err = match Json::<SubscribeRequest>::extract(&req, &()) {
+                Ok(Json(request)) => check_form(&request).unwrap_err(),
+                Err(err) => err,
+            };
             assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{body}");
             assert_eq!(err.field_name(), Some(field), "{body}");
         }
+        let mqtt: SubscribeRequest = serde_json::from_str(r#"{"filter": "a/#"}"#).unwrap();
+        assert!(check_form(&mqtt).is_ok());
     }
 
     #[test]

@@ -496,6 +496,11 @@ async fn the_startup_subscriptions_can_be_shared_and_durable() {
     assert_eq!(amqp.queue.as_deref(), Some("hist:brewcast:#"));
     let mqtt = subs.iter().find(|s| s.exchange_type == "mqtt").unwrap();
     assert_eq!(mqtt.routing, "$share/hist/brewcast/#");
+    assert_eq!(
+        mqtt.session.as_deref(),
+        Some("brewblox-host-test-durable"),
+        "durable on MQTT too: on the service's persistent session"
+    );
     delivered(host.deliver("brewcast", "fermenter", &1).await);
     delivered(host.mqtt_deliver("brewcast/kettle", "2").await);
     assert_eq!(
@@ -512,6 +517,37 @@ async fn the_startup_subscriptions_can_be_shared_and_durable() {
         .start()
         .await;
     assert!(bad.is_err(), "a group name with '/' is refused at start");
+}
+
+#[tokio::test]
+async fn a_subscription_added_over_http_can_be_an_mqtt_durable_one() {
+    let host = start().await;
+    let body = json!({"filter": "spark/#", "durable": true});
+    let response = host.post_json("/history/subscribe", &body).await;
+    assert_eq!(response.status(), 200, "{}", response.text());
+    assert_eq!(
+        json(&response),
+        json!({"filter": "spark/#", "durable": true, "added": true})
+    );
+    let sub = host
+        .subscriptions()
+        .into_iter()
+        .find(|s| s.routing == "spark/#")
+        .expect("the MQTT subscription");
+    let session = format!("brewblox-host-{}-durable", host.config().name());
+    assert_eq!(sub.session, Some(session), "on the persistent session");
+    delivered(host.mqtt_deliver("spark/a", "3").await);
+    assert_eq!(last(&host).await["spark/a"], 3, "keyed by topic");
+    let list = json(&host.get("/history/subscriptions").await);
+    assert_eq!(list[1], body);
+    for bad in [
+        json!({"filter": ""}),
+        json!({"filter": "a", "exchange": "e", "routing": "#"}),
+    ] {
+        let response = host.post_json("/history/subscribe", &bad).await;
+        assert_eq!(response.status(), 400, "{bad}: {}", response.text());
+        assert_eq!(json(&response)["field"], "filter", "{bad}");
+    }
 }
 
 #[tokio::test]

@@ -446,6 +446,14 @@ fn full_report() -> HealthReport {
                 error: Some("refused".into()),
                 dropped: 3,
             }],
+            session: Some(crate::mqtt::MqttSessionHealth {
+                client_id: "brewblox-host-svc-durable".into(),
+                state: MqttState::Connected,
+                broker: "mqtt://eventbus:1883".into(),
+                reconnects: 0,
+                last_error: None,
+                subscriptions: Vec::new(),
+            }),
         }),
         reload: ReloadReport {
             succeeded: 1,

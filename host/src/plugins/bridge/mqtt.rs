@@ -3,7 +3,10 @@
 //! generation's before it swaps.
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
@@ -24,9 +27,15 @@ use crate::sync::Unpoisoned;
 pub const MQTT_NOT_IN_USE: &str =
     "the MQTT eventbus is not in use: start the service with --mqtt-* options";
 
+/// The number of the next generation's bridge.
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
 /// A generation's view of the MQTT bus.
 pub struct MqttBridge {
     bus: MqttBus,
+    /// This generation's number: its durable subscriptions take over the earlier
+    /// generations' (see `crate::mqtt::durable`).
+    generation: u64,
     binder: Arc<dyn Binder>,
     made: Made,
     /// The wills this generation's plugins declared, by plugin, in declaration order.
@@ -49,6 +58,7 @@ impl Binder for MqttBus {
 impl MqttBridge {
     pub fn new(bus: MqttBus) -> Self {
         MqttBridge {
+            generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
             binder: Arc::new(bus.clone()),
             bus,
             made: Made::default(),
@@ -71,7 +81,8 @@ impl MqttBridge {
 
     /// Cancels every subscription this generation made: nothing more reaches its handlers;
     /// waits (at most `timeout`) for a message already in a handler. `drain` is for the
-    /// transports with a broker-side queue; MQTT has none to hand over.
+    /// transports with a broker-side queue; MQTT has none to hand over (a durable
+    /// subscription was taken over by the next generation already, or is unsubscribed).
     pub async fn cancel_all(&self, timeout: Duration, drain: bool) {
         self.made.cancel_all(timeout, drain).await
     }
@@ -178,7 +189,8 @@ pub fn publish(
 }
 
 /// Subscribes a plugin's handler to the filter of `request` (in a group: its
-/// `$share/<group>/<filter>`, see [`plugin_abi::sharing::mqtt_plan`]).
+/// `$share/<group>/<filter>`; durable: on the persistent session, taking over the plugin's
+/// subscription of an earlier generation; see [`plugin_abi::sharing::mqtt_plan`]).
 pub fn subscribe(
     bridge: Option<&MqttBridge>,
     plugin: &str,
@@ -187,14 +199,17 @@ pub fn subscribe(
 ) -> Result<HostSubscriptionArc, FfiError> {
     let bridge = bridge.ok_or_else(not_in_use)?;
     let qos = crate::mqtt::qos(request.qos).map_err(|e| ffi_error(&e))?;
-    let filter = plugin_abi::sharing::mqtt_plan(&request.sharing, &request.filter)
+    let plan = plugin_abi::sharing::mqtt_plan(&request.sharing, &request.filter)
         .map_err(|err| FfiError::new(error_code::INVALID, err))?;
     let plugin: Arc<str> = plugin.into();
     let sink = PluginSink::shared(&plugin, handler, &bridge.binder);
-    let sub = bridge
-        .bus
-        .subscribe(&filter, qos, sink)
-        .map_err(|e| ffi_error(&e))?;
+    let sub = match plan.durable {
+        true => bridge
+            .bus
+            .subscribe_durable(&plan.filter, sink, bridge.generation),
+        false => bridge.bus.subscribe(&plan.filter, qos, sink),
+    }
+    .map_err(|e| ffi_error(&e))?;
     bridge.made.record(&sub);
     Ok(host_subscription(&plugin, &bridge.binder, sub))
 }
