@@ -252,7 +252,7 @@ impl BareConsumer {
     }
 
     /// A consumer of the shared quorum queue `queue` bound to `exchange` (declared as the
-    /// host declares a group's), doing `work` rounds of [`crate::work::spin`] per message as
+    /// host declares a group's), doing `work` rounds of [`crate::shared_work::spin`] per message as
     /// the bench plugin's handler does with `--bench-work`.
     pub async fn start_shared(exchange: &str, queue: &str, work: u32) -> Result<BareConsumer> {
         let conn = connect("bench:bare-shared-consumer").await?;
@@ -287,7 +287,7 @@ impl BareConsumer {
                     let decoded = serde_json::from_slice::<Value>(&delivery.data);
                     if let (Ok(message), true) = (&decoded, work > 0) {
                         let seq = message.get("seq").and_then(Value::as_u64).unwrap_or(0);
-                        crate::work::spin(seq, work);
+                        crate::shared_work::spin(seq, work);
                     }
                     let now = unix_ns();
                     if let Ok(message) = decoded {

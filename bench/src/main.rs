@@ -22,10 +22,10 @@ mod mqtt;
 mod mqtt_rows;
 mod reload;
 mod shared_rows;
+/// What the shared-subscription rows' two sides share with bench-plugin.
+#[path = "../plugins/bench-plugin/src/shared_work.rs"]
+mod shared_work;
 mod util;
-/// The fixed work per message of the shared-subscription rows, shared with bench-plugin.
-#[path = "../plugins/bench-plugin/src/work.rs"]
-mod work;
 
 use std::{
     net::SocketAddr,

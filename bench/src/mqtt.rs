@@ -162,7 +162,7 @@ impl BareSubscriber {
     }
 
     /// As [`BareSubscriber::start`], as client `id`, subscribed at `qos`, doing `work` rounds
-    /// of [`crate::work::spin`] per message as the bench plugin does with `--bench-work`:
+    /// of [`crate::shared_work::spin`] per message as the bench plugin does with `--bench-work`:
     /// a `$share/<group>/<filter>` subscriber of the shared-subscription rows.
     pub async fn start_with(
         broker: &Broker,
@@ -185,7 +185,7 @@ impl BareSubscriber {
                         serde_json::from_slice::<Value>(&publish.payload).unwrap_or(Value::Null);
                     if work > 0 {
                         let seq = message.get("seq").and_then(Value::as_u64).unwrap_or(0);
-                        crate::work::spin(seq, work);
+                        crate::shared_work::spin(seq, work);
                     }
                     let now = unix_ns();
                     if let Some(sent) = message.get("t").and_then(Value::as_u64) {

@@ -2,12 +2,13 @@
 //! doing the same work in the same run.
 //!
 //! Three hosts with bench-plugin, each with `--bench-work` ([`WORK`] rounds of
-//! [`crate::work::spin`] per message, some 20 µs): one alone in a group, two of one service
-//! in another group. They use both buses: the machine's RabbitMQ, where a group is the named
-//! quorum queue `<group>:<exchange>:#`, and a private Mosquitto, where it is
-//! `$share/<group>/<filter>`. The baselines: bare lapin consumers (one; two) of a quorum
-//! queue declared the same way, and bare rumqttc `$share` subscribers (one; two) at QoS 1, in
-//! the harness, each doing the same work per message.
+//! [`crate::shared_work::spin`] per message, some 10–20 µs): one alone in a group, two of one
+//! service in another group. They use both buses: the machine's RabbitMQ, where a group is
+//! the named quorum queue `<group>:<exchange>:#`, and a private Mosquitto, where it is
+//! `$share/<group>/<filter>` (QoS 1). The baselines, doing the same work per message: bare
+//! lapin consumers (one; two) of a quorum queue declared the same way, in the harness as row
+//! 3a's; bare rumqttc `$share` subscribers at QoS 1 (one; two), each in a process of its own
+//! as row 3d's (`bench baseline-server --mqtt-share`).
 //!
 //! - AMQP (10a, 10b): as row 3a, `M` messages queued behind the closed gates of the group's
 //!   consumers, then the gates opened and the drain timed until the last message handled by
@@ -15,20 +16,20 @@
 //! - MQTT (10c, 10d): as row 3d, a rumqttc publisher in windows (at most `2 × WINDOW` sent
 //!   and not yet counted by the group's consumers together), QoS 0 messages.
 
-use std::time::Duration;
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use hyper::Method;
 use lapin::Connection;
-use rumqttc::QoS;
+use tokio::sync::Mutex;
 
 use crate::{
-    ab_rounds, amqp, host_command, mqtt, ratios, u64_of,
+    ab_rounds, amqp, host_command, load, mqtt, ratios, u64_of,
     util::{self, median, unix_ns, Builds, PluginDir, Proc},
     verdict, BenchHost, Config, Row,
 };
 
-/// Rounds of [`crate::work::spin`] per message on every side: some 20 µs.
+/// Rounds of [`crate::shared_work::spin`] per message on every side: some 20 µs.
 pub const WORK: u32 = 5_000;
 /// As row 3d: messages sent and not yet counted stay under `2 × WINDOW`.
 const WINDOW: u64 = 400;
@@ -88,30 +89,6 @@ impl Consumers for BareAmqp {
 
     async fn gate(&self, closed: bool) -> Result<()> {
         self.0.iter().for_each(|c| c.set_gate(closed));
-        Ok(())
-    }
-
-    async fn counted(&self) -> Result<(u64, u64)> {
-        use std::sync::atomic::Ordering::SeqCst;
-        Ok(self.0.iter().fold((0, 0), |(count, last), c| {
-            (
-                count + c.count.load(SeqCst),
-                last.max(c.last_ns.load(SeqCst)),
-            )
-        }))
-    }
-}
-
-/// Bare rumqttc subscribers of one `$share` group.
-struct BareMqtt(Vec<mqtt::BareSubscriber>);
-
-impl Consumers for BareMqtt {
-    async fn reset(&self) -> Result<()> {
-        self.0.iter().for_each(mqtt::BareSubscriber::reset);
-        Ok(())
-    }
-
-    async fn gate(&self, _closed: bool) -> Result<()> {
         Ok(())
     }
 
@@ -299,11 +276,18 @@ async fn amqp_rows(
     }
     let what = |n: usize| {
         format!(
-            "shared AMQP msgs/s ({m} queued, quorum queue, {WORK} work rounds each), {n} \
-             instance(s) in a group / {n} bare lapin consumer(s)"
+            "shared AMQP msgs/s ({m} queued, quorum queue, {WORK} work rounds each), {} in a \
+             group / {}",
+            counted(n, "instance"),
+            counted(n, "bare lapin consumer")
         )
     };
     Ok(scaled_rows(["10a", "10b"], what, &measured))
+}
+
+/// "1 instance", "2 instances".
+fn counted(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 /// The two rows of one bus: one consumer, then two, each against the bare side; the second
@@ -343,22 +327,38 @@ fn scaled_rows(
         .collect()
 }
 
-/// Waits until every host of `group` handled a probe sent to `topic` (so that each one's
-/// `$share` subscription is in place), then zeroes their counts.
+/// The stats routes of the processes of one group (hosts or bare subscribers): each
+/// process's address and its routes' prefix (`/{name}`).
+type Members = Vec<(SocketAddr, String)>;
+
+fn members_of(group: &Instances) -> Members {
+    group
+        .hosts
+        .iter()
+        .map(|host| (host.addr(), host.path("")))
+        .collect()
+}
+
+/// Waits until every member handled a probe sent to `topic` (so that each one's `$share`
+/// subscription is in place), then zeroes their counts.
 async fn wait_mqtt_subscribed(
     publisher: &mqtt::Publisher,
-    group: &Instances,
+    members: &Members,
     topic: &str,
 ) -> Result<()> {
     for _ in 0..100 {
         let mut all = true;
-        for host in &group.hosts {
-            let stats = host.call(Method::GET, "/bench/stats").await?;
+        for (addr, prefix) in members {
+            let stats = load::json(*addr, Method::GET, &format!("{prefix}/bench/stats")).await?;
             all &= u64_of(&stats, "count") > 0;
         }
         if all {
-            return group.reset().await;
+            for (addr, prefix) in members {
+                load::json(*addr, Method::POST, &format!("{prefix}/bench/reset")).await?;
+            }
+            return Ok(());
         }
+        // One probe: `publish_windowed` sends one message and, told it was counted, returns.
         let counted = || async { Ok(u64::MAX) };
         publisher
             .publish_windowed(
@@ -372,28 +372,65 @@ async fn wait_mqtt_subscribed(
             .await?;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bail!(
-        "not every instance of {} got a probe within 10 s",
-        group.group
-    )
+    bail!("not every subscriber of {topic} got a probe within 10 s")
 }
 
-/// One MQTT round: `m` messages to `topic` in windows; msgs/s from the first publish to the
-/// last message handled.
+/// One MQTT round against the members of a group: reset, `m` messages to `topic` in
+/// windows, counted over one keep-alive connection per member (as row 3d); msgs/s from the
+/// first publish to the last message handled by any member.
 async fn windowed_round(
-    consumers: &impl Consumers,
+    members: &Members,
     publisher: &mqtt::Publisher,
     topic: &str,
     m: u64,
 ) -> Result<f64> {
-    consumers.reset().await?;
+    let mut pollers = Vec::new();
+    for (addr, prefix) in members {
+        load::json(*addr, Method::POST, &format!("{prefix}/bench/reset")).await?;
+        let poller = load::JsonPoller::connect(*addr).await?;
+        pollers.push((Mutex::new(poller), format!("{prefix}/bench/stats")));
+    }
+    let pollers = Arc::new(pollers);
+    let counted = || {
+        let pollers = Arc::clone(&pollers);
+        async move {
+            let mut count = 0;
+            for (poller, path) in pollers.iter() {
+                count += u64_of(&poller.lock().await.get(path).await?, "count");
+            }
+            Ok(count)
+        }
+    };
     let t0 = unix_ns();
-    let counted = || async { Ok(consumers.counted().await?.0) };
     publisher
         .publish_windowed(topic, m, WINDOW, amqp::untimed_message, counted, TIMEOUT)
         .await?;
-    let (_, last) = consumers.counted().await?;
+    let mut last = 0;
+    for (poller, path) in pollers.iter() {
+        last = last.max(u64_of(&poller.lock().await.get(path).await?, "last_ns"));
+    }
     Ok(m as f64 / (last.saturating_sub(t0) as f64 / 1e9))
+}
+
+/// A bare rumqttc `$share` subscriber in `group` in a process of its own
+/// (`bench baseline-server --mqtt PORT --mqtt-share GROUP --work N`), as row 3d's baseline
+/// is, so that it does not share the harness's runtime with the publisher.
+fn start_bare_mqtt(broker: &mqtt::Broker, group: &str, index: usize) -> Result<Proc> {
+    let name = format!("bench_{group}_{index}_{}", std::process::id());
+    let port = util::free_port();
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.args([
+        "baseline-server",
+        "--port",
+        &port.to_string(),
+        "--name",
+        &name,
+    ])
+    .args(["--mqtt", &broker.port.to_string(), "--mqtt-share", group])
+    .args(["--work", &WORK.to_string()]);
+    let mut proc = Proc::spawn(cmd, port, &name)?;
+    proc.wait_ready(Duration::from_secs(30))?;
+    Ok(proc)
 }
 
 async fn mqtt_rows(
@@ -403,47 +440,57 @@ async fn mqtt_rows(
     pair: &Instances,
 ) -> Result<Vec<Row>> {
     let publisher = mqtt::Publisher::connect(broker, "bench-shared-publisher").await?;
-    // The bench plugin's filter for group G is `bench/shared/G/#`; the bare groups' alike.
+    // A group's filter is `bench/shared/<group>/#` (`shared_work::shared_filter`).
     let topic = |group: &str| format!("bench/shared/{group}/x");
-    for group in [solo, pair] {
-        wait_mqtt_subscribed(&publisher, group, &topic(&group.group))
-            .await
-            .with_context(|| format!("group {}", group.group))?;
-    }
-    let bare = |group: &'static str, count: usize| async move {
-        let filter = format!("$share/{group}/bench/shared/{group}/#");
-        let mut subscribers = Vec::new();
-        for i in 0..count {
-            let id = format!("bench-{group}-{i}");
-            subscribers.push(
-                mqtt::BareSubscriber::start_with(broker, &id, &filter, QoS::AtLeastOnce, WORK)
-                    .await?,
-            );
-        }
-        Ok::<_, anyhow::Error>(BareMqtt(subscribers))
+    let bare = |group: &str, count: usize| {
+        (0..count)
+            .map(|index| start_bare_mqtt(broker, group, index))
+            .collect::<Result<Vec<_>>>()
     };
-    let (bare_solo, bare_pair) = (bare("baresolo", 1).await?, bare("barepair", 2).await?);
+    let (bare_solo, bare_pair) = (bare("baresolo", 1)?, bare("barepair", 2)?);
+    let members = |procs: &[Proc]| -> Members {
+        procs
+            .iter()
+            .map(|proc| (proc.addr(), format!("/{}", proc.name)))
+            .collect()
+    };
+    let sides = [
+        (
+            members_of(solo),
+            topic(&solo.group),
+            members(&bare_solo),
+            topic("baresolo"),
+        ),
+        (
+            members_of(pair),
+            topic(&pair.group),
+            members(&bare_pair),
+            topic("barepair"),
+        ),
+    ];
+    for (hosts, host_topic, bares, bare_topic) in &sides {
+        wait_mqtt_subscribed(&publisher, hosts, host_topic).await?;
+        wait_mqtt_subscribed(&publisher, bares, bare_topic).await?;
+    }
     let m: u64 = if config.quick { 300 } else { 20_000 };
     let mut measured = Vec::new();
-    for (hosts, bare, bare_group) in [
-        (solo, &bare_solo, "baresolo"),
-        (pair, &bare_pair, "barepair"),
-    ] {
-        let (host_topic, bare_topic) = (topic(&hosts.group), topic(bare_group));
+    for (hosts, host_topic, bares, bare_topic) in &sides {
         measured.push(
             ab_rounds(
                 config.bus_rounds(),
-                || windowed_round(hosts, &publisher, &host_topic, m),
-                || windowed_round(bare, &publisher, &bare_topic, m),
+                || windowed_round(hosts, &publisher, host_topic, m),
+                || windowed_round(bares, &publisher, bare_topic, m),
             )
             .await?,
         );
     }
     let what = |n: usize| {
         format!(
-            "shared MQTT msgs/s ({m} QoS 0, ≤ {} unconsumed, {WORK} work rounds each), {n} \
-             instance(s) in a `$share` group / {n} bare rumqttc subscriber(s)",
-            2 * WINDOW
+            "shared MQTT msgs/s ({m} QoS 0, ≤ {} unconsumed, {WORK} work rounds each), {} in a \
+             `$share` group / {}",
+            2 * WINDOW,
+            counted(n, "instance"),
+            counted(n, "bare rumqttc subscriber")
         )
     };
     Ok(scaled_rows(["10c", "10d"], what, &measured))

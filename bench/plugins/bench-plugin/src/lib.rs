@@ -8,7 +8,7 @@
 //! - on a service that uses MQTT, the same counting subscription to `bench/deliver/#`;
 //! - with `--bench-group G`, both subscriptions shared in group `G` instead (the AMQP one on
 //!   the quorum queue `G:<exchange>:#`, the MQTT one to `$share/G/bench/shared/G/#`), and
-//!   with `--bench-work N` a fixed amount of work per message ([`work::spin`]): the
+//!   with `--bench-work N` a fixed amount of work per message ([`shared_work::spin`]): the
 //!   shared-subscription rows;
 //! - `GET /bench/stats`, `POST /bench/reset`, `POST /bench/gate?closed=0|1`,
 //!   `POST /bench/publish?n=&exchange=&declare=0|1`: counters and publish-with-confirms runs;
@@ -30,7 +30,7 @@ use plugin_api::{
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-mod work;
+mod shared_work;
 
 /// Receive times kept for the recovery measurement (a ring).
 const RING: usize = 65_536;
@@ -38,11 +38,6 @@ const RING: usize = 65_536;
 const MAX_SAMPLES: usize = 1_000_000;
 /// The MQTT subscription's filter (the harness publishes to `bench/deliver/...`).
 const MQTT_FILTER: &str = "bench/deliver/#";
-/// The MQTT filter of a shared subscription in group `G`: `bench/shared/G/#`, a filter of its
-/// own per group, so that a message reaches one group only.
-fn shared_filter(group: &str) -> String {
-    format!("bench/shared/{group}/#")
-}
 /// Where `/bench/mqtt-publish` publishes.
 const MQTT_PUBLISH_TOPIC: &str = "bench/pub";
 
@@ -56,7 +51,7 @@ struct State {
     latencies_ns: Mutex<Vec<u64>>,
     received: Mutex<VecDeque<u64>>,
     gate: watch::Sender<bool>,
-    /// `--bench-work`: rounds of [`work::spin`] per message.
+    /// `--bench-work`: rounds of [`shared_work::spin`] per message.
     work: u32,
 }
 
@@ -94,7 +89,7 @@ impl State {
         let _ = gate.wait_for(|closed| !*closed).await;
         if self.work > 0 {
             let seq = message.get("seq").and_then(Value::as_u64).unwrap_or(0);
-            work::spin(seq, self.work);
+            shared_work::spin(seq, self.work);
         }
         let now = now_ns();
         if let Some(sent) = message.get("t").and_then(Value::as_u64) {
@@ -323,7 +318,7 @@ impl Plugin for Bench {
             } else {
                 let shared = plugin_api::Shared::group(&group);
                 with_state.mqtt_subscribe_shared(
-                    &shared_filter(&group),
+                    &shared_work::shared_filter(&group),
                     shared,
                     on_mqtt_message,
                 )?;
