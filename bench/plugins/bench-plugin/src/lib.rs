@@ -289,7 +289,7 @@ impl Plugin for Bench {
                 .help("Share the bench subscriptions in this group (empty: plain ones)"),
             Arg::int("bench-work")
                 .default(0)
-                .help("Rounds of fixed work per message (5000: some 20 µs)"),
+                .help("Rounds of fixed work per message (5000: some 10–20 µs)"),
         ]
     }
 
