@@ -8,7 +8,7 @@
 //! - on a service that uses MQTT, the same counting subscription to `bench/deliver/#`;
 //! - with `--bench-group G`, both subscriptions shared in group `G` instead (the AMQP one on
 //!   the quorum queue `G:<exchange>:#`, the MQTT one to `$share/G/bench/shared/G/#`), and
-//!   with `--bench-work N` a fixed amount of work per message ([`shared_work::spin`]): the
+//!   with `--bench-work N` a fixed amount of work per message (`shared_work::spin`): the
 //!   shared-subscription rows;
 //! - `GET /bench/stats`, `POST /bench/reset`, `POST /bench/gate?closed=0|1`,
 //!   `POST /bench/publish?n=&exchange=&declare=0|1`: counters and publish-with-confirms runs;
