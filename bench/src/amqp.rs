@@ -190,8 +190,48 @@ pub async fn publish_sequential(
     Ok(start.elapsed())
 }
 
+/// Declares the named queue of a shared subscription as the host does (durable, neither
+/// exclusive nor auto-delete, `x-queue-type: quorum`) and binds it to `exchange` with `#`.
+pub async fn shared_queue(ch: &Channel, exchange: &str, queue: &str) -> Result<()> {
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        lapin::types::AMQPValue::LongString("quorum".into()),
+    );
+    let options = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    ch.queue_declare(queue, options, args).await?;
+    ch.queue_bind(
+        queue,
+        exchange,
+        "#",
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The consumers of `queue` (which must exist), asked on a channel of its own: a passive
+/// declare of a missing queue closes its channel.
+pub async fn consumer_count(conn: &Connection, queue: &str) -> Result<u32> {
+    let ch = conn.create_channel().await?;
+    let options = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let declared = ch
+        .queue_declare(queue, options, FieldTable::default())
+        .await?;
+    let _ = ch.close(200, "counted").await;
+    Ok(declared.consumer_count())
+}
+
 /// What the plugin's subscription does, in plain lapin on the same topology: exclusive
-/// server-named queue bound with `#`, prefetch 100, ack after the handler, JSON decoded.
+/// server-named queue bound with `#` (or, [`BareConsumer::start_shared`], the named quorum
+/// queue of a shared subscription), prefetch 100, ack after the handler, JSON decoded.
 pub struct BareConsumer {
     pub count: Arc<AtomicU64>,
     pub last_ns: Arc<AtomicU64>,
@@ -208,9 +248,25 @@ impl BareConsumer {
         ch.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
         declare_exchange(&ch, exchange).await?;
         let queue = bound_queue(&ch, exchange, "#").await?;
+        Self::consume(conn, ch, &queue, 0).await
+    }
+
+    /// A consumer of the shared quorum queue `queue` bound to `exchange` (declared as the
+    /// host declares a group's), doing `work` rounds of [`crate::shared_work::spin`] per message as
+    /// the bench plugin's handler does with `--bench-work`.
+    pub async fn start_shared(exchange: &str, queue: &str, work: u32) -> Result<BareConsumer> {
+        let conn = connect("bench:bare-shared-consumer").await?;
+        let ch = conn.create_channel().await?;
+        ch.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
+        declare_exchange(&ch, exchange).await?;
+        shared_queue(&ch, exchange, queue).await?;
+        Self::consume(conn, ch, queue, work).await
+    }
+
+    async fn consume(conn: Connection, ch: Channel, queue: &str, work: u32) -> Result<Self> {
         let mut consumer = ch
             .basic_consume(
-                &queue,
+                queue,
                 "",
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
@@ -228,8 +284,13 @@ impl BareConsumer {
                 while let Some(Ok(delivery)) = consumer.next().await {
                     let mut gate = gate.clone();
                     let _ = gate.wait_for(|closed| !*closed).await;
+                    let decoded = serde_json::from_slice::<Value>(&delivery.data);
+                    if let (Ok(message), true) = (&decoded, work > 0) {
+                        let seq = message.get("seq").and_then(Value::as_u64).unwrap_or(0);
+                        crate::shared_work::spin(seq, work);
+                    }
                     let now = unix_ns();
-                    if let Ok(message) = serde_json::from_slice::<Value>(&delivery.data) {
+                    if let Ok(message) = decoded {
                         if let Some(sent) = message.get("t").and_then(Value::as_u64) {
                             let mut samples = latencies.lock().unwrap_or_else(|e| e.into_inner());
                             if samples.len() < 1_000_000 {

@@ -2,7 +2,8 @@
 //! axum-prometheus' metrics layer, the stack a user would put in front of the same routes;
 //! with `--amqp`, also a bare lapin consumer and publisher connection; with `--mqtt PORT`, a bare rumqttc subscriber to `bench/bare/#` on
 //! the Mosquitto at 127.0.0.1:PORT, its counters at `GET /{name}/bench/stats` as the bench
-//! plugin's) — what a user would write instead of using the host. The harness starts it as a
+//! plugin's; with `--mqtt-share GROUP` and `--work N` as well, a QoS 1 subscriber to
+//! `$share/GROUP/bench/shared/GROUP/#` doing `N` rounds of fixed work per message) — what a user would write instead of using the host. The harness starts it as a
 //! separate process (`bench baseline-server …`) so it is measured like the host.
 
 use std::{
@@ -25,6 +26,10 @@ pub struct Options {
     pub name: String,
     pub amqp_exchange: Option<String>,
     pub mqtt_port: Option<u16>,
+    /// With `--mqtt`: subscribe in this `$share` group instead (the shared-subscription rows).
+    pub mqtt_share: Option<String>,
+    /// Rounds of [`crate::shared_work::spin`] per MQTT message (`--work`).
+    pub work: u32,
     /// CORS and Prometheus metrics layers in front of the routes, `/metrics` beside them.
     pub stack: bool,
 }
@@ -35,6 +40,8 @@ pub fn parse(args: &[String]) -> Result<Options> {
         name: "bench_svc".into(),
         amqp_exchange: None,
         mqtt_port: None,
+        mqtt_share: None,
+        work: 0,
         stack: false,
     };
     let mut iter = args.iter();
@@ -44,6 +51,10 @@ pub fn parse(args: &[String]) -> Result<Options> {
             "--name" => options.name = iter.next().context("--name value")?.clone(),
             "--amqp" => options.amqp_exchange = Some(iter.next().context("--amqp value")?.clone()),
             "--mqtt" => options.mqtt_port = Some(iter.next().context("--mqtt value")?.parse()?),
+            "--mqtt-share" => {
+                options.mqtt_share = Some(iter.next().context("--mqtt-share value")?.clone());
+            }
+            "--work" => options.work = iter.next().context("--work value")?.parse()?,
             "--stack" => options.stack = true,
             other => anyhow::bail!("unknown baseline-server argument {other}"),
         }
@@ -80,8 +91,25 @@ pub fn serve(options: Options) -> Result<()> {
                 get(|| async { axum::Json(serde_json::json!({"hello": "world"})) }),
             );
         if let Some(port) = options.mqtt_port {
-            let sub =
-                Arc::new(mqtt::BareSubscriber::start(&mqtt::external(port), "bench/bare/#").await?);
+            let broker = mqtt::external(port);
+            let sub = Arc::new(match &options.mqtt_share {
+                None => mqtt::BareSubscriber::start(&broker, "bench/bare/#").await?,
+                Some(group) => {
+                    let filter = format!(
+                        "$share/{group}/{}",
+                        crate::shared_work::shared_filter(group)
+                    );
+                    let qos = rumqttc::QoS::AtLeastOnce;
+                    mqtt::BareSubscriber::start_with(
+                        &broker,
+                        "bench-bare-share",
+                        &filter,
+                        qos,
+                        options.work,
+                    )
+                    .await?
+                }
+            });
             let (stats, reset) = (sub.clone(), sub);
             app = app
                 .route(

@@ -21,6 +21,10 @@ mod load;
 mod mqtt;
 mod mqtt_rows;
 mod reload;
+mod shared_rows;
+/// What the shared-subscription rows' two sides share with bench-plugin.
+#[path = "../plugins/bench-plugin/src/shared_work.rs"]
+mod shared_work;
 mod util;
 
 use std::{
@@ -184,7 +188,7 @@ fn main() -> ExitCode {
 }
 
 const USAGE: &str = "usage: bench [--quick] [--profile release|debug] [--rounds N] \
-[--connections N] [--only http,status,bus,mqtt,latency,startup,rss,recovery,failover,reload] \
+[--connections N] [--only http,status,bus,mqtt,latency,startup,rss,recovery,failover,shared,reload] \
 [--generate N]";
 
 fn run(args: &[String]) -> Result<bool> {
@@ -460,6 +464,14 @@ async fn measure_all(config: &Config) -> Vec<Row> {
             failover::row(config)
                 .await
                 .unwrap_or_else(|err| Row::error("9", "failover", &err)),
+        );
+    }
+    report(&rows, &mut reported);
+    if config.wants("shared") {
+        rows.extend(
+            shared_rows::rows(config)
+                .await
+                .unwrap_or_else(|err| vec![Row::error("10", "shared subscriptions", &err)]),
         );
     }
     report(&rows, &mut reported);

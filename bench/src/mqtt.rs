@@ -158,7 +158,20 @@ pub struct BareSubscriber {
 impl BareSubscriber {
     /// Connects, subscribes to `filter` and waits for the broker's acknowledgement.
     pub async fn start(broker: &Broker, filter: &str) -> Result<BareSubscriber> {
-        let (client, eventloop) = client(broker, "bench-bare-sub");
+        Self::start_with(broker, "bench-bare-sub", filter, QoS::AtMostOnce, 0).await
+    }
+
+    /// As [`BareSubscriber::start`], as client `id`, subscribed at `qos`, doing `work` rounds
+    /// of [`crate::shared_work::spin`] per message as the bench plugin does with `--bench-work`:
+    /// a `$share/<group>/<filter>` subscriber of the shared-subscription rows.
+    pub async fn start_with(
+        broker: &Broker,
+        id: &str,
+        filter: &str,
+        qos: QoS,
+        work: u32,
+    ) -> Result<BareSubscriber> {
+        let (client, eventloop) = client(broker, id);
         let count = Arc::new(AtomicU64::new(0));
         let last_ns = Arc::new(AtomicU64::new(0));
         let (acked_tx, mut acked) = mpsc::unbounded_channel();
@@ -168,9 +181,13 @@ impl BareSubscriber {
             let mut ring = std::collections::VecDeque::new();
             drive(eventloop, move |packet| match packet {
                 Incoming::Publish(publish) => {
-                    let now = unix_ns();
                     let message =
                         serde_json::from_slice::<Value>(&publish.payload).unwrap_or(Value::Null);
+                    if work > 0 {
+                        let seq = message.get("seq").and_then(Value::as_u64).unwrap_or(0);
+                        crate::shared_work::spin(seq, work);
+                    }
+                    let now = unix_ns();
                     if let Some(sent) = message.get("t").and_then(Value::as_u64) {
                         if latencies.len() < 1_000_000 {
                             latencies.push(now.saturating_sub(sent));
@@ -189,7 +206,7 @@ impl BareSubscriber {
                 _ => {}
             })
         };
-        client.subscribe(filter, QoS::AtMostOnce).await?;
+        client.subscribe(filter, qos).await?;
         expect(&mut acked, "SUBACK").await?;
         Ok(BareSubscriber {
             count,

@@ -6,3 +6,15 @@
 mod shared;
 
 pub use shared::*;
+
+/// Deletes a durable queue (a shared or durable subscription's, which outlives its consumers)
+/// when dropped, also when the test fails.
+pub struct QueueGuard(pub String);
+
+impl Drop for QueueGuard {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(|| {
+            ctl_blocking(&["delete_queue".to_owned(), self.0.clone()]);
+        });
+    }
+}

@@ -7,21 +7,13 @@
 
 use std::{collections::BTreeMap, thread, time::Duration};
 
-use integration_tests::{amqp, wait_until, Host, PluginDir};
+use integration_tests::{
+    amqp::{self, QueueGuard},
+    wait_until, Host, PluginDir,
+};
 use serde_json::{json, Value};
 
 const SECS: Duration = Duration::from_secs(20);
-
-/// Deletes a durable queue when dropped, also when the test fails.
-struct QueueGuard(String);
-
-impl Drop for QueueGuard {
-    fn drop(&mut self) {
-        let _ = std::panic::catch_unwind(|| {
-            amqp::ctl_blocking(&["delete_queue".to_owned(), self.0.clone()]);
-        });
-    }
-}
 
 /// A testkit host named `name`, subscribed at startup to `exchange` with `#` and `sharing`
 /// arguments (`--testkit-group`, `--testkit-durable`, …).

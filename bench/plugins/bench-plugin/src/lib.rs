@@ -6,6 +6,10 @@
 //!   latency of those carrying a send time `t` (Unix ns) and the receive times, and can be
 //!   held at a gate so the harness can fill the queue before measuring the drain;
 //! - on a service that uses MQTT, the same counting subscription to `bench/deliver/#`;
+//! - with `--bench-group G`, both subscriptions shared in group `G` instead (the AMQP one on
+//!   the quorum queue `G:<exchange>:#`, the MQTT one to `$share/G/bench/shared/G/#`), and
+//!   with `--bench-work N` a fixed amount of work per message (`shared_work::spin`): the
+//!   shared-subscription rows;
 //! - `GET /bench/stats`, `POST /bench/reset`, `POST /bench/gate?closed=0|1`,
 //!   `POST /bench/publish?n=&exchange=&declare=0|1`: counters and publish-with-confirms runs;
 //!   `POST /bench/mqtt-publish?n=`: `n` QoS 1 publishes to `bench/pub`, each awaited.
@@ -26,6 +30,8 @@ use plugin_api::{
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
+mod shared_work;
+
 /// Receive times kept for the recovery measurement (a ring).
 const RING: usize = 65_536;
 /// Latency samples kept (the harness resets between runs).
@@ -45,6 +51,8 @@ struct State {
     latencies_ns: Mutex<Vec<u64>>,
     received: Mutex<VecDeque<u64>>,
     gate: watch::Sender<bool>,
+    /// `--bench-work`: rounds of [`shared_work::spin`] per message.
+    work: u32,
 }
 
 fn now_ns() -> u64 {
@@ -63,8 +71,9 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 }
 
 impl State {
-    fn new() -> Self {
+    fn new(work: u32) -> Self {
         State {
+            work,
             count: AtomicU64::new(0),
             first_ns: AtomicU64::new(0),
             last_ns: AtomicU64::new(0),
@@ -78,6 +87,10 @@ impl State {
         // Held while the harness fills the queue (bounded: the harness always reopens).
         let mut gate = self.gate.subscribe();
         let _ = gate.wait_for(|closed| !*closed).await;
+        if self.work > 0 {
+            let seq = message.get("seq").and_then(Value::as_u64).unwrap_or(0);
+            shared_work::spin(seq, self.work);
+        }
         let now = now_ns();
         if let Some(sent) = message.get("t").and_then(Value::as_u64) {
             let mut samples = self.latencies_ns.lock().unwrap_or_else(|e| e.into_inner());
@@ -267,25 +280,49 @@ async fn mqtt_publish(
 
 impl Plugin for Bench {
     fn args() -> Vec<Arg> {
-        vec![Arg::string("bench-exchange")
-            .default("brewblox_bench")
-            .help("Exchange the bench subscription listens to (routing key #)")]
+        vec![
+            Arg::string("bench-exchange")
+                .default("brewblox_bench")
+                .help("Exchange the bench subscription listens to (routing key #)"),
+            Arg::string("bench-group")
+                .default("")
+                .help("Share the bench subscriptions in this group (empty: plain ones)"),
+            Arg::int("bench-work")
+                .default(0)
+                .help("Rounds of fixed work per message (5000: some 10–20 µs)"),
+        ]
     }
 
     async fn startup(self: Arc<Self>, ctx: &Context) -> Result<()> {
         ctx.route(Route::get("/bench/plugin"), hello)?;
 
-        let state = Arc::new(State::new());
+        let config = ctx.config();
+        let work: i64 = config.get("bench-work")?;
+        let work = u32::try_from(work).map_err(|_| plugin_api::Error::invalid("bench-work"))?;
+        let group: String = config.get("bench-group")?;
+        let with_state = ctx.with_state(Arc::new(State::new(work)));
         // A service started with `--mqtt-*` options only has no AMQP eventbus, and one
         // without them no MQTT eventbus: subscribe to what the service uses.
-        let config = ctx.config();
-        let with_state = ctx.with_state(state);
         if config.amqp().is_some() {
             let exchange: String = config.get("bench-exchange")?;
-            with_state.subscribe(&exchange, "#", on_message)?;
+            if group.is_empty() {
+                with_state.subscribe(&exchange, "#", on_message)?;
+            } else {
+                let shared = plugin_api::Shared::group(&group);
+                with_state.subscribe_shared(&exchange, "#", shared, on_message)?;
+            }
         }
         if config.mqtt().is_some() {
-            with_state.mqtt_subscribe(MQTT_FILTER, on_mqtt_message)?;
+            if group.is_empty() {
+                with_state.mqtt_subscribe(MQTT_FILTER, on_mqtt_message)?;
+            } else {
+                let shared = plugin_api::Shared::group(&group);
+                with_state.mqtt_subscribe_shared(
+                    &shared_work::shared_filter(&group),
+                    shared,
+                    on_mqtt_message,
+                )?;
+            }
         }
         with_state.route(Route::get("/bench/stats"), stats)?;
         with_state.route(Route::post("/bench/reset"), reset)?;
