@@ -27,7 +27,7 @@ use axum::{
 use futures::{future::BoxFuture, FutureExt};
 use tower::Service;
 
-use super::{access_log, body, body_timeout::BodyTimeouts, cors, errors, route_table::RouteTable};
+use super::{access_log, body, body_timeout::BodyTimeouts, cors, errors, route_table::{Called, RouteTable}};
 use crate::metrics::http::Outcome;
 
 /// Marks a response whose handler panicked (a plugin's, caught in the plugin route), so
@@ -78,7 +78,11 @@ impl Service<Request> for Front {
                 Err(answered) => answered,
                 Ok(called) => {
                     let response = match called {
-                        Ok(future) => match AssertUnwindSafe(future).catch_unwind().await {
+                        Ok(Called::Ready(response)) => response,
+                        Ok(Called::Pending(future)) => match AssertUnwindSafe(future)
+                            .catch_unwind()
+                            .await
+                        {
                             Ok(Ok(response)) => response,
                             Ok(Err(never)) => match never {},
                             Err(_) => panicked(),
@@ -128,6 +132,7 @@ mod tests {
     use tower::{service_fn, ServiceExt};
 
     use super::*;
+    use crate::http::route_table::Methods;
 
     async fn answer(
         service: impl Service<Request, Response = Response, Error = Infallible>,
@@ -169,11 +174,8 @@ mod tests {
     /// The front of an app whose one route, `/x/{*rest}` (any method), is `inner`, recording
     /// into `http`.
     fn front_recording(http: &crate::metrics::http::HttpMetrics, inner: impl Inner) -> Front {
-        let route = (
-            "/x/{*rest}".to_owned(),
-            None,
-            axum::routing::any_service(inner),
-        );
+        let methods = Methods::Router(axum::routing::any_service(inner));
+        let route = ("/x/{*rest}".to_owned(), None, methods);
         Front {
             routes: Arc::new(RouteTable::build(http, [route])),
             max_body_size: 10,

@@ -32,7 +32,7 @@ use axum::{
 use crate::plugins::routes::RouteEntry;
 use front::Front;
 use plugin_route::PluginRoute;
-use route_table::{PathParams, RouteTable};
+use route_table::{Methods, PathParams, RouteTable};
 
 /// The service's HTTP app, as [`app`] builds it.
 pub type App = Front;
@@ -73,10 +73,10 @@ pub fn app(spec: AppSpec) -> App {
     let full = |path: &str| format!("{prefix}{path}");
     // Every route: its full path, its plugin (`None`: the host), its method router.
     let serve_metrics = get(metrics::metrics).with_state(Arc::clone(&spec.metrics));
-    let mut routes: Vec<(String, Option<String>, MethodRouter)> = vec![
-        (full("/_service/status"), None, get(status::status)),
-        (full(metrics::PREFIXED), None, serve_metrics.clone()),
-        (metrics::UNPREFIXED.to_owned(), None, serve_metrics),
+    let mut routes: Vec<(String, Option<String>, Methods)> = vec![
+        (full("/_service/status"), None, Methods::Get(status::status)),
+        (full(metrics::PREFIXED), None, serve_metrics.clone().into()),
+        (metrics::UNPREFIXED.to_owned(), None, serve_metrics.into()),
     ];
     #[cfg(feature = "bench-native")]
     {
@@ -84,14 +84,14 @@ pub fn app(spec: AppSpec) -> App {
         routes.push((
             full("/_bench/native"),
             None,
-            get(|| async { axum::Json(serde_json::json!({"hello": "world"})) }),
+            get(|| async { axum::Json(serde_json::json!({"hello": "world"})) }).into(),
         ));
     }
     for (path, method_router) in spec.extra {
-        routes.push((full(&path), None, method_router));
+        routes.push((full(&path), None, method_router.into()));
     }
     for (path, (plugin, method_router)) in plugin_method_routers(spec.plugin_routes) {
-        routes.push((full(&path), Some(plugin), method_router));
+        routes.push((full(&path), Some(plugin), method_router.into()));
     }
     Front {
         routes: Arc::new(RouteTable::build(&spec.metrics.http, routes)),

@@ -13,8 +13,9 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::{
+    body::Body,
     extract::{FromRequestParts, Request},
-    http::{request::Parts, StatusCode},
+    http::{header, request::Parts, HeaderValue, Method, StatusCode},
     response::{IntoResponse, Response},
     routing::{any, future::RouteFuture, MethodRouter},
 };
@@ -23,22 +24,83 @@ use tower::Service;
 use super::{errors, json_body::BadRequest};
 use crate::metrics::http::{HttpMetrics, InFlight, RouteSeries, HOST, UNMATCHED};
 
-/// One route: its method router and its metrics series.
-struct Route {
-    series: Arc<RouteSeries>,
+/// What serves a route.
+pub enum Methods {
+    /// axum's method router: the route's handlers by method, `405` with `Allow` for the
+    /// other methods, `HEAD` served by the `GET` handler, `Content-Length` set.
+    Router(MethodRouter),
+    /// A `GET` answered at once, without a future or a boxed handler (the status route,
+    /// which monitors call in a loop). As axum's method router answers it: `HEAD` gets the
+    /// same response (hyper sends its `Content-Length`, not its body), any other method
+    /// `405` with `Allow: GET,HEAD`.
+    Get(fn() -> Response),
+}
+
+impl From<MethodRouter> for Methods {
+    fn from(router: MethodRouter) -> Self {
+        Methods::Router(router)
+    }
+}
+
+/// A [`Methods`] as the table keeps it.
+enum Endpoint {
     /// `MethodRouter` is called through `&mut self` although a call only reads it (the
     /// handler is cloned into the returned future); the lock is held while that future is
     /// built, never while it runs. Cloning the whole method router instead would allocate
     /// every endpoint of it per request.
-    methods: Mutex<MethodRouter>,
+    Router(Mutex<MethodRouter>),
+    Get(fn() -> Response),
+}
+
+/// One route: what serves it and its metrics series.
+struct Route {
+    series: Arc<RouteSeries>,
+    endpoint: Endpoint,
+}
+
+/// A route's answer: at once, or a future.
+pub enum Called {
+    Ready(Response),
+    Pending(RouteFuture<std::convert::Infallible>),
+}
+
+impl Endpoint {
+    fn of(methods: Methods) -> Endpoint {
+        match methods {
+            // Turns each handler into its route once, here; left as a handler, it would be
+            // cloned and boxed into a route on every request.
+            Methods::Router(router) => Endpoint::Router(Mutex::new(router.with_state(()))),
+            Methods::Get(answer) => Endpoint::Get(answer),
+        }
+    }
 }
 
 impl Route {
-    fn call(&self, request: Request) -> RouteFuture<std::convert::Infallible> {
-        // A panic while the future is built leaves nothing half-changed: the router is read.
-        let mut methods = self.methods.lock().unwrap_or_else(PoisonError::into_inner);
-        methods.call(request)
+    fn call(&self, request: Request) -> Called {
+        match &self.endpoint {
+            Endpoint::Router(methods) => {
+                // A panic while the future is built leaves nothing half-changed: the router
+                // is only read.
+                let mut methods = methods.lock().unwrap_or_else(PoisonError::into_inner);
+                Called::Pending(methods.call(request))
+            }
+            Endpoint::Get(answer) => match *request.method() {
+                Method::GET | Method::HEAD => Called::Ready(answer()),
+                _ => Called::Ready(get_only()),
+            },
+        }
     }
+}
+
+/// `405` to a method other than `GET` and `HEAD`, with the `Allow` header axum's method
+/// router gives (the body is filled in by the front, as for axum's).
+fn get_only() -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET,HEAD"));
+    response
 }
 
 /// The routes of one app: registered paths (`/{name}/…`, as given to [`RouteTable::build`]),
@@ -63,8 +125,8 @@ impl Found<'_> {
         &self.route.series
     }
 
-    /// Calls the route's method router with `request`, its parameters added.
-    pub fn call(self, mut request: Request) -> RouteFuture<std::convert::Infallible> {
+    /// Calls the route with `request`, its parameters added.
+    pub fn call(self, mut request: Request) -> Called {
         if let Some(params) = self.params {
             request.extensions_mut().insert(params);
         }
@@ -80,15 +142,24 @@ impl RouteTable {
     /// the same matcher when registered (`plugin_abi::routes`).
     pub fn build(
         metrics: &HttpMetrics,
-        routes: impl IntoIterator<Item = (String, Option<String>, MethodRouter)>,
+        routes: impl IntoIterator<Item = (String, Option<String>, Methods)>,
     ) -> RouteTable {
         let mut router = matchit::Router::new();
         let mut paths: Vec<String> = Vec::new();
-        let mut merged: Vec<(Option<String>, MethodRouter)> = Vec::new();
+        let mut merged: Vec<(Option<String>, Methods)> = Vec::new();
         for (path, plugin, methods) in routes {
             if let Some(index) = paths.iter().position(|p| *p == path) {
-                let (_, existing) = std::mem::take(&mut merged[index]);
-                merged[index] = (plugin, existing.merge(methods));
+                let existing = &mut merged[index].1;
+                let placeholder = Methods::Router(MethodRouter::new());
+                match (std::mem::replace(existing, placeholder), methods) {
+                    (Methods::Router(a), Methods::Router(b)) => {
+                        *existing = Methods::Router(a.merge(b));
+                    }
+                    (kept, _) => {
+                        *existing = kept;
+                        tracing::error!("a second route at {path} left out: one is GET-only");
+                    }
+                }
                 continue;
             }
             if let Err(err) = router.insert(path.as_str(), merged.len()) {
@@ -103,9 +174,7 @@ impl RouteTable {
             .zip(merged)
             .map(|(path, (plugin, methods))| Route {
                 series: metrics.route(path, plugin.as_deref().unwrap_or(HOST)),
-                // Turns each handler into its route once, here; left as a handler, it
-                // would be cloned and boxed into a route on every request.
-                methods: Mutex::new(methods.with_state(())),
+                endpoint: Endpoint::of(methods),
             })
             .collect();
         RouteTable {
@@ -113,7 +182,7 @@ impl RouteTable {
             routes,
             unmatched: Route {
                 series: metrics.route(UNMATCHED, HOST),
-                methods: Mutex::new(any(not_found).with_state(())),
+                endpoint: Endpoint::of(Methods::Router(any(not_found))),
             },
             metrics: metrics.clone(),
         }
@@ -209,13 +278,13 @@ impl<S: Sync> FromRequestParts<S> for PathParams {
 
 #[cfg(test)]
 mod tests {
-    use axum::{body::Body, routing::get};
+    use axum::routing::get;
 
     use super::*;
 
     fn table() -> RouteTable {
         let metrics = crate::metrics::Metrics::new();
-        let route = |path: &str, methods: MethodRouter| (path.to_owned(), None, methods);
+        let route = |path: &str, methods: MethodRouter| (path.to_owned(), None, methods.into());
         RouteTable::build(
             &metrics.http,
             [
@@ -223,6 +292,7 @@ mod tests {
                 route("/a/{id}", axum::routing::post(|| async { "post" })),
                 route("/a/me", get(|| async { "me" })),
                 route("/files/{*path}", get(|| async { "file" })),
+                ("/s".to_owned(), None, Methods::Get(|| Response::new(Body::from("s")))),
             ],
         )
     }
@@ -261,7 +331,10 @@ mod tests {
             .uri(path)
             .body(Body::empty())
             .unwrap();
-        let response = table.find(path).call(request).await.unwrap();
+        let response = match table.find(path).call(request) {
+            Called::Ready(response) => response,
+            Called::Pending(future) => future.await.unwrap(),
+        };
         let status = response.status();
         let allow = response
             .headers()
@@ -287,6 +360,9 @@ mod tests {
             (status, allow.as_str()),
             (StatusCode::METHOD_NOT_ALLOWED, "GET,HEAD,POST")
         );
+        assert_eq!(answer(&table, "GET", "/s").await, ok("s"));
+        let (status, allow, _) = answer(&table, "PUT", "/s").await;
+        assert_eq!((status, allow.as_str()), (StatusCode::METHOD_NOT_ALLOWED, "GET,HEAD"));
         let (status, _, body) = answer(&table, "GET", "/b").await;
         assert_eq!(
             (status, body.as_str()),
