@@ -27,7 +27,12 @@ use axum::{
 use futures::{future::BoxFuture, FutureExt};
 use tower::Service;
 
-use super::{access_log, body, body_timeout::BodyTimeouts, cors, errors, route_table::{Called, RouteTable}};
+use super::{
+    access_log, body,
+    body_timeout::BodyTimeouts,
+    cors, errors,
+    route_table::{Called, RouteTable},
+};
 use crate::metrics::http::Outcome;
 
 /// Marks a response whose handler panicked (a plugin's, caught in the plugin route), so
@@ -79,14 +84,13 @@ impl Service<Request> for Front {
                 Ok(called) => {
                     let response = match called {
                         Ok(Called::Ready(response)) => response,
-                        Ok(Called::Pending(future)) => match AssertUnwindSafe(future)
-                            .catch_unwind()
-                            .await
-                        {
-                            Ok(Ok(response)) => response,
-                            Ok(Err(never)) => match never {},
-                            Err(_) => panicked(),
-                        },
+                        Ok(Called::Pending(future)) => {
+                            match AssertUnwindSafe(future).catch_unwind().await {
+                                Ok(Ok(response)) => response,
+                                Ok(Err(never)) => match never {},
+                                Err(_) => panicked(),
+                            }
+                        }
                         Err(_) => panicked(),
                     };
                     if response.status() == StatusCode::INTERNAL_SERVER_ERROR
@@ -174,7 +178,7 @@ mod tests {
     /// The front of an app whose one route, `/x/{*rest}` (any method), is `inner`, recording
     /// into `http`.
     fn front_recording(http: &crate::metrics::http::HttpMetrics, inner: impl Inner) -> Front {
-        let methods = Methods::Router(axum::routing::any_service(inner));
+        let methods: Methods = axum::routing::any_service(inner).into();
         let route = ("/x/{*rest}".to_owned(), None, methods);
         Front {
             routes: Arc::new(RouteTable::build(http, [route])),

@@ -155,7 +155,7 @@ fn into_response(route: &PluginRoute, ffi: FfiResponse) -> Response {
     let headers = response.headers_mut();
     for pair in ffi.headers.iter() {
         let (name, value) = (pair.name.get(&ffi.text), pair.value.get(&ffi.text));
-        let Ok(name) = HeaderName::from_bytes(name) else {
+        let Ok(name) = header_name(name) else {
             return invalid(format!(
                 "plugin returned an invalid response: header name {:?}",
                 String::from_utf8_lossy(name)
@@ -172,6 +172,14 @@ fn into_response(route: &PluginRoute, ffi: FfiResponse) -> Response {
         headers.append(name, value);
     }
     response
+}
+
+/// A header name; the one the SDK sets on every response it builds without parsing it.
+fn header_name(name: &[u8]) -> Result<HeaderName, axum::http::header::InvalidHeaderName> {
+    match name {
+        b"content-type" => Ok(axum::http::header::CONTENT_TYPE),
+        _ => HeaderName::from_bytes(name),
+    }
 }
 
 /// A header value; the SDK's own content types without a copy.

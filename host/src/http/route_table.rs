@@ -28,7 +28,7 @@ use crate::metrics::http::{HttpMetrics, InFlight, RouteSeries, HOST, UNMATCHED};
 pub enum Methods {
     /// axum's method router: the route's handlers by method, `405` with `Allow` for the
     /// other methods, `HEAD` served by the `GET` handler, `Content-Length` set.
-    Router(MethodRouter),
+    Router(Box<MethodRouter>),
     /// A `GET` answered at once, without a future or a boxed handler (the status route,
     /// which monitors call in a loop). As axum's method router answers it: `HEAD` gets the
     /// same response (hyper sends its `Content-Length`, not its body), any other method
@@ -38,7 +38,7 @@ pub enum Methods {
 
 impl From<MethodRouter> for Methods {
     fn from(router: MethodRouter) -> Self {
-        Methods::Router(router)
+        Methods::Router(Box::new(router))
     }
 }
 
@@ -48,7 +48,7 @@ enum Endpoint {
     /// handler is cloned into the returned future); the lock is held while that future is
     /// built, never while it runs. Cloning the whole method router instead would allocate
     /// every endpoint of it per request.
-    Router(Mutex<MethodRouter>),
+    Router(Box<Mutex<MethodRouter>>),
     Get(fn() -> Response),
 }
 
@@ -69,7 +69,9 @@ impl Endpoint {
         match methods {
             // Turns each handler into its route once, here; left as a handler, it would be
             // cloned and boxed into a route on every request.
-            Methods::Router(router) => Endpoint::Router(Mutex::new(router.with_state(()))),
+            Methods::Router(router) => {
+                Endpoint::Router(Box::new(Mutex::new(router.with_state(()))))
+            }
             Methods::Get(answer) => Endpoint::Get(answer),
         }
     }
@@ -150,10 +152,10 @@ impl RouteTable {
         for (path, plugin, methods) in routes {
             if let Some(index) = paths.iter().position(|p| *p == path) {
                 let existing = &mut merged[index].1;
-                let placeholder = Methods::Router(MethodRouter::new());
+                let placeholder = Methods::Get(get_only);
                 match (std::mem::replace(existing, placeholder), methods) {
                     (Methods::Router(a), Methods::Router(b)) => {
-                        *existing = Methods::Router(a.merge(b));
+                        *existing = Methods::Router(Box::new(a.merge(*b)));
                     }
                     (kept, _) => {
                         *existing = kept;
@@ -182,7 +184,7 @@ impl RouteTable {
             routes,
             unmatched: Route {
                 series: metrics.route(UNMATCHED, HOST),
-                endpoint: Endpoint::of(Methods::Router(any(not_found))),
+                endpoint: Endpoint::of(any(not_found).into()),
             },
             metrics: metrics.clone(),
         }
@@ -292,7 +294,11 @@ mod tests {
                 route("/a/{id}", axum::routing::post(|| async { "post" })),
                 route("/a/me", get(|| async { "me" })),
                 route("/files/{*path}", get(|| async { "file" })),
-                ("/s".to_owned(), None, Methods::Get(|| Response::new(Body::from("s")))),
+                (
+                    "/s".to_owned(),
+                    None,
+                    Methods::Get(|| Response::new(Body::from("s"))),
+                ),
             ],
         )
     }
@@ -362,7 +368,10 @@ mod tests {
         );
         assert_eq!(answer(&table, "GET", "/s").await, ok("s"));
         let (status, allow, _) = answer(&table, "PUT", "/s").await;
-        assert_eq!((status, allow.as_str()), (StatusCode::METHOD_NOT_ALLOWED, "GET,HEAD"));
+        assert_eq!(
+            (status, allow.as_str()),
+            (StatusCode::METHOD_NOT_ALLOWED, "GET,HEAD")
+        );
         let (status, _, body) = answer(&table, "GET", "/b").await;
         assert_eq!(
             (status, body.as_str()),
