@@ -7,7 +7,8 @@
 //! extensions map and three boxed values per request), none of which the host's handlers
 //! read. What the router did beyond matching stays axum's: each route is a `MethodRouter`,
 //! which answers `405` with `Allow`, serves `HEAD` with the `GET` handler, and sets
-//! `Content-Length`. The parameters a route captures, percent-decoded as axum decodes them,
+//! `Content-Length` — or, for the status route, a `GET` answered at once with the same
+//! answers to `HEAD` and other methods ([`Methods::Get`]). The parameters a route captures, percent-decoded as axum decodes them,
 //! are put in the request's extensions as [`PathParams`], only when there are any.
 
 use std::sync::{Arc, Mutex, PoisonError};
