@@ -114,38 +114,39 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // SAFETY: `fut` is structurally pinned: it is never moved out of `self`, only polled
-        // through this pin and dropped where it is (by `drop_in_place_guarded`).
+        // through this pin and dropped where it is (by `drop_in_place_entered`).
         let this = unsafe { self.get_unchecked_mut() };
         let Some(fut) = this.fut.as_mut() else {
             let report = "panicked: future polled after completion".to_owned();
             return Poll::Ready(RResult::RErr(E::from_panic(report)));
         };
-        let polled = {
-            let _enter = enter();
-            // SAFETY: see above; `fut` stays where it is until dropped in place.
-            let fut = unsafe { Pin::new_unchecked(fut) };
-            panics::catch(|| fut.poll(cx))
-        };
-        let output = match polled {
+        // One entry into the runtime per poll: the last poll drops the future inside it too.
+        let _enter = enter();
+        // SAFETY: see above; `fut` stays where it is until dropped in place.
+        let fut = unsafe { Pin::new_unchecked(fut) };
+        let output = match panics::catch(|| fut.poll(cx)) {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(result)) => result.into(),
             Err(report) => RResult::RErr(E::from_panic(report)),
         };
-        drop_in_place_guarded(&mut this.fut);
+        drop_in_place_entered(&mut this.fut);
         Poll::Ready(output)
     }
 }
 
 impl<F> Drop for Guarded<F> {
     fn drop(&mut self) {
-        drop_in_place_guarded(&mut self.fut);
+        if self.fut.is_some() {
+            let _enter = enter();
+            drop_in_place_entered(&mut self.fut);
+        }
     }
 }
 
-/// Drops plugin state where it is, inside the runtime; a panic in a destructor is contained.
-fn drop_in_place_guarded<T>(slot: &mut Option<T>) {
+/// Drops plugin state where it is, in the plugin's runtime (entered by the caller); a panic
+/// in a destructor is contained.
+fn drop_in_place_entered<T>(slot: &mut Option<T>) {
     if slot.is_some() {
-        let _enter = enter();
         if let Err(report) = panics::catch(|| *slot = None) {
             // Nobody waits for this result: the panic is logged here, once.
             tracing::error!(target: "panic", "dropping a future {report}");

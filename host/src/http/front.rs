@@ -1,8 +1,9 @@
-//! What the host does to every request and response, as one tower layer in front of the
-//! router: CORS as the original ([`cors`]: `OPTIONS` answered at once, headers on every
-//! response), the original's text body on bare error responses ([`errors::fill_error_body`]),
-//! the body limit (`body::limit`), a panic in a host handler turned into a 500, and with
-//! `--debug` the access log ([`access_log`]), which sees the final response.
+//! What the host does to every request and response, in front of the routes: the route is
+//! found ([`RouteTable`], the one path match of a request), CORS as the original ([`cors`]:
+//! `OPTIONS` answered at once, headers on every response), the original's text body on bare
+//! error responses ([`errors::fill_error_body`]), the body limit (`body::limit`), a panic in
+//! a host handler turned into a 500, the request recorded in its route's metrics series, and
+//! with `--debug` the access log ([`access_log`]), which sees the final response.
 //!
 //! One hand-written service rather than `middleware::from_fn` and tower-http layers added
 //! with `Router::layer`: every such layer wraps each route again, and each wrap clones and
@@ -24,69 +25,47 @@ use axum::{
     response::Response,
 };
 use futures::{future::BoxFuture, FutureExt};
-use tower::{Layer, Service};
+use tower::Service;
 
-use super::{access_log, body, body_timeout::BodyTimeouts, cors, errors};
-use crate::metrics::http::{Outcome, RouteMatcher};
+use super::{
+    access_log, body,
+    body_timeout::BodyTimeouts,
+    cors, errors,
+    route_table::{Called, RouteTable},
+};
+use crate::metrics::http::Outcome;
 
 /// Marks a response whose handler panicked (a plugin's, caught in the plugin route), so
 /// that the metrics count it.
 #[derive(Clone, Copy, Debug)]
 pub struct Panicked;
 
-/// Puts [`Front`] before a service (the router).
+/// See the [module docs](self).
 #[derive(Clone)]
-pub struct FrontLayer {
+pub struct Front {
+    /// The app's routes, with their metrics series (and the in-flight gauge).
+    pub routes: Arc<RouteTable>,
     /// `--max-body-size`.
     pub max_body_size: usize,
     /// `--http-body-timeout` and `--http-body-idle-timeout`.
     pub body_timeouts: BodyTimeouts,
     /// Write aiohttp's access-log lines (`--debug`; the original muted them otherwise).
     pub access_log: bool,
-    /// The metrics series of the app's routes (and its in-flight gauge).
-    pub routes: Arc<RouteMatcher>,
 }
 
-impl<S> Layer<S> for FrontLayer {
-    type Service = Front<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Front {
-            inner,
-            max_body_size: self.max_body_size,
-            body_timeouts: self.body_timeouts,
-            access_log: self.access_log,
-            routes: Arc::clone(&self.routes),
-        }
-    }
-}
-
-/// See the [module docs](self).
-#[derive(Clone)]
-pub struct Front<S> {
-    inner: S,
-    max_body_size: usize,
-    body_timeouts: BodyTimeouts,
-    access_log: bool,
-    routes: Arc<RouteMatcher>,
-}
-
-impl<S> Service<Request> for Front<S>
-where
-    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
+impl Service<Request> for Front {
     type Response = Response;
     type Error = Infallible;
     type Future = BoxFuture<'static, Result<Response, Infallible>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
         let started = Instant::now();
-        let series = Arc::clone(self.routes.series(request.uri().path()));
+        let found = self.routes.find(request.uri().path());
+        let series = Arc::clone(found.series());
         let method = request.method().clone();
         let in_flight = self.routes.in_flight();
         let access = self.access_log.then(|| access_log::Entry::of(&request));
@@ -96,12 +75,7 @@ where
         } else {
             body::limit(request, self.max_body_size, self.body_timeouts)
                 .map_err(|refused| *refused)
-                .map(|request| {
-                    // The service that was polled ready is the one called; a clone stays.
-                    let clone = self.inner.clone();
-                    let mut inner = std::mem::replace(&mut self.inner, clone);
-                    catch_unwind(AssertUnwindSafe(move || inner.call(request)))
-                })
+                .map(|request| catch_unwind(AssertUnwindSafe(move || found.call(request))))
         };
         Box::pin(async move {
             let mut outcome = Outcome::Answered;
@@ -109,11 +83,14 @@ where
                 Err(answered) => answered,
                 Ok(called) => {
                     let response = match called {
-                        Ok(future) => match AssertUnwindSafe(future).catch_unwind().await {
-                            Ok(Ok(response)) => response,
-                            Ok(Err(never)) => match never {},
-                            Err(_) => panicked(),
-                        },
+                        Ok(Called::Ready(response)) => response,
+                        Ok(Called::Pending(future)) => {
+                            match AssertUnwindSafe(future).catch_unwind().await {
+                                Ok(Ok(response)) => response,
+                                Ok(Err(never)) => match never {},
+                                Err(_) => panicked(),
+                            }
+                        }
                         Err(_) => panicked(),
                     };
                     if response.status() == StatusCode::INTERNAL_SERVER_ERROR
@@ -159,6 +136,7 @@ mod tests {
     use tower::{service_fn, ServiceExt};
 
     use super::*;
+    use crate::http::route_table::Methods;
 
     async fn answer(
         service: impl Service<Request, Response = Response, Error = Infallible>,
@@ -174,28 +152,43 @@ mod tests {
         )
     }
 
-    fn front<S>(inner: S) -> Front<S> {
+    /// What a route of the tests is: a `service_fn`.
+    trait Inner:
+        Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+    {
+    }
+
+    impl<S> Inner for S where
+        S: Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+            + Clone
+            + Send
+            + Sync
+            + 'static
+    {
+    }
+
+    fn front(inner: impl Inner) -> Front {
         front_recording(&crate::metrics::Metrics::new().http, inner)
     }
 
-    /// The front of an app whose one route is `/x/{*rest}`, recording into `http`.
-    fn front_recording<S>(http: &crate::metrics::http::HttpMetrics, inner: S) -> Front<S> {
-        FrontLayer {
+    /// The front of an app whose one route, `/x/{*rest}` (any method), is `inner`, recording
+    /// into `http`.
+    fn front_recording(http: &crate::metrics::http::HttpMetrics, inner: impl Inner) -> Front {
+        let methods: Methods = axum::routing::any_service(inner).into();
+        let route = ("/x/{*rest}".to_owned(), None, methods);
+        Front {
+            routes: Arc::new(RouteTable::build(http, [route])),
             max_body_size: 10,
             body_timeouts: BodyTimeouts::default(),
             access_log: false,
-            routes: Arc::new(RouteMatcher::new(http, [("/x/{*rest}", None)])),
         }
-        .layer(inner)
     }
 
-    fn counting(
-        calls: &Arc<AtomicUsize>,
-        status: StatusCode,
-    ) -> impl Clone
-           + Service<Request, Response = Response, Error = Infallible, Future = impl Send>
-           + Send
-           + 'static {
+    fn counting(calls: &Arc<AtomicUsize>, status: StatusCode) -> impl Inner {
         let calls = calls.clone();
         service_fn(move |_: Request| {
             calls.fetch_add(1, Ordering::SeqCst);
@@ -225,7 +218,7 @@ mod tests {
     #[tokio::test]
     async fn bare_errors_get_the_originals_body_and_cors() {
         let calls = Arc::new(AtomicUsize::new(0));
-        let request = Request::new(Body::empty());
+        let request = Request::builder().uri("/x/y").body(Body::empty()).unwrap();
         let (status, headers, body) = answer(
             front(counting(&calls, StatusCode::METHOD_NOT_ALLOWED)),
             request,
@@ -240,6 +233,7 @@ mod tests {
     async fn a_declared_length_over_the_limit_is_refused_unread() {
         let calls = Arc::new(AtomicUsize::new(0));
         let request = Request::builder()
+            .uri("/x/y")
             .method("POST")
             .header(header::CONTENT_LENGTH, "11")
             .body(Body::from("01234567890"))
@@ -255,10 +249,7 @@ mod tests {
     }
 
     /// A route that reads the body and answers with it.
-    fn reader() -> impl Clone
-           + Service<Request, Response = Response, Error = Infallible, Future = impl Send>
-           + Send
-           + 'static {
+    fn reader() -> impl Inner {
         service_fn(|request: Request| async move {
             Ok::<_, Infallible>(match body::read(request.into_body()).await {
                 Ok(bytes) => Response::new(Body::from(bytes)),
@@ -291,6 +282,7 @@ mod tests {
         // Streamed: refused past the limit, the rest taken in the background.
         let taken = Arc::new(AtomicUsize::new(0));
         let request = Request::builder()
+            .uri("/x/y")
             .method("POST")
             .body(counted_body(5, &taken))
             .unwrap();
@@ -300,6 +292,7 @@ mod tests {
         // Declared over the limit: answered unread, then taken too.
         let taken = Arc::new(AtomicUsize::new(0));
         let request = Request::builder()
+            .uri("/x/y")
             .method("POST")
             .header(header::CONTENT_LENGTH, "50")
             .body(counted_body(5, &taken))
@@ -313,6 +306,7 @@ mod tests {
     async fn an_undeclared_body_is_cut_off_at_the_limit_while_read() {
         let stream = futures::stream::iter(["0123456", "789ab"].map(Ok::<_, Infallible>));
         let request = Request::builder()
+            .uri("/x/y")
             .method("POST")
             .body(Body::from_stream(stream))
             .unwrap();
@@ -322,6 +316,7 @@ mod tests {
             (StatusCode::PAYLOAD_TOO_LARGE, "413: Payload Too Large")
         );
         let request = Request::builder()
+            .uri("/x/y")
             .method("POST")
             .body(Body::from("0123456789"))
             .unwrap();

@@ -15,6 +15,7 @@ pub mod json_body;
 pub mod metrics;
 pub mod openapi;
 pub mod plugin_route;
+pub mod route_table;
 pub mod server;
 pub mod shared_wait;
 pub mod status;
@@ -24,19 +25,17 @@ pub mod ui;
 use std::{collections::BTreeMap, sync::Arc};
 
 use axum::{
-    extract::{rejection::RawPathParamsRejection, RawPathParams, Request},
-    http::StatusCode,
+    extract::Request,
     routing::{get, MethodFilter, MethodRouter},
-    Router,
 };
-use tower::Layer;
 
-use crate::{metrics::http::RouteMatcher, plugins::routes::RouteEntry};
-use front::{Front, FrontLayer};
+use crate::plugins::routes::RouteEntry;
+use front::Front;
 use plugin_route::PluginRoute;
+use route_table::{Methods, PathParams, RouteTable};
 
 /// The service's HTTP app, as [`app`] builds it.
-pub type App = Front<Router>;
+pub type App = Front;
 
 /// What the router is built from.
 pub struct AppSpec {
@@ -64,7 +63,7 @@ fn method_filter(method: &str) -> Option<MethodFilter> {
     })
 }
 
-/// Builds the service's HTTP app: the router behind the [`front`] layer.
+/// Builds the service's HTTP app: the route table behind the [`front`].
 ///
 /// Every route is registered under its full path (`/{name}/…`) rather than nested under the
 /// prefix: nesting rewrites each request's URI to strip the prefix, an allocation per request
@@ -72,75 +71,56 @@ fn method_filter(method: &str) -> Option<MethodFilter> {
 pub fn app(spec: AppSpec) -> App {
     let prefix = format!("/{}", spec.name);
     let full = |path: &str| format!("{prefix}{path}");
-    // Every registered path and its plugin (`None`: the host), for the metrics' labels.
-    let mut paths: Vec<(String, Option<String>)> = vec![
-        (full("/_service/status"), None),
-        (full(metrics::PREFIXED), None),
-        (metrics::UNPREFIXED.to_owned(), None),
-    ];
+    // Every route: its full path, its plugin (`None`: the host), its method router.
     let serve_metrics = get(metrics::metrics).with_state(Arc::clone(&spec.metrics));
-    let mut app = Router::new()
-        .route(&full("/_service/status"), get(status::status))
-        .route(&full(metrics::PREFIXED), serve_metrics.clone())
-        .route(metrics::UNPREFIXED, serve_metrics);
+    let mut routes: Vec<(String, Option<String>, Methods)> = vec![
+        (full("/_service/status"), None, Methods::Get(status::status)),
+        (full(metrics::PREFIXED), None, serve_metrics.clone().into()),
+        (metrics::UNPREFIXED.to_owned(), None, serve_metrics.into()),
+    ];
     #[cfg(feature = "bench-native")]
     {
         // The bench plugin's `/bench/plugin` handler, compiled in (bench/ compares the two).
-        paths.push((full("/_bench/native"), None));
-        app = app.route(
-            &full("/_bench/native"),
-            get(|| async { axum::Json(serde_json::json!({"hello": "world"})) }),
-        );
+        routes.push((
+            full("/_bench/native"),
+            None,
+            get(|| async { axum::Json(serde_json::json!({"hello": "world"})) }).into(),
+        ));
     }
     for (path, method_router) in spec.extra {
-        paths.push((full(&path), None));
-        app = app.route(&full(&path), method_router);
+        routes.push((full(&path), None, method_router.into()));
     }
+    for (path, (plugin, method_router)) in plugin_method_routers(spec.plugin_routes) {
+        routes.push((full(&path), Some(plugin), method_router.into()));
+    }
+    Front {
+        routes: Arc::new(RouteTable::build(&spec.metrics.http, routes)),
+        max_body_size: spec.max_body_size,
+        body_timeouts: spec.body_timeouts,
+        access_log: spec.debug,
+    }
+}
 
-    let mut by_path: BTreeMap<String, MethodRouter> = BTreeMap::new();
-    let mut plugin_of: BTreeMap<String, String> = BTreeMap::new();
-    for entry in spec.plugin_routes {
+/// The plugin routes as one method router per path (with the plugin serving the path).
+fn plugin_method_routers(entries: Vec<RouteEntry>) -> BTreeMap<String, (String, MethodRouter)> {
+    let mut by_path: BTreeMap<String, (String, MethodRouter)> = BTreeMap::new();
+    for entry in entries {
         let path = entry.path.clone();
-        plugin_of.insert(path.clone(), entry.plugin.clone());
+        let plugin = entry.plugin.clone();
         let filter = method_filter(&entry.method);
         let route = Arc::new(PluginRoute {
             plugin: entry.plugin.clone(),
             entry,
         });
-        let handler = move |params: Result<RawPathParams, RawPathParamsRejection>,
-                            request: Request| {
+        let handler = move |params: PathParams, request: Request| {
             plugin_route::serve(Arc::clone(&route), params, request)
         };
-        let current = by_path.remove(&path).unwrap_or_default();
+        let (_, current) = by_path.remove(&path).unwrap_or_default();
         let updated = match filter {
             Some(filter) => current.on(filter, handler),
             None => current.fallback(handler),
         };
-        by_path.insert(path, updated);
+        by_path.insert(path, (plugin, updated));
     }
-    for (path, method_router) in by_path {
-        if let Some(plugin) = plugin_of.remove(&path) {
-            paths.push((full(&path), Some(plugin)));
-        }
-        app = app.route(&full(&path), method_router);
-    }
-
-    // `with_state` turns every handler into its route once, here; a router left without it
-    // converts (clones and boxes) the matched handler on every request.
-    let router = app
-        .fallback(|| async { errors::text(StatusCode::NOT_FOUND, "Not Found") })
-        .with_state(());
-    let routes = RouteMatcher::new(
-        &spec.metrics.http,
-        paths
-            .iter()
-            .map(|(p, plugin)| (p.as_str(), plugin.as_deref())),
-    );
-    FrontLayer {
-        max_body_size: spec.max_body_size,
-        body_timeouts: spec.body_timeouts,
-        access_log: spec.debug,
-        routes: Arc::new(routes),
-    }
-    .layer(router)
+    by_path
 }

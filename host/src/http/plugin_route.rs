@@ -7,13 +7,16 @@ use std::sync::Arc;
 use abi_stable::std_types::{RResult, RVec};
 use axum::{
     body::{Body, Bytes},
-    extract::{rejection::RawPathParamsRejection, RawPathParams, Request},
+    extract::Request,
     http::{HeaderName, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
 use plugin_abi::{routes, FfiPair, FfiRequest, FfiResponse, FfiSpan};
 
-use super::errors::{self, FromPlugin};
+use super::{
+    errors::{self, FromPlugin},
+    route_table::PathParams,
+};
 use crate::plugins::routes::RouteEntry;
 
 /// What the router needs to call one plugin route.
@@ -22,29 +25,16 @@ pub struct PluginRoute {
     pub entry: RouteEntry,
 }
 
-pub async fn serve(
-    route: Arc<PluginRoute>,
-    params: Result<RawPathParams, RawPathParamsRejection>,
-    request: Request,
-) -> Response {
-    // A path segment that is not UTF-8 once decoded (`%FF`): the same JSON 400 as the SDK's
-    // extractors give, rather than axum's own plain text.
-    let params = match params {
-        Ok(params) => params,
-        Err(rejection) => {
-            return super::json_body::BadRequest::new(
-                format!("path: {}", rejection.body_text()),
-                None,
-            )
-            .into_response()
-        }
-    };
+/// `params`: the route's parameters (a path segment that is not UTF-8 once decoded, `%FF`,
+/// was answered by the extractor with the same JSON 400 as the SDK's extractors give).
+pub async fn serve(route: Arc<PluginRoute>, params: PathParams, request: Request) -> Response {
+    let params = params.pairs().unwrap_or_default();
     let (parts, body) = request.into_parts();
     let body = match super::body::read(body).await {
         Ok(bytes) => bytes,
         Err(refused) => return refused,
     };
-    let request = ffi_request(&parts, &params, body);
+    let request = ffi_request(&parts, params, body);
     let outcome = plugin_abi::panics::catch_future(route.entry.handler.handle(request)).await;
     let mut response = match outcome {
         Ok(RResult::ROk(response)) => into_response(&route, response),
@@ -87,7 +77,7 @@ pub async fn serve(
 /// The request as the plugin sees it: all strings in one buffer (see `FfiSpan`).
 fn ffi_request(
     parts: &axum::http::request::Parts,
-    params: &RawPathParams,
+    params: &[(String, String)],
     body: axum::body::Bytes,
 ) -> FfiRequest {
     let (method, path, query) = (
@@ -165,7 +155,7 @@ fn into_response(route: &PluginRoute, ffi: FfiResponse) -> Response {
     let headers = response.headers_mut();
     for pair in ffi.headers.iter() {
         let (name, value) = (pair.name.get(&ffi.text), pair.value.get(&ffi.text));
-        let Ok(name) = HeaderName::from_bytes(name) else {
+        let Ok(name) = header_name(name) else {
             return invalid(format!(
                 "plugin returned an invalid response: header name {:?}",
                 String::from_utf8_lossy(name)
@@ -182,6 +172,14 @@ fn into_response(route: &PluginRoute, ffi: FfiResponse) -> Response {
         headers.append(name, value);
     }
     response
+}
+
+/// A header name; the one the SDK sets on every response it builds without parsing it.
+fn header_name(name: &[u8]) -> Result<HeaderName, axum::http::header::InvalidHeaderName> {
+    match name {
+        b"content-type" => Ok(axum::http::header::CONTENT_TYPE),
+        _ => HeaderName::from_bytes(name),
+    }
 }
 
 /// A header value; the SDK's own content types without a copy.

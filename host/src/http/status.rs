@@ -32,7 +32,8 @@ static BODY: LazyLock<Bytes> = LazyLock::new(|| {
     }))
 });
 
-pub async fn status() -> Response {
+/// Answered at once (a [`Methods::Get`](super::route_table::Methods::Get) route).
+pub fn status() -> Response {
     // Built directly: `Bytes::into_response` would set a content type only to have it
     // replaced.
     let mut response = Response::new(Body::from(BODY.clone()));

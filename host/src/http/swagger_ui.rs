@@ -16,14 +16,13 @@ use std::{collections::HashMap, sync::Arc, sync::LazyLock};
 
 use axum::{
     body::{Body, Bytes},
-    extract::Path,
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::Response,
     routing::{get, MethodRouter},
 };
 use serde_json::Value;
 
-use super::errors;
+use super::{errors, route_table::PathParams};
 
 /// The swagger-ui-dist version vendored in `host/assets/swagger-ui/`.
 pub const SWAGGER_UI_VERSION: &str = "5.35.0";
@@ -184,16 +183,11 @@ fn index_page(service_name: &str, base: &str) -> String {
 }
 
 /// `GET /api/doc/swagger_static/{file}`.
-async fn static_file(
-    file: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    headers: HeaderMap,
-) -> Response {
-    // `%FF`: the JSON 400 every other bad path gets, not axum's plain text.
-    let Ok(Path(file)) = file else {
-        let bad = super::json_body::BadRequest::new("path: not valid UTF-8 once decoded", None);
-        return axum::response::IntoResponse::into_response(bad);
-    };
-    match STATIC_FILES.get(file.as_str()) {
+/// A `file` that is not UTF-8 once decoded (`%FF`) was answered by the extractor with the
+/// JSON 400 every other bad path gets.
+async fn static_file(params: PathParams, headers: HeaderMap) -> Response {
+    let file = params.get("file").ok().flatten().unwrap_or_default();
+    match STATIC_FILES.get(file) {
         Some(asset) => asset.serve(&headers),
         None => errors::text(StatusCode::NOT_FOUND, "Not Found"),
     }

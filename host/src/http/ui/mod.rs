@@ -20,7 +20,6 @@ use std::{collections::HashMap, sync::Arc, sync::LazyLock};
 
 use axum::{
     body::Bytes,
-    extract::Path,
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::Response,
     routing::{get, MethodRouter},
@@ -28,6 +27,7 @@ use axum::{
 
 use super::{
     errors,
+    route_table::PathParams,
     swagger_ui::{escape_html, immutable, Asset, CACHE_REVALIDATE},
 };
 use overview::OverviewSources;
@@ -88,8 +88,9 @@ fn secured(mut response: Response) -> Response {
 }
 
 /// `GET /_service/ui/{file}`.
-async fn static_file(Path(file): Path<String>, headers: HeaderMap) -> Response {
-    secured(match STATIC_FILES.get(file.as_str()) {
+async fn static_file(params: PathParams, headers: HeaderMap) -> Response {
+    let file = params.get("file").ok().flatten().unwrap_or_default();
+    secured(match STATIC_FILES.get(file) {
         Some(asset) => asset.serve(&headers),
         None => errors::text(StatusCode::NOT_FOUND, "Not Found"),
     })
