@@ -5,7 +5,7 @@
 use plugin_abi::features::FeatureRegistry;
 use std::{
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use axum::routing::{get, post};
@@ -29,6 +29,12 @@ use crate::{
 use crate::metrics::Metrics;
 use crate::reloads::ReloadLog;
 use crate::sync::Unpoisoned;
+
+/// The names of a generation's own phases in its start-up log line ([`crate::phases`]),
+/// after the loading phases.
+const PHASE_CREATE: &str = "create";
+const PHASE_STARTUP: &str = "startup hooks";
+const PHASE_APP: &str = "app";
 
 /// What lives as long as the service, shared by every generation: the reload log and the
 /// service's metrics.
@@ -77,7 +83,10 @@ impl Generation {
             life: Arc::new(life),
             metrics: Arc::clone(&lasting.metrics),
         });
-        let plugins = off_the_workers(|| lifecycle::create_all(&loaded.plugins, &host))?;
+        let mut phases = loaded.phases.clone();
+        let plugins = phases.time(PHASE_CREATE, || {
+            off_the_workers(|| lifecycle::create_all(&loaded.plugins, &host))
+        })?;
         let metrics = lasting.metrics.plugins.track(
             plugins
                 .iter()
@@ -89,16 +98,20 @@ impl Generation {
                 })
                 .collect(),
         );
-        if let Err(err) =
-            lifecycle::startup_all(&plugins, settings.hook_timeout, startup_timeout).await
-        {
+        let hooks_started = Instant::now();
+        let started =
+            lifecycle::startup_all(&plugins, settings.hook_timeout, startup_timeout).await;
+        phases.add(PHASE_STARTUP, hooks_started.elapsed());
+        if let Err(err) = started {
             host.cancel_subscriptions(settings.hook_timeout, false)
                 .await;
             host.life.set_phase(phase::STOPPED);
             return Err(err);
         }
-        let app =
-            off_the_workers(|| build_app(&settings, &loaded, &host, &plugins, &lasting.reloads));
+        let app = phases.time(PHASE_APP, || {
+            off_the_workers(|| build_app(&settings, &loaded, &host, &plugins, &lasting.reloads))
+        });
+        tracing::debug!("{} plugin(s) loaded and started: {phases}", plugins.len());
         Ok(Generation {
             served: Served::new(app),
             settings,
