@@ -492,6 +492,17 @@ async fn reload_rows(config: &Config, host: &BenchHost) -> Result<Vec<Row>> {
     .await?;
     let failed = outcome.steady.failed + outcome.reloading.failed;
     let (stall, steady_p99) = (outcome.reloading.max_ms(), outcome.steady.p99_ms());
+    // Whether the stall is the reload's: the steady phase's own longest request, and where in
+    // its reload the longest one fell.
+    eprintln!(
+        "[bench] 8b steady longest {:.1} ms; longest during the reloads began {}",
+        outcome.steady.max_ms(),
+        match outcome.longest_in_reload() {
+            Some((after, took)) =>
+                format!("{after:.1} ms after a SIGHUP whose reload took {took:.0} ms"),
+            None => "before the first SIGHUP".into(),
+        }
+    );
     Ok(vec![
         Row {
             id: "8a",

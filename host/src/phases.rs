@@ -50,6 +50,20 @@ impl Phases {
     }
 }
 
+/// The CPU time this process has used so far, all its threads (those that ended too): on a
+/// busy machine a steadier measure of start-up work than the wall time.
+pub fn process_cpu() -> Duration {
+    let mut spent = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given, nothing else.
+    if unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut spent) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(spent.tv_sec as u64, spent.tv_nsec as u32)
+}
+
 /// `name 1.23 ms, name 0.45 ms`.
 impl fmt::Display for Phases {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -22,6 +22,7 @@ use std::{
     fmt, fs,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
+    sync::atomic::{AtomicUsize, Ordering},
 };
 
 use abi_stable::library::{lib_header_from_raw_library, LibraryError, RawLibrary, RootModule};
@@ -260,12 +261,13 @@ pub fn load_dir(dir: &Path, missing_ok: bool) -> Result<LoadedSet, Vec<LoadError
         .map_err(|err| vec![LoadError::new(dir, Refusal::PrivateFolder(err))])?;
 
     let whole = whole_copies();
+    let (outcomes, phases) = load_files(&files, private.path(), whole);
     let mut plugins: Vec<LoadedPlugin> = Vec::new();
     let mut errors = Vec::new();
     let mut names: HashMap<String, PathBuf> = HashMap::new();
-    let mut phases = Phases::default();
-    for (index, file) in files.iter().enumerate() {
-        match load_file(file, private.path(), index, whole, &mut phases) {
+    // In file-name order, whichever thread loaded what: the first file of a name keeps it.
+    for (file, outcome) in files.iter().zip(outcomes) {
+        match outcome {
             Ok(plugin) => match names.get(&plugin.name) {
                 Some(first) => errors.push(LoadError::new(
                     file,
@@ -293,6 +295,60 @@ pub fn load_dir(dir: &Path, missing_ok: bool) -> Result<LoadedSet, Vec<LoadError
     } else {
         Err(errors)
     }
+}
+
+/// Loads `files` on as many threads as there are cores (at most one per file), each thread
+/// taking the next file not yet taken; the outcomes in the order of `files`, and the phases
+/// summed over the threads.
+///
+/// The files are independent until their names are compared, and most of a file's loading
+/// (its checks, its copy, its runtime starting) runs in parallel; only the dynamic loader's
+/// own work is one library at a time, behind its lock. The plugins are created and started
+/// later, one after the other in file-name order, as before.
+fn load_files(
+    files: &[PathBuf],
+    private_dir: &Path,
+    whole: bool,
+) -> (Vec<Result<LoadedPlugin, LoadError>>, Phases) {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(files.len())
+        .max(1);
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut phases = Phases::default();
+        let mut outcomes = Vec::new();
+        // Bounded by the number of files: each pass takes a new index.
+        loop {
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            let Some(file) = files.get(index) else {
+                return (outcomes, phases);
+            };
+            outcomes.push((
+                index,
+                load_file(file, private_dir, index, whole, &mut phases),
+            ));
+        }
+    };
+    let (mut outcomes, phases) = std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        let (mut outcomes, mut phases) = work();
+        for helper in helpers {
+            match helper.join() {
+                Ok((theirs, their_phases)) => {
+                    outcomes.extend(theirs);
+                    phases.merge(&their_phases);
+                }
+                // The loader's own code does not panic; a plugin's panic is caught in the
+                // plugin. Anything else is passed on as it would be on one thread.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        (outcomes, phases)
+    });
+    outcomes.sort_unstable_by_key(|(index, _)| *index);
+    let outcomes = outcomes.into_iter().map(|(_, outcome)| outcome).collect();
+    (outcomes, phases)
 }
 
 /// The `.so` files of `dir`, sorted by name, symlinks to the same file counted once, and

@@ -213,8 +213,9 @@ pub async fn run(boot: Boot, signals: &mut Signals) -> ExitCode {
     );
     generation.serving();
     tracing::debug!(
-        "Serving {:.2} ms after the process began",
-        began.elapsed().as_secs_f64() * 1e3
+        "Serving {:.2} ms after the process began ({:.2} ms of CPU time, all threads)",
+        began.elapsed().as_secs_f64() * 1e3,
+        crate::phases::process_cpu().as_secs_f64() * 1e3
     );
     let watcher = generation.settings.watch.then(|| {
         watch::spawn(
