@@ -705,6 +705,27 @@ mod tests {
     }
 
     #[test]
+    fn outcomes_come_in_file_order_whichever_thread_loaded_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let private = tempfile::tempdir().unwrap();
+        // Not libraries: each is refused at its ELF check, with its own file named.
+        let files: Vec<std::path::PathBuf> = (0..9)
+            .map(|i| {
+                let file = dir.path().join(format!("{i}.so"));
+                std::fs::write(&file, "x".repeat(100 + i)).unwrap();
+                file
+            })
+            .collect();
+        let (outcomes, phases) = super::load_files(&files, private.path(), false);
+        let refused: Vec<_> = outcomes
+            .into_iter()
+            .map(|outcome| outcome.err().expect("refused").file)
+            .collect();
+        assert_eq!(refused, files);
+        assert!(phases.to_string().starts_with("ELF checks "), "{phases}");
+    }
+
+    #[test]
     fn layout_reports_are_summarized() {
         let report = "Compared <this>:\n  lots\nError:mismatched type\nExpected:\n    PluginMod\nFound:\n    OtherMod\n";
         assert_eq!(
