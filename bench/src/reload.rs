@@ -25,6 +25,8 @@ pub struct Phase {
     pub failed: u64,
     /// Every latency, sorted, in ns.
     pub latencies: Vec<u64>,
+    /// When the longest request began, and its latency in ns.
+    pub longest: Option<(Instant, u64)>,
 }
 
 impl Phase {
@@ -32,6 +34,9 @@ impl Phase {
         self.ok += other.ok;
         self.failed += other.failed;
         self.latencies.extend(other.latencies);
+        if other.longest.map(|(_, ns)| ns) > self.longest.map(|(_, ns)| ns) {
+            self.longest = other.longest;
+        }
     }
 
     pub fn p99_ms(&self) -> f64 {
@@ -48,6 +53,23 @@ pub struct Outcome {
     pub steady: Phase,
     pub reloading: Phase,
     pub reloads: u64,
+    /// When each SIGHUP was sent, and when its reload was seen done.
+    pub signalled: Vec<(Instant, Instant)>,
+}
+
+impl Outcome {
+    /// Where the longest request of the reloads fell: how long after the last SIGHUP
+    /// before it began, and how long that reload took (as the health polls saw it), in ms.
+    pub fn longest_in_reload(&self) -> Option<(f64, f64)> {
+        let (began, _) = self.reloading.longest?;
+        let (sent, done) = self
+            .signalled
+            .iter()
+            .rev()
+            .find(|(sent, _)| *sent <= began)?;
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        Some((ms(began - *sent), ms(*done - *sent)))
+    }
 }
 
 /// One request on `stream`; its status.
@@ -82,7 +104,11 @@ async fn client(addr: SocketAddr, path: String, fresh: bool, stop: watch::Receiv
         match answer {
             Ok(200) => {
                 phase.ok += 1;
-                phase.latencies.push(began.elapsed().as_nanos() as u64);
+                let ns = began.elapsed().as_nanos() as u64;
+                if phase.longest.is_none_or(|(_, longest)| ns > longest) {
+                    phase.longest = Some((began, ns));
+                }
+                phase.latencies.push(ns);
             }
             _ => {
                 phase.failed += 1;
@@ -138,9 +164,11 @@ pub async fn measure(
     })
     .await?;
     let before = succeeded_reloads(addr, health).await?;
+    let mut signalled = Vec::new();
     let (reloading, done) = with_load(addr, route, 4, async {
         tokio::time::sleep(phase / 4).await;
         for n in 1..=reloads {
+            let sent = Instant::now();
             // SAFETY: kill(2) on the bench's own child process.
             unsafe { libc::kill(pid as i32, libc::SIGHUP) };
             let deadline = Instant::now() + Duration::from_secs(30);
@@ -150,6 +178,7 @@ pub async fn measure(
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+            signalled.push((sent, Instant::now()));
         }
         tokio::time::sleep(phase / 4).await;
         Ok(succeeded_reloads(addr, health).await? - before)
@@ -159,5 +188,6 @@ pub async fn measure(
         steady,
         reloading,
         reloads: done,
+        signalled,
     })
 }

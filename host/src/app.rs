@@ -13,6 +13,7 @@ use crate::{
 
 /// Runs the process with its arguments; the return value is the exit code.
 pub fn main() -> ExitCode {
+    let began = std::time::Instant::now();
     let args: Vec<OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == "check") {
         return check::main(&args);
@@ -49,6 +50,7 @@ pub fn main() -> ExitCode {
         settings: prepared.settings,
         loaded: prepared.loaded,
         args,
+        began,
     };
     let code = runtime.block_on(service::run(boot, &mut signals));
     // Plugin runtimes and abandoned hooks must not keep the process alive.

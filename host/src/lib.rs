@@ -4,6 +4,7 @@
 //! - [`cli`]: the command line (clap), environment and `@file` arguments;
 //! - [`logging`]: the brewblox log format on stderr and an optional rotated file;
 //! - [`names`]: the rules for service, plugin and argument names;
+//! - [`phases`]: where the time of a start or a reload goes, for the debug log;
 //! - [`plugins`]: loading libraries and the services plugins get (routes, tasks, features);
 //! - [`http`]: the axum app (prefix, CORS, error bodies, status, plugin routes);
 //! - [`eventbus`]: what both eventbuses share (a subscription, its sink, a message's
@@ -28,6 +29,7 @@ pub mod logging;
 pub mod metrics;
 pub mod mqtt;
 pub mod names;
+pub mod phases;
 pub mod plugins;
 pub mod reloads;
 pub mod service;

@@ -95,7 +95,9 @@ pub fn add_plugin_args(
     args: &[PluginArg],
 ) -> Result<(), PluginArgError> {
     let key = |name: &str| plugin_abi::config::arg_key(name);
-    let builtin: Vec<String> = builtin_names().iter().map(|n| key(n)).collect();
+    // Once per process, as the names themselves.
+    static BUILTIN_KEYS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let builtin = BUILTIN_KEYS.get_or_init(|| builtin_names().iter().map(|n| key(n)).collect());
     for arg in args {
         let name = arg.name();
         names::identifier("argument name", name).map_err(|err| PluginArgError::Invalid {

@@ -12,7 +12,10 @@
 //! immutable; the page and the document change with the plugins, so clients revalidate
 //! them (`no-cache` with an `ETag`; `If-None-Match` gets a 304).
 
-use std::{collections::HashMap, sync::Arc, sync::LazyLock};
+use std::{
+    collections::HashMap,
+    sync::{Arc, LazyLock, OnceLock},
+};
 
 use axum::{
     body::{Body, Bytes},
@@ -20,9 +23,8 @@ use axum::{
     response::Response,
     routing::{get, MethodRouter},
 };
-use serde_json::Value;
 
-use super::{errors, route_table::PathParams};
+use super::{errors, openapi::LazyDocument, route_table::PathParams};
 
 /// The swagger-ui-dist version vendored in `host/assets/swagger-ui/`.
 pub const SWAGGER_UI_VERSION: &str = "5.35.0";
@@ -223,15 +225,28 @@ impl LazyPage {
     }
 }
 
+/// `swagger.json`: the document serialized at its first request, then kept.
+struct LazyJson {
+    document: Arc<LazyDocument>,
+    asset: OnceLock<Asset>,
+}
+
+impl LazyJson {
+    fn get(&self) -> &Asset {
+        self.asset.get_or_init(|| {
+            let json = serde_json::to_vec(self.document.get()).unwrap_or_else(|_| b"{}".to_vec());
+            Asset::new(Bytes::from(json), "application/json", CACHE_REVALIDATE)
+        })
+    }
+}
+
 /// The documentation routes (relative to the prefix) for the `AppSpec`'s `extra` list.
-/// `document` is the finished OpenAPI document: it is serialized once, here.
-pub fn routes(service_name: &str, document: &Value) -> Vec<(String, MethodRouter)> {
-    let json = serde_json::to_vec(document).unwrap_or_else(|_| b"{}".to_vec());
-    let document = Arc::new(Asset::new(
-        Bytes::from(json),
-        "application/json",
-        CACHE_REVALIDATE,
-    ));
+/// `document` is the OpenAPI document, built and serialized at its first request.
+pub fn routes(service_name: &str, document: Arc<LazyDocument>) -> Vec<(String, MethodRouter)> {
+    let document = Arc::new(LazyJson {
+        document,
+        asset: OnceLock::new(),
+    });
     // `/api/doc` resolves relative URLs against `/{name}/api/`; `/api/doc/` against
     // `/{name}/api/doc/`.
     let (bare, slash) = (
@@ -249,7 +264,7 @@ pub fn routes(service_name: &str, document: &Value) -> Vec<(String, MethodRouter
         ),
         (
             "/api/doc/swagger.json".to_owned(),
-            get(move |headers: HeaderMap| async move { document.serve(&headers) }),
+            get(move |headers: HeaderMap| async move { document.get().serve(&headers) }),
         ),
         (
             "/api/doc/swagger_static/{file}".to_owned(),

@@ -22,14 +22,16 @@ use std::{
     fmt, fs,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
+    sync::atomic::{AtomicUsize, Ordering},
 };
 
-use abi_stable::library::{lib_header_from_path, LibraryError, RawLibrary, RootModule};
+use abi_stable::library::{lib_header_from_raw_library, LibraryError, RawLibrary, RootModule};
 use plugin_abi::{Arg, PluginModRef, ABI_FINGERPRINT, ABI_FINGERPRINT_SYMBOL};
 use tempfile::TempDir;
 
 use super::{elf_check, permissions, version};
 use crate::names;
+use crate::phases::Phases;
 use crate::sync::Unpoisoned;
 
 /// A plugin library that passed every check.
@@ -153,6 +155,20 @@ impl LoadError {
     }
 }
 
+/// The names of the loading phases in [`Phases`], each summed over the plugins.
+pub mod phase {
+    /// Reading and checking the ELF headers, of the file and of its private copy.
+    pub const ELF: &str = "ELF checks";
+    /// Writing the private copies.
+    pub const COPY: &str = "copies";
+    /// The dynamic loader mapping and relocating the copy; the library's constructors.
+    pub const DLOPEN: &str = "dlopen";
+    /// Versions, root module and ABI fingerprint (or abi_stable's full layout check).
+    pub const ABI: &str = "ABI check";
+    /// The plugin's info and its declared arguments (its runtime starts here).
+    pub const DESCRIBE: &str = "info and arguments";
+}
+
 /// The loaded plugins. With `RUST_BACKTRACE=full` it also keeps the private folder, whose
 /// whole copies let backtraces show plugin symbols; it is removed when the set is dropped.
 pub struct LoadedSet {
@@ -160,6 +176,8 @@ pub struct LoadedSet {
     /// `*.so` entries that are not regular files, each with the reason: not loaded, and
     /// reported (the start log, `check`), never passed over in silence.
     pub skipped: Vec<Skipped>,
+    /// Where the loading time went ([`phase`]).
+    pub phases: Phases,
     _private: Option<TempDir>,
 }
 
@@ -225,6 +243,7 @@ pub fn load_dir(dir: &Path, missing_ok: bool) -> Result<LoadedSet, Vec<LoadError
             return Ok(LoadedSet {
                 plugins: Vec::new(),
                 skipped: Vec::new(),
+                phases: Phases::default(),
                 _private: None,
             });
         }
@@ -242,11 +261,13 @@ pub fn load_dir(dir: &Path, missing_ok: bool) -> Result<LoadedSet, Vec<LoadError
         .map_err(|err| vec![LoadError::new(dir, Refusal::PrivateFolder(err))])?;
 
     let whole = whole_copies();
+    let (outcomes, phases) = load_files(&files, private.path(), whole);
     let mut plugins: Vec<LoadedPlugin> = Vec::new();
     let mut errors = Vec::new();
     let mut names: HashMap<String, PathBuf> = HashMap::new();
-    for (index, file) in files.iter().enumerate() {
-        match load_file(file, private.path(), index, whole) {
+    // In file-name order, whichever thread loaded what: the first file of a name keeps it.
+    for (file, outcome) in files.iter().zip(outcomes) {
+        match outcome {
             Ok(plugin) => match names.get(&plugin.name) {
                 Some(first) => errors.push(LoadError::new(
                     file,
@@ -267,12 +288,67 @@ pub fn load_dir(dir: &Path, missing_ok: bool) -> Result<LoadedSet, Vec<LoadError
         Ok(LoadedSet {
             plugins,
             skipped,
+            phases,
             // Without whole copies the folder is empty by now: remove it at once.
             _private: whole.then_some(private),
         })
     } else {
         Err(errors)
     }
+}
+
+/// Loads `files` on as many threads as there are cores (at most one per file), each thread
+/// taking the next file not yet taken; the outcomes in the order of `files`, and the phases
+/// summed over the threads.
+///
+/// The files are independent until their names are compared, and most of a file's loading
+/// (its checks, its copy, its runtime starting) runs in parallel; only the dynamic loader's
+/// own work is one library at a time, behind its lock. The plugins are created and started
+/// later, one after the other in file-name order, as before.
+fn load_files(
+    files: &[PathBuf],
+    private_dir: &Path,
+    whole: bool,
+) -> (Vec<Result<LoadedPlugin, LoadError>>, Phases) {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(files.len())
+        .max(1);
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut phases = Phases::default();
+        let mut outcomes = Vec::new();
+        // Bounded by the number of files: each pass takes a new index.
+        loop {
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            let Some(file) = files.get(index) else {
+                return (outcomes, phases);
+            };
+            outcomes.push((
+                index,
+                load_file(file, private_dir, index, whole, &mut phases),
+            ));
+        }
+    };
+    let (mut outcomes, phases) = std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        let (mut outcomes, mut phases) = work();
+        for helper in helpers {
+            match helper.join() {
+                Ok((theirs, their_phases)) => {
+                    outcomes.extend(theirs);
+                    phases.merge(&their_phases);
+                }
+                // The loader's own code does not panic; a plugin's panic is caught in the
+                // plugin. Anything else is passed on as it would be on one thread.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        (outcomes, phases)
+    });
+    outcomes.sort_unstable_by_key(|(index, _)| *index);
+    let outcomes = outcomes.into_iter().map(|(_, outcome)| outcome).collect();
+    (outcomes, phases)
 }
 
 /// The `.so` files of `dir`, sorted by name, symlinks to the same file counted once, and
@@ -305,26 +381,22 @@ fn load_file(
     private_dir: &Path,
     index: usize,
     whole: bool,
+    phases: &mut Phases,
 ) -> Result<LoadedPlugin, LoadError> {
     let meta = fs::metadata(file).map_err(|err| LoadError::new(file, Refusal::Unreadable(err)))?;
     permissions::check(file, &meta).map_err(|reason| LoadError::new(file, reason))?;
-    let elf = elf_check::check(file).map_err(|reason| LoadError::new(file, reason))?;
+    let elf = phases
+        .time(phase::ELF, || elf_check::check(file))
+        .map_err(|reason| LoadError::new(file, reason))?;
     if let Some(opened) = elf.build_id.as_deref().and_then(already_opened) {
-        return describe_module(file, opened, elf.build_id);
+        return phases.time(phase::DESCRIBE, || {
+            describe_module(file, opened, elf.build_id)
+        });
     }
 
     // The copy's name is ours: the original's may hold anything.
     let copy = private_dir.join(format!("{index:03}.so"));
-    let loaded = private_copy(file, &copy, whole)
-        .map_err(|err| {
-            let copy = copy.clone();
-            LoadError::new(file, Refusal::Copy { copy, err })
-        })
-        .and_then(|()| {
-            // The file may have changed since it was checked: the copy is what is mapped.
-            elf_check::check_loadable(&copy).map_err(|reason| LoadError::new(file, reason))?;
-            open_module(file, &copy)
-        });
+    let loaded = copy_and_open(file, &copy, whole, phases);
     if !whole {
         // Mapped or refused: either way the copy is no longer needed.
         let _ = fs::remove_file(&copy);
@@ -333,7 +405,29 @@ fn load_file(
     if let Some(id) = &elf.build_id {
         OPENED.locked().insert(id.clone(), opened.clone());
     }
-    describe_module(file, opened, elf.build_id)
+    phases.time(phase::DESCRIBE, || {
+        describe_module(file, opened, elf.build_id)
+    })
+}
+
+/// Copies `file` to `copy`, checks the copy (the file may have changed since it was checked:
+/// the copy is what is mapped) and opens it.
+fn copy_and_open(
+    file: &Path,
+    copy: &Path,
+    whole: bool,
+    phases: &mut Phases,
+) -> Result<Opened, LoadError> {
+    phases
+        .time(phase::COPY, || private_copy(file, copy, whole))
+        .map_err(|err| {
+            let copy = copy.to_owned();
+            LoadError::new(file, Refusal::Copy { copy, err })
+        })?;
+    phases
+        .time(phase::ELF, || elf_check::check_loadable(copy))
+        .map_err(|reason| LoadError::new(file, reason))?;
+    open_module(file, copy, phases)
 }
 
 /// A library this process has opened. It stays mapped for the life of the process
@@ -355,9 +449,23 @@ fn already_opened(build_id: &str) -> Option<Opened> {
 }
 
 /// Opens the library (its constructors run here) and checks its versions and layout.
-fn open_module(file: &Path, copy: &Path) -> Result<Opened, LoadError> {
-    let header = lib_header_from_path(copy).map_err(|err| describe(file, err))?;
+fn open_module(file: &Path, copy: &Path, phases: &mut Phases) -> Result<Opened, LoadError> {
+    let library = phases
+        .time(phase::DLOPEN, || RawLibrary::load_at(copy))
+        .map_err(|err| describe(file, err))?;
+    let opened = phases.time(phase::ABI, || check_module(file, &library));
+    // Kept open for good, refused or not: abi_stable never unloads a library (its header and
+    // root module are `'static`), and a refused one's constructors have run already.
+    std::mem::forget(library);
+    opened
+}
 
+/// Checks an opened library's versions, root module and layout, and initialises its root
+/// module.
+fn check_module(file: &Path, library: &RawLibrary) -> Result<Opened, LoadError> {
+    // SAFETY: the library stays loaded for the life of the process (`open_module`).
+    let header =
+        unsafe { lib_header_from_raw_library(library) }.map_err(|err| describe(file, err))?;
     // Our own semver check first: it gives the clearest message and catches what
     // abi_stable ignores (a plugin built against a newer patch than the host).
     let strings = header.version_strings();
@@ -369,13 +477,13 @@ fn open_module(file: &Path, copy: &Path) -> Result<Opened, LoadError> {
         return Err(LoadError::new(file, Refusal::OtherRootModule(name)));
     }
 
-    let same_fingerprint = same_abi_fingerprint(copy);
+    let same_fingerprint = same_abi_fingerprint(library);
     let module = if same_fingerprint {
         // SAFETY: the plugin was built against byte-identical ABI sources of the same
         // plugin-api version (see `plugin_abi::ABI_FINGERPRINT`), all `#[repr(C)]`
-        // `StableAbi` types, and `lib_header_from_path` checked abi_stable's own ABI version:
-        // its layout is the host's. abi_stable's check would only confirm that, at ~2 ms per
-        // plugin (most of the start-up time with many plugins).
+        // `StableAbi` types, and `lib_header_from_raw_library` checked abi_stable's own ABI
+        // version: its layout is the host's. abi_stable's check would only confirm that, at
+        // ~2 ms per plugin (most of the start-up time with many plugins).
         unsafe { header.init_root_module_with_unchecked_layout::<PluginModRef>() }
     } else {
         header.init_root_module::<PluginModRef>()
@@ -436,13 +544,10 @@ fn describe_module(
 }
 
 /// Whether the library exports the host's own ABI fingerprint.
-fn same_abi_fingerprint(library: &Path) -> bool {
-    let Ok(raw) = RawLibrary::load_at(library) else {
-        return false;
-    };
+fn same_abi_fingerprint(library: &RawLibrary) -> bool {
     // SAFETY: the symbol's address is that of a `[u8; 32]` static (`export_plugin!`), read
     // once here; the library stays loaded (abi_stable never unloads it).
-    let exported = unsafe { raw.get::<*const [u8; 32]>(ABI_FINGERPRINT_SYMBOL) };
+    let exported = unsafe { library.get::<*const [u8; 32]>(ABI_FINGERPRINT_SYMBOL) };
     exported.is_ok_and(|symbol| unsafe { symbol.read() } == ABI_FINGERPRINT)
 }
 
@@ -597,6 +702,27 @@ mod tests {
         let text_copy = dir.path().join("text-copy");
         super::private_copy(&text, &text_copy, false).unwrap();
         assert_eq!(std::fs::read(&text_copy).unwrap(), b"not a library");
+    }
+
+    #[test]
+    fn outcomes_come_in_file_order_whichever_thread_loaded_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let private = tempfile::tempdir().unwrap();
+        // Not libraries: each is refused at its ELF check, with its own file named.
+        let files: Vec<std::path::PathBuf> = (0..9)
+            .map(|i| {
+                let file = dir.path().join(format!("{i}.so"));
+                std::fs::write(&file, "x".repeat(100 + i)).unwrap();
+                file
+            })
+            .collect();
+        let (outcomes, phases) = super::load_files(&files, private.path(), false);
+        let refused: Vec<_> = outcomes
+            .into_iter()
+            .map(|outcome| outcome.err().expect("refused").file)
+            .collect();
+        assert_eq!(refused, files);
+        assert!(phases.to_string().starts_with("ELF checks "), "{phases}");
     }
 
     #[test]

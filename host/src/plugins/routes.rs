@@ -9,6 +9,7 @@ use plugin_abi::{error_code, routes, FfiError, RouteHandlerBox};
 use serde_json::Value;
 
 /// One plugin route.
+#[derive(Clone)]
 pub struct RouteEntry {
     pub plugin: String,
     /// Upper-case method or `*` for any.

@@ -5,7 +5,7 @@
 use plugin_abi::features::FeatureRegistry;
 use std::{
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use axum::routing::{get, post};
@@ -29,6 +29,12 @@ use crate::{
 use crate::metrics::Metrics;
 use crate::reloads::ReloadLog;
 use crate::sync::Unpoisoned;
+
+/// The names of a generation's own phases in its start-up log line ([`crate::phases`]),
+/// after the loading phases.
+const PHASE_CREATE: &str = "create";
+const PHASE_STARTUP: &str = "startup hooks";
+const PHASE_APP: &str = "app";
 
 /// What lives as long as the service, shared by every generation: the reload log and the
 /// service's metrics.
@@ -77,7 +83,10 @@ impl Generation {
             life: Arc::new(life),
             metrics: Arc::clone(&lasting.metrics),
         });
-        let plugins = off_the_workers(|| lifecycle::create_all(&loaded.plugins, &host))?;
+        let mut phases = loaded.phases.clone();
+        let plugins = phases.time(PHASE_CREATE, || {
+            off_the_workers(|| lifecycle::create_all(&loaded.plugins, &host))
+        })?;
         let metrics = lasting.metrics.plugins.track(
             plugins
                 .iter()
@@ -89,16 +98,20 @@ impl Generation {
                 })
                 .collect(),
         );
-        if let Err(err) =
-            lifecycle::startup_all(&plugins, settings.hook_timeout, startup_timeout).await
-        {
+        let hooks_started = Instant::now();
+        let started =
+            lifecycle::startup_all(&plugins, settings.hook_timeout, startup_timeout).await;
+        phases.add(PHASE_STARTUP, hooks_started.elapsed());
+        if let Err(err) = started {
             host.cancel_subscriptions(settings.hook_timeout, false)
                 .await;
             host.life.set_phase(phase::STOPPED);
             return Err(err);
         }
-        let app =
-            off_the_workers(|| build_app(&settings, &loaded, &host, &plugins, &lasting.reloads));
+        let app = phases.time(PHASE_APP, || {
+            off_the_workers(|| build_app(&settings, &loaded, &host, &plugins, &lasting.reloads))
+        });
+        tracing::debug!("{} plugin(s) loaded and started: {phases}", plugins.len());
         Ok(Generation {
             served: Served::new(app),
             settings,
@@ -173,6 +186,7 @@ impl Generation {
         self.host.cancel_subscriptions(timeout, true).await;
         lifecycle::shutdown_all(&self.plugins, timeout).await;
         self.host.life.set_phase(phase::STOPPED);
+        drop_off_the_workers(self).await;
     }
 
     /// Only the plugins' shutdown, for the final stop (the bus is already shut down).
@@ -191,6 +205,15 @@ fn off_the_workers<T>(work: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
         _ => work(),
+    }
+}
+
+/// Drops a stopped generation on a blocking thread, while the next one serves: its plugins'
+/// destructors are plugin code, and freeing its app (the routes, the API documents) takes a
+/// while; a request queued behind either on a worker would wait for it.
+async fn drop_off_the_workers(generation: Generation) {
+    if let Err(err) = tokio::task::spawn_blocking(move || drop(generation)).await {
+        tracing::error!("Dropping the previous plugins failed: {err}");
     }
 }
 
@@ -267,22 +290,17 @@ fn build_app(
         .iter()
         .map(|p| (p.name.clone(), p.version.clone()))
         .collect();
-    // Routes are frozen: the API documentation is built once and served as bytes.
-    let api_doc = http::openapi::document(
-        &http::openapi::DocInfo {
-            name: &settings.name,
-            version: env!("CARGO_PKG_VERSION"),
-            plugins: &plugin_versions,
-        },
-        &plugin_routes,
-    );
-    extra.extend(http::swagger_ui::routes(&settings.name, &api_doc));
-    extra.extend(operator_page(
-        settings,
-        &plugin_routes,
-        &api_doc,
-        health_for_page,
+    // Routes are frozen: the API documentation is built once, at its first use.
+    let api_doc = Arc::new(http::openapi::LazyDocument::new(
+        &settings.name,
+        plugin_versions,
+        plugin_routes.clone(),
     ));
+    extra.extend(http::swagger_ui::routes(
+        &settings.name,
+        Arc::clone(&api_doc),
+    ));
+    extra.extend(operator_page(settings, api_doc, health_for_page));
     http::app(AppSpec {
         name: settings.name.clone(),
         max_body_size: settings.max_body_size,
@@ -301,8 +319,7 @@ fn build_app(
 /// the AsyncAPI document (`/api/asyncapi.json`) it shows.
 fn operator_page(
     settings: &Settings,
-    plugin_routes: &[crate::plugins::routes::RouteEntry],
-    api_doc: &serde_json::Value,
+    api_doc: Arc<http::openapi::LazyDocument>,
     health: Arc<HealthSources>,
 ) -> Vec<(String, axum::routing::MethodRouter)> {
     use http::{health::BusKind, ui::overview};
@@ -316,10 +333,7 @@ fn operator_page(
     if settings.fleet.mqtt {
         brokers.push((BusKind::Mqtt, first(settings.mqtt_config().endpoints())));
     }
-    let routes = plugin_routes
-        .iter()
-        .map(|route| overview::RouteLink::new(&settings.name, route, api_doc))
-        .collect();
+    let routes = overview::RouteLinks::new(&settings.name, api_doc);
     let asyncapi = Arc::new(http::asyncapi::AsyncApiSources {
         health: Arc::clone(&health),
         servers: brokers.clone(),

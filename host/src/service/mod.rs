@@ -13,7 +13,7 @@ pub mod generation;
 
 pub mod watch;
 
-use std::{ffi::OsString, future::Future, process::ExitCode, sync::Arc};
+use std::{ffi::OsString, future::Future, process::ExitCode, sync::Arc, time::Instant};
 
 use arc_swap::ArcSwap;
 use tokio::{net::TcpListener, sync::mpsc};
@@ -68,6 +68,8 @@ pub struct Boot {
     /// The arguments as given (before `@file` expansion): a reload reads them, and the
     /// files they name, again.
     pub args: Vec<OsString>,
+    /// When the process's `main` began: the start-up log line says how long serving took.
+    pub began: Instant,
 }
 
 /// Signals that came while something else was going on, answered after it.
@@ -135,6 +137,7 @@ pub async fn run(boot: Boot, signals: &mut Signals) -> ExitCode {
         settings,
         loaded,
         args,
+        began,
     } = boot;
     tracing::info!(target: "brewblox_host::service", "Creating [{}] application", settings.name);
     tracing::info!(
@@ -209,6 +212,11 @@ pub async fn run(boot: Boot, signals: &mut Signals) -> ExitCode {
         server_config(&generation.settings),
     );
     generation.serving();
+    tracing::debug!(
+        "Serving {:.2} ms after the process began ({:.2} ms of CPU time, all threads)",
+        began.elapsed().as_secs_f64() * 1e3,
+        crate::phases::process_cpu().as_secs_f64() * 1e3
+    );
     let watcher = generation.settings.watch.then(|| {
         watch::spawn(
             generation.settings.plugins.clone(),

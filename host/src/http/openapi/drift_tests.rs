@@ -52,6 +52,15 @@ fn doc() -> Value {
     )
 }
 
+/// The document as the service serves it: built at its first use.
+fn lazy_doc() -> Arc<http::openapi::LazyDocument> {
+    Arc::new(http::openapi::LazyDocument::new(
+        NAME,
+        Vec::new(),
+        Vec::new(),
+    ))
+}
+
 /// An OpenAPI 3.0 schema with the document's components as a strict draft 7 JSON Schema:
 /// `nullable` becomes a `null` type, and an object with `properties` allows no others.
 fn strict(doc: &Value, schema: &Value) -> Value {
@@ -113,7 +122,7 @@ fn app(health: HealthSources) -> http::App {
     let metrics = Arc::clone(&health.host.metrics);
     let page = http::ui::routes(http::ui::overview::OverviewSources {
         health: Arc::clone(&health),
-        routes: Vec::new(),
+        routes: http::ui::overview::RouteLinks::new(NAME, lazy_doc()),
         brokers: vec![(
             http::health::BusKind::Amqp,
             "amqp://guest@eventbus:5672/".into(),
@@ -139,7 +148,7 @@ fn app(health: HealthSources) -> http::App {
             post(move |body| http::debug::subscribe(subscribe_bus.clone(), body)),
         ),
     ];
-    extra.extend(http::swagger_ui::routes(NAME, &doc()));
+    extra.extend(http::swagger_ui::routes(NAME, lazy_doc()));
     extra.extend(page);
     http::app(AppSpec {
         name: NAME.into(),

@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use crate::{
     http::health::{self, BusKind, HealthReport, HealthSources, HealthStatus, PluginStateName},
+    http::openapi::LazyDocument,
     reloads::LastReload,
     window::{
         self,
@@ -33,7 +34,7 @@ use crate::{
 pub struct OverviewSources {
     pub health: Arc<HealthSources>,
     /// Every plugin route, with where the API UI shows it.
-    pub routes: Vec<RouteLink>,
+    pub routes: RouteLinks,
     /// The brokers in use, as the options name them (without credentials).
     pub brokers: Vec<(BusKind, String)>,
     /// Links to the service's other documents, relative to `/{name}/_service/`.
@@ -183,6 +184,36 @@ impl Default for Links {
             health: "health".into(),
             metrics: "metrics".into(),
         }
+    }
+}
+
+/// Every plugin route of a generation with where the API UI shows it, worked out at the first
+/// overview from the OpenAPI document (which that builds, see [`LazyDocument`]).
+pub struct RouteLinks {
+    name: String,
+    document: Arc<LazyDocument>,
+    links: std::sync::OnceLock<Vec<RouteLink>>,
+}
+
+impl RouteLinks {
+    /// The routes of `document`, of service `name`.
+    pub fn new(name: &str, document: Arc<LazyDocument>) -> Self {
+        RouteLinks {
+            name: name.to_owned(),
+            document,
+            links: std::sync::OnceLock::new(),
+        }
+    }
+
+    pub fn get(&self) -> &[RouteLink] {
+        self.links.get_or_init(|| {
+            let doc = self.document.get();
+            self.document
+                .routes()
+                .iter()
+                .map(|route| RouteLink::new(&self.name, route, doc))
+                .collect()
+        })
     }
 }
 
@@ -362,6 +393,7 @@ pub fn overview(sources: &OverviewSources, scrape: &Scrape) -> Overview {
             ),
             routes: sources
                 .routes
+                .get()
                 .iter()
                 .filter(|r| r.plugin == p.name)
                 .cloned()
