@@ -648,6 +648,7 @@ impl brewblox_host::bus::Sink for PanickySink {
         _sub: &brewblox_host::bus::Subscription,
         _routing_key: &str,
         body: bytes::Bytes,
+        _: brewblox_host::eventbus::Redelivery,
     ) -> futures::future::BoxFuture<'static, brewblox_host::eventbus::Delivered> {
         let tx = self.0.clone();
         let body = body.to_vec();

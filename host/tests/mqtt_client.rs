@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use brewblox_host::eventbus::{Delivered, DeliveryError, Sink, Subscription};
+use brewblox_host::eventbus::{Delivered, DeliveryError, Redelivery, Sink, Subscription};
 use brewblox_host::metrics::bus::BusMetrics;
 use brewblox_host::mqtt::{MqttBus, MqttConfig, MqttError, MqttState, Protocol, Will};
 use bytes::Bytes;
@@ -42,6 +42,7 @@ impl Sink for Forward {
         _: &Subscription,
         topic: &str,
         payload: Bytes,
+        _: Redelivery,
     ) -> BoxFuture<'static, Delivered> {
         let m = MqttMessage {
             topic: topic.to_owned(),
@@ -128,7 +129,7 @@ async fn wildcards_order_and_both_qos() {
     for i in 0..200 {
         assert_eq!(next(&mut parent).await.payload, i.to_string());
     }
-    let h = bus.health();
+    let h = bus.health().connection;
     assert_eq!(h.state, MqttState::Connected);
     assert_eq!(h.subscriptions.len(), 2);
     assert!(h.subscriptions.iter().all(|s| s.state == "active"));
@@ -226,7 +227,7 @@ async fn broker_down_at_start_then_restarted() {
         bus.ready(&sub).await,
         Err(MqttError::Unavailable(_))
     ));
-    assert_eq!(bus.health().state, MqttState::Connecting);
+    assert_eq!(bus.health().connection.state, MqttState::Connecting);
 
     broker.up();
     bus.ready(&sub).await.unwrap();
@@ -257,7 +258,11 @@ async fn broker_down_at_start_then_restarted() {
         .unwrap();
     let m = next(&mut rx).await;
     assert_eq!((m.topic.as_str(), &m.payload[..]), ("r/y", &b"second"[..]));
-    assert!(bus.health().reconnects >= 1, "{:?}", bus.health());
+    assert!(
+        bus.health().connection.reconnects >= 1,
+        "{:?}",
+        bus.health()
+    );
     let _ = &mut peer;
     bus.shutdown(Duration::from_secs(2)).await;
 }
@@ -269,7 +274,13 @@ struct Slow {
 }
 
 impl Sink for Slow {
-    fn deliver(&self, _: &Subscription, _: &str, payload: Bytes) -> BoxFuture<'static, Delivered> {
+    fn deliver(
+        &self,
+        _: &Subscription,
+        _: &str,
+        payload: Bytes,
+        _: Redelivery,
+    ) -> BoxFuture<'static, Delivered> {
         let (gate, got) = (self.gate.clone(), self.got.clone());
         Box::pin(async move {
             let _permit = gate
@@ -323,6 +334,7 @@ async fn a_flood_into_a_slow_handler_is_bounded_and_others_go_on() {
     }
     let dropped = bus
         .health()
+        .connection
         .subscriptions
         .iter()
         .find(|s| s.id == slow.id())
@@ -413,7 +425,7 @@ async fn a_delivery_over_the_limit_is_dropped_and_the_connection_goes_on() {
         .unwrap();
     let m = next(&mut rx).await;
     assert_eq!(m.topic, "big/marker");
-    let h = bus.health();
+    let h = bus.health().connection;
     assert_eq!((h.state, h.reconnects), (MqttState::Connected, 0));
     bus.shutdown(Duration::from_secs(2)).await;
 }
@@ -455,11 +467,11 @@ async fn tls_without_verification_accepts_a_self_signed_broker_and_with_it_refus
     .unwrap();
     checked.start();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while checked.health().last_error.is_none() {
+    while checked.health().connection.last_error.is_none() {
         assert!(Instant::now() < deadline, "{:?}", checked.health());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let h = checked.health();
+    let h = checked.health().connection;
     assert_eq!(h.state, MqttState::Connecting);
     assert!(h.last_error.unwrap().to_lowercase().contains("certificate"));
     checked.shutdown(Duration::from_secs(1)).await;

@@ -84,7 +84,7 @@ async fn a_broker_that_closes_every_connection_is_not_hammered() {
     bus.shutdown(Duration::from_secs(1)).await;
     broker.abort();
     assert!((2..=15).contains(&made), "{made} connections in 4 s");
-    assert!(bus.health().reconnects >= 1);
+    assert!(bus.health().connection.reconnects >= 1);
 }
 
 /// A broker that answers CONNACK, then sends the head of a PUBLISH of 64 MiB and a few bytes
@@ -127,7 +127,7 @@ async fn a_packet_far_over_the_message_limit_ends_the_connection_unread() {
         .expect("the client closes within 20 s")
         .unwrap()
         .expect("the fake broker got a CONNECT");
-    let error = bus.health().last_error.unwrap_or_default();
+    let error = bus.health().connection.last_error.unwrap_or_default();
     bus.shutdown(Duration::from_secs(1)).await;
     // The socket buffers hold a few MiB at most; the 64 MiB were never taken.
     assert!(written < 16 << 20, "{written} bytes taken");

@@ -432,6 +432,27 @@ impl Host {
         (status, response.json().expect("health JSON"))
     }
 
+    /// (succeeded, failed) reloads so far, from the health report.
+    pub fn reloads(&self) -> (u64, u64) {
+        let (_, body) = self.health();
+        let report = &body["reload"];
+        (
+            report["succeeded"].as_u64().unwrap_or(0),
+            report["failed"].as_u64().unwrap_or(0),
+        )
+    }
+
+    /// Waits (≤ 30 s) until the reload counts are `want`; fails with the host's log if not.
+    pub fn wait_reloads(&self, want: (u64, u64)) {
+        let reached = wait_until(Duration::from_secs(30), || self.reloads() == want);
+        assert!(
+            reached,
+            "reloads {:?}, wanted {want:?}:\n{}",
+            self.reloads(),
+            self.stderr.text()
+        );
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

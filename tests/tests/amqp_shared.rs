@@ -193,16 +193,6 @@ fn what_is_published_while_a_durable_subscriber_is_stopped_reaches_it_at_restart
     );
 }
 
-/// (succeeded, failed) reloads so far.
-fn reloads(host: &Host) -> (u64, u64) {
-    let (_, body) = host.health();
-    let report = &body["reload"];
-    (
-        report["succeeded"].as_u64().unwrap_or(0),
-        report["failed"].as_u64().unwrap_or(0),
-    )
-}
-
 #[test]
 fn a_reload_under_a_steady_stream_on_a_durable_subscription_loses_and_doubles_none() {
     const MESSAGES: u64 = 300;
@@ -249,12 +239,7 @@ fn a_reload_under_a_steady_stream_on_a_durable_subscription_loses_and_doubles_no
         note(echoes.recv(SECS, "an echo before the reload"));
     }
     host.signal(libc::SIGHUP);
-    assert!(
-        wait_until(Duration::from_secs(30), || reloads(&host) == (1, 0)),
-        "reloads {:?}:\n{}",
-        reloads(&host),
-        host.stderr.text()
-    );
+    host.wait_reloads((1, 0));
     publisher.join().expect("publisher");
     // The sentinel comes after every message and after the reload: the old generation is
     // gone, so the new one handles it after all the others.

@@ -59,30 +59,9 @@ fn tag(host: &Host) -> String {
     answer["tag"].as_str().unwrap_or_default().to_owned()
 }
 
-/// (succeeded, failed) reloads so far.
-fn reloads(host: &Host) -> (u64, u64) {
-    let (_, body) = host.health();
-    let report = &body["reload"];
-    (
-        report["succeeded"].as_u64().unwrap(),
-        report["failed"].as_u64().unwrap(),
-    )
-}
-
-/// Waits (≤ 30 s) until the reload counts are `want`.
-fn wait_reloads(host: &Host, want: (u64, u64)) {
-    let reached = wait_until(Duration::from_secs(30), || reloads(host) == want);
-    assert!(
-        reached,
-        "reloads {:?}, wanted {want:?}:\n{}",
-        reloads(host),
-        host.stderr.text()
-    );
-}
-
 fn reload(kit: &Kit, want: (u64, u64)) {
     kit.host.signal(libc::SIGHUP);
-    wait_reloads(&kit.host, want);
+    kit.host.wait_reloads(want);
 }
 
 #[test]
@@ -270,7 +249,7 @@ fn sighup_during_a_reload_is_coalesced_into_one_more_reload() {
     let kit = kit_reloading();
     kit.host.signal(libc::SIGHUP);
     kit.host.signal(libc::SIGHUP);
-    wait_reloads(&kit.host, (2, 0));
+    kit.host.wait_reloads((2, 0));
     let log = kit.host.stderr.text();
     assert!(
         log.contains("Received SIGHUP during a reload; reloading after it"),
@@ -299,7 +278,7 @@ fn sighup_during_startup_reloads_after_it() {
             .send()
             .is_ok_and(|r| r.status() == 200)
     }));
-    wait_reloads(&kit.host, (1, 0));
+    kit.host.wait_reloads((1, 0));
     assert_eq!(tag(&kit.host), "b");
     assert!(kit.host.is_running());
 }
@@ -369,7 +348,7 @@ fn watch_reloads_once_a_slowly_copied_file_is_complete() {
         kit.host.stderr.text()
     );
     assert_eq!(
-        reloads(&kit.host),
+        kit.host.reloads(),
         (0, 0),
         "nothing reloaded from a half file"
     );
@@ -393,7 +372,7 @@ fn watch_reloads_once_a_slowly_copied_file_is_complete() {
     let mut handle = fs::OpenOptions::new().append(true).open(&file).unwrap();
     handle.write_all(&bytes[bytes.len() / 2..]).unwrap();
     drop(handle);
-    wait_reloads(&kit.host, (1, 0));
+    kit.host.wait_reloads((1, 0));
     assert_eq!(kit.host.get("/peer/missing").status(), 200);
     assert_eq!(tag(&kit.host), "a");
     assert!(kit.host.health().1["reload"]["waiting"].is_null());
@@ -439,7 +418,7 @@ fn no_message_is_lost_across_a_reload() {
             }
         });
     });
-    wait_reloads(host, (1, 0));
+    host.wait_reloads((1, 0));
     publisher.publish_json(&exchange, "end", &json!("end"));
     let mut seen = std::collections::BTreeMap::<u64, Vec<String>>::new();
     loop {
@@ -484,7 +463,7 @@ fn a_hundred_reloads_keep_memory_bounded() {
     let pid = host.pid();
     let reload = |n: u64| {
         host.signal(libc::SIGHUP);
-        wait_reloads(&host, (n, 0));
+        host.wait_reloads((n, 0));
     };
     reload(1);
     let (rss_first, threads_first) = (rss_kib(pid), threads(pid));
@@ -725,7 +704,7 @@ fn the_bundled_plugins_keep_their_state_across_a_hot_swap() {
     let recent_before: Value = host.get("/history/recent/kettle").json().unwrap();
 
     host.signal(libc::SIGHUP);
-    wait_reloads(&host, (1, 0));
+    host.wait_reloads((1, 0));
     let (_, body) = host.health();
     let mut handovers: Vec<Value> = body["reload"]["last"]["handovers"]
         .as_array()

@@ -140,13 +140,19 @@ impl Amqp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eventbus::Delivered;
+    use crate::eventbus::{Delivered, Redelivery};
     use bytes::Bytes;
     use futures::future::BoxFuture;
 
     struct Nop;
     impl Sink for Nop {
-        fn deliver(&self, _: &Subscription, _: &str, _: Bytes) -> BoxFuture<'static, Delivered> {
+        fn deliver(
+            &self,
+            _: &Subscription,
+            _: &str,
+            _: Bytes,
+            _: Redelivery,
+        ) -> BoxFuture<'static, Delivered> {
             Box::pin(async { Ok(()) })
         }
     }

@@ -43,7 +43,7 @@ pub(crate) async fn handle(
     let started = Instant::now();
     // A panic is described on one line, with its location, and logged once: below.
     let panicked = |report| Err(DeliveryError::Panicked(format!("handler {report}")));
-    let outcome = match panics::catch(|| sink.deliver_again(sub, topic, payload, redelivery)) {
+    let outcome = match panics::catch(|| sink.deliver(sub, topic, payload, redelivery)) {
         Ok(future) => panics::catch_future(future).await.unwrap_or_else(panicked),
         Err(report) => panicked(report),
     };

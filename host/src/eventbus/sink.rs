@@ -14,25 +14,15 @@ use super::subscription::Subscription;
 /// job; its outcome says in a type whether the handler refused, failed or panicked, and the
 /// delivery counts and logs from that (see [`super::delivery`]).
 pub trait Sink: Send + Sync + 'static {
+    /// `redelivery`: what the broker says of earlier deliveries of the message (a shared or
+    /// durable subscription's redelivery); a plugin's sink shows it to the handler.
     fn deliver(
         &self,
         sub: &Subscription,
         topic: &str,
         payload: Bytes,
+        redelivery: Redelivery,
     ) -> BoxFuture<'static, Delivered>;
-
-    /// As [`deliver`](Sink::deliver), with what the broker says of earlier deliveries of the
-    /// message (a shared or durable subscription's redelivery). A sink that shows it to its
-    /// handler (a plugin's) implements this; the others take [`deliver`](Sink::deliver).
-    fn deliver_again(
-        &self,
-        sub: &Subscription,
-        topic: &str,
-        payload: Bytes,
-        _redelivery: Redelivery,
-    ) -> BoxFuture<'static, Delivered> {
-        self.deliver(sub, topic, payload)
-    }
 
     /// The plugin the messages go to, if a plugin's: shown in health and the metrics' `plugin`
     /// label. Read once, when the subscription is made.

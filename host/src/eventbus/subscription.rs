@@ -349,12 +349,19 @@ impl fmt::Debug for Subscription {
 mod tests {
     use super::*;
     use crate::eventbus::outcome::Delivered;
+    use crate::eventbus::sink::Redelivery;
     use bytes::Bytes;
     use futures::future::BoxFuture;
 
     struct Nop;
     impl Sink for Nop {
-        fn deliver(&self, _: &Subscription, _: &str, _: Bytes) -> BoxFuture<'static, Delivered> {
+        fn deliver(
+            &self,
+            _: &Subscription,
+            _: &str,
+            _: Bytes,
+            _: Redelivery,
+        ) -> BoxFuture<'static, Delivered> {
             Box::pin(async { Ok(()) })
         }
     }

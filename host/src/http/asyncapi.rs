@@ -249,7 +249,7 @@ fn drafts(report: &HealthReport, declared: &[(String, Publication)]) -> Vec<Chan
     }
     let any_bytes = json!({ "name": "AnyPayload", "summary": "Any payload: raw bytes, often JSON",
                             "payload": {} });
-    for s in report.mqtt.iter().flat_map(|m| &m.subscriptions) {
+    for s in report.mqtt.iter().flat_map(|m| m.all_subscriptions()) {
         let draft = channel(&mut channels, BusKind::Mqtt, "", "", &s.filter);
         let name = add_message(draft, "AnyPayload", any_bytes.clone());
         // `/_debug/subscribe`'s subscriptions have no plugin: they are the host's.

@@ -48,7 +48,7 @@ use serde::Serialize;
 
 use crate::{
     bus::{BusHealth, BusState},
-    mqtt::{MqttHealth, MqttState},
+    mqtt::{MqttConnectionHealth, MqttHealth, MqttState},
     plugins::context::{HostServices, PluginState, PluginStatus},
     reloads::{ReloadLog, ReloadReport},
 };
@@ -239,10 +239,20 @@ pub fn report(sources: &HealthSources) -> HealthReport {
 
 /// An MQTT connection that is not up, and refused subscriptions.
 fn mqtt_problems(health: &MqttHealth, problems: &mut Vec<String>) {
+    connection_problems("mqtt", &health.connection, problems);
+    if let Some(session) = &health.session {
+        let label = format!("mqtt session {}", session.client_id);
+        connection_problems(&label, &session.connection, problems);
+    }
+}
+
+/// `<label>: <state> (<last error>)` for a connection that is not up, and a line for each
+/// refused subscription on it.
+fn connection_problems(label: &str, health: &MqttConnectionHealth, problems: &mut Vec<String>) {
     if health.state != MqttState::Connected {
         let state = serde_json::to_value(health.state).unwrap_or_default();
         problems.push(format!(
-            "mqtt: {}{}",
+            "{label}: {}{}",
             state.as_str().unwrap_or("down"),
             health
                 .last_error
@@ -251,24 +261,7 @@ fn mqtt_problems(health: &MqttHealth, problems: &mut Vec<String>) {
                 .unwrap_or_default()
         ));
     }
-    let session = health.session.as_ref();
-    if let Some(session) = session.filter(|s| s.state != MqttState::Connected) {
-        let state = serde_json::to_value(session.state).unwrap_or_default();
-        problems.push(format!(
-            "mqtt session {}: {}{}",
-            session.client_id,
-            state.as_str().unwrap_or("down"),
-            session
-                .last_error
-                .as_deref()
-                .map(|e| format!(" ({e})"))
-                .unwrap_or_default()
-        ));
-    }
-    let durable = session
-        .map(|s| s.subscriptions.as_slice())
-        .unwrap_or_default();
-    for sub in health.subscriptions.iter().chain(durable) {
+    for sub in &health.subscriptions {
         if let Some(error) = &sub.error {
             problems.push(format!(
                 "mqtt subscription <{}> failed: {error}",

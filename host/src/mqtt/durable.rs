@@ -96,15 +96,6 @@ struct LeaseSink(Arc<Leases>);
 impl Sink for LeaseSink {
     fn deliver(
         &self,
-        sub: &Subscription,
-        topic: &str,
-        payload: Bytes,
-    ) -> BoxFuture<'static, Delivered> {
-        self.deliver_again(sub, topic, payload, Redelivery::default())
-    }
-
-    fn deliver_again(
-        &self,
         _slot: &Subscription,
         topic: &str,
         payload: Bytes,
@@ -122,9 +113,7 @@ impl Sink for LeaseSink {
                     continue;
                 }
                 let sink = lease.sink();
-                return sink
-                    .deliver_again(&lease, &topic, payload, redelivery)
-                    .await;
+                return sink.deliver(&lease, &topic, payload, redelivery).await;
             }
             Err(DeliveryError::Failed(
                 "no generation holds the durable subscription any more".into(),
@@ -315,6 +304,7 @@ mod tests {
             _: &Subscription,
             topic: &str,
             _: Bytes,
+            _: Redelivery,
         ) -> BoxFuture<'static, Delivered> {
             self.1.locked().push(format!("{}:{topic}", self.0));
             Box::pin(async { Ok(()) })
@@ -337,7 +327,10 @@ mod tests {
         let old = bus.subscribe_durable("t/#", sink("old"), 1).unwrap();
         let new = bus.subscribe_durable("t/#", sink("new"), 2).unwrap();
         let session = bus.durable().unwrap();
-        assert_eq!(session.health().state, crate::mqtt::MqttState::Disabled);
+        assert_eq!(
+            session.health().connection.state,
+            crate::mqtt::MqttState::Disabled
+        );
         assert_eq!(session.inner.client_id, "brewblox-host-svc-durable");
         let slots = session.subscriptions();
         assert_eq!(slots.len(), 1, "one slot, two leases");

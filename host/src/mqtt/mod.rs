@@ -122,18 +122,23 @@ pub enum MqttState {
 /// `/_service/health`'s "mqtt" section.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MqttHealth {
-    pub state: MqttState,
-    /// The broker of the address list in use (no password); while not connected, the one
-    /// tried next.
-    pub broker: String,
-    pub reconnects: u64,
-    pub last_error: Option<String>,
+    #[serde(flatten)]
+    pub connection: MqttConnectionHealth,
     /// The wills the service declared (one per plugin that declared one), each with
     /// whether the broker holds it now.
     pub wills: Vec<WillHealth>,
-    pub subscriptions: Vec<MqttSubHealth>,
     /// The persistent session of the durable subscriptions, once one was made.
     pub session: Option<MqttSessionHealth>,
+}
+
+impl MqttHealth {
+    /// Every MQTT subscription of the service: the clean-session connection's, then the
+    /// persistent session's (durable ones).
+    pub fn all_subscriptions(&self) -> impl Iterator<Item = &MqttSubHealth> {
+        let session = self.session.iter();
+        let durable = session.flat_map(|s| &s.connection.subscriptions);
+        self.connection.subscriptions.iter().chain(durable)
+    }
 }
 
 /// The persistent session's connection, in `/_service/health`'s "mqtt" section.
@@ -141,13 +146,22 @@ pub struct MqttHealth {
 pub struct MqttSessionHealth {
     /// The session's client id (stable across restarts).
     pub client_id: String,
+    #[serde(flatten)]
+    pub connection: MqttConnectionHealth,
+}
+
+/// What the health says of one MQTT connection: the service's clean-session one, or its
+/// persistent session.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct MqttConnectionHealth {
     pub state: MqttState,
-    /// The broker of the address list in use (no password).
+    /// The broker of the address list in use (no password); while not connected, the one
+    /// tried next.
     pub broker: String,
     pub reconnects: u64,
     pub last_error: Option<String>,
-    /// The durable subscriptions: one per filter and plugin, whichever generation of the
-    /// plugin holds it now.
+    /// The connection's subscriptions. On the persistent session, one per filter and
+    /// plugin, whichever generation of the plugin holds it now.
     pub subscriptions: Vec<MqttSubHealth>,
 }
 
@@ -686,28 +700,20 @@ impl MqttBus {
 
     pub fn health(&self) -> MqttHealth {
         // Before the state's lock: `durable` is never locked while it is held.
-        let session = self.durable().map(|durable| durable.session_health());
-        let state = self.inner.lock();
+        let session = self.durable().map(|durable| MqttSessionHealth {
+            client_id: durable.inner.client_id.clone(),
+            connection: durable.connection_health(),
+        });
         MqttHealth {
-            state: state.status,
-            broker: self
-                .inner
-                .brokers
-                .in_use()
-                .unwrap_or_else(|| self.inner.brokers.current_label().to_owned()),
-            reconnects: state.reconnects,
-            last_error: state.last_error.clone(),
+            connection: self.connection_health(),
             wills: self.current_wills(),
-            subscriptions: subscription_health(&state),
             session,
         }
     }
 
-    /// The persistent session's part of the health.
-    fn session_health(&self) -> MqttSessionHealth {
+    fn connection_health(&self) -> MqttConnectionHealth {
         let state = self.inner.lock();
-        MqttSessionHealth {
-            client_id: self.inner.client_id.clone(),
+        MqttConnectionHealth {
             state: state.status,
             broker: self
                 .inner

@@ -14,7 +14,7 @@ pub use brewblox_host::metrics::bus::BusMetrics;
 
 pub mod amqp;
 pub use amqp::*;
-use brewblox_host::eventbus::{Delivered, DeliveryError};
+use brewblox_host::eventbus::{Delivered, DeliveryError, Redelivery};
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
@@ -150,6 +150,7 @@ impl Sink for ChanSink {
         sub: &Subscription,
         routing_key: &str,
         body: bytes::Bytes,
+        _: Redelivery,
     ) -> BoxFuture<'static, Delivered> {
         let got = Got {
             sub: sub.to_string(),

@@ -27,7 +27,7 @@ use super::{
 };
 use crate::bus::EventBus;
 use crate::eventbus::{
-    Delivered, DeliveryError, ErrorKind, EventbusError, Sink, Subscription, Transport,
+    Delivered, DeliveryError, ErrorKind, EventbusError, Redelivery, Sink, Subscription, Transport,
 };
 use crate::mqtt::MqttBus;
 pub use amqp::{PublishRequest, SubscribeRequest};
@@ -224,6 +224,7 @@ impl Sink for LogSink {
         sub: &Subscription,
         topic: &str,
         payload: Bytes,
+        _: Redelivery,
     ) -> BoxFuture<'static, Delivered> {
         let result = match sub.transport() {
             Transport::Amqp => match serde_json::from_slice::<Value>(&payload) {

@@ -288,23 +288,27 @@ fn subscriptions(
         };
         (s.plugin.clone(), overview)
     });
-    let mqtt = report.mqtt.iter().flat_map(|m| &m.subscriptions).map(|s| {
-        let plugin = s.plugin.as_deref().unwrap_or(host);
-        let [delivered, failed, dropped, handler_seconds] =
-            counts(scrape, "mqtt", "", &s.filter, plugin);
-        let overview = SubscriptionOverview {
-            bus: BusKind::Mqtt,
-            exchange: String::new(),
-            routing: s.filter.clone(),
-            state: s.state.to_owned(),
-            error: s.error.clone(),
-            delivered,
-            failed,
-            dropped: dropped.max(s.dropped as f64),
-            handler_seconds,
-        };
-        (s.plugin.clone(), overview)
-    });
+    let mqtt = report
+        .mqtt
+        .iter()
+        .flat_map(|m| m.all_subscriptions())
+        .map(|s| {
+            let plugin = s.plugin.as_deref().unwrap_or(host);
+            let [delivered, failed, dropped, handler_seconds] =
+                counts(scrape, "mqtt", "", &s.filter, plugin);
+            let overview = SubscriptionOverview {
+                bus: BusKind::Mqtt,
+                exchange: String::new(),
+                routing: s.filter.clone(),
+                state: s.state.to_owned(),
+                error: s.error.clone(),
+                delivered,
+                failed,
+                dropped: dropped.max(s.dropped as f64),
+                handler_seconds,
+            };
+            (s.plugin.clone(), overview)
+        });
     amqp.chain(mqtt).collect()
 }
 
@@ -337,7 +341,9 @@ fn brokers(report: &HealthReport, brokers: &[(BusKind, String)]) -> Vec<BrokerOv
                 BusKind::Mqtt => report
                     .mqtt
                     .as_ref()
-                    .map(|m| state_text(serde_json::to_value(m.state).unwrap_or_default()))
+                    .map(|m| {
+                        state_text(serde_json::to_value(m.connection.state).unwrap_or_default())
+                    })
                     .unwrap_or_default(),
             },
         })

@@ -164,15 +164,6 @@ impl Sink for PluginSink {
         sub: &Subscription,
         topic: &str,
         payload: Bytes,
-    ) -> BoxFuture<'static, Delivered> {
-        self.deliver_again(sub, topic, payload, Redelivery::default())
-    }
-
-    fn deliver_again(
-        &self,
-        sub: &Subscription,
-        topic: &str,
-        payload: Bytes,
         redelivery: Redelivery,
     ) -> BoxFuture<'static, Delivered> {
         let handle = self
