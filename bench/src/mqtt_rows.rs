@@ -101,7 +101,17 @@ async fn wait_subscribed(host: &MqttHost, publisher: &mqtt::Publisher) -> Result
 /// The baseline of row 3d: a process of its own (`bench baseline-server --mqtt PORT`), as
 /// the host is, with a bare rumqttc subscriber whose counters are read the same way.
 fn start_bare(broker: &mqtt::Broker) -> Result<Proc> {
-    let name = format!("bench_bare_mqtt_{}", std::process::id());
+    start_bare_subscriber(broker, "bare_mqtt", &[])
+}
+
+/// A `bench baseline-server --mqtt PORT` process (named after `tag`), with `extra` options
+/// (say, `--mqtt-share GROUP`), ready.
+pub(crate) fn start_bare_subscriber(
+    broker: &mqtt::Broker,
+    tag: &str,
+    extra: &[&str],
+) -> Result<Proc> {
+    let name = format!("bench_{tag}_{}", std::process::id());
     let port = util::free_port();
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
     cmd.args([
@@ -111,7 +121,8 @@ fn start_bare(broker: &mqtt::Broker) -> Result<Proc> {
         "--name",
         &name,
     ])
-    .args(["--mqtt", &broker.port.to_string()]);
+    .args(["--mqtt", &broker.port.to_string()])
+    .args(extra);
     let mut proc = Proc::spawn(cmd, port, &name)?;
     proc.wait_ready(Duration::from_secs(30))?;
     Ok(proc)

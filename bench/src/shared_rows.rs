@@ -416,21 +416,9 @@ async fn windowed_round(
 /// (`bench baseline-server --mqtt PORT --mqtt-share GROUP --work N`), as row 3d's baseline
 /// is, so that it does not share the harness's runtime with the publisher.
 fn start_bare_mqtt(broker: &mqtt::Broker, group: &str, index: usize) -> Result<Proc> {
-    let name = format!("bench_{group}_{index}_{}", std::process::id());
-    let port = util::free_port();
-    let mut cmd = std::process::Command::new(std::env::current_exe()?);
-    cmd.args([
-        "baseline-server",
-        "--port",
-        &port.to_string(),
-        "--name",
-        &name,
-    ])
-    .args(["--mqtt", &broker.port.to_string(), "--mqtt-share", group])
-    .args(["--work", &WORK.to_string()]);
-    let mut proc = Proc::spawn(cmd, port, &name)?;
-    proc.wait_ready(Duration::from_secs(30))?;
-    Ok(proc)
+    let work = WORK.to_string();
+    let extra = ["--mqtt-share", group, "--work", &work];
+    crate::mqtt_rows::start_bare_subscriber(broker, &format!("{group}_{index}"), &extra)
 }
 
 async fn mqtt_rows(

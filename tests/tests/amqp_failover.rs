@@ -8,10 +8,12 @@ use std::{collections::HashSet, time::Duration};
 
 use futures::StreamExt;
 use integration_tests::{
-    amqp::unique, cluster::RabbitCluster, runtime, testkit_received, wait_until, Host, PluginDir,
+    amqp::{self, unique},
+    cluster::RabbitCluster,
+    runtime, testkit_received, wait_until, Host, PluginDir,
 };
 use lapin::{
-    options::{BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
+    options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions},
     types::FieldTable,
     Connection, ConnectionProperties,
 };
@@ -31,17 +33,7 @@ async fn consume(url: &str, exchange: &str) -> mpsc::UnboundedReceiver<Value> {
         .expect("consumer connect in time")
         .expect("consumer connect");
     let ch = conn.create_channel().await.expect("channel");
-    ch.exchange_declare(
-        exchange,
-        lapin::ExchangeKind::Topic,
-        ExchangeDeclareOptions {
-            auto_delete: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("exchange");
+    amqp::declare_like_original_on(&ch, exchange, lapin::ExchangeKind::Topic).await;
     let queue = ch
         .queue_declare(
             "",

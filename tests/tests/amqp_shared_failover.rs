@@ -14,12 +14,13 @@ use std::{
 };
 
 use integration_tests::{
-    amqp::unique, cluster::RabbitCluster, runtime, testkit_received, wait_until, Host, PluginDir,
+    amqp::{self, unique},
+    cluster::RabbitCluster,
+    runtime, testkit_received, wait_until, Host, PluginDir,
 };
 use lapin::{
-    options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions},
+    options::{BasicPublishOptions, ConfirmSelectOptions},
     publisher_confirm::Confirmation,
-    types::FieldTable,
     BasicProperties, Channel, Connection, ConnectionProperties,
 };
 use serde_json::{json, Value};
@@ -43,17 +44,7 @@ async fn confirm_channel(url: &str, exchange: &str) -> (Connection, Channel) {
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .expect("confirm mode");
-    ch.exchange_declare(
-        exchange,
-        lapin::ExchangeKind::Topic,
-        ExchangeDeclareOptions {
-            auto_delete: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("exchange");
+    amqp::declare_like_original_on(&ch, exchange, lapin::ExchangeKind::Topic).await;
     (conn, ch)
 }
 

@@ -77,18 +77,7 @@ impl Peer {
 
     /// Declare like brewblox-service 0.20.0 does (non-durable, auto-delete).
     pub async fn declare_like_original(&self, exchange: &str, kind: lapin::ExchangeKind) {
-        self.ch
-            .exchange_declare(
-                exchange,
-                kind,
-                ExchangeDeclareOptions {
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("peer exchange_declare");
+        declare_like_original_on(&self.ch, exchange, kind).await;
     }
 
     pub async fn publish(&self, exchange: &str, routing: &str, body: &[u8]) {
@@ -193,6 +182,26 @@ impl Peer {
 // ---------------------------------------------------------------- rabbitmqctl
 
 /// Run `rabbitmqctl -q --no-table-headers <args>` off the async threads; returns stdout.
+/// Declares `exchange` on `ch` as brewblox-service 0.20.0 does (non-durable, auto-delete), as
+/// the host does too.
+pub async fn declare_like_original_on(
+    ch: &lapin::Channel,
+    exchange: &str,
+    kind: lapin::ExchangeKind,
+) {
+    ch.exchange_declare(
+        exchange,
+        kind,
+        ExchangeDeclareOptions {
+            auto_delete: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("exchange_declare");
+}
+
 pub async fn ctl(args: &[&str]) -> String {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     tokio::task::spawn_blocking(move || ctl_blocking(&args))
