@@ -531,6 +531,15 @@ pub fn testkit_received(host: &Host) -> Vec<serde_json::Value> {
         .expect("testkit's received messages")
 }
 
+/// The `n` of each `{"n": …}` message in `entries` (what [`testkit_received`] returned), in
+/// order.
+pub fn testkit_numbers(entries: &[serde_json::Value]) -> Vec<u64> {
+    entries
+        .iter()
+        .filter_map(|entry| entry["message"]["n"].as_u64())
+        .collect()
+}
+
 /// Percent-encodes everything but unreserved characters, for a value in a query string.
 pub fn urlencode(text: &str) -> String {
     text.bytes()

@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, thread, time::Duration};
 
 use integration_tests::{
     amqp::{self, QueueGuard},
-    wait_until, Host, PluginDir,
+    testkit_numbers, testkit_received, wait_until, Host, PluginDir,
 };
 use serde_json::{json, Value};
 
@@ -49,19 +49,6 @@ fn wait_consumers(peer: &amqp::SyncPeer, queue: &str, n: u32) {
     );
 }
 
-/// What `host`'s handlers recorded.
-fn received(host: &Host) -> Vec<Value> {
-    integration_tests::testkit_received(host)
-}
-
-/// The `n` of each `{"n": …}` message in `entries`.
-fn numbers(entries: &[Value]) -> Vec<u64> {
-    entries
-        .iter()
-        .filter_map(|entry| entry["message"]["n"].as_u64())
-        .collect()
-}
-
 #[test]
 fn two_instances_in_a_group_handle_each_message_once_between_them() {
     const MESSAGES: u64 = 100;
@@ -82,14 +69,15 @@ fn two_instances_in_a_group_handle_each_message_once_between_them() {
         peer.publish_json(&exchange, &format!("job.{}", n % 5), &json!({ "n": n }));
     }
     let all_in = wait_until(SECS, || {
-        numbers(&received(&a)).len() + numbers(&received(&b)).len() >= MESSAGES as usize
+        testkit_numbers(&testkit_received(&a)).len() + testkit_numbers(&testkit_received(&b)).len()
+            >= MESSAGES as usize
     });
     // Sentinels until each instance handled one: whatever either handled of the jobs
     // published before is recorded by then.
     let mut sentinels = 0;
     let both_flushed = wait_until(SECS, || {
         let seen = |host: &Host| {
-            received(host)
+            testkit_received(host)
                 .iter()
                 .any(|entry| entry["message"]["sentinel"].is_u64())
         };
@@ -102,7 +90,10 @@ fn two_instances_in_a_group_handle_each_message_once_between_them() {
         }
         false
     });
-    let (x, y) = (numbers(&received(&a)), numbers(&received(&b)));
+    let (x, y) = (
+        testkit_numbers(&testkit_received(&a)),
+        testkit_numbers(&testkit_received(&b)),
+    );
     assert!(all_in && both_flushed, "{} + {} handled", x.len(), y.len());
     let mut both: Vec<u64> = x.iter().chain(&y).copied().collect();
     both.sort_unstable();
@@ -149,12 +140,16 @@ fn a_killed_instances_unacknowledged_message_goes_to_the_other_as_a_redelivery()
     a.signal(libc::SIGKILL);
     assert!(a.wait_exit(SECS).is_some(), "a did not die");
     let redelivered = wait_until(SECS, || {
-        received(&b)
+        testkit_received(&b)
             .iter()
             .any(|entry| entry["message"] == "hold:60000")
     });
-    assert!(redelivered, "b never got the job: {:?}", received(&b));
-    let entries = received(&b);
+    assert!(
+        redelivered,
+        "b never got the job: {:?}",
+        testkit_received(&b)
+    );
+    let entries = testkit_received(&b);
     let entry = entries
         .iter()
         .find(|entry| entry["message"] == "hold:60000")
@@ -182,9 +177,9 @@ fn what_is_published_while_a_durable_subscriber_is_stopped_reaches_it_at_restart
     }
     let second = instance(&plugins, &service, &exchange, &durable);
     let all_in = wait_until(SECS, || {
-        numbers(&received(&second)).len() >= MESSAGES as usize
+        testkit_numbers(&testkit_received(&second)).len() >= MESSAGES as usize
     });
-    let got = numbers(&received(&second));
+    let got = testkit_numbers(&testkit_received(&second));
     assert!(all_in, "only {got:?} reached the restarted service");
     assert_eq!(
         got,

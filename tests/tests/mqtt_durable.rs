@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, thread, time::Duration};
 
 use integration_tests::{
     mqtt::{rumqttc::QoS, Mosquitto, Peer},
-    runtime, testkit_received, urlencode, wait_until, Host, PluginDir,
+    runtime, testkit_numbers, testkit_received, urlencode, wait_until, Host, PluginDir,
 };
 use serde_json::{json, Value};
 
@@ -50,14 +50,6 @@ fn wait_session(host: &Host, filter: &str) -> Value {
     });
     assert!(up, "the durable session never came up: {session}");
     session
-}
-
-/// The `n` of each `{"n": …}` message the handlers recorded, in order.
-fn numbers(entries: &[Value]) -> Vec<u64> {
-    entries
-        .iter()
-        .filter_map(|entry| entry["message"]["n"].as_u64())
-        .collect()
 }
 
 /// A unique topic prefix, so that topics never meet another test's.
@@ -118,7 +110,7 @@ fn what_is_published_while_a_durable_subscriber_is_stopped_reaches_it_at_restart
             .iter()
             .any(|entry| entry["message"]["end"] == true)
     });
-    let got = numbers(&testkit_received(&second));
+    let got = testkit_numbers(&testkit_received(&second));
     assert!(ended, "the sentinel never came; got {got:?}");
     assert_eq!(
         got,
@@ -240,7 +232,7 @@ fn a_stop_acknowledges_nothing_it_did_not_handle() {
     assert_eq!(held.len(), 1, "the held message once: {entries:?}");
     assert_eq!(held[0]["redelivered"], true, "{entries:?}");
     assert_eq!(
-        numbers(&entries),
+        testkit_numbers(&entries),
         (0..MESSAGES).collect::<Vec<_>>(),
         "what waited behind it: all, in order, once"
     );
@@ -301,8 +293,8 @@ fn a_durable_group_keeps_each_instances_share_for_it() {
         false
     });
     let (x, y) = (
-        numbers(&testkit_received(&a)),
-        numbers(&testkit_received(&b)),
+        testkit_numbers(&testkit_received(&a)),
+        testkit_numbers(&testkit_received(&b)),
     );
     assert!(both, "a handled {x:?}, b {y:?}");
     let mut all: Vec<u64> = x.iter().chain(&y).copied().collect();

@@ -140,22 +140,7 @@ impl Amqp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eventbus::{Delivered, Redelivery};
-    use bytes::Bytes;
-    use futures::future::BoxFuture;
-
-    struct Nop;
-    impl Sink for Nop {
-        fn deliver(
-            &self,
-            _: &Subscription,
-            _: &str,
-            _: Bytes,
-            _: Redelivery,
-        ) -> BoxFuture<'static, Delivered> {
-            Box::pin(async { Ok(()) })
-        }
-    }
+    use crate::eventbus::sink::Nop;
 
     fn make(exchange: &str, routing: &str) -> Result<Subscription, BusError> {
         new(

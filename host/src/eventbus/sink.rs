@@ -39,3 +39,21 @@ pub struct Redelivery {
     /// How many times before, where the broker counts (a quorum queue's `x-delivery-count`).
     pub count: Option<u32>,
 }
+
+/// A sink that takes every message and does nothing, for tests of the subscriptions
+/// themselves.
+#[cfg(test)]
+pub(crate) struct Nop;
+
+#[cfg(test)]
+impl Sink for Nop {
+    fn deliver(
+        &self,
+        _: &Subscription,
+        _: &str,
+        _: Bytes,
+        _: Redelivery,
+    ) -> BoxFuture<'static, Delivered> {
+        Box::pin(async { Ok(()) })
+    }
+}

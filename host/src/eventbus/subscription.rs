@@ -348,23 +348,7 @@ impl fmt::Debug for Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eventbus::outcome::Delivered;
-    use crate::eventbus::sink::Redelivery;
-    use bytes::Bytes;
-    use futures::future::BoxFuture;
-
-    struct Nop;
-    impl Sink for Nop {
-        fn deliver(
-            &self,
-            _: &Subscription,
-            _: &str,
-            _: Bytes,
-            _: Redelivery,
-        ) -> BoxFuture<'static, Delivered> {
-            Box::pin(async { Ok(()) })
-        }
-    }
+    use crate::eventbus::sink::Nop;
 
     fn sub(transport: Transport, exchange: &str, routing: &str) -> Subscription {
         Subscription::new(NewSubscription {
