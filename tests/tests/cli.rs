@@ -255,6 +255,57 @@ fn an_argument_file_content_is_never_echoed() {
     assert!(!out.stderr.contains("hunter3"), "{}", out.stderr);
 }
 
+/// Lines of an argument file that carry a secret as the value of an option, in each form
+/// clap takes, and the line number of the secret.
+const SECRET_VALUE_LINES: [(&str, &str, usize); 3] = [
+    ("--debug\n--mqtt-port=hunter2\n", "hunter2", 2),
+    ("-phunter3\n", "hunter3", 1),
+    ("--watch\n--debug\n-p=hunter4\n", "hunter4", 3),
+];
+
+#[test]
+fn the_value_of_an_option_line_in_an_argument_file_is_never_echoed() {
+    let dir = PluginDir::new();
+    let file = dir.path().join("secret-args");
+    for (lines, secret, line) in SECRET_VALUE_LINES {
+        std::fs::write(&file, lines).unwrap();
+        let out = Host::builder(dir.path())
+            .arg(&format!("@{}", file.display()))
+            .run_to_exit();
+        assert_eq!(out.code(), Some(2), "{lines:?}: {}", out.stderr);
+        let origin = format!("secret-args line {line}");
+        assert!(out.stderr.contains(&origin), "{lines:?}: {}", out.stderr);
+        assert!(out.stderr.contains("invalid value"), "{}", out.stderr);
+        assert!(!out.stderr.contains(secret), "{lines:?}: {}", out.stderr);
+    }
+}
+
+#[test]
+fn the_value_of_an_option_line_is_never_echoed_by_a_reload() {
+    let dir = PluginDir::with(&["hello-plugin"]);
+    let file = dir.path().join("secret-args");
+    std::fs::write(&file, "--debug\n").unwrap();
+    let host = Host::builder(dir.path())
+        .arg(&format!("@{}", file.display()))
+        .start();
+    for (failed, (lines, secret, line)) in (1..).zip(SECRET_VALUE_LINES) {
+        std::fs::write(&file, lines).unwrap();
+        host.signal(libc::SIGHUP);
+        host.wait_reloads((0, failed));
+        let (_, body) = host.health();
+        let error = body["reload"]["last"]["error"].as_str().unwrap_or_default();
+        let origin = format!("secret-args line {line}");
+        assert!(error.contains(&origin), "{lines:?}: {body}");
+        assert!(!body.to_string().contains(secret), "{lines:?}: {body}");
+        // The logged error is the sentinel: once it is in, so is any secret it would show.
+        let logged = host.stderr.wait_for(&origin, Duration::from_secs(10));
+        let log = host.stderr.text();
+        assert!(logged, "{lines:?}: {log}");
+        assert!(!log.contains(secret), "{lines:?}: {log}");
+    }
+    assert_eq!(host.get("/hello").status(), 200, "the old plugins serve");
+}
+
 #[test]
 fn a_variable_that_is_not_utf8_is_named() {
     use std::os::unix::ffi::OsStrExt;

@@ -13,7 +13,8 @@
 //! error. Errors name the file and the line; a line with a control character (the NULs of
 //! `/proc/self/environ`) is refused as such, and [`Origins::redact`] replaces every
 //! argument that came from a file in the command-line parser's messages by its file and
-//! line.
+//! line, and so the value of a line written `--opt=value`, `-x=value` or `-xvalue`, which
+//! the parser quotes alone.
 
 use std::{
     ffi::{OsStr, OsString},
@@ -90,6 +91,36 @@ impl Origins {
         }
         text
     }
+
+    /// Records a line read from a file, and the values clap may quote without the rest of
+    /// the line: the part after the first `=` (`--opt=value`, `-x=value`) and the value of
+    /// an attached short option (`-xvalue`).
+    fn record(&mut self, line: &str, at: &str) {
+        let values = [option_value(line), attached_short_value(line)];
+        let parts = std::iter::once(line).chain(values.into_iter().flatten());
+        for part in parts {
+            if !part.is_empty() {
+                self.0.push((part.to_owned(), at.to_owned()));
+            }
+        }
+    }
+}
+
+/// The value of an option line written `--opt=value` or `-x=value`.
+fn option_value(line: &str) -> Option<&str> {
+    line.strip_prefix('-')?
+        .split_once('=')
+        .map(|(_, value)| value)
+}
+
+/// What follows the option letter of `-xvalue` (a short option and its attached value).
+fn attached_short_value(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix('-')?;
+    if rest.starts_with('-') {
+        return None;
+    }
+    let letter = rest.chars().next()?;
+    Some(&rest[letter.len_utf8()..])
 }
 
 /// Replaces every `@path` argument by the lines of that file (the first argument is the
@@ -148,7 +179,7 @@ fn expand_one(
         }
         if !line.is_empty() && !line.starts_with('@') {
             let at = format!("argument file {} line {line_number}", path.display());
-            origins.0.push((line.to_owned(), at));
+            origins.record(line, &at);
         }
         expand_one(line.into(), depth + 1, budget, out, origins)?;
     }
@@ -259,6 +290,29 @@ mod tests {
         let text = origins.redact("error: unexpected argument '--bogus-option=hunter2' found");
         assert!(!text.contains("hunter2"), "{text}");
         assert!(text.contains("secrets line 1"), "{text}");
+    }
+
+    #[test]
+    fn the_value_of_an_option_line_is_redacted_as_the_line_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secrets");
+        let lines = "--mqtt-port=hunter2\n-phunter3\n-p=hunter4\n--name\n-\u{e9}hunter5\n";
+        std::fs::write(&file, lines).unwrap();
+        let arg = format!("@{}", file.display());
+        let (_, origins) = expand_with_origins(vec!["prog".into(), arg.into()]).unwrap();
+        for (value, line) in [
+            ("hunter2", 1),
+            ("hunter3", 2),
+            ("hunter4", 3),
+            ("hunter5", 5),
+        ] {
+            let text = origins.redact(&format!("error: invalid value '{value}' for '--x'"));
+            assert!(!text.contains(value), "{text}");
+            assert!(text.contains(&format!("secrets line {line}>")), "{text}");
+        }
+        // A long option is not a short one with its value attached.
+        let text = origins.redact("error: unexpected value 'name'");
+        assert!(text.contains("'name'"), "{text}");
     }
 
     #[test]
