@@ -315,3 +315,110 @@ fn a_path_that_is_not_utf8_once_decoded_is_the_json_400() {
     // A valid path goes on working.
     assert_eq!(host.get("/kit/echo/%C3%A9").status(), 200);
 }
+
+/// A host with the bundled plugins, at the default body limit (1 MiB).
+fn bundled() -> (Host, PluginDir) {
+    let dir = PluginDir::with(&["device-plugin", "history-plugin"]);
+    let host = Host::builder(dir.path())
+        .args(&["--update-interval", "0"])
+        .start();
+    (host, dir)
+}
+
+/// Sends `body` to `path` with `method` as JSON: the status and the answer's text.
+fn send_json(host: &Host, method: Method, path: &str, body: String) -> (u16, String) {
+    let res = host
+        .client
+        .request(method, host.url(path))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .unwrap();
+    (res.status().as_u16(), text(res))
+}
+
+/// JSON bombs, each within the default body limit: arrays nested 100k deep (open, closed,
+/// and as an unknown field's value, which the decoder skips) and objects of 60k keys.
+fn json_bombs() -> Vec<(&'static str, String)> {
+    let open = "[".repeat(100_000);
+    let closed = format!("{open}{}", "]".repeat(100_000));
+    let keys = |last: &str| {
+        let keys: Vec<String> = (0..60_000).map(|n| format!("\"k{n}\":{n}")).collect();
+        format!("{{{}{last}}}", keys.join(","))
+    };
+    vec![
+        ("100k open arrays", open.clone()),
+        ("100k nested arrays", closed.clone()),
+        ("100k arrays in a field", format!("{{\"x\":{closed}}}")),
+        ("100k open arrays in a field", format!("{{\"x\":{open}")),
+        ("60k keys", keys("")),
+        ("60k keys, one repeated", keys(",\"k0\":0")),
+    ]
+}
+
+#[test]
+fn json_bombs_to_a_bundled_plugin_are_refused_and_the_server_goes_on() {
+    let (mut host, _dir) = bundled();
+    let routes = [
+        (Method::PUT, "/device/setpoint"),
+        (Method::POST, "/history/subscribe"),
+    ];
+    for (method, path) in routes {
+        for (what, body) in json_bombs() {
+            assert!(body.len() < 1 << 20, "{what}: within the body limit");
+            let (status, answer) = send_json(&host, method.clone(), path, body);
+            assert_eq!(status, 400, "{method} {path}, {what}: {answer}");
+            let answer: Value = serde_json::from_str(&answer).unwrap();
+            assert!(answer["error"].is_string(), "{path}, {what}: {answer}");
+            assert_eq!(host.get("/_service/status").status(), 200, "{what}");
+        }
+    }
+    // (Over the body limit a bomb is a 413 before any decoding: `oversized_body_is_413`.)
+    let (status, answer) = send_json(
+        &host,
+        Method::PUT,
+        "/device/setpoint",
+        r#"{"setpoint": 21.5}"#.into(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert!(host.is_running());
+}
+
+/// Sends a raw request head on a fresh connection and returns what came back before the
+/// server closed it. Writing may fail once the server refused the head and closed.
+fn raw_head(host: &Host, head: &[u8]) -> String {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", host.port)).unwrap();
+    stream
+        .set_write_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let _ = stream.write_all(head);
+    integration_tests::read_until_closed(&mut stream, std::time::Duration::from_secs(10))
+        .expect("the server answers and closes within 10 s")
+}
+
+#[test]
+fn headers_over_the_limits_are_431_and_the_server_goes_on() {
+    let (mut host, _dir) = bundled();
+    let path = format!("/{}/_service/status", host.name);
+    let one_big = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(500 * 1024)
+    );
+    let many: String = (0..200).map(|n| format!("X-H{n}: {n}\r\n")).collect();
+    let many = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{many}\r\n");
+    for (what, head) in [("one 500 KB header", one_big), ("200 headers", many)] {
+        let answer = raw_head(&host, head.as_bytes());
+        assert!(
+            answer.starts_with("HTTP/1.1 431 Request Header Fields Too Large"),
+            "{what}: {answer:.200}"
+        );
+        assert_eq!(host.get("/_service/status").status(), 200, "{what}");
+    }
+    // Within the limits, the same kind of request is served.
+    let fine: String = (0..50).map(|n| format!("X-H{n}: {n}\r\n")).collect();
+    let fine = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{fine}\r\n");
+    let answer = raw_head(&host, fine.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer:.200}");
+    assert!(host.is_running());
+}
