@@ -391,6 +391,15 @@ mod tests {
     }
 
     #[test]
+    fn json_nested_128_levels_deep_is_a_400() {
+        let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        assert!(json::<serde_json::Value>(nested(127).as_bytes()).is_ok());
+        let err = json::<serde_json::Value>(nested(128).as_bytes()).unwrap_err();
+        assert_eq!(err.status().as_u16(), 400);
+        assert!(err.message().contains("recursion limit"), "{err}");
+    }
+
+    #[test]
     fn a_payload_that_is_not_json_says_so_as_the_host_counts_it() {
         let err = message_json::<serde_json::Value>(b"{not json").unwrap_err();
         assert!(err.message().starts_with("message is not JSON"), "{err}");
