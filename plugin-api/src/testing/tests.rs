@@ -89,6 +89,15 @@ async fn put_item(Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
     (StatusCode::CREATED, Json(body))
 }
 
+/// Answers with the status the path names, a body and its length, as a plugin may.
+async fn status(Path(code): Path<u16>) -> Result<Response> {
+    let status = StatusCode::from_u16(code).map_err(|_| Error::bad_request("no such status"))?;
+    let body = format!("status {code}");
+    Ok(Response::text(body.clone())
+        .with_status(status)
+        .header("content-length", body.len().to_string()))
+}
+
 async fn file(Path(path): Path<String>) -> String {
     path
 }
@@ -140,6 +149,7 @@ impl Lab {
         ctx.route(Route::put("/items/{id}"), put_item)?;
         ctx.route(Route::get("/items/special"), || async { "special" })?;
         ctx.route(Route::get("/files/{*path}"), file)?;
+        ctx.route(Route::get("/status/{code}"), status)?;
         ctx.route(Route::any("/any"), |method: Method| async move {
             method.to_string()
         })?;
@@ -334,6 +344,33 @@ async fn handler_errors_and_panics_become_the_hosts_error_responses() {
         (panicked.status(), panicked.text()),
         (500, "500: panicked: kaboom".into())
     );
+}
+
+#[tokio::test]
+async fn statuses_follow_the_hosts_rule() {
+    let host = lab().await;
+    for code in [100, 101, 103, 600, 999] {
+        let response = host.get(&format!("/status/{code}")).await;
+        assert_eq!(response.status(), 500, "{code}: {response:?}");
+        assert_eq!(response.header("content-type"), Some("application/json"));
+        let expected = format!(
+            "plugin returned an invalid response: status {code} (a plugin answers 200 to 599)"
+        );
+        let body: Value = response.json().unwrap();
+        assert_eq!(body, json!({ "error": expected }), "{code}");
+    }
+    for code in [204, 304] {
+        let response = host.get(&format!("/status/{code}")).await;
+        assert_eq!(response.status(), code);
+        assert_eq!(response.body(), b"", "{code}");
+        assert_eq!(response.header("content-length"), None, "{code}");
+    }
+    for code in [200, 302, 418, 599] {
+        let response = host.get(&format!("/status/{code}")).await;
+        assert_eq!(response.status(), code);
+        assert_eq!(response.text(), format!("status {code}"));
+        assert_eq!(response.header("content-length"), Some("10"), "{code}");
+    }
 }
 
 #[tokio::test]
