@@ -463,6 +463,39 @@ async fn amqp_messages_reach_matching_bindings_and_publishes_are_recorded() {
     assert!(log(&host).contains(&"amqp fermenter.f1.temp 20.5".to_owned()));
 }
 
+#[tokio::test(start_paused = true)]
+async fn waiting_for_a_publish_that_never_comes_times_out_and_says_what_was_published() {
+    let host = lab().await;
+    host.deliver("brewcast", "fermenter.f1.temp", &20.5).await;
+    host.mqtt_deliver("lab/f1/cmd", "start").await;
+    let timeout = Duration::from_secs(3);
+
+    let start = tokio::time::Instant::now();
+    let err = host
+        .wait_published(timeout, |m| m.routing == "never")
+        .await
+        .unwrap_err();
+    assert!(start.elapsed() >= timeout, "it waited the whole timeout");
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    let expected = r#"within 3.0 s; published: ["brewcast lab.seen"]"#;
+    assert!(err.message().ends_with(expected), "{err}");
+
+    let start = tokio::time::Instant::now();
+    let err = host
+        .wait_mqtt_published(timeout, |m| m.topic == "never")
+        .await
+        .unwrap_err();
+    assert!(start.elapsed() >= timeout, "it waited the whole timeout");
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    let expected = r#"within 3.0 s; published: ["lab/ack"]"#;
+    assert!(err.message().ends_with(expected), "{err}");
+
+    // What was published is still found at once, before any timeout.
+    let found = host.wait_published(timeout, |m| m.routing == "lab.seen");
+    let found = tokio::time::timeout(Duration::ZERO, found).await;
+    assert!(matches!(found, Ok(Ok(_))), "{found:?}");
+}
+
 #[tokio::test]
 async fn a_cancelled_subscription_gets_nothing_more() {
     let host = lab().await;

@@ -77,37 +77,32 @@ async fn each_update_goes_to_both_eventbuses_and_the_will_clears_the_state() {
         host.step("device simulation").await.unwrap(),
         Repeat::Continue
     );
-    // The publisher task runs beside the simulation; bounded wait for its three messages.
-    for _ in 0..100 {
-        if !host.published().is_empty() && host.mqtt_published().len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-
-    let amqp = host.published();
-    assert_eq!(amqp.len(), 1);
-    assert_eq!(
-        (amqp[0].exchange.as_str(), amqp[0].routing.as_str()),
-        ("brewcast", "fermenter")
-    );
-    let published: DeviceState = amqp[0].json().unwrap();
+    // The publisher task runs beside the simulation: wait (bounded) for its three messages.
+    let wait = Duration::from_secs(5);
+    let amqp = host
+        .wait_published(wait, |m| m.routing == "fermenter")
+        .await
+        .unwrap();
+    assert_eq!(amqp.exchange, "brewcast");
+    let published: DeviceState = amqp.json().unwrap();
     assert_ne!(published.updated, before.updated, "a new state");
 
-    let mqtt = host.mqtt_published();
-    let history = mqtt
-        .iter()
-        .find(|m| m.topic == "brewcast/history/fermenter")
-        .expect("a history event");
+    let history = host
+        .wait_mqtt_published(wait, |m| m.topic == "brewcast/history/fermenter")
+        .await
+        .unwrap();
     assert!(!history.retain);
     let event: Value = history.json().unwrap();
     assert_eq!(event["key"], "fermenter");
     assert!(event["data"]["f1"]["temperature[degC]"].is_f64(), "{event}");
-    let state = mqtt
-        .iter()
-        .find(|m| m.topic == "brewcast/state/fermenter")
-        .expect("the state");
+    let state = host
+        .wait_mqtt_published(wait, |m| m.topic == "brewcast/state/fermenter")
+        .await
+        .unwrap();
     assert!(state.retain);
+    // One update, one message of each.
+    assert_eq!(host.published().len(), 1, "{:?}", host.published());
+    assert_eq!(host.mqtt_published().len(), 2);
     assert_eq!(state.json::<Value>().unwrap()["data"]["device_id"], "f1");
 
     let will = host.mqtt_will().expect("a will");
