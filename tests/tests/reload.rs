@@ -671,20 +671,55 @@ fn subscribed(host: &Host, exchange: &str) -> bool {
         })
 }
 
+/// The device's simulated chamber temperature.
+fn temperature(host: &Host) -> f64 {
+    let device: Value = host.get("/device/state").json().unwrap();
+    device["temperature"].as_f64().unwrap()
+}
+
+/// Waits (≤ 20 s) until the device's temperature is above `floor`; returns it.
+fn temperature_above(host: &Host, floor: f64) -> f64 {
+    let mut now = temperature(host);
+    let moved = wait_until(Duration::from_secs(20), || {
+        now = temperature(host);
+        now > floor
+    });
+    assert!(
+        moved,
+        "the temperature stayed at {now} °C, not above {floor}"
+    );
+    now
+}
+
+/// `POST /history/subscribe` to every message of `exchange`.
+fn history_subscribe(host: &Host, exchange: &str) {
+    let answer = host.post_json(
+        "/history/subscribe",
+        json!({"exchange": exchange, "routing": "#"}),
+    );
+    assert_eq!(answer.status(), 200);
+    assert!(wait_until(Duration::from_secs(20), || subscribed(
+        host, exchange
+    )));
+}
+
 #[test]
 fn the_bundled_plugins_keep_their_state_across_a_hot_swap() {
     let exchange = amqp::unique("handover");
+    let added = amqp::unique("handover-added");
     let dir = PluginDir::with(&["history-plugin", "device-plugin"]);
     let args_dir = tempfile::tempdir().unwrap();
     let file = args_dir.path().join("args");
     let history = format!("--history-exchange={exchange}");
-    write_args(&file, &[&history, "--update-interval=0"]);
+    // Updates every 0.1 s: the heater (setpoint above ambient) moves the temperature.
+    write_args(&file, &[&history, "--update-interval=0.1"]);
     let mut host = Host::builder(dir.path())
         .arg(&format!("@{}", file.display()))
         .start();
     assert!(wait_until(Duration::from_secs(20), || subscribed(
         &host, &exchange
     )));
+    history_subscribe(&host, &added);
     let peer = amqp::SyncPeer::connect();
     peer.publish_json(&exchange, "fermenter", &json!({"t": 20}));
     peer.publish_json(&exchange, "kettle", &json!({"t": 70}));
@@ -702,6 +737,10 @@ fn the_bundled_plugins_keep_their_state_across_a_hot_swap() {
         .unwrap();
     assert_eq!(put.status(), 200);
     let recent_before: Value = host.get("/history/recent/kettle").json().unwrap();
+    let subscriptions: Value = host.get("/history/subscriptions").json().unwrap();
+    // A new chamber starts at the ambient 20 °C; from there the heater needs 3.6 s to reach
+    // 20.15 °C, far longer than a reload, so only a handed-over temperature is this warm.
+    let warmed = temperature_above(&host, 20.15);
 
     host.signal(libc::SIGHUP);
     host.wait_reloads((1, 0));
@@ -726,13 +765,28 @@ fn the_bundled_plugins_keep_their_state_across_a_hot_swap() {
     );
     let device: Value = host.get("/device/state").json().unwrap();
     assert_eq!(device["setpoint"], 25.5);
-    // The new generation records as the old one did.
+    // The heater runs on from the temperature handed over, in the new generation too.
+    let handed = temperature(&host);
+    assert!(
+        handed >= warmed,
+        "{handed} °C after {warmed} °C: not handed over"
+    );
+    temperature_above(&host, handed);
+    // The new generation records as the old one did, on the subscription added over HTTP
+    // too.
+    let now: Value = host.get("/history/subscriptions").json().unwrap();
+    assert_eq!(now, subscriptions, "the added subscription is kept");
+    assert!(wait_until(Duration::from_secs(20), || subscribed(
+        &host, &added
+    )));
     peer.publish_json(&exchange, "mash", &json!({"t": 65}));
+    peer.publish_json(&added, "boil", &json!({"t": 100}));
     assert!(wait_until(Duration::from_secs(10), || last()
         .as_object()
         .unwrap()
         .len()
-        == 3));
+        == 4));
+    assert_eq!(last()["boil"], json!({"t": 100}));
     assert!(host.stop().success());
 }
 
