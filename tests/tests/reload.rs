@@ -639,6 +639,37 @@ fn a_new_version_that_cannot_read_the_old_state_starts_empty_and_says_why() {
 }
 
 #[test]
+fn a_handover_hook_that_fails_leaves_the_new_generation_empty_and_the_reload_good() {
+    for (fault, detail) in [
+        ("error", "handover failed: reload-plugin handover refused"),
+        ("panic", "reload-plugin handover kaboom"),
+    ] {
+        let mut kit = kit(&["--reload-tag=a", &format!("--reload-handover={fault}")]);
+        kit.host.post_json("/reload/count", json!(null));
+        write_args(&kit.args, &["--reload-tag=b"]);
+        reload(&kit, (1, 0));
+        let now = count(&kit.host);
+        assert_eq!(now["tag"], "b", "{fault}: the new generation serves: {now}");
+        assert_eq!(now["count"], 0, "{fault}: it starts empty: {now}");
+        assert_eq!(now["handed"], "nothing", "{fault}: {now}");
+        let (status, body) = kit.host.health();
+        assert_eq!(status, 200, "{fault}: {body}");
+        let last = &body["reload"]["last"];
+        assert_eq!(last["ok"], true, "{fault}: {body}");
+        let [report] = last["handovers"].as_array().unwrap().as_slice() else {
+            panic!("{fault}: one handover report: {body}");
+        };
+        assert_eq!(report["plugin"], "reload-plugin", "{fault}: {body}");
+        assert_eq!(report["outcome"], "failed", "{fault}: {body}");
+        let shown = report["detail"].as_str().unwrap_or_default();
+        assert!(shown.contains(detail), "{fault}: {body}");
+        let logged = "its next generation starts empty";
+        assert!(kit.host.stderr.wait_for(logged, Duration::from_secs(10)));
+        assert!(kit.host.stop().success(), "{fault}");
+    }
+}
+
+#[test]
 fn a_failed_reload_leaves_the_old_generation_its_state() {
     let mut kit = kit(&["--reload-tag=a"]);
     kit.host.post_json("/reload/count", json!(null));
