@@ -9,11 +9,12 @@
 //! - the UI is served from the binary, and headless Chromium renders it (device routes
 //!   listed) without the page requesting anything but this service.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, time::Duration};
 
 use integration_tests::{
+    amqp,
     browser::{chromium, render},
-    workspace_root, Host, PluginDir,
+    wait_until, workspace_root, Host, PluginDir,
 };
 use serde_json::{json, Value};
 
@@ -494,6 +495,45 @@ fn real_answers_match_their_schemas() {
     let (status, body) = call(M::POST, "/history/subscribe", Some(r#"{"exchange": 1}"#));
     assert_eq!(status, 400);
     assert_matches(&doc, "post", "/history/subscribe", status, &body);
+
+    // The successes of the history's routes that need a subscription and a message.
+    let exchange = amqp::unique("openapi");
+    let subscribe = json!({"exchange": exchange, "routing": "#"}).to_string();
+    let (status, body) = call(M::POST, "/history/subscribe", Some(&subscribe));
+    assert_eq!(status, 200, "{body}");
+    assert_matches(&doc, "post", "/history/subscribe", status, &body);
+    let recent = recorded(&host, &exchange, "openapi.key");
+    assert_matches(&doc, "get", "/history/recent/{key}", 200, &recent);
+}
+
+/// Publishes a message to `exchange` (to which the history subscribed) with routing key
+/// `key` once the subscription is active, and returns the `GET /history/recent/{key}` answer
+/// once it holds the message.
+fn recorded(host: &Host, exchange: &str, key: &str) -> Value {
+    let active = || -> bool {
+        let (_, health) = host.health();
+        health["eventbus"]["subscriptions"]
+            .as_array()
+            .is_some_and(|subs| {
+                subs.iter()
+                    .any(|s| s["exchange"] == exchange && s["state"] == "active")
+            })
+    };
+    assert!(wait_until(Duration::from_secs(20), active), "subscribed");
+    let peer = amqp::SyncPeer::connect();
+    peer.publish_json(exchange, key, &json!({"temperature": 20.5}));
+    let path = format!("/history/recent/{key}");
+    assert!(
+        wait_until(Duration::from_secs(10), || host.get(&path).status() == 200),
+        "the message was recorded"
+    );
+    let recent: Value = host.get(&path).json().expect("JSON answer");
+    assert_eq!(
+        recent[0]["message"],
+        json!({"temperature": 20.5}),
+        "{recent}"
+    );
+    recent
 }
 
 /// `src="…"` and `href="…"` values of a page.
