@@ -4,7 +4,8 @@
 //! - `servers`: the brokers the options selected (AMQP and/or MQTT), without credentials;
 //!   with MQTT, the service's will when it has one.
 //! - `channels` and `operations`: a `send` operation for every channel a plugin declared it
-//!   publishes on ([`plugin_abi::asyncapi`]; the SDK's `Context::declare_publish`), its
+//!   publishes on ([`plugin_abi::asyncapi`]; the SDK's `Context::publisher`, which also sends
+//!   the declared type, and `Context::declare_publish`), its
 //!   message's payload the JSON Schema of the declared Rust type; a `receive` operation for
 //!   every subscription alive now (a plugin's or one made with `/_debug/subscribe`), its
 //!   payload any JSON (AMQP) or any bytes (MQTT), since a handler reads what it likes.
