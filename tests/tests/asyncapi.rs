@@ -4,7 +4,8 @@
 //! - valid for the official parser (`@asyncapi/parser`, run by node from
 //!   `tests/asyncapi-validate/`; `.ci/run` installs it with `npm ci`);
 //! - the device's declared channels with their payload schemas (from its Rust types) and
-//!   bindings; the history plugin's subscriptions as `receive`; servers without credentials;
+//!   bindings; the history plugin's subscriptions as `receive`, on MQTT with their QoS;
+//!   servers without credentials, every broker of a list;
 //! - a hostile routing key keeps the document valid;
 //! - the document changes with a reload (device-plugin removed: its channels go);
 //! - what device-plugin really sends, captured on both buses (RabbitMQ and a private
@@ -175,12 +176,17 @@ fn the_document_is_valid_complete_and_follows_reloads() {
             "{field}: {device_state}"
         );
     }
-    // The history plugin's subscriptions, on both buses.
+    // The history plugin's subscriptions, on both buses; on MQTT with the QoS it asked for
+    // (the SDK's default, 0).
     assert!(
         operation(&doc, "history-plugin", "receive", "#").is_some(),
         "{doc:#}"
     );
-    assert!(operation(&doc, "history-plugin", "receive", "brewcast/#").is_some());
+    let (op, _) = operation(&doc, "history-plugin", "receive", "brewcast/#").expect("MQTT");
+    assert_eq!(
+        op["bindings"]["mqtt"],
+        json!({"qos": 0, "bindingVersion": "0.2.0"})
+    );
 
     // Hostile names stay text, and the document valid.
     for routing in ["<img src=x onerror=alert(1)>", "{x}", "a.*.#"] {
@@ -190,9 +196,14 @@ fn the_document_is_valid_complete_and_follows_reloads() {
         );
         assert_eq!(answer.status(), 200, "{routing}");
     }
+    // `/_debug/subscribe` subscribes to MQTT filters at QoS 1.
+    let answer = host.post_json("/_debug/subscribe", json!({"topic": "async/qos/#"}));
+    assert_eq!(answer.status(), 200);
     let doc = document(&host);
     assert_valid(&doc);
     assert!(operation(&doc, "host", "receive", "<img src=x onerror=alert(1)>").is_some());
+    let (op, _) = operation(&doc, "host", "receive", "async/qos/#").expect("the host's MQTT");
+    assert_eq!(op["bindings"]["mqtt"]["qos"], 1);
 
     // A reload without the device: its channels go, the history plugin's stay.
     std::fs::remove_file(dir.path().join("libdevice_plugin.so")).unwrap();

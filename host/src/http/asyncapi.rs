@@ -11,7 +11,8 @@
 //!   payload any JSON (AMQP) or any bytes (MQTT), since a handler reads what it likes.
 //!   Operations name their plugin in `x-plugin`.
 //! - bindings: AMQP exchange name, type, durability and auto-delete as the host declares
-//!   exchanges (non-durable, auto-delete, as brewblox-service did); MQTT QoS and retain.
+//!   exchanges (non-durable, auto-delete, as brewblox-service did); MQTT QoS and retain of a
+//!   `send`, and the QoS a subscription asked for on a `receive`.
 //! - `components/schemas`: every payload's named schemas, merged by the rule of the OpenAPI
 //!   document ([`super::openapi::schemas`]).
 //!
@@ -255,9 +256,15 @@ fn drafts(report: &HealthReport, declared: &[(String, Publication)]) -> Vec<Chan
         let name = add_message(draft, "AnyPayload", any_bytes.clone());
         // `/_debug/subscribe`'s subscriptions have no plugin: they are the host's.
         let owner = s.plugin.clone().unwrap_or_else(|| "host".to_owned());
+        // The QoS the subscription asked for (what the broker delivers at most).
+        let mut operation = Map::new();
+        operation.insert(
+            "bindings".into(),
+            json!({ "mqtt": { "qos": s.qos, "bindingVersion": MQTT_BINDING } }),
+        );
         draft
             .operations
-            .push((owner, "receive", with_message(Map::new(), &name)));
+            .push((owner, "receive", with_message(operation, &name)));
     }
     channels
 }

@@ -450,6 +450,7 @@ fn full_report() -> HealthReport {
                     state: "failed",
                     error: Some("refused".into()),
                     dropped: 3,
+                    qos: 1,
                 }],
             },
             wills: vec![crate::mqtt::WillHealth {
