@@ -310,3 +310,71 @@ fn what_device_plugin_sends_matches_the_documented_schemas() {
     assert!(checked.iter().all(|&n| n >= 3), "checked {checked:?}");
     assert!(!violations(&history_schema, br#"{"key": "x", "data": {"d": {}}}"#).is_empty());
 }
+
+#[test]
+fn every_broker_of_a_list_is_a_server() {
+    const SERVICE: &str = "listed_svc";
+    let broker = Mosquitto::start();
+    let (dead_amqp, dead_mqtt) = (
+        integration_tests::free_port(),
+        integration_tests::free_port(),
+    );
+    let dir = PluginDir::with(&["device-plugin"]);
+    let host = Host::builder(dir.path())
+        .name(SERVICE)
+        .without_amqp()
+        .args(&[
+            "--eventbus-host",
+            &format!("127.0.0.1:{dead_amqp},127.0.0.1:5672"),
+            "--mqtt-host",
+            &format!("127.0.0.1:{dead_mqtt},127.0.0.1:{}", broker.port),
+            "--mqtt-user",
+            "operator",
+            "--mqtt-password",
+            "s3cret-pw",
+        ])
+        .start();
+    let doc = document(&host);
+    assert_valid(&doc);
+    let hosts: Vec<(&str, &str)> = doc["servers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, server)| (name.as_str(), server["host"].as_str().unwrap()))
+        .collect();
+    let (dead_amqp, dead_mqtt) = (
+        format!("127.0.0.1:{dead_amqp}"),
+        format!("127.0.0.1:{dead_mqtt}"),
+    );
+    let live_mqtt = format!("127.0.0.1:{}", broker.port);
+    assert_eq!(
+        hosts,
+        [
+            ("amqp", dead_amqp.as_str()),
+            ("amqp-2", "127.0.0.1:5672"),
+            ("mqtt", dead_mqtt.as_str()),
+            ("mqtt-2", live_mqtt.as_str()),
+        ]
+    );
+    let text = doc.to_string();
+    for secret in ["operator", "s3cret-pw", "guest"] {
+        assert!(!text.contains(secret), "{secret} in the document");
+    }
+    // Each channel names every server of its bus.
+    let (_, state) = operation(
+        &doc,
+        "device-plugin",
+        "send",
+        &format!("brewcast/state/{SERVICE}"),
+    )
+    .expect("the MQTT state");
+    assert_eq!(
+        state["servers"],
+        json!([{"$ref": "#/servers/mqtt"}, {"$ref": "#/servers/mqtt-2"}])
+    );
+    let (_, amqp) = operation(&doc, "device-plugin", "send", SERVICE).expect("the AMQP state");
+    assert_eq!(
+        amqp["servers"],
+        json!([{"$ref": "#/servers/amqp"}, {"$ref": "#/servers/amqp-2"}])
+    );
+}
