@@ -220,6 +220,33 @@ fn the_page_shows_the_service_in_a_real_browser() {
     println!("screenshot: {}", screenshot.display());
 }
 
+#[test]
+fn every_answer_of_the_page_carries_its_security_headers() {
+    let dir = PluginDir::with(&["hello-plugin"]);
+    let host = Host::builder(dir.path()).name(NAME).start();
+    for (path, status) in [
+        ("/_service/ui", 200),
+        ("/_service/ui/ui.js", 200),
+        ("/_service/ui/ui.css", 200),
+        ("/_service/overview", 200),
+        ("/_service/ui/nothing.js", 404),
+    ] {
+        let answer = host.get(path);
+        assert_eq!(answer.status(), status, "{path}");
+        let headers = answer.headers();
+        let csp = headers
+            .get("content-security-policy")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("{path}: no CSP in {headers:?}"));
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+            "{path}: {csp}"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["referrer-policy"], "same-origin", "{path}");
+    }
+}
+
 /// A TCP proxy in front of the host that, once the page has polled the overview twice, drops
 /// that request's connection and refuses the next connections, then lets them through again:
 /// a dropped connection as the browser sees it.
