@@ -363,10 +363,32 @@ impl<S> Context<S> {
             .map_err(Error::from_ffi)
     }
 
+    /// A typed publisher for one channel: declares the channel with `T`'s JSON Schema for the
+    /// service's AsyncAPI document (as [`declare_publish`](Context::declare_publish)), and
+    /// returns the [`Publisher`](crate::Publisher) whose `publish(&T)` sends there, so that
+    /// what is sent is what is documented. Call it during `startup`, once per channel; the
+    /// same errors as `declare_publish`.
+    ///
+    /// ```no_run
+    /// use plugin_api::{Publishes, QoS};
+    /// # async fn demo(ctx: plugin_api::Context) -> plugin_api::Result<()> {
+    /// let temperature = ctx.publisher::<f64>(Publishes::amqp("brewcast", "me.temperature"))?;
+    /// temperature.publish(&19.5).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn publisher<T: Serialize + schemars::JsonSchema + ?Sized>(
+        &self,
+        publishes: crate::Publishes,
+    ) -> Result<crate::Publisher<T>> {
+        self.declare_publish::<T>(publishes.clone())?;
+        Ok(crate::Publisher::new(self.with_state(()), publishes))
+    }
+
     /// Declares that the plugin publishes messages of type `T` on a channel, for the
     /// service's AsyncAPI document (`/api/asyncapi.json`): the channel with its bindings, and
-    /// `T`'s JSON Schema as the payload. Documentation only: publishing is unchanged. Call it
-    /// during `startup`. Errors: [`ErrorKind::Invalid`](crate::ErrorKind::Invalid) for a
+    /// `T`'s JSON Schema as the payload. Documentation only: publishing is unchanged (a
+    /// [`publisher`](Context::publisher) declares and publishes the type it declared). Call
+    /// it during `startup`. Errors: [`ErrorKind::Invalid`](crate::ErrorKind::Invalid) for a
     /// channel the host refuses (see [`crate::abi::asyncapi`]) or more than 100 declarations.
     ///
     /// ```no_run

@@ -106,7 +106,7 @@ pub use message::Message;
 pub use metrics::{Counter, Gauge, Histogram};
 pub use mqtt::QoS;
 pub use plugin::Plugin;
-pub use publishes::Publishes;
+pub use publishes::{Publisher, Publishes};
 pub use repeater::{Repeat, Repeater};
 pub use request::{Request, RequestBuilder};
 pub use response::{IntoResponse, Response};
@@ -150,7 +150,8 @@ const fn same_text(a: &str, b: &str) -> bool {
 pub mod prelude {
     pub use crate::{
         export_plugin, http::StatusCode, schemars, Arg, Context, Error, ErrorKind, HandedOver,
-        Handover, IntoResponse, Json, JsonSchema, Message, Path, Plugin, Publishes, QoS, Query,
-        Repeat, Repeater, Request, Response, Result, Route, Shared, State, Subscription, Topic,
+        Handover, IntoResponse, Json, JsonSchema, Message, Path, Plugin, Publisher, Publishes, QoS,
+        Query, Repeat, Repeater, Request, Response, Result, Route, Shared, State, Subscription,
+        Topic,
     };
 }

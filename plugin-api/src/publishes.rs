@@ -1,9 +1,11 @@
-//! Declaring what a plugin publishes, so that the service's AsyncAPI document
-//! (`GET /{name}/api/asyncapi.json`) lists it with its message shape: the eventbus side of
-//! what a route's handler types are to the OpenAPI document.
+//! Typed publishing: a [`Publisher<T>`] sends messages of one Rust type on one channel, and
+//! making it declares that channel with `T`'s JSON Schema in the service's AsyncAPI document
+//! (`GET /{name}/api/asyncapi.json`). The message schema comes from the type, as a route's
+//! comes from its handler, and the compiler keeps what is sent and what is documented the
+//! same: `publish` takes a `&T` and nothing else.
 //!
 //! ```no_run
-//! use plugin_api::{prelude::*, Publishes, QoS};
+//! use plugin_api::prelude::*;
 //!
 //! /// What the chamber publishes.
 //! #[derive(serde::Serialize, JsonSchema)]
@@ -11,33 +13,86 @@
 //!     temperature: f64,
 //! }
 //!
-//! # fn demo(ctx: &Context) -> plugin_api::Result<()> {
-//! ctx.declare_publish::<ChamberState>(
+//! # async fn demo(ctx: &Context) -> plugin_api::Result<()> {
+//! // In `startup`: one publisher per channel, kept for the tasks that publish.
+//! let retained: Publisher<ChamberState> = ctx.publisher(
 //!     Publishes::mqtt("brewcast/state/me", QoS::AtLeastOnce, true)
 //!         .summary("The chamber's state, retained"),
 //! )?;
-//! ctx.declare_publish::<ChamberState>(Publishes::amqp("brewcast", "me"))?;
+//! let broadcast = ctx.publisher::<ChamberState>(Publishes::amqp("brewcast", "me"))?;
+//! // Later, as often as needed:
+//! let state = ChamberState { temperature: 19.5 };
+//! retained.publish(&state).await?;
+//! broadcast.publish(&state).await?;
 //! # Ok(()) }
 //! ```
 //!
-//! A declaration changes nothing about publishing itself: it documents. Declare during
-//! `startup`, once per channel and type; the document is rebuilt with every reload.
+//! [`Context::declare_publish`](crate::Context::declare_publish) declares without a
+//! publisher, for a plugin that publishes with the untyped calls
+//! ([`Context::publish`](crate::Context::publish),
+//! [`Context::mqtt_publish`](crate::Context::mqtt_publish)); both go through the same
+//! declaration. Make publishers during `startup`, once per channel and type; the document is
+//! rebuilt with every reload. The test kit shows both sides:
+//! [`TestHost::declared_publications`](crate::testing::TestHost::declared_publications) and
+//! [`TestHost::published`](crate::testing::TestHost::published) /
+//! [`mqtt_published`](crate::testing::TestHost::mqtt_published).
+
+use std::{fmt, marker::PhantomData};
 
 use schemars::{
     generate::{Contract, SchemaSettings},
     JsonSchema,
 };
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::{
     abi::asyncapi::{Channel, Publication},
-    ExchangeType, QoS,
+    Context, Error, ExchangeType, Publish, QoS, Result,
 };
 
-/// A channel a plugin publishes on, for [`Context::declare_publish`](crate::Context::declare_publish).
+/// Where a channel's messages go.
+#[derive(Debug, Clone)]
+enum Target {
+    Amqp {
+        exchange: String,
+        routing: String,
+        kind: ExchangeType,
+    },
+    Mqtt {
+        topic: String,
+        qos: QoS,
+        retain: bool,
+    },
+}
+
+impl Target {
+    /// The channel as a declaration names it.
+    fn channel(&self) -> Channel {
+        match self {
+            Target::Amqp {
+                exchange,
+                routing,
+                kind,
+            } => Channel::Amqp {
+                exchange: exchange.clone(),
+                exchange_type: kind.as_str().to_owned(),
+                routing: routing.clone(),
+            },
+            Target::Mqtt { topic, qos, retain } => Channel::Mqtt {
+                topic: topic.clone(),
+                qos: qos.level(),
+                retain: *retain,
+            },
+        }
+    }
+}
+
+/// A channel a plugin publishes on, for [`Context::publisher`](crate::Context::publisher) and
+/// [`Context::declare_publish`](crate::Context::declare_publish).
 #[derive(Debug, Clone)]
 pub struct Publishes {
-    channel: Channel,
+    target: Target,
     message: Option<String>,
     summary: String,
 }
@@ -47,10 +102,10 @@ impl Publishes {
     /// [`exchange_type`](Publishes::exchange_type) says otherwise) with routing key `routing`.
     pub fn amqp(exchange: &str, routing: &str) -> Self {
         Publishes {
-            channel: Channel::Amqp {
+            target: Target::Amqp {
                 exchange: exchange.to_owned(),
-                exchange_type: ExchangeType::Topic.as_str().to_owned(),
                 routing: routing.to_owned(),
+                kind: ExchangeType::Topic,
             },
             message: None,
             summary: String::new(),
@@ -60,9 +115,9 @@ impl Publishes {
     /// MQTT: topic `topic` (no wildcards) with this QoS, retained or not.
     pub fn mqtt(topic: &str, qos: QoS, retain: bool) -> Self {
         Publishes {
-            channel: Channel::Mqtt {
+            target: Target::Mqtt {
                 topic: topic.to_owned(),
-                qos: qos.level(),
+                qos,
                 retain,
             },
             message: None,
@@ -71,9 +126,9 @@ impl Publishes {
     }
 
     /// The AMQP exchange's type (no effect on an MQTT channel).
-    pub fn exchange_type(mut self, kind: ExchangeType) -> Self {
-        if let Channel::Amqp { exchange_type, .. } = &mut self.channel {
-            *exchange_type = kind.as_str().to_owned();
+    pub fn exchange_type(mut self, exchange_type: ExchangeType) -> Self {
+        if let Target::Amqp { kind, .. } = &mut self.target {
+            *kind = exchange_type;
         }
         self
     }
@@ -97,7 +152,7 @@ impl Publishes {
             payload.insert(crate::openapi::SCHEMAS_KEY.into(), Value::Object(schemas));
         }
         Publication {
-            channel: self.channel,
+            channel: self.target.channel(),
             message: self
                 .message
                 .unwrap_or_else(|| T::schema_name().into_owned()),
@@ -121,6 +176,102 @@ fn payload_schema<T: JsonSchema + ?Sized>() -> (Value, Map<String, Value>) {
         transform.transform(&mut schema);
     }
     (schema.to_value(), generator.take_definitions(true))
+}
+
+/// Sends messages of type `T` on one channel, as JSON: made by
+/// [`Context::publisher`](crate::Context::publisher), which declares the channel with `T`'s
+/// schema for the AsyncAPI document, so that the document describes what this sends.
+/// Cheap to clone; move clones into the tasks that publish.
+///
+/// ```no_run
+/// use plugin_api::prelude::*;
+///
+/// #[derive(serde::Serialize, JsonSchema)]
+/// struct Reading {
+///     celsius: f64,
+/// }
+///
+/// # async fn demo(ctx: &Context) -> plugin_api::Result<()> {
+/// let readings: Publisher<Reading> =
+///     ctx.publisher(Publishes::mqtt("brewcast/history/me", QoS::AtMostOnce, false))?;
+/// readings.publish(&Reading { celsius: 19.5 }).await?;
+/// # Ok(()) }
+/// ```
+pub struct Publisher<T: ?Sized> {
+    ctx: Context,
+    target: Target,
+    payload: PhantomData<fn(&T)>,
+}
+
+impl<T: ?Sized> Clone for Publisher<T> {
+    fn clone(&self) -> Self {
+        Publisher {
+            ctx: self.ctx.clone(),
+            target: self.target.clone(),
+            payload: PhantomData,
+        }
+    }
+}
+
+impl<T: ?Sized> fmt::Debug for Publisher<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Publisher")
+            .field("channel", &self.target.channel())
+            .field("payload", &std::any::type_name::<T>())
+            .finish()
+    }
+}
+
+impl<T: Serialize + ?Sized> Publisher<T> {
+    /// A publisher for `publishes`' channel (declared by the caller).
+    pub(crate) fn new(ctx: Context, publishes: Publishes) -> Self {
+        Publisher {
+            ctx,
+            target: publishes.target,
+            payload: PhantomData,
+        }
+    }
+
+    /// Publishes `message` as JSON on the channel: to the AMQP exchange as
+    /// [`Context::publish_with`](crate::Context::publish_with) does (the exchange declared
+    /// with its type first), or to the MQTT topic with the channel's QoS and retain flag as
+    /// [`Context::mqtt_publish`](crate::Context::mqtt_publish) does; the same errors.
+    pub async fn publish(&self, message: &T) -> Result<()> {
+        match &self.target {
+            Target::Amqp {
+                exchange,
+                routing,
+                kind,
+            } => {
+                let publish = Publish::new(exchange, routing, message)?.exchange_type(*kind);
+                self.ctx.publish_with(publish).await
+            }
+            Target::Mqtt { topic, qos, retain } => {
+                self.ctx
+                    .mqtt_publish_json(topic, message, *qos, *retain)
+                    .await
+            }
+        }
+    }
+
+    /// Makes `message` this plugin's MQTT will on the channel's topic, with its retain flag
+    /// ([`Context::mqtt_set_will`](crate::Context::mqtt_set_will)): what the broker
+    /// announces if the service dies, typed like every other message there. An AMQP
+    /// channel has no will: an [`Invalid`](crate::ErrorKind::Invalid) error.
+    pub fn set_will(&self, message: &T) -> Result<()> {
+        match &self.target {
+            Target::Mqtt { topic, retain, .. } => {
+                let payload = crate::mqtt::json_payload(message)?;
+                self.ctx.mqtt_set_will(topic, payload, *retain)
+            }
+            Target::Amqp { .. } => Err(Error::invalid("an AMQP channel has no will")),
+        }
+    }
+
+    /// The channel, as declared.
+    pub fn channel(&self) -> Channel {
+        self.target.channel()
+    }
 }
 
 #[cfg(test)]

@@ -119,8 +119,11 @@ function drawService(data) {
     ["buses", s.brokers.map((b) => b.bus).join(", ") || "none"]];
   const dl = replace("service-facts");
   for (const [key, value] of facts) dl.append(el("dt", {}, key), el("dd", {}, value));
+  // The broker in use (live); with a list, the whole list after it.
   for (const b of s.brokers) {
-    dl.append(el("dt", {}, b.bus + " broker"), el("dd", {}, b.url + " ", badge(b.state)));
+    const list = b.list.length > 1 ? el("span", { class: "muted" }, " of the list " + b.list.join(", ")) : null;
+    dl.append(el("dt", {}, b.bus + " broker"),
+      el("dd", { class: "broker", "data-bus": b.bus }, el("span", { class: "broker-url" }, b.url), " ", badge(b.state), list));
   }
   replace("problems", ...s.problems.map((p) => el("li", { class: "problem" }, p)));
 }

@@ -1,16 +1,20 @@
 //! `GET /{name}/api/asyncapi.json`: the eventbus side of the service as an AsyncAPI 3.0
 //! document, generated from the code as the OpenAPI document is.
 //!
-//! - `servers`: the brokers the options selected (AMQP and/or MQTT), without credentials;
-//!   with MQTT, the service's will when it has one.
+//! - `servers`: every broker of the lists the options give (AMQP and/or MQTT), without
+//!   credentials, named `amqp`, `amqp-2`, … and `mqtt`, `mqtt-2`, … in the order given (the
+//!   service uses one at a time: see `docs/brokers.md`); with MQTT, the service's will when
+//!   it has one. Each channel names every server of its bus.
 //! - `channels` and `operations`: a `send` operation for every channel a plugin declared it
-//!   publishes on ([`plugin_abi::asyncapi`]; the SDK's `Context::declare_publish`), its
+//!   publishes on ([`plugin_abi::asyncapi`]; the SDK's `Context::publisher`, which also sends
+//!   the declared type, and `Context::declare_publish`), its
 //!   message's payload the JSON Schema of the declared Rust type; a `receive` operation for
 //!   every subscription alive now (a plugin's or one made with `/_debug/subscribe`), its
 //!   payload any JSON (AMQP) or any bytes (MQTT), since a handler reads what it likes.
 //!   Operations name their plugin in `x-plugin`.
 //! - bindings: AMQP exchange name, type, durability and auto-delete as the host declares
-//!   exchanges (non-durable, auto-delete, as brewblox-service did); MQTT QoS and retain.
+//!   exchanges (non-durable, auto-delete, as brewblox-service did); MQTT QoS and retain of a
+//!   `send`, and the QoS a subscription asked for on a `receive`.
 //! - `components/schemas`: every payload's named schemas, merged by the rule of the OpenAPI
 //!   document ([`super::openapi::schemas`]).
 //!
@@ -47,7 +51,8 @@ const MQTT_BINDING: &str = "0.2.0";
 /// What the document is built from.
 pub struct AsyncApiSources {
     pub health: Arc<HealthSources>,
-    /// The brokers the options selected, as URLs (credentials are dropped here).
+    /// Every broker of the lists the options give, as URLs, in order (credentials are
+    /// dropped here).
     pub servers: Vec<(BusKind, String)>,
     /// The AMQP virtual host.
     pub vhost: String,
@@ -71,23 +76,37 @@ fn server_name(bus: BusKind) -> &'static str {
     }
 }
 
+/// The server names of the brokers, in order: per bus the first is `amqp` (`mqtt`), the
+/// next `amqp-2`, `amqp-3`, ….
+fn server_names(servers: &[(BusKind, String)]) -> Vec<(BusKind, String)> {
+    let mut seen = [0usize; 2];
+    servers
+        .iter()
+        .map(|(bus, _)| {
+            let count = &mut seen[usize::from(*bus == BusKind::Mqtt)];
+            *count += 1;
+            let base = server_name(*bus);
+            let name = match *count {
+                1 => base.to_owned(),
+                n => format!("{base}-{n}"),
+            };
+            (*bus, name)
+        })
+        .collect()
+}
+
 /// The `servers` object.
 fn servers(sources: &AsyncApiSources, report: &HealthReport) -> Map<String, Value> {
     let mut servers = Map::new();
-    for (bus, url) in &sources.servers {
-        let url = without_credentials(url);
-        let (protocol, rest) = url.split_once("://").unwrap_or(("", &url));
-        let (host, path) = match rest.find('/') {
-            Some(slash) => (&rest[..slash], &rest[slash..]),
-            None => (rest, ""),
-        };
-        let mut server = json!({
-            "host": host,
-            "protocol": protocol,
-            "title": match bus { BusKind::Amqp => "AMQP broker", BusKind::Mqtt => "MQTT broker" },
-        });
-        if !path.is_empty() && path != "/" {
-            server["pathname"] = json!(path);
+    let names = server_names(&sources.servers);
+    for ((bus, url), (_, name)) in sources.servers.iter().zip(names) {
+        let listed = sources.servers.iter().filter(|(b, _)| b == bus).count();
+        let mut server = server(*bus, url);
+        if listed > 1 {
+            server["description"] = json!(format!(
+                "One of a list of {listed} brokers: the service uses one at a time, the first \
+                 that answers, and moves to the next when it is lost"
+            ));
         }
         // MQTT's server binding holds one will: given when the service has exactly one
         // (each plugin's will has its own connection; several are on their channels).
@@ -103,9 +122,28 @@ fn servers(sources: &AsyncApiSources, report: &HealthReport) -> Map<String, Valu
                 "bindingVersion": MQTT_BINDING,
             }});
         }
-        servers.insert(server_name(*bus).to_owned(), server);
+        servers.insert(name, server);
     }
     servers
+}
+
+/// One broker as a server object: host, protocol and path, without credentials.
+fn server(bus: BusKind, url: &str) -> Value {
+    let url = without_credentials(url);
+    let (protocol, rest) = url.split_once("://").unwrap_or(("", &url));
+    let (host, path) = match rest.find('/') {
+        Some(slash) => (&rest[..slash], &rest[slash..]),
+        None => (rest, ""),
+    };
+    let mut server = json!({
+        "host": host,
+        "protocol": protocol,
+        "title": match bus { BusKind::Amqp => "AMQP broker", BusKind::Mqtt => "MQTT broker" },
+    });
+    if !path.is_empty() && path != "/" {
+        server["pathname"] = json!(path);
+    }
+    server
 }
 
 /// Finds or adds the channel with these key fields.
@@ -254,9 +292,15 @@ fn drafts(report: &HealthReport, declared: &[(String, Publication)]) -> Vec<Chan
         let name = add_message(draft, "AnyPayload", any_bytes.clone());
         // `/_debug/subscribe`'s subscriptions have no plugin: they are the host's.
         let owner = s.plugin.clone().unwrap_or_else(|| "host".to_owned());
+        // The QoS the subscription asked for (what the broker delivers at most).
+        let mut operation = Map::new();
+        operation.insert(
+            "bindings".into(),
+            json!({ "mqtt": { "qos": s.qos, "bindingVersion": MQTT_BINDING } }),
+        );
         draft
             .operations
-            .push((owner, "receive", with_message(Map::new(), &name)));
+            .push((owner, "receive", with_message(operation, &name)));
     }
     channels
 }
@@ -284,8 +328,26 @@ fn address(draft: &ChannelDraft) -> (Value, String) {
     }
 }
 
-/// Lays out the drafts as `channels` and `operations`, with unique keys.
-fn layout(drafts: Vec<ChannelDraft>, vhost: &str) -> (Map<String, Value>, Map<String, Value>) {
+/// References to every server of `bus` (its base name when the options gave none).
+fn server_refs(names: &[(BusKind, String)], bus: BusKind) -> Value {
+    let mut refs: Vec<Value> = names
+        .iter()
+        .filter(|(b, _)| *b == bus)
+        .map(|(_, name)| json!({ "$ref": format!("#/servers/{name}") }))
+        .collect();
+    if refs.is_empty() {
+        refs.push(json!({ "$ref": format!("#/servers/{}", server_name(bus)) }));
+    }
+    Value::Array(refs)
+}
+
+/// Lays out the drafts as `channels` and `operations`, with unique keys; each channel names
+/// the servers (`names`) of its bus.
+fn layout(
+    drafts: Vec<ChannelDraft>,
+    vhost: &str,
+    names: &[(BusKind, String)],
+) -> (Map<String, Value>, Map<String, Value>) {
     let (mut channels, mut operations) = (Map::new(), Map::new());
     let mut used: BTreeMap<String, usize> = BTreeMap::new();
     for draft in drafts {
@@ -306,7 +368,7 @@ fn layout(drafts: Vec<ChannelDraft>, vhost: &str) -> (Map<String, Value>, Map<St
             "address": address,
             "description": description,
             "messages": draft.messages,
-            "servers": [{ "$ref": format!("#/servers/{}", server_name(draft.bus)) }],
+            "servers": server_refs(names, draft.bus),
         });
         if draft.bus == BusKind::Amqp {
             channel["bindings"] = json!({ "amqp": {
@@ -362,7 +424,8 @@ fn layout(drafts: Vec<ChannelDraft>, vhost: &str) -> (Map<String, Value>, Map<St
 pub fn document(sources: &AsyncApiSources) -> Value {
     let report = health::report(&sources.health);
     let (declared, schemas) = publications(sources);
-    let (channels, operations) = layout(drafts(&report, &declared), &sources.vhost);
+    let names = server_names(&sources.servers);
+    let (channels, operations) = layout(drafts(&report, &declared), &sources.vhost, &names);
     let plugins: Vec<String> = report
         .plugins
         .iter()
@@ -542,5 +605,53 @@ mod tests {
             .find(|op| op["x-plugin"] == "b")
             .unwrap();
         assert_eq!(b_send["bindings"]["mqtt"]["qos"], 0);
+    }
+
+    #[tokio::test]
+    async fn every_broker_of_a_list_is_a_server_of_its_channels() {
+        let a = plugin(
+            "a",
+            &[
+                json!({"bus": "mqtt", "topic": "t", "qos": 0, "retain": false,
+                     "message": "State", "payload": state("number")}),
+            ],
+        );
+        let mut sources = sources(vec![a]);
+        sources.servers = vec![
+            (BusKind::Amqp, "amqp://user@down:5672/%2f".into()),
+            (BusKind::Mqtt, "mqtt://u:secret@down:1883".into()),
+            (BusKind::Amqp, "amqp://user@up:5672/%2f".into()),
+            (BusKind::Mqtt, "mqtt://u:secret@up:1883".into()),
+        ];
+        let doc = document(&sources);
+        let servers = doc["servers"].as_object().unwrap();
+        let hosts: Vec<(&str, &str)> = servers
+            .iter()
+            .map(|(name, s)| (name.as_str(), s["host"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            hosts,
+            [
+                ("amqp", "down:5672"),
+                ("mqtt", "down:1883"),
+                ("amqp-2", "up:5672"),
+                ("mqtt-2", "up:1883"),
+            ]
+        );
+        assert!(!doc.to_string().contains("secret") && !doc.to_string().contains("user"));
+        assert!(servers["mqtt-2"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("list of 2"));
+        let channel = doc["channels"]
+            .as_object()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap();
+        assert_eq!(
+            channel["servers"],
+            json!([{"$ref": "#/servers/mqtt"}, {"$ref": "#/servers/mqtt-2"}])
+        );
     }
 }

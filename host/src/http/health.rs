@@ -21,7 +21,7 @@
 //!                      "held": true}],
 //!           "subscriptions": [{"id": 1, "filter": "brewcast/#", "plugin": "history-plugin" | null,
 //!                              "state": "pending" | "active" | "failed", "error": null | "…",
-//!                              "dropped": 0}]},
+//!                              "dropped": 0, "qos": 0 | 1}]},
 //!  "reload": {"succeeded": 0, "failed": 1, "waiting": null | "libx.so is not ready: …",
 //!             "last": null | {"time": "…", "ok": false, "error": null | "…",
 //!                             "handovers": [{"plugin": "history-plugin",

@@ -177,6 +177,8 @@ pub struct MqttSubHealth {
     pub error: Option<String>,
     /// Messages dropped because its queue was full.
     pub dropped: u64,
+    /// The QoS it subscribed with (0 or 1).
+    pub qos: u8,
 }
 
 /// A publish waiting for the event loop to send it (and, for QoS 1, the broker to ack it).
@@ -831,6 +833,7 @@ fn subscription_health(state: &State) -> Vec<MqttSubHealth> {
                     _ => None,
                 },
                 dropped: sub.dropped(),
+                qos: subscription::qos(sub) as u8,
             }
         })
         .collect()

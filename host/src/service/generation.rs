@@ -324,19 +324,23 @@ fn operator_page(
 ) -> Vec<(String, axum::routing::MethodRouter)> {
     use http::{health::BusKind, ui::overview};
     crate::window::start(Arc::clone(&health.host.metrics));
-    // With a broker list, the first broker stands for the list (health shows the one in use).
-    let first = |endpoints: Vec<String>| endpoints.into_iter().next().unwrap_or_default();
+    // Each bus's broker list: the overview shows the broker in use (read live from the
+    // health report) and the list; the AsyncAPI document lists every broker as a server.
     let mut brokers = Vec::new();
     if settings.fleet.amqp {
-        brokers.push((BusKind::Amqp, first(settings.bus_config().endpoints())));
+        brokers.push((BusKind::Amqp, settings.bus_config().endpoints()));
     }
     if settings.fleet.mqtt {
-        brokers.push((BusKind::Mqtt, first(settings.mqtt_config().endpoints())));
+        brokers.push((BusKind::Mqtt, settings.mqtt_config().endpoints()));
     }
+    let servers = brokers
+        .iter()
+        .flat_map(|(bus, list)| list.iter().map(|url| (*bus, url.clone())))
+        .collect();
     let routes = overview::RouteLinks::new(&settings.name, api_doc);
     let asyncapi = Arc::new(http::asyncapi::AsyncApiSources {
         health: Arc::clone(&health),
-        servers: brokers.clone(),
+        servers,
         vhost: settings.eventbus_vhost.clone(),
     });
     let mut page = http::ui::routes(overview::OverviewSources {

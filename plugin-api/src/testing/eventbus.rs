@@ -224,8 +224,11 @@ impl<P: Plugin> TestHost<P> {
         self.mqtt_deliver(topic, json_bytes(message)).await
     }
 
-    /// What the plugin declared it publishes ([`Context::declare_publish`](crate::Context::declare_publish)),
-    /// in the order declared: the channels of the service's AsyncAPI document.
+    /// What the plugin declared it publishes ([`Context::publisher`](crate::Context::publisher)
+    /// and [`Context::declare_publish`](crate::Context::declare_publish)), in the order
+    /// declared: the channels of the service's AsyncAPI document, to compare with what
+    /// [`published`](TestHost::published) and [`mqtt_published`](TestHost::mqtt_published)
+    /// show was sent.
     pub fn declared_publications(&self) -> Vec<crate::abi::asyncapi::Publication> {
         lock(&self.state.publications).clone()
     }

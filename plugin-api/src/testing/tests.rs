@@ -763,3 +763,121 @@ async fn shared_and_durable_subscriptions_follow_the_hosts_rules() {
     assert!(refusals[1].contains("quorum"), "{refusals:?}");
     assert!(refusals[2].contains("AMQP"), "{refusals:?}");
 }
+
+/// A reading, published with typed publishers.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+struct Reading {
+    /// Degrees Celsius.
+    celsius: f64,
+    probe: String,
+}
+
+/// Makes a typed publisher per bus in `startup` and publishes one reading on each; the
+/// MQTT one also sets the will.
+#[derive(Default)]
+struct Announcer;
+
+impl Plugin for Announcer {
+    async fn startup(self: Arc<Self>, ctx: &Context) -> Result<()> {
+        let amqp = ctx.publisher::<Reading>(
+            crate::Publishes::amqp("alerts", "")
+                .exchange_type(crate::ExchangeType::Fanout)
+                .summary("Every reading"),
+        )?;
+        let mqtt = ctx.publisher::<Reading>(crate::Publishes::mqtt(
+            "lab/reading",
+            QoS::AtLeastOnce,
+            true,
+        ))?;
+        let reading = Reading {
+            celsius: 19.5,
+            probe: "p1".into(),
+        };
+        amqp.publish(&reading).await?;
+        mqtt.publish(&reading).await?;
+        mqtt.set_will(&Reading {
+            celsius: 0.0,
+            probe: "gone".into(),
+        })?;
+        let no_will = amqp.set_will(&reading).expect_err("AMQP has no will");
+        assert_eq!(no_will.kind(), ErrorKind::Invalid);
+        Ok(())
+    }
+}
+
+/// The property names of the declared payload's schema (`x-schemas` holds the named ones).
+fn declared_properties(publication: &crate::abi::asyncapi::Publication) -> Vec<String> {
+    let name = publication.payload["$ref"]
+        .as_str()
+        .and_then(|r| r.strip_prefix("#/components/schemas/"))
+        .expect("a named schema");
+    let schema = &publication.payload[crate::openapi::SCHEMAS_KEY][name];
+    let mut properties: Vec<String> = schema["properties"]
+        .as_object()
+        .expect("properties")
+        .keys()
+        .cloned()
+        .collect();
+    properties.sort();
+    properties
+}
+
+#[tokio::test]
+async fn a_typed_publisher_declares_its_channel_and_sends_its_type() {
+    use crate::abi::asyncapi::Channel;
+
+    let host = TestHost::start(Announcer).await.unwrap();
+    let declared = host.declared_publications();
+    let channels: Vec<&Channel> = declared.iter().map(|p| &p.channel).collect();
+    assert_eq!(
+        channels,
+        [
+            &Channel::Amqp {
+                exchange: "alerts".into(),
+                exchange_type: "fanout".into(),
+                routing: String::new(),
+            },
+            &Channel::Mqtt {
+                topic: "lab/reading".into(),
+                qos: 1,
+                retain: true,
+            },
+        ]
+    );
+    assert_eq!(declared[0].summary, "Every reading");
+    for publication in &declared {
+        assert_eq!(publication.message, "Reading");
+        assert_eq!(declared_properties(publication), ["celsius", "probe"]);
+    }
+
+    // What was sent is the declared type, on the declared channel, as declared.
+    let [amqp] = host.published().try_into().unwrap();
+    assert_eq!(
+        (
+            amqp.exchange.as_str(),
+            amqp.routing.as_str(),
+            amqp.exchange_type.as_str()
+        ),
+        ("alerts", "", "fanout")
+    );
+    let [mqtt] = host.mqtt_published().try_into().unwrap();
+    assert_eq!(
+        (mqtt.topic.as_str(), mqtt.qos, mqtt.retain),
+        ("lab/reading", QoS::AtLeastOnce, true)
+    );
+    for body in [amqp.json::<Value>().unwrap(), mqtt.json::<Value>().unwrap()] {
+        assert_eq!(body, json!({"celsius": 19.5, "probe": "p1"}));
+        let mut keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            declared_properties(&declared[0]).iter().collect::<Vec<_>>()
+        );
+    }
+    let will = host.mqtt_will().expect("the typed will");
+    assert_eq!((will.topic.as_str(), will.retain), ("lab/reading", true));
+    assert_eq!(
+        will.json::<Value>().unwrap(),
+        json!({"celsius": 0.0, "probe": "gone"})
+    );
+}

@@ -230,40 +230,46 @@ impl Repeater for Simulation {
     }
 }
 
-/// Where the device's states go: the eventbuses the service uses.
+/// Where the device's states go: a typed publisher per channel of the eventbuses the
+/// service uses, each declared with its message type for the AsyncAPI document.
 #[derive(Debug, Clone)]
 struct Targets {
     service: String,
-    /// The AMQP exchange (the routing key is the service name).
-    amqp: Option<String>,
-    mqtt: Option<events::Topics>,
+    /// The AMQP exchange and its publisher (the routing key is the service name).
+    amqp: Option<(String, Publisher<DeviceState>)>,
+    mqtt: Option<MqttTargets>,
+}
+
+/// The MQTT topics and their publishers.
+#[derive(Debug, Clone)]
+struct MqttTargets {
+    topics: events::Topics,
+    history: Publisher<events::HistoryEvent>,
+    state: Publisher<events::StateEvent>,
 }
 
 /// Publishes every state the simulation produces. It runs apart from the repeater so that
 /// an eventbus that is down or slow never stops or delays the simulation; failures are
 /// logged once per outage and bus and otherwise dropped, since the next update supersedes
 /// them.
-async fn publish_states(
-    ctx: Context,
-    targets: Targets,
-    mut updates: watch::Receiver<Option<DeviceState>>,
-) {
+async fn publish_states(targets: Targets, mut updates: watch::Receiver<Option<DeviceState>>) {
     let mut amqp_outage = Outage::default();
     let mut mqtt_outage = Outage::default();
     while updates.changed().await.is_ok() {
         let Some(state) = updates.borrow_and_update().clone() else {
             continue;
         };
-        if let Some(exchange) = &targets.amqp {
-            let result = bounded(ctx.publish(exchange, &targets.service, &state)).await;
+        if let Some((exchange, publisher)) = &targets.amqp {
+            let result = bounded(publisher.publish(&state)).await;
             report(
                 &mut amqp_outage,
                 &format!("exchange \"{exchange}\""),
                 result,
             );
         }
-        if let Some(topics) = &targets.mqtt {
-            let result = bounded(publish_mqtt(&ctx, &targets.service, topics, &state)).await;
+        if let Some(mqtt) = &targets.mqtt {
+            let result = bounded(publish_mqtt(mqtt, &targets.service, &state)).await;
+            let topics = &mqtt.topics;
             let target = format!(
                 "MQTT topics \"{}\" and \"{}\"",
                 topics.history, topics.state
@@ -274,17 +280,12 @@ async fn publish_states(
 }
 
 /// The history event, then the retained state.
-async fn publish_mqtt(
-    ctx: &Context,
-    service: &str,
-    topics: &events::Topics,
-    state: &DeviceState,
-) -> Result<()> {
-    let history = events::history(service, state);
-    ctx.mqtt_publish_json(&topics.history, &history, QoS::AtMostOnce, false)
+async fn publish_mqtt(mqtt: &MqttTargets, service: &str, state: &DeviceState) -> Result<()> {
+    mqtt.history
+        .publish(&events::history(service, state))
         .await?;
-    let state = events::state(service, Some(state));
-    ctx.mqtt_publish_json(&topics.state, &state, QoS::AtLeastOnce, true)
+    mqtt.state
+        .publish(&events::state(service, Some(state)))
         .await
 }
 
@@ -467,22 +468,13 @@ impl Plugin for DevicePlugin {
 
         let targets = Targets {
             service: routing.clone(),
-            amqp: config.amqp().map(|_| exchange.clone()),
-            mqtt: mqtt_topics(ctx, &routing)?,
+            amqp: amqp_target(ctx, &exchange, &routing)?,
+            mqtt: mqtt_targets(ctx, &routing)?,
         };
-        if let Some(exchange) = &targets.amqp {
-            ctx.declare_publish::<DeviceState>(
-                Publishes::amqp(exchange, &routing)
-                    .summary("The device state on every update, as brewblox services broadcast"),
-            )?;
-        }
         let destinations = describe(&targets);
         let (updates, receiver) = watch::channel(None);
         if interval.is_some() {
-            ctx.spawn(
-                "device publisher",
-                publish_states(ctx.clone(), targets, receiver),
-            );
+            ctx.spawn("device publisher", publish_states(targets, receiver));
         }
         ctx.repeat(
             "device simulation",
@@ -517,16 +509,16 @@ impl Plugin for DevicePlugin {
 /// Where the states go, for the start's log line: only the eventbuses in use.
 fn describe(targets: &Targets) -> String {
     let mut parts = Vec::new();
-    if let Some(exchange) = &targets.amqp {
+    if let Some((exchange, _)) = &targets.amqp {
         parts.push(format!(
             "AMQP exchange \"{exchange}\" with routing key \"{}\"",
             targets.service
         ));
     }
-    if let Some(topics) = &targets.mqtt {
+    if let Some(mqtt) = &targets.mqtt {
         parts.push(format!(
             "MQTT topics \"{}\" and \"{}\"",
-            topics.history, topics.state
+            mqtt.topics.history, mqtt.topics.state
         ));
     }
     if parts.is_empty() {
@@ -536,27 +528,47 @@ fn describe(targets: &Targets) -> String {
     }
 }
 
-/// The MQTT topics when the service uses MQTT, with the will (the state with `data: null`,
-/// retained) set: announced by the broker if the service dies, published by the host at a
-/// clean stop.
-fn mqtt_topics(ctx: &Context, service: &str) -> Result<Option<events::Topics>> {
+/// The AMQP state's publisher when the service uses AMQP: exchange `exchange`, routing key
+/// `routing` (the service name).
+fn amqp_target(
+    ctx: &Context,
+    exchange: &str,
+    routing: &str,
+) -> Result<Option<(String, Publisher<DeviceState>)>> {
+    if ctx.config().amqp().is_none() {
+        return Ok(None);
+    }
+    let publisher = ctx.publisher::<DeviceState>(
+        Publishes::amqp(exchange, routing)
+            .summary("The device state on every update, as brewblox services broadcast"),
+    )?;
+    Ok(Some((exchange.to_owned(), publisher)))
+}
+
+/// The MQTT topics and their publishers when the service uses MQTT, with the will (the
+/// state with `data: null`, retained) set: announced by the broker if the service dies,
+/// published by the host at a clean stop.
+fn mqtt_targets(ctx: &Context, service: &str) -> Result<Option<MqttTargets>> {
     let Some(mqtt) = ctx.config().mqtt() else {
         return Ok(None);
     };
     let topics = events::Topics::new(&mqtt.history_topic, &mqtt.state_topic, service);
-    let will = serde_json::to_vec(&events::state(service, None))?;
-    ctx.mqtt_set_will(&topics.state, will, true)?;
-    ctx.declare_publish::<events::HistoryEvent>(
+    let history = ctx.publisher::<events::HistoryEvent>(
         Publishes::mqtt(&topics.history, QoS::AtMostOnce, false)
             .summary("A history event on every update (the readings, units in the names)"),
     )?;
-    ctx.declare_publish::<events::StateEvent>(
+    let state = ctx.publisher::<events::StateEvent>(
         Publishes::mqtt(&topics.state, QoS::AtLeastOnce, true).summary(
             "The state on every update, retained; also the will (data null) when the service \
              is gone",
         ),
     )?;
-    Ok(Some(topics))
+    state.set_will(&events::state(service, None))?;
+    Ok(Some(MqttTargets {
+        topics,
+        history,
+        state,
+    }))
 }
 
 export_plugin!(DevicePlugin);

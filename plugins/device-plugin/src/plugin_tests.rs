@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use plugin_api::{testing::TestHost, Repeat};
+use plugin_api::{abi::asyncapi::Channel, testing::TestHost, QoS, Repeat};
 use serde_json::{json, Value};
 
 use crate::{DevicePlugin, DeviceState};
@@ -108,6 +108,90 @@ async fn each_update_goes_to_both_eventbuses_and_the_will_clears_the_state() {
     let will = host.mqtt_will().expect("a will");
     assert_eq!(will.topic, "brewcast/state/fermenter");
     assert_eq!(will.json::<Value>().unwrap()["data"], Value::Null);
+}
+
+/// Steps the simulation once and waits (bounded) for the publisher task's three messages.
+async fn one_update(host: &TestHost<DevicePlugin>) {
+    assert_eq!(
+        host.step("device simulation").await.unwrap(),
+        Repeat::Continue
+    );
+    let wait = Duration::from_secs(5);
+    host.wait_published(wait, |m| m.routing == "fermenter")
+        .await
+        .unwrap();
+    for topic in ["brewcast/history/fermenter", "brewcast/state/fermenter"] {
+        host.wait_mqtt_published(wait, |m| m.topic == topic)
+            .await
+            .unwrap();
+    }
+}
+
+/// The top-level property names of a declared payload (a named schema in `x-schemas`).
+fn declared_properties(payload: &Value) -> Vec<String> {
+    let name = payload["$ref"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap();
+    let mut names: Vec<String> = payload["x-schemas"][name]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    names.sort();
+    names
+}
+
+fn keys(message: &Value) -> Vec<String> {
+    let mut names: Vec<String> = message.as_object().unwrap().keys().cloned().collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_message_goes_on_a_declared_channel_with_the_declared_type() {
+    let host = start(5.0).await;
+    one_update(&host).await;
+    let declared = host.declared_publications();
+    assert_eq!(declared.len(), 3, "{declared:#?}");
+    let on = |channel: Channel| {
+        declared
+            .iter()
+            .find(|p| p.channel == channel)
+            .unwrap_or_else(|| panic!("{channel:?} is not declared: {declared:#?}"))
+    };
+
+    let [amqp] = host.published().try_into().unwrap();
+    let declaration = on(Channel::Amqp {
+        exchange: amqp.exchange.clone(),
+        exchange_type: amqp.exchange_type.clone(),
+        routing: amqp.routing.clone(),
+    });
+    assert_eq!(declaration.message, "DeviceState");
+    let body: Value = amqp.json().unwrap();
+    assert_eq!(keys(&body), declared_properties(&declaration.payload));
+
+    let mut messages = host.mqtt_published();
+    messages.extend(host.mqtt_will());
+    assert_eq!(messages.len(), 3, "history, state and the will");
+    for message in messages {
+        let declaration = on(Channel::Mqtt {
+            topic: message.topic.clone(),
+            qos: u8::from(message.qos == QoS::AtLeastOnce),
+            retain: message.retain,
+        });
+        let expected = if message.topic.contains("/history/") {
+            "HistoryEvent"
+        } else {
+            "StateEvent"
+        };
+        assert_eq!(declaration.message, expected, "{}", message.topic);
+        let body: Value = message.json().unwrap();
+        assert_eq!(keys(&body), declared_properties(&declaration.payload));
+    }
 }
 
 #[tokio::test]

@@ -125,7 +125,7 @@ fn app(health: HealthSources) -> http::App {
         routes: http::ui::overview::RouteLinks::new(NAME, lazy_doc()),
         brokers: vec![(
             http::health::BusKind::Amqp,
-            "amqp://guest@eventbus:5672/".into(),
+            vec!["amqp://guest@eventbus:5672/".into()],
         )],
         links: Default::default(),
     });
@@ -450,6 +450,7 @@ fn full_report() -> HealthReport {
                     state: "failed",
                     error: Some("refused".into()),
                     dropped: 3,
+                    qos: 1,
                 }],
             },
             wills: vec![crate::mqtt::WillHealth {

@@ -35,8 +35,9 @@ pub struct OverviewSources {
     pub health: Arc<HealthSources>,
     /// Every plugin route, with where the API UI shows it.
     pub routes: RouteLinks,
-    /// The brokers in use, as the options name them (without credentials).
-    pub brokers: Vec<(BusKind, String)>,
+    /// Each eventbus the options selected, with its broker list as the options give it (in
+    /// order; credentials are dropped where shown).
+    pub brokers: Vec<(BusKind, Vec<String>)>,
     /// Links to the service's other documents, relative to `/{name}/_service/`.
     pub links: Links,
 }
@@ -70,14 +71,18 @@ pub struct ServiceOverview {
     pub brokers: Vec<BrokerOverview>,
 }
 
-/// A broker the service uses.
+/// An eventbus's broker: the one in use, of the list the options give.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct BrokerOverview {
     pub bus: BusKind,
-    /// Its URL as the options name it, without user or password.
+    /// The broker in use, read live from the health report (AMQP: the one connected to;
+    /// MQTT: the one connected to, or tried next), without user or password; the first of
+    /// `list` while AMQP has none.
     pub url: String,
     /// `connected`, `connecting`, `disabled` (nothing used it yet) or `closed`.
     pub state: String,
+    /// Every broker of the list, in the order given, without user or password.
+    pub list: Vec<String>,
 }
 
 /// One plugin.
@@ -327,25 +332,37 @@ fn generation(scrape: &Scrape, plugin: &str) -> Option<u64> {
         .max()
 }
 
-fn brokers(report: &HealthReport, brokers: &[(BusKind, String)]) -> Vec<BrokerOverview> {
-    let state_text = |value: serde_json::Value| value.as_str().unwrap_or("").to_owned();
-    brokers
+/// The broker in use on `bus` and its connection's state, from the health report.
+fn broker_in_use(report: &HealthReport, bus: BusKind) -> (Option<String>, String) {
+    let text = |value: serde_json::Value| value.as_str().unwrap_or("").to_owned();
+    match bus {
+        BusKind::Amqp => (
+            report.eventbus.broker.clone(),
+            text(serde_json::to_value(report.eventbus.state).unwrap_or_default()),
+        ),
+        BusKind::Mqtt => report
+            .mqtt
+            .as_ref()
+            .map(|m| {
+                let state = serde_json::to_value(m.connection.state).unwrap_or_default();
+                (Some(m.connection.broker.clone()), text(state))
+            })
+            .unwrap_or_default(),
+    }
+}
+
+fn brokers(report: &HealthReport, lists: &[(BusKind, Vec<String>)]) -> Vec<BrokerOverview> {
+    lists
         .iter()
-        .map(|(bus, url)| BrokerOverview {
-            bus: *bus,
-            url: without_credentials(url),
-            state: match bus {
-                BusKind::Amqp => {
-                    state_text(serde_json::to_value(report.eventbus.state).unwrap_or_default())
-                }
-                BusKind::Mqtt => report
-                    .mqtt
-                    .as_ref()
-                    .map(|m| {
-                        state_text(serde_json::to_value(m.connection.state).unwrap_or_default())
-                    })
-                    .unwrap_or_default(),
-            },
+        .map(|(bus, list)| {
+            let (in_use, state) = broker_in_use(report, *bus);
+            let url = in_use.or_else(|| list.first().cloned()).unwrap_or_default();
+            BrokerOverview {
+                bus: *bus,
+                url: without_credentials(&url),
+                state,
+                list: list.iter().map(|url| without_credentials(url)).collect(),
+            }
         })
         .collect()
 }
