@@ -8,27 +8,44 @@ use std::{
 };
 
 use futures::task::AtomicWaker;
+use pin_project_lite::pin_project;
 use tokio::runtime::Handle;
 
-/// A host future polled (and dropped) with the host runtime entered, whatever thread polls it:
-/// the caller may be polling from a plugin's own runtime thread, where lapin's tokio reactor
-/// and the host's timers are out of reach otherwise. Polled in place rather than spawned: a
-/// spawn costs a task and a hop to another worker thread on every call (see BENCHMARKS.md).
-///
-/// The inner future sees a waker of our own (an `Arc`, cheap to clone), which wakes the
-/// caller's: the caller's is an FFI waker, and every clone of it (lapin clones one per pending
-/// operation) allocates on both sides of the boundary. Here it is cloned at most once a poll.
-pub(crate) struct InRuntime<F: Future> {
-    handle: Handle,
-    fut: Option<Pin<Box<F>>>,
-    bridge: Arc<WakerBridge>,
+pin_project! {
+    /// A host future polled (and dropped) with the host runtime entered, whatever thread polls it:
+    /// the caller may be polling from a plugin's own runtime thread, where lapin's tokio reactor
+    /// and the host's timers are out of reach otherwise. Polled in place rather than spawned: a
+    /// spawn costs a task and a hop to another worker thread on every call (see BENCHMARKS.md).
+    ///
+    /// The inner future sees a waker of our own (an `Arc`, cheap to clone), which wakes the
+    /// caller's: the caller's is an FFI waker, and every clone of it (lapin clones one per pending
+    /// operation) allocates on both sides of the boundary. Here it is cloned at most once a poll.
+    ///
+    /// The future is held inline, not boxed: the FFI future that carries an `InRuntime` to the
+    /// plugin is one allocation already, and a second box cost an allocation and a copy of the
+    /// future (over a kilobyte for a publish) on every call.
+    pub(crate) struct InRuntime<F: Future> {
+        handle: Handle,
+        // Set to `None` in place, with the runtime entered, when the `InRuntime` is dropped.
+        #[pin]
+        fut: Option<F>,
+        bridge: Arc<WakerBridge>,
+    }
+
+    impl<F: Future> PinnedDrop for InRuntime<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            let _enter = this.handle.enter();
+            this.fut.set(None);
+        }
+    }
 }
 
 impl<F: Future> InRuntime<F> {
     pub(crate) fn new(handle: Handle, fut: F) -> Self {
         InRuntime {
             handle,
-            fut: Some(Box::pin(fut)),
+            fut: Some(fut),
             bridge: Arc::new(WakerBridge(AtomicWaker::new())),
         }
     }
@@ -49,21 +66,15 @@ impl Wake for WakerBridge {
 impl<F: Future> Future for InRuntime<F> {
     type Output = F::Output;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let _enter = self.handle.enter();
-        self.bridge.0.register(cx.waker());
-        let waker = Waker::from(Arc::clone(&self.bridge));
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _enter = this.handle.enter();
+        this.bridge.0.register(cx.waker());
+        let waker = Waker::from(Arc::clone(this.bridge));
         let mut inner = Context::from_waker(&waker);
-        match self.fut.as_mut() {
-            Some(fut) => fut.as_mut().poll(&mut inner),
+        match this.fut.as_pin_mut() {
+            Some(fut) => fut.poll(&mut inner),
             None => Poll::Pending,
         }
-    }
-}
-
-impl<F: Future> Drop for InRuntime<F> {
-    fn drop(&mut self) {
-        let _enter = self.handle.enter();
-        self.fut = None;
     }
 }
