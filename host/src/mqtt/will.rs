@@ -21,7 +21,7 @@
 //! closed. Health shows a will as `held` only while its connection is acknowledged.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -51,7 +51,7 @@ pub struct WillHealth {
 #[derive(Default)]
 struct Pending {
     sending: VecDeque<(QoS, Waiter)>,
-    unacked: HashMap<u16, Waiter>,
+    unacked: super::ByPacketId<Waiter>,
 }
 
 impl Pending {

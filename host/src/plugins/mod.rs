@@ -8,6 +8,7 @@ pub mod lifecycle;
 pub mod loader;
 pub mod logger;
 pub mod permissions;
+mod private_copy;
 pub mod routes;
 pub mod tasks;
 pub mod version;
