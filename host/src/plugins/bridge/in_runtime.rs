@@ -151,7 +151,9 @@ mod tests {
     }
 
     fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread().build().unwrap()
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
     }
 
     #[test]
@@ -183,7 +185,11 @@ mod tests {
         let mut fut = Box::pin(InRuntime::new(rt.handle().clone(), inner));
         let mut cx = Context::from_waker(&waker);
         assert_eq!(fut.as_mut().poll(&mut cx), Poll::Pending);
-        assert_eq!(counts.wakes.load(Ordering::SeqCst), 1, "the caller is woken");
+        assert_eq!(
+            counts.wakes.load(Ordering::SeqCst),
+            1,
+            "the caller is woken"
+        );
         assert_eq!(fut.as_mut().poll(&mut cx), Poll::Ready(()));
     }
 
