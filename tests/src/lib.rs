@@ -58,6 +58,18 @@ pub fn plugin_lib(crate_name: &str) -> PathBuf {
     built(build_dir().join(format!("lib{}.so", crate_name.replace('-', "_"))))
 }
 
+/// The GNU build id of a library, read from its section headers (not the program headers
+/// the host reads), in hex: a check of the host's build ids independent of its loader.
+pub fn gnu_build_id(library: &Path) -> String {
+    use object::read::elf::ElfFile64;
+    let data = std::fs::read(library).unwrap();
+    let elf = ElfFile64::<object::Endianness>::parse(&*data).unwrap();
+    let id = object::Object::build_id(&elf)
+        .unwrap()
+        .expect("the linker wrote a build id");
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A private plugins folder (mode 0700, as the host demands).
 pub struct PluginDir {
     dir: tempfile::TempDir,

@@ -16,11 +16,10 @@ use std::time::Duration;
 
 use integration_tests::{
     amqp::{unique, SyncPeer},
-    free_port,
+    free_port, gnu_build_id,
     mqtt::Mosquitto,
     plugin_lib, wait_until, Host, PluginDir,
 };
-use object::{read::elf::ElfFile64, Endianness, Object};
 use serde_json::{json, Value};
 
 const NAME: &str = "overview_svc";
@@ -49,17 +48,6 @@ fn counts(overview: &Value, exchange: &str) -> [f64; 4] {
             .as_f64()
             .unwrap_or_else(|| panic!("{key}: {subscription}"))
     })
-}
-
-/// The GNU build id of a library, read from its section headers, in hex.
-fn gnu_build_id(library: &std::path::Path) -> String {
-    let data = std::fs::read(library).unwrap();
-    let elf = ElfFile64::<Endianness>::parse(&*data).unwrap();
-    let id = elf
-        .build_id()
-        .unwrap()
-        .expect("the linker wrote a build id");
-    id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Waits (≤ 20 s) until `check` holds for the overview; fails with the last one.

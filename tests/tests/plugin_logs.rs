@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use integration_tests::{plugin_lib, Host, PluginDir};
-use object::{read::elf::ElfFile64, Endianness, Object};
+use integration_tests::{gnu_build_id, plugin_lib, Host, PluginDir};
 
 const PLUGIN: &str = "plugin testkit-plugin: ";
 
@@ -108,18 +107,6 @@ fn every_line_of_the_plugin_names_it() {
     for line in forwarded {
         assert!(line.contains(PLUGIN), "{line}");
     }
-}
-
-/// The GNU build id of a library, read from its section headers (not the program headers
-/// the host reads), in hex.
-fn gnu_build_id(library: &std::path::Path) -> String {
-    let data = std::fs::read(library).unwrap();
-    let elf = ElfFile64::<Endianness>::parse(&*data).unwrap();
-    let id = elf
-        .build_id()
-        .unwrap()
-        .expect("the linker wrote a build id");
-    id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[test]
