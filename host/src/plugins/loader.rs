@@ -9,7 +9,7 @@
 //! library, and overwriting a mapped `.so` in place crashes the process (SIGBUS). With
 //! private copies the plugins folder can be changed freely while the host runs (`cp`, `mv`,
 //! `rm`); the new files serve after a reload. A copy lives in memory (a sealed memfd, see
-//! [`private_copy`](super::private_copy)), or where that cannot be, in a private folder
+//! [`private_copy`]), or where that cannot be, in a private folder
 //! whose copies are deleted as soon as they are loaded (the mapping stays valid); either
 //! way no copy outlives the process, whatever way it ends.
 //!

@@ -8,7 +8,7 @@ pub mod lifecycle;
 pub mod loader;
 pub mod logger;
 pub mod permissions;
-mod private_copy;
+pub mod private_copy;
 pub mod routes;
 pub mod tasks;
 pub mod version;
