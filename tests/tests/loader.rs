@@ -196,32 +196,6 @@ fn hot_swap_by_copying_over_the_file() {
     );
 }
 
-/// The plugins are mapped from sealed copies in memory: nothing of the plugins folder or a
-/// temporary folder is mapped, and two plugins are two copies.
-#[test]
-fn plugins_are_mapped_from_copies_in_memory() {
-    let dir = PluginDir::with(&["hello-plugin", "peer-plugin"]);
-    let mut host = Host::builder(dir.path()).start();
-    assert_eq!(host.get("/hello").status(), 200);
-    let maps = fs::read_to_string(format!("/proc/{}/maps", host.pid())).unwrap();
-    let folder = dir.path().to_string_lossy().into_owned();
-    assert!(
-        !maps.contains(&folder),
-        "the folder's files are not mapped:\n{maps}"
-    );
-    assert!(
-        !maps.contains("/brewblox-host-"),
-        "no file copy is mapped:\n{maps}"
-    );
-    let copies: std::collections::BTreeSet<&str> = maps
-        .lines()
-        .filter(|line| line.contains("/memfd:brewblox-plugin-00"))
-        .filter_map(|line| line.split_whitespace().nth(4))
-        .collect();
-    assert_eq!(copies.len(), 2, "one copy (inode) per plugin:\n{maps}");
-    assert!(host.stop().success());
-}
-
 #[test]
 fn hot_swap_by_renaming_over_the_file() {
     let (host, _dir) = hot_swap(|dir, file| {

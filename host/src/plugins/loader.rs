@@ -5,13 +5,12 @@
 //! object for this machine that exports the plugin header), so a half-written file or a
 //! library that is not a plugin is refused before any of its code runs.
 //!
-//! Each library is then copied and loaded from its private copy: abi_stable never unloads a
-//! library, and overwriting a mapped `.so` in place crashes the process (SIGBUS). With
-//! private copies the plugins folder can be changed freely while the host runs (`cp`, `mv`,
-//! `rm`); the new files serve after a reload. A copy lives in memory (a sealed memfd, see
-//! [`private_copy`]), or where that cannot be, in a private folder
-//! whose copies are deleted as soon as they are loaded (the mapping stays valid); either
-//! way no copy outlives the process, whatever way it ends.
+//! Each library is then copied into a private folder and loaded from there: abi_stable
+//! never unloads a library, and overwriting a mapped `.so` in place crashes the process
+//! (SIGBUS). With private copies the plugins folder can be changed freely while the host
+//! runs (`cp`, `mv`, `rm`); the new files serve after a reload. A copy is deleted as soon as
+//! it is loaded (the mapping stays valid), so no copy outlives the process, whatever way it
+//! ends.
 //!
 //! The copy holds only what the dynamic loader maps (the ELF header and the bytes its
 //! program headers cover): a release build with `debug = 1` is ~13 MiB, of which ~1 MiB is
@@ -30,11 +29,7 @@ use abi_stable::library::{lib_header_from_raw_library, LibraryError, RawLibrary,
 use plugin_abi::{Arg, PluginModRef, ABI_FINGERPRINT, ABI_FINGERPRINT_SYMBOL};
 use tempfile::TempDir;
 
-use super::{
-    elf_check, permissions,
-    private_copy::{self, PrivateCopy},
-    version,
-};
+use super::{elf_check, permissions, version};
 use crate::names;
 use crate::phases::Phases;
 use crate::sync::Unpoisoned;
@@ -399,7 +394,13 @@ fn load_file(
         });
     }
 
-    let loaded = copy_and_open(file, private_dir, index, whole, phases);
+    // The copy's name is ours: the original's may hold anything.
+    let copy = private_dir.join(format!("{index:03}.so"));
+    let loaded = copy_and_open(file, &copy, whole, phases);
+    if !whole {
+        // Mapped or refused: either way the copy is no longer needed.
+        let _ = fs::remove_file(&copy);
+    }
     let opened = loaded?;
     if let Some(id) = &elf.build_id {
         OPENED.locked().insert(id.clone(), opened.clone());
@@ -409,45 +410,24 @@ fn load_file(
     })
 }
 
-/// Copies `file` (into memory, or into `private_dir` where that cannot be or `whole`),
-/// checks the copy (the file may have changed since it was checked: the copy is what is
-/// mapped) and opens it.
+/// Copies `file` to `copy`, checks the copy (the file may have changed since it was checked:
+/// the copy is what is mapped) and opens it.
 fn copy_and_open(
     file: &Path,
-    private_dir: &Path,
-    index: usize,
+    copy: &Path,
     whole: bool,
     phases: &mut Phases,
 ) -> Result<Opened, LoadError> {
-    // The copy's name is ours: the original's may hold anything.
-    let in_folder = private_dir.join(format!("{index:03}.so"));
-    let copy = phases
-        .time(phase::COPY, || {
-            let in_memory = if whole {
-                Ok(None)
-            } else {
-                PrivateCopy::in_memory(file, index)
-            };
-            match in_memory {
-                Ok(Some(copy)) => Ok(copy),
-                Ok(None) => PrivateCopy::in_folder(file, &in_folder, whole)
-                    .map_err(|err| (in_folder.clone(), err)),
-                Err(err) => Err((PathBuf::from(private_copy::memory_name(index)), err)),
-            }
-        })
-        .map_err(|(copy, err)| LoadError::new(file, Refusal::Copy { copy, err }))?;
-    let opened = phases
-        .time(phase::ELF, || elf_check::check_loadable(copy.path()))
-        .map_err(|reason| LoadError::new(file, reason))
-        .and_then(|()| open_module(file, copy.path(), phases));
-    if !whole {
-        // Mapped or refused: either way a file copy is no longer needed.
-        let _ = fs::remove_file(&in_folder);
-    }
-    if opened.is_ok() {
-        copy.mapped();
-    }
-    opened
+    phases
+        .time(phase::COPY, || private_copy(file, copy, whole))
+        .map_err(|err| {
+            let copy = copy.to_owned();
+            LoadError::new(file, Refusal::Copy { copy, err })
+        })?;
+    phases
+        .time(phase::ELF, || elf_check::check_loadable(copy))
+        .map_err(|reason| LoadError::new(file, reason))?;
+    open_module(file, copy, phases)
 }
 
 /// A library this process has opened. It stays mapped for the life of the process
@@ -577,6 +557,39 @@ fn whole_copies() -> bool {
     std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v == "full")
 }
 
+/// Copies `file` to `copy`: for an ELF file, only the part the dynamic loader maps
+/// ([`elf_check::mapped_end`]), with the section header table (which lies past it) dropped
+/// from the header; anything else whole, so that `dlopen` reports on it exactly as on the
+/// original.
+fn private_copy(file: &Path, copy: &Path, whole: bool) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+
+    let mut source = fs::File::open(file)?;
+    let size = source.metadata()?.len();
+    let end = if whole {
+        None
+    } else {
+        elf_check::mapped_end(file)
+    };
+    let Some(end) = end.filter(|end| *end < size) else {
+        fs::copy(file, copy)?;
+        return Ok(());
+    };
+    let mut target = fs::File::create(copy)?;
+    let copied = std::io::copy(&mut (&mut source).take(end), &mut target)?;
+    if copied != end {
+        return Err(std::io::Error::other(
+            "the file changed while it was copied",
+        ));
+    }
+    // e_shoff = 0, e_shnum = 0, e_shstrndx = 0 (SHN_UNDEF): "no section headers".
+    target.seek(SeekFrom::Start(0x28))?;
+    target.write_all(&0u64.to_le_bytes())?;
+    target.seek(SeekFrom::Start(0x3C))?;
+    target.write_all(&[0; 4])?;
+    Ok(())
+}
+
 /// Turns abi_stable's errors (the layout report runs to thousands of lines) into one line.
 fn describe(file: &Path, err: LibraryError) -> LoadError {
     let reason = match &err {
@@ -662,6 +675,35 @@ fn summarize(report: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn private_copies_hold_what_is_loaded_and_leave_other_files_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        // This test binary is an ELF file like any plugin.
+        let exe = std::env::current_exe().unwrap();
+        let size = std::fs::metadata(&exe).unwrap().len();
+        let copy = dir.path().join("copy");
+        super::private_copy(&exe, &copy, false).unwrap();
+        let copied = std::fs::read(&copy).unwrap();
+        assert!(copied.len() as u64 <= size);
+        assert_eq!(&copied[..4], b"\x7fELF");
+        let original = std::fs::read(&exe).unwrap();
+        assert_eq!(
+            copied[0x40..],
+            original[0x40..copied.len()],
+            "loaded bytes unchanged"
+        );
+
+        let whole = dir.path().join("whole");
+        super::private_copy(&exe, &whole, true).unwrap();
+        assert_eq!(std::fs::metadata(&whole).unwrap().len(), size);
+
+        let text = dir.path().join("text.so");
+        std::fs::write(&text, "not a library").unwrap();
+        let text_copy = dir.path().join("text-copy");
+        super::private_copy(&text, &text_copy, false).unwrap();
+        assert_eq!(std::fs::read(&text_copy).unwrap(), b"not a library");
+    }
+
     #[test]
     fn outcomes_come_in_file_order_whichever_thread_loaded_them() {
         let dir = tempfile::tempdir().unwrap();

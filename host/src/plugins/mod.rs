@@ -8,7 +8,6 @@ pub mod lifecycle;
 pub mod loader;
 pub mod logger;
 pub mod permissions;
-pub mod private_copy;
 pub mod routes;
 pub mod tasks;
 pub mod version;
