@@ -503,12 +503,16 @@ async fn reload_rows(config: &Config, host: &BenchHost) -> Result<Vec<Row>> {
     )
     .await?;
     let failed = outcome.steady.failed + outcome.reloading.failed;
-    let (stall, steady_p99) = (outcome.reloading.max_ms(), outcome.steady.p99_ms());
-    // Whether the stall is the reload's: the steady phase's own longest request, and where in
-    // its reload the longest one fell.
+    let (stall, steady_p99) = (
+        outcome.longest_overlapping_a_reload_ms(),
+        outcome.steady.p99_ms(),
+    );
+    // Whether the phase's longest request is the reload's: the steady phase's own longest
+    // request, and where in its reload the phase's longest one fell.
     eprintln!(
-        "[bench] 8b steady longest {:.1} ms; longest during the reloads began {}",
+        "[bench] 8b steady longest {:.1} ms; longest of the reload phase {:.1} ms, began {}",
         outcome.steady.max_ms(),
+        outcome.reloading.max_ms(),
         match outcome.longest_in_reload() {
             Some((after, took)) =>
                 format!("{after:.1} ms after a SIGHUP whose reload took {took:.0} ms"),
@@ -531,12 +535,12 @@ async fn reload_rows(config: &Config, host: &BenchHost) -> Result<Vec<Row>> {
         },
         Row {
             id: "8b",
-            what: "reload under load: longest request ms during the reloads / steady p99 ms".into(),
+            what: "reload under load: longest request ms that a reload overlapped / steady p99 ms".into(),
             host: format!("{stall:.1}"),
             baseline: format!("{steady_p99:.2}"),
             ratio: format!("{:.1}", stall / steady_p99.max(0.001)),
-            target: String::new(),
-            verdict: String::new(),
+            target: "< 5 ms".into(),
+            verdict: verdict(stall < 5.0),
         },
     ])
 }

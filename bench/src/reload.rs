@@ -25,6 +25,9 @@ pub struct Phase {
     pub failed: u64,
     /// Every latency, sorted, in ns.
     pub latencies: Vec<u64>,
+    /// Every request's start and latency in ns (in no particular order), to tell the ones a
+    /// reload overlapped.
+    pub timed: Vec<(Instant, u64)>,
     /// When the longest request began, and its latency in ns.
     pub longest: Option<(Instant, u64)>,
 }
@@ -34,6 +37,7 @@ impl Phase {
         self.ok += other.ok;
         self.failed += other.failed;
         self.latencies.extend(other.latencies);
+        self.timed.extend(other.timed);
         if other.longest.map(|(_, ns)| ns) > self.longest.map(|(_, ns)| ns) {
             self.longest = other.longest;
         }
@@ -58,6 +62,27 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// The longest request that a reload overlapped (it began before the reload was seen
+    /// done and ended after its SIGHUP), in ms: the stall a reload costs a client, told
+    /// apart from the machine's own stalls between reloads.
+    pub fn longest_overlapping_a_reload_ms(&self) -> f64 {
+        let overlaps = |began: Instant, ns: u64| {
+            let ended = began + Duration::from_nanos(ns);
+            self.signalled
+                .iter()
+                .any(|(sent, done)| began <= *done && ended >= *sent)
+        };
+        let longest = self
+            .reloading
+            .timed
+            .iter()
+            .filter(|(began, ns)| overlaps(*began, *ns))
+            .map(|(_, ns)| *ns)
+            .max()
+            .unwrap_or(0);
+        longest as f64 / 1e6
+    }
+
     /// Where the longest request of the reloads fell: how long after the last SIGHUP
     /// before it began, and how long that reload took (as the health polls saw it), in ms.
     pub fn longest_in_reload(&self) -> Option<(f64, f64)> {
@@ -109,6 +134,7 @@ async fn client(addr: SocketAddr, path: String, fresh: bool, stop: watch::Receiv
                     phase.longest = Some((began, ns));
                 }
                 phase.latencies.push(ns);
+                phase.timed.push((began, ns));
             }
             _ => {
                 phase.failed += 1;
