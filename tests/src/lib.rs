@@ -70,6 +70,36 @@ pub fn gnu_build_id(library: &Path) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Broker lists for both buses whose first entry nothing listens on, the machine's RabbitMQ
+/// and a given MQTT port second: for what a host shows of the broker it really uses.
+pub struct DeadFirstLists {
+    pub dead_amqp: u16,
+    pub dead_mqtt: u16,
+    args: [String; 4],
+}
+
+impl DeadFirstLists {
+    pub fn new(mqtt_port: u16) -> Self {
+        let (dead_amqp, dead_mqtt) = (free_port(), free_port());
+        let args = [
+            "--eventbus-host".to_owned(),
+            format!("127.0.0.1:{dead_amqp},127.0.0.1:5672"),
+            "--mqtt-host".to_owned(),
+            format!("127.0.0.1:{dead_mqtt},127.0.0.1:{mqtt_port}"),
+        ];
+        DeadFirstLists {
+            dead_amqp,
+            dead_mqtt,
+            args,
+        }
+    }
+
+    /// The host's arguments for the two lists.
+    pub fn args(&self) -> Vec<&str> {
+        self.args.iter().map(String::as_str).collect()
+    }
+}
+
 /// A private plugins folder (mode 0700, as the host demands).
 pub struct PluginDir {
     dir: tempfile::TempDir,

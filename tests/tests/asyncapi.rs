@@ -315,24 +315,14 @@ fn what_device_plugin_sends_matches_the_documented_schemas() {
 fn every_broker_of_a_list_is_a_server() {
     const SERVICE: &str = "listed_svc";
     let broker = Mosquitto::start();
-    let (dead_amqp, dead_mqtt) = (
-        integration_tests::free_port(),
-        integration_tests::free_port(),
-    );
+    let lists = integration_tests::DeadFirstLists::new(broker.port);
+    let (dead_amqp, dead_mqtt) = (lists.dead_amqp, lists.dead_mqtt);
     let dir = PluginDir::with(&["device-plugin"]);
     let host = Host::builder(dir.path())
         .name(SERVICE)
         .without_amqp()
-        .args(&[
-            "--eventbus-host",
-            &format!("127.0.0.1:{dead_amqp},127.0.0.1:5672"),
-            "--mqtt-host",
-            &format!("127.0.0.1:{dead_mqtt},127.0.0.1:{}", broker.port),
-            "--mqtt-user",
-            "operator",
-            "--mqtt-password",
-            "s3cret-pw",
-        ])
+        .args(&lists.args())
+        .args(&["--mqtt-user", "operator", "--mqtt-password", "s3cret-pw"])
         .start();
     let doc = document(&host);
     assert_valid(&doc);

@@ -18,7 +18,7 @@ use integration_tests::{
     amqp::{unique, SyncPeer},
     free_port, gnu_build_id,
     mqtt::Mosquitto,
-    plugin_lib, wait_until, Host, PluginDir,
+    plugin_lib, wait_until, DeadFirstLists, Host, PluginDir,
 };
 use serde_json::{json, Value};
 
@@ -212,19 +212,14 @@ fn an_unreachable_broker_makes_the_service_unhealthy_with_its_problem_listed() {
 #[test]
 fn the_broker_in_use_is_shown_not_the_first_of_the_list() {
     let broker = Mosquitto::start();
-    let (dead_amqp, dead_mqtt) = (free_port(), free_port());
+    let lists = DeadFirstLists::new(broker.port);
+    let (dead_amqp, dead_mqtt) = (lists.dead_amqp, lists.dead_mqtt);
     let dir = PluginDir::with(&["device-plugin"]);
     let host = Host::builder(dir.path())
         .name(NAME)
         .without_amqp()
-        .args(&[
-            "--eventbus-host",
-            &format!("127.0.0.1:{dead_amqp},127.0.0.1:5672"),
-            "--mqtt-host",
-            &format!("127.0.0.1:{dead_mqtt},127.0.0.1:{}", broker.port),
-            "--update-interval",
-            "0.2",
-        ])
+        .args(&lists.args())
+        .args(&["--update-interval", "0.2"])
         .start();
     let connected = until(&host, "both buses connected", |o| {
         o["service"]["brokers"]
