@@ -23,24 +23,29 @@ use crate::{
 pub struct Phase {
     pub ok: u64,
     pub failed: u64,
-    /// Every latency, sorted, in ns.
-    pub latencies: Vec<u64>,
-    /// Every request's start and latency in ns (in no particular order), to tell the ones a
-    /// reload overlapped.
+    /// Every request's start and latency in ns (in no particular order): for the quantiles,
+    /// the longest, and the ones a reload overlapped.
     pub timed: Vec<(Instant, u64)>,
-    /// When the longest request began, and its latency in ns.
-    pub longest: Option<(Instant, u64)>,
+    /// Every latency, sorted, in ns: made from `timed` by [`Phase::finish`].
+    pub latencies: Vec<u64>,
 }
 
 impl Phase {
     fn merge(&mut self, other: Phase) {
         self.ok += other.ok;
         self.failed += other.failed;
-        self.latencies.extend(other.latencies);
         self.timed.extend(other.timed);
-        if other.longest.map(|(_, ns)| ns) > self.longest.map(|(_, ns)| ns) {
-            self.longest = other.longest;
-        }
+    }
+
+    /// Sorts the latencies, once every client's requests are in.
+    fn finish(&mut self) {
+        self.latencies = self.timed.iter().map(|(_, ns)| *ns).collect();
+        self.latencies.sort_unstable();
+    }
+
+    /// When the longest request began, and its latency in ns.
+    pub fn longest(&self) -> Option<(Instant, u64)> {
+        self.timed.iter().copied().max_by_key(|(_, ns)| *ns)
     }
 
     pub fn p99_ms(&self) -> f64 {
@@ -86,7 +91,7 @@ impl Outcome {
     /// Where the longest request of the reloads fell: how long after the last SIGHUP
     /// before it began, and how long that reload took (as the health polls saw it), in ms.
     pub fn longest_in_reload(&self) -> Option<(f64, f64)> {
-        let (began, _) = self.reloading.longest?;
+        let (began, _) = self.reloading.longest()?;
         let (sent, done) = self
             .signalled
             .iter()
@@ -129,12 +134,7 @@ async fn client(addr: SocketAddr, path: String, fresh: bool, stop: watch::Receiv
         match answer {
             Ok(200) => {
                 phase.ok += 1;
-                let ns = began.elapsed().as_nanos() as u64;
-                if phase.longest.is_none_or(|(_, longest)| ns > longest) {
-                    phase.longest = Some((began, ns));
-                }
-                phase.latencies.push(ns);
-                phase.timed.push((began, ns));
+                phase.timed.push((began, began.elapsed().as_nanos() as u64));
             }
             _ => {
                 phase.failed += 1;
@@ -165,7 +165,7 @@ async fn with_load<F: std::future::Future<Output = Result<u64>>>(
     for client in clients {
         phase.merge(client.await?);
     }
-    phase.latencies.sort_unstable();
+    phase.finish();
     Ok((phase, result?))
 }
 
