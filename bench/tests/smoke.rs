@@ -56,7 +56,7 @@ fn quick_run_prints_the_table() {
     );
     for row in [
         "| 1", "| 2 |", "| 3a |", "| 3d |", "| 3e |", "| 4a |", "| 5 |", "| 6a |", "| 7 |",
-        "| 10a |", "| 10c |",
+        "| 10a |", "| 10c |", "| 11b |",
     ] {
         assert!(stdout.contains(row), "row {row} missing:\n{stdout}");
     }

@@ -394,6 +394,12 @@ fn load_file(
         });
     }
 
+    if without_private_copies() {
+        let opened = open_module(file, file, phases)?;
+        return phases.time(phase::DESCRIBE, || {
+            describe_module(file, opened, elf.build_id)
+        });
+    }
     // The copy's name is ours: the original's may hold anything.
     let copy = private_dir.join(format!("{index:03}.so"));
     let loaded = copy_and_open(file, &copy, whole, phases);
@@ -549,6 +555,15 @@ fn same_abi_fingerprint(library: &RawLibrary) -> bool {
     // once here; the library stays loaded (abi_stable never unloads it).
     let exported = unsafe { library.get::<*const [u8; 32]>(ABI_FINGERPRINT_SYMBOL) };
     exported.is_ok_and(|symbol| unsafe { symbol.read() } == ABI_FINGERPRINT)
+}
+
+/// Whether the libraries are opened where they lie, without private copies: only in a
+/// bench build (`bench-native`) with `BREWBLOX_BENCH_NO_PRIVATE_COPIES=1`, so that the
+/// start-up row can show what the copies cost. A deployed host always copies: a plugin file
+/// replaced or truncated in place while it is mapped would crash the process.
+fn without_private_copies() -> bool {
+    cfg!(feature = "bench-native")
+        && std::env::var_os("BREWBLOX_BENCH_NO_PRIVATE_COPIES").is_some_and(|v| v == "1")
 }
 
 /// Whether private copies keep everything (debug info for symbolised backtraces): with
