@@ -1,21 +1,35 @@
-//! The baseline service: a bare axum app (with `--stack`, behind tower-http's CORS layer and
-//! axum-prometheus' metrics layer, the stack a user would put in front of the same routes;
-//! with `--amqp`, also a bare lapin consumer and publisher connection; with `--mqtt PORT`, a bare rumqttc subscriber to `bench/bare/#` on
-//! the Mosquitto at 127.0.0.1:PORT, its counters at `GET /{name}/bench/stats` as the bench
-//! plugin's; with `--mqtt-share GROUP` and `--work N` as well, a QoS 1 subscriber to
-//! `$share/GROUP/bench/shared/GROUP/#` doing `N` rounds of fixed work per message) — what a user would write instead of using the host. The harness starts it as a
-//! separate process (`bench baseline-server …`) so it is measured like the host.
+//! The baseline service: a bare axum app — what a user would write instead of using the
+//! host. The harness starts it as a separate process (`bench baseline-server …`) so it is
+//! measured like the host. Besides the status route:
+//!
+//! - `--stack`: behind tower-http's CORS layer and axum-prometheus' metrics layer, the stack
+//!   a user would put in front of the same routes;
+//! - `--amqp EXCHANGE`: also a bare lapin consumer of `EXCHANGE` and a publisher connection;
+//!   with `--amqp-share QUEUE` and `--work N` as well, instead a bare lapin consumer of the
+//!   named quorum queue `QUEUE` of a shared subscription (declared as the host declares a
+//!   group's, bound to `EXCHANGE`) doing `N` rounds of fixed work per message, its counters
+//!   at `GET /{name}/bench/stats` and `POST /{name}/bench/reset` and its gate at
+//!   `POST /{name}/bench/gate?closed=0|1`, as the bench plugin's;
+//! - `--mqtt PORT`: a bare rumqttc subscriber to `bench/bare/#` on the Mosquitto at
+//!   127.0.0.1:PORT, its counters at the same routes; with `--mqtt-share GROUP` and
+//!   `--work N` as well, a QoS 1 subscriber to `$share/GROUP/bench/shared/GROUP/#` doing `N`
+//!   rounds of fixed work per message.
+//!
+//! So each bare consumer of the shared-subscription rows runs in a process of its own, as
+//! each host instance does.
 
 use std::{
+    collections::HashMap,
     net::SocketAddr,
     sync::{atomic::Ordering, Arc},
 };
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use axum::{
-    http::{header, HeaderValue},
+    extract::Query,
+    http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
     Router,
 };
 
@@ -25,10 +39,12 @@ pub struct Options {
     pub port: u16,
     pub name: String,
     pub amqp_exchange: Option<String>,
+    /// With `--amqp`: consume this named quorum queue of a shared subscription instead.
+    pub amqp_share: Option<String>,
     pub mqtt_port: Option<u16>,
     /// With `--mqtt`: subscribe in this `$share` group instead (the shared-subscription rows).
     pub mqtt_share: Option<String>,
-    /// Rounds of [`crate::shared_work::spin`] per MQTT message (`--work`).
+    /// Rounds of [`crate::shared_work::spin`] per shared message (`--work`).
     pub work: u32,
     /// CORS and Prometheus metrics layers in front of the routes, `/metrics` beside them.
     pub stack: bool,
@@ -39,6 +55,7 @@ pub fn parse(args: &[String]) -> Result<Options> {
         port: 0,
         name: "bench_svc".into(),
         amqp_exchange: None,
+        amqp_share: None,
         mqtt_port: None,
         mqtt_share: None,
         work: 0,
@@ -46,18 +63,27 @@ pub fn parse(args: &[String]) -> Result<Options> {
     };
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
+        let mut value = || iter.next().with_context(|| format!("{arg} value"));
         match arg.as_str() {
-            "--port" => options.port = iter.next().context("--port value")?.parse()?,
-            "--name" => options.name = iter.next().context("--name value")?.clone(),
-            "--amqp" => options.amqp_exchange = Some(iter.next().context("--amqp value")?.clone()),
-            "--mqtt" => options.mqtt_port = Some(iter.next().context("--mqtt value")?.parse()?),
-            "--mqtt-share" => {
-                options.mqtt_share = Some(iter.next().context("--mqtt-share value")?.clone());
-            }
-            "--work" => options.work = iter.next().context("--work value")?.parse()?,
+            "--port" => options.port = value()?.parse()?,
+            "--name" => options.name = value()?.clone(),
+            "--amqp" => options.amqp_exchange = Some(value()?.clone()),
+            "--amqp-share" => options.amqp_share = Some(value()?.clone()),
+            "--mqtt" => options.mqtt_port = Some(value()?.parse()?),
+            "--mqtt-share" => options.mqtt_share = Some(value()?.clone()),
+            "--work" => options.work = value()?.parse()?,
             "--stack" => options.stack = true,
-            other => anyhow::bail!("unknown baseline-server argument {other}"),
+            other => bail!("unknown baseline-server argument {other}"),
         }
+    }
+    if options.amqp_share.is_some() && options.amqp_exchange.is_none() {
+        bail!("--amqp-share needs --amqp EXCHANGE");
+    }
+    if options.mqtt_share.is_some() && options.mqtt_port.is_none() {
+        bail!("--mqtt-share needs --mqtt PORT");
+    }
+    if options.amqp_share.is_some() && options.mqtt_port.is_some() {
+        bail!("--amqp-share and --mqtt both serve the counters: give one of them");
     }
     Ok(options)
 }
@@ -76,74 +102,145 @@ pub fn serve(options: Options) -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let _consumer = match &options.amqp_exchange {
-            Some(exchange) => {
-                let consumer = amqp::BareConsumer::start(exchange).await?;
-                let publisher = amqp::connect("bench:baseline-publisher").await?;
-                Some((consumer, publisher))
-            }
-            None => None,
-        };
-        let mut app = Router::new()
-            .route(&format!("/{}/_service/status", options.name), get(status))
-            .route(
-                &format!("/{}/bench/plugin", options.name),
-                get(|| async { axum::Json(serde_json::json!({"hello": "world"})) }),
-            );
-        if let Some(port) = options.mqtt_port {
-            let broker = mqtt::external(port);
-            let sub = Arc::new(match &options.mqtt_share {
-                None => mqtt::BareSubscriber::start(&broker, "bench/bare/#").await?,
-                Some(group) => {
-                    let filter = format!(
-                        "$share/{group}/{}",
-                        crate::shared_work::shared_filter(group)
-                    );
-                    let qos = rumqttc::QoS::AtLeastOnce;
-                    mqtt::BareSubscriber::start_with(
-                        &broker,
-                        "bench-bare-share",
-                        &filter,
-                        qos,
-                        options.work,
-                    )
-                    .await?
-                }
-            });
-            let (stats, reset) = (sub.clone(), sub);
-            app = app
-                .route(
-                    &format!("/{}/bench/stats", options.name),
-                    get(move || async move {
-                        axum::Json(serde_json::json!({
-                            "count": stats.count.load(Ordering::SeqCst),
-                            "last_ns": stats.last_ns.load(Ordering::SeqCst),
-                        }))
-                    }),
-                )
-                .route(
-                    &format!("/{}/bench/reset", options.name),
-                    axum::routing::post(move || async move {
-                        reset.reset();
-                        axum::Json(serde_json::json!({"reset": true}))
-                    }),
-                );
-        }
+        let (mut app, _held) = app(&options).await?;
         if options.stack {
             app = with_stack(app);
         }
         let listener =
             tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], options.port))).await?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("SIGTERM handler")?;
         axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                        .expect("SIGTERM handler");
+            .with_graceful_shutdown(async move {
                 term.recv().await;
             })
             .await?;
         Ok(())
     })
+}
+
+/// What `--amqp` (without `--amqp-share`) holds for the process's life: the consumer and
+/// the publisher connection.
+type Held = Option<(amqp::BareConsumer, lapin::Connection)>;
+
+/// The routes of `options`, and what the process holds besides them.
+async fn app(options: &Options) -> Result<(Router, Held)> {
+    let name = &options.name;
+    let mut app = Router::new()
+        .route(&format!("/{name}/_service/status"), get(status))
+        .route(
+            &format!("/{name}/bench/plugin"),
+            get(|| async { axum::Json(serde_json::json!({"hello": "world"})) }),
+        );
+    let mut held = None;
+    match (&options.amqp_exchange, &options.amqp_share) {
+        (Some(exchange), Some(queue)) => {
+            let consumer = amqp::BareConsumer::start_shared(exchange, queue, options.work).await?;
+            app = app.merge(gated_routes(name, Arc::new(consumer)));
+        }
+        (Some(exchange), None) => {
+            let consumer = amqp::BareConsumer::start(exchange).await?;
+            let publisher = amqp::connect("bench:baseline-publisher").await?;
+            held = Some((consumer, publisher));
+        }
+        (None, _) => {}
+    }
+    if let Some(port) = options.mqtt_port {
+        let sub = mqtt_subscriber(port, options.mqtt_share.as_deref(), options.work).await?;
+        app = app.merge(counter_routes(name, Arc::new(sub)));
+    }
+    Ok((app, held))
+}
+
+/// The `--mqtt` subscriber: to `bench/bare/#`, or in `$share` group `share` doing `work`.
+async fn mqtt_subscriber(
+    port: u16,
+    share: Option<&str>,
+    work: u32,
+) -> Result<mqtt::BareSubscriber> {
+    let broker = mqtt::external(port);
+    match share {
+        None => mqtt::BareSubscriber::start(&broker, "bench/bare/#").await,
+        Some(group) => {
+            let filter = format!(
+                "$share/{group}/{}",
+                crate::shared_work::shared_filter(group)
+            );
+            let qos = rumqttc::QoS::AtLeastOnce;
+            mqtt::BareSubscriber::start_with(&broker, "bench-bare-share", &filter, qos, work).await
+        }
+    }
+}
+
+/// A bare client whose counters the bench routes serve, as the bench plugin's.
+trait Counted: Send + Sync + 'static {
+    /// (messages handled, the last one's time in Unix ns).
+    fn counted(&self) -> (u64, u64);
+    /// Zeroes the counts.
+    fn reset(&self);
+}
+
+impl Counted for mqtt::BareSubscriber {
+    fn counted(&self) -> (u64, u64) {
+        let (count, last) = (&self.count, &self.last_ns);
+        (count.load(Ordering::SeqCst), last.load(Ordering::SeqCst))
+    }
+
+    fn reset(&self) {
+        mqtt::BareSubscriber::reset(self);
+    }
+}
+
+impl Counted for amqp::BareConsumer {
+    fn counted(&self) -> (u64, u64) {
+        let (count, last) = (&self.count, &self.last_ns);
+        (count.load(Ordering::SeqCst), last.load(Ordering::SeqCst))
+    }
+
+    fn reset(&self) {
+        amqp::BareConsumer::reset(self);
+    }
+}
+
+/// `GET /{name}/bench/stats` (`{"count", "last_ns"}`) and `POST /{name}/bench/reset` over
+/// `counted`, as the bench plugin serves them.
+fn counter_routes(name: &str, counted: Arc<impl Counted>) -> Router {
+    let (stats, reset) = (counted.clone(), counted);
+    Router::new()
+        .route(
+            &format!("/{name}/bench/stats"),
+            get(move || async move {
+                let (count, last_ns) = stats.counted();
+                axum::Json(serde_json::json!({"count": count, "last_ns": last_ns}))
+            }),
+        )
+        .route(
+            &format!("/{name}/bench/reset"),
+            post(move || async move {
+                reset.reset();
+                axum::Json(serde_json::json!({"reset": true}))
+            }),
+        )
+}
+
+/// [`counter_routes`] of a shared-queue consumer, and `POST /{name}/bench/gate?closed=0|1`
+/// holding (or letting go of) its handler, as the bench plugin's gate.
+fn gated_routes(name: &str, consumer: Arc<amqp::BareConsumer>) -> Router {
+    let gate = consumer.clone();
+    counter_routes(name, consumer).route(
+        &format!("/{name}/bench/gate"),
+        post(
+            move |Query(query): Query<HashMap<String, String>>| async move {
+                match query.get("closed").map(|value| value.parse::<u8>()) {
+                    Some(Ok(closed)) => {
+                        gate.set_gate(closed != 0);
+                        axum::Json(serde_json::json!({"closed": closed != 0})).into_response()
+                    }
+                    _ => (StatusCode::BAD_REQUEST, "closed=0|1 expected").into_response(),
+                }
+            },
+        ),
+    )
 }
 
 /// What a user writing the service by hand would put in front of it: CORS on every answer

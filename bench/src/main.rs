@@ -362,6 +362,25 @@ fn start_baseline(name: &str, amqp_exchange: Option<&str>, stack: bool) -> Resul
     Proc::spawn(cmd, port, name)
 }
 
+/// A `bench baseline-server` process named `bench_{tag}_{pid}` with `args`, ready (≤ 30 s):
+/// the bare clients that run in processes of their own, as the host does.
+fn start_baseline_ready(tag: &str, args: &[&str]) -> Result<Proc> {
+    let name = format!("bench_{tag}_{}", std::process::id());
+    let port = util::free_port();
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args([
+        "baseline-server",
+        "--port",
+        &port.to_string(),
+        "--name",
+        &name,
+    ])
+    .args(args);
+    let mut proc = Proc::spawn(cmd, port, &name)?;
+    proc.wait_ready(Duration::from_secs(30))?;
+    Ok(proc)
+}
+
 async fn measure_all(config: &Config) -> Vec<Row> {
     let mut rows = Vec::new();
     let mut reported = 0;

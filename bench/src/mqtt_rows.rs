@@ -111,21 +111,8 @@ pub(crate) fn start_bare_subscriber(
     tag: &str,
     extra: &[&str],
 ) -> Result<Proc> {
-    let name = format!("bench_{tag}_{}", std::process::id());
-    let port = util::free_port();
-    let mut cmd = std::process::Command::new(std::env::current_exe()?);
-    cmd.args([
-        "baseline-server",
-        "--port",
-        &port.to_string(),
-        "--name",
-        &name,
-    ])
-    .args(["--mqtt", &broker.port.to_string()])
-    .args(extra);
-    let mut proc = Proc::spawn(cmd, port, &name)?;
-    proc.wait_ready(Duration::from_secs(30))?;
-    Ok(proc)
+    let port = broker.port.to_string();
+    crate::start_baseline_ready(tag, &[&["--mqtt", &port], extra].concat())
 }
 
 /// One round of row 3d against the receiver at `addr` (its routes under `prefix`): reset,

@@ -5,10 +5,11 @@
 //! [`crate::shared_work::spin`] per message, some 10–20 µs): one alone in a group, two of one
 //! service in another group. They use both buses: the machine's RabbitMQ, where a group is
 //! the named quorum queue `<group>:<exchange>:#`, and a private Mosquitto, where it is
-//! `$share/<group>/<filter>` (QoS 1). The baselines, doing the same work per message: bare
-//! lapin consumers (one; two) of a quorum queue declared the same way, in the harness as row
-//! 3a's; bare rumqttc `$share` subscribers at QoS 1 (one; two), each in a process of its own
-//! as row 3d's (`bench baseline-server --mqtt-share`).
+//! `$share/<group>/<filter>` (QoS 1). The baselines, doing the same work per message, each
+//! in a process of its own as each host instance is: bare lapin consumers (one; two) of a
+//! quorum queue declared the same way (`bench baseline-server --amqp-share`); bare rumqttc
+//! `$share` subscribers at QoS 1 (one; two), as row 3d's (`bench baseline-server
+//! --mqtt-share`). Both sides of a row are driven over HTTP the same way.
 //!
 //! - AMQP (10a, 10b): as row 3a, `M` messages queued behind the closed gates of the group's
 //!   consumers, then the gates opened and the drain timed until the last message handled by
@@ -51,53 +52,60 @@ struct Instances {
     group: String,
 }
 
-impl Consumers for Instances {
-    async fn reset(&self) -> Result<()> {
-        for host in &self.hosts {
-            host.call(Method::POST, "/bench/reset").await?;
+/// The processes of one group driven over HTTP, host instances or bare clients in processes
+/// of their own (`bench baseline-server`): each process's address and its routes' prefix
+/// (`/{name}`), under which it serves the bench plugin's `/bench/stats`, `/bench/reset` and
+/// (AMQP) `/bench/gate`.
+struct Members(Vec<(SocketAddr, String)>);
+
+impl Members {
+    fn of_hosts(group: &Instances) -> Members {
+        Members(
+            group
+                .hosts
+                .iter()
+                .map(|host| (host.addr(), host.path("")))
+                .collect(),
+        )
+    }
+
+    fn of_procs(procs: &[Proc]) -> Members {
+        Members(
+            procs
+                .iter()
+                .map(|proc| (proc.addr(), format!("/{}", proc.name)))
+                .collect(),
+        )
+    }
+
+    /// `method` `rest` (under each one's prefix) to every member, one after the other.
+    async fn call_each(&self, method: Method, rest: &str) -> Result<Vec<serde_json::Value>> {
+        let mut answers = Vec::with_capacity(self.0.len());
+        for (addr, prefix) in &self.0 {
+            answers.push(load::json(*addr, method.clone(), &format!("{prefix}{rest}")).await?);
         }
+        Ok(answers)
+    }
+}
+
+impl Consumers for Members {
+    async fn reset(&self) -> Result<()> {
+        self.call_each(Method::POST, "/bench/reset").await?;
         Ok(())
     }
 
     async fn gate(&self, closed: bool) -> Result<()> {
         let path = format!("/bench/gate?closed={}", u8::from(closed));
-        for host in &self.hosts {
-            host.call(Method::POST, &path).await?;
-        }
+        self.call_each(Method::POST, &path).await?;
         Ok(())
     }
 
     async fn counted(&self) -> Result<(u64, u64)> {
-        let (mut count, mut last) = (0, 0);
-        for host in &self.hosts {
-            let stats = host.call(Method::GET, "/bench/stats").await?;
-            count += u64_of(&stats, "count");
-            last = last.max(u64_of(&stats, "last_ns"));
-        }
-        Ok((count, last))
-    }
-}
-
-/// Bare lapin consumers of one quorum queue.
-struct BareAmqp(Vec<amqp::BareConsumer>);
-
-impl Consumers for BareAmqp {
-    async fn reset(&self) -> Result<()> {
-        self.0.iter().for_each(amqp::BareConsumer::reset);
-        Ok(())
-    }
-
-    async fn gate(&self, closed: bool) -> Result<()> {
-        self.0.iter().for_each(|c| c.set_gate(closed));
-        Ok(())
-    }
-
-    async fn counted(&self) -> Result<(u64, u64)> {
-        use std::sync::atomic::Ordering::SeqCst;
-        Ok(self.0.iter().fold((0, 0), |(count, last), c| {
+        let stats = self.call_each(Method::GET, "/bench/stats").await?;
+        Ok(stats.iter().fold((0, 0), |(count, last), stats| {
             (
-                count + c.count.load(SeqCst),
-                last.max(c.last_ns.load(SeqCst)),
+                count + u64_of(stats, "count"),
+                last.max(u64_of(stats, "last_ns")),
             )
         }))
     }
@@ -237,6 +245,15 @@ async fn drain_round(
     Ok(m as f64 / (last.saturating_sub(t0) as f64 / 1e9))
 }
 
+/// A bare lapin consumer of group `what`'s quorum queue in a process of its own
+/// (`bench baseline-server --amqp EXCHANGE --amqp-share QUEUE --work N`), as the host
+/// instances are, so that a pair does not share one runtime where two hosts do not.
+fn start_bare_amqp(names: &Names, what: &str, index: usize) -> Result<Proc> {
+    let (exchange, queue, work) = (names.exchange(what), names.queue(what), WORK.to_string());
+    let args = ["--amqp", &exchange, "--amqp-share", &queue, "--work", &work];
+    crate::start_baseline_ready(&format!("amqp_{what}_{index}"), &args)
+}
+
 async fn amqp_rows(
     config: &Config,
     conn: &Connection,
@@ -245,31 +262,28 @@ async fn amqp_rows(
     pair: &Instances,
 ) -> Result<Vec<Row>> {
     let ch = amqp::confirm_channel(conn).await?;
-    wait_consumers(conn, &names.queue("solo"), 1).await?;
-    wait_consumers(conn, &names.queue("pair"), 2).await?;
-    let bare = |what: &'static str, count: usize| async move {
-        let mut consumers = Vec::new();
-        for _ in 0..count {
-            consumers.push(
-                amqp::BareConsumer::start_shared(&names.exchange(what), &names.queue(what), WORK)
-                    .await?,
-            );
-        }
-        Ok::<_, anyhow::Error>(BareAmqp(consumers))
+    let bare = |what: &str, count: usize| {
+        (0..count)
+            .map(|index| start_bare_amqp(names, what, index))
+            .collect::<Result<Vec<_>>>()
     };
-    let (bare_solo, bare_pair) = (bare("baresolo", 1).await?, bare("barepair", 2).await?);
+    let (bare_solo, bare_pair) = (bare("baresolo", 1)?, bare("barepair", 2)?);
+    for (what, n) in [("solo", 1), ("pair", 2), ("baresolo", 1), ("barepair", 2)] {
+        wait_consumers(conn, &names.queue(what), n).await?;
+    }
     let m: u64 = if config.quick { 300 } else { 20_000 };
     let mut measured = Vec::new();
     for (hosts, bare, host_ex, bare_ex) in [
         (solo, &bare_solo, "solo", "baresolo"),
         (pair, &bare_pair, "pair", "barepair"),
     ] {
+        let (hosts, bare) = (Members::of_hosts(hosts), Members::of_procs(bare));
         let (host_ex, bare_ex) = (names.exchange(host_ex), names.exchange(bare_ex));
         measured.push(
             ab_rounds(
                 config.bus_rounds(),
-                || drain_round(hosts, &ch, &host_ex, m),
-                || drain_round(bare, &ch, &bare_ex, m),
+                || drain_round(&hosts, &ch, &host_ex, m),
+                || drain_round(&bare, &ch, &bare_ex, m),
             )
             .await?,
         );
@@ -327,18 +341,6 @@ fn scaled_rows(
         .collect()
 }
 
-/// The stats routes of the processes of one group (hosts or bare subscribers): each
-/// process's address and its routes' prefix (`/{name}`).
-type Members = Vec<(SocketAddr, String)>;
-
-fn members_of(group: &Instances) -> Members {
-    group
-        .hosts
-        .iter()
-        .map(|host| (host.addr(), host.path("")))
-        .collect()
-}
-
 /// Waits until every member handled a probe sent to `topic` (so that each one's `$share`
 /// subscription is in place), then zeroes their counts.
 async fn wait_mqtt_subscribed(
@@ -347,16 +349,9 @@ async fn wait_mqtt_subscribed(
     topic: &str,
 ) -> Result<()> {
     for _ in 0..100 {
-        let mut all = true;
-        for (addr, prefix) in members {
-            let stats = load::json(*addr, Method::GET, &format!("{prefix}/bench/stats")).await?;
-            all &= u64_of(&stats, "count") > 0;
-        }
-        if all {
-            for (addr, prefix) in members {
-                load::json(*addr, Method::POST, &format!("{prefix}/bench/reset")).await?;
-            }
-            return Ok(());
+        let stats = members.call_each(Method::GET, "/bench/stats").await?;
+        if stats.iter().all(|stats| u64_of(stats, "count") > 0) {
+            return members.reset().await;
         }
         // One probe: `publish_windowed` sends one message and, told it was counted, returns.
         let counted = || async { Ok(u64::MAX) };
@@ -384,9 +379,9 @@ async fn windowed_round(
     topic: &str,
     m: u64,
 ) -> Result<f64> {
+    members.reset().await?;
     let mut pollers = Vec::new();
-    for (addr, prefix) in members {
-        load::json(*addr, Method::POST, &format!("{prefix}/bench/reset")).await?;
+    for (addr, prefix) in &members.0 {
         let poller = load::JsonPoller::connect(*addr).await?;
         pollers.push((Mutex::new(poller), format!("{prefix}/bench/stats")));
     }
@@ -436,23 +431,17 @@ async fn mqtt_rows(
             .collect::<Result<Vec<_>>>()
     };
     let (bare_solo, bare_pair) = (bare("baresolo", 1)?, bare("barepair", 2)?);
-    let members = |procs: &[Proc]| -> Members {
-        procs
-            .iter()
-            .map(|proc| (proc.addr(), format!("/{}", proc.name)))
-            .collect()
-    };
     let sides = [
         (
-            members_of(solo),
+            Members::of_hosts(solo),
             topic(&solo.group),
-            members(&bare_solo),
+            Members::of_procs(&bare_solo),
             topic("baresolo"),
         ),
         (
-            members_of(pair),
+            Members::of_hosts(pair),
             topic(&pair.group),
-            members(&bare_pair),
+            Members::of_procs(&bare_pair),
             topic("barepair"),
         ),
     ];
