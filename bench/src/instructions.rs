@@ -29,7 +29,8 @@ struct Spec {
 
 const ROUTE: Spec = Spec {
     id: "11a",
-    what: "instructions per request, plugin route / the same handler compiled in (`/_bench/native`)",
+    what:
+        "instructions per request, plugin route / the same handler compiled in (`/_bench/native`)",
     limit: Some(1.05),
 };
 const STATUS: Spec = Spec {
@@ -85,9 +86,7 @@ pub fn rows(config: &Config) -> Result<Vec<Row>> {
     }
     let host = Builds::require(&config.builds.host())?;
     let bench = std::env::current_exe()?;
-    let plugins = PluginDir::new(&[Builds::require(
-        &config.builds.plugin("bench-plugin"),
-    )?])?;
+    let plugins = PluginDir::new(&[Builds::require(&config.builds.plugin("bench-plugin"))?])?;
     let run = Scripts {
         counts: ["500", "2500"],
         plugins: plugins.path().to_owned(),
@@ -140,16 +139,17 @@ pub fn rows(config: &Config) -> Result<Vec<Row>> {
 /// row runs valgrind four times, too long for a run of seconds.
 fn quick_rows(config: &Config, specs: &[&Spec]) -> Vec<Row> {
     let checked = row(&STATUS, || {
-        let plugins = PluginDir::new(&[Builds::require(
-            &config.builds.plugin("bench-plugin"),
-        )?])?;
+        let plugins = PluginDir::new(&[Builds::require(&config.builds.plugin("bench-plugin"))?])?;
         let run = Scripts {
             counts: ["5", "15"],
             plugins: plugins.path().to_owned(),
             bench: std::env::current_exe()?,
         };
         let host = Builds::require(&config.builds.host())?;
-        Ok((run.route(&host, "/_service/status")?, Some(run.baseline("bare")?)))
+        Ok((
+            run.route(&host, "/_service/status")?,
+            Some(run.baseline("bare")?),
+        ))
     });
     let mut checked = Some(checked);
     specs
@@ -262,7 +262,11 @@ fn output(mut cmd: Command) -> Result<String> {
         bail!("{shown} failed ({}): {}", out.status, tail.join(" / "));
     }
     // The figure is on the script's last line.
-    let last = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
     eprintln!("[bench] {last}");
     Ok(last.to_owned())
 }
@@ -307,7 +311,8 @@ mod tests {
             number_before(route, " instructions per request").unwrap(),
             23879
         );
-        let mqtt = "publish: host 18280, bare rumqttc 14260 instructions per message (bare/host 0.780)";
+        let mqtt =
+            "publish: host 18280, bare rumqttc 14260 instructions per message (bare/host 0.780)";
         assert_eq!(number_after(mqtt, "host ").unwrap(), 18280);
         assert_eq!(number_after(mqtt, "bare rumqttc ").unwrap(), 14260);
         let deliver = "host: 44800 instructions per delivered message\n";

@@ -498,7 +498,11 @@ async fn measure_all(config: &Config) -> Vec<Row> {
     if config.wants("instructions") {
         rows.extend(
             tokio::task::block_in_place(|| instructions::rows(config)).unwrap_or_else(|err| {
-                vec![Row::error("11", "instructions per request or message", &err)]
+                vec![Row::error(
+                    "11",
+                    "instructions per request or message",
+                    &err,
+                )]
             }),
         );
     }
@@ -1059,7 +1063,11 @@ async fn copies_cost_row(
 ) -> Result<Row> {
     let what = "startup → first 200 ms, 50 plugins opened where they lie / with private copies (bench build)";
     let Some(host) = config.builds.native_host() else {
-        return Ok(Row::skipped("5c", what, "no bench-native host (see `bench/run`)"));
+        return Ok(Row::skipped(
+            "5c",
+            what,
+            "no bench-native host (see `bench/run`)",
+        ));
     };
     let dir = PluginDir::new(files)?;
     let start = |copies: bool| {
@@ -1070,12 +1078,8 @@ async fn copies_cost_row(
         }
         time_to_ready(cmd, port, name)
     };
-    let (without, with) = ab_rounds(
-        rounds,
-        || async { start(false) },
-        || async { start(true) },
-    )
-    .await?;
+    let (without, with) =
+        ab_rounds(rounds, || async { start(false) }, || async { start(true) }).await?;
     Ok(Row {
         id: "5c",
         what: what.into(),
