@@ -4,8 +4,8 @@
 //!
 //! - `--stack`: behind tower-http's CORS layer and axum-prometheus' metrics layer, the stack
 //!   a user would put in front of the same routes;
-//! - `--amqp EXCHANGE`: also a bare lapin consumer of `EXCHANGE` and a publisher connection;
-//!   with `--amqp-share QUEUE` and `--work N` as well, instead a bare lapin consumer of the
+//! - `--amqp EXCHANGE`: also a bare lapin consumer of `EXCHANGE` (row 3a's, its counters at
+//!   `GET /{name}/bench/stats` as the bench plugin's) and a publisher connection; with `--amqp-share QUEUE` and `--work N` as well, instead a bare lapin consumer of the
 //!   named quorum queue `QUEUE` of a shared subscription (declared as the host declares a
 //!   group's, bound to `EXCHANGE`) doing `N` rounds of fixed work per message, its counters
 //!   at `GET /{name}/bench/stats` and `POST /{name}/bench/reset` and its gate at
@@ -119,9 +119,9 @@ pub fn serve(options: Options) -> Result<()> {
     })
 }
 
-/// What `--amqp` (without `--amqp-share`) holds for the process's life: the consumer and
-/// the publisher connection.
-type Held = Option<(amqp::BareConsumer, lapin::Connection)>;
+/// What `--amqp` (without `--amqp-share`) holds for the process's life: the publisher
+/// connection (the consumer is held by its routes).
+type Held = Option<lapin::Connection>;
 
 /// The routes of `options`, and what the process holds besides them.
 async fn app(options: &Options) -> Result<(Router, Held)> {
@@ -139,9 +139,11 @@ async fn app(options: &Options) -> Result<(Router, Held)> {
             app = app.merge(gated_routes(name, Arc::new(consumer)));
         }
         (Some(exchange), None) => {
+            // Counted over HTTP as the bench plugin's handler is (`callgrind-deliver
+            // --baseline`).
             let consumer = amqp::BareConsumer::start(exchange).await?;
-            let publisher = amqp::connect("bench:baseline-publisher").await?;
-            held = Some((consumer, publisher));
+            app = app.merge(counter_routes(name, Arc::new(consumer)));
+            held = Some(amqp::connect("bench:baseline-publisher").await?);
         }
         (None, _) => {}
     }

@@ -522,7 +522,11 @@ async fn consume(
     limit: usize,
     ends: &mut Ends,
 ) -> ConsumeEnd {
-    // Made once, not per message: each is a watch registration (a lock and a waker).
+    // The three ends are made once, not per message: each is a watch registration (a lock
+    // and a waker). They are polled only when the consumer has nothing to hand over; while
+    // messages are waiting, their values are read before each one instead (`ended`), which
+    // is a fraction of a poll.
+    let stopping = ends.stopping.clone();
     let cancelled = wait_true(&mut ends.cancel);
     let stop = wait_true(&mut ends.stopping);
     let lost = live.lost();
@@ -530,21 +534,34 @@ async fn consume(
     loop {
         let next = tokio::select! {
             biased;
+            next = declared.consumer.next() => next,
             _ = &mut cancelled => return ConsumeEnd::Cancelled,
             _ = &mut stop => return ConsumeEnd::Stopping,
             _ = &mut lost => return ConsumeEnd::Lost,
-            next = declared.consumer.next() => next,
         };
+        if let Some(end) = ended(sub, &stopping, live) {
+            return end;
+        }
         match next {
-            Some(Ok(delivery)) => {
-                if sub.is_cancelled() {
-                    return ConsumeEnd::Cancelled;
-                }
-                relay(sub, delivery, limit).await;
-            }
+            Some(Ok(delivery)) => relay(sub, delivery, limit).await,
             Some(Err(err)) => return ConsumeEnd::StreamEnded(err.to_string()),
             None => return ConsumeEnd::StreamEnded("consumer cancelled by the broker".into()),
         }
+    }
+}
+
+/// Whether the subscription was cancelled, the host is stopping or the connection is lost,
+/// in that order (the order in which `consume` polls them): a message taken from the
+/// consumer after one of them is not handled.
+fn ended(sub: &Subscription, stopping: &watch::Receiver<bool>, live: &Live) -> Option<ConsumeEnd> {
+    if sub.is_cancelled() {
+        Some(ConsumeEnd::Cancelled)
+    } else if *stopping.borrow() {
+        Some(ConsumeEnd::Stopping)
+    } else if live.is_lost() {
+        Some(ConsumeEnd::Lost)
+    } else {
+        None
     }
 }
 
