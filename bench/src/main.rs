@@ -342,9 +342,8 @@ fn start_bench_host(config: &Config) -> Result<BenchHost> {
     })
 }
 
-/// `stack`: behind the CORS and metrics layers (`baseline-server --stack`).
-fn start_baseline(name: &str, amqp_exchange: Option<&str>, stack: bool) -> Result<Proc> {
-    let port = util::free_port();
+/// `bench baseline-server --port PORT --name NAME`: this binary as the baseline service.
+fn baseline_command(name: &str, port: u16) -> Result<Command> {
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.args([
         "baseline-server",
@@ -353,6 +352,13 @@ fn start_baseline(name: &str, amqp_exchange: Option<&str>, stack: bool) -> Resul
         "--name",
         name,
     ]);
+    Ok(cmd)
+}
+
+/// `stack`: behind the CORS and metrics layers (`baseline-server --stack`).
+fn start_baseline(name: &str, amqp_exchange: Option<&str>, stack: bool) -> Result<Proc> {
+    let port = util::free_port();
+    let mut cmd = baseline_command(name, port)?;
     if let Some(exchange) = amqp_exchange {
         cmd.args(["--amqp", exchange]);
     }
@@ -367,15 +373,8 @@ fn start_baseline(name: &str, amqp_exchange: Option<&str>, stack: bool) -> Resul
 fn start_baseline_ready(tag: &str, args: &[&str]) -> Result<Proc> {
     let name = format!("bench_{tag}_{}", std::process::id());
     let port = util::free_port();
-    let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.args([
-        "baseline-server",
-        "--port",
-        &port.to_string(),
-        "--name",
-        &name,
-    ])
-    .args(args);
+    let mut cmd = baseline_command(&name, port)?;
+    cmd.args(args);
     let mut proc = Proc::spawn(cmd, port, &name)?;
     proc.wait_ready(Duration::from_secs(30))?;
     Ok(proc)
@@ -1009,15 +1008,7 @@ async fn startup_rows(config: &Config) -> Result<Vec<Row>> {
             },
             || async {
                 let port = util::free_port();
-                let mut cmd = Command::new(std::env::current_exe()?);
-                cmd.args([
-                    "baseline-server",
-                    "--port",
-                    &port.to_string(),
-                    "--name",
-                    name,
-                ]);
-                time_to_ready(cmd, port, name)
+                time_to_ready(baseline_command(name, port)?, port, name)
             },
         )
         .await?;
