@@ -130,9 +130,7 @@ pub fn rows(config: &Config) -> Result<Vec<Row>> {
     }
     rows.push(row(&AMQP_DELIVER, || {
         let host = run.script("callgrind-deliver", &host, &[])?;
-        let mut cmd = script_command("callgrind-deliver");
-        cmd.arg("--baseline").arg(&run.bench).args(run.counts);
-        let bare = output(cmd)?;
+        let bare = run.deliver_baseline()?;
         Ok((
             number_after(&host, "host: ")?,
             Some(number_after(&bare, "bare: ")?),
@@ -230,6 +228,13 @@ impl Scripts {
             .arg(&self.plugins)
             .args(extra)
             .args(self.counts);
+        output(cmd)
+    }
+
+    /// `callgrind-deliver --baseline BENCH N1 N2`: row 3a's bare lapin consumer.
+    fn deliver_baseline(&self) -> Result<String> {
+        let mut cmd = script_command("callgrind-deliver");
+        cmd.arg("--baseline").arg(&self.bench).args(self.counts);
         output(cmd)
     }
 

@@ -582,6 +582,18 @@ pub fn testkit_numbers(entries: &[serde_json::Value]) -> Vec<u64> {
         .collect()
 }
 
+/// Messages delivered to the subscription on `bus` with `routing` (its routing key or MQTT
+/// filter) among `subscriptions` (an overview's or a plugin's list); -1 when there is none.
+pub fn delivered(subscriptions: &serde_json::Value, bus: &str, routing: &str) -> f64 {
+    subscriptions
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["bus"] == bus && s["routing"] == routing)
+        .and_then(|s| s["delivered"].as_f64())
+        .unwrap_or(-1.0)
+}
+
 /// Percent-encodes everything but unreserved characters, for a value in a query string.
 pub fn urlencode(text: &str) -> String {
     text.bytes()

@@ -164,13 +164,7 @@ fn overview_counts(host: &Host, rt: &tokio::runtime::Runtime, port: u16, address
 
 /// Delivered to the MQTT subscription with `filter` among `subscriptions`.
 fn mqtt_delivered(subscriptions: &Value, filter: &str) -> f64 {
-    subscriptions
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|s| s["bus"] == "mqtt" && s["routing"] == filter)
-        .and_then(|s| s["delivered"].as_f64())
-        .unwrap_or(-1.0)
+    integration_tests::delivered(subscriptions, "mqtt", filter)
 }
 
 #[test]

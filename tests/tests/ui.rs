@@ -75,13 +75,7 @@ fn element<'a>(dom: &'a str, id: &str) -> &'a str {
 /// Messages delivered to the host's AMQP subscription to the hostile routing key, from the
 /// overview.
 fn hostile_delivered(overview: &Value) -> f64 {
-    overview["host_subscriptions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|s| s["bus"] == "amqp" && s["routing"] == HOSTILE)
-        .and_then(|s| s["delivered"].as_f64())
-        .unwrap_or(-1.0)
+    integration_tests::delivered(&overview["host_subscriptions"], "amqp", HOSTILE)
 }
 
 /// The delivered count the page shows for that subscription.

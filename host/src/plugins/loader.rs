@@ -394,11 +394,26 @@ fn load_file(
         });
     }
 
+    let opened = open_new(file, private_dir, index, whole, phases)?;
+    if let Some(id) = &elf.build_id {
+        OPENED.locked().insert(id.clone(), opened.clone());
+    }
+    phases.time(phase::DESCRIBE, || {
+        describe_module(file, opened, elf.build_id)
+    })
+}
+
+/// Opens a library this process has not opened yet, from its private copy `NNN.so` in
+/// `private_dir` (in a bench build asked to, where it lies: [`without_private_copies`]).
+fn open_new(
+    file: &Path,
+    private_dir: &Path,
+    index: usize,
+    whole: bool,
+    phases: &mut Phases,
+) -> Result<Opened, LoadError> {
     if without_private_copies() {
-        let opened = open_module(file, file, phases)?;
-        return phases.time(phase::DESCRIBE, || {
-            describe_module(file, opened, elf.build_id)
-        });
+        return open_module(file, file, phases);
     }
     // The copy's name is ours: the original's may hold anything.
     let copy = private_dir.join(format!("{index:03}.so"));
@@ -407,13 +422,7 @@ fn load_file(
         // Mapped or refused: either way the copy is no longer needed.
         let _ = fs::remove_file(&copy);
     }
-    let opened = loaded?;
-    if let Some(id) = &elf.build_id {
-        OPENED.locked().insert(id.clone(), opened.clone());
-    }
-    phases.time(phase::DESCRIBE, || {
-        describe_module(file, opened, elf.build_id)
-    })
+    loaded
 }
 
 /// Copies `file` to `copy`, checks the copy (the file may have changed since it was checked:
