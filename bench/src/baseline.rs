@@ -204,18 +204,17 @@ impl Counted for amqp::BareConsumer {
     }
 }
 
-/// `GET /{name}/bench/stats` (`{"count", "last_ns"}`) and `POST /{name}/bench/reset` over
-/// `counted`, as the bench plugin serves them.
+/// `GET /{name}/bench/stats` and `GET /{name}/bench/count` (both `{"count", "last_ns"}`) and
+/// `POST /{name}/bench/reset` over `counted`, as the bench plugin serves them.
 fn counter_routes(name: &str, counted: Arc<impl Counted>) -> Router {
     let (stats, reset) = (counted.clone(), counted);
+    let counts = get(move || async move {
+        let (count, last_ns) = stats.counted();
+        axum::Json(serde_json::json!({"count": count, "last_ns": last_ns}))
+    });
     Router::new()
-        .route(
-            &format!("/{name}/bench/stats"),
-            get(move || async move {
-                let (count, last_ns) = stats.counted();
-                axum::Json(serde_json::json!({"count": count, "last_ns": last_ns}))
-            }),
-        )
+        .route(&format!("/{name}/bench/stats"), counts.clone())
+        .route(&format!("/{name}/bench/count"), counts)
         .route(
             &format!("/{name}/bench/reset"),
             post(move || async move {

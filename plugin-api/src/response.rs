@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::{
-    abi::{FfiPair, FfiResponse, FfiSpan},
+    abi::{content_type, FfiPair, FfiResponse, FfiSpan},
     Error, Json, Result, Route,
 };
 
@@ -25,6 +25,9 @@ pub struct Response {
     /// An internal error (a 500 the handler did not choose): the host logs it with the
     /// plugin's name and answers `500: <message>`, as for any failed handler.
     pub(crate) internal_error: Option<crate::abi::FfiError>,
+    /// The content type of [`Response::json`] and [`Response::text`], as a code
+    /// ([`content_type`]): it crosses to the host without a header to copy or parse.
+    content_type: u8,
     /// Header names and values back to back, indexed by `headers` (see `FfiSpan`).
     text: Vec<u8>,
     headers: Vec<FfiPair>,
@@ -41,6 +44,7 @@ impl Response {
         Response {
             status,
             internal_error: None,
+            content_type: content_type::NONE,
             text: Vec::new(),
             headers: Vec::new(),
             body: Vec::new(),
@@ -56,10 +60,10 @@ impl Response {
     pub fn json<T: Serialize + ?Sized>(value: &T) -> Self {
         match serde_json::to_vec(value) {
             Ok(body) => Response::new(StatusCode::OK)
-                .header("content-type", "application/json")
+                .with_content_type(content_type::JSON)
                 .body(body),
             Err(err) => Response::new(StatusCode::INTERNAL_SERVER_ERROR)
-                .header("content-type", "text/plain; charset=utf-8")
+                .with_content_type(content_type::TEXT)
                 .body(format!("500: cannot serialize response: {err}")),
         }
     }
@@ -71,8 +75,13 @@ impl Response {
     /// ```
     pub fn text(text: impl Into<String>) -> Self {
         Response::new(StatusCode::OK)
-            .header("content-type", "text/plain; charset=utf-8")
+            .with_content_type(content_type::TEXT)
             .body(text.into())
+    }
+
+    fn with_content_type(mut self, code: u8) -> Self {
+        self.content_type = code;
+        self
     }
 
     /// Replaces the status.
@@ -85,13 +94,20 @@ impl Response {
         self
     }
 
-    /// Adds a header (repeatable).
+    /// Adds a header (repeatable). A `Content-Type` replaces the one [`Response::json`] or
+    /// [`Response::text`] chose.
     ///
     /// ```
     /// let res = plugin_api::Response::new(plugin_api::http::StatusCode::OK).header("cache-control", "no-store");
+    /// let problem = plugin_api::Response::json(&serde_json::json!({"title": "gone"}))
+    ///     .header("Content-Type", "application/problem+json");
+    /// assert_eq!(problem.header_value("content-type"), Some(&b"application/problem+json"[..]));
     /// ```
     pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
         let value = value.as_ref();
+        if name.eq_ignore_ascii_case("content-type") {
+            self.content_type = content_type::NONE;
+        }
         if self.text.capacity() == 0 {
             // Room for a few headers at once: most responses have one or two.
             self.text.reserve(64.max(name.len() + value.len()));
@@ -138,6 +154,7 @@ impl Response {
         // Each `Vec` becomes an `RVec` without a copy.
         FfiResponse {
             status: self.status.as_u16(),
+            content_type: self.content_type,
             text: self.text.into(),
             headers: self.headers.into(),
             body: self.body.into(),
@@ -151,6 +168,11 @@ impl Response {
     /// assert_eq!(res.header_value("Content-Type"), Some(&b"text/plain; charset=utf-8"[..]));
     /// ```
     pub fn header_value(&self, name: &str) -> Option<&[u8]> {
+        if name.eq_ignore_ascii_case("content-type") {
+            if let Ok(Some(value)) = content_type::value(self.content_type) {
+                return Some(value.as_bytes());
+            }
+        }
         self.headers
             .iter()
             .find(|pair| {
@@ -346,6 +368,10 @@ impl From<Response> for http::Response<Vec<u8>> {
     fn from(response: Response) -> Self {
         let mut out = http::Response::new(Vec::new());
         *out.status_mut() = response.status;
+        if let Ok(Some(value)) = content_type::value(response.content_type) {
+            let value = http::HeaderValue::from_static(value);
+            out.headers_mut().append(http::header::CONTENT_TYPE, value);
+        }
         for pair in &response.headers {
             let name = http::HeaderName::from_bytes(pair.name.get(&response.text));
             let value = http::HeaderValue::from_bytes(pair.value.get(&response.text));

@@ -32,7 +32,7 @@ use axum::{
 use crate::plugins::routes::RouteEntry;
 use front::Front;
 use plugin_route::PluginRoute;
-use route_table::{Methods, PathParams, RouteTable};
+use route_table::{Methods, RouteTable};
 
 /// The service's HTTP app, as [`app`] builds it.
 pub type App = Front;
@@ -112,9 +112,7 @@ fn plugin_method_routers(entries: Vec<RouteEntry>) -> BTreeMap<String, (String, 
             plugin: entry.plugin.clone(),
             entry,
         });
-        let handler = move |params: PathParams, request: Request| {
-            plugin_route::serve(Arc::clone(&route), params, request)
-        };
+        let handler = move |request: Request| plugin_route::serve(Arc::clone(&route), request);
         let (_, current) = by_path.remove(&path).unwrap_or_default();
         let updated = match filter {
             Some(filter) => current.on(filter, handler),

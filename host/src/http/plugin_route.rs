@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use abi_stable::std_types::{RResult, RVec};
 use axum::{
-    body::{Body, Bytes},
+    body::{Body, Bytes, HttpBody},
     extract::Request,
     http::{HeaderName, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
-use plugin_abi::{routes, FfiPair, FfiRequest, FfiResponse, FfiSpan};
+use plugin_abi::{content_type, routes, FfiPair, FfiRequest, FfiResponse, FfiSpan};
 
 use super::{
     errors::{self, FromPlugin},
@@ -25,19 +25,28 @@ pub struct PluginRoute {
     pub entry: RouteEntry,
 }
 
-/// `params`: the route's parameters (a path segment that is not UTF-8 once decoded, `%FF`,
-/// was answered by the extractor with the same JSON 400 as the SDK's extractors give).
-pub async fn serve(route: Arc<PluginRoute>, params: PathParams, request: Request) -> Response {
-    let params = params.pairs().unwrap_or_default();
-    let (parts, body) = request.into_parts();
-    let body = match super::body::read(body).await {
-        Ok(bytes) => bytes,
-        Err(refused) => return refused,
+/// The route's parameters are the request's [`PathParams`]; one that is not UTF-8 once
+/// decoded (`%FF`) is answered with the same JSON 400 as the SDK's extractors give.
+pub async fn serve(route: Arc<PluginRoute>, request: Request) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let params = parts.extensions.remove::<PathParams>().unwrap_or_default();
+    let params = match params.pairs() {
+        Ok(pairs) => pairs,
+        Err(bad) => return bad.into_response(),
+    };
+    // Most requests (GET) have no body: no reading future for them.
+    let body = if body.is_end_stream() {
+        Bytes::new()
+    } else {
+        match super::body::read(body).await {
+            Ok(bytes) => bytes,
+            Err(refused) => return refused,
+        }
     };
     let request = ffi_request(&parts, params, body);
     let outcome = plugin_abi::panics::catch_future(route.entry.handler.handle(request)).await;
     let mut response = match outcome {
-        Ok(RResult::ROk(response)) => into_response(&route, response),
+        Ok(RResult::ROk(response)) => into_response(&route.plugin, response),
         Ok(RResult::RErr(failure)) => {
             let reason = failure.error.message.as_str();
             tracing::error!(
@@ -74,6 +83,9 @@ pub async fn serve(route: Arc<PluginRoute>, params: PathParams, request: Request
     response
 }
 
+/// Bytes reserved per request header (name and value) in a request's `text` buffer.
+const HEADER_BYTES_GUESS: usize = 48;
+
 /// The request as the plugin sees it: all strings in one buffer (see `FfiSpan`).
 fn ffi_request(
     parts: &axum::http::request::Parts,
@@ -86,14 +98,12 @@ fn ffi_request(
         parts.uri.query().unwrap_or(""),
     );
     let params_len: usize = params.iter().map(|(n, v)| n.len() + v.len()).sum();
-    let headers_len: usize = parts
-        .headers
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len())
-        .sum();
+    // Room for typical headers, guessed rather than summed: a second walk over the header
+    // map costs more than the rare regrowth.
+    let headers_guess = HEADER_BYTES_GUESS * parts.headers.len();
     // Built as Vecs (memcpy per string), handed over as RVecs without a copy.
     let mut text =
-        Vec::with_capacity(method.len() + path.len() + query.len() + params_len + headers_len);
+        Vec::with_capacity(method.len() + path.len() + query.len() + params_len + headers_guess);
     let method = FfiSpan::push(&mut text, method.as_bytes());
     let path = FfiSpan::push(&mut text, path.as_bytes());
     let query = FfiSpan::push(&mut text, query.as_bytes());
@@ -104,14 +114,13 @@ fn ffi_request(
             value: FfiSpan::push(&mut text, value.as_bytes()),
         })
         .collect();
-    let headers: Vec<FfiPair> = parts
-        .headers
-        .iter()
-        .map(|(name, value)| FfiPair {
+    let mut headers = Vec::with_capacity(parts.headers.len());
+    for (name, value) in &parts.headers {
+        headers.push(FfiPair {
             name: FfiSpan::push(&mut text, name.as_str().as_bytes()),
             value: FfiSpan::push(&mut text, value.as_bytes()),
-        })
-        .collect();
+        });
+    }
     FfiRequest {
         text: text.into(),
         method,
@@ -123,9 +132,10 @@ fn ffi_request(
     }
 }
 
-fn into_response(route: &PluginRoute, ffi: FfiResponse) -> Response {
+/// The plugin's response as the host sends it; `plugin` names it in the log.
+fn into_response(plugin: &str, ffi: FfiResponse) -> Response {
     let invalid = |error: String| {
-        tracing::error!("plugin {}: {error}", route.plugin);
+        tracing::error!("plugin {plugin}: {error}");
         let body = super::json_body::ErrorBody { error, field: None };
         (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
     };
@@ -139,7 +149,7 @@ fn into_response(route: &PluginRoute, ffi: FfiResponse) -> Response {
     if bodiless && !ffi.body.is_empty() {
         tracing::warn!(
             "plugin {}: a {status} response carries no body; its {} byte(s) dropped",
-            route.plugin,
+            plugin,
             ffi.body.len()
         );
     }
@@ -150,18 +160,25 @@ fn into_response(route: &PluginRoute, ffi: FfiResponse) -> Response {
     } else {
         Body::from(Bytes::from_owner(ffi.body))
     };
+    let content_type = match own_content_type(ffi.content_type) {
+        Ok(value) => value,
+        Err(code) => return invalid(routes::invalid_content_type(code)),
+    };
     let mut response = Response::new(body);
     *response.status_mut() = status;
     let headers = response.headers_mut();
+    if let Some(value) = content_type {
+        headers.insert(axum::http::header::CONTENT_TYPE, value);
+    }
     for pair in ffi.headers.iter() {
         let (name, value) = (pair.name.get(&ffi.text), pair.value.get(&ffi.text));
-        let Ok(name) = header_name(name) else {
+        let Ok(name) = HeaderName::from_bytes(name) else {
             return invalid(format!(
                 "plugin returned an invalid response: header name {:?}",
                 String::from_utf8_lossy(name)
             ));
         };
-        let Ok(value) = header_value(value) else {
+        let Ok(value) = HeaderValue::from_bytes(value) else {
             return invalid(format!(
                 "plugin returned an invalid response: value of header {name}"
             ));
@@ -174,19 +191,100 @@ fn into_response(route: &PluginRoute, ffi: FfiResponse) -> Response {
     response
 }
 
-/// A header name; the one the SDK sets on every response it builds without parsing it.
-fn header_name(name: &[u8]) -> Result<HeaderName, axum::http::header::InvalidHeaderName> {
-    match name {
-        b"content-type" => Ok(axum::http::header::CONTENT_TYPE),
-        _ => HeaderName::from_bytes(name),
+/// The header value of a response's own content type (`content_type`'s code), made at
+/// compile time; `Err` with a code this version does not know.
+fn own_content_type(code: u8) -> Result<Option<HeaderValue>, u8> {
+    const fn header(code: u8) -> HeaderValue {
+        match content_type::value(code) {
+            Ok(Some(value)) => HeaderValue::from_static(value),
+            _ => panic!("not a content type"),
+        }
+    }
+    const JSON: HeaderValue = header(content_type::JSON);
+    const TEXT: HeaderValue = header(content_type::TEXT);
+    match code {
+        content_type::NONE => Ok(None),
+        content_type::JSON => Ok(Some(JSON)),
+        content_type::TEXT => Ok(Some(TEXT)),
+        other => Err(other),
     }
 }
 
-/// A header value; the SDK's own content types without a copy.
-fn header_value(value: &[u8]) -> Result<HeaderValue, axum::http::header::InvalidHeaderValue> {
-    const STATIC: [&str; 2] = ["application/json", "text/plain; charset=utf-8"];
-    match STATIC.iter().find(|known| known.as_bytes() == value) {
-        Some(known) => Ok(HeaderValue::from_static(known)),
-        None => HeaderValue::from_bytes(value),
+#[cfg(test)]
+mod tests {
+    use axum::body::to_bytes;
+
+    use super::*;
+
+    /// A response as a plugin hands it over: its `headers` as (name, value) pairs.
+    fn ffi(status: u16, content_type: u8, headers: &[(&str, &str)], body: &str) -> FfiResponse {
+        let mut text = Vec::new();
+        let headers: Vec<FfiPair> = headers
+            .iter()
+            .map(|(name, value)| FfiPair {
+                name: FfiSpan::push(&mut text, name.as_bytes()),
+                value: FfiSpan::push(&mut text, value.as_bytes()),
+            })
+            .collect();
+        FfiResponse {
+            status,
+            content_type,
+            text: text.into(),
+            headers: headers.into(),
+            body: body.as_bytes().to_vec().into(),
+        }
+    }
+
+    async fn body(response: Response) -> String {
+        let bytes = to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_content_type_code_becomes_the_header_before_the_others() {
+        let given = ffi(201, content_type::JSON, &[("x-id", "7")], "{}");
+        let response = into_response("p", given);
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let headers: Vec<_> = response.headers().iter().collect();
+        assert_eq!(
+            headers,
+            [
+                (
+                    &axum::http::header::CONTENT_TYPE,
+                    &HeaderValue::from_static("application/json")
+                ),
+                (
+                    &HeaderName::from_static("x-id"),
+                    &HeaderValue::from_static("7")
+                ),
+            ]
+        );
+        assert_eq!(body(response).await, "{}");
+        let text = into_response("p", ffi(200, content_type::TEXT, &[], "hi"));
+        assert_eq!(text.headers()["content-type"], "text/plain; charset=utf-8");
+    }
+
+    #[tokio::test]
+    async fn without_a_code_the_headers_name_the_content_type() {
+        let given = ffi(
+            200,
+            content_type::NONE,
+            &[("content-type", "image/png")],
+            "x",
+        );
+        let response = into_response("p", given);
+        let types: Vec<_> = response.headers().get_all("content-type").iter().collect();
+        assert_eq!(types, [&HeaderValue::from_static("image/png")]);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_content_type_code_is_a_500_with_the_json_error_body() {
+        let response = into_response("p", ffi(200, 9, &[], "{}"));
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body: serde_json::Value = serde_json::from_str(&body(response).await).unwrap();
+        assert_eq!(
+            body["error"],
+            "plugin returned an invalid response: content type code 9"
+        );
     }
 }

@@ -24,6 +24,12 @@ pub fn invalid_status(status: u16) -> String {
     format!("plugin returned an invalid response: status {status} (a plugin answers 200 to 599)")
 }
 
+/// The answer's words for a response whose content-type code this version does not know
+/// (see [`content_type`](crate::content_type)).
+pub fn invalid_content_type(code: u8) -> String {
+    format!("plugin returned an invalid response: content type code {code}")
+}
+
 /// The methods a route may have (`*`: every method).
 pub const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "*"];
 

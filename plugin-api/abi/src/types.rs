@@ -81,10 +81,43 @@ pub struct FfiRequest {
 #[derive(StableAbi, Debug)]
 pub struct FfiResponse {
     pub status: u16,
+    /// The response's content type when it is one of the SDK's own ([`content_type`]),
+    /// sent before `headers`: the common response then crosses without a header to copy,
+    /// and the host needs no header parsing for it. [`content_type::NONE`]: only `headers`.
+    pub content_type: u8,
     /// Header names and values, back to back.
     pub text: RVec<u8>,
     pub headers: RVec<FfiPair>,
     pub body: RVec<u8>,
+}
+
+/// The codes of [`FfiResponse::content_type`]: the content types the SDK's responses name
+/// without a header.
+pub mod content_type {
+    /// No content type of its own: whatever `headers` carry.
+    pub const NONE: u8 = 0;
+    /// `application/json`.
+    pub const JSON: u8 = 1;
+    /// `text/plain; charset=utf-8`.
+    pub const TEXT: u8 = 2;
+
+    /// The header value a code stands for: `Ok(None)` for [`NONE`], `Err` for a code this
+    /// version does not know (the host answers such a response 500).
+    ///
+    /// ```
+    /// use plugin_abi::content_type;
+    /// assert_eq!(content_type::value(content_type::JSON), Ok(Some("application/json")));
+    /// assert_eq!(content_type::value(content_type::NONE), Ok(None));
+    /// assert!(content_type::value(9).is_err());
+    /// ```
+    pub const fn value(code: u8) -> Result<Option<&'static str>, u8> {
+        match code {
+            NONE => Ok(None),
+            JSON => Ok(Some("application/json")),
+            TEXT => Ok(Some("text/plain; charset=utf-8")),
+            other => Err(other),
+        }
+    }
 }
 
 /// An error crossing the boundary: a machine-readable code and a one-line message.

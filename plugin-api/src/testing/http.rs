@@ -217,17 +217,22 @@ impl TestResponse {
     }
 
     fn from_ffi(ffi: FfiResponse) -> Self {
-        if !crate::abi::routes::RESPONSE_STATUSES.contains(&ffi.status) {
-            // As the host answers it: the JSON error body.
-            let error = crate::abi::routes::invalid_status(ffi.status);
-            return TestResponse {
-                status: 500,
-                headers: vec![("content-type".into(), b"application/json".to_vec())],
-                body: serde_json::json!({ "error": error })
-                    .to_string()
-                    .into_bytes(),
-            };
+        use crate::abi::{content_type, routes};
+        // As the host answers them: the JSON error body.
+        let invalid = |error: String| TestResponse {
+            status: 500,
+            headers: vec![("content-type".into(), b"application/json".to_vec())],
+            body: serde_json::json!({ "error": error })
+                .to_string()
+                .into_bytes(),
+        };
+        if !routes::RESPONSE_STATUSES.contains(&ffi.status) {
+            return invalid(routes::invalid_status(ffi.status));
         }
+        let own_type = match content_type::value(ffi.content_type) {
+            Ok(own) => own.map(|value| ("content-type".to_owned(), value.as_bytes().to_vec())),
+            Err(code) => return invalid(routes::invalid_content_type(code)),
+        };
         // As the host sends them: 204 and 304 without a body or a Content-Length.
         let bodiless = matches!(ffi.status, 204 | 304);
         let headers = ffi.headers.iter().filter_map(|pair| {
@@ -237,7 +242,7 @@ impl TestResponse {
         });
         TestResponse {
             status: ffi.status,
-            headers: headers.collect(),
+            headers: own_type.into_iter().chain(headers).collect(),
             body: if bodiless {
                 Vec::new()
             } else {

@@ -157,6 +157,11 @@ impl Lab {
             Err::<(), _>(Error::msg("sensor\noffline"))
         })?;
         ctx.route(Route::get("/panic"), || async { kaboom() })?;
+        ctx.route(Route::get("/problem"), || async {
+            Response::json(&json!({"title": "gone"}))
+                .with_status(StatusCode::GONE)
+                .header("Content-Type", "application/problem+json")
+        })?;
         ctx.route(Route::get("/sleep"), || async {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             "rested"
@@ -344,6 +349,25 @@ async fn handler_errors_and_panics_become_the_hosts_error_responses() {
         (panicked.status(), panicked.text()),
         (500, "500: panicked: kaboom".into())
     );
+}
+
+#[tokio::test]
+async fn content_types_are_the_sdks_own_unless_set_by_hand() {
+    let host = lab().await;
+    let json = host.get("/items/7").await;
+    assert_eq!(json.header("content-type"), Some("application/json"));
+    let text = host.get("/items/special").await;
+    assert_eq!(
+        text.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    let problem = host.get("/problem").await;
+    let types: Vec<_> = problem
+        .headers()
+        .filter(|(name, _)| *name == "content-type")
+        .collect();
+    assert_eq!(types, [("content-type", &b"application/problem+json"[..])]);
+    assert_eq!(problem.json::<Value>().unwrap(), json!({"title": "gone"}));
 }
 
 #[tokio::test]

@@ -10,7 +10,9 @@
 //!   the quorum queue `G:<exchange>:#`, the MQTT one to `$share/G/bench/shared/G/#`), and
 //!   with `--bench-work N` a fixed amount of work per message (`shared_work::spin`): the
 //!   shared-subscription rows;
-//! - `GET /bench/stats`, `POST /bench/reset`, `POST /bench/gate?closed=0|1`,
+//! - `GET /bench/stats`, `GET /bench/count` (only the count and the last receive time, as
+//!   the bare baselines serve it: what the callgrind scripts poll, so that the stats' sort of
+//!   the latency samples is not counted as the host's), `POST /bench/reset`, `POST /bench/gate?closed=0|1`,
 //!   `POST /bench/publish?n=&exchange=&declare=0|1`: counters and publish-with-confirms runs;
 //!   `POST /bench/mqtt-publish?n=`: `n` QoS 1 publishes to `bench/pub`, each awaited.
 
@@ -195,6 +197,12 @@ async fn stats(plugin_api::State(state): Shared, Query(since): Query<Since>) -> 
     Json(state.stats(since.since))
 }
 
+async fn count(plugin_api::State(state): Shared) -> Json<Value> {
+    let count = state.count.load(Ordering::SeqCst);
+    let last_ns = state.last_ns.load(Ordering::SeqCst);
+    Json(json!({"count": count, "last_ns": last_ns}))
+}
+
 async fn reset(plugin_api::State(state): Shared) -> Json<Value> {
     state.reset();
     Json(json!({"reset": true}))
@@ -325,6 +333,7 @@ impl Plugin for Bench {
             }
         }
         with_state.route(Route::get("/bench/stats"), stats)?;
+        with_state.route(Route::get("/bench/count"), count)?;
         with_state.route(Route::post("/bench/reset"), reset)?;
         with_state.route(Route::post("/bench/gate"), gate)?;
         let publisher = ctx.with_state(ctx.clone());
