@@ -274,12 +274,13 @@ impl BareConsumer {
             .await?;
         let count = Arc::new(AtomicU64::new(0));
         let last_ns = Arc::new(AtomicU64::new(0));
-        let latencies = Arc::new(Mutex::new(Vec::new()));
+        // At full size from the start, as the bench plugin's (no regrowth in the counts).
+        let latencies = Arc::new(Mutex::new(Vec::with_capacity(1_000_000)));
         let gate = watch::channel(false).0;
         let task = {
             let (count, last_ns, latencies) = (count.clone(), last_ns.clone(), latencies.clone());
             let gate = gate.subscribe();
-            let ring = Mutex::new(std::collections::VecDeque::new());
+            let ring = Mutex::new(std::collections::VecDeque::with_capacity(65_536));
             tokio::spawn(async move {
                 while let Some(Ok(delivery)) = consumer.next().await {
                     let mut gate = gate.clone();

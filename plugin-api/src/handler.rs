@@ -1,7 +1,13 @@
 //! Handlers: async functions of extractors, for routes, subscriptions and features alike,
 //! and the adapters that hand them to the host.
 
-use std::{future::Future, marker::PhantomData, sync::Arc};
+use std::{
+    future::Future,
+    marker::PhantomData,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
 
 use abi_stable::std_types::{RResult, RString};
 use async_ffi::FfiFuture;
@@ -187,8 +193,7 @@ where
     I: Input,
 {
     fn call(&self, _input: I, _state: &S) -> impl Future<Output = I::Output> + Send + 'static {
-        let fut = self();
-        async move { fut.await.into_output() }
+        Called::Running { fut: self() }
     }
 
     fn document(route: &mut Route) {
@@ -214,12 +219,9 @@ macro_rules! handler_with_args {
                     let $last = <$last as ExtractOwned<I, S, M>>::extract_owned(input, state)?;
                     Ok(($($arg,)* $last,))
                 })();
-                let fut = args.map(|($($arg,)* $last,)| self($($arg,)* $last));
-                async move {
-                    match fut {
-                        Ok(fut) => fut.await.into_output(),
-                        Err(err) => I::reject(err),
-                    }
+                match args {
+                    Ok(($($arg,)* $last,)) => Called::Running { fut: self($($arg,)* $last) },
+                    Err(err) => Called::Rejected { output: Some(I::reject(err)) },
                 }
             }
 
@@ -230,6 +232,38 @@ macro_rules! handler_with_args {
             }
         }
     };
+}
+
+pin_project_lite::pin_project! {
+    /// A handler's call: its function's future, or the answer to an input an extractor
+    /// refused. A future of its own rather than an `async` block, which would keep the
+    /// function's future twice (as captured, and as awaited) and so double the size of
+    /// every handler future, and with it the allocation the host's call makes for it.
+    #[project = CalledProj]
+    enum Called<Fut, I: Input> {
+        Running { #[pin] fut: Fut },
+        Rejected { output: Option<I::Output> },
+    }
+}
+
+impl<Fut, R, I> Future for Called<Fut, I>
+where
+    Fut: Future<Output = R>,
+    R: Reply<I>,
+    I: Input,
+{
+    type Output = I::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<I::Output> {
+        match self.project() {
+            CalledProj::Running { fut } => fut.poll(cx).map(Reply::into_output),
+            CalledProj::Rejected { output } => Poll::Ready(
+                output
+                    .take()
+                    .unwrap_or_else(|| I::reject(Error::msg("handler polled after completion"))),
+            ),
+        }
+    }
 }
 
 handler_with_args!([], T1);
