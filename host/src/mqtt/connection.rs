@@ -182,13 +182,8 @@ pub(super) fn forget(shared: &Shared, id: u64) {
 
 /// Runs until told to stop or the client is disconnected at a clean stop.
 pub(super) async fn run(shared: Arc<Shared>, mut eventloop: EventLoop) {
-    // Made once and polled in every turn: a `changed()` made per event would register with
-    // the watch's notifier and deregister again for every packet (~0.9 k instructions of a
-    // QoS 1 publish's two events, see BENCHMARKS.md).
-    let mut stop = shared.stop.subscribe();
-    let stopped = async move {
-        let _ = stop.changed().await;
-    };
+    // Made once and polled in every turn the event loop runs dry (see `stop`).
+    let stopped = shared.stop.stopped();
     tokio::pin!(stopped);
     let mut backoff = super::backoff::Backoff::new(shared.cfg.reconnect_interval);
     let mut warned = false;

@@ -36,6 +36,7 @@ mod backoff;
 pub mod config;
 mod connection;
 mod durable;
+mod stop;
 pub mod subscription;
 mod tls;
 pub mod topic;
@@ -240,7 +241,7 @@ pub(crate) struct Shared {
     pub state: Mutex<State>,
     pub connected: watch::Sender<bool>,
     pub eventloop: Mutex<Option<EventLoop>>,
-    pub stop: watch::Sender<bool>,
+    pub stop: stop::Stop,
     pub task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The connections that carry the service's wills.
     wills: tokio::sync::Mutex<Vec<WillHolder>>,
@@ -327,7 +328,7 @@ impl MqttBus {
                 }),
                 connected: watch::channel(false).0,
                 eventloop: Mutex::new(Some(eventloop)),
-                stop: watch::channel(false).0,
+                stop: stop::Stop::default(),
                 task: Mutex::new(None),
                 wills: tokio::sync::Mutex::new(Vec::new()),
                 will_routes: Mutex::new(Vec::new()),
@@ -802,7 +803,7 @@ impl MqttBus {
             // The DISCONNECT is sent by the task; then it is told to stop.
             let grace = deadline.min(Duration::from_secs(2));
             if tokio::time::timeout(grace, &mut task).await.is_err() {
-                self.inner.stop.send_replace(true);
+                self.inner.stop.stop();
                 if tokio::time::timeout(Duration::from_secs(1), &mut task)
                     .await
                     .is_err()
