@@ -99,7 +99,7 @@ impl Request {
     pub fn param(&self, name: &str) -> Option<&str> {
         let text = &self.inner.text;
         self.inner
-            .params
+            .params()
             .iter()
             .find(|pair| pair.name.get(text) == name.as_bytes())
             .map(|pair| pair.value.str(text))
@@ -114,7 +114,7 @@ impl Request {
     pub fn params(&self) -> impl Iterator<Item = (&str, &str)> {
         let text = &self.inner.text;
         self.inner
-            .params
+            .params()
             .iter()
             .map(move |pair| (pair.name.str(text), pair.value.str(text)))
     }
@@ -128,7 +128,7 @@ impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
         let text = &self.inner.text;
         self.inner
-            .headers
+            .headers()
             .iter()
             .find(|pair| pair.name.get(text).eq_ignore_ascii_case(name.as_bytes()))
             .and_then(|pair| std::str::from_utf8(pair.value.get(text)).ok())
@@ -143,7 +143,7 @@ impl Request {
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
         let text = &self.inner.text;
         self.inner
-            .headers
+            .headers()
             .iter()
             .map(move |pair| (pair.name.str(text), pair.value.get(text)))
     }
@@ -313,8 +313,13 @@ impl RequestBuilder {
                 method: self.method,
                 path: self.path,
                 query: self.query,
-                params: self.params.into(),
-                headers: self.headers.into(),
+                params: u32::try_from(self.params.len()).unwrap_or(u32::MAX),
+                pairs: self
+                    .params
+                    .into_iter()
+                    .chain(self.headers)
+                    .collect::<Vec<_>>()
+                    .into(),
                 body: self.body.into(),
             },
         }

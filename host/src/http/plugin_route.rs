@@ -107,18 +107,18 @@ fn ffi_request(
     let method = FfiSpan::push(&mut text, method.as_bytes());
     let path = FfiSpan::push(&mut text, path.as_bytes());
     let query = FfiSpan::push(&mut text, query.as_bytes());
-    let params: Vec<FfiPair> = params
+    let mut pairs = Vec::with_capacity(params.len() + parts.headers.len());
+    let named = params
         .iter()
-        .map(|(name, value)| FfiPair {
-            name: FfiSpan::push(&mut text, name.as_bytes()),
-            value: FfiSpan::push(&mut text, value.as_bytes()),
-        })
-        .collect();
-    let mut headers = Vec::with_capacity(parts.headers.len());
-    for (name, value) in &parts.headers {
-        headers.push(FfiPair {
-            name: FfiSpan::push(&mut text, name.as_str().as_bytes()),
-            value: FfiSpan::push(&mut text, value.as_bytes()),
+        .map(|(name, value)| (name.as_bytes(), value.as_bytes()));
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()));
+    for (name, value) in named.chain(headers) {
+        pairs.push(FfiPair {
+            name: FfiSpan::push(&mut text, name),
+            value: FfiSpan::push(&mut text, value),
         });
     }
     FfiRequest {
@@ -126,8 +126,8 @@ fn ffi_request(
         method,
         path,
         query,
-        params: params.into(),
-        headers: headers.into(),
+        pairs: pairs.into(),
+        params: u32::try_from(params.len()).unwrap_or(u32::MAX),
         body: RVec::from(Vec::from(body)),
     }
 }

@@ -69,11 +69,48 @@ pub struct FfiRequest {
     pub path: FfiSpan,
     /// The raw query string, without `?`.
     pub query: FfiSpan,
-    /// Path parameters captured by `{name}` segments, in route order.
-    pub params: RVec<FfiPair>,
-    /// Headers as (lower-case name, raw value), in the order received.
-    pub headers: RVec<FfiPair>,
+    /// The path parameters captured by `{name}` segments, in route order, then the headers
+    /// as (lower-case name, raw value), in the order received: one array for both, so a
+    /// request with parameters costs no allocation more than one without.
+    pub pairs: RVec<FfiPair>,
+    /// How many of `pairs` are path parameters.
+    pub params: u32,
     pub body: RVec<u8>,
+}
+
+impl FfiRequest {
+    /// The path parameters: the first [`params`](FfiRequest::params) of `pairs`.
+    pub fn params(&self) -> &[FfiPair] {
+        let count = (self.params as usize).min(self.pairs.len());
+        &self.pairs[..count]
+    }
+
+    /// The headers: the rest of `pairs`.
+    ///
+    /// ```
+    /// use plugin_abi::{FfiPair, FfiRequest, FfiSpan};
+    /// let mut text = Vec::new();
+    /// let mut pair = |n: &str, v: &str| FfiPair {
+    ///     name: FfiSpan::push(&mut text, n.as_bytes()),
+    ///     value: FfiSpan::push(&mut text, v.as_bytes()),
+    /// };
+    /// let pairs = vec![pair("id", "7"), pair("host", "x"), pair("accept", "*/*")];
+    /// let request = FfiRequest {
+    ///     text: text.into(),
+    ///     method: FfiSpan::default(),
+    ///     path: FfiSpan::default(),
+    ///     query: FfiSpan::default(),
+    ///     pairs: pairs.into(),
+    ///     params: 1,
+    ///     body: Vec::new().into(),
+    /// };
+    /// assert_eq!((request.params().len(), request.headers().len()), (1, 2));
+    /// assert_eq!(request.headers()[0].value.str(&request.text), "x");
+    /// ```
+    pub fn headers(&self) -> &[FfiPair] {
+        let count = (self.params as usize).min(self.pairs.len());
+        &self.pairs[count..]
+    }
 }
 
 /// A complete HTTP response from a plugin route.

@@ -152,22 +152,24 @@ impl TestRequest {
             name: FfiSpan::push(&mut text, name),
             value: FfiSpan::push(&mut text, value),
         };
-        let params: Vec<FfiPair> = params
+        let params_pairs = params
             .iter()
-            .map(|(name, value)| pair(name.as_bytes(), value.as_bytes()))
-            .collect();
-        let headers: Vec<FfiPair> = self
+            .map(|(name, value)| (name.as_bytes(), value.as_bytes()));
+        let header_pairs = self
             .headers
             .iter()
-            .map(|(name, value)| pair(name.as_bytes(), value))
+            .map(|(name, value)| (name.as_bytes(), value.as_slice()));
+        let pairs: Vec<FfiPair> = params_pairs
+            .chain(header_pairs)
+            .map(|(name, value)| pair(name, value))
             .collect();
         FfiRequest {
             text: text.into(),
             method,
             path,
             query,
-            params: params.into(),
-            headers: headers.into(),
+            pairs: pairs.into(),
+            params: u32::try_from(params.len()).unwrap_or(u32::MAX),
             body: self.body.into(),
         }
     }
