@@ -5,11 +5,12 @@
 //! - `--stack`: behind tower-http's CORS layer and axum-prometheus' metrics layer, the stack
 //!   a user would put in front of the same routes;
 //! - `--amqp EXCHANGE`: also a bare lapin consumer of `EXCHANGE` (row 3a's, its counters at
-//!   `GET /{name}/bench/stats` as the bench plugin's) and a publisher connection; with `--amqp-share QUEUE` and `--work N` as well, instead a bare lapin consumer of the
-//!   named quorum queue `QUEUE` of a shared subscription (declared as the host declares a
-//!   group's, bound to `EXCHANGE`) doing `N` rounds of fixed work per message, its counters
-//!   at `GET /{name}/bench/stats` and `POST /{name}/bench/reset` and its gate at
-//!   `POST /{name}/bench/gate?closed=0|1`, as the bench plugin's;
+//!   `GET /{name}/bench/stats` and `/bench/count` as the bench plugin's) and a publisher
+//!   connection; with `--amqp-share QUEUE` and `--work N` as well, instead a bare lapin
+//!   consumer of the named quorum queue `QUEUE` of a shared subscription (declared as the
+//!   host declares a group's, bound to `EXCHANGE`) doing `N` rounds of fixed work per
+//!   message, its counters at `GET /{name}/bench/stats` and `POST /{name}/bench/reset` and
+//!   its gate at `POST /{name}/bench/gate?closed=0|1`, as the bench plugin's;
 //! - `--mqtt PORT`: a bare rumqttc subscriber to `bench/bare/#` on the Mosquitto at
 //!   127.0.0.1:PORT, its counters at the same routes; with `--mqtt-share GROUP` and
 //!   `--work N` as well, a QoS 1 subscriber to `$share/GROUP/bench/shared/GROUP/#` doing `N`

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use abi_stable::std_types::{RResult, RVec};
 use axum::{
-    body::{Body, Bytes, HttpBody},
+    body::{Body, Bytes},
     extract::Request,
     http::{HeaderName, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
@@ -34,14 +34,9 @@ pub async fn serve(route: Arc<PluginRoute>, request: Request) -> Response {
         Ok(pairs) => pairs,
         Err(bad) => return bad.into_response(),
     };
-    // Most requests (GET) have no body: no reading future for them.
-    let body = if body.is_end_stream() {
-        Bytes::new()
-    } else {
-        match super::body::read(body).await {
-            Ok(bytes) => bytes,
-            Err(refused) => return refused,
-        }
+    let body = match super::body::read(body).await {
+        Ok(bytes) => bytes,
+        Err(refused) => return refused,
     };
     let request = ffi_request(&parts, params, body);
     let outcome = plugin_abi::panics::catch_future(route.entry.handler.handle(request)).await;

@@ -11,9 +11,10 @@
 //!   with `--bench-work N` a fixed amount of work per message (`shared_work::spin`): the
 //!   shared-subscription rows;
 //! - `GET /bench/stats`, `GET /bench/count` (only the count and the last receive time, as
-//!   the bare baselines serve it: what the callgrind scripts poll, so that the stats' sort of
-//!   the latency samples is not counted as the host's), `POST /bench/reset`, `POST /bench/gate?closed=0|1`,
-//!   `POST /bench/publish?n=&exchange=&declare=0|1`: counters and publish-with-confirms runs;
+//!   the bare baselines serve it: what the callgrind scripts poll, so that the stats' sort
+//!   of the latency samples is not counted as the host's), `POST /bench/reset`,
+//!   `POST /bench/gate?closed=0|1`, `POST /bench/publish?n=&exchange=&declare=0|1`:
+//!   counters and publish-with-confirms runs;
 //!   `POST /bench/mqtt-publish?n=`: `n` QoS 1 publishes to `bench/pub`, each awaited.
 
 use std::{
