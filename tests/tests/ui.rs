@@ -117,6 +117,15 @@ fn publish(host: &Host, routing: &str, message: Value) {
 /// subscription) and an MQTT topic (a message recorded by the history plugin, and a host
 /// subscription to it as a filter).
 fn hostile_names(host: &Host, broker: &Mosquitto) {
+    // A message published before history-plugin's AMQP queue is bound would be dropped by
+    // the exchange: wait until the queue has received one of the device's events first.
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            history_delivered(&overview(host)) >= 1.0
+        }),
+        "history-plugin's AMQP subscription received nothing: {}",
+        overview(host)
+    );
     publish(host, HOSTILE, json!({"data": {"x[degC]": 1.5}}));
     let rt = runtime();
     let peer = rt.block_on(Peer::connect(broker.port, &[]));
@@ -137,10 +146,16 @@ fn hostile_names(host: &Host, broker: &Mosquitto) {
     }
     let recorded = wait_until(Duration::from_secs(10), || {
         let keys: Value = host.get("/history/keys").json().unwrap_or_default();
-        keys.as_array()
-            .is_some_and(|k| k.iter().any(|k| k == HOSTILE_TOPIC))
+        keys.as_array().is_some_and(|k| {
+            [HOSTILE, HOSTILE_TOPIC]
+                .iter()
+                .all(|h| k.iter().any(|k| k == h))
+        })
     });
-    assert!(recorded, "the hostile topic was not recorded");
+    assert!(
+        recorded,
+        "the hostile routing key or topic was not recorded"
+    );
 }
 
 /// What the first render shows: plugins, plots, hostile names as text, the channels, no
