@@ -649,16 +649,16 @@ impl brewblox_host::bus::Sink for PanickySink {
         _routing_key: &str,
         body: bytes::Bytes,
         _: brewblox_host::eventbus::Redelivery,
-    ) -> futures::future::BoxFuture<'static, brewblox_host::eventbus::Delivered> {
+    ) -> brewblox_host::eventbus::Delivery {
         let tx = self.0.clone();
         let body = body.to_vec();
-        Box::pin(async move {
+        brewblox_host::eventbus::Delivery::Boxed(Box::pin(async move {
             if body == b"boom" {
                 panic!("handler exploded");
             }
             tx.send(body)
                 .map_err(|e| brewblox_host::eventbus::DeliveryError::Failed(e.to_string()))
-        })
+        }))
     }
 }
 

@@ -6,11 +6,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use brewblox_host::eventbus::{Delivered, DeliveryError, Redelivery, Sink, Subscription};
+use brewblox_host::eventbus::{Delivery, DeliveryError, Redelivery, Sink, Subscription};
 use brewblox_host::metrics::bus::BusMetrics;
 use brewblox_host::mqtt::{MqttBus, MqttConfig, MqttError, MqttState, Protocol, Will};
 use bytes::Bytes;
-use futures::future::BoxFuture;
 use integration_tests::mqtt::{rumqttc::QoS, Mosquitto, Peer};
 use tokio::sync::{mpsc, Semaphore};
 
@@ -37,13 +36,7 @@ struct MqttMessage {
 struct Forward(mpsc::UnboundedSender<MqttMessage>);
 
 impl Sink for Forward {
-    fn deliver(
-        &self,
-        _: &Subscription,
-        topic: &str,
-        payload: Bytes,
-        _: Redelivery,
-    ) -> BoxFuture<'static, Delivered> {
+    fn deliver(&self, _: &Subscription, topic: &str, payload: Bytes, _: Redelivery) -> Delivery {
         let m = MqttMessage {
             topic: topic.to_owned(),
             payload,
@@ -52,13 +45,13 @@ impl Sink for Forward {
             panic!("handler panics on purpose");
         }
         let tx = self.0.clone();
-        Box::pin(async move {
+        Delivery::Boxed(Box::pin(async move {
             if &m.payload[..] == b"fail" {
                 return Err(DeliveryError::Failed("handler fails on purpose".into()));
             }
             let _ = tx.send(m);
             Ok(())
-        })
+        }))
     }
 }
 
@@ -274,15 +267,9 @@ struct Slow {
 }
 
 impl Sink for Slow {
-    fn deliver(
-        &self,
-        _: &Subscription,
-        _: &str,
-        payload: Bytes,
-        _: Redelivery,
-    ) -> BoxFuture<'static, Delivered> {
+    fn deliver(&self, _: &Subscription, _: &str, payload: Bytes, _: Redelivery) -> Delivery {
         let (gate, got) = (self.gate.clone(), self.got.clone());
-        Box::pin(async move {
+        Delivery::Boxed(Box::pin(async move {
             let _permit = gate
                 .acquire()
                 .await
@@ -291,7 +278,7 @@ impl Sink for Slow {
                 .unwrap()
                 .push(String::from_utf8_lossy(&payload).into());
             Ok(())
-        })
+        }))
     }
 }
 

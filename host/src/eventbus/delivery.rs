@@ -12,9 +12,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use plugin_abi::panics;
-use tokio::sync::mpsc;
 
 use super::outcome::{Delivered, DeliveryError};
+use super::queue::QueueReceiver;
 use super::sink::Redelivery;
 use super::subscription::{Subscription, Transport};
 use crate::metrics::bus::Dropped;
@@ -44,7 +44,8 @@ pub(crate) async fn handle(
     // A panic is described on one line, with its location, and logged once: below.
     let panicked = |report| Err(DeliveryError::Panicked(format!("handler {report}")));
     let outcome = match panics::catch(|| sink.deliver(sub, topic, payload, redelivery)) {
-        Ok(future) => panics::catch_future(future).await.unwrap_or_else(panicked),
+        // Its polls contain a panic of the handler's future themselves.
+        Ok(delivery) => delivery.await,
         Err(report) => panicked(report),
     };
     match &outcome {
@@ -71,21 +72,40 @@ fn log_failure(sub: &Subscription, topic: &str, err: &DeliveryError) {
 }
 
 /// One message waiting in a subscription's queue, with how its transport settles it once
-/// handled (`S`: `()` where the client acknowledged on receipt). The topic and payload are
-/// shared between every subscription the message matched.
+/// handled (`S`: `()` where the client acknowledged on receipt). The payload is shared
+/// between every subscription the message matched, and so is the topic when more than one
+/// did.
 pub(crate) struct Queued<S = ()> {
-    pub topic: std::sync::Arc<str>,
+    pub topic: Topic,
     pub payload: Bytes,
     /// The broker sent it before (MQTT `dup`).
     pub redelivered: bool,
     pub settle: S,
 }
 
+/// A queued message's topic: the one the client received, when one subscription took the
+/// message (most often), or a copy shared by every subscription that did.
+pub(crate) enum Topic {
+    Own(String),
+    Shared(std::sync::Arc<str>),
+}
+
+impl std::ops::Deref for Topic {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            Topic::Own(topic) => topic,
+            Topic::Shared(topic) => topic,
+        }
+    }
+}
+
 /// Hands the queued messages to `sub`'s sink one at a time, in order, until the queue closes
 /// or the subscription is cancelled: the consumer of a transport whose broker pushes
 /// without flow control (MQTT), whose queue bounds what the host holds. A message left in
 /// the queue at a cancel is dropped unsettled.
-pub(crate) async fn consume<S: Settle>(sub: Subscription, mut queue: mpsc::Receiver<Queued<S>>) {
+pub(crate) async fn consume<S: Settle>(sub: Subscription, mut queue: QueueReceiver<Queued<S>>) {
     let _serving = sub.serve().await;
     while let Some(message) = queue.recv().await {
         if sub.is_cancelled() {

@@ -9,7 +9,8 @@
 //! - [`sink`]: the [`Sink`] trait a subscription hands its messages to;
 //! - [`delivery`]: one message's trip into its sink (panic containment, metrics, the failure
 //!   log line, the transport's acknowledgement after the handler) and the in-order consumer
-//!   of a bounded queue;
+//!   of a subscription's queue;
+//! - [`queue`]: that bounded queue (MQTT's, whose broker pushes without flow control);
 //! - [`outcome`]: how a delivery ended ([`DeliveryError`]), said in a type, never in words;
 //! - [`error`]: the [`ErrorKind`] every transport error sorts into, which the plugin bridge
 //!   and `/_debug` act on.
@@ -24,10 +25,11 @@
 pub mod delivery;
 pub mod error;
 pub mod outcome;
+pub mod queue;
 pub mod sink;
 pub mod subscription;
 
 pub use error::{ErrorKind, EventbusError};
 pub use outcome::{Delivered, DeliveryError};
-pub use sink::{Redelivery, Sink};
+pub use sink::{Delivery, Redelivery, Sink};
 pub use subscription::{Subscription, SubscriptionState, Transport};

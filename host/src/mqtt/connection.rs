@@ -10,20 +10,21 @@
 //! [`crate::broker_list`]'s.
 
 use crate::metrics::bus::Dropped;
+use bytes::Bytes;
 use std::{sync::Arc, time::Duration};
 
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS,
     SubscribeReasonCode, Transport,
 };
-use tokio::sync::mpsc::error::TrySendError;
 
-use super::ack::PendingAck;
+use super::ack::{Ack, PendingAck};
 use super::tls::TlsError;
 use super::{config::MqttConfig, tls, topic, MqttError, MqttState, Session, Shared, State};
 use crate::broker_list::{Address, Brokers};
-use crate::eventbus::delivery::Queued;
-use crate::eventbus::SubscriptionState;
+use crate::eventbus::delivery::{Queued, Topic};
+use crate::eventbus::queue::{QueueSender, TrySendError};
+use crate::eventbus::{Subscription, SubscriptionState};
 
 /// Requests (publishes, subscriptions) the client holds before the event loop takes them.
 const REQUEST_CAPACITY: usize = 1024;
@@ -411,40 +412,60 @@ fn dispatch(shared: &Shared, publish: rumqttc::Publish) {
         ack.send();
         return;
     }
+    // Each matching subscription is queued once the next is found, so that the last one
+    // takes the received topic itself and only the others share a copy.
     let mut shared_topic: Option<std::sync::Arc<str>> = None;
-    for (sub, queue) in matching() {
-        let message = Queued {
-            topic: shared_topic.get_or_insert_with(|| topic.into()).clone(),
-            payload: publish.payload.clone(),
-            redelivered: publish.dup,
-            settle: ack.clone(),
-        };
-        let full = match queue.try_send(message) {
-            Ok(()) => continue,
-            Err(TrySendError::Full(message)) => Some(message),
-            Err(TrySendError::Closed(message)) => {
-                // Its consumer ended (cancelled): not handled here.
-                if let Some(ack) = &message.settle {
-                    ack.abandon();
-                }
-                None
-            }
-        };
-        if let Some(message) = full {
+    let mut previous: Option<&(Subscription, QueueSender<Queued<Ack>>)> = None;
+    for matched in matching() {
+        if let Some((sub, queue)) = previous.replace(matched) {
+            let topic = shared_topic.get_or_insert_with(|| topic.into()).clone();
+            let message = (Topic::Shared(topic), &publish.payload, publish.dup);
+            enqueue(shared, sub, queue, message, &ack);
+        }
+    }
+    if let Some((sub, queue)) = previous {
+        let message = (Topic::Own(publish.topic), &publish.payload, publish.dup);
+        enqueue(shared, sub, queue, message, &ack);
+    }
+}
+
+/// Queues one message for `sub`, or counts and logs it dropped when its queue is full.
+fn enqueue(
+    shared: &Shared,
+    sub: &Subscription,
+    queue: &QueueSender<Queued<Ack>>,
+    (topic, payload, redelivered): (Topic, &Bytes, bool),
+    ack: &Ack,
+) {
+    let message = Queued {
+        topic,
+        payload: payload.clone(),
+        redelivered,
+        settle: ack.clone(),
+    };
+    let full = match queue.try_send(message) {
+        Ok(()) => return,
+        Err(TrySendError::Full(message)) => message,
+        Err(TrySendError::Closed(message)) => {
+            // Its consumer ended (cancelled): not handled here.
             if let Some(ack) = &message.settle {
                 ack.abandon();
             }
-            sub.metrics().dropped(Dropped::QueueFull);
-            let dropped = sub.count_dropped();
-            if dropped % 1000 == 0 {
-                tracing::warn!(
-                    target: "brewblox_host::mqtt",
-                    "MQTT subscription {sub} is behind ({} queued); {} message(s) dropped",
-                    shared.cfg.queue_size,
-                    dropped + 1
-                );
-            }
+            return;
         }
+    };
+    if let Some(ack) = &full.settle {
+        ack.abandon();
+    }
+    sub.metrics().dropped(Dropped::QueueFull);
+    let dropped = sub.count_dropped();
+    if dropped.is_multiple_of(1000) {
+        tracing::warn!(
+            target: "brewblox_host::mqtt",
+            "MQTT subscription {sub} is behind ({} queued); {} message(s) dropped",
+            shared.cfg.queue_size,
+            dropped + 1
+        );
     }
 }
 

@@ -26,10 +26,10 @@ use std::sync::{
 };
 
 use bytes::Bytes;
-use futures::{future::BoxFuture, FutureExt};
+use futures::FutureExt;
 
 use super::{subscription, MqttBus, MqttError, QoS, Session};
-use crate::eventbus::{Delivered, DeliveryError, Redelivery, Sink, Subscription};
+use crate::eventbus::{Delivery, DeliveryError, Redelivery, Sink, Subscription};
 use crate::sync::Unpoisoned;
 
 /// How many times a message looks for a live lease before it is given up (a lease is
@@ -100,9 +100,9 @@ impl Sink for LeaseSink {
         topic: &str,
         payload: Bytes,
         redelivery: Redelivery,
-    ) -> BoxFuture<'static, Delivered> {
+    ) -> Delivery {
         let (leases, topic) = (self.0.clone(), topic.to_owned());
-        async move {
+        let delivered = async move {
             for _ in 0..PICKS {
                 let Some(lease) = leases.current() else { break };
                 let busy = lease.serve().await;
@@ -118,8 +118,8 @@ impl Sink for LeaseSink {
             Err(DeliveryError::Failed(
                 "no generation holds the durable subscription any more".into(),
             ))
-        }
-        .boxed()
+        };
+        Delivery::Boxed(delivered.boxed())
     }
 
     fn owner(&self) -> Option<&str> {
@@ -299,15 +299,9 @@ mod tests {
     struct Recording(&'static str, Arc<Mutex<Vec<String>>>);
 
     impl Sink for Recording {
-        fn deliver(
-            &self,
-            _: &Subscription,
-            topic: &str,
-            _: Bytes,
-            _: Redelivery,
-        ) -> BoxFuture<'static, Delivered> {
+        fn deliver(&self, _: &Subscription, topic: &str, _: Bytes, _: Redelivery) -> Delivery {
             self.1.locked().push(format!("{}:{topic}", self.0));
-            Box::pin(async { Ok(()) })
+            Delivery::Ready(Some(Ok(())))
         }
     }
 

@@ -54,7 +54,7 @@ use std::{
 pub use rumqttc::QoS;
 use rumqttc::{AsyncClient, EventLoop};
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 pub use config::{MqttConfig, ParseProtocolError, Protocol, Will};
 pub use tls::TlsError;
@@ -63,6 +63,7 @@ pub use will::WillHealth;
 use will::{WillHolder, WillRoute};
 
 use crate::eventbus::delivery::{self, Queued};
+use crate::eventbus::queue::{self, QueueSender};
 use crate::eventbus::{ErrorKind, EventbusError, Sink, Subscription, SubscriptionState};
 use crate::metrics::bus::BusMetrics;
 use crate::sync::Unpoisoned;
@@ -195,7 +196,7 @@ pub(crate) struct State {
     pub status: MqttState,
     pub reconnects: u64,
     pub last_error: Option<String>,
-    pub subs: Vec<(Subscription, mpsc::Sender<Queued<Ack>>)>,
+    pub subs: Vec<(Subscription, QueueSender<Queued<Ack>>)>,
     /// Publishes handed to the client, in the order the event loop sends them.
     pub sending: VecDeque<(QoS, Waiter)>,
     /// QoS 1 publishes sent, by packet id, waiting for their PUBACK.
@@ -619,7 +620,7 @@ impl MqttBus {
         let metrics = self.inner.metrics.clone();
         let extension = subscription::Mqtt { qos, leases };
         let sub = subscription::new(id, filter, extension, sink, metrics, on_cancel);
-        let (tx, rx) = mpsc::channel(self.inner.cfg.queue_size.max(1));
+        let (tx, rx) = queue::bounded(self.inner.cfg.queue_size);
         let mut state = self.inner.lock();
         if state.stopping {
             drop(state);

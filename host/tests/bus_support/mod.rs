@@ -14,8 +14,7 @@ pub use brewblox_host::metrics::bus::BusMetrics;
 
 pub mod amqp;
 pub use amqp::*;
-use brewblox_host::eventbus::{Delivered, DeliveryError, Redelivery};
-use futures::future::BoxFuture;
+use brewblox_host::eventbus::{Delivery, DeliveryError, Redelivery};
 use tokio::sync::mpsc;
 
 /// Config for tests: loopback broker, fast reconnects, a connection name we can find.
@@ -151,7 +150,7 @@ impl Sink for ChanSink {
         routing_key: &str,
         body: bytes::Bytes,
         _: Redelivery,
-    ) -> BoxFuture<'static, Delivered> {
+    ) -> Delivery {
         let got = Got {
             sub: sub.to_string(),
             routing_key: routing_key.to_string(),
@@ -161,7 +160,7 @@ impl Sink for ChanSink {
         let delay = self.delay;
         let json = self.json;
         let started = self.started.clone();
-        Box::pin(async move {
+        Delivery::Boxed(Box::pin(async move {
             if json {
                 serde_json::from_slice::<serde_json::Value>(&got.body)
                     .map_err(|e| DeliveryError::Failed(e.to_string()))?;
@@ -174,6 +173,6 @@ impl Sink for ChanSink {
             }
             tx.send(got)
                 .map_err(|_| DeliveryError::Failed("test receiver gone".into()))
-        })
+        }))
     }
 }

@@ -46,7 +46,12 @@ mod types;
 /// per-character checks of names (control characters, noncharacters) have nothing to find.
 /// One pass over the bytes, where those checks decode characters; they run on every publish.
 pub(crate) fn printable_ascii(text: &str) -> bool {
-    text.bytes().all(|b| (b' '..=b'~').contains(&b))
+    text.bytes().all(printable_byte)
+}
+
+/// Whether `b` is printable ASCII (`' '..='~'`).
+pub(crate) fn printable_byte(b: u8) -> bool {
+    (b' '..=b'~').contains(&b)
 }
 
 pub use args::{Arg, ArgKind};

@@ -51,7 +51,79 @@ pub fn is_refused_char(c: char) -> bool {
         || code & 0xFFFE == 0xFFFE
 }
 
-fn check_common(kind: &str, text: &str) -> Result<(), TopicError> {
+/// What one pass over a name's bytes found: it runs on every publish, and three passes
+/// (printable, separators, wildcards) cost three times its length.
+struct Scanned {
+    /// Printable ASCII only (`' '..='~'`): the per-character checks have nothing to find.
+    printable: bool,
+    separators: usize,
+    wildcard: bool,
+}
+
+fn scan(text: &str) -> Scanned {
+    let bytes = text.as_bytes();
+    let mut found = Scanned {
+        printable: true,
+        separators: 0,
+        wildcard: false,
+    };
+    // Eight bytes at a time, as one `u64` each (the compiler's own vectorising of the byte
+    // loop widened every byte to a counter and cost more than the loop for a short topic).
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let Ok(chunk) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let word = u64::from_le_bytes(chunk);
+        found.printable &= swar::all_in(word, b' ', b'~');
+        found.separators += swar::count_equal(word, b'/') as usize;
+        found.wildcard |= swar::equal_bytes(word, b'+') | swar::equal_bytes(word, b'#') != 0;
+    }
+    for &b in chunks.remainder() {
+        found.printable &= crate::printable_byte(b);
+        found.separators += usize::from(b == b'/');
+        found.wildcard |= b == b'+' || b == b'#';
+    }
+    found
+}
+
+/// Byte-wise tests on the eight bytes of a `u64` at once.
+mod swar {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const ONES: u64 = 0x0101_0101_0101_0101;
+
+    /// The high bit of each byte of `word` that is zero, and no other bit.
+    fn zero_bytes(word: u64) -> u64 {
+        !(((word & LOW7) + LOW7) | word | LOW7)
+    }
+
+    /// The high bit of each byte of `word` that is `byte`.
+    pub(super) fn equal_bytes(word: u64, byte: u8) -> u64 {
+        zero_bytes(word ^ (ONES * u64::from(byte)))
+    }
+
+    /// How many bytes of `word` are `byte`: the ones at the bottom of each such byte, summed
+    /// into the top byte by one multiplication (no byte's sum passes 8).
+    pub(super) fn count_equal(word: u64, byte: u8) -> u32 {
+        ((equal_bytes(word, byte) >> 7).wrapping_mul(ONES) >> 56) as u32
+    }
+
+    /// Whether every byte of `word` lies in `low..=high` (both below 0x80).
+    pub(super) fn all_in(word: u64, low: u8, high: u8) -> bool {
+        // A byte with its high bit set is outside; for the others, adding `0x7f - high`
+        // sets the high bit exactly when the byte is above `high`, and adding `0x80 - low`
+        // sets it exactly when the byte is at least `low`. No byte carries into the next:
+        // each sum stays below 0x100.
+        let high_bit = !LOW7;
+        let seven = word & LOW7;
+        let above = (seven + ONES * u64::from(0x7f - high)) & high_bit;
+        let at_least_low = (seven + ONES * u64::from(0x80 - low)) & high_bit;
+        word & high_bit == 0 && above == 0 && at_least_low == high_bit
+    }
+}
+
+/// The rules of topics and filters alike; says whether `text` holds a wildcard character.
+fn check_common(kind: &str, text: &str) -> Result<bool, TopicError> {
     if text.is_empty() {
         return Err(TopicError(format!("MQTT {kind} is empty")));
     }
@@ -61,8 +133,8 @@ fn check_common(kind: &str, text: &str) -> Result<(), TopicError> {
             text.len()
         )));
     }
-    let ascii = crate::printable_ascii(text);
-    if let Some(c) = (!ascii)
+    let scanned = scan(text);
+    if let Some(c) = (!scanned.printable)
         .then(|| text.chars().find(|&c| is_refused_char(c)))
         .flatten()
     {
@@ -78,16 +150,15 @@ fn check_common(kind: &str, text: &str) -> Result<(), TopicError> {
             shown(text)
         )));
     }
-    let separators = text.bytes().filter(|&b| b == b'/').count();
-    if separators > MAX_TOPIC_SEPARATORS {
+    if scanned.separators > MAX_TOPIC_SEPARATORS {
         return Err(TopicError(format!(
             "MQTT {kind} '{}' has {} levels; brokers accept at most {}",
             shown(text),
-            separators + 1,
+            scanned.separators + 1,
             MAX_TOPIC_SEPARATORS + 1
         )));
     }
-    Ok(())
+    Ok(scanned.wildcard)
 }
 
 /// A topic a message can be published to: the common rules, and no wildcards.
@@ -99,9 +170,7 @@ fn check_common(kind: &str, text: &str) -> Result<(), TopicError> {
 /// assert!(validate_topic("x/\u{2}").is_err());
 /// ```
 pub fn validate_topic(topic: &str) -> Result<(), TopicError> {
-    check_common("topic", topic)?;
-    // Bytes, not `contains(['+', '#'])`: a char-set search decodes every character.
-    if topic.bytes().any(|b| b == b'+' || b == b'#') {
+    if check_common("topic", topic)? {
         return Err(TopicError(format!(
             "MQTT topic '{}' contains a wildcard ('+' or '#'); wildcards are for subscriptions",
             shown(topic)
@@ -120,7 +189,9 @@ pub fn validate_topic(topic: &str) -> Result<(), TopicError> {
 /// assert!(validate_filter("x/\u{ffff}").is_err());
 /// ```
 pub fn validate_filter(filter: &str) -> Result<(), TopicError> {
-    check_common("topic filter", filter)?;
+    if !check_common("topic filter", filter)? {
+        return Ok(());
+    }
     let levels: Vec<&str> = filter.split('/').collect();
     for (index, level) in levels.iter().enumerate() {
         let wild = level.contains(['+', '#']);
@@ -152,19 +223,83 @@ pub fn matches(filter: &str, topic: &str) -> bool {
     if topic.starts_with('$') && filter.starts_with(['+', '#']) {
         return false;
     }
-    // Split as bytes: `str::split` with a char pattern searches with memchr, which for
-    // levels of a few bytes costs several times this (it runs for every message and every
-    // subscription).
-    let mut topic_levels = topic.as_bytes().split(|&b| b == b'/');
-    for level in filter.as_bytes().split(|&b| b == b'/') {
-        match (level, topic_levels.next()) {
-            (b"#", _) => return true,
-            (b"+", Some(_)) => {}
-            (expected, Some(actual)) if expected == actual => {}
-            _ => return false,
+    matches_levels(filter.as_bytes(), topic.as_bytes())
+}
+
+/// The level-by-level match of a valid filter and topic, in one pass over both: it runs for
+/// every message and every subscription, and splitting both into levels first cost several
+/// times this (each split searched for the next `/` before a byte was compared).
+///
+/// The bytes both begin with are compared eight at a time first: a common prefix matches
+/// whatever wildcards it holds (a `+` level there stands for the same level of the topic,
+/// a `#` ends the filter), so the levels are walked from the start of the level where the
+/// two first differ.
+fn matches_levels(filter: &[u8], topic: &[u8]) -> bool {
+    let same = common_prefix(filter, topic);
+    let level = filter[..same]
+        .iter()
+        .rposition(|&b| b == b'/')
+        .map_or(0, |slash| slash + 1);
+    let (mut f, mut t) = (level, level);
+    loop {
+        // Here `f` and `t` are at the start of a level of each.
+        match &filter[f..] {
+            // A multi-level wildcard is the filter's last level, and matches the rest.
+            [b'#'] => return true,
+            // A single-level wildcard takes the topic's level, whatever it holds.
+            [b'+', rest @ ..] if rest.first().is_none_or(|&b| b == b'/') => {
+                f += 1;
+                while t < topic.len() && topic[t] != b'/' {
+                    t += 1;
+                }
+            }
+            // A plain level: the same bytes, up to the same end of level.
+            _ => {
+                while f < filter.len() && filter[f] != b'/' {
+                    if topic.get(t) != Some(&filter[f]) {
+                        return false;
+                    }
+                    f += 1;
+                    t += 1;
+                }
+                if t < topic.len() && topic[t] != b'/' {
+                    return false;
+                }
+            }
+        }
+        // Each is now at its end or at a `/`.
+        match (f == filter.len(), t == topic.len()) {
+            (true, true) => return true,
+            (true, false) => return false,
+            // `a/b/#` matches `a/b` itself.
+            (false, true) => return &filter[f..] == b"/#",
+            (false, false) => {
+                f += 1;
+                t += 1;
+            }
         }
     }
-    topic_levels.next().is_none()
+}
+
+/// How many bytes `a` and `b` begin with in common.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let len = a.len().min(b.len());
+    let mut same = 0;
+    for (x, y) in a[..len].chunks_exact(8).zip(b[..len].chunks_exact(8)) {
+        let (Ok(x), Ok(y)) = (<[u8; 8]>::try_from(x), <[u8; 8]>::try_from(y)) else {
+            break;
+        };
+        let differ = u64::from_le_bytes(x) ^ u64::from_le_bytes(y);
+        if differ != 0 {
+            return same + (differ.trailing_zeros() / 8) as usize;
+        }
+        same += 8;
+    }
+    same + a[same..len]
+        .iter()
+        .zip(&b[same..len])
+        .take_while(|(x, y)| x == y)
+        .count()
 }
 
 /// A topic for an error message: at most 200 characters, control characters escaped.
@@ -212,6 +347,95 @@ mod tests {
         for (filter, topic) in no {
             assert!(!matches(filter, topic), "{filter} should not match {topic}");
         }
+    }
+
+    /// The matcher's definition, level by level as the MQTT standard says it: the one-pass
+    /// [`matches_levels`] must agree with it.
+    fn matches_by_split(filter: &str, topic: &str) -> bool {
+        let mut topic_levels = topic.split('/');
+        for level in filter.split('/') {
+            match (level, topic_levels.next()) {
+                ("#", _) => return true,
+                ("+", Some(_)) => {}
+                (expected, Some(actual)) if expected == actual => {}
+                _ => return false,
+            }
+        }
+        topic_levels.next().is_none()
+    }
+
+    /// The eight-at-a-time scan finds what a byte at a time finds, for every byte value in
+    /// every position of a word and of the remainder.
+    #[test]
+    fn the_scan_agrees_with_a_byte_at_a_time() {
+        let base = *b"ab/cd/ef/gh";
+        for at in 0..base.len() {
+            for byte in 0..=255u8 {
+                let mut bytes = base;
+                bytes[at] = byte;
+                let Ok(text) = std::str::from_utf8(&bytes) else {
+                    continue;
+                };
+                let found = scan(text);
+                let printable = bytes.iter().all(|&b| (b' '..=b'~').contains(&b));
+                let separators = bytes.iter().filter(|&&b| b == b'/').count();
+                let wildcard = bytes.iter().any(|&b| b == b'+' || b == b'#');
+                assert_eq!(found.printable, printable, "{byte:#x} at {at}");
+                assert_eq!(found.separators, separators, "{byte:#x} at {at}");
+                assert_eq!(found.wildcard, wildcard, "{byte:#x} at {at}");
+            }
+        }
+        assert!(!scan("brewcast/state/é-svc").printable);
+        assert!(scan("brewcast/state/svc-1").printable);
+    }
+
+    #[test]
+    fn the_common_prefix_is_counted_to_the_byte() {
+        let text = b"brewcast/history/fermenter-1";
+        for len in 0..=text.len() {
+            let mut other = text[..len].to_vec();
+            assert_eq!(common_prefix(text, &other), len);
+            other.push(b'?');
+            assert_eq!(common_prefix(&other, text), len, "{len}");
+        }
+    }
+
+    /// Every valid filter of up to four levels over a small alphabet against every topic of
+    /// up to four levels over the same: the one-pass matcher agrees with the definition.
+    #[test]
+    fn one_pass_matching_agrees_with_level_by_level_matching() {
+        let levels = ["", "a", "b", "ab", "ba"];
+        let mut topics = vec![String::new()];
+        for depth in 0..3 {
+            let longer: Vec<String> = topics
+                .iter()
+                .filter(|t| t.matches('/').count() == depth)
+                .flat_map(|t| levels.iter().map(move |l| format!("{t}/{l}")))
+                .collect();
+            topics.extend(longer);
+        }
+        topics.extend(levels.iter().skip(1).map(|l| (*l).to_owned()));
+        let mut filters: Vec<String> = topics.clone();
+        for topic in &topics {
+            filters.push(format!("{topic}/#"));
+            filters.push(topic.replacen('a', "+", 1));
+            filters.push(topic.replace("ab", "+"));
+        }
+        filters.push("#".to_owned());
+        filters.retain(|f| validate_filter(f).is_ok());
+        topics.retain(|t| validate_topic(t).is_ok());
+        let mut compared = 0;
+        for filter in &filters {
+            for topic in &topics {
+                assert_eq!(
+                    matches_levels(filter.as_bytes(), topic.as_bytes()),
+                    matches_by_split(filter, topic),
+                    "{filter:?} against {topic:?}"
+                );
+                compared += 1;
+            }
+        }
+        assert!(compared > 10_000, "{compared} pairs compared");
     }
 
     #[test]

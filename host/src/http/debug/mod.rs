@@ -16,7 +16,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
-use futures::{future::BoxFuture, FutureExt};
+use futures::future::BoxFuture;
 use schemars::JsonSchema;
 use serde_json::Value;
 
@@ -27,7 +27,7 @@ use super::{
 };
 use crate::bus::EventBus;
 use crate::eventbus::{
-    Delivered, DeliveryError, ErrorKind, EventbusError, Redelivery, Sink, Subscription, Transport,
+    Delivery, DeliveryError, ErrorKind, EventbusError, Redelivery, Sink, Subscription, Transport,
 };
 use crate::mqtt::MqttBus;
 pub use amqp::{PublishRequest, SubscribeRequest};
@@ -219,13 +219,7 @@ fn log_sink() -> Arc<dyn Sink> {
 struct LogSink;
 
 impl Sink for LogSink {
-    fn deliver(
-        &self,
-        sub: &Subscription,
-        topic: &str,
-        payload: Bytes,
-        _: Redelivery,
-    ) -> BoxFuture<'static, Delivered> {
+    fn deliver(&self, sub: &Subscription, topic: &str, payload: Bytes, _: Redelivery) -> Delivery {
         let result = match sub.transport() {
             Transport::Amqp => match serde_json::from_slice::<Value>(&payload) {
                 Ok(message) => {
@@ -246,6 +240,6 @@ impl Sink for LogSink {
                 Ok(())
             }
         };
-        async move { result }.boxed()
+        Delivery::Ready(Some(result))
     }
 }

@@ -24,10 +24,10 @@ use abi_stable::{
 };
 use async_ffi::FfiFuture;
 use bytes::Bytes;
-use futures::{future::BoxFuture, FutureExt};
+use futures::future::BoxFuture;
 use plugin_abi::{
-    error_code, FfiError, FfiFailure, FfiMessage, HostSubscription, HostSubscriptionArc,
-    HostSubscription_TO, MessageHandlerBox,
+    error_code, FfiError, FfiMessage, HostSubscription, HostSubscriptionArc, HostSubscription_TO,
+    MessageHandlerBox,
 };
 use tokio::runtime::Handle;
 
@@ -36,8 +36,7 @@ pub(crate) use in_runtime::InRuntime;
 pub use mqtt::{MqttBridge, MQTT_NOT_IN_USE};
 
 use crate::eventbus::{
-    Delivered, DeliveryError, ErrorKind, EventbusError, Redelivery, Sink, Subscription,
-    SubscriptionState,
+    Delivery, ErrorKind, EventbusError, Redelivery, Sink, Subscription, SubscriptionState,
 };
 use crate::sync::Unpoisoned;
 
@@ -165,7 +164,7 @@ impl Sink for PluginSink {
         topic: &str,
         payload: Bytes,
         redelivery: Redelivery,
-    ) -> BoxFuture<'static, Delivered> {
+    ) -> Delivery {
         let handle = self
             .handle
             .get_or_init(|| host_subscription(&self.plugin, &self.bus, sub.clone()));
@@ -175,27 +174,18 @@ impl Sink for PluginSink {
             redelivered: redelivery.redelivered,
             delivery_count: redelivery.count.into(),
         };
-        let delivery = self.handler.on_message(
+        let future = self.handler.on_message(
             HostSubscription_TO::from_sabi(handle.obj.shallow_clone()),
             message,
         );
-        handled(self.plugin.clone(), delivery).boxed()
+        Delivery::Plugin {
+            plugin: self.plugin.clone(),
+            future,
+        }
     }
 
     fn owner(&self) -> Option<&str> {
         Some(&self.plugin)
-    }
-}
-
-/// A plugin handler's answer to one message, a panic in it contained, errors naming the
-/// plugin.
-async fn handled(plugin: Arc<str>, delivery: FfiFuture<RResult<(), FfiFailure>>) -> Delivered {
-    match plugin_abi::panics::catch_future(delivery).await {
-        Ok(RResult::ROk(())) => Ok(()),
-        Ok(RResult::RErr(failure)) => Err(DeliveryError::from_plugin(&plugin, failure)),
-        Err(report) => Err(DeliveryError::Panicked(format!(
-            "plugin {plugin}: handler {report}"
-        ))),
     }
 }
 
