@@ -22,6 +22,7 @@ pub fn main() -> ExitCode {
     // process with the default action.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_start(crate::plugins::bridge::mark_host_runtime_thread)
         .build()
     {
         Ok(runtime) => runtime,

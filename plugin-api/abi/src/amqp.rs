@@ -51,6 +51,10 @@ pub fn name_problem(value: &str) -> Option<String> {
 /// assert!(exchange_type("headers").is_err());
 /// ```
 pub fn exchange_type(text: &str) -> Result<usize, FfiError> {
+    // The SDK sends the name as written in the list: found without trimming or case folding.
+    if let Some(index) = EXCHANGE_TYPES.iter().position(|kind| *kind == text) {
+        return Ok(index);
+    }
     let name = text.trim();
     EXCHANGE_TYPES
         .iter()

@@ -40,13 +40,15 @@ pub mod panics;
 mod plugin;
 pub mod routes;
 pub mod sharing;
+mod swar;
 mod types;
 
 /// Whether `text` is printable ASCII only (`' '..='~'`): the usual name, for which the
 /// per-character checks of names (control characters, noncharacters) have nothing to find.
 /// One pass over the bytes, where those checks decode characters; they run on every publish.
 pub(crate) fn printable_ascii(text: &str) -> bool {
-    text.bytes().all(printable_byte)
+    let (mut words, rest) = swar::words(text.as_bytes());
+    words.all(|word| swar::all_in(word, b' ', b'~')) && rest.iter().all(|&b| printable_byte(b))
 }
 
 /// Whether `b` is printable ASCII (`' '..='~'`).

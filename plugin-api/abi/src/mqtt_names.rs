@@ -24,6 +24,8 @@
 
 use std::fmt;
 
+use crate::swar;
+
 /// The longest topic or filter in bytes: MQTT strings carry a two-byte length.
 pub const MAX_TOPIC_BYTES: usize = 65535;
 
@@ -61,65 +63,23 @@ struct Scanned {
 }
 
 fn scan(text: &str) -> Scanned {
-    let bytes = text.as_bytes();
     let mut found = Scanned {
         printable: true,
         separators: 0,
         wildcard: false,
     };
-    // Eight bytes at a time, as one `u64` each (the compiler's own vectorising of the byte
-    // loop widened every byte to a counter and cost more than the loop for a short topic).
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let Ok(chunk) = <[u8; 8]>::try_from(chunk) else {
-            break;
-        };
-        let word = u64::from_le_bytes(chunk);
+    let (words, rest) = swar::words(text.as_bytes());
+    for word in words {
         found.printable &= swar::all_in(word, b' ', b'~');
         found.separators += swar::count_equal(word, b'/') as usize;
         found.wildcard |= swar::equal_bytes(word, b'+') | swar::equal_bytes(word, b'#') != 0;
     }
-    for &b in chunks.remainder() {
+    for &b in rest {
         found.printable &= crate::printable_byte(b);
         found.separators += usize::from(b == b'/');
         found.wildcard |= b == b'+' || b == b'#';
     }
     found
-}
-
-/// Byte-wise tests on the eight bytes of a `u64` at once.
-mod swar {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    const ONES: u64 = 0x0101_0101_0101_0101;
-
-    /// The high bit of each byte of `word` that is zero, and no other bit.
-    fn zero_bytes(word: u64) -> u64 {
-        !(((word & LOW7) + LOW7) | word | LOW7)
-    }
-
-    /// The high bit of each byte of `word` that is `byte`.
-    pub(super) fn equal_bytes(word: u64, byte: u8) -> u64 {
-        zero_bytes(word ^ (ONES * u64::from(byte)))
-    }
-
-    /// How many bytes of `word` are `byte`: the ones at the bottom of each such byte, summed
-    /// into the top byte by one multiplication (no byte's sum passes 8).
-    pub(super) fn count_equal(word: u64, byte: u8) -> u32 {
-        ((equal_bytes(word, byte) >> 7).wrapping_mul(ONES) >> 56) as u32
-    }
-
-    /// Whether every byte of `word` lies in `low..=high` (both below 0x80).
-    pub(super) fn all_in(word: u64, low: u8, high: u8) -> bool {
-        // A byte with its high bit set is outside; for the others, adding `0x7f - high`
-        // sets the high bit exactly when the byte is above `high`, and adding `0x80 - low`
-        // sets it exactly when the byte is at least `low`. No byte carries into the next:
-        // each sum stays below 0x100.
-        let high_bit = !LOW7;
-        let seven = word & LOW7;
-        let above = (seven + ONES * u64::from(0x7f - high)) & high_bit;
-        let at_least_low = (seven + ONES * u64::from(0x80 - low)) & high_bit;
-        word & high_bit == 0 && above == 0 && at_least_low == high_bit
-    }
 }
 
 /// The rules of topics and filters alike; says whether `text` holds a wildcard character.

@@ -1,6 +1,7 @@
 //! Polling a host future from whatever thread a plugin polls on.
 
 use std::{
+    cell::Cell,
     future::Future,
     pin::Pin,
     sync::{
@@ -12,7 +13,27 @@ use std::{
 
 use futures::task::AtomicWaker;
 use pin_project_lite::pin_project;
-use tokio::runtime::Handle;
+use tokio::runtime::{EnterGuard, Handle};
+
+thread_local! {
+    /// Whether this thread is one of the host runtime's own (see [`mark_host_runtime_thread`]).
+    static HOST_RUNTIME_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the calling thread as one of the host runtime's, a worker or a blocking thread, on
+/// which that runtime's context is current for the thread's whole life: an [`InRuntime`]
+/// polled there (a plugin's task runs on the host's workers) need not enter it again, which
+/// cost a handle clone and two thread-local swaps at every poll. For the host runtime
+/// builder's `on_thread_start`; the host builds that one runtime, so the handle an
+/// `InRuntime` holds is the one already current on a marked thread.
+pub(crate) fn mark_host_runtime_thread() {
+    HOST_RUNTIME_THREAD.with(|marked| marked.set(true));
+}
+
+/// Enters `handle`'s runtime unless the calling thread is one of the host runtime's.
+fn enter(handle: &Handle) -> Option<EnterGuard<'_>> {
+    (!HOST_RUNTIME_THREAD.with(Cell::get)).then(|| handle.enter())
+}
 
 pin_project! {
     /// A host future polled (and dropped) with the host runtime entered, whatever thread polls it:
@@ -34,12 +55,14 @@ pin_project! {
         #[pin]
         fut: Option<F>,
         bridge: Arc<WakerBridge>,
+        // The inner future's waker, made once from `bridge` rather than at every poll.
+        waker: Waker,
     }
 
     impl<F: Future> PinnedDrop for InRuntime<F> {
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
-            let _enter = this.handle.enter();
+            let _enter = enter(this.handle);
             this.fut.set(None);
         }
     }
@@ -47,13 +70,15 @@ pin_project! {
 
 impl<F: Future> InRuntime<F> {
     pub(crate) fn new(handle: Handle, fut: F) -> Self {
+        let bridge = Arc::new(WakerBridge {
+            caller: AtomicWaker::new(),
+            woken: AtomicBool::new(false),
+        });
         InRuntime {
             handle,
             fut: Some(fut),
-            bridge: Arc::new(WakerBridge {
-                caller: AtomicWaker::new(),
-                woken: AtomicBool::new(false),
-            }),
+            waker: Waker::from(Arc::clone(&bridge)),
+            bridge,
         }
     }
 }
@@ -85,10 +110,9 @@ impl<F: Future> Future for InRuntime<F> {
     /// `woken` says it came, and the caller is woken at once.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let _enter = this.handle.enter();
+        let _enter = enter(this.handle);
         this.bridge.woken.store(false, Ordering::SeqCst);
-        let waker = Waker::from(Arc::clone(this.bridge));
-        let mut inner = Context::from_waker(&waker);
+        let mut inner = Context::from_waker(this.waker);
         let Some(fut) = this.fut.as_pin_mut() else {
             return Poll::Pending;
         };
@@ -154,6 +178,31 @@ mod tests {
         tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
+    }
+
+    /// Threads of a runtime built with the mark are marked, others are not, and a timer
+    /// polled through an `InRuntime` on a marked thread finds the runtime current.
+    #[test]
+    fn only_the_marked_runtime_threads_skip_entering() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .on_thread_start(mark_host_runtime_thread)
+            .enable_all()
+            .build()
+            .unwrap();
+        let handle = rt.handle().clone();
+        let answer = rt.block_on(rt.spawn(async move {
+            let marked = HOST_RUNTIME_THREAD.with(Cell::get);
+            let timer = async {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                5
+            };
+            (marked, InRuntime::new(handle, timer).await)
+        }));
+        assert_eq!(answer.unwrap(), (true, 5));
+        let elsewhere = std::thread::spawn(|| HOST_RUNTIME_THREAD.with(Cell::get));
+        assert!(!elsewhere.join().unwrap());
+        assert!(enter(rt.handle()).is_some(), "an unmarked thread enters");
     }
 
     #[test]

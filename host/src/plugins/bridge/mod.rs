@@ -32,7 +32,7 @@ use plugin_abi::{
 use tokio::runtime::Handle;
 
 pub use amqp::{BusBridge, AMQP_NOT_IN_USE};
-pub(crate) use in_runtime::InRuntime;
+pub(crate) use in_runtime::{mark_host_runtime_thread, InRuntime};
 pub use mqtt::{MqttBridge, MQTT_NOT_IN_USE};
 
 use crate::eventbus::{
