@@ -122,6 +122,18 @@ async fn wildcards_order_and_both_qos() {
     for i in 0..200 {
         assert_eq!(next(&mut parent).await.payload, i.to_string());
     }
+
+    // A message both filters match reaches both subscriptions, each with its topic (the
+    // last takes the received topic, the other a copy).
+    bus.publish("t/a/x", "both", QoS::AtMostOnce, false)
+        .await
+        .unwrap();
+    for got in [next(&mut parent).await, next(&mut plus).await] {
+        assert_eq!(
+            (got.topic.as_str(), &got.payload[..]),
+            ("t/a/x", &b"both"[..])
+        );
+    }
     let h = bus.health().connection;
     assert_eq!(h.state, MqttState::Connected);
     assert_eq!(h.subscriptions.len(), 2);
