@@ -45,15 +45,23 @@ mod types;
 
 /// Whether `text` is printable ASCII only (`' '..='~'`): the usual name, for which the
 /// per-character checks of names (control characters, noncharacters) have nothing to find.
-/// One pass over the bytes, where those checks decode characters; they run on every publish.
+/// Eight bytes at a time, where those checks decode characters; they run on every publish.
 pub(crate) fn printable_ascii(text: &str) -> bool {
     let (mut words, rest) = swar::words(text.as_bytes());
-    words.all(|word| swar::all_in(word, b' ', b'~')) && rest.iter().all(|&b| printable_byte(b))
+    words.all(printable_word) && rest.iter().all(|&b| printable_byte(b))
 }
 
-/// Whether `b` is printable ASCII (`' '..='~'`).
+/// The printable ASCII range, `' '..='~'`.
+const PRINTABLE: (u8, u8) = (b' ', b'~');
+
+/// Whether `b` is printable ASCII.
 pub(crate) fn printable_byte(b: u8) -> bool {
-    (b' '..=b'~').contains(&b)
+    (PRINTABLE.0..=PRINTABLE.1).contains(&b)
+}
+
+/// Whether the eight bytes of `word` (see [`swar::words`]) are all printable ASCII.
+pub(crate) fn printable_word(word: u64) -> bool {
+    swar::all_in(word, PRINTABLE.0, PRINTABLE.1)
 }
 
 pub use args::{Arg, ArgKind};

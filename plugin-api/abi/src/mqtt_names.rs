@@ -70,7 +70,7 @@ fn scan(text: &str) -> Scanned {
     };
     let (words, rest) = swar::words(text.as_bytes());
     for word in words {
-        found.printable &= swar::all_in(word, b' ', b'~');
+        found.printable &= crate::printable_word(word);
         found.separators += swar::count_equal(word, b'/') as usize;
         found.wildcard |= swar::equal_bytes(word, b'+') | swar::equal_bytes(word, b'#') != 0;
     }
@@ -244,13 +244,13 @@ fn matches_levels(filter: &[u8], topic: &[u8]) -> bool {
 /// How many bytes `a` and `b` begin with in common.
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     let len = a.len().min(b.len());
+    let (a_words, _) = swar::words(&a[..len]);
+    let (b_words, _) = swar::words(&b[..len]);
     let mut same = 0;
-    for (x, y) in a[..len].chunks_exact(8).zip(b[..len].chunks_exact(8)) {
-        let (Ok(x), Ok(y)) = (<[u8; 8]>::try_from(x), <[u8; 8]>::try_from(y)) else {
-            break;
-        };
-        let differ = u64::from_le_bytes(x) ^ u64::from_le_bytes(y);
+    for (x, y) in a_words.zip(b_words) {
+        let differ = x ^ y;
         if differ != 0 {
+            // Little-endian words: the lowest set bit is in the first differing byte.
             return same + (differ.trailing_zeros() / 8) as usize;
         }
         same += 8;

@@ -81,8 +81,7 @@ pub struct FfiRequest {
 impl FfiRequest {
     /// The path parameters: the first [`params`](FfiRequest::params) of `pairs`.
     pub fn params(&self) -> &[FfiPair] {
-        let count = (self.params as usize).min(self.pairs.len());
-        &self.pairs[..count]
+        self.split().0
     }
 
     /// The headers: the rest of `pairs`.
@@ -108,8 +107,14 @@ impl FfiRequest {
     /// assert_eq!(request.headers()[0].value.str(&request.text), "x");
     /// ```
     pub fn headers(&self) -> &[FfiPair] {
-        let count = (self.params as usize).min(self.pairs.len());
-        &self.pairs[count..]
+        self.split().1
+    }
+
+    /// `pairs` split after the parameters (a count past the end, from a careless sender,
+    /// makes every pair a parameter).
+    fn split(&self) -> (&[FfiPair], &[FfiPair]) {
+        self.pairs
+            .split_at((self.params as usize).min(self.pairs.len()))
     }
 }
 
