@@ -120,7 +120,7 @@ pub mod __private {
     }
 
     pub extern "C" fn declare_args<P: Plugin>() -> RResult<RString, RString> {
-        let result = runtime::guard_sync(|| serde_json::to_string(&P::args()))
+        let result = runtime::guard_describe(|| serde_json::to_string(&P::args()))
             .and_then(|json| json.map_err(|err| err.to_string()));
         match result {
             Ok(json) => RResult::ROk(json.into()),

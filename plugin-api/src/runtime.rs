@@ -3,9 +3,9 @@
 //!
 //! A cdylib links its own copy of tokio with its own thread-locals, so the host's runtime is
 //! invisible here: `tokio::time::sleep` or `tokio::spawn` would panic with "no reactor
-//! running". Every future the SDK hands to the host is wrapped in [`Guarded`], which enters
-//! this plugin's runtime around each poll (timers and spawns then work) and turns a panic into
-//! an error value, so no panic ever unwinds into the host.
+//! running". Every future the SDK hands to the host is wrapped in [`Guarded`], which has this
+//! plugin's runtime entered for each poll (timers and spawns then work; see [`enter`]) and
+//! turns a panic into an error value, so no panic ever unwinds into the host.
 
 use std::{
     future::Future,
@@ -33,13 +33,61 @@ pub(crate) fn use_caller_runtime() {
     ON_CALLER_RUNTIME.store(true, Ordering::Relaxed);
 }
 
-/// Enters the plugin's runtime, unless the test kit said not to. One relaxed load: it is
-/// on the path of every poll.
+/// How the calling thread has the plugin's runtime entered for a guarded poll.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    /// Not looked at yet on this thread.
+    Unknown,
+    /// Entered for the thread's life: the thread had no runtime context of this library's
+    /// tokio when first looked at (a host thread: the host's tokio is another copy, with
+    /// thread-locals of its own).
+    ForLife,
+    /// Entered around each poll: the thread is one of a runtime of this library (the
+    /// plugin's own workers), whose own context must come back after the poll.
+    PerPoll,
+}
+
+thread_local! {
+    static ENTRY: std::cell::Cell<Entry> = const { std::cell::Cell::new(Entry::Unknown) };
+}
+
+/// Enters the plugin's runtime for a guarded poll or drop, unless the test kit said not to.
+///
+/// On the path of every poll, so a host thread enters once, for good: the guard is kept
+/// (leaked) at the bottom of the thread's context, where no other guard is below it to be
+/// dropped out of order, and later polls cost a thread-local read instead of a handle clone
+/// and two context swaps. The runtime is a static that lives as long as the process (the
+/// host never unloads a plugin), so the handle a thread keeps never outlives it.
 fn enter() -> Option<tokio::runtime::EnterGuard<'static>> {
     if ON_CALLER_RUNTIME.load(Ordering::Relaxed) {
         None
     } else {
-        Some(runtime().enter())
+        enter_private()
+    }
+}
+
+/// [`enter`]'s work: the plugin's own runtime, entered for the thread's life or for one poll.
+fn enter_private() -> Option<tokio::runtime::EnterGuard<'static>> {
+    match ENTRY.with(std::cell::Cell::get) {
+        Entry::ForLife => None,
+        Entry::PerPoll => Some(runtime().enter()),
+        Entry::Unknown => {
+            let per_poll = tokio::runtime::Handle::try_current().is_ok();
+            ENTRY.with(|entry| {
+                entry.set(if per_poll {
+                    Entry::PerPoll
+                } else {
+                    Entry::ForLife
+                })
+            });
+            let guard = runtime().enter();
+            if per_poll {
+                Some(guard)
+            } else {
+                std::mem::forget(guard);
+                None
+            }
+        }
     }
 }
 
@@ -48,7 +96,7 @@ pub(crate) fn set_plugin_name(name: &str) {
     let _ = PLUGIN_NAME.set(name.to_owned());
 }
 
-/// The plugin's runtime, created on first use.
+/// The plugin's runtime, created on first use: at `create`, or at the first guarded poll.
 ///
 /// One worker thread: a current-thread runtime would not drive timers unless someone blocked
 /// on it, and the host, not this runtime, polls most plugin futures.
@@ -65,6 +113,16 @@ pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
             .build()
             .unwrap_or_else(|err| panic!("cannot start the plugin's tokio runtime: {err}"))
     })
+}
+
+/// Runs `f` without starting the plugin's runtime, turning a panic into `Err`: for what
+/// only describes the plugin (its arguments), which the host asks for before it creates the
+/// plugin. The runtime then starts at creation, once the plugin's name is known to name its
+/// threads, and a host that refuses the library (a duplicate name, bad arguments) never
+/// starts it.
+pub(crate) fn guard_describe<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    panics::install_hook();
+    panics::catch(f)
 }
 
 /// Runs `f` inside the plugin runtime, turning a panic into `Err`.
@@ -162,4 +220,52 @@ where
     E: FromPanic + 'static,
 {
     async_ffi::FfiFuture::new(Guarded::new(fut))
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+
+    use super::*;
+
+    fn current_flavor() -> Option<RuntimeFlavor> {
+        Handle::try_current().ok().map(|h| h.runtime_flavor())
+    }
+
+    #[test]
+    fn a_thread_of_no_runtime_keeps_the_plugin_runtime_entered() {
+        std::thread::spawn(|| {
+            assert_eq!(current_flavor(), None);
+            assert!(
+                enter_private().is_none(),
+                "entered for good, no guard to drop"
+            );
+            // The plugin's runtime (multi-thread) stays current after the poll …
+            assert_eq!(current_flavor(), Some(RuntimeFlavor::MultiThread));
+            // … and later polls find it so.
+            assert!(enter_private().is_none());
+            assert_eq!(current_flavor(), Some(RuntimeFlavor::MultiThread));
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_thread_inside_another_runtime_gets_that_runtime_back_after_each_poll() {
+        std::thread::spawn(|| {
+            let other = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let _other = other.enter();
+            for _ in 0..2 {
+                let guard = enter_private();
+                assert!(guard.is_some(), "entered for the poll only");
+                assert_eq!(current_flavor(), Some(RuntimeFlavor::MultiThread));
+                drop(guard);
+                assert_eq!(current_flavor(), Some(RuntimeFlavor::CurrentThread));
+            }
+        })
+        .join()
+        .unwrap();
+    }
 }

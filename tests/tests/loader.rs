@@ -155,6 +155,31 @@ fn other_files_are_ignored_and_plugins_load_in_name_order() {
     assert!(host.stop().success());
 }
 
+/// The names of the host's threads, as `ps -L` shows them.
+fn thread_names(pid: u32) -> Vec<String> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .filter_map(|task| fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_owned())
+        .collect()
+}
+
+#[test]
+fn each_plugins_runtime_thread_carries_the_plugins_name() {
+    let dir = PluginDir::new();
+    dir.add_as("hello-plugin", "10-hello.so");
+    dir.add_as("peer-plugin", "20-peer.so");
+    let mut host = Host::builder(dir.path()).start();
+    let names = thread_names(host.pid());
+    // The kernel keeps 15 bytes of a thread's name.
+    for expected in ["hello-plugin-rt", "peer-plugin-rt"] {
+        assert!(names.iter().any(|n| n == expected), "{expected}: {names:?}");
+    }
+    // Named before the plugin's name was known, a runtime's thread would be `plugin-rt`.
+    assert!(!names.iter().any(|n| n == "plugin-rt"), "{names:?}");
+    assert!(host.stop().success());
+}
+
 #[test]
 fn a_symlink_to_a_loaded_plugin_is_loaded_once() {
     let dir = PluginDir::new();

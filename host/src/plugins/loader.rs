@@ -165,7 +165,7 @@ pub mod phase {
     pub const DLOPEN: &str = "dlopen";
     /// Versions, root module and ABI fingerprint (or abi_stable's full layout check).
     pub const ABI: &str = "ABI check";
-    /// The plugin's info and its declared arguments (its runtime starts here).
+    /// The plugin's info and its declared arguments (its runtime starts later, at `create`).
     pub const DESCRIBE: &str = "info and arguments";
 }
 
