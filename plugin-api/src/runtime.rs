@@ -68,6 +68,13 @@ fn enter() -> Option<tokio::runtime::EnterGuard<'static>> {
 
 /// [`enter`]'s work: the plugin's own runtime, entered for the thread's life or for one poll.
 fn enter_private() -> Option<tokio::runtime::EnterGuard<'static>> {
+    enter_for_poll(runtime)
+}
+
+/// Enters the runtime `runtime` gives (made at its first call), as [`enter`] says.
+fn enter_for_poll(
+    runtime: impl Fn() -> &'static tokio::runtime::Runtime,
+) -> Option<tokio::runtime::EnterGuard<'static>> {
     match ENTRY.with(std::cell::Cell::get) {
         Entry::ForLife => None,
         Entry::PerPoll => Some(runtime().enter()),
@@ -230,6 +237,22 @@ mod tests {
 
     fn current_flavor() -> Option<RuntimeFlavor> {
         Handle::try_current().ok().map(|h| h.runtime_flavor())
+    }
+
+    /// A multi-thread runtime of the test's own, standing in for the plugin's: the plugin's
+    /// would install the SDK's panic hook, which changes how other tests' panics read.
+    fn plugin_runtime() -> &'static tokio::runtime::Runtime {
+        static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+        RUNTIME.get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .build()
+                .unwrap()
+        })
+    }
+
+    fn enter_private() -> Option<tokio::runtime::EnterGuard<'static>> {
+        enter_for_poll(plugin_runtime)
     }
 
     #[test]
