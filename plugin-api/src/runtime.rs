@@ -62,16 +62,12 @@ fn enter() -> Option<tokio::runtime::EnterGuard<'static>> {
     if ON_CALLER_RUNTIME.load(Ordering::Relaxed) {
         None
     } else {
-        enter_private()
+        enter_for_poll(runtime)
     }
 }
 
-/// [`enter`]'s work: the plugin's own runtime, entered for the thread's life or for one poll.
-fn enter_private() -> Option<tokio::runtime::EnterGuard<'static>> {
-    enter_for_poll(runtime)
-}
-
-/// Enters the runtime `runtime` gives (made at its first call), as [`enter`] says.
+/// [`enter`]'s work, for the runtime `runtime` gives (the plugin's, made at its first call):
+/// entered for the thread's life, or for one poll.
 fn enter_for_poll(
     runtime: impl Fn() -> &'static tokio::runtime::Runtime,
 ) -> Option<tokio::runtime::EnterGuard<'static>> {
@@ -80,20 +76,18 @@ fn enter_for_poll(
         Entry::PerPoll => Some(runtime().enter()),
         Entry::Unknown => {
             let per_poll = tokio::runtime::Handle::try_current().is_ok();
-            ENTRY.with(|entry| {
-                entry.set(if per_poll {
-                    Entry::PerPoll
-                } else {
-                    Entry::ForLife
-                })
-            });
+            let entry = if per_poll {
+                Entry::PerPoll
+            } else {
+                Entry::ForLife
+            };
+            ENTRY.with(|cell| cell.set(entry));
             let guard = runtime().enter();
             if per_poll {
-                Some(guard)
-            } else {
-                std::mem::forget(guard);
-                None
+                return Some(guard);
             }
+            std::mem::forget(guard);
+            None
         }
     }
 }
@@ -251,22 +245,18 @@ mod tests {
         })
     }
 
-    fn enter_private() -> Option<tokio::runtime::EnterGuard<'static>> {
-        enter_for_poll(plugin_runtime)
-    }
-
     #[test]
     fn a_thread_of_no_runtime_keeps_the_plugin_runtime_entered() {
         std::thread::spawn(|| {
             assert_eq!(current_flavor(), None);
             assert!(
-                enter_private().is_none(),
+                enter_for_poll(plugin_runtime).is_none(),
                 "entered for good, no guard to drop"
             );
             // The plugin's runtime (multi-thread) stays current after the poll …
             assert_eq!(current_flavor(), Some(RuntimeFlavor::MultiThread));
             // … and later polls find it so.
-            assert!(enter_private().is_none());
+            assert!(enter_for_poll(plugin_runtime).is_none());
             assert_eq!(current_flavor(), Some(RuntimeFlavor::MultiThread));
         })
         .join()
@@ -281,7 +271,7 @@ mod tests {
                 .unwrap();
             let _other = other.enter();
             for _ in 0..2 {
-                let guard = enter_private();
+                let guard = enter_for_poll(plugin_runtime);
                 assert!(guard.is_some(), "entered for the poll only");
                 assert_eq!(current_flavor(), Some(RuntimeFlavor::MultiThread));
                 drop(guard);
