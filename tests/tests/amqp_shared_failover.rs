@@ -2,7 +2,8 @@
 //! RabbitMQ cluster (`scripts/rabbitmq-cluster`, loopback only). Two instances of one service
 //! in one group, each given the three nodes (in different orders: one starts on node 1, the
 //! other on node 2), consume the group's quorum queue; a publisher on node 3 sends a steady
-//! stream of confirmed messages. Node 1 is killed: the queue keeps a majority, the instance
+//! stream of confirmed messages (from another node if need be). The node the first instance is on is killed (node 1, unless
+//! a refused first connection already moved it on): the queue keeps a majority, the instance
 //! that was on it moves to another node, both are healthy again and both consume again, and
 //! every message the broker confirmed is handled — at least once: a message handled twice
 //! (its ack lost with the node) must be flagged as a redelivery.
@@ -139,12 +140,14 @@ fn instance(
         .start()
 }
 
-/// `host` answers 200 on node `broker` (as health shows it), its subscription active.
-fn healthy_on(host: &Host, broker: &str) -> bool {
+/// The node (1..3) `host` is on while it answers 200 with its subscription active; `shown`
+/// is each node's URL as health shows it.
+fn healthy_on(host: &Host, shown: &[String; 3]) -> Option<usize> {
     let (status, health) = host.health();
-    status == 200
-        && health["eventbus"]["broker"] == broker
-        && health["eventbus"]["subscriptions"][0]["state"] == "active"
+    let active = health["eventbus"]["subscriptions"][0]["state"] == "active";
+    let broker = health["eventbus"]["broker"].as_str()?;
+    let node = shown.iter().position(|url| url == broker)? + 1;
+    (status == 200 && active).then_some(node)
 }
 
 /// What `host`'s handler got: `(n, redelivered)` of each stream message; sentinels apart.
@@ -167,7 +170,9 @@ fn a_shared_queue_survives_the_node_one_instance_uses_and_every_confirmed_messag
     let cluster = RabbitCluster::start();
     let (service, exchange, group) = (unique("svc"), unique("jobs"), unique("workers"));
     let url = |n: usize| cluster.url(n);
-    let shown = |n: usize| format!("amqp://guest:***@127.0.0.1:{}/%2f", cluster.ports[n - 1]);
+    let shown = cluster
+        .ports
+        .map(|port| format!("amqp://guest:***@127.0.0.1:{port}/%2f"));
     let plugins = PluginDir::with(&["testkit-plugin"]);
     let a = instance(
         &plugins,
@@ -183,15 +188,21 @@ fn a_shared_queue_survives_the_node_one_instance_uses_and_every_confirmed_messag
         &group,
         &[url(2), url(3), url(1)],
     );
+    // Each on the first node of its list, unless that node refused a first connection.
+    let mut a_on = None;
     assert!(
-        wait_until(SECS, || healthy_on(&a, &shown(1))
-            && healthy_on(&b, &shown(2))),
+        wait_until(SECS, || {
+            a_on = healthy_on(&a, &shown);
+            a_on.is_some() && healthy_on(&b, &shown).is_some()
+        }),
         "{:?}\n{:?}\n{}",
         a.health(),
         b.health(),
         a.stderr.text()
     );
-    let (_publisher, ch) = rt.block_on(confirm_channel(&url(3), &exchange));
+    let killed = a_on.expect("a is on a node");
+    let publisher_on = if killed == 3 { 2 } else { 3 };
+    let (_publisher, ch) = rt.block_on(confirm_channel(&url(publisher_on), &exchange));
     let stream = Stream::start(&rt, ch, &exchange);
     // The stream flows, and both take part, before the kill.
     let both = wait_until(SECS, || {
@@ -205,11 +216,9 @@ fn a_shared_queue_survives_the_node_one_instance_uses_and_every_confirmed_messag
         handled(&b).0.len()
     );
 
-    cluster.kill(1);
-    let moved = wait_until(SECS, || {
-        let on_survivor = healthy_on(&a, &shown(2)) || healthy_on(&a, &shown(3));
-        on_survivor && healthy_on(&b, &shown(2))
-    });
+    cluster.kill(killed);
+    let survives = |host: &Host| healthy_on(host, &shown).is_some_and(|node| node != killed);
+    let moved = wait_until(SECS, || survives(&a) && survives(&b));
     assert!(
         moved,
         "{:?}\n{:?}\n{}",
