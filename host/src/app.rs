@@ -18,6 +18,8 @@ pub fn main() -> ExitCode {
     if args.get(1).is_some_and(|a| a == "check") {
         return check::main(&args);
     }
+    // Before the first thread: growing it later makes every thread wait.
+    crate::fd_table::grow_while_single_threaded();
     // Signal handlers first: a SIGHUP or SIGTERM while plugins load must not kill the
     // process with the default action.
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -14,7 +14,8 @@
 //! - [`service`]: the running service, its generations of plugins and hot reload;
 //! - [`reloads`]: the record of reloads that health and the operator page show;
 //! - [`app`], [`boot`], [`check`] and [`shutdown`]: the process, what a start and a reload
-//!   read and load, `brewblox-host check`, and signals.
+//!   read and load, `brewblox-host check`, and signals; [`fd_table`]: the process's table of
+//!   open files, grown before its first thread.
 
 pub mod app;
 pub mod boot;
@@ -24,6 +25,7 @@ pub mod bus;
 pub mod check;
 pub mod cli;
 pub mod eventbus;
+pub mod fd_table;
 pub mod http;
 pub mod logging;
 pub mod metrics;

@@ -180,6 +180,39 @@ fn each_plugins_runtime_thread_carries_the_plugins_name() {
     assert!(host.stop().success());
 }
 
+/// A `/proc/PID/status` field of `pid`, as a number.
+fn status_field(pid: u32, field: &str) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let value = status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {field} in {status}"));
+    value.trim().parse().unwrap()
+}
+
+#[test]
+fn the_descriptor_table_has_room_for_many_plugins_from_the_start() {
+    // Growing the table while threads run makes them all wait: the host grows it first. Its
+    // soft limit on open files is this process's, which caps the growth.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    let expected = limit.rlim_cur.min(1024);
+    let dir = PluginDir::new();
+    dir.add("hello-plugin");
+    let mut host = Host::builder(dir.path()).start();
+    // One plugin's host holds a few dozen descriptors: a table grown only as they are opened
+    // would have 64 slots.
+    let slots = status_field(host.pid(), "FDSize");
+    assert!(slots >= expected, "{slots} slots, not {expected}");
+    assert!(host.stop().success());
+}
+
 #[test]
 fn a_symlink_to_a_loaded_plugin_is_loaded_once() {
     let dir = PluginDir::new();
