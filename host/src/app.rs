@@ -18,7 +18,7 @@ pub fn main() -> ExitCode {
     if args.get(1).is_some_and(|a| a == "check") {
         return check::main(&args);
     }
-    // Before the first thread: growing it later makes every thread wait.
+    // Before the first thread: with threads running, each growth of the table waits.
     crate::fd_table::grow_while_single_threaded();
     // Signal handlers first: a SIGHUP or SIGTERM while plugins load must not kill the
     // process with the default action.

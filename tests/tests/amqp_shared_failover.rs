@@ -1,12 +1,12 @@
 //! A shared subscription through the loss of a cluster node, against a throw-away 3-node
 //! RabbitMQ cluster (`scripts/rabbitmq-cluster`, loopback only). Two instances of one service
 //! in one group, each given the three nodes (in different orders: one starts on node 1, the
-//! other on node 2), consume the group's quorum queue; a publisher on node 3 sends a steady
-//! stream of confirmed messages (from another node if need be). The node the first instance is on is killed (node 1, unless
-//! a refused first connection already moved it on): the queue keeps a majority, the instance
-//! that was on it moves to another node, both are healthy again and both consume again, and
-//! every message the broker confirmed is handled — at least once: a message handled twice
-//! (its ack lost with the node) must be flagged as a redelivery.
+//! other on node 2), consume the group's quorum queue; a publisher on node 3 (node 2 if need
+//! be) sends a steady stream of confirmed messages. The node the first instance is on is
+//! killed (node 1, unless a refused first connection already moved it on): the queue keeps a
+//! majority, the instance that was on it moves to another node, both are healthy again and
+//! both consume again, and every message the broker confirmed is handled — at least once: a
+//! message handled twice (its ack lost with the node) must be flagged as a redelivery.
 
 use std::{
     collections::{BTreeMap, BTreeSet},

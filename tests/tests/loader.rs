@@ -192,8 +192,9 @@ fn status_field(pid: u32, field: &str) -> u64 {
 
 #[test]
 fn the_descriptor_table_has_room_for_many_plugins_from_the_start() {
-    // Growing the table while threads run makes them all wait: the host grows it first. Its
-    // soft limit on open files is this process's, which caps the growth.
+    // With threads running, each growth of the table waits for the kernel: the host grows it
+    // to 1,024 slots (`fd_table::SLOTS`) first, capped by its soft limit on open files, which
+    // is this process's.
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
