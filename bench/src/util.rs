@@ -103,6 +103,13 @@ impl PluginDir {
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
+
+    /// The folder once its files are old enough for the host to cache their copies (it
+    /// caches none of a file changed less than 2 s ago): waits at most 2.3 s.
+    pub fn settled(self) -> Self {
+        std::thread::sleep(std::time::Duration::from_millis(2_300));
+        self
+    }
 }
 
 /// A free loopback port.

@@ -58,5 +58,6 @@ pub fn main() -> ExitCode {
     let code = runtime.block_on(service::run(boot, &mut signals));
     // Plugin runtimes and abandoned hooks must not keep the process alive.
     runtime.shutdown_timeout(Duration::from_secs(1));
+    crate::plugins::copy_cache::finish_keeping(Duration::from_secs(5));
     code
 }

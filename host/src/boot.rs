@@ -108,8 +108,9 @@ pub fn prepare(args: Vec<OsString>) -> Result<Prepared, PrepareError> {
     let plugins_dir = explicit_dir
         .clone()
         .unwrap_or_else(|| cli::DEFAULT_PLUGINS.into());
-    let loaded =
-        loader::load_dir(&plugins_dir, explicit_dir.is_none()).map_err(PrepareError::Refused)?;
+    let cache_dir = cli::prescan_plugin_cache(&args);
+    let loaded = loader::load_dir(&plugins_dir, explicit_dir.is_none(), cache_dir.as_deref())
+        .map_err(PrepareError::Refused)?;
     let plugin_args = plugin_arg_specs(&loaded).map_err(PrepareError::PluginArgs)?;
     let settings =
         cli::parse(&args, &plugin_args).map_err(|err| PrepareError::Usage(err, origins))?;

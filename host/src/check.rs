@@ -49,7 +49,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
             .map(String::as_str)
             .unwrap_or(DEFAULT_PLUGINS),
     );
-    let loaded = match loader::load_dir(&dir, false) {
+    let loaded = match loader::load_dir(&dir, false, None) {
         Ok(loaded) => loaded,
         Err(errors) => {
             for err in &errors {

@@ -410,6 +410,8 @@ fn control_characters_in_a_file_name_cannot_forge_a_log_line() {
 }
 
 /// Runs the host with its own temporary folder; returns what is left in it afterwards.
+/// `RUST_BACKTRACE=full` makes whole private copies, which are never cached: the cache of
+/// copies, kept on purpose, has tests of its own (`plugin_cache.rs`).
 fn leftovers(args: &[&str], dir: &PluginDir, stop: bool) -> Vec<String> {
     let tmp = tempfile::tempdir().unwrap();
     let builder = Host::builder(dir.path())

@@ -227,6 +227,14 @@ pub struct Settings {
         help = "Folder of plugin libraries (*.so) to load"
     )]
     pub plugins: PathBuf,
+    /// Read before the parser exists ([`prescan_plugin_cache`]): here for its help text, its
+    /// variable and its place among the names a plugin argument must not take.
+    #[arg(
+        long,
+        value_name = "DIR|off",
+        help = "Folder where private copies of unchanged plugins are kept for the next start, or `off` [$XDG_RUNTIME_DIR/brewblox-host, else brewblox-host-UID in the temporary folder]"
+    )]
+    pub plugin_cache: Option<PathBuf>,
     #[arg(
         long,
         default_value_t = DEFAULT_MAX_BODY_SIZE,
@@ -385,20 +393,40 @@ impl Settings {
 
 /// Finds `--plugins` before the full parser exists (it decides which arguments exist).
 pub fn prescan_plugins(args: &[OsString]) -> Option<PathBuf> {
+    prescan(args, "plugins").map(PathBuf::from)
+}
+
+/// Finds `--plugin-cache` before the full parser exists (the plugins are loaded first): the
+/// folder where private copies of plugins are kept for the next start, or `None` for `off`.
+pub fn prescan_plugin_cache(args: &[OsString]) -> Option<PathBuf> {
+    match prescan(args, "plugin-cache") {
+        None => Some(crate::plugins::copy_cache::default_dir()),
+        Some(value) if value == "off" => None,
+        Some(value) => Some(PathBuf::from(value)),
+    }
+}
+
+/// The value of the last `--<long> VALUE` or `--<long>=VALUE` before `--`, else of the
+/// option's variable.
+fn prescan(args: &[OsString], long: &str) -> Option<OsString> {
+    let flag = format!("--{long}");
     let mut iter = args.iter().skip(1);
     let mut found = None;
     while let Some(arg) = iter.next() {
-        let text = arg.to_string_lossy();
-        if text == "--" {
+        let bytes = arg.as_encoded_bytes();
+        if bytes == b"--" {
             break;
         }
-        if text == "--plugins" {
-            found = iter.next().map(PathBuf::from);
-        } else if let Some(value) = text.strip_prefix("--plugins=") {
-            found = Some(PathBuf::from(value));
+        if bytes == flag.as_bytes() {
+            found = iter.next().cloned();
+        } else if let Some(value) = bytes
+            .strip_prefix(flag.as_bytes())
+            .and_then(|rest| rest.strip_prefix(b"="))
+        {
+            found = Some(<OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(value).to_owned());
         }
     }
-    found.or_else(|| std::env::var_os("BREWBLOX_PLUGINS").map(PathBuf::from))
+    found.or_else(|| std::env::var_os(env_name(long)))
 }
 
 /// Whether `--debug` is on before parsing (for how much detail load errors show).
@@ -878,6 +906,25 @@ mod tests {
             prescan_plugins(&args(&["--plugins=y"])),
             Some(PathBuf::from("y"))
         );
+        assert_eq!(
+            prescan_plugins(&args(&[
+                "--plugin-cache=z",
+                "--plugins",
+                "x",
+                "--",
+                "--plugins=y"
+            ])),
+            Some(PathBuf::from("x"))
+        );
+    }
+
+    #[test]
+    fn prescan_finds_the_plugin_cache_or_off() {
+        assert_eq!(
+            prescan_plugin_cache(&args(&["--plugin-cache", "c", "--plugins=p"])),
+            Some(PathBuf::from("c"))
+        );
+        assert_eq!(prescan_plugin_cache(&args(&["--plugin-cache=off"])), None);
     }
 
     #[test]

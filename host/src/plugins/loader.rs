@@ -10,7 +10,8 @@
 //! (SIGBUS). With private copies the plugins folder can be changed freely while the host
 //! runs (`cp`, `mv`, `rm`); the new files serve after a reload. A copy is deleted as soon as
 //! it is loaded (the mapping stays valid), so no copy outlives the process, whatever way it
-//! ends.
+//! ends; unless the copies are cached ([`copy_cache`]), in which case a copy of a file that
+//! has not changed since is kept for the next start, read-only, and mapped from there.
 //!
 //! The copy holds only what the dynamic loader maps (the ELF header and the bytes its
 //! program headers cover): a release build with `debug = 1` is ~13 MiB, of which ~1 MiB is
@@ -23,12 +24,14 @@ use std::{
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     sync::atomic::{AtomicUsize, Ordering},
+    time::SystemTime,
 };
 
 use abi_stable::library::{lib_header_from_raw_library, LibraryError, RawLibrary, RootModule};
 use plugin_abi::{Arg, PluginModRef, ABI_FINGERPRINT, ABI_FINGERPRINT_SYMBOL};
 use tempfile::TempDir;
 
+use super::copy_cache::{self, CopyCache};
 use super::{elf_check, permissions, version};
 use crate::names;
 use crate::phases::Phases;
@@ -178,7 +181,66 @@ pub struct LoadedSet {
     pub skipped: Vec<Skipped>,
     /// Where the loading time went ([`phase`]).
     pub phases: Phases,
+    /// What the cache of private copies gave, or why it was not used.
+    pub cache: CacheReport,
     _private: Option<TempDir>,
+}
+
+/// What the cache of private copies did for one load.
+#[derive(Debug, Default)]
+pub struct CacheReport {
+    /// Copies mapped from the cache.
+    pub found: usize,
+    /// New copies to be kept in the cache for the next start (once flushed to disk, on a
+    /// thread of their own: [`CopyCache::keep_in_background`]).
+    pub kept: usize,
+    /// Why the cache folder asked for was not used (the copies were private, as without
+    /// one): reported as a warning.
+    pub unusable: Option<String>,
+}
+
+impl fmt::Display for CacheReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} copies from the cache, {} new ones kept",
+            self.found, self.kept
+        )
+    }
+}
+
+/// How the private copies of one load are made.
+struct Copying<'a> {
+    /// Where copies that are not cached are written (each deleted once mapped).
+    private_dir: &'a Path,
+    /// Whole copies (`RUST_BACKTRACE=full`): never cached.
+    whole: bool,
+    cache: Option<&'a CopyCache>,
+    /// The plugins folder, symlinks resolved: the files' paths in the cache's keys.
+    resolved_dir: PathBuf,
+    /// When the load began: what a file's last change is compared with.
+    now: SystemTime,
+}
+
+/// What one loading thread took from and gave to the cache.
+#[derive(Default)]
+struct CacheUse {
+    /// The entries used, found or to be stored: [`CopyCache::tidy`] keeps them.
+    used: Vec<copy_cache::Key>,
+    found: usize,
+    /// New copies, mapped, to be stored as entries.
+    pending: Vec<copy_cache::Pending>,
+    /// Why a copy that was to be cached could not be.
+    unusable: Option<String>,
+}
+
+impl CacheUse {
+    fn merge(&mut self, other: CacheUse) {
+        self.used.extend(other.used);
+        self.found += other.found;
+        self.pending.extend(other.pending);
+        self.unusable = self.unusable.take().or(other.unusable);
+    }
 }
 
 /// A `*.so` entry of the plugins folder that is no file to load.
@@ -235,8 +297,13 @@ fn not_regular(path: &Path) -> Option<String> {
 /// Loads every `*.so` in `dir`, in file-name order, each file once.
 ///
 /// `missing_ok`: a folder that does not exist means "no plugins" (the default folder),
-/// instead of an error (a folder the user named).
-pub fn load_dir(dir: &Path, missing_ok: bool) -> Result<LoadedSet, Vec<LoadError>> {
+/// instead of an error (a folder the user named). `cache_dir`: where private copies are
+/// kept for the next start ([`copy_cache`]), if anywhere.
+pub fn load_dir(
+    dir: &Path,
+    missing_ok: bool,
+    cache_dir: Option<&Path>,
+) -> Result<LoadedSet, Vec<LoadError>> {
     let meta = match fs::metadata(dir) {
         Ok(meta) => meta,
         Err(err) if missing_ok && err.kind() == std::io::ErrorKind::NotFound => {
@@ -244,6 +311,7 @@ pub fn load_dir(dir: &Path, missing_ok: bool) -> Result<LoadedSet, Vec<LoadError
                 plugins: Vec::new(),
                 skipped: Vec::new(),
                 phases: Phases::default(),
+                cache: CacheReport::default(),
                 _private: None,
             });
         }
@@ -261,11 +329,61 @@ pub fn load_dir(dir: &Path, missing_ok: bool) -> Result<LoadedSet, Vec<LoadError
         .map_err(|err| vec![LoadError::new(dir, Refusal::PrivateFolder(err))])?;
 
     let whole = whole_copies();
-    let (outcomes, phases) = load_files(&files, private.path(), whole);
+    let mut report = CacheReport::default();
+    let cache = match cache_dir.filter(|_| !whole && !without_private_copies()) {
+        Some(cache_dir) => CopyCache::open(cache_dir, dir)
+            .map_err(|err| report.unusable = Some(cache_unusable(cache_dir, &err)))
+            .ok(),
+        None => None,
+    };
+    let copying = Copying {
+        private_dir: private.path(),
+        whole,
+        cache: cache.as_ref(),
+        resolved_dir: fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned()),
+        now: SystemTime::now(),
+    };
+    let (outcomes, phases, cache_use) = load_files(&files, &copying);
+    report.found = cache_use.found;
+    report.kept = cache_use.pending.len();
+    if let Some(cache) = cache {
+        if let Some(err) = cache_use.unusable {
+            report.unusable = Some(cache_unusable(cache.dir(), &err));
+        }
+        cache.keep_in_background(cache_use.pending, cache_use.used);
+    }
+    let (plugins, errors) = unique_names(&files, outcomes);
+    if errors.is_empty() {
+        Ok(LoadedSet {
+            plugins,
+            skipped,
+            phases,
+            cache: report,
+            // Without whole copies the folder is empty by now: remove it at once.
+            _private: whole.then_some(private),
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+/// The warning of a cache folder not used.
+fn cache_unusable(cache_dir: &Path, err: &dyn fmt::Display) -> String {
+    format!(
+        "the cache of plugin copies {} is not used: {err}",
+        shown(cache_dir)
+    )
+}
+
+/// The plugins loaded, and the refusals: in file-name order, whichever thread loaded what,
+/// the first file of a name keeps it.
+fn unique_names(
+    files: &[PathBuf],
+    outcomes: Vec<Result<LoadedPlugin, LoadError>>,
+) -> (Vec<LoadedPlugin>, Vec<LoadError>) {
     let mut plugins: Vec<LoadedPlugin> = Vec::new();
     let mut errors = Vec::new();
     let mut names: HashMap<String, PathBuf> = HashMap::new();
-    // In file-name order, whichever thread loaded what: the first file of a name keeps it.
     for (file, outcome) in files.iter().zip(outcomes) {
         match outcome {
             Ok(plugin) => match names.get(&plugin.name) {
@@ -284,17 +402,7 @@ pub fn load_dir(dir: &Path, missing_ok: bool) -> Result<LoadedSet, Vec<LoadError
             Err(err) => errors.push(err),
         }
     }
-    if errors.is_empty() {
-        Ok(LoadedSet {
-            plugins,
-            skipped,
-            phases,
-            // Without whole copies the folder is empty by now: remove it at once.
-            _private: whole.then_some(private),
-        })
-    } else {
-        Err(errors)
-    }
+    (plugins, errors)
 }
 
 /// Loads `files` on as many threads as there are cores (at most one per file), each thread
@@ -307,9 +415,8 @@ pub fn load_dir(dir: &Path, missing_ok: bool) -> Result<LoadedSet, Vec<LoadError
 /// later, one after the other in file-name order, as before.
 fn load_files(
     files: &[PathBuf],
-    private_dir: &Path,
-    whole: bool,
-) -> (Vec<Result<LoadedPlugin, LoadError>>, Phases) {
+    copying: &Copying,
+) -> (Vec<Result<LoadedPlugin, LoadError>>, Phases, CacheUse) {
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(files.len())
@@ -317,38 +424,38 @@ fn load_files(
     let next = AtomicUsize::new(0);
     let work = || {
         let mut phases = Phases::default();
+        let mut cache_use = CacheUse::default();
         let mut outcomes = Vec::new();
         // Bounded by the number of files: each pass takes a new index.
         loop {
             let index = next.fetch_add(1, Ordering::Relaxed);
             let Some(file) = files.get(index) else {
-                return (outcomes, phases);
+                return (outcomes, phases, cache_use);
             };
-            outcomes.push((
-                index,
-                load_file(file, private_dir, index, whole, &mut phases),
-            ));
+            let outcome = load_file(file, copying, index, &mut phases, &mut cache_use);
+            outcomes.push((index, outcome));
         }
     };
-    let (mut outcomes, phases) = std::thread::scope(|scope| {
+    let (mut outcomes, phases, cache_use) = std::thread::scope(|scope| {
         let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
-        let (mut outcomes, mut phases) = work();
+        let (mut outcomes, mut phases, mut cache_use) = work();
         for helper in helpers {
             match helper.join() {
-                Ok((theirs, their_phases)) => {
+                Ok((theirs, their_phases, their_cache_use)) => {
                     outcomes.extend(theirs);
                     phases.merge(&their_phases);
+                    cache_use.merge(their_cache_use);
                 }
                 // The loader's own code does not panic; a plugin's panic is caught in the
                 // plugin. Anything else is passed on as it would be on one thread.
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         }
-        (outcomes, phases)
+        (outcomes, phases, cache_use)
     });
     outcomes.sort_unstable_by_key(|(index, _)| *index);
     let outcomes = outcomes.into_iter().map(|(_, outcome)| outcome).collect();
-    (outcomes, phases)
+    (outcomes, phases, cache_use)
 }
 
 /// The `.so` files of `dir`, sorted by name, symlinks to the same file counted once, and
@@ -378,23 +485,35 @@ fn plugin_files(dir: &Path) -> Result<(Vec<PathBuf>, Vec<Skipped>), LoadError> {
 
 fn load_file(
     file: &Path,
-    private_dir: &Path,
+    copying: &Copying,
     index: usize,
-    whole: bool,
     phases: &mut Phases,
+    cache_use: &mut CacheUse,
 ) -> Result<LoadedPlugin, LoadError> {
     let meta = fs::metadata(file).map_err(|err| LoadError::new(file, Refusal::Unreadable(err)))?;
     permissions::check(file, &meta).map_err(|reason| LoadError::new(file, reason))?;
     let elf = phases
         .time(phase::ELF, || elf_check::check(file))
         .map_err(|reason| LoadError::new(file, reason))?;
+    let key = match (copying.cache, &elf.build_id, file.file_name()) {
+        (Some(_), Some(build_id), Some(name)) => {
+            let path = copying.resolved_dir.join(name);
+            CopyCache::key(&path, &meta, build_id, copying.now)
+        }
+        _ => None,
+    };
     if let Some(opened) = elf.build_id.as_deref().and_then(already_opened) {
+        // Its entry, if it has one, is still this file's: not to be evicted.
+        cache_use.used.extend(key);
         return phases.time(phase::DESCRIBE, || {
             describe_module(file, opened, elf.build_id)
         });
     }
 
-    let opened = open_new(file, private_dir, index, whole, phases)?;
+    let opened = match key {
+        Some(key) => open_cached(file, copying, key, index, phases, cache_use)?,
+        None => open_new(file, copying, index, phases)?,
+    };
     if let Some(id) = &elf.build_id {
         OPENED.locked().insert(id.clone(), opened.clone());
     }
@@ -403,37 +522,88 @@ fn load_file(
     })
 }
 
-/// Opens a library this process has not opened yet, from its private copy `NNN.so` in
-/// `private_dir` (in a bench build asked to, where it lies: [`without_private_copies`]).
+/// Opens a library this process has not opened yet, from its private copy `NNN.so` in the
+/// private folder (in a bench build asked to, where it lies: [`without_private_copies`]).
 fn open_new(
     file: &Path,
-    private_dir: &Path,
+    copying: &Copying,
     index: usize,
-    whole: bool,
     phases: &mut Phases,
 ) -> Result<Opened, LoadError> {
     if without_private_copies() {
         return open_module(file, file, phases);
     }
     // The copy's name is ours: the original's may hold anything.
-    let copy = private_dir.join(format!("{index:03}.so"));
-    let loaded = copy_and_open(file, &copy, whole, phases);
-    if !whole {
+    let copy = copying.private_dir.join(format!("{index:03}.so"));
+    let loaded = copy_and_open(file, &copy, copying.whole, phases);
+    if !copying.whole {
         // Mapped or refused: either way the copy is no longer needed.
         let _ = fs::remove_file(&copy);
     }
-    loaded
+    loaded.map(|(opened, _)| opened)
+}
+
+/// Opens a library this process has not opened yet through the cache: its entry for `key`
+/// if there is a sound one, else a new copy, to be stored as that entry once it has loaded.
+fn open_cached(
+    file: &Path,
+    copying: &Copying,
+    key: copy_cache::Key,
+    index: usize,
+    phases: &mut Phases,
+    cache_use: &mut CacheUse,
+) -> Result<Opened, LoadError> {
+    let Some(cache) = copying.cache else {
+        return open_new(file, copying, index, phases);
+    };
+    if let Some(entry) = phases.time(phase::COPY, || cache.find(&key)) {
+        // A damaged entry, or one removed since it was found: copied anew below, replacing it.
+        if phases
+            .time(phase::ELF, || elf_check::check_loadable(&entry))
+            .is_ok()
+        {
+            if let Ok(library) = dlopen(file, &entry, phases) {
+                cache_use.found += 1;
+                cache_use.used.push(key);
+                return check_and_keep(file, library, phases);
+            }
+        }
+    }
+    let temporary = match cache.temporary(&key, index) {
+        Ok(temporary) => temporary,
+        Err(err) => {
+            // The folder could not be made: copied privately, as without a cache.
+            cache_use.unusable = Some(err.to_string());
+            return open_new(file, copying, index, phases);
+        }
+    };
+    let (opened, source) = match copy_and_open(file, &temporary, false, phases) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            let _ = fs::remove_file(&temporary);
+            return Err(err);
+        }
+    };
+    // Mapped already: whatever becomes of the file now, the library stays.
+    cache_use.used.push(key.clone());
+    cache_use.pending.push(copy_cache::Pending {
+        temporary,
+        key,
+        source,
+    });
+    Ok(opened)
 }
 
 /// Copies `file` to `copy`, checks the copy (the file may have changed since it was checked:
-/// the copy is what is mapped) and opens it.
+/// the copy is what is mapped) and opens it; also the metadata of what was copied, taken
+/// after the copy.
 fn copy_and_open(
     file: &Path,
     copy: &Path,
     whole: bool,
     phases: &mut Phases,
-) -> Result<Opened, LoadError> {
-    phases
+) -> Result<(Opened, fs::Metadata), LoadError> {
+    let source = phases
         .time(phase::COPY, || private_copy(file, copy, whole))
         .map_err(|err| {
             let copy = copy.to_owned();
@@ -442,7 +612,7 @@ fn copy_and_open(
     phases
         .time(phase::ELF, || elf_check::check_loadable(copy))
         .map_err(|reason| LoadError::new(file, reason))?;
-    open_module(file, copy, phases)
+    Ok((open_module(file, copy, phases)?, source))
 }
 
 /// A library this process has opened. It stays mapped for the life of the process
@@ -465,9 +635,23 @@ fn already_opened(build_id: &str) -> Option<Opened> {
 
 /// Opens the library (its constructors run here) and checks its versions and layout.
 fn open_module(file: &Path, copy: &Path, phases: &mut Phases) -> Result<Opened, LoadError> {
-    let library = phases
+    let library = dlopen(file, copy, phases)?;
+    check_and_keep(file, library, phases)
+}
+
+/// Opens the library at `copy` (its constructors run here), a copy of `file`.
+fn dlopen(file: &Path, copy: &Path, phases: &mut Phases) -> Result<RawLibrary, LoadError> {
+    phases
         .time(phase::DLOPEN, || RawLibrary::load_at(copy))
-        .map_err(|err| describe(file, err))?;
+        .map_err(|err| describe(file, err))
+}
+
+/// Checks an opened library's versions and layout, and keeps it open for good.
+fn check_and_keep(
+    file: &Path,
+    library: RawLibrary,
+    phases: &mut Phases,
+) -> Result<Opened, LoadError> {
     let opened = phases.time(phase::ABI, || check_module(file, &library));
     // Kept open for good, refused or not: abi_stable never unloads a library (its header and
     // root module are `'static`), and a refused one's constructors have run already.
@@ -584,22 +768,24 @@ fn whole_copies() -> bool {
 /// Copies `file` to `copy`: for an ELF file, only the part the dynamic loader maps
 /// ([`elf_check::mapped_end`]), with the section header table (which lies past it) dropped
 /// from the header; anything else whole, so that `dlopen` reports on it exactly as on the
-/// original.
-fn private_copy(file: &Path, copy: &Path, whole: bool) -> std::io::Result<()> {
+/// original. `copy` must not exist yet. Returns the metadata of the file copied, of the open
+/// descriptor (whatever the path names by now) after the copy (a write meanwhile shows).
+fn private_copy(file: &Path, copy: &Path, whole: bool) -> std::io::Result<fs::Metadata> {
     use std::io::{Read, Seek, SeekFrom, Write};
 
     let mut source = fs::File::open(file)?;
     let size = source.metadata()?.len();
+    let create = || fs::File::options().write(true).create_new(true).open(copy);
     let end = if whole {
         None
     } else {
         elf_check::mapped_end(file)
     };
     let Some(end) = end.filter(|end| *end < size) else {
-        fs::copy(file, copy)?;
-        return Ok(());
+        std::io::copy(&mut source, &mut create()?)?;
+        return source.metadata();
     };
-    let mut target = fs::File::create(copy)?;
+    let mut target = create()?;
     let copied = std::io::copy(&mut (&mut source).take(end), &mut target)?;
     if copied != end {
         return Err(std::io::Error::other(
@@ -611,7 +797,7 @@ fn private_copy(file: &Path, copy: &Path, whole: bool) -> std::io::Result<()> {
     target.write_all(&0u64.to_le_bytes())?;
     target.seek(SeekFrom::Start(0x3C))?;
     target.write_all(&[0; 4])?;
-    Ok(())
+    source.metadata()
 }
 
 /// Turns abi_stable's errors (the layout report runs to thousands of lines) into one line.
@@ -740,7 +926,14 @@ mod tests {
                 file
             })
             .collect();
-        let (outcomes, phases) = super::load_files(&files, private.path(), false);
+        let copying = super::Copying {
+            private_dir: private.path(),
+            whole: false,
+            cache: None,
+            resolved_dir: dir.path().to_owned(),
+            now: std::time::SystemTime::now(),
+        };
+        let (outcomes, phases, _) = super::load_files(&files, &copying);
         let refused: Vec<_> = outcomes
             .into_iter()
             .map(|outcome| outcome.err().expect("refused").file)

@@ -2,6 +2,7 @@
 
 pub mod bridge;
 pub mod context;
+pub mod copy_cache;
 pub mod elf_check;
 pub mod handover;
 pub mod lifecycle;

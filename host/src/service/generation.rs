@@ -111,7 +111,11 @@ impl Generation {
         let app = phases.time(PHASE_APP, || {
             off_the_workers(|| build_app(&settings, &loaded, &host, &plugins, &lasting.reloads))
         });
-        tracing::debug!("{} plugin(s) loaded and started: {phases}", plugins.len());
+        tracing::debug!(
+            "{} plugin(s) loaded and started: {phases} ({})",
+            plugins.len(),
+            loaded.cache
+        );
         Ok(Generation {
             served: Served::new(app),
             settings,
@@ -220,6 +224,9 @@ async fn drop_off_the_workers(generation: Generation) {
 fn log_plugins(loaded: &LoadedSet) {
     for skipped in &loaded.skipped {
         tracing::warn!("Skipped {skipped}");
+    }
+    if let Some(unusable) = &loaded.cache.unusable {
+        tracing::warn!("{unusable}; each start copies the plugins anew");
     }
     for plugin in &loaded.plugins {
         tracing::info!(

@@ -1,0 +1,235 @@
+//! The cache of private copies: a restart with unchanged plugins maps the copies the last
+//! start kept; a changed file, a damaged entry or a folder others may enter is never mapped.
+
+use std::{
+    fs,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime},
+};
+
+use integration_tests::{plugin_lib, set_mode, Host, PluginDir};
+
+/// How old a file's last change must be before the host caches its copy (the host's
+/// `copy_cache::SETTLE`), with a margin.
+const SETTLED: Duration = Duration::from_millis(2_300);
+
+/// Waits (at most [`SETTLED`]) until every file in `dir` changed at least [`SETTLED`] ago: a
+/// precondition of caching, not an assertion.
+fn settle(dir: &Path) {
+    for entry in fs::read_dir(dir).unwrap() {
+        let meta = entry.unwrap().metadata().unwrap();
+        let changed =
+            SystemTime::UNIX_EPOCH + Duration::new(meta.ctime() as u64, meta.ctime_nsec() as u32);
+        let age = SystemTime::now()
+            .duration_since(changed)
+            .unwrap_or_default();
+        if let Some(left) = SETTLED.checked_sub(age) {
+            std::thread::sleep(left);
+        }
+    }
+}
+
+/// The `(found, kept)` counts of a start's debug line "… (N copies from the cache, M new
+/// ones kept)". The new copies are stored by the time the host has stopped.
+fn cache_counts(host: &Host) -> (usize, usize) {
+    assert!(
+        host.stderr
+            .wait_for("copies from the cache", Duration::from_secs(10)),
+        "{}",
+        host.stderr.text()
+    );
+    let text = host.stderr.text();
+    let line = text
+        .lines()
+        .find(|line| line.contains("copies from the cache"))
+        .unwrap();
+    let counts = line.rsplit_once('(').unwrap().1;
+    let numbers: Vec<usize> = counts
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|part| !part.is_empty())
+        .map(|part| part.parse().unwrap())
+        .collect();
+    (numbers[0], numbers[1])
+}
+
+/// The entries in the cache folder (its temporary files excluded).
+fn entries(cache: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = fs::read_dir(cache)
+        .map(|listing| listing.map(|entry| entry.unwrap().path()).collect())
+        .unwrap_or_default();
+    found.retain(|path| path.extension().is_some_and(|ext| ext == "so"));
+    found
+}
+
+fn start(dir: &PluginDir, cache: &Path) -> Host {
+    Host::builder(dir.path())
+        .args(&["--plugin-cache", cache.to_str().unwrap()])
+        .env("RUST_LOG", "brewblox_host=debug")
+        .start()
+}
+
+#[test]
+fn a_restart_maps_the_copy_the_last_start_kept_until_the_file_changes() {
+    let dir = PluginDir::with(&["hello-plugin"]);
+    let file = dir.path().join(
+        plugin_lib("hello-plugin")
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap(),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    settle(dir.path());
+
+    let mut host = start(&dir, &cache);
+    assert_eq!(cache_counts(&host), (0, 1));
+    assert!(host.stop().success());
+    let kept = entries(&cache);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let meta = fs::metadata(&kept[0]).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o400, "read-only");
+    assert_eq!(
+        fs::metadata(&cache).unwrap().mode() & 0o777,
+        0o700,
+        "nobody else may enter"
+    );
+
+    let mut host = start(&dir, &cache);
+    assert_eq!(cache_counts(&host), (1, 0));
+    assert_eq!(host.get("/hello").status(), 200);
+    // The running host maps the cached copy: the plugins folder is still free to change.
+    fs::copy(plugin_lib("peer-plugin"), &file).unwrap();
+    assert_eq!(host.get("/hello").status(), 200);
+    assert!(host.stop().success());
+
+    // Changed a moment ago: copied privately, not cached, and the old entry is not used.
+    let mut host = start(&dir, &cache);
+    assert_eq!(cache_counts(&host), (0, 0));
+    assert_eq!(host.get("/hello").status(), 404);
+    assert_eq!(
+        host.get("/peer/missing").status(),
+        200,
+        "the new file serves"
+    );
+    assert!(host.stop().success());
+
+    // Settled: cached, replacing the entry of the file's earlier content.
+    settle(dir.path());
+    let mut host = start(&dir, &cache);
+    assert_eq!(cache_counts(&host), (0, 1));
+    assert_eq!(host.get("/peer/missing").status(), 200);
+    assert!(host.stop().success());
+    let now_kept = entries(&cache);
+    assert_eq!(now_kept.len(), 1, "{now_kept:?}");
+    assert_ne!(now_kept, kept);
+}
+
+#[test]
+fn a_damaged_entry_is_copied_anew() {
+    let dir = PluginDir::with(&["hello-plugin"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    settle(dir.path());
+    let mut host = start(&dir, &cache);
+    assert_eq!(cache_counts(&host), (0, 1));
+    assert!(host.stop().success());
+
+    // Truncated (a disk that filled, a careless hand): mapping it would crash the host.
+    let entry = entries(&cache).remove(0);
+    set_mode(&entry, 0o600);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&entry)
+        .unwrap()
+        .set_len(4096)
+        .unwrap();
+    let mut host = start(&dir, &cache);
+    assert_eq!(cache_counts(&host), (0, 1));
+    assert_eq!(host.get("/hello").status(), 200);
+    assert!(host.stop().success());
+    assert!(fs::metadata(&entry).unwrap().len() > 4096, "replaced whole");
+}
+
+#[test]
+fn a_cache_folder_others_may_enter_is_not_used_and_said_so() {
+    let dir = PluginDir::with(&["hello-plugin"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    fs::create_dir(&cache).unwrap();
+    set_mode(&cache, 0o777);
+    settle(dir.path());
+    let mut host = start(&dir, &cache);
+    assert_eq!(host.get("/hello").status(), 200);
+    assert!(
+        host.stderr.wait_for(
+            "is not used: other users may enter it (mode 777)",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        host.stderr.text()
+    );
+    assert_eq!(cache_counts(&host), (0, 0));
+    assert!(host.stop().success());
+    assert_eq!(entries(&cache), Vec::<PathBuf>::new());
+
+    // A symlink is not followed either: someone else could retarget it.
+    let target = tmp.path().join("target");
+    fs::create_dir(&target).unwrap();
+    set_mode(&target, 0o700);
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let mut host = start(&dir, &link);
+    assert!(
+        host.stderr
+            .wait_for("is not a folder", Duration::from_secs(10)),
+        "{}",
+        host.stderr.text()
+    );
+    assert_eq!(cache_counts(&host), (0, 0));
+    assert!(host.stop().success());
+    let written: Vec<_> = fs::read_dir(&target).unwrap().collect();
+    assert!(written.is_empty(), "{written:?}");
+}
+
+#[test]
+fn off_keeps_nothing_and_check_writes_nothing() {
+    let dir = PluginDir::with(&["hello-plugin"]);
+    let tmp = tempfile::tempdir().unwrap();
+    settle(dir.path());
+    let mut host = Host::builder(dir.path())
+        .args(&["--plugin-cache", "off"])
+        .env("TMPDIR", tmp.path().to_str().unwrap())
+        .env("XDG_RUNTIME_DIR", tmp.path().to_str().unwrap())
+        .env("RUST_LOG", "brewblox_host=debug")
+        .start();
+    assert_eq!(cache_counts(&host), (0, 0));
+    assert!(host.stop().success());
+    let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    let out = std::process::Command::new(integration_tests::host_bin())
+        .args(["check", "--plugins", dir.path().to_str().unwrap()])
+        .env("TMPDIR", tmp.path())
+        .env("XDG_RUNTIME_DIR", tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn the_default_cache_is_the_users_runtime_folder() {
+    let dir = PluginDir::with(&["hello-plugin"]);
+    let runtime = tempfile::tempdir().unwrap();
+    settle(dir.path());
+    let mut host = Host::builder(dir.path())
+        .env("XDG_RUNTIME_DIR", runtime.path().to_str().unwrap())
+        .env("RUST_LOG", "brewblox_host=debug")
+        .start();
+    assert_eq!(cache_counts(&host), (0, 1));
+    assert!(host.stop().success());
+    assert_eq!(entries(&runtime.path().join("brewblox-host")).len(), 1);
+}
