@@ -20,6 +20,9 @@ pub fn main() -> ExitCode {
     }
     // Before the first thread: with threads running, each growth of the table waits.
     crate::fd_table::grow_while_single_threaded();
+    // Whatever way `main` returns (a refused plugin, `--help`, a stop), the copies of the
+    // plugins being kept for the next start are stored first (at most 5 s).
+    let _keeping = FinishKeeping;
     // Signal handlers first: a SIGHUP or SIGTERM while plugins load must not kill the
     // process with the default action.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -58,6 +61,15 @@ pub fn main() -> ExitCode {
     let code = runtime.block_on(service::run(boot, &mut signals));
     // Plugin runtimes and abandoned hooks must not keep the process alive.
     runtime.shutdown_timeout(Duration::from_secs(1));
-    crate::plugins::copy_cache::finish_keeping(Duration::from_secs(5));
     code
+}
+
+/// Waits, as it is dropped, for the copies of plugins still being kept
+/// ([`crate::plugins::copy_cache::finish_keeping`]).
+struct FinishKeeping;
+
+impl Drop for FinishKeeping {
+    fn drop(&mut self) {
+        crate::plugins::copy_cache::finish_keeping(Duration::from_secs(5));
+    }
 }

@@ -19,8 +19,9 @@ const SETTLED: Duration = Duration::from_millis(2_300);
 fn settle(dir: &Path) {
     for entry in fs::read_dir(dir).unwrap() {
         let meta = entry.unwrap().metadata().unwrap();
-        let changed =
-            SystemTime::UNIX_EPOCH + Duration::new(meta.ctime() as u64, meta.ctime_nsec() as u32);
+        let changed = (SystemTime::UNIX_EPOCH
+            + Duration::new(meta.ctime() as u64, meta.ctime_nsec() as u32))
+        .max(meta.modified().unwrap());
         let age = SystemTime::now()
             .duration_since(changed)
             .unwrap_or_default();
@@ -53,13 +54,17 @@ fn cache_counts(host: &Host) -> (usize, usize) {
     (numbers[0], numbers[1])
 }
 
-/// The entries in the cache folder (its temporary files excluded).
+/// The entries in the cache folder; none of its files may be a temporary one by the time a
+/// host has ended, whatever way.
 fn entries(cache: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = fs::read_dir(cache)
+    let found: Vec<PathBuf> = fs::read_dir(cache)
         .map(|listing| listing.map(|entry| entry.unwrap().path()).collect())
         .unwrap_or_default();
-    found.retain(|path| path.extension().is_some_and(|ext| ext == "so"));
-    found
+    let (entries, others): (Vec<PathBuf>, Vec<PathBuf>) = found
+        .into_iter()
+        .partition(|path| path.extension().is_some_and(|ext| ext == "so"));
+    assert_eq!(others, Vec::<PathBuf>::new(), "temporary files left");
+    entries
 }
 
 fn start(dir: &PluginDir, cache: &Path) -> Host {
@@ -124,6 +129,20 @@ fn a_restart_maps_the_copy_the_last_start_kept_until_the_file_changes() {
     let now_kept = entries(&cache);
     assert_eq!(now_kept.len(), 1, "{now_kept:?}");
     assert_ne!(now_kept, kept);
+}
+
+#[test]
+fn a_start_that_refuses_a_plugin_still_keeps_the_copies_it_wrote() {
+    let dir = PluginDir::with(&["hello-plugin", "mismatched-plugin"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    settle(dir.path());
+    let out = Host::builder(dir.path())
+        .args(&["--plugin-cache", cache.to_str().unwrap()])
+        .run_to_exit();
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    // hello loaded before the refusal: its copy is stored, nothing is left half-kept.
+    assert_eq!(entries(&cache).len(), 1);
 }
 
 #[test]

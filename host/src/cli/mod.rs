@@ -231,10 +231,10 @@ pub struct Settings {
     /// variable and its place among the names a plugin argument must not take.
     #[arg(
         long,
-        value_name = "DIR|off",
-        help = "Folder where private copies of unchanged plugins are kept for the next start, or `off` [$XDG_RUNTIME_DIR/brewblox-host, else brewblox-host-UID in the temporary folder]"
+        default_value_os_t = crate::plugins::copy_cache::default_dir(),
+        help = "Folder where private copies of unchanged plugins are kept for the next start ($XDG_RUNTIME_DIR/brewblox-host, else brewblox-host-UID in the temporary folder), or `off`"
     )]
-    pub plugin_cache: Option<PathBuf>,
+    pub plugin_cache: PathBuf,
     #[arg(
         long,
         default_value_t = DEFAULT_MAX_BODY_SIZE,

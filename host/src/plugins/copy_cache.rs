@@ -25,8 +25,9 @@
 //!   it does not hold (git's "racily clean" entries). The copy is also made from the very
 //!   file that was looked at (its open descriptor's metadata, after the copy, must match),
 //!   so a symlink retargeted meanwhile or a write during the copy stores nothing.
-//! - **Eviction.** Storing a new version of a file removes the older versions of the same
-//!   path; beyond [`MAX_ENTRIES`] the least recently used go. Removing an entry never hurts a
+//! - **Eviction.** Each start removes the entries of older versions of the files it loaded
+//!   (older than the entry it used or stored); beyond [`MAX_ENTRIES`] the least recently used
+//!   go. Removing an entry never hurts a
 //!   host that maps it (the mapping keeps the inode). Temporary files a killed host left are
 //!   removed after [`STALE_TEMPORARY`]. Only names of the cache's own patterns are touched:
 //!   a folder named by mistake loses none of its other files.
@@ -175,9 +176,9 @@ impl CopyCache {
         }
         // Without a trailing `/`, which would make the last symlink followed.
         let dir: PathBuf = dir.components().collect();
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            check_ancestors(parent)?;
-        }
+        // `cache` alone lies in the working folder.
+        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+        check_ancestors(parent.unwrap_or(Path::new(".")))?;
         match fs::symlink_metadata(&dir) {
             Ok(meta) => {
                 check_folder(&meta)?;
@@ -253,10 +254,17 @@ impl CopyCache {
     /// [`CopyCache::store`]: a name of its own in the folder, created if need be.
     pub fn temporary(&self, key: &Key, index: usize) -> Result<PathBuf, Unusable> {
         self.create()?;
+        // The pid and index tell this process's names apart, the random part those of hosts
+        // in other pid namespaces (the clock's nanoseconds if the system has no randomness);
+        // and `create_new` refuses a name taken all the same.
         let mut random = [0u8; 8];
-        // Without randomness the pid and index still tell this process's names apart, and
-        // `create_new` refuses a name another process (another pid namespace) took.
-        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random);
+        if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random).is_err() {
+            let nanos = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos();
+            random = (nanos as u64).to_le_bytes();
+        }
         let random: String = random.iter().map(|b| format!("{b:02x}")).collect();
         let pid = std::process::id();
         let name = format!(".{}.{pid}-{index}-{random}.tmp", key.name);
@@ -330,14 +338,18 @@ impl CopyCache {
         };
         let now = SystemTime::now();
         let in_use = |name: &str| used.iter().any(|key| key.name == name);
-        let superseded = |name: &str| {
-            used.iter()
-                .any(|key| key.name[..PATH_DIGITS] == name[..PATH_DIGITS] && key.name != name)
-        };
         let age = |path: &Path| {
             let modified = fs::symlink_metadata(path).and_then(|meta| meta.modified());
             modified.map_or(Duration::ZERO, |at| {
                 now.duration_since(at).unwrap_or_default()
+            })
+        };
+        // Another version of a file this start used, and older than the one it used (a newer
+        // one is another host's, or a later reload's, whose file changed since).
+        let superseded = |name: &str, path: &Path| {
+            used.iter().any(|key| {
+                key.name[..PATH_DIGITS] == name[..PATH_DIGITS]
+                    && age(path) > age(&self.dir.join(&key.name))
             })
         };
         let mut kept: Vec<PathBuf> = Vec::new();
@@ -352,7 +364,7 @@ impl CopyCache {
                 }
             } else if !is_entry_name(name) || in_use(name) {
                 continue;
-            } else if superseded(name) {
+            } else if superseded(name, &path) {
                 let _ = fs::remove_file(&path);
             } else {
                 kept.push(path);
@@ -430,13 +442,15 @@ fn check_folder(meta: &Metadata) -> Result<(), Unusable> {
 }
 
 /// Checks that nobody but root and this user can rename or replace anything in the folders
-/// from `parent` up to `/` (symlinks resolved): each is theirs, or sticky, or closed to
-/// writing by others.
+/// from `parent` up to `/`, both as written (a symlink on the way lies in a folder that must
+/// be safe too) and with symlinks resolved: each is theirs, or sticky, or closed to writing
+/// by others.
 fn check_ancestors(parent: &Path) -> Result<(), Unusable> {
+    let written = std::path::absolute(parent).map_err(Unusable::Read)?;
     let resolved = fs::canonicalize(parent).map_err(Unusable::Read)?;
     let me = effective_uid();
-    // Bounded by the path's components.
-    for folder in resolved.ancestors() {
+    // Bounded by the paths' components.
+    for folder in written.ancestors().chain(resolved.ancestors()) {
         let meta = fs::metadata(folder).map_err(Unusable::Read)?;
         let (owner, mode) = (meta.uid(), meta.mode());
         let sticky = mode & libc::S_ISVTX != 0;
@@ -652,7 +666,7 @@ mod tests {
     }
 
     #[test]
-    fn copies_kept_in_the_background_are_stored_when_the_process_ends() {
+    fn copies_kept_in_the_background_are_stored_once_keeping_has_finished() {
         let dir = tempfile::tempdir().unwrap();
         let (cache, key) = cache_with_key(dir.path());
         let source = fs::metadata(dir.path().join("a.so")).unwrap();
@@ -695,9 +709,13 @@ mod tests {
         let meta = fs::metadata(dir.path().join("a.so")).unwrap();
         let a = dir.path().join("a.so");
         let old = CopyCache::key(&a, &meta, "v1", later(&meta)).unwrap();
+        let newer = CopyCache::key(&a, &meta, "v3", later(&meta)).unwrap();
         let entry = |key: &Key| cache.dir().join(&key.name);
         fs::write(entry(&old), b"v1").unwrap();
         fs::write(entry(&new), b"v2").unwrap();
+        fs::write(entry(&newer), b"v3").unwrap();
+        set_modified(&entry(&old), SystemTime::now() - Duration::from_secs(60));
+        set_modified(&entry(&newer), SystemTime::now() + Duration::from_secs(60));
         // Other files' entries, the oldest first.
         let others: Vec<PathBuf> = (0..MAX_ENTRIES + 2)
             .map(|i| {
@@ -730,10 +748,11 @@ mod tests {
             !entry(&old).exists(),
             "the older version of the same file goes"
         );
+        assert!(entry(&newer).exists(), "a newer one is another host's");
         assert!(!stale.exists() && fresh.exists());
         assert!(foreign.iter().all(|path| path.exists()));
-        // One slot is the entry in use: the three oldest others go.
-        assert!(others[..3].iter().all(|path| !path.exists()));
-        assert!(others[3..].iter().all(|path| path.exists()));
+        // One slot is the entry in use, one the newer version: the four oldest others go.
+        assert!(others[..4].iter().all(|path| !path.exists()));
+        assert!(others[4..].iter().all(|path| path.exists()));
     }
 }

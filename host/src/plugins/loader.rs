@@ -495,23 +495,23 @@ fn load_file(
     let elf = phases
         .time(phase::ELF, || elf_check::check(file))
         .map_err(|reason| LoadError::new(file, reason))?;
-    let key = match (copying.cache, &elf.build_id, file.file_name()) {
-        (Some(_), Some(build_id), Some(name)) => {
+    let cached = match (copying.cache, &elf.build_id, file.file_name()) {
+        (Some(cache), Some(build_id), Some(name)) => {
             let path = copying.resolved_dir.join(name);
-            CopyCache::key(&path, &meta, build_id, copying.now)
+            CopyCache::key(&path, &meta, build_id, copying.now).map(|key| (cache, key))
         }
         _ => None,
     };
     if let Some(opened) = elf.build_id.as_deref().and_then(already_opened) {
         // Its entry, if it has one, is still this file's: not to be evicted.
-        cache_use.used.extend(key);
+        cache_use.used.extend(cached.map(|(_, key)| key));
         return phases.time(phase::DESCRIBE, || {
             describe_module(file, opened, elf.build_id)
         });
     }
 
-    let opened = match key {
-        Some(key) => open_cached(file, copying, key, index, phases, cache_use)?,
+    let opened = match cached {
+        Some((cache, key)) => open_cached(file, copying, cache, key, index, phases, cache_use)?,
         None => open_new(file, copying, index, phases)?,
     };
     if let Some(id) = &elf.build_id {
@@ -548,14 +548,12 @@ fn open_new(
 fn open_cached(
     file: &Path,
     copying: &Copying,
+    cache: &CopyCache,
     key: copy_cache::Key,
     index: usize,
     phases: &mut Phases,
     cache_use: &mut CacheUse,
 ) -> Result<Opened, LoadError> {
-    let Some(cache) = copying.cache else {
-        return open_new(file, copying, index, phases);
-    };
     if let Some(entry) = phases.time(phase::COPY, || cache.find(&key)) {
         // A damaged entry, or one removed since it was found: copied anew below, replacing it.
         if phases
@@ -579,6 +577,13 @@ fn open_cached(
     };
     let (opened, source) = match copy_and_open(file, &temporary, false, phases) {
         Ok(loaded) => loaded,
+        // The name was another's (`create_new` refused it): copied privately instead.
+        Err(LoadError {
+            reason: Refusal::Copy { err, .. },
+            ..
+        }) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+            return open_new(file, copying, index, phases);
+        }
         Err(err) => {
             let _ = fs::remove_file(&temporary);
             return Err(err);
