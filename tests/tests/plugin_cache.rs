@@ -74,6 +74,29 @@ fn start(dir: &PluginDir, cache: &Path) -> Host {
         .start()
 }
 
+/// Settles `dir`'s files and runs a first start with a new cache folder, which keeps one
+/// copy: the folder (inside a temporary one, to be kept as long as the folder is used).
+fn first_start(dir: &PluginDir) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    settle(dir.path());
+    let mut host = start(dir, &cache);
+    assert_eq!(cache_counts(&host), (0, 1));
+    assert!(host.stop().success());
+    (tmp, cache)
+}
+
+/// A host whose runtime and temporary folders are `home` (where a default cache would lie).
+fn start_at_home(dir: &PluginDir, home: &Path, args: &[&str]) -> Host {
+    let home = home.to_str().unwrap();
+    Host::builder(dir.path())
+        .args(args)
+        .env("TMPDIR", home)
+        .env("XDG_RUNTIME_DIR", home)
+        .env("RUST_LOG", "brewblox_host=debug")
+        .start()
+}
+
 #[test]
 fn a_restart_maps_the_copy_the_last_start_kept_until_the_file_changes() {
     let dir = PluginDir::with(&["hello-plugin"]);
@@ -84,13 +107,7 @@ fn a_restart_maps_the_copy_the_last_start_kept_until_the_file_changes() {
             .to_str()
             .unwrap(),
     );
-    let tmp = tempfile::tempdir().unwrap();
-    let cache = tmp.path().join("cache");
-    settle(dir.path());
-
-    let mut host = start(&dir, &cache);
-    assert_eq!(cache_counts(&host), (0, 1));
-    assert!(host.stop().success());
+    let (_tmp, cache) = first_start(&dir);
     let kept = entries(&cache);
     assert_eq!(kept.len(), 1, "{kept:?}");
     let meta = fs::metadata(&kept[0]).unwrap();
@@ -148,12 +165,7 @@ fn a_start_that_refuses_a_plugin_still_keeps_the_copies_it_wrote() {
 #[test]
 fn a_damaged_entry_is_copied_anew() {
     let dir = PluginDir::with(&["hello-plugin"]);
-    let tmp = tempfile::tempdir().unwrap();
-    let cache = tmp.path().join("cache");
-    settle(dir.path());
-    let mut host = start(&dir, &cache);
-    assert_eq!(cache_counts(&host), (0, 1));
-    assert!(host.stop().success());
+    let (_tmp, cache) = first_start(&dir);
 
     // Truncated (a disk that filled, a careless hand): mapping it would crash the host.
     let entry = entries(&cache).remove(0);
@@ -213,42 +225,28 @@ fn a_cache_folder_others_may_enter_is_not_used_and_said_so() {
 }
 
 #[test]
-fn off_keeps_nothing_and_check_writes_nothing() {
+fn the_cache_lies_in_the_users_runtime_folder_and_off_or_check_write_nothing() {
     let dir = PluginDir::with(&["hello-plugin"]);
-    let tmp = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
     settle(dir.path());
-    let mut host = Host::builder(dir.path())
-        .args(&["--plugin-cache", "off"])
-        .env("TMPDIR", tmp.path().to_str().unwrap())
-        .env("XDG_RUNTIME_DIR", tmp.path().to_str().unwrap())
-        .env("RUST_LOG", "brewblox_host=debug")
-        .start();
-    assert_eq!(cache_counts(&host), (0, 0));
-    assert!(host.stop().success());
-    let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
-    assert!(left.is_empty(), "{left:?}");
+    for (args, kept) in [(&["--plugin-cache", "off"][..], 0), (&[][..], 1)] {
+        let mut host = start_at_home(&dir, home.path(), args);
+        assert_eq!(cache_counts(&host), (0, kept), "{args:?}");
+        assert!(host.stop().success());
+    }
+    // Only the default start left something: its copy, in the runtime folder.
+    let left: Vec<_> = fs::read_dir(home.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(entries(&home.path().join("brewblox-host")).len(), 1);
 
+    let empty = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(integration_tests::host_bin())
         .args(["check", "--plugins", dir.path().to_str().unwrap()])
-        .env("TMPDIR", tmp.path())
-        .env("XDG_RUNTIME_DIR", tmp.path())
+        .env("TMPDIR", empty.path())
+        .env("XDG_RUNTIME_DIR", empty.path())
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
+    let left: Vec<_> = fs::read_dir(empty.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
-}
-
-#[test]
-fn the_default_cache_is_the_users_runtime_folder() {
-    let dir = PluginDir::with(&["hello-plugin"]);
-    let runtime = tempfile::tempdir().unwrap();
-    settle(dir.path());
-    let mut host = Host::builder(dir.path())
-        .env("XDG_RUNTIME_DIR", runtime.path().to_str().unwrap())
-        .env("RUST_LOG", "brewblox_host=debug")
-        .start();
-    assert_eq!(cache_counts(&host), (0, 1));
-    assert!(host.stop().success());
-    assert_eq!(entries(&runtime.path().join("brewblox-host")).len(), 1);
 }
