@@ -540,6 +540,14 @@ async fn consume(
             _ = &mut lost => return ConsumeEnd::Lost,
         };
         if let Some(end) = ended(sub, &stopping, live) {
+            // A retiring subscription hands its handler what its queue holds (`drain`), and
+            // this message first, in order: its queue is deleted next, and a message
+            // published before the next generation's queue was bound is in it only.
+            if let (ConsumeEnd::Cancelled, Some(Ok(delivery))) = (&end, next) {
+                if sub.drains() {
+                    relay(sub, delivery, limit).await;
+                }
+            }
             return end;
         }
         match next {
@@ -552,7 +560,7 @@ async fn consume(
 
 /// Whether the subscription was cancelled, the host is stopping or the connection is lost,
 /// in that order (the order in which `consume` polls them): a message taken from the
-/// consumer after one of them is not handled.
+/// consumer after one of them is not handled, but for a retiring subscription's.
 fn ended(sub: &Subscription, stopping: &watch::Receiver<bool>, live: &Live) -> Option<ConsumeEnd> {
     if sub.is_cancelled() {
         Some(ConsumeEnd::Cancelled)
