@@ -378,18 +378,25 @@ fn watch_reloads_once_a_slowly_copied_file_is_complete() {
     assert!(kit.host.health().1["reload"]["waiting"].is_null());
 }
 
-#[test]
-fn no_message_is_lost_across_a_reload() {
+/// Echoes across one reload. Starts the reload fixture echoing a new exchange as generation
+/// `a` (with `first` besides), waits until it echoes, publishes `total` numbered messages 5 ms
+/// apart and sends SIGHUP after message `reload_after` (generation `b` echoes without
+/// `first`). Returns the tags that echoed each message, once the end marker (published after
+/// the reload, echoed by `b`) came; fails if a message got no echo.
+fn echoes_across_a_reload(
+    first: &[&str],
+    host_args: &[&str],
+    total: u64,
+    reload_after: u64,
+) -> std::collections::BTreeMap<u64, Vec<String>> {
     let exchange = amqp::unique("reload");
-    let echo = format!("{exchange}-echo");
-    let kit = kit_with(
-        &["--reload-tag=a", &format!("--reload-echo={exchange}")],
-        &["--eventbus-reconnect-interval", "0.2"],
-        false,
-    );
+    let echo_arg = format!("--reload-echo={exchange}");
+    let mut args = vec!["--reload-tag=a", echo_arg.as_str()];
+    args.extend(first);
+    let kit = kit_with(&args, host_args, false);
     let consumer = amqp::SyncPeer::connect();
-    consumer.declare_like_original(&echo, lapin::ExchangeKind::Topic);
-    let mut echoes = consumer.consume(&echo, "#");
+    consumer.declare_like_original(&format!("{exchange}-echo"), lapin::ExchangeKind::Topic);
+    let mut echoes = consumer.consume(&format!("{exchange}-echo"), "#");
     // Wait until the first generation echoes (its subscription is bound).
     let publisher = amqp::SyncPeer::connect();
     publisher.declare_like_original(&exchange, lapin::ExchangeKind::Topic);
@@ -401,26 +408,18 @@ fn no_message_is_lost_across_a_reload() {
     });
     assert!(probed);
 
-    write_args(
-        &kit.args,
-        &["--reload-tag=b", &format!("--reload-echo={exchange}")],
-    );
-    let total = 400u64;
-    let host = &kit.host;
-    thread::scope(|scope| {
-        scope.spawn(|| {
-            for seq in 0..total {
-                publisher.publish_json(&exchange, "seq", &json!(seq));
-                thread::sleep(Duration::from_millis(5));
-                if seq == 100 {
-                    host.signal(libc::SIGHUP);
-                }
-            }
-        });
-    });
-    host.wait_reloads((1, 0));
+    write_args(&kit.args, &["--reload-tag=b", &echo_arg]);
+    for seq in 0..total {
+        publisher.publish_json(&exchange, "seq", &json!(seq));
+        thread::sleep(Duration::from_millis(5));
+        if seq == reload_after {
+            kit.host.signal(libc::SIGHUP);
+        }
+    }
+    kit.host.wait_reloads((1, 0));
     publisher.publish_json(&exchange, "end", &json!("end"));
     let mut seen = std::collections::BTreeMap::<u64, Vec<String>>::new();
+    // Bounded: each pass takes one echo (or fails after 20 s), and the end marker comes last.
     loop {
         let delivery = echoes.recv(Duration::from_secs(20), "echoes up to the end marker");
         let body: Value = serde_json::from_slice(&delivery.data).unwrap();
@@ -436,6 +435,13 @@ fn no_message_is_lost_across_a_reload() {
     }
     let missing: Vec<u64> = (0..total).filter(|seq| !seen.contains_key(seq)).collect();
     assert!(missing.is_empty(), "lost across the reload: {missing:?}");
+    seen
+}
+
+#[test]
+fn no_message_is_lost_across_a_reload() {
+    let total = 400;
+    let seen = echoes_across_a_reload(&[], &["--eventbus-reconnect-interval", "0.2"], total, 100);
     assert_eq!(seen[&0], ["a"]);
     assert_eq!(seen[&(total - 1)], ["b"]);
 }
@@ -445,62 +451,9 @@ fn a_handler_behind_its_queue_at_a_reload_loses_no_message() {
     // The first generation echoes one message every 20 ms while they arrive every 5 ms: at
     // the switch its queue holds a backlog, and its consumer has taken the next message
     // when the cancel comes. That message and the backlog are handled before the queue goes.
-    let exchange = amqp::unique("reload-behind");
-    let echo = format!("{exchange}-echo");
-    let kit = kit_with(
-        &[
-            "--reload-tag=a",
-            &format!("--reload-echo={exchange}"),
-            "--reload-echo-ms=20",
-        ],
-        &[],
-        false,
-    );
-    let consumer = amqp::SyncPeer::connect();
-    consumer.declare_like_original(&echo, lapin::ExchangeKind::Topic);
-    let mut echoes = consumer.consume(&echo, "#");
-    let publisher = amqp::SyncPeer::connect();
-    publisher.declare_like_original(&exchange, lapin::ExchangeKind::Topic);
-    let probed = (0..50).any(|_| {
-        publisher.publish_json(&exchange, "probe", &json!("probe"));
-        let delivery = echoes.recv(Duration::from_secs(10), "probe echo");
-        let body: Value = serde_json::from_slice(&delivery.data).unwrap();
-        body["message"] == "probe"
-    });
-    assert!(probed);
-
-    write_args(
-        &kit.args,
-        &["--reload-tag=b", &format!("--reload-echo={exchange}")],
-    );
-    let total = 120u64;
-    for seq in 0..total {
-        publisher.publish_json(&exchange, "seq", &json!(seq));
-        thread::sleep(Duration::from_millis(5));
-        if seq == 40 {
-            kit.host.signal(libc::SIGHUP);
-        }
-    }
-    kit.host.wait_reloads((1, 0));
-    publisher.publish_json(&exchange, "end", &json!("end"));
-    let mut seen = std::collections::BTreeSet::new();
-    let mut tags = std::collections::BTreeSet::new();
-    // Bounded: each pass takes one echo, and the end marker comes last from generation b.
-    loop {
-        let delivery = echoes.recv(Duration::from_secs(20), "echoes up to the end marker");
-        let body: Value = serde_json::from_slice(&delivery.data).unwrap();
-        if body["message"] == "end" {
-            break;
-        }
-        if let Some(seq) = body["message"].as_u64() {
-            seen.insert(seq);
-            tags.insert(body["tag"].as_str().unwrap().to_owned());
-        }
-    }
-    let missing: Vec<u64> = (0..total).filter(|seq| !seen.contains(seq)).collect();
-    assert!(missing.is_empty(), "lost across the reload: {missing:?}");
-    let both = std::collections::BTreeSet::from(["a".to_owned(), "b".to_owned()]);
-    assert_eq!(tags, both, "both generations echoed");
+    let seen = echoes_across_a_reload(&["--reload-echo-ms=20"], &[], 120, 40);
+    let tags: std::collections::BTreeSet<&String> = seen.values().flatten().collect();
+    assert_eq!(tags.len(), 2, "both generations echoed: {tags:?}");
 }
 
 /// Resident memory of a process, in KiB (`VmRSS`).
