@@ -40,6 +40,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use super::elf_check::hex;
 use crate::sync::Unpoisoned;
 
 /// How old a file's last change must be before its copy is cached.
@@ -211,8 +212,8 @@ impl CopyCache {
     }
 
     /// The key of the file at `path` (its folder resolved by the caller, so that the same
-    /// file reached by two spellings has one name) as `meta` (its metadata, through symlinks) describes it,
-    /// or `None` if it changed too recently to be cached ([`SETTLE`]).
+    /// file reached by two spellings has one name) as `meta` (its metadata, through symlinks)
+    /// describes it, or `None` if it changed too recently to be cached ([`SETTLE`]).
     pub fn key(path: &Path, meta: &Metadata, build_id: &str, now: SystemTime) -> Option<Key> {
         let identity = Identity::of(meta);
         // A change time in the future (a clock set back) is never settled.
@@ -265,7 +266,7 @@ impl CopyCache {
                 .as_nanos();
             random = (nanos as u64).to_le_bytes();
         }
-        let random: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let random = hex(&random);
         let pid = std::process::id();
         let name = format!(".{}.{pid}-{index}-{random}.tmp", key.name);
         Ok(self.dir.join(name))
@@ -293,12 +294,12 @@ impl CopyCache {
         Ok(true)
     }
 
-    /// Stores `pending` ([`CopyCache::store`]) and tidies the folder, keeping `used`
-    /// ([`CopyCache::tidy`]), on a thread of its own: flushing 50 copies to disk takes
+    /// Stores `pending` ([`CopyCache::store`]) and tidies the folder, keeping `used` and
+    /// the entries of `pending` ([`CopyCache::tidy`]), on a thread of its own: flushing 50 copies to disk takes
     /// longer than the start itself, and nothing needs to wait for it (each copy is mapped
     /// already). A host that exits first leaves temporary files, which a later start
     /// removes.
-    pub fn keep_in_background(self, pending: Vec<Pending>, used: Vec<Key>) {
+    pub fn keep_in_background(self, pending: Vec<Pending>, mut used: Vec<Key>) {
         // Counted until the thread ends, or until the closure is dropped unstarted.
         let running = KEEPING.begin();
         let keep = move || {
@@ -310,11 +311,10 @@ impl CopyCache {
             } in pending
             {
                 if let Err(err) = self.store(&temporary, &key, &source) {
-                    tracing::warn!(
-                        "Cannot keep a plugin copy in {}: {err}",
-                        crate::logging::escape(&self.dir.display().to_string())
-                    );
+                    let dir = super::loader::shown(&self.dir);
+                    tracing::warn!("Cannot keep a plugin copy in {dir}: {err}");
                 }
+                used.push(key);
             }
             self.tidy(&used);
         };
@@ -488,17 +488,14 @@ fn is_temporary_name(name: &str) -> bool {
         .is_some_and(|(stem, _)| is_entry_name(&format!("{stem}.so")))
 }
 
-/// The first `digits` hex digits of the SHA-256 of `parts` (each length-prefixed), in hex.
+/// The first `digits` hex digits of the SHA-256 of `parts` (each length-prefixed).
 fn hex_digest(parts: &[&[u8]], digits: usize) -> String {
     let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
     for part in parts {
         digest.update(&(part.len() as u64).to_le_bytes());
         digest.update(part);
     }
-    digest.finish().as_ref()[..digits / 2]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&digest.finish().as_ref()[..digits / 2])
 }
 
 #[cfg(test)]

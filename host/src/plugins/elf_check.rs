@@ -118,13 +118,18 @@ fn content_digest(path: &Path, len: u64) -> Option<String> {
             Err(_) => return None,
         }
     }
-    let hex: String = digest
-        .finish()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Some(format!("sha256:{hex}"))
+    Some(format!("sha256:{}", hex(digest.finish().as_ref())))
+}
+
+/// `bytes` in lower-case hex, two digits each.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        // Writing to a String cannot fail.
+        let _ = write!(text, "{byte:02x}");
+    }
+    text
 }
 
 /// The `NT_GNU_BUILD_ID` note, which linkers add by default on Linux distributions.
@@ -135,7 +140,7 @@ fn build_id(header: &Header, endian: Endianness, data: &ReadCache<File>) -> Opti
         };
         while let Ok(Some(note)) = notes.next() {
             if note.name() == elf::ELF_NOTE_GNU && note.n_type(endian) == elf::NT_GNU_BUILD_ID {
-                return Some(note.desc().iter().map(|b| format!("{b:02x}")).collect());
+                return Some(hex(note.desc()));
             }
         }
     }

@@ -225,7 +225,7 @@ struct Copying<'a> {
 /// What one loading thread took from and gave to the cache.
 #[derive(Default)]
 struct CacheUse {
-    /// The entries used, found or to be stored: [`CopyCache::tidy`] keeps them.
+    /// The entries found or reused ([`CopyCache::tidy`] keeps them, and those of `pending`).
     used: Vec<copy_cache::Key>,
     found: usize,
     /// New copies, mapped, to be stored as entries.
@@ -336,11 +336,16 @@ pub fn load_dir(
             .ok(),
         None => None,
     };
+    // Resolved only for the cache's keys: a start without one spends nothing on it.
+    let resolved_dir = match &cache {
+        Some(_) => fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned()),
+        None => dir.to_owned(),
+    };
     let copying = Copying {
         private_dir: private.path(),
         whole,
         cache: cache.as_ref(),
-        resolved_dir: fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned()),
+        resolved_dir,
         now: SystemTime::now(),
     };
     let (outcomes, phases, cache_use) = load_files(&files, &copying);
@@ -590,7 +595,6 @@ fn open_cached(
         }
     };
     // Mapped already: whatever becomes of the file now, the library stays.
-    cache_use.used.push(key.clone());
     cache_use.pending.push(copy_cache::Pending {
         temporary,
         key,
