@@ -450,8 +450,14 @@ fn no_message_is_lost_across_a_reload() {
 fn a_handler_behind_its_queue_at_a_reload_loses_no_message() {
     // The first generation echoes one message every 20 ms while they arrive every 5 ms: at
     // the switch its queue holds a backlog, and its consumer has taken the next message
-    // when the cancel comes. That message and the backlog are handled before the queue goes.
-    let seen = echoes_across_a_reload(&["--reload-echo-ms=20"], &[], 120, 40);
+    // when the cancel comes. With a prefetch of 2, two more wait in its buffer and the rest
+    // of the backlog in the queue itself. All are handled before the queue goes.
+    let seen = echoes_across_a_reload(
+        &["--reload-echo-ms=20"],
+        &["--eventbus-prefetch", "2"],
+        120,
+        40,
+    );
     let tags: std::collections::BTreeSet<&String> = seen.values().flatten().collect();
     assert_eq!(tags.len(), 2, "both generations echoed: {tags:?}");
 }

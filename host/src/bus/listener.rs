@@ -21,8 +21,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
-    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicQosOptions,
+    BasicRejectOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
@@ -358,8 +358,10 @@ async fn run_subscription(
                 } else {
                     if sub.drains() {
                         drain(&sub, &mut declared, limit).await;
+                    } else {
+                        cancel_consumer(&declared).await;
                     }
-                    cancel_consumer(&declared).await;
+                    delete_queue(&declared).await;
                 }
                 info!("Cancelled event bus subscription {sub}");
                 break;
@@ -423,14 +425,23 @@ fn report_declare_failure(sub: &Subscription, amqp: &Amqp, err: BusError) {
 
 /// How long a retiring subscription may take to hand over what its queue holds.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// A drained queue is checked for messages left after this long without a delivery.
+/// How long a retiring shared subscription waits for a next delivery before it leaves.
 pub(super) const DRAIN_IDLE: Duration = Duration::from_millis(100);
 
-/// Before a retiring subscription's queue is deleted: unbind it, so that nothing new
-/// arrives, then relay what it holds (delivered or still ready) to the handler, until the
-/// broker reports it empty or [`DRAIN_TIMEOUT`] runs out. A message published while the next
-/// generation's queue was not yet bound is in this queue only; without this it would be
-/// deleted with it.
+/// Retires a subscription's exclusive queue (a reload's old generation), handing its handler
+/// everything the queue holds, in order, within [`DRAIN_TIMEOUT`]. A message published while
+/// the next generation's queue was not yet bound is in this queue only; without this it
+/// would be deleted with it.
+///
+/// Each step leaves nothing in doubt, so no message depends on a timing guess:
+/// 1. unbind the queue: nothing new arrives;
+/// 2. cancel the consumer: the broker writes every message it delivered to the consumer
+///    before confirming the cancel (the channel is ordered), and lapin ends the consumer's
+///    stream after the last of them; relay them all;
+/// 3. fetch what the queue still holds (messages the prefetch bound kept back) one at a time,
+///    until the broker answers that none is left.
+///
+/// The caller then deletes the queue.
 async fn drain(sub: &Subscription, declared: &mut Declared, limit: usize) {
     let unbind = declared.channel.queue_unbind(
         &declared.queue,
@@ -438,29 +449,26 @@ async fn drain(sub: &Subscription, declared: &mut Declared, limit: usize) {
         sub.routing(),
         FieldTable::default(),
     );
-    if !matches!(tokio::time::timeout(OP_TIMEOUT, unbind).await, Ok(Ok(()))) {
+    let unbound = matches!(tokio::time::timeout(OP_TIMEOUT, unbind).await, Ok(Ok(())));
+    if !cancel_consumer(declared).await || !unbound {
         return;
     }
     let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
     let mut drained = 0u64;
-    loop {
-        let idle = (tokio::time::Instant::now() + DRAIN_IDLE).min(deadline);
-        match tokio::time::timeout_at(idle, declared.consumer.next()).await {
-            Ok(Some(Ok(delivery))) => {
-                relay(sub, delivery, limit).await;
-                drained += 1;
-            }
-            Ok(_) => break,
-            Err(_) if tokio::time::Instant::now() >= deadline => {
-                warn!("Event bus subscription {sub} still held messages after {DRAIN_TIMEOUT:?}; the rest go with its queue");
-                break;
-            }
-            Err(_) => {
-                if ready_messages(declared).await == Some(0) {
-                    break;
-                }
-            }
-        }
+    let mut complete = false;
+    while let Ok(next) = tokio::time::timeout_at(deadline, declared.consumer.next()).await {
+        let Some(Ok(delivery)) = next else {
+            complete = true;
+            break;
+        };
+        relay(sub, delivery, limit).await;
+        drained += 1;
+    }
+    if complete {
+        (complete, drained) = fetch_the_rest(sub, declared, limit, deadline, drained).await;
+    }
+    if !complete {
+        warn!("Event bus subscription {sub} still held messages after {DRAIN_TIMEOUT:?}; the rest go with its queue");
     }
     if drained > 0 {
         debug!(
@@ -469,30 +477,49 @@ async fn drain(sub: &Subscription, declared: &mut Declared, limit: usize) {
     }
 }
 
-/// How many messages a queue holds that were not yet delivered (a passive declare).
-async fn ready_messages(declared: &Declared) -> Option<u32> {
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..QueueDeclareOptions::default()
-    };
-    let check = declared
-        .channel
-        .queue_declare(&declared.queue, passive, FieldTable::default());
-    match tokio::time::timeout(OP_TIMEOUT, check).await {
-        Ok(Ok(queue)) => Some(queue.message_count()),
-        _ => None,
+/// Step 3 of [`drain`]: `basic.get` until the queue is empty (true) or the deadline passes
+/// or the channel fails (false); returns that and the count of messages relayed so far.
+async fn fetch_the_rest(
+    sub: &Subscription,
+    declared: &Declared,
+    limit: usize,
+    deadline: tokio::time::Instant,
+    mut drained: u64,
+) -> (bool, u64) {
+    let get = BasicGetOptions { no_ack: false };
+    loop {
+        let fetch = declared.channel.basic_get(&declared.queue, get);
+        match tokio::time::timeout_at(deadline, fetch).await {
+            Ok(Ok(Some(message))) => {
+                let left = message.message_count;
+                relay(sub, message.delivery, limit).await;
+                drained += 1;
+                if left == 0 {
+                    return (true, drained);
+                }
+            }
+            Ok(Ok(None)) => return (true, drained),
+            Ok(Err(err)) => {
+                debug!("Fetching what event bus subscription {sub} held failed: {err}");
+                return (false, drained);
+            }
+            Err(_) => return (false, drained),
+        }
     }
 }
 
-/// After a cancel: stop the consumer, delete the queue, close the channel (each bounded).
-async fn cancel_consumer(declared: &Declared) {
+/// Stops the consumer (bounded); whether the broker confirmed it.
+async fn cancel_consumer(declared: &Declared) -> bool {
     let tag = declared.consumer.tag();
+    let cancel = declared
+        .channel
+        .basic_cancel(tag.as_str(), BasicCancelOptions::default());
+    matches!(tokio::time::timeout(OP_TIMEOUT, cancel).await, Ok(Ok(())))
+}
+
+/// After a cancel: delete the queue, close the channel (each bounded).
+async fn delete_queue(declared: &Declared) {
     let ch = &declared.channel;
-    let _ = tokio::time::timeout(
-        OP_TIMEOUT,
-        ch.basic_cancel(tag.as_str(), BasicCancelOptions::default()),
-    )
-    .await;
     let _ = tokio::time::timeout(
         OP_TIMEOUT,
         ch.queue_delete(&declared.queue, QueueDeleteOptions::default()),
