@@ -134,4 +134,14 @@ mod tests {
         let err = read_json::<String>(1, &handover).unwrap_err();
         assert!(err.starts_with("state version 1 cannot be read: "), "{err}");
     }
+
+    #[test]
+    fn floats_cross_exactly() {
+        // serde_json's default float parser reads this one a unit in the last place low
+        // (20.1520034665806); the SDK builds it with `float_roundtrip`.
+        let temperatures = [20.152003466580602_f64, 0.1 + 0.2, f64::MAX, 5e-324];
+        let handover = Handover::json(1, &temperatures).unwrap();
+        let back = read_json::<[f64; 4]>(1, &handover).unwrap();
+        assert_eq!(back.map(f64::to_bits), temperatures.map(f64::to_bits));
+    }
 }
