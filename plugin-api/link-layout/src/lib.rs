@@ -16,10 +16,12 @@
 //! serde's, which any plugin runs too) and inserts them at the front of `.text`.
 //!
 //! The scripts list patterns of v0 symbol names (`-Csymbol-mangling-version=v0`, which names
-//! each instance of a generic function by its type arguments): the crate hashes in them,
-//! which change with the toolchain and with the features a build unifies, and the byte
-//! offsets of back-references are left open, so a pattern still finds its function in
-//! another build; one that finds nothing is skipped. A stale list costs memory, never a
+//! each instance of a generic function by its type arguments). Left open are what changes
+//! between builds: the crate hashes (with the toolchain and with the features a build
+//! unifies), the byte offsets of back-references, and the crate that instantiated a generic
+//! function (identical instances are merged, and the one kept bears another crate's name in
+//! another build). So a pattern still finds its function in another build; one that finds
+//! nothing is skipped. A stale list costs memory, never a
 //! failed build. `bench/scripts/link-order` writes both afresh.
 //!
 //! **Relocations.** A position-independent program's relocation table is read at every
