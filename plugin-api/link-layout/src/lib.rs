@@ -21,8 +21,8 @@
 //! unifies), the byte offsets of back-references, and the crate that instantiated a generic
 //! function (identical instances are merged, and the one kept bears another crate's name in
 //! another build). So a pattern still finds its function in another build; one that finds
-//! nothing is skipped. A stale list costs memory, never a
-//! failed build. `bench/scripts/link-order` writes both afresh.
+//! nothing is skipped. A stale list costs memory, never a failed build.
+//! `bench/scripts/link-order` writes both afresh.
 //!
 //! **Relocations.** A position-independent program's relocation table is read at every
 //! start and stays resident: ~400 KiB in the host, ~110 KiB in a plugin. Packed
