@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use plugin_abi::{error_code, routes, FfiError, RouteHandlerBox};
-use serde_json::Value;
 
 /// One plugin route.
 #[derive(Clone)]
@@ -16,14 +15,17 @@ pub struct RouteEntry {
     pub method: String,
     /// Relative to the service prefix.
     pub path: String,
-    /// OpenAPI operation fragment the plugin declared.
-    pub docs: Option<Value>,
+    /// The OpenAPI operation fragment the plugin declared, as the JSON text it gave (checked
+    /// to be JSON when the route was added). Kept as text: only the API document, built at
+    /// its first use, reads it, and a parsed tree would hold several times its size on the
+    /// heap for the process's life.
+    pub docs: Option<Arc<str>>,
     pub handler: Arc<RouteHandlerBox>,
 }
 
 /// What the host keeps with a route beside its plugin, method and path.
 struct Route {
-    docs: Option<Value>,
+    docs: Option<Arc<str>>,
     handler: RouteHandlerBox,
 }
 
@@ -43,12 +45,16 @@ impl RouteTable {
     ) -> Result<(), FfiError> {
         let docs = match docs_json.trim() {
             "" => None,
-            text => Some(serde_json::from_str(text).map_err(|err| {
-                FfiError::new(
-                    error_code::INVALID,
-                    format!("route {path}: invalid docs: {err}"),
-                )
-            })?),
+            text => {
+                // Checked, not kept: `IgnoredAny` reads the whole text without building it.
+                serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|err| {
+                    FfiError::new(
+                        error_code::INVALID,
+                        format!("route {path}: invalid docs: {err}"),
+                    )
+                })?;
+                Some(Arc::from(text))
+            }
         };
         self.table
             .add(plugin, method, path, Route { docs, handler })
@@ -67,5 +73,54 @@ impl RouteTable {
                 handler: Arc::new(entry.value.handler),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use abi_stable::{sabi_trait::TD_Opaque, std_types::RResult};
+    use async_ffi::{FfiFuture, FutureExt};
+    use plugin_abi::{FfiFailure, FfiRequest, FfiResponse, RouteHandler, RouteHandler_TO};
+
+    use super::*;
+
+    /// A handler that is never called: these tests only register routes.
+    struct Never;
+
+    impl RouteHandler for Never {
+        fn handle(&self, _request: FfiRequest) -> FfiFuture<RResult<FfiResponse, FfiFailure>> {
+            async { unreachable!("the route is never called") }.into_ffi()
+        }
+    }
+
+    fn handler() -> RouteHandlerBox {
+        RouteHandler_TO::from_value(Never, TD_Opaque)
+    }
+
+    #[test]
+    fn docs_that_are_not_json_refuse_the_route() {
+        let mut table = RouteTable::default();
+        let err = table
+            .add("p", "GET", "/a", "{\"summary\": ", handler())
+            .expect_err("half a JSON object");
+        assert_eq!(err.code, error_code::INVALID);
+        assert!(
+            err.message.as_str().starts_with("route /a: invalid docs: "),
+            "{}",
+            err.message
+        );
+        assert!(table.freeze().is_empty(), "the refused route is not kept");
+    }
+
+    #[test]
+    fn docs_are_kept_as_the_text_the_plugin_gave() {
+        let mut table = RouteTable::default();
+        let docs = " {\"summary\": \"One\", \"tags\": [\"t\"]}\n";
+        table.add("p", "GET", "/a", docs, handler()).unwrap();
+        table.add("p", "GET", "/b", "  ", handler()).unwrap();
+        let routes = table.freeze();
+        let by_path = |path: &str| routes.iter().find(|r| r.path == path).unwrap();
+        assert_eq!(by_path("/a").docs.as_deref(), Some(docs.trim()));
+        assert_eq!(by_path("/b").docs, None, "blank docs are no docs");
     }
 }

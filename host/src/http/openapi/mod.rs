@@ -84,7 +84,7 @@ struct DocRoute {
 impl DocRoute {
     fn of_plugin(entry: &RouteEntry) -> Self {
         let mut docs = match &entry.docs {
-            Some(docs) => object(docs.clone(), &entry.path, &entry.plugin),
+            Some(docs) => object(docs, &entry.path, &entry.plugin),
             None => Map::new(),
         };
         let schemas = match docs.remove(SCHEMAS_KEY) {
@@ -119,10 +119,19 @@ fn default_tag(owner: &Owner) -> &str {
     }
 }
 
-/// `docs` as a JSON object; anything else is logged and replaced by an empty one, so the
-/// route is still listed.
-fn object(docs: Value, path: &str, owner: &str) -> Map<String, Value> {
-    match docs {
+/// `docs` (JSON text, checked when the route was added) as a JSON object; anything else is
+/// logged and replaced by an empty one, so the route is still listed.
+fn object(docs: &str, path: &str, owner: &str) -> Map<String, Value> {
+    let parsed = match serde_json::from_str::<Value>(docs) {
+        Ok(parsed) => parsed,
+        Err(err) => {
+            tracing::warn!(
+                "Route {path} of {owner}: documentation is not JSON ({err}); listed without it"
+            );
+            return Map::new();
+        }
+    };
+    match parsed {
         Value::Object(docs) => docs,
         other => {
             tracing::warn!(
@@ -442,6 +451,18 @@ fn plain_schema_names(doc: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_routes_docs_are_read_from_its_text() {
+        let docs = object(r#"{"summary": "One", "tags": ["t"]}"#, "/a", "p");
+        assert_eq!(
+            Value::Object(docs),
+            json!({"summary": "One", "tags": ["t"]})
+        );
+        // Not an object, or (from a table other than the host's) not JSON: listed without.
+        assert!(object("[1, 2]", "/a", "p").is_empty());
+        assert!(object("{", "/a", "p").is_empty());
+    }
 
     #[test]
     fn paths_and_parameters() {
