@@ -30,17 +30,23 @@ pub fn reason(status: StatusCode) -> &'static str {
 #[derive(Clone, Copy)]
 pub struct FromPlugin;
 
+/// Whether [`fill_error_body`] would change `response`: an error that is not a plugin's and
+/// has no content type. A response with a content type has its body already ([`text`], a
+/// handler's JSON).
+pub fn needs_error_body(response: &Response) -> bool {
+    let status = response.status();
+    (status.is_client_error() || status.is_server_error())
+        && response.extensions().get::<FromPlugin>().is_none()
+        && !response.headers().contains_key(header::CONTENT_TYPE)
+}
+
 /// Gives the router's and the layers' bare error responses (404, 405, 413, …) the
 /// original's text body, keeping their headers (`Allow` on 405).
 pub async fn fill_error_body(response: Response) -> Response {
-    let status = response.status();
-    // A response with a content type has its body already ([`text`], a handler's JSON).
-    if !(status.is_client_error() || status.is_server_error())
-        || response.extensions().get::<FromPlugin>().is_some()
-        || response.headers().contains_key(header::CONTENT_TYPE)
-    {
+    if !needs_error_body(&response) {
         return response;
     }
+    let status = response.status();
     let (mut parts, body) = response.into_parts();
     // Bodies here are empty or a short text from a layer; bounded by construction.
     let bytes = body

@@ -8,14 +8,16 @@
 //! One hand-written service rather than `middleware::from_fn` and tower-http layers added
 //! with `Router::layer`: every such layer wraps each route again, and each wrap clones and
 //! boxes the route, its future and often the body on every request. Together they cost the
-//! status route a third of its instructions (BENCHMARKS.md). This one boxes one future, and
-//! only wraps a body that is there.
+//! status route a third of its instructions (BENCHMARKS.md). This one boxes no future of its
+//! own ([`Answer`]), and only wraps a body that is there.
 
 use std::{
     convert::Infallible,
+    future::Future,
     panic::{catch_unwind, AssertUnwindSafe},
+    pin::Pin,
     sync::Arc,
-    task::{Context, Poll},
+    task::{ready, Context, Poll},
     time::Instant,
 };
 
@@ -23,8 +25,13 @@ use axum::{
     extract::Request,
     http::{Method, StatusCode},
     response::Response,
+    routing::future::RouteFuture,
 };
-use futures::{future::BoxFuture, FutureExt};
+use futures::{
+    future::{BoxFuture, CatchUnwind},
+    FutureExt,
+};
+use pin_project_lite::pin_project;
 use tower::Service;
 
 use super::{
@@ -33,7 +40,7 @@ use super::{
     cors, errors,
     route_table::{Called, RouteTable},
 };
-use crate::metrics::http::Outcome;
+use crate::metrics::http::{InFlight, Outcome, RouteSeries};
 
 /// Marks a response whose handler panicked (a plugin's, caught in the plugin route), so
 /// that the metrics count it.
@@ -56,64 +63,171 @@ pub struct Front {
 impl Service<Request> for Front {
     type Response = Response;
     type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+    type Future = Answer;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
+    fn call(&mut self, request: Request) -> Answer {
         let started = Instant::now();
         let found = self.routes.find(request.uri().path());
-        let series = Arc::clone(found.series());
-        let method = request.method().clone();
-        let in_flight = self.routes.in_flight();
-        let access = self.access_log.then(|| access_log::Entry::of(&request));
-        let requested = cors::Requested::of(&request);
-        let pending = if request.method() == Method::OPTIONS {
-            Err(cors::preflight())
-        } else {
-            body::limit(request, self.max_body_size, self.body_timeouts)
-                .map_err(|refused| *refused)
-                .map(|request| catch_unwind(AssertUnwindSafe(move || found.call(request))))
+        let finish = Finish {
+            series: Arc::clone(found.series()),
+            method: request.method().clone(),
+            started,
+            in_flight: self.routes.in_flight(),
+            // Boxed: four strings, kept only with `--debug`, would otherwise widen every
+            // request's future.
+            access: self
+                .access_log
+                .then(|| Box::new(access_log::Entry::of(&request))),
+            requested: cors::Requested::of(&request),
         };
-        Box::pin(async move {
-            let mut outcome = Outcome::Answered;
-            let mut response = match pending {
-                Err(answered) => answered,
-                Ok(called) => {
-                    let response = match called {
-                        Ok(Called::Ready(response)) => response,
-                        Ok(Called::Pending(future)) => {
-                            match AssertUnwindSafe(future).catch_unwind().await {
-                                Ok(Ok(response)) => response,
-                                Ok(Err(never)) => match never {},
-                                Err(_) => panicked(),
-                            }
-                        }
+        let mut outcome = Outcome::Answered;
+        let step = if request.method() == Method::OPTIONS {
+            Step::answered(cors::preflight())
+        } else {
+            match body::limit(request, self.max_body_size, self.body_timeouts) {
+                Err(refused) => Step::answered(*refused),
+                Ok(request) => match catch_unwind(AssertUnwindSafe(move || found.call(request))) {
+                    Ok(Called::Ready(response)) => Step::routed(response, &mut outcome),
+                    Ok(Called::Pending(future)) => Step::Route {
+                        future: AssertUnwindSafe(future).catch_unwind(),
+                    },
+                    Err(_) => Step::routed(panicked(), &mut outcome),
+                },
+            }
+        };
+        Answer {
+            step,
+            outcome,
+            finish: Some(finish),
+        }
+    }
+}
+
+pin_project! {
+    /// A request's answer: the route's response (awaited if it is not ready, a panic in it
+    /// caught), a bare error's body, then what [`Finish`] does.
+    ///
+    /// A future of its own rather than a boxed `async` block: hyper keeps a connection's
+    /// service future in one slot for all its requests, so a request allocates none; and the
+    /// `async` block held the route's future twice, as captured and as awaited (1,528 bytes,
+    /// over malloc's per-thread cache; this is 472).
+    pub struct Answer {
+        #[pin]
+        step: Step,
+        outcome: Outcome,
+        finish: Option<Finish>,
+    }
+}
+
+pin_project! {
+    #[project = StepProj]
+    enum Step {
+        /// The route's future.
+        Route {
+            #[pin]
+            future: CatchUnwind<AssertUnwindSafe<RouteFuture<Infallible>>>,
+        },
+        /// A bare error response getting the original's body (boxed: only errors take it).
+        Filling { future: BoxFuture<'static, Response> },
+        /// The response, ready to be finished.
+        Answered { response: Option<Response> },
+    }
+}
+
+impl Step {
+    fn answered(response: Response) -> Step {
+        Step::Answered {
+            response: Some(response),
+        }
+    }
+
+    /// The route's response: a panic caught in a plugin route is counted as one, and a bare
+    /// error gets its body.
+    fn routed(response: Response, outcome: &mut Outcome) -> Step {
+        if response.status() == StatusCode::INTERNAL_SERVER_ERROR
+            && response.extensions().get::<Panicked>().is_some()
+        {
+            *outcome = Outcome::Panicked;
+        }
+        if errors::needs_error_body(&response) {
+            Step::Filling {
+                future: Box::pin(errors::fill_error_body(response)),
+            }
+        } else {
+            Step::answered(response)
+        }
+    }
+}
+
+impl Future for Answer {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let next = match this.step.as_mut().project() {
+                StepProj::Route { future } => {
+                    let response = match ready!(future.poll(cx)) {
+                        Ok(Ok(response)) => response,
+                        Ok(Err(never)) => match never {},
                         Err(_) => panicked(),
                     };
-                    if response.status() == StatusCode::INTERNAL_SERVER_ERROR
-                        && response.extensions().get::<Panicked>().is_some()
-                    {
-                        outcome = Outcome::Panicked;
-                    }
-                    errors::fill_error_body(response).await
+                    Step::routed(response, this.outcome)
+                }
+                StepProj::Filling { future } => Step::answered(ready!(future.as_mut().poll(cx))),
+                StepProj::Answered { response } => {
+                    // Both are taken here, once; only a poll after the answer finds them gone,
+                    // and a finished future may stay pending.
+                    let (Some(response), Some(finish)) = (response.take(), this.finish.take())
+                    else {
+                        return Poll::Pending;
+                    };
+                    return Poll::Ready(Ok(finish.finish(response, *this.outcome)));
                 }
             };
-            series.record(
-                &method,
-                response.status(),
-                started.elapsed().as_secs_f64(),
-                outcome,
-            );
-            drop(in_flight);
-            requested.apply(&mut response);
-            if let Some(entry) = access {
-                entry.log(&response);
-            }
-            Ok(response)
-        })
+            this.step.set(next);
+        }
+    }
+}
+
+/// What every answer gets once its response is known.
+struct Finish {
+    series: Arc<RouteSeries>,
+    method: Method,
+    started: Instant,
+    in_flight: InFlight,
+    access: Option<Box<access_log::Entry>>,
+    requested: cors::Requested,
+}
+
+impl Finish {
+    /// Records the request in its route's series, ends it in the in-flight gauge, adds the
+    /// CORS headers and writes the access-log line.
+    fn finish(self, mut response: Response, outcome: Outcome) -> Response {
+        let Finish {
+            series,
+            method,
+            started,
+            in_flight,
+            access,
+            requested,
+        } = self;
+        series.record(
+            &method,
+            response.status(),
+            started.elapsed().as_secs_f64(),
+            outcome,
+        );
+        drop(in_flight);
+        requested.apply(&mut response);
+        if let Some(entry) = access {
+            entry.log(&response);
+        }
+        response
     }
 }
 
@@ -196,6 +310,15 @@ mod tests {
             *response.status_mut() = status;
             async move { Ok::<_, Infallible>(response) }
         })
+    }
+
+    /// A request's future fits glibc's per-thread cache of freed blocks (requests of up to
+    /// 1,032 bytes), wherever it is boxed (an HTTP/2 stream's task): a larger box takes
+    /// malloc's slow path, which first sweeps the fast bins.
+    #[test]
+    fn the_future_of_a_request_fits_mallocs_per_thread_cache() {
+        let size = std::mem::size_of::<Answer>();
+        assert!(size <= 1032, "{size} bytes");
     }
 
     #[tokio::test]
