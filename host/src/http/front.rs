@@ -70,6 +70,14 @@ impl Service<Request> for Front {
     }
 
     fn call(&mut self, request: Request) -> Answer {
+        self.answer(request)
+    }
+}
+
+impl Front {
+    /// [`Service::call`] without the `&mut` (the front is always ready, and changes nothing
+    /// as it answers): the server calls it on the app it shares, with no clone.
+    pub fn answer(&self, request: Request) -> Answer {
         let started = Instant::now();
         let found = self.routes.find(request.uri().path());
         let finish = Finish {

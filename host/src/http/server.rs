@@ -35,7 +35,6 @@ use tokio::{
     sync::{watch, Notify},
     task::JoinSet,
 };
-use tower::ServiceExt;
 
 use super::{
     conn_timeout::{Activity, Limits, TimedIo},
@@ -266,8 +265,11 @@ async fn serve_connection(
         if config.record_peer {
             request.extensions_mut().insert(ConnectInfo(peer));
         }
+        // Answered here rather than through `oneshot`, whose future would carry the request
+        // beside the answer's.
+        let answer = guard.0.app.answer(request);
         async move {
-            let response: Result<Response, Infallible> = guard.0.app.clone().oneshot(request).await;
+            let response: Result<Response, Infallible> = answer.await;
             drop((guard, serving));
             response
         }
