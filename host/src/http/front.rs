@@ -8,8 +8,9 @@
 //! One hand-written service rather than `middleware::from_fn` and tower-http layers added
 //! with `Router::layer`: every such layer wraps each route again, and each wrap clones and
 //! boxes the route, its future and often the body on every request. Together they cost the
-//! status route a third of its instructions (BENCHMARKS.md). This one boxes no future of its
-//! own ([`Answer`]), and only wraps a body that is there.
+//! status route a third of its instructions (BENCHMARKS.md). This one boxes no future on
+//! the way of a request that succeeds ([`Answer`]; a bare error's body is filled in a box),
+//! and only wraps a body that is there.
 
 use std::{
     convert::Infallible,
@@ -119,10 +120,11 @@ pin_project! {
     /// A request's answer: the route's response (awaited if it is not ready, a panic in it
     /// caught), a bare error's body, then what [`Finish`] does.
     ///
-    /// A future of its own rather than a boxed `async` block: hyper keeps a connection's
-    /// service future in one slot for all its requests, so a request allocates none; and the
-    /// `async` block held the route's future twice, as captured and as awaited (1,528 bytes,
-    /// over malloc's per-thread cache; this is 472).
+    /// A future of its own rather than a boxed `async` block: over HTTP/1, hyper keeps a
+    /// connection's service future in one slot for all its requests, so the front allocates
+    /// none for it (an HTTP/2 stream is a task of its own); and the `async` block held the
+    /// route's future twice, as captured and as awaited (1,528 bytes, over malloc's
+    /// per-thread cache; this is 472).
     pub struct Answer {
         #[pin]
         step: Step,

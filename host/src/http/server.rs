@@ -25,6 +25,7 @@ use std::{
 
 use arc_swap::ArcSwap;
 use axum::{body::Body, extract::ConnectInfo, response::Response};
+use futures::FutureExt;
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo},
@@ -266,13 +267,16 @@ async fn serve_connection(
             request.extensions_mut().insert(ConnectInfo(peer));
         }
         // Answered here rather than through `oneshot`, whose future would carry the request
-        // beside the answer's.
-        let answer = guard.0.app.answer(request);
-        async move {
-            let response: Result<Response, Infallible> = answer.await;
-            drop((guard, serving));
-            response
-        }
+        // beside the answer's; and mapped rather than awaited in an `async` block, which
+        // would hold the answer twice (as captured and as awaited).
+        guard
+            .0
+            .app
+            .answer(request)
+            .map(move |response: Result<Response, Infallible>| {
+                drop((guard, serving));
+                response
+            })
     });
     let builder = Builder::new(TokioExecutor::new());
     let connection = builder.serve_connection_with_upgrades(io, service);

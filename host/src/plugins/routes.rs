@@ -15,10 +15,10 @@ pub struct RouteEntry {
     pub method: String,
     /// Relative to the service prefix.
     pub path: String,
-    /// The OpenAPI operation fragment the plugin declared, as the JSON text it gave (checked
-    /// to be JSON when the route was added). Kept as text: only the API document, built at
-    /// its first use, reads it, and a parsed tree would hold several times its size on the
-    /// heap for the process's life.
+    /// The OpenAPI operation fragment the plugin declared, as the JSON text it gave (parsed
+    /// once when the route was added, so that invalid JSON refuses the route). Kept as text:
+    /// only the API document, built at its first use, reads it, and a parsed tree would
+    /// hold several times its size on the heap for the process's life.
     pub docs: Option<Arc<str>>,
     pub handler: Arc<RouteHandlerBox>,
 }
@@ -46,8 +46,9 @@ impl RouteTable {
         let docs = match docs_json.trim() {
             "" => None,
             text => {
-                // Checked, not kept: `IgnoredAny` reads the whole text without building it.
-                serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|err| {
+                // Parsed as the API document will parse it (its depth, numbers and escapes
+                // checked), then dropped: only the text is kept.
+                serde_json::from_str::<serde_json::Value>(text).map_err(|err| {
                     FfiError::new(
                         error_code::INVALID,
                         format!("route {path}: invalid docs: {err}"),
@@ -110,6 +111,20 @@ mod tests {
             err.message
         );
         assert!(table.freeze().is_empty(), "the refused route is not kept");
+    }
+
+    /// What the document's own parse refuses is refused here, not dropped later: a number
+    /// out of range, a lone surrogate, nesting past serde_json's limit.
+    #[test]
+    fn docs_the_document_could_not_read_refuse_the_route() {
+        let deep = format!("{}{}", "[".repeat(129), "]".repeat(129));
+        for docs in [r#"{"x": 1e400}"#, r#"{"x": "\ud800"}"#, deep.as_str()] {
+            let mut table = RouteTable::default();
+            let err = table
+                .add("p", "GET", "/a", docs, handler())
+                .expect_err(docs);
+            assert_eq!(err.code, error_code::INVALID, "{docs}");
+        }
     }
 
     #[test]
