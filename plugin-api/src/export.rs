@@ -63,6 +63,7 @@ macro_rules! export_plugin {
 pub mod __private {
     use std::sync::Arc;
 
+    use crate::abi::FfiFuture;
     pub use abi_stable::library::{LibHeader, RootModuleResult};
     use abi_stable::{
         library::CheckTypeLayout,
@@ -70,7 +71,6 @@ pub mod __private {
         sabi_trait::TD_Opaque,
         std_types::{ROption, RResult, RString},
     };
-    use async_ffi::FfiFuture;
 
     use crate::{
         abi::{

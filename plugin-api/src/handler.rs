@@ -9,8 +9,8 @@ use std::{
     task::{Context, Poll},
 };
 
+use crate::abi::FfiFuture;
 use abi_stable::std_types::{RResult, RString};
-use async_ffi::FfiFuture;
 use serde::Serialize;
 
 use crate::{

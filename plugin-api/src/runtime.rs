@@ -214,13 +214,13 @@ fn drop_in_place_entered<T>(slot: &mut Option<T>) {
 }
 
 /// Wraps a plugin future into an FFI future the host can poll; a panic becomes `E`.
-pub(crate) fn into_ffi<F, T, E>(fut: F) -> async_ffi::FfiFuture<RResult<T, E>>
+pub(crate) fn into_ffi<F, T, E>(fut: F) -> abi::FfiFuture<RResult<T, E>>
 where
     F: Future<Output = Result<T, E>> + Send + 'static,
     T: 'static,
     E: FromPanic + 'static,
 {
-    async_ffi::FfiFuture::new(Guarded::new(fut))
+    abi::FfiFuture::new(Guarded::new(fut))
 }
 
 #[cfg(test)]

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use abi_stable::std_types::RResult;
-use async_ffi::FfiFuture;
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use plugin_abi::FfiFuture;
 use plugin_abi::{panics, FfiFailure};
 
 use super::outcome::{Delivered, DeliveryError};

@@ -6,7 +6,7 @@ use abi_stable::{
     sabi_trait::TD_Opaque,
     std_types::{ROption, RResult, RString},
 };
-use async_ffi::FfiFuture;
+use plugin_abi::FfiFuture;
 use plugin_abi::{
     error_code, metric_kind, FeatureArc, FfiError, FfiHandover, FfiMetric, FfiMqttPublish,
     FfiMqttSubscribe, FfiPublish, FfiSubscribe, HostContext, HostMetric, HostMetricArc,

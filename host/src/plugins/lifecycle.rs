@@ -10,7 +10,7 @@ use abi_stable::{
     sabi_trait::TD_Opaque,
     std_types::{RArc, ROption, RResult, RString},
 };
-use async_ffi::FfiFuture;
+use plugin_abi::FfiFuture;
 use plugin_abi::{FfiHandover, HostContext_TO, PluginInstanceBox, MAX_HANDOVER_BYTES};
 
 use super::{

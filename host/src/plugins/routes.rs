@@ -80,8 +80,8 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use abi_stable::{sabi_trait::TD_Opaque, std_types::RResult};
-    use async_ffi::{FfiFuture, FutureExt};
     use plugin_abi::{FfiFailure, FfiRequest, FfiResponse, RouteHandler, RouteHandler_TO};
+    use plugin_abi::{FfiFuture, FutureExt};
 
     use super::*;
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use crate::metrics::Metrics;
 use crate::sync::Unpoisoned;
 use abi_stable::std_types::{RResult, RString};
-use async_ffi::FfiFuture;
+use plugin_abi::FfiFuture;
 use plugin_abi::{panics, TaskHandle, TaskHandleBox, TaskHandle_TO};
 use tokio::{runtime::Handle, task::AbortHandle};
 

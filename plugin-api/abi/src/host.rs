@@ -1,10 +1,10 @@
 //! Interfaces the host implements and hands to plugins.
 
+use crate::FfiFuture;
 use abi_stable::{
     sabi_trait,
     std_types::{RArc, RBox, ROption, RResult, RStr, RString},
 };
-use async_ffi::FfiFuture;
 
 use super::plugin::{FeatureArc, MessageHandlerBox, RouteHandlerBox};
 use super::{

@@ -19,8 +19,10 @@
 //! Design rules, learnt the hard way (the reasons are in `docs/plugin-abi.md`):
 //! - Low-frequency data (config, argument specs, route docs) crosses as JSON strings, so it can
 //!   grow without a layout change. Hot paths (requests, bus messages) use plain structs.
-//! - Every function a plugin implements returns an [`FfiFuture`](async_ffi::FfiFuture) and runs no plugin code
+//! - Every function a plugin implements returns an [`FfiFuture`] and runs no plugin code
 //!   synchronously; the SDK catches panics inside the future, so none reaches the host.
+//!   [`future`] passes a waker that has crossed the boundary back as it is, so a host future
+//!   a plugin awaits is polled with the host's own waker.
 //! - Any change to the types or traits here is a minor version bump (0.x): the host refuses
 //!   plugins built against another minor version, so every plugin is rebuilt, and each vtable
 //!   marks its last method as its last prefix field (every method is required).
@@ -30,6 +32,7 @@ mod args;
 pub mod asyncapi;
 pub mod config;
 pub mod features;
+pub mod future;
 #[allow(non_local_definitions)] // abi_stable 0.11's `sabi_trait` expansion; harmless
 mod host;
 pub mod metrics;
@@ -65,6 +68,7 @@ pub(crate) fn printable_word(word: u64) -> bool {
 }
 
 pub use args::{Arg, ArgKind};
+pub use future::{FfiContext, FfiFuture, FfiPoll, FutureExt};
 pub use host::*;
 pub use plugin::*;
 pub use types::*;
@@ -75,7 +79,5 @@ pub use types::*;
 // re-exported; see docs/plugin-abi.md, "Reading the SDK's rustdoc".)
 #[doc(hidden)]
 pub use abi_stable;
-#[doc(hidden)]
-pub use async_ffi;
 
 pub use panics::panic_text;

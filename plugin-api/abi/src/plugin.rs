@@ -1,5 +1,6 @@
 //! Interfaces plugins implement (through the SDK) and the root module they export.
 
+use crate::FfiFuture;
 use abi_stable::{
     declare_root_module_statics,
     library::RootModule,
@@ -8,7 +9,6 @@ use abi_stable::{
     std_types::{RArc, RBox, ROption, RResult, RString},
     StableAbi,
 };
-use async_ffi::FfiFuture;
 
 use super::host::{HostContextArc, HostLoggerBox, HostSubscriptionArc};
 use super::{FfiFailure, FfiHandover, FfiMessage, FfiRequest, FfiResponse, PluginInfo};

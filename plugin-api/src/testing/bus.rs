@@ -7,11 +7,11 @@ use std::sync::{
     Arc, Mutex,
 };
 
+use crate::abi::FfiFuture;
 use abi_stable::{
     sabi_trait::TD_Opaque,
     std_types::{RArc, ROption, RResult, RString, RVec},
 };
-use async_ffi::FfiFuture;
 
 use crate::{
     abi::{

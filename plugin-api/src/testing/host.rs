@@ -3,8 +3,8 @@
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use crate::abi::FfiFuture;
 use abi_stable::std_types::{ROption, RResult, RString};
-use async_ffi::FfiFuture;
 
 use crate::abi::{
     config::PluginConfig, features::FeatureRegistry, handover_outcome, phase, FeatureArc, FfiError,

@@ -111,7 +111,7 @@ mod tests {
                 fn handle(
                     &self,
                     _: crate::abi::FfiRequest,
-                ) -> async_ffi::FfiFuture<
+                ) -> crate::abi::FfiFuture<
                     abi_stable::std_types::RResult<crate::abi::FfiResponse, crate::abi::FfiFailure>,
                 > {
                     unreachable!("never called")

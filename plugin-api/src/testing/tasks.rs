@@ -2,11 +2,11 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::abi::FfiFuture;
 use abi_stable::{
     sabi_trait::TD_Opaque,
     std_types::{RResult, RString},
 };
-use async_ffi::FfiFuture;
 use tokio::{runtime::Handle, task::AbortHandle};
 
 use crate::abi::{TaskHandle, TaskHandleBox, TaskHandle_TO};

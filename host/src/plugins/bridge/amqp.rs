@@ -3,8 +3,8 @@
 use std::{sync::Arc, time::Duration};
 
 use abi_stable::std_types::RResult;
-use async_ffi::FfiFuture;
 use futures::{future::BoxFuture, FutureExt};
+use plugin_abi::FfiFuture;
 use plugin_abi::{
     error_code, sharing, FfiError, FfiPublish, FfiSubscribe, HostSubscriptionArc, MessageHandlerBox,
 };

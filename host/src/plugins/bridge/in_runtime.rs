@@ -4,14 +4,9 @@ use std::{
     cell::Cell,
     future::Future,
     pin::Pin,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
-    task::{Context, Poll, Wake, Waker},
+    task::{Context, Poll},
 };
 
-use futures::task::AtomicWaker;
 use pin_project_lite::pin_project;
 use tokio::runtime::{EnterGuard, Handle};
 
@@ -41,10 +36,10 @@ pin_project! {
     /// and the host's timers are out of reach otherwise. Polled in place rather than spawned: a
     /// spawn costs a task and a hop to another worker thread on every call (see BENCHMARKS.md).
     ///
-    /// The inner future sees a waker of our own (an `Arc`, cheap to clone), which wakes the
-    /// caller's: the caller's is an FFI waker, and every clone of it (lapin clones one per pending
-    /// operation) allocates on both sides of the boundary. Here it is cloned at most once a
-    /// pending poll.
+    /// The inner future is polled with the caller's waker as it is. For a plugin's task, which
+    /// the host polls, that is the host task's own waker (`plugin_abi::future` hands it back
+    /// across), so registering it with lapin or a timer clones a tokio waker; only a plugin
+    /// polling from a thread of its own gives a waker whose clones are FFI wakers.
     ///
     /// The future is held inline, not boxed: the FFI future that carries an `InRuntime` to the
     /// plugin is one allocation already, and a second box cost an allocation and a copy of the
@@ -54,9 +49,6 @@ pin_project! {
         // Set to `None` in place, with the runtime entered, when the `InRuntime` is dropped.
         #[pin]
         fut: Option<F>,
-        bridge: Arc<WakerBridge>,
-        // The inner future's waker, made once from `bridge` rather than at every poll.
-        waker: Waker,
     }
 
     impl<F: Future> PinnedDrop for InRuntime<F> {
@@ -70,68 +62,31 @@ pin_project! {
 
 impl<F: Future> InRuntime<F> {
     pub(crate) fn new(handle: Handle, fut: F) -> Self {
-        let bridge = Arc::new(WakerBridge {
-            caller: AtomicWaker::new(),
-            woken: AtomicBool::new(false),
-        });
         InRuntime {
             handle,
             fut: Some(fut),
-            waker: Waker::from(Arc::clone(&bridge)),
-            bridge,
         }
-    }
-}
-
-/// Wakes the caller's waker (registered at each pending poll), and records that a wake came,
-/// for a wake that lands before the caller's waker is registered.
-struct WakerBridge {
-    caller: AtomicWaker,
-    woken: AtomicBool,
-}
-
-impl Wake for WakerBridge {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::SeqCst);
-        self.caller.wake();
     }
 }
 
 impl<F: Future> Future for InRuntime<F> {
     type Output = F::Output;
 
-    /// The caller's waker is registered only when the inner future is pending: a last poll,
-    /// which completes, then clones no FFI waker (a clone allocates on both sides of the
-    /// boundary). A wake that comes between the inner poll and the registration is not lost:
-    /// `woken` says it came, and the caller is woken at once.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         let _enter = enter(this.handle);
-        this.bridge.woken.store(false, Ordering::SeqCst);
-        let mut inner = Context::from_waker(this.waker);
-        let Some(fut) = this.fut.as_pin_mut() else {
-            return Poll::Pending;
-        };
-        let poll = fut.poll(&mut inner);
-        if poll.is_pending() {
-            this.bridge.caller.register(cx.waker());
-            if this.bridge.woken.swap(false, Ordering::SeqCst) {
-                cx.waker().wake_by_ref();
-            }
+        match this.fut.as_pin_mut() {
+            Some(fut) => fut.poll(cx),
+            None => Poll::Pending,
         }
-        poll
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::{
-        sync::atomic::AtomicUsize,
-        task::{RawWaker, RawWakerVTable},
+        sync::atomic::{AtomicUsize, Ordering},
+        task::{RawWaker, RawWakerVTable, Waker},
     };
 
     use super::*;
@@ -216,30 +171,28 @@ mod tests {
         assert_eq!(counts.clones.load(Ordering::SeqCst), 0);
     }
 
+    /// The inner future is polled with the caller's own waker, no wrapper of the host's: a
+    /// registration clones the caller's waker once, a wake reaches it.
     #[test]
-    fn a_wake_before_the_caller_is_registered_is_not_lost() {
+    fn the_inner_future_sees_the_callers_waker() {
         let rt = runtime();
         let counts = counts();
         let waker = counting_waker(counts);
-        // Wakes itself within its first poll, before `InRuntime` registers the caller.
-        let mut first = true;
-        let inner = std::future::poll_fn(move |cx| {
-            if std::mem::take(&mut first) {
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            } else {
-                Poll::Ready(())
-            }
+        let mut registered = None;
+        let inner = std::future::poll_fn(|cx| {
+            assert!(cx.waker().will_wake(&waker));
+            registered = Some(cx.waker().clone());
+            Poll::<()>::Pending
         });
         let mut fut = Box::pin(InRuntime::new(rt.handle().clone(), inner));
-        let mut cx = Context::from_waker(&waker);
-        assert_eq!(fut.as_mut().poll(&mut cx), Poll::Pending);
-        assert_eq!(
-            counts.wakes.load(Ordering::SeqCst),
-            1,
-            "the caller is woken"
-        );
-        assert_eq!(fut.as_mut().poll(&mut cx), Poll::Ready(()));
+        assert!(fut
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending());
+        drop(fut);
+        assert_eq!(counts.clones.load(Ordering::SeqCst), 1);
+        registered.expect("registered").wake();
+        assert_eq!(counts.wakes.load(Ordering::SeqCst), 1);
     }
 
     #[test]

@@ -22,9 +22,9 @@ use abi_stable::{
     sabi_trait::TD_Opaque,
     std_types::{RArc, RResult, RString, RVec},
 };
-use async_ffi::FfiFuture;
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use plugin_abi::FfiFuture;
 use plugin_abi::{
     error_code, FfiError, FfiMessage, HostSubscription, HostSubscriptionArc, HostSubscription_TO,
     MessageHandlerBox,

@@ -11,8 +11,8 @@ use std::{
 };
 
 use abi_stable::std_types::RResult;
-use async_ffi::FfiFuture;
 use futures::{future::BoxFuture, FutureExt};
+use plugin_abi::FfiFuture;
 use plugin_abi::{
     error_code, FfiError, FfiMqttPublish, FfiMqttSubscribe, HostSubscriptionArc, MessageHandlerBox,
 };

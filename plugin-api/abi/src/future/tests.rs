@@ -1,0 +1,194 @@
+use std::{
+    future::poll_fn,
+    pin::pin,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    task::Wake,
+};
+
+use super::*;
+
+/// An executor's waker that counts its wakes.
+#[derive(Default)]
+struct Executor {
+    wakes: AtomicUsize,
+}
+
+impl Wake for Executor {
+    fn wake(self: Arc<Self>) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A future that keeps a clone of the waker it is polled with, as a timer or a channel
+/// registering it would, and is then ready.
+fn registering(slot: Arc<Mutex<Option<Waker>>>) -> impl Future<Output = u32> + Send {
+    poll_fn(move |cx| {
+        *slot.lock().unwrap() = Some(cx.waker().clone());
+        Poll::Ready(7)
+    })
+}
+
+#[test]
+fn a_future_awaited_across_twice_is_polled_with_the_executors_own_waker() {
+    let executor = Arc::new(Executor::default());
+    let waker = Waker::from(executor.clone());
+    let slot = Arc::new(Mutex::new(None));
+    // The host's future, awaited by a plugin's future, which the host polls.
+    let inner = FfiFuture::new(registering(slot.clone()));
+    let mut outer = pin!(FfiFuture::new(async move { inner.await + 1 }));
+
+    let polled = outer.as_mut().poll(&mut Context::from_waker(&waker));
+
+    assert_eq!(polled, Poll::Ready(8));
+    let registered = slot.lock().unwrap().take().unwrap();
+    assert!(
+        registered.will_wake(&waker),
+        "the executor's waker itself, not a wrapper"
+    );
+    // The executor's, this test's waker and the registered clone: no FFI waker holds one.
+    assert_eq!(Arc::strong_count(&executor), 3);
+    registered.wake();
+    assert_eq!(executor.wakes.load(Ordering::SeqCst), 1);
+    assert_eq!(Arc::strong_count(&executor), 2);
+}
+
+/// An FFI waker as another binary would make it, counting what is called on it. Its clones
+/// are itself.
+#[repr(C)]
+struct ForeignWaker {
+    base: FfiWakerBase,
+    clones: AtomicUsize,
+    wakes: AtomicUsize,
+    drops: AtomicUsize,
+}
+
+static FOREIGN_TEST_VTABLE: FfiWakerVTable = FfiWakerVTable {
+    clone: test_clone,
+    wake: test_wake,
+    wake_by_ref: test_wake_by_ref,
+    drop: test_drop,
+};
+
+unsafe extern "C" fn test_clone(data: *const FfiWakerBase) -> *const FfiWakerBase {
+    (*data.cast::<ForeignWaker>())
+        .clones
+        .fetch_add(1, Ordering::SeqCst);
+    data
+}
+
+unsafe extern "C" fn test_wake(data: *const FfiWakerBase) {
+    test_wake_by_ref(data);
+    test_drop(data);
+}
+
+unsafe extern "C" fn test_wake_by_ref(data: *const FfiWakerBase) {
+    (*data.cast::<ForeignWaker>())
+        .wakes
+        .fetch_add(1, Ordering::SeqCst);
+}
+
+unsafe extern "C" fn test_drop(data: *const FfiWakerBase) {
+    (*data.cast::<ForeignWaker>())
+        .drops
+        .fetch_add(1, Ordering::SeqCst);
+}
+
+fn foreign_waker() -> ForeignWaker {
+    ForeignWaker {
+        base: FfiWakerBase {
+            vtable: &FOREIGN_TEST_VTABLE,
+        },
+        clones: AtomicUsize::new(0),
+        wakes: AtomicUsize::new(0),
+        drops: AtomicUsize::new(0),
+    }
+}
+
+/// Polls `future` as the other binary does: through its poll function, with `waker`.
+fn poll_from_across<T>(future: &mut FfiFuture<T>, waker: &ForeignWaker) -> FfiPoll<T> {
+    let mut cx = FfiContext {
+        waker: ptr::addr_of!(waker.base),
+        _marker: PhantomData,
+    };
+    unsafe { (future.poll_fn)(future.future, &mut cx) }
+}
+
+#[test]
+fn a_waker_from_across_is_handed_back_as_it_is() {
+    let waker = foreign_waker();
+    let slot = Arc::new(Mutex::new(None));
+    // A plugin's future (polled by the host) awaiting a host future, seen from the plugin.
+    let inner = FfiFuture::new(registering(slot.clone()));
+    let mut outer = FfiFuture::new(async move { inner.await + 1 });
+
+    let polled = poll_from_across(&mut outer, &waker);
+
+    assert!(matches!(polled, FfiPoll::Ready(8)));
+    let registered = slot.lock().unwrap().take().unwrap();
+    assert!(ptr::eq(registered.vtable(), &FOREIGN_VTABLE));
+    assert!(
+        ptr::eq(registered.data(), ptr::addr_of!(waker).cast()),
+        "the other binary's waker, not a wrapper made on the way"
+    );
+    assert_eq!(waker.clones.load(Ordering::SeqCst), 1);
+    registered.wake();
+    assert_eq!(waker.wakes.load(Ordering::SeqCst), 1);
+    assert_eq!(waker.drops.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_clone_made_across_owns_the_waker_and_gives_it_back_when_woken() {
+    let executor = Arc::new(Executor::default());
+    let waker = Waker::from(executor.clone());
+    let mut cx = Context::from_waker(&waker);
+
+    let cloned = with_ffi_context(&mut cx, |ffi| unsafe {
+        // What the other binary does to register the waker it was polled with.
+        ((*(*ffi.waker).vtable).clone)(ffi.waker)
+    });
+
+    let own = unsafe { own_waker(cloned) }.expect("made by this binary");
+    assert!(own.will_wake(&waker));
+    assert_eq!(Arc::strong_count(&executor), 3);
+    unsafe { ((*(*cloned).vtable).wake_by_ref)(cloned) };
+    unsafe { ((*(*cloned).vtable).wake)(cloned) };
+    assert_eq!(executor.wakes.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        Arc::strong_count(&executor),
+        2,
+        "waking by value dropped the clone"
+    );
+}
+
+#[test]
+fn a_panic_while_polling_is_reported_and_raised_on_the_polling_side() {
+    let waker = foreign_waker();
+    let mut across = FfiFuture::new(async { panic!("kaboom") });
+    assert!(matches!(
+        poll_from_across(&mut across, &waker),
+        FfiPoll::Panicked
+    ));
+
+    let mut here = pin!(FfiFuture::new(async { panic!("kaboom") }));
+    let executor = Waker::from(Arc::new(Executor::default()));
+    let raised = catch_unwind(AssertUnwindSafe(|| {
+        here.as_mut().poll(&mut Context::from_waker(&executor))
+    }))
+    .unwrap_err();
+    assert_eq!(crate::panic_text(&*raised), "FFI future panicked");
+}
+
+#[test]
+fn dropping_the_ffi_future_drops_the_future_once() {
+    let held = Arc::new(());
+    let future = FfiFuture::new({
+        let held = held.clone();
+        async move { drop(held) }
+    });
+    assert_eq!(Arc::strong_count(&held), 2);
+    drop(future);
+    assert_eq!(Arc::strong_count(&held), 1);
+}
