@@ -32,7 +32,7 @@ fn registering(slot: Arc<Mutex<Option<Waker>>>) -> impl Future<Output = u32> + S
 }
 
 #[test]
-fn a_future_awaited_across_twice_is_polled_with_the_executors_own_waker() {
+fn in_one_binary_a_future_awaited_across_twice_is_polled_with_the_executors_own_waker() {
     let executor = Arc::new(Executor::default());
     let waker = Waker::from(executor.clone());
     let slot = Arc::new(Mutex::new(None));
@@ -191,4 +191,134 @@ fn dropping_the_ffi_future_drops_the_future_once() {
     assert_eq!(Arc::strong_count(&held), 2);
     drop(future);
     assert_eq!(Arc::strong_count(&held), 1);
+}
+
+/// The module compiled a second time, with statics of its own: the other binary.
+#[allow(dead_code)]
+mod plugin {
+    include!("imp.rs");
+}
+
+/// A future of this binary as the other one holds it: the same layout, the other's type.
+fn to_plugin<T>(future: FfiFuture<T>) -> plugin::FfiFuture<T> {
+    // SAFETY: both are the `repr(C)` struct of one source file.
+    unsafe { std::mem::transmute(future) }
+}
+
+fn from_plugin<T>(future: plugin::FfiFuture<T>) -> FfiFuture<T> {
+    // SAFETY: as `to_plugin`.
+    unsafe { std::mem::transmute(future) }
+}
+
+/// Like `registering`, but pending at its first poll.
+fn registering_then_ready(slot: Arc<Mutex<Option<Waker>>>) -> impl Future<Output = u32> + Send {
+    let mut first = true;
+    poll_fn(move |cx| {
+        *slot.lock().unwrap() = Some(cx.waker().clone());
+        match std::mem::take(&mut first) {
+            true => Poll::Pending,
+            false => Poll::Ready(7),
+        }
+    })
+}
+
+/// The host polls a plugin's task, which awaits a host future: the host future registers the
+/// host's own waker, and a wake from another thread reaches the host's executor.
+#[test]
+fn across_two_binaries_the_host_future_registers_the_hosts_own_waker() {
+    let executor = Arc::new(Executor::default());
+    let waker = Waker::from(executor.clone());
+    let slot = Arc::new(Mutex::new(None));
+    let publish = to_plugin(FfiFuture::new(registering_then_ready(slot.clone())));
+    let task = plugin::FfiFuture::new(async move { publish.await + 1 });
+    let mut task = pin!(from_plugin(task));
+
+    assert!(task
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker))
+        .is_pending());
+
+    let registered = slot.lock().unwrap().take().unwrap();
+    assert!(
+        registered.will_wake(&waker),
+        "the host's waker after two crossings"
+    );
+    assert_eq!(Arc::strong_count(&executor), 3);
+    std::thread::spawn(move || registered.wake())
+        .join()
+        .unwrap();
+    assert_eq!(executor.wakes.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        task.as_mut().poll(&mut Context::from_waker(&waker)),
+        Poll::Ready(8)
+    );
+    drop(slot.lock().unwrap().take());
+    assert_eq!(Arc::strong_count(&executor), 2);
+}
+
+/// A plugin that keeps a clone of its waker and polls a host future with it later: the
+/// clone is the host's own waker behind an FFI waker the host made, which the host unwraps.
+#[test]
+fn a_clone_the_plugin_kept_is_unwrapped_by_the_host() {
+    let executor = Arc::new(Executor::default());
+    let waker = Waker::from(executor.clone());
+    let slot = Arc::new(Mutex::new(None));
+    let mut publish = Box::pin(to_plugin(FfiFuture::new(registering_then_ready(
+        slot.clone(),
+    ))));
+    let mut kept: Option<Waker> = None;
+    let task = plugin::FfiFuture::new(poll_fn(move |cx| {
+        let kept = kept.get_or_insert_with(|| cx.waker().clone()).clone();
+        publish.as_mut().poll(&mut Context::from_waker(&kept))
+    }));
+    let mut task = pin!(from_plugin(task));
+
+    assert!(task
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker))
+        .is_pending());
+
+    let registered = slot.lock().unwrap().take().unwrap();
+    assert!(registered.will_wake(&waker));
+    std::thread::spawn(move || registered.wake())
+        .join()
+        .unwrap();
+    assert_eq!(executor.wakes.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        task.as_mut().poll(&mut Context::from_waker(&waker)),
+        Poll::Ready(7)
+    );
+}
+
+/// A plugin polling a host future on a thread of its own: the host registers an FFI waker
+/// of the plugin's (one box in the plugin per clone), which wakes the plugin's executor.
+#[test]
+fn a_plugin_polling_on_its_own_thread_is_woken_through_its_waker() {
+    let executor = Arc::new(Executor::default());
+    let waker = Waker::from(executor.clone());
+    let slot = Arc::new(Mutex::new(None));
+    let mut publish = pin!(to_plugin(FfiFuture::new(registering_then_ready(
+        slot.clone()
+    ))));
+
+    assert!(publish
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker))
+        .is_pending());
+
+    let registered = slot.lock().unwrap().take().unwrap();
+    assert!(
+        !registered.will_wake(&waker),
+        "an FFI waker of the plugin's"
+    );
+    assert_eq!(
+        Arc::strong_count(&executor),
+        3,
+        "its clone, boxed in the plugin"
+    );
+    std::thread::spawn(move || registered.wake())
+        .join()
+        .unwrap();
+    assert_eq!(executor.wakes.load(Ordering::SeqCst), 1);
+    assert_eq!(Arc::strong_count(&executor), 2);
 }
