@@ -22,22 +22,35 @@ impl Wake for Executor {
     }
 }
 
-/// A future that keeps a clone of the waker it is polled with, as a timer or a channel
-/// registering it would, and is then ready.
-fn registering(slot: Arc<Mutex<Option<Waker>>>) -> impl Future<Output = u32> + Send {
+/// Where a future keeps the waker it registered.
+type Slot = Arc<Mutex<Option<Waker>>>;
+
+/// An executor, its waker, and an empty slot.
+fn executor() -> (Arc<Executor>, Waker, Slot) {
+    let executor = Arc::new(Executor::default());
+    let waker = Waker::from(executor.clone());
+    (executor, waker, Slot::default())
+}
+
+/// A future that keeps a clone of the waker it is polled with in `slot`, as a timer or a
+/// channel registering it would, and is ready with 7: at once, or at its second poll when
+/// `pending_first`.
+fn registering(slot: Slot, pending_first: bool) -> impl Future<Output = u32> + Send {
+    let mut pending = pending_first;
     poll_fn(move |cx| {
         *slot.lock().unwrap() = Some(cx.waker().clone());
-        Poll::Ready(7)
+        match std::mem::take(&mut pending) {
+            true => Poll::Pending,
+            false => Poll::Ready(7),
+        }
     })
 }
 
 #[test]
 fn in_one_binary_a_future_awaited_across_twice_is_polled_with_the_executors_own_waker() {
-    let executor = Arc::new(Executor::default());
-    let waker = Waker::from(executor.clone());
-    let slot = Arc::new(Mutex::new(None));
+    let (executor, waker, slot) = executor();
     // The host's future, awaited by a plugin's future, which the host polls.
-    let inner = FfiFuture::new(registering(slot.clone()));
+    let inner = FfiFuture::new(registering(slot.clone(), false));
     let mut outer = pin!(FfiFuture::new(async move { inner.await + 1 }));
 
     let polled = outer.as_mut().poll(&mut Context::from_waker(&waker));
@@ -119,9 +132,9 @@ fn poll_from_across<T>(future: &mut FfiFuture<T>, waker: &ForeignWaker) -> FfiPo
 #[test]
 fn a_waker_from_across_is_handed_back_as_it_is() {
     let waker = foreign_waker();
-    let slot = Arc::new(Mutex::new(None));
+    let slot = Slot::default();
     // A plugin's future (polled by the host) awaiting a host future, seen from the plugin.
-    let inner = FfiFuture::new(registering(slot.clone()));
+    let inner = FfiFuture::new(registering(slot.clone(), false));
     let mut outer = FfiFuture::new(async move { inner.await + 1 });
 
     let polled = poll_from_across(&mut outer, &waker);
@@ -210,43 +223,35 @@ fn from_plugin<T>(future: plugin::FfiFuture<T>) -> FfiFuture<T> {
     unsafe { std::mem::transmute(future) }
 }
 
-/// Like `registering`, but pending at its first poll.
-fn registering_then_ready(slot: Arc<Mutex<Option<Waker>>>) -> impl Future<Output = u32> + Send {
-    let mut first = true;
-    poll_fn(move |cx| {
-        *slot.lock().unwrap() = Some(cx.waker().clone());
-        match std::mem::take(&mut first) {
-            true => Poll::Pending,
-            false => Poll::Ready(7),
-        }
-    })
+/// Polls `future` with `waker`, which leaves it pending, and takes the waker it registered.
+fn poll_pending<F: Future>(future: Pin<&mut F>, waker: &Waker, slot: &Slot) -> Waker {
+    assert!(future.poll(&mut Context::from_waker(waker)).is_pending());
+    slot.lock().unwrap().take().expect("a waker registered")
+}
+
+/// Wakes `registered` on another thread, as a reactor would.
+fn wake_on_another_thread(registered: Waker) {
+    std::thread::spawn(move || registered.wake())
+        .join()
+        .unwrap();
 }
 
 /// The host polls a plugin's task, which awaits a host future: the host future registers the
 /// host's own waker, and a wake from another thread reaches the host's executor.
 #[test]
 fn across_two_binaries_the_host_future_registers_the_hosts_own_waker() {
-    let executor = Arc::new(Executor::default());
-    let waker = Waker::from(executor.clone());
-    let slot = Arc::new(Mutex::new(None));
-    let publish = to_plugin(FfiFuture::new(registering_then_ready(slot.clone())));
+    let (executor, waker, slot) = executor();
+    let publish = to_plugin(FfiFuture::new(registering(slot.clone(), true)));
     let task = plugin::FfiFuture::new(async move { publish.await + 1 });
     let mut task = pin!(from_plugin(task));
 
-    assert!(task
-        .as_mut()
-        .poll(&mut Context::from_waker(&waker))
-        .is_pending());
-
-    let registered = slot.lock().unwrap().take().unwrap();
+    let registered = poll_pending(task.as_mut(), &waker, &slot);
     assert!(
         registered.will_wake(&waker),
         "the host's waker after two crossings"
     );
     assert_eq!(Arc::strong_count(&executor), 3);
-    std::thread::spawn(move || registered.wake())
-        .join()
-        .unwrap();
+    wake_on_another_thread(registered);
     assert_eq!(executor.wakes.load(Ordering::SeqCst), 1);
     assert_eq!(
         task.as_mut().poll(&mut Context::from_waker(&waker)),
@@ -260,12 +265,8 @@ fn across_two_binaries_the_host_future_registers_the_hosts_own_waker() {
 /// clone is the host's own waker behind an FFI waker the host made, which the host unwraps.
 #[test]
 fn a_clone_the_plugin_kept_is_unwrapped_by_the_host() {
-    let executor = Arc::new(Executor::default());
-    let waker = Waker::from(executor.clone());
-    let slot = Arc::new(Mutex::new(None));
-    let mut publish = Box::pin(to_plugin(FfiFuture::new(registering_then_ready(
-        slot.clone(),
-    ))));
+    let (executor, waker, slot) = executor();
+    let mut publish = Box::pin(to_plugin(FfiFuture::new(registering(slot.clone(), true))));
     let mut kept: Option<Waker> = None;
     let task = plugin::FfiFuture::new(poll_fn(move |cx| {
         let kept = kept.get_or_insert_with(|| cx.waker().clone()).clone();
@@ -273,16 +274,9 @@ fn a_clone_the_plugin_kept_is_unwrapped_by_the_host() {
     }));
     let mut task = pin!(from_plugin(task));
 
-    assert!(task
-        .as_mut()
-        .poll(&mut Context::from_waker(&waker))
-        .is_pending());
-
-    let registered = slot.lock().unwrap().take().unwrap();
+    let registered = poll_pending(task.as_mut(), &waker, &slot);
     assert!(registered.will_wake(&waker));
-    std::thread::spawn(move || registered.wake())
-        .join()
-        .unwrap();
+    wake_on_another_thread(registered);
     assert_eq!(executor.wakes.load(Ordering::SeqCst), 1);
     assert_eq!(
         task.as_mut().poll(&mut Context::from_waker(&waker)),
@@ -294,19 +288,10 @@ fn a_clone_the_plugin_kept_is_unwrapped_by_the_host() {
 /// of the plugin's (one box in the plugin per clone), which wakes the plugin's executor.
 #[test]
 fn a_plugin_polling_on_its_own_thread_is_woken_through_its_waker() {
-    let executor = Arc::new(Executor::default());
-    let waker = Waker::from(executor.clone());
-    let slot = Arc::new(Mutex::new(None));
-    let mut publish = pin!(to_plugin(FfiFuture::new(registering_then_ready(
-        slot.clone()
-    ))));
+    let (executor, waker, slot) = executor();
+    let mut publish = pin!(to_plugin(FfiFuture::new(registering(slot.clone(), true))));
 
-    assert!(publish
-        .as_mut()
-        .poll(&mut Context::from_waker(&waker))
-        .is_pending());
-
-    let registered = slot.lock().unwrap().take().unwrap();
+    let registered = poll_pending(publish.as_mut(), &waker, &slot);
     assert!(
         !registered.will_wake(&waker),
         "an FFI waker of the plugin's"
@@ -316,9 +301,7 @@ fn a_plugin_polling_on_its_own_thread_is_woken_through_its_waker() {
         3,
         "its clone, boxed in the plugin"
     );
-    std::thread::spawn(move || registered.wake())
-        .join()
-        .unwrap();
+    wake_on_another_thread(registered);
     assert_eq!(executor.wakes.load(Ordering::SeqCst), 1);
     assert_eq!(Arc::strong_count(&executor), 2);
 }
