@@ -80,8 +80,8 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use abi_stable::{sabi_trait::TD_Opaque, std_types::RResult};
+    use plugin_abi::FfiFuture;
     use plugin_abi::{FfiFailure, FfiRequest, FfiResponse, RouteHandler, RouteHandler_TO};
-    use plugin_abi::{FfiFuture, FutureExt};
 
     use super::*;
 
@@ -90,7 +90,7 @@ mod tests {
 
     impl RouteHandler for Never {
         fn handle(&self, _request: FfiRequest) -> FfiFuture<RResult<FfiResponse, FfiFailure>> {
-            async { unreachable!("the route is never called") }.into_ffi()
+            FfiFuture::new(async { unreachable!("the route is never called") })
         }
     }
 

@@ -68,7 +68,7 @@ pub(crate) fn printable_word(word: u64) -> bool {
 }
 
 pub use args::{Arg, ArgKind};
-pub use future::{FfiContext, FfiFuture, FfiPoll, FutureExt};
+pub use future::FfiFuture;
 pub use host::*;
 pub use plugin::*;
 pub use types::*;

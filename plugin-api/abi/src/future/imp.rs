@@ -285,13 +285,3 @@ impl<T> Future for FfiFuture<T> {
         }
     }
 }
-
-/// `.into_ffi()` on any `Send + 'static` future: [`FfiFuture::new`].
-pub trait FutureExt: Future + Send + Sized + 'static {
-    /// The future as an [`FfiFuture`].
-    fn into_ffi(self) -> FfiFuture<Self::Output> {
-        FfiFuture::new(self)
-    }
-}
-
-impl<F: Future + Send + 'static> FutureExt for F {}
