@@ -621,12 +621,26 @@ where
     Ok((xs, ys))
 }
 
-/// The median of the per-round ratios. Each round's ratio goes to stderr too: how far they
-/// spread is what tells a real difference from this machine's noise.
+/// The median of the per-round ratios. Each round's ratio goes to stderr too, and each
+/// round's two readings: how far they spread is what tells a real difference from this
+/// machine's noise, and the readings tell which side moved.
 fn ratios(id: &str, xs: &[f64], ys: &[f64]) -> f64 {
     let per_round: Vec<f64> = xs.iter().zip(ys).map(|(x, y)| x / y).collect();
     let shown: Vec<String> = per_round.iter().map(|r| format!("{r:.3}")).collect();
     eprintln!("[bench] {id} per round: {}", shown.join(" "));
+    let side = |v: f64| {
+        if v.abs() >= 100.0 {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.2}")
+        }
+    };
+    let sides: Vec<String> = xs
+        .iter()
+        .zip(ys)
+        .map(|(x, y)| format!("{}/{}", side(*x), side(*y)))
+        .collect();
+    eprintln!("[bench] {id} per round, host/baseline: {}", sides.join(" "));
     median(&per_round)
 }
 
